@@ -1,0 +1,108 @@
+// Building, reading and rebuilding deltas. Build works on local files;
+// reading goes through BlockSource so the same code serves the mount, local
+// or remote.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tenpak/block_source.h"
+#include "tenpak/format.h"
+#include "tenpak/frame_codec.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+using Progress = std::function<void(uint64_t done, uint64_t total)>;
+
+struct BuildOptions {
+  int zstd_level = 3;
+  unsigned threads = 0;  // 0: hardware concurrency
+  Progress progress;     // bytes of fine-tune processed
+  // estimate: encode only every `sample_every`-th tensor frame and extrapolate; write nothing.
+  unsigned sample_every = 1;
+};
+
+struct TensorReport {
+  std::string file, name, dtype, match;  // match: "same", "resized", "dtype", "none", "identical"
+  uint64_t out_bytes = 0, delta_bytes = 0;
+  std::string codecs;  // comma-separated codecs used by its frames
+};
+
+struct FileReport {
+  std::string name;
+  uint64_t out_bytes = 0, delta_bytes = 0;
+  uint32_t frames = 0;
+};
+
+struct BuildReport {
+  uint64_t finetune_bytes = 0;   // total size of the fine-tune as served
+  uint64_t delta_bytes = 0;      // tenpak.dat + tenpak.idx (estimated when sampling)
+  uint64_t index_bytes = 0;
+  uint64_t frames = 0;
+  uint64_t tensors = 0, tensors_matched = 0, tensors_identical = 0;
+  std::vector<FileReport> files;
+  std::vector<TensorReport> tensors_detail;
+  double seconds = 0;
+  bool estimated = false;
+};
+
+// Builds a delta of `finetune` against `base` into directory `out_dir`
+// (written under a temporary name and renamed at the end; refuses an
+// existing non-empty out_dir).
+Result<BuildReport> build_delta(const std::string& base, const std::string& finetune, const std::string& out_dir,
+                                const BuildOptions& opt);
+
+// Same analysis without writing: samples frames (opt.sample_every).
+Result<BuildReport> estimate_delta(const std::string& base, const std::string& finetune, const BuildOptions& opt);
+
+// Reads frames of a delta. Thread-safe.
+class DeltaReader {
+ public:
+  // `index` and `data` are the delta's two files; `bases[i]` serves base file i
+  // of the manifest (null when no frame needs it).
+  static Result<std::unique_ptr<DeltaReader>> open(std::unique_ptr<BlockSource> index, std::unique_ptr<BlockSource> data,
+                                                   const std::string& delta_name);
+  const Manifest& manifest() const { return m_; }
+  // Sets the source of base file i. Checked against the manifest's size.
+  Status set_base(uint32_t i, std::unique_ptr<BlockSource> src);
+  bool has_base(uint32_t i) const { return i < bases_.size() && bases_[i] != nullptr; }
+  // Rebuilds frame `k` into `out` (frame.out_len bytes) and checks its xxh3.
+  // Errors name the delta, output file and frame.
+  Status read_frame(uint32_t k, uint8_t* out);
+  // Frames of output file `file` that overlap [off, off+len).
+  std::pair<uint32_t, uint32_t> frames_for(uint32_t file, uint64_t off, uint64_t len) const;
+  const std::string& name() const { return name_; }
+
+ private:
+  DeltaReader() = default;
+  Manifest m_;
+  std::string name_;
+  std::unique_ptr<BlockSource> data_;
+  std::vector<std::unique_ptr<BlockSource>> bases_;
+};
+
+// Opens a delta directory on local disk.
+Result<std::unique_ptr<DeltaReader>> open_delta_dir(const std::string& dir);
+
+// Attaches the base at `base_path` (directory or single file) to `r`:
+// every base file is matched by name (a single file by its only entry),
+// its size checked, and, when `check_sha256`, its sha256 compared with the
+// manifest before anything else happens.
+Status attach_local_base(DeltaReader& r, const std::string& base_path, bool check_sha256, const Progress& progress = {});
+
+struct ApplyOptions {
+  unsigned threads = 0;
+  Progress progress;  // bytes of output rebuilt
+};
+
+// Rebuilds every file into `out_dir` (staged under a temporary name, renamed
+// when every sha256 matched). With out_dir empty, rebuilds in memory only
+// (verify). Returns bytes rebuilt.
+Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const ApplyOptions& opt);
+
+}  // namespace tenpak

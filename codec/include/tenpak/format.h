@@ -1,0 +1,85 @@
+// The TenPak delta format, version 1. docs/FORMAT.md is the normative text;
+// this header mirrors it. A delta is a directory holding two files:
+//   tenpak.idx  - the index (this structure, serialized)
+//   tenpak.dat  - frame payloads, concatenated, addressed by the index
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tenpak/hash.h"
+#include "tenpak/safetensors.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+constexpr char kIndexFile[] = "tenpak.idx";
+constexpr char kDataFile[] = "tenpak.dat";
+constexpr uint32_t kFormatVersion = 1;
+
+// Limits: anything larger is refused when parsing.
+constexpr uint32_t kMaxFiles = 1u << 16;
+constexpr uint32_t kMaxFrames = 1u << 26;
+constexpr uint32_t kMaxNameLen = 4096;
+constexpr uint32_t kMaxFrameOut = 1u << 20;          // 1 MiB of output per frame
+constexpr uint32_t kMaxFramePayload = (1u << 20) + (1u << 16);  // zstd worst case fits
+constexpr uint32_t kNoBase = 0xffffffffu;
+
+enum class Codec : uint8_t {
+  store = 0,        // payload is the output bytes
+  zstd = 1,         // zstd(output)
+  copy_base = 2,    // output == base range (after dtype conversion); empty payload
+  xor_planes = 3,   // zstd(byte planes of (out XOR base))
+  sub_planes = 4,   // zstd(byte planes of zigzag(ord(out) - ord(base)))
+  planes = 5,       // zstd(byte planes of out), no base
+  sub_split = 6,    // sub_planes, low-byte planes split by high-byte context
+};
+constexpr uint8_t kMaxCodec = 6;
+const char* codec_name(Codec c);
+
+struct BaseFile {
+  std::string name;     // relative path in the base model directory
+  uint64_t size = 0;
+  Sha256 sha256{};
+};
+
+struct OutFile {
+  std::string name;     // relative path in the fine-tuned model directory
+  uint64_t size = 0;
+  Sha256 sha256{};
+  uint32_t mode = 0644;
+  uint32_t first_frame = 0;  // frames [first_frame, first_frame + frame_count)
+  uint32_t frame_count = 0;
+};
+
+struct Frame {
+  uint32_t file = 0;        // index into out_files
+  uint64_t out_offset = 0;
+  uint32_t out_len = 0;
+  uint64_t data_offset = 0;  // into tenpak.dat
+  uint32_t data_len = 0;
+  Codec codec = Codec::store;
+  DType dtype = DType::U8;       // element type of the output bytes
+  DType base_dtype = DType::U8;  // element type of the base bytes
+  uint32_t base_file = kNoBase;  // index into base_files, or kNoBase
+  uint64_t base_offset = 0;
+  uint32_t base_len = 0;
+  Xxh128 hash{};             // xxh3-128 of the output bytes
+};
+
+struct Manifest {
+  std::vector<BaseFile> base_files;
+  std::vector<OutFile> out_files;
+  std::vector<Frame> frames;     // grouped by file, ascending out_offset
+};
+
+std::string serialize_manifest(const Manifest& m);
+// Parses and validates: limits, frames tile every file exactly, names are
+// safe relative paths (no "..", no absolute paths, no empty components),
+// codec/dtype/base references are in range. `what` names the file in errors.
+Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& what);
+
+// True for a relative path without "..", ".", empty components, NUL or a leading "/".
+bool is_safe_relative_path(const std::string& s);
+
+}  // namespace tenpak

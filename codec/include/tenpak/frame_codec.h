@@ -1,0 +1,40 @@
+// Encoding and decoding of one frame. A frame is at most 1 MiB of output;
+// it decodes alone from its payload and (for delta codecs) one base range.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tenpak/format.h"
+
+namespace tenpak {
+
+struct EncodedFrame {
+  Codec codec = Codec::store;
+  std::string payload;
+};
+
+struct EncodeOptions {
+  int zstd_level = 3;
+};
+
+// Chooses the smallest codec for `out` (n bytes of elements of type `dt`).
+// `base` is null, or points at n bytes: the matched base range already
+// converted to `dt`. The choice is made from entropy estimates of each
+// candidate's streams, so only the winner is compressed.
+EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t* base, const EncodeOptions& opt);
+
+// Encodes with one given codec (used by tests and benchmarks).
+EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, const uint8_t* base, int level);
+
+// Decodes into `out` (f.out_len bytes). `base_raw` holds f.base_len bytes of
+// the base file in f.base_dtype (null when the codec takes no base).
+// Does not check the hash: callers do (see FrameReader).
+Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_raw, uint8_t* out);
+
+// Converts n elements from `from` to `to` (float types among F64, F32, F16,
+// BF16; round to nearest even). Returns false if the pair is unsupported.
+bool convert_dtype(const uint8_t* src, DType from, size_t n, DType to, uint8_t* dst);
+bool can_convert_dtype(DType from, DType to);
+
+}  // namespace tenpak

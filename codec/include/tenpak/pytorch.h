@@ -1,0 +1,35 @@
+// PyTorch zip checkpoints (torch.save, `pytorch_model.bin`, `.pt`) read
+// WITHOUT running pickle code: a restricted unpickler that understands
+// tensors and plain containers (dict, list, tuple, OrderedDict, sets) and the
+// state of pickled objects (nn.Module's _parameters/_buffers/_modules), and
+// refuses any call it does not know with a clear error.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tenpak/safetensors.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+struct CheckpointTensor {
+  std::string name;              // state_dict-style name, e.g. "model.0.conv.weight"
+  DType dtype = DType::unknown;
+  std::vector<uint64_t> shape;
+  uint64_t file_offset = 0;      // where its bytes start inside the zip file
+  uint64_t nbytes = 0;
+  bool contiguous_in_file = false;  // row-major, dense, in a STORED entry
+};
+
+struct Checkpoint {
+  std::vector<CheckpointTensor> tensors;  // in state_dict order
+};
+
+Result<Checkpoint> read_pytorch_checkpoint(const uint8_t* data, uint64_t size, const std::string& path);
+
+// A safetensors file with the checkpoint's tensors in state_dict order.
+Result<std::vector<uint8_t>> checkpoint_to_safetensors(const Checkpoint& ck, const uint8_t* data,
+                                                       const std::string& path);
+
+}  // namespace tenpak

@@ -1,0 +1,360 @@
+// Delta building: match fine-tune tensors to base tensors, cut every output
+// file into frames that never cross a tensor boundary, encode frames in
+// parallel, write payloads in order, then the index.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "io_util.h"
+#include "tenpak/delta.h"
+#include "tenpak/model.h"
+
+namespace tenpak {
+namespace {
+
+struct BaseRef {
+  uint32_t file;
+  const TensorInfo* t;
+};
+
+// Finds the base tensor for a fine-tune tensor name: exactly, or when one side
+// adds or drops leading name components ("model.", "base_model.model.", ...).
+// Suffix matches need at least two components and must be unique.
+class BaseIndex {
+ public:
+  void add(uint32_t file, const TensorInfo& t) {
+    exact_.emplace(t.name, BaseRef{file, &t});
+    for (auto& s : suffixes(t.name)) suffix_[s].push_back(BaseRef{file, &t});
+  }
+  const BaseRef* find(const std::string& name) const {
+    if (auto it = exact_.find(name); it != exact_.end()) return &it->second;
+    std::vector<std::string> cands{name};
+    for (auto& s : suffixes(name)) cands.push_back(s);
+    for (auto& c : cands) {  // fine-tune has an extra prefix
+      if (auto it = exact_.find(c); it != exact_.end()) return &it->second;
+    }
+    for (auto& c : cands) {  // base has an extra prefix (or both differ)
+      if (auto it = suffix_.find(c); it != suffix_.end() && it->second.size() == 1) return &it->second[0];
+    }
+    return nullptr;
+  }
+
+ private:
+  static std::vector<std::string> suffixes(const std::string& n) {
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while ((pos = n.find('.', pos)) != std::string::npos) {
+      std::string s = n.substr(pos + 1);
+      if (std::count(s.begin(), s.end(), '.') < 1) break;
+      out.push_back(s);
+      ++pos;
+    }
+    return out;
+  }
+  std::unordered_map<std::string, BaseRef> exact_;
+  std::unordered_map<std::string, std::vector<BaseRef>> suffix_;
+};
+
+struct Job {
+  uint32_t file;
+  uint64_t off;
+  uint32_t len;
+  DType dt = DType::U8, bdt = DType::U8;
+  uint32_t base_file = kNoBase;
+  uint64_t base_off = 0;
+  uint32_t base_len = 0;
+  int tensor = -1;  // index into report.tensors_detail
+  int klass = 0;    // estimate class
+  bool sampled = true;
+};
+
+void chunk_raw(std::vector<Job>& jobs, uint32_t file, uint64_t b, uint64_t e) {
+  for (uint64_t p = b; p < e; p += kMaxFrameOut) {
+    Job j;
+    j.file = file;
+    j.off = p;
+    j.len = static_cast<uint32_t>(std::min<uint64_t>(kMaxFrameOut, e - p));
+    jobs.push_back(j);
+  }
+}
+
+// Plans the frames of one tensor. `base` may be null (no match).
+void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, const BaseRef* base, int tensor_idx,
+                 std::string& match) {
+  const size_t w = dtype_size(t.dtype);
+  const uint64_t step = (kMaxFrameOut / w) * w;
+  uint64_t overlap = 0;  // bytes of the fine-tune tensor that have a base counterpart
+  DType bdt = t.dtype;
+  match = "none";
+  if (base) {
+    const TensorInfo& b = *base->t;
+    bool dtype_ok = b.dtype == t.dtype || can_convert_dtype(b.dtype, t.dtype);
+    bool same_rank = b.shape.size() == t.shape.size();
+    bool tail_same = same_rank && !t.shape.empty() && std::equal(t.shape.begin() + 1, t.shape.end(), b.shape.begin() + 1);
+    if (dtype_ok && b.shape == t.shape) {
+      overlap = t.nbytes();
+      match = b.dtype == t.dtype ? "same" : "dtype";
+    } else if (dtype_ok && tail_same) {
+      // Rows added or removed along dim 0 (resized vocabulary, new head rows).
+      uint64_t row = t.shape[0] ? t.nbytes() / t.shape[0] : 0;
+      overlap = std::min(t.shape[0], b.shape[0]) * row;
+      match = "resized";
+    }
+    bdt = b.dtype;
+  }
+  const size_t bw = dtype_size(bdt);
+  int klass = (match == "none" ? 0 : 1) * 32 + static_cast<int>(t.dtype);
+  auto emit = [&](uint64_t rel_b, uint64_t rel_e, bool with_base) {
+    for (uint64_t p = rel_b; p < rel_e; p += step) {
+      Job j;
+      j.file = file;
+      j.off = t.begin + p;
+      j.len = static_cast<uint32_t>(std::min<uint64_t>(step, rel_e - p));
+      j.dt = t.dtype;
+      j.tensor = tensor_idx;
+      j.klass = klass;
+      if (with_base) {
+        j.bdt = bdt;
+        j.base_file = base->file;
+        j.base_off = base->t->begin + p / w * bw;
+        j.base_len = static_cast<uint32_t>(j.len / w * bw);
+      } else {
+        j.bdt = t.dtype;
+      }
+      jobs.push_back(j);
+    }
+  };
+  emit(0, overlap, true);
+  emit(overlap, t.nbytes(), false);
+}
+
+struct Encoded {
+  EncodedFrame e;
+  Xxh128 hash;
+};
+
+class Builder {
+ public:
+  Builder(const BuildOptions& opt) : opt_(opt) {}
+
+  Result<BuildReport> run(const std::string& base_path, const std::string& ft_path, const std::string* out_dir) {
+    auto t0 = std::chrono::steady_clock::now();
+    LoadOptions bl;
+    bl.convert_checkpoints = false;
+    auto base = load_model(base_path, bl);
+    if (!base.ok()) return base.status();
+    auto ft = load_model(ft_path, LoadOptions{});
+    if (!ft.ok()) return ft.status();
+    base_ = &base.value();
+    ft_ = &ft.value();
+
+    for (uint32_t i = 0; i < base_->files.size(); ++i) {
+      auto& f = *base_->files[i];
+      for (auto& t : f.header.tensors) index_.add(i, t);
+      BaseFile bf;
+      bf.name = f.name;
+      bf.size = f.map->size();
+      if (out_dir) bf.sha256 = sha256(f.map->data(), f.map->size());
+      m_.base_files.push_back(std::move(bf));
+    }
+    std::set<std::string> seen;
+    for (auto& f : ft_->files) {
+      if (!seen.insert(f->name).second)
+        return Status{Errc::invalid, ft_path + ": two inputs map to the output file '" + f->name + "'"};
+      report_.finetune_bytes += f->size;
+    }
+
+    StagingDir stage;
+    OutFileWriter data;
+    if (out_dir) {
+      TP_RETURN_IF_ERROR(stage.create(*out_dir));
+      TP_RETURN_IF_ERROR(data.open(stage.path() + "/" + kDataFile));
+    }
+    data_ = out_dir ? &data : nullptr;
+
+    for (uint32_t fi = 0; fi < ft_->files.size(); ++fi) TP_RETURN_IF_ERROR(build_file(fi));
+
+    std::string idx = serialize_manifest(m_);
+    report_.index_bytes = idx.size();
+    report_.frames = m_.frames.size();
+    if (out_dir) {
+      TP_RETURN_IF_ERROR(data.close());
+      OutFileWriter iw;
+      TP_RETURN_IF_ERROR(iw.open(stage.path() + "/" + kIndexFile));
+      TP_RETURN_IF_ERROR(iw.write(idx.data(), idx.size()));
+      TP_RETURN_IF_ERROR(iw.close());
+      TP_RETURN_IF_ERROR(stage.commit());
+      report_.delta_bytes = data_pos_ + idx.size();
+    } else {
+      // Extrapolate per class from the sampled frames.
+      double total = static_cast<double>(idx.size());
+      for (auto& [k, c] : classes_) {
+        double ratio = c.sampled_out ? static_cast<double>(c.sampled_delta) / c.sampled_out : 1.0;
+        total += ratio * static_cast<double>(c.out);
+      }
+      report_.delta_bytes = static_cast<uint64_t>(total);
+      report_.estimated = true;
+    }
+    report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return report_;
+  }
+
+ private:
+  struct Klass { uint64_t out = 0, sampled_out = 0, sampled_delta = 0; };
+
+  Status build_file(uint32_t fi) {
+    const ModelFile& f = *ft_->files[fi];
+    OutFile of;
+    of.name = f.name;
+    of.size = f.size;
+    of.mode = f.mode;
+    of.first_frame = static_cast<uint32_t>(m_.frames.size());
+    std::vector<Job> jobs;
+    if (f.has_tensors) {
+      uint64_t pos = 0;
+      for (auto& t : f.header.tensors) {
+        if (t.begin > pos) chunk_raw(jobs, fi, pos, t.begin);
+        const BaseRef* b = index_.find(t.name);
+        TensorReport tr;
+        tr.file = f.name;
+        tr.name = t.name;
+        tr.dtype = dtype_name(t.dtype);
+        tr.out_bytes = t.nbytes();
+        ++report_.tensors;
+        int idx = static_cast<int>(report_.tensors_detail.size());
+        plan_tensor(jobs, fi, t, b, idx, tr.match);
+        if (tr.match != "none") ++report_.tensors_matched;
+        report_.tensors_detail.push_back(std::move(tr));
+        pos = std::max(pos, t.end);
+      }
+      if (pos < f.size) chunk_raw(jobs, fi, pos, f.size);
+    } else {
+      chunk_raw(jobs, fi, 0, f.size);
+    }
+    if (opt_.sample_every > 1) {
+      // Estimate: encode every k-th frame of each class (and all tiny files).
+      std::map<int, uint64_t> counter;
+      for (auto& j : jobs) j.sampled = (counter[j.klass]++ % opt_.sample_every) == 0;
+    }
+    for (auto& j : jobs) classes_[j.klass].out += j.len;
+
+    Sha256Hasher sha;
+    const uint8_t* bytes = f.bytes();
+    unsigned threads = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
+    const size_t batch = threads * 4;
+    std::vector<Encoded> enc(batch);
+    for (size_t b0 = 0; b0 < jobs.size(); b0 += batch) {
+      size_t b1 = std::min(jobs.size(), b0 + batch);
+      std::atomic<size_t> next{b0};
+      auto work = [&] {
+        std::vector<uint8_t> conv;
+        for (size_t k; (k = next.fetch_add(1)) < b1;) {
+          const Job& j = jobs[k];
+          Encoded& e = enc[k - b0];
+          const uint8_t* out = bytes + j.off;
+          e.hash = xxh128(out, j.len);
+          if (!j.sampled) { e.e = {}; continue; }
+          const uint8_t* base = nullptr;
+          if (j.base_file != kNoBase) {
+            base = base_->files[j.base_file]->map->data() + j.base_off;
+            if (j.bdt != j.dt) {
+              conv.resize(j.len);
+              convert_dtype(base, j.bdt, j.base_len / dtype_size(j.bdt), j.dt, conv.data());
+              base = conv.data();
+            }
+          }
+          EncodeOptions eo;
+          eo.zstd_level = opt_.zstd_level;
+          e.e = encode_frame(out, j.len, j.dt, base, eo);
+        }
+      };
+      std::vector<std::thread> pool;
+      unsigned nt = static_cast<unsigned>(std::min<size_t>(threads, b1 - b0));
+      for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
+      work();
+      for (auto& t : pool) t.join();
+      for (size_t k = b0; k < b1; ++k) {
+        Job& j = jobs[k];
+        Encoded& e = enc[k - b0];
+        if (data_) sha.update(bytes + j.off, j.len);
+        Frame fr;
+        fr.file = fi;
+        fr.out_offset = j.off;
+        fr.out_len = j.len;
+        fr.codec = e.e.codec;
+        fr.dtype = j.dt;
+        fr.base_dtype = j.bdt;
+        fr.hash = e.hash;
+        if (e.e.codec == Codec::copy_base || e.e.codec == Codec::xor_planes || e.e.codec == Codec::sub_planes ||
+            e.e.codec == Codec::sub_split) {
+          fr.base_file = j.base_file;
+          fr.base_offset = j.base_off;
+          fr.base_len = j.base_len;
+        } else {
+          fr.base_dtype = fr.dtype;
+        }
+        fr.data_offset = data_pos_;
+        fr.data_len = static_cast<uint32_t>(e.e.payload.size());
+        if (data_) TP_RETURN_IF_ERROR(data_->write(e.e.payload.data(), e.e.payload.size()));
+        data_pos_ += e.e.payload.size();
+        if (j.sampled) {
+          auto& c = classes_[j.klass];
+          c.sampled_out += j.len;
+          c.sampled_delta += e.e.payload.size();
+        }
+        if (j.tensor >= 0) {
+          auto& tr = report_.tensors_detail[j.tensor];
+          tr.delta_bytes += e.e.payload.size();
+          std::string cn = codec_name(e.e.codec);
+          if (tr.codecs.find(cn) == std::string::npos) tr.codecs += (tr.codecs.empty() ? "" : ",") + cn;
+        }
+        m_.frames.push_back(fr);
+        done_ += j.len;
+      }
+      if (opt_.progress) opt_.progress(done_, report_.finetune_bytes);
+    }
+    for (auto& tr : report_.tensors_detail)
+      if (tr.file == f.name && tr.codecs == "copy_base") { tr.match = "identical"; ++report_.tensors_identical; }
+    of.frame_count = static_cast<uint32_t>(m_.frames.size()) - of.first_frame;
+    if (data_) of.sha256 = sha.finish();
+    FileReport fr;
+    fr.name = f.name;
+    fr.out_bytes = f.size;
+    fr.frames = of.frame_count;
+    for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) fr.delta_bytes += m_.frames[k].data_len;
+    report_.files.push_back(fr);
+    m_.out_files.push_back(std::move(of));
+    return Status::Ok();
+  }
+
+  BuildOptions opt_;
+  Model* base_ = nullptr;
+  Model* ft_ = nullptr;
+  BaseIndex index_;
+  Manifest m_;
+  BuildReport report_;
+  OutFileWriter* data_ = nullptr;
+  uint64_t data_pos_ = 0, done_ = 0;
+  std::map<int, Klass> classes_;
+};
+
+}  // namespace
+
+Result<BuildReport> build_delta(const std::string& base, const std::string& finetune, const std::string& out_dir,
+                                const BuildOptions& opt) {
+  Builder b(opt);
+  return b.run(base, finetune, &out_dir);
+}
+
+Result<BuildReport> estimate_delta(const std::string& base, const std::string& finetune, const BuildOptions& opt) {
+  BuildOptions o = opt;
+  if (o.sample_every < 1) o.sample_every = 1;
+  Builder b(o);
+  return b.run(base, finetune, nullptr);
+}
+
+}  // namespace tenpak

@@ -1,0 +1,194 @@
+#include "tenpak/format.h"
+
+#include <cstring>
+
+namespace tenpak {
+
+const char* codec_name(Codec c) {
+  switch (c) {
+    case Codec::store: return "store";
+    case Codec::zstd: return "zstd";
+    case Codec::copy_base: return "copy_base";
+    case Codec::xor_planes: return "xor_planes";
+    case Codec::sub_planes: return "sub_planes";
+    case Codec::planes: return "planes";
+    case Codec::sub_split: return "sub_split";
+  }
+  return "?";
+}
+
+bool is_safe_relative_path(const std::string& s) {
+  if (s.empty() || s.size() > kMaxNameLen || s[0] == '/') return false;
+  size_t start = 0;
+  while (true) {
+    size_t slash = s.find('/', start);
+    std::string comp = s.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (comp.empty() || comp == "." || comp == "..") return false;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return s.find('\0') == std::string::npos && s.find('\\') == std::string::npos;
+}
+
+namespace {
+
+constexpr char kMagic[8] = {'T', 'P', 'K', 'I', 'D', 'X', '\r', '\n'};
+
+class Writer {
+ public:
+  void u8(uint8_t v) { s_.push_back(static_cast<char>(v)); }
+  void u32(uint32_t v) { for (int i = 0; i < 4; ++i) u8(static_cast<uint8_t>(v >> (8 * i))); }
+  void u64(uint64_t v) { for (int i = 0; i < 8; ++i) u8(static_cast<uint8_t>(v >> (8 * i))); }
+  void bytes(const void* p, size_t n) { s_.append(static_cast<const char*>(p), n); }
+  void str(const std::string& v) { u32(static_cast<uint32_t>(v.size())); bytes(v.data(), v.size()); }
+  std::string& out() { return s_; }
+ private:
+  std::string s_;
+};
+
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+  bool u8(uint8_t& v) { if (pos_ + 1 > n_) return false; v = p_[pos_++]; return true; }
+  bool u32(uint32_t& v) {
+    if (pos_ + 4 > n_) return false;
+    v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | p_[pos_ + i];
+    pos_ += 4;
+    return true;
+  }
+  bool u64(uint64_t& v) {
+    if (pos_ + 8 > n_) return false;
+    v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p_[pos_ + i];
+    pos_ += 8;
+    return true;
+  }
+  bool bytes(void* d, size_t k) { if (pos_ + k > n_) return false; std::memcpy(d, p_ + pos_, k); pos_ += k; return true; }
+  bool str(std::string& s) {
+    uint32_t len;
+    if (!u32(len) || len > kMaxNameLen || pos_ + len > n_) return false;
+    s.assign(reinterpret_cast<const char*>(p_ + pos_), len);
+    pos_ += len;
+    return true;
+  }
+  size_t pos() const { return pos_; }
+ private:
+  const uint8_t* p_;
+  size_t n_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string serialize_manifest(const Manifest& m) {
+  Writer w;
+  w.bytes(kMagic, 8);
+  w.u32(kFormatVersion);
+  w.u32(0);  // flags
+  w.u32(static_cast<uint32_t>(m.base_files.size()));
+  w.u32(static_cast<uint32_t>(m.out_files.size()));
+  w.u32(static_cast<uint32_t>(m.frames.size()));
+  w.u32(0);  // reserved
+  for (auto& b : m.base_files) { w.str(b.name); w.u64(b.size); w.bytes(b.sha256.data(), 32); }
+  for (auto& f : m.out_files) {
+    w.str(f.name); w.u64(f.size); w.bytes(f.sha256.data(), 32);
+    w.u32(f.mode); w.u32(f.first_frame); w.u32(f.frame_count);
+  }
+  for (auto& f : m.frames) {
+    w.u32(f.file); w.u64(f.out_offset); w.u32(f.out_len);
+    w.u64(f.data_offset); w.u32(f.data_len);
+    w.u8(static_cast<uint8_t>(f.codec)); w.u8(static_cast<uint8_t>(f.dtype));
+    w.u8(static_cast<uint8_t>(f.base_dtype)); w.u8(0);
+    w.u32(f.base_file); w.u64(f.base_offset); w.u32(f.base_len);
+    w.bytes(f.hash.data(), 16);
+  }
+  uint64_t check = xxh64(w.out().data(), w.out().size());
+  w.u64(check);
+  return std::move(w.out());
+}
+
+Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& what) {
+  auto bad = [&](const std::string& why) { return Status{Errc::corrupt, what + ": " + why}; };
+  if (n < 40 || std::memcmp(p, kMagic, 8) != 0) return bad("not a TenPak index (bad magic)");
+  Reader r(p, n);
+  char magic[8];
+  r.bytes(magic, 8);
+  uint32_t version, flags, nb, nf, nfr, reserved;
+  r.u32(version);
+  if (version != kFormatVersion)
+    return Status{Errc::unsupported, what + ": index format version " + std::to_string(version) +
+                                         " is not supported (this build reads version " +
+                                         std::to_string(kFormatVersion) + ")"};
+  uint64_t stored;
+  std::memcpy(&stored, p + n - 8, 8);  // little-endian hosts only (checked at build time)
+  if (xxh64(p, n - 8) != stored) return bad("index checksum mismatch (file damaged)");
+  r.u32(flags); r.u32(nb); r.u32(nf); r.u32(nfr); r.u32(reserved);
+  if (flags != 0) return bad("unknown flags " + std::to_string(flags));
+  if (nb > kMaxFiles || nf > kMaxFiles || nfr > kMaxFrames) return bad("count over the format's limits");
+  // Smallest possible encodings: enough bytes must remain for the counts given.
+  // Minimum record sizes: base file 45, output file 57, frame 64 bytes.
+  if (static_cast<uint64_t>(nb) * 44 + static_cast<uint64_t>(nf) * 56 + static_cast<uint64_t>(nfr) * 64 > n)
+    return bad("counts larger than the index");
+  Manifest m;
+  m.base_files.resize(nb);
+  for (auto& b : m.base_files) {
+    if (!r.str(b.name) || !r.u64(b.size) || !r.bytes(b.sha256.data(), 32)) return bad("truncated base file table");
+    if (!is_safe_relative_path(b.name)) return bad("unsafe base file name '" + b.name + "'");
+  }
+  m.out_files.resize(nf);
+  for (auto& f : m.out_files) {
+    if (!r.str(f.name) || !r.u64(f.size) || !r.bytes(f.sha256.data(), 32) || !r.u32(f.mode) ||
+        !r.u32(f.first_frame) || !r.u32(f.frame_count))
+      return bad("truncated file table");
+    if (!is_safe_relative_path(f.name)) return bad("unsafe file name '" + f.name + "'");
+    if (f.mode & ~0777u) return bad("file '" + f.name + "' has an invalid mode");
+  }
+  m.frames.resize(nfr);
+  for (size_t i = 0; i < nfr; ++i) {
+    auto& f = m.frames[i];
+    uint8_t codec, dt, bdt, pad;
+    if (!r.u32(f.file) || !r.u64(f.out_offset) || !r.u32(f.out_len) || !r.u64(f.data_offset) || !r.u32(f.data_len) ||
+        !r.u8(codec) || !r.u8(dt) || !r.u8(bdt) || !r.u8(pad) || !r.u32(f.base_file) || !r.u64(f.base_offset) ||
+        !r.u32(f.base_len) || !r.bytes(f.hash.data(), 16))
+      return bad("truncated frame table");
+    std::string fr = "frame " + std::to_string(i) + ": ";
+    if (codec > kMaxCodec) return bad(fr + "unknown codec " + std::to_string(codec));
+    if (dt == 0 || dt > kMaxDType || bdt == 0 || bdt > kMaxDType || pad != 0) return bad(fr + "bad dtype");
+    f.codec = static_cast<Codec>(codec);
+    f.dtype = static_cast<DType>(dt);
+    f.base_dtype = static_cast<DType>(bdt);
+    if (f.file >= nf) return bad(fr + "file index out of range");
+    if (f.out_len == 0 || f.out_len > kMaxFrameOut) return bad(fr + "output length out of range");
+    if (f.data_len > kMaxFramePayload) return bad(fr + "payload length out of range");
+    if (f.out_len % dtype_size(f.dtype) != 0) return bad(fr + "length not a multiple of the element size");
+    bool needs_base = f.codec == Codec::copy_base || f.codec == Codec::xor_planes || f.codec == Codec::sub_planes ||
+                      f.codec == Codec::sub_split;
+    if (needs_base) {
+      if (f.base_file >= nb) return bad(fr + "base file index out of range");
+      const auto& bf = m.base_files[f.base_file];
+      if (f.base_offset > bf.size || f.base_len > bf.size - f.base_offset) return bad(fr + "base range out of range");
+      if (static_cast<uint64_t>(f.base_len) * dtype_size(f.dtype) !=
+          static_cast<uint64_t>(f.out_len) * dtype_size(f.base_dtype))
+        return bad(fr + "base range length does not match the output length");
+    } else if (f.base_file != kNoBase) {
+      return bad(fr + "codec takes no base but one is given");
+    }
+  }
+  // Frames must tile each file exactly, in order.
+  for (size_t fi = 0; fi < nf; ++fi) {
+    const auto& of = m.out_files[fi];
+    if (static_cast<uint64_t>(of.first_frame) + of.frame_count > nfr) return bad("file '" + of.name + "': frame range out of range");
+    uint64_t pos = 0;
+    for (uint32_t k = 0; k < of.frame_count; ++k) {
+      const auto& f = m.frames[of.first_frame + k];
+      if (f.file != fi || f.out_offset != pos) return bad("file '" + of.name + "': frames do not tile the file");
+      pos += f.out_len;
+    }
+    if (pos != of.size) return bad("file '" + of.name + "': frames cover " + std::to_string(pos) + " of " + std::to_string(of.size) + " bytes");
+  }
+  if (r.pos() + 8 != n) return bad("trailing bytes after the frame table");
+  return m;
+}
+
+}  // namespace tenpak

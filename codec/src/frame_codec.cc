@@ -1,0 +1,393 @@
+#include "tenpak/frame_codec.h"
+
+#include <zstd.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace tenpak {
+namespace {
+
+// ---- zstd helpers -------------------------------------------------------
+// One compression/decompression context per thread: creating them per call
+// costs more than compressing a small frame.
+ZSTD_CCtx* cctx() {
+  thread_local struct C { ZSTD_CCtx* c = ZSTD_createCCtx(); ~C() { ZSTD_freeCCtx(c); } } t;
+  return t.c;
+}
+ZSTD_DCtx* dctx() {
+  thread_local struct D { ZSTD_DCtx* d = ZSTD_createDCtx(); ~D() { ZSTD_freeDCtx(d); } } t;
+  return t.d;
+}
+
+void zstd_append(std::string& dst, const uint8_t* src, size_t n, int level) {
+  size_t cap = ZSTD_compressBound(n);
+  size_t old = dst.size();
+  dst.resize(old + cap);
+  size_t r = ZSTD_compressCCtx(cctx(), dst.data() + old, cap, src, n, level);
+  if (ZSTD_isError(r)) { dst.resize(old); dst.append(reinterpret_cast<const char*>(src), n); return; }
+  dst.resize(old + r);
+}
+
+// Decompresses exactly `n` bytes; anything else is corruption.
+bool zstd_exact(const uint8_t* src, size_t sn, uint8_t* dst, size_t n) {
+  size_t r = ZSTD_decompressDCtx(dctx(), dst, n, src, sn);
+  return !ZSTD_isError(r) && r == n;
+}
+
+// ---- element transforms ---------------------------------------------------
+template <class U> U load(const uint8_t* p) { U v; std::memcpy(&v, p, sizeof(U)); return v; }
+template <class U> void store(uint8_t* p, U v) { std::memcpy(p, &v, sizeof(U)); }
+
+// Monotone map of a float bit pattern onto unsigned integers, so that the
+// difference of two mapped values counts ulps between them.
+template <class U> U f_ord(U x) {
+  constexpr U sign = U(1) << (sizeof(U) * 8 - 1);
+  return (x & sign) ? U(~x) : U(x | sign);
+}
+template <class U> U f_unord(U y) {
+  constexpr U sign = U(1) << (sizeof(U) * 8 - 1);
+  return (y & sign) ? U(y & ~sign) : U(~y);
+}
+template <class U> U zigzag(U d) {
+  using S = std::make_signed_t<U>;
+  return U((d << 1) ^ U(S(d) >> (sizeof(U) * 8 - 1)));
+}
+template <class U> U unzigzag(U z) { return U((z >> 1) ^ U(-(z & 1))); }
+
+// d[i] = zigzag(ord(out[i]) - ord(base[i])) (ord = identity for integers)
+template <class U>
+void sub_forward(const uint8_t* out, const uint8_t* base, size_t count, bool is_float, U* d) {
+  for (size_t i = 0; i < count; ++i) {
+    U a = load<U>(out + i * sizeof(U)), b = load<U>(base + i * sizeof(U));
+    if (is_float) { a = f_ord(a); b = f_ord(b); }
+    d[i] = zigzag(U(a - b));
+  }
+}
+template <class U>
+void sub_inverse(const U* d, const uint8_t* base, size_t count, bool is_float, uint8_t* out) {
+  for (size_t i = 0; i < count; ++i) {
+    U b = load<U>(base + i * sizeof(U));
+    if (is_float) b = f_ord(b);
+    U a = U(b + unzigzag(d[i]));
+    store<U>(out + i * sizeof(U), is_float ? f_unord(a) : a);
+  }
+}
+
+// Byte planes: plane k (most significant first) holds byte (w-1-k) of every element.
+void to_planes(const uint8_t* src, size_t n, size_t w, uint8_t* dst) {
+  size_t count = n / w;
+  if (w == 2) {
+    uint8_t* hi = dst; uint8_t* lo = dst + count;
+    for (size_t i = 0; i < count; ++i) { lo[i] = src[2 * i]; hi[i] = src[2 * i + 1]; }
+    return;
+  }
+  for (size_t k = 0; k < w; ++k) {
+    uint8_t* pl = dst + k * count;
+    size_t byte = w - 1 - k;
+    for (size_t i = 0; i < count; ++i) pl[i] = src[i * w + byte];
+  }
+}
+void from_planes(const uint8_t* src, size_t n, size_t w, uint8_t* dst) {
+  size_t count = n / w;
+  if (w == 2) {
+    const uint8_t* hi = src; const uint8_t* lo = src + count;
+    for (size_t i = 0; i < count; ++i) { dst[2 * i] = lo[i]; dst[2 * i + 1] = hi[i]; }
+    return;
+  }
+  for (size_t k = 0; k < w; ++k) {
+    const uint8_t* pl = src + k * count;
+    size_t byte = w - 1 - k;
+    for (size_t i = 0; i < count; ++i) dst[i * w + byte] = pl[i];
+  }
+}
+
+// Order-0 entropy (in bytes) of a byte stream: what a Huffman/FSE stage
+// would roughly cost. Used to choose a codec without compressing every one.
+double entropy_bytes(const uint8_t* p, size_t n) {
+  if (n == 0) return 0;
+  uint32_t h[4][256] = {};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) { ++h[0][p[i]]; ++h[1][p[i + 1]]; ++h[2][p[i + 2]]; ++h[3][p[i + 3]]; }
+  for (; i < n; ++i) ++h[0][p[i]];
+  double bits = 0;
+  const double dn = static_cast<double>(n);
+  for (int s = 0; s < 256; ++s) {
+    uint32_t c = h[0][s] + h[1][s] + h[2][s] + h[3][s];
+    if (c) bits -= c * std::log2(c / dn);
+  }
+  return bits / 8 + 64;  // + a rough table cost
+}
+
+// Split the low bytes of 16-bit words by whether their high byte is zero:
+// the low byte of a small difference is distributed very differently from
+// the low byte of a large one. Streams: H (high bytes), L0, L1.
+struct Split16 { std::vector<uint8_t> h, l0, l1; };
+void split16(const uint16_t* d, size_t count, Split16& s) {
+  s.h.resize(count); s.l0.clear(); s.l1.clear();
+  s.l0.reserve(count); s.l1.reserve(count / 4);
+  for (size_t i = 0; i < count; ++i) {
+    uint8_t hi = static_cast<uint8_t>(d[i] >> 8), lo = static_cast<uint8_t>(d[i]);
+    s.h[i] = hi;
+    (hi ? s.l1 : s.l0).push_back(lo);
+  }
+}
+
+void put_u32(std::string& s, uint32_t v) { for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>(v >> (8 * i))); }
+uint32_t get_u32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
+
+void diff_words(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::vector<uint8_t>& d) {
+  d.resize(n);
+  size_t w = dtype_size(dt);
+  bool fl = dtype_is_float(dt);
+  size_t count = n / w;
+  switch (w) {
+    case 1: sub_forward<uint8_t>(out, base, count, fl, d.data()); break;
+    case 2: sub_forward<uint16_t>(out, base, count, fl, reinterpret_cast<uint16_t*>(d.data())); break;
+    case 4: sub_forward<uint32_t>(out, base, count, fl, reinterpret_cast<uint32_t*>(d.data())); break;
+    default: sub_forward<uint64_t>(out, base, count, fl, reinterpret_cast<uint64_t*>(d.data())); break;
+  }
+}
+
+}  // namespace
+
+EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, const uint8_t* base, int level) {
+  EncodedFrame e;
+  e.codec = c;
+  size_t w = dtype_size(dt);
+  std::vector<uint8_t> tmp, planes;
+  switch (c) {
+    case Codec::store: e.payload.assign(reinterpret_cast<const char*>(out), n); break;
+    case Codec::zstd: zstd_append(e.payload, out, n, level); break;
+    case Codec::copy_base: break;
+    case Codec::planes:
+      planes.resize(n); to_planes(out, n, w, planes.data());
+      zstd_append(e.payload, planes.data(), n, level);
+      break;
+    case Codec::xor_planes:
+      tmp.resize(n);
+      for (size_t i = 0; i < n; ++i) tmp[i] = out[i] ^ base[i];
+      planes.resize(n); to_planes(tmp.data(), n, w, planes.data());
+      zstd_append(e.payload, planes.data(), n, level);
+      break;
+    case Codec::sub_planes:
+      diff_words(out, base, n, dt, tmp);
+      planes.resize(n); to_planes(tmp.data(), n, w, planes.data());
+      zstd_append(e.payload, planes.data(), n, level);
+      break;
+    case Codec::sub_split: {
+      diff_words(out, base, n, dt, tmp);
+      Split16 s;
+      split16(reinterpret_cast<const uint16_t*>(tmp.data()), n / 2, s);
+      std::string ch, c0;
+      zstd_append(ch, s.h.data(), s.h.size(), level);
+      zstd_append(c0, s.l0.data(), s.l0.size(), level);
+      put_u32(e.payload, static_cast<uint32_t>(ch.size()));
+      put_u32(e.payload, static_cast<uint32_t>(c0.size()));
+      e.payload += ch;
+      e.payload += c0;
+      zstd_append(e.payload, s.l1.data(), s.l1.size(), level);
+      break;
+    }
+  }
+  return e;
+}
+
+EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t* base, const EncodeOptions& opt) {
+  size_t w = dtype_size(dt);
+  if (base && std::memcmp(out, base, n) == 0) return {Codec::copy_base, {}};
+  // Candidates with their estimated cost.
+  Codec best = Codec::zstd;
+  double best_cost = 1e300;
+  std::vector<uint8_t> tmp, planes(n);
+  auto consider = [&](Codec c, double cost) { if (cost < best_cost) { best_cost = cost; best = c; } };
+  auto planes_cost = [&](const uint8_t* src) {
+    to_planes(src, n, w, planes.data());
+    double cost = 0;
+    size_t count = n / w;
+    for (size_t k = 0; k < w; ++k) cost += entropy_bytes(planes.data() + k * count, count);
+    return cost;
+  };
+  if (base) {
+    tmp.resize(n);
+    for (size_t i = 0; i < n; ++i) tmp[i] = out[i] ^ base[i];
+    consider(Codec::xor_planes, planes_cost(tmp.data()));
+    diff_words(out, base, n, dt, tmp);
+    consider(Codec::sub_planes, planes_cost(tmp.data()));
+    if (w == 2) {
+      Split16 s;
+      split16(reinterpret_cast<const uint16_t*>(tmp.data()), n / 2, s);
+      consider(Codec::sub_split, entropy_bytes(s.h.data(), s.h.size()) + entropy_bytes(s.l0.data(), s.l0.size()) +
+                                     entropy_bytes(s.l1.data(), s.l1.size()) + 8);
+    }
+  } else if (w > 1) {
+    consider(Codec::planes, planes_cost(out));
+  }
+  // Entropy cannot see repeats (zero padding, constant tensors): plain zstd
+  // is taken when its order-0 estimate is already as good or the data is tiny.
+  if (n < 4096 || w == 1) {
+    consider(Codec::zstd, entropy_bytes(out, n));
+  }
+  EncodedFrame e = encode_frame_with(best, out, n, dt, base, opt.zstd_level);
+  if (best != Codec::zstd) {
+    // Byte-level repetition (e.g. all-zero tensors) beats any entropy model;
+    // a cheap check on the winner keeps those cases optimal.
+    if (e.payload.size() > n / 8) {
+      EncodedFrame z = encode_frame_with(Codec::zstd, out, n, dt, nullptr, 1);
+      if (z.payload.size() < e.payload.size()) e = std::move(z);
+    }
+  }
+  if (e.payload.size() >= n) return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
+  return e;
+}
+
+Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_raw, uint8_t* out) {
+  const size_t n = f.out_len;
+  const size_t w = dtype_size(f.dtype);
+  auto corrupt = [&](const char* why) { return Status{Errc::corrupt, std::string("payload does not decode: ") + why}; };
+  // Delta codecs need the base in the output's dtype.
+  std::vector<uint8_t> conv;
+  const uint8_t* base = base_raw;
+  if (base_raw && f.base_dtype != f.dtype) {
+    conv.resize(n);
+    if (!convert_dtype(base_raw, f.base_dtype, n / w, f.dtype, conv.data()))
+      return {Errc::corrupt, std::string("unsupported dtype conversion ") + dtype_name(f.base_dtype) + " -> " +
+                                 dtype_name(f.dtype)};
+    base = conv.data();
+  }
+  thread_local std::vector<uint8_t> scratch;
+  switch (f.codec) {
+    case Codec::store:
+      if (f.data_len != n) return corrupt("stored length differs");
+      std::memcpy(out, payload, n);
+      return Status::Ok();
+    case Codec::zstd:
+      return zstd_exact(payload, f.data_len, out, n) ? Status::Ok() : corrupt("zstd");
+    case Codec::copy_base:
+      if (f.data_len != 0) return corrupt("copy_base with a payload");
+      std::memcpy(out, base, n);
+      return Status::Ok();
+    case Codec::planes:
+      scratch.resize(n);
+      if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
+      from_planes(scratch.data(), n, w, out);
+      return Status::Ok();
+    case Codec::xor_planes:
+      scratch.resize(n);
+      if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
+      from_planes(scratch.data(), n, w, out);
+      for (size_t i = 0; i < n; ++i) out[i] ^= base[i];
+      return Status::Ok();
+    case Codec::sub_planes:
+    case Codec::sub_split: {
+      // Rebuild the zigzagged differences into `out`, then add the base in place.
+      if (f.codec == Codec::sub_planes) {
+        scratch.resize(n);
+        if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
+        from_planes(scratch.data(), n, w, out);
+      } else {
+        if (w != 2 || f.data_len < 8) return corrupt("sub_split header");
+        uint32_t ch = get_u32(payload), c0 = get_u32(payload + 4);
+        if (static_cast<uint64_t>(ch) + c0 + 8 > f.data_len) return corrupt("sub_split stream lengths");
+        size_t count = n / 2;
+        scratch.resize(count * 2);
+        uint8_t* hi = scratch.data();
+        uint8_t* lo = scratch.data() + count;
+        if (!zstd_exact(payload + 8, ch, hi, count)) return corrupt("sub_split high bytes");
+        size_t zeros = 0;
+        for (size_t i = 0; i < count; ++i) zeros += hi[i] == 0;
+        if (!zstd_exact(payload + 8 + ch, c0, lo, zeros)) return corrupt("sub_split low bytes (small)");
+        if (!zstd_exact(payload + 8 + ch + c0, f.data_len - 8 - ch - c0, lo + zeros, count - zeros))
+          return corrupt("sub_split low bytes (large)");
+        const uint8_t* l0 = lo;
+        const uint8_t* l1 = lo + zeros;
+        for (size_t i = 0; i < count; ++i) {
+          uint8_t h = hi[i];
+          out[2 * i] = h ? *l1++ : *l0++;
+          out[2 * i + 1] = h;
+        }
+      }
+      bool fl = dtype_is_float(f.dtype);
+      size_t count = n / w;
+      switch (w) {
+        case 1: sub_inverse<uint8_t>(out, base, count, fl, out); break;
+        case 2: {
+          // In place: each element reads its own difference before writing.
+          for (size_t i = 0; i < count; ++i) {
+            uint16_t d = load<uint16_t>(out + 2 * i), b = load<uint16_t>(base + 2 * i);
+            if (fl) b = f_ord(b);
+            uint16_t a = uint16_t(b + unzigzag(d));
+            store<uint16_t>(out + 2 * i, fl ? f_unord(a) : a);
+          }
+          break;
+        }
+        case 4: {
+          for (size_t i = 0; i < count; ++i) {
+            uint32_t d = load<uint32_t>(out + 4 * i), b = load<uint32_t>(base + 4 * i);
+            if (fl) b = f_ord(b);
+            uint32_t a = uint32_t(b + unzigzag(d));
+            store<uint32_t>(out + 4 * i, fl ? f_unord(a) : a);
+          }
+          break;
+        }
+        default: {
+          for (size_t i = 0; i < count; ++i) {
+            uint64_t d = load<uint64_t>(out + 8 * i), b = load<uint64_t>(base + 8 * i);
+            if (fl) b = f_ord(b);
+            uint64_t a = uint64_t(b + unzigzag(d));
+            store<uint64_t>(out + 8 * i, fl ? f_unord(a) : a);
+          }
+          break;
+        }
+      }
+      return Status::Ok();
+    }
+  }
+  return corrupt("unknown codec");
+}
+
+// ---- dtype conversion -----------------------------------------------------
+namespace {
+float bf16_to_f32(uint16_t h) { uint32_t u = uint32_t(h) << 16; float f; std::memcpy(&f, &u, 4); return f; }
+uint16_t f32_to_bf16(float f) {
+  uint32_t u; std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
+float f16_to_f32(uint16_t h) { _Float16 x; std::memcpy(&x, &h, 2); return static_cast<float>(x); }
+uint16_t f32_to_f16(float f) { _Float16 x = static_cast<_Float16>(f); uint16_t h; std::memcpy(&h, &x, 2); return h; }
+double read_as_double(const uint8_t* p, DType d) {
+  switch (d) {
+    case DType::F64: return load<double>(p);
+    case DType::F32: return load<float>(p);
+    case DType::F16: return f16_to_f32(load<uint16_t>(p));
+    case DType::BF16: return bf16_to_f32(load<uint16_t>(p));
+    default: return 0;
+  }
+}
+bool is_conv(DType d) { return d == DType::F64 || d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+}  // namespace
+
+bool can_convert_dtype(DType from, DType to) { return is_conv(from) && is_conv(to); }
+
+bool convert_dtype(const uint8_t* src, DType from, size_t n, DType to, uint8_t* dst) {
+  if (!can_convert_dtype(from, to)) return false;
+  size_t ws = dtype_size(from), wd = dtype_size(to);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* s = src + i * ws;
+    uint8_t* d = dst + i * wd;
+    switch (to) {
+      case DType::F64: store<double>(d, read_as_double(s, from)); break;
+      // Narrowing from F64 goes through float; a double rounding that only
+      // affects the delta's size, never correctness (both sides use this).
+      case DType::F32: store<float>(d, static_cast<float>(read_as_double(s, from))); break;
+      case DType::F16: store<uint16_t>(d, f32_to_f16(static_cast<float>(read_as_double(s, from)))); break;
+      case DType::BF16: store<uint16_t>(d, f32_to_bf16(static_cast<float>(read_as_double(s, from)))); break;
+      default: return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace tenpak

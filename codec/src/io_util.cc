@@ -1,0 +1,98 @@
+#include "io_util.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace tenpak {
+
+OutFileWriter::~OutFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status OutFileWriter::error(const char* what, int err) {
+  Errc c = (err == ENOSPC || err == EDQUOT) ? Errc::no_space : Errc::io;
+  return {c, path_ + ": " + what + ": " + std::strerror(err)};
+}
+
+Status OutFileWriter::open(const std::string& path, unsigned mode) {
+  path_ = path;
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd_ < 0) return error("cannot create", errno);
+  return Status::Ok();
+}
+
+Status OutFileWriter::write(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t r = ::write(fd_, c, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return error("write failed", errno);
+    }
+    if (r == 0) return error("write failed", ENOSPC);
+    c += r;
+    n -= static_cast<size_t>(r);
+    written_ += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+Status OutFileWriter::close() {
+  if (fd_ < 0) return Status::Ok();
+  int fd = fd_;
+  fd_ = -1;
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    int e = errno;
+    ::close(fd);
+    return error("fsync failed", e);
+  }
+  if (::close(fd) != 0) return error("close failed", errno);
+  return Status::Ok();
+}
+
+Status make_parent_dirs(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  if (ec) return {Errc::io, path + ": cannot create parent directory: " + ec.message()};
+  return Status::Ok();
+}
+
+StagingDir::~StagingDir() {
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+}
+
+Status StagingDir::create(const std::string& final_dir) {
+  std::error_code ec;
+  final_ = fs::path(final_dir).lexically_normal().string();
+  while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
+  if (fs::exists(final_, ec)) {
+    if (!fs::is_directory(final_, ec) || !fs::is_empty(final_, ec))
+      return {Errc::exists, final_ + ": already exists and is not an empty directory (refusing to overwrite)"};
+  }
+  path_ = final_ + ".tenpak-tmp-" + std::to_string(::getpid());
+  fs::remove_all(path_, ec);
+  fs::create_directories(path_, ec);
+  if (ec) return {Errc::io, path_ + ": cannot create: " + ec.message()};
+  committed_ = false;
+  return Status::Ok();
+}
+
+Status StagingDir::commit() {
+  std::error_code ec;
+  if (fs::exists(final_, ec)) fs::remove(final_, ec);  // empty directory, checked in create()
+  if (::rename(path_.c_str(), final_.c_str()) != 0)
+    return {Errc::io, final_ + ": cannot rename the staged output into place: " + std::strerror(errno)};
+  committed_ = true;
+  return Status::Ok();
+}
+
+}  // namespace tenpak

@@ -1,0 +1,199 @@
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "io_util.h"
+#include "tenpak/delta.h"
+#include "tenpak/model.h"
+
+namespace fs = std::filesystem;
+
+namespace tenpak {
+
+Result<std::unique_ptr<DeltaReader>> DeltaReader::open(std::unique_ptr<BlockSource> index,
+                                                       std::unique_ptr<BlockSource> data,
+                                                       const std::string& delta_name) {
+  constexpr uint64_t kMaxIndex = 4ull << 30;
+  if (index->size() > kMaxIndex) return Status{Errc::corrupt, index->name() + ": index larger than 4 GiB"};
+  std::vector<uint8_t> buf(index->size());
+  TP_RETURN_IF_ERROR(index->read(0, buf.size(), buf.data()));
+  auto m = parse_manifest(buf.data(), buf.size(), index->name());
+  if (!m.ok()) return m.status();
+  for (size_t k = 0; k < m->frames.size(); ++k) {
+    const Frame& f = m->frames[k];
+    if (f.data_offset > data->size() || f.data_len > data->size() - f.data_offset)
+      return Status{Errc::corrupt, data->name() + ": frame " + std::to_string(k) + " lies past the end of the data file (" +
+                                       std::to_string(data->size()) + " bytes; delta truncated?)"};
+  }
+  std::unique_ptr<DeltaReader> r(new DeltaReader());
+  r->m_ = std::move(m.value());
+  r->name_ = delta_name;
+  r->data_ = std::move(data);
+  r->bases_.resize(r->m_.base_files.size());
+  return r;
+}
+
+Status DeltaReader::set_base(uint32_t i, std::unique_ptr<BlockSource> src) {
+  if (i >= bases_.size()) return {Errc::invalid, "base file index out of range"};
+  const BaseFile& bf = m_.base_files[i];
+  if (src->size() != bf.size)
+    return {Errc::mismatch, src->name() + ": this base file is " + std::to_string(src->size()) + " bytes, but the delta " +
+                                name_ + " was built against a '" + bf.name + "' of " + std::to_string(bf.size) +
+                                " bytes (wrong base)"};
+  bases_[i] = std::move(src);
+  return Status::Ok();
+}
+
+Status DeltaReader::read_frame(uint32_t k, uint8_t* out) {
+  if (k >= m_.frames.size()) return {Errc::invalid, "frame index out of range"};
+  const Frame& f = m_.frames[k];
+  auto where = [&] {
+    return name_ + ": file '" + m_.out_files[f.file].name + "' frame " + std::to_string(k) + " (offset " +
+           std::to_string(f.out_offset) + ", " + std::to_string(f.out_len) + " bytes)";
+  };
+  thread_local std::vector<uint8_t> payload, base;
+  payload.resize(f.data_len);
+  Status st = data_->read(f.data_offset, f.data_len, payload.data());
+  if (!st.ok()) return {st.code(), where() + ": " + st.message()};
+  const uint8_t* bp = nullptr;
+  if (f.base_file != kNoBase) {
+    if (!bases_[f.base_file])
+      return {Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
+    base.resize(f.base_len);
+    st = bases_[f.base_file]->read(f.base_offset, f.base_len, base.data());
+    if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
+    bp = base.data();
+  }
+  st = decode_frame(f, payload.data(), bp, out);
+  if (!st.ok()) return {Errc::corrupt, where() + ": " + st.message()};
+  if (xxh128(out, f.out_len) != f.hash)
+    return {Errc::corrupt, where() + ": rebuilt bytes do not match the frame hash (corrupt delta or base)"};
+  return Status::Ok();
+}
+
+std::pair<uint32_t, uint32_t> DeltaReader::frames_for(uint32_t file, uint64_t off, uint64_t len) const {
+  const OutFile& of = m_.out_files[file];
+  auto b = m_.frames.begin() + of.first_frame, e = b + of.frame_count;
+  auto first = std::upper_bound(b, e, off, [](uint64_t o, const Frame& f) { return o < f.out_offset; });
+  if (first != b) --first;
+  auto last = std::lower_bound(first, e, off + len, [](const Frame& f, uint64_t o) { return f.out_offset < o; });
+  return {static_cast<uint32_t>(first - m_.frames.begin()), static_cast<uint32_t>(last - m_.frames.begin())};
+}
+
+Result<std::unique_ptr<DeltaReader>> open_delta_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return Status{Errc::invalid, dir + ": not a delta directory"};
+  auto idx = open_local_file((fs::path(dir) / kIndexFile).string());
+  if (!idx.ok()) return Status{Errc::invalid, dir + ": not a TenPak delta (" + idx.status().message() + ")"};
+  auto dat = open_local_file((fs::path(dir) / kDataFile).string());
+  if (!dat.ok()) return Status{Errc::corrupt, dir + ": delta data missing (" + dat.status().message() + ")"};
+  return DeltaReader::open(std::move(idx.value()), std::move(dat.value()), dir);
+}
+
+Status attach_local_base(DeltaReader& r, const std::string& base_path, bool check_sha256, const Progress& progress) {
+  const Manifest& m = r.manifest();
+  std::vector<bool> needed(m.base_files.size(), false);
+  for (auto& f : m.frames)
+    if (f.base_file != kNoBase) needed[f.base_file] = true;
+  std::error_code ec;
+  bool single = fs::is_regular_file(base_path, ec);
+  if (!single && !fs::is_directory(base_path, ec)) return {Errc::invalid, base_path + ": base not found"};
+  uint64_t total = 0, done = 0;
+  for (size_t i = 0; i < needed.size(); ++i) if (needed[i]) total += m.base_files[i].size;
+  for (uint32_t i = 0; i < m.base_files.size(); ++i) {
+    if (!needed[i]) continue;
+    const BaseFile& bf = m.base_files[i];
+    std::string path;
+    if (single) {
+      size_t n_needed = std::count(needed.begin(), needed.end(), true);
+      if (n_needed != 1)
+        return {Errc::mismatch, base_path + ": the delta needs " + std::to_string(n_needed) +
+                                    " base files; give the base model directory"};
+      path = base_path;
+    } else {
+      path = (fs::path(base_path) / bf.name).string();
+    }
+    if (check_sha256) {
+      auto map = Mapping::open(path);
+      if (!map.ok()) return {Errc::mismatch, path + ": base file '" + bf.name + "' needed by the delta: " + map.status().message()};
+      if ((*map)->size() != bf.size)
+        return {Errc::mismatch, path + ": wrong base: " + std::to_string((*map)->size()) + " bytes, the delta was built against " +
+                                    std::to_string(bf.size) + " bytes"};
+      Sha256Hasher h;
+      const uint64_t step = 64 << 20;
+      for (uint64_t p = 0; p < bf.size; p += step) {
+        h.update((*map)->data() + p, std::min(step, bf.size - p));
+        done += std::min(step, bf.size - p);
+        if (progress) progress(done, total);
+      }
+      Sha256 got = h.finish();
+      if (got != bf.sha256)
+        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(got) + " differs from " + hex(bf.sha256) +
+                                    " recorded in the delta"};
+    }
+    auto src = open_local_file(path);
+    if (!src.ok()) return {Errc::mismatch, "base file '" + bf.name + "': " + src.status().message()};
+    TP_RETURN_IF_ERROR(r.set_base(i, std::move(src.value())));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const ApplyOptions& opt) {
+  const Manifest& m = r.manifest();
+  const bool write = !out_dir.empty();
+  StagingDir stage;
+  if (write) TP_RETURN_IF_ERROR(stage.create(out_dir));
+  uint64_t total = 0, done = 0;
+  for (auto& f : m.out_files) total += f.size;
+  unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  const size_t batch = threads * 2;
+  std::vector<std::vector<uint8_t>> bufs(batch);
+  std::vector<Status> sts(batch);
+  for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
+    const OutFile& of = m.out_files[fi];
+    OutFileWriter w;
+    std::string path;
+    if (write) {
+      path = stage.path() + "/" + of.name;
+      TP_RETURN_IF_ERROR(make_parent_dirs(path));
+      TP_RETURN_IF_ERROR(w.open(path, of.mode));
+    }
+    Sha256Hasher sha;
+    for (uint32_t b0 = 0; b0 < of.frame_count; b0 += batch) {
+      uint32_t b1 = std::min<uint32_t>(of.frame_count, b0 + static_cast<uint32_t>(batch));
+      std::atomic<uint32_t> next{b0};
+      auto work = [&] {
+        for (uint32_t k; (k = next.fetch_add(1)) < b1;) {
+          const Frame& f = m.frames[of.first_frame + k];
+          auto& buf = bufs[k - b0];
+          buf.resize(f.out_len);
+          sts[k - b0] = r.read_frame(of.first_frame + k, buf.data());
+        }
+      };
+      std::vector<std::thread> pool;
+      unsigned nt = std::min<unsigned>(threads, b1 - b0);
+      for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
+      work();
+      for (auto& t : pool) t.join();
+      for (uint32_t k = b0; k < b1; ++k) {
+        TP_RETURN_IF_ERROR(sts[k - b0]);
+        auto& buf = bufs[k - b0];
+        sha.update(buf.data(), buf.size());
+        if (write) TP_RETURN_IF_ERROR(w.write(buf.data(), buf.size()));
+        done += buf.size();
+      }
+      if (opt.progress) opt.progress(done, total);
+    }
+    if (of.frame_count == 0) sha.update("", 0);
+    Sha256 got = sha.finish();
+    if (got != of.sha256)
+      return Status{Errc::corrupt, r.name() + ": file '" + of.name + "' rebuilt with sha256 " + hex(got) + ", expected " +
+                                       hex(of.sha256)};
+    if (write) TP_RETURN_IF_ERROR(w.close());
+  }
+  if (write) TP_RETURN_IF_ERROR(stage.commit());
+  return done;
+}
+
+}  // namespace tenpak

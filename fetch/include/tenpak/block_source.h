@@ -1,0 +1,30 @@
+// BlockSource: the one way TenPak reads bytes of a base or delta file.
+// Implemented by a local file (here), later by an HTTP origin and by a
+// caching decorator that wraps another source. Fakes of it drive the tests.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+class BlockSource {
+ public:
+  virtual ~BlockSource() = default;
+  // Total size in bytes of the underlying object.
+  virtual uint64_t size() const = 0;
+  // Reads exactly `len` bytes at `offset` into `dst`. A short object, an I/O
+  // error or a range past the end is an error, never a short read.
+  // Thread-safe: several threads may read concurrently.
+  virtual Status read(uint64_t offset, size_t len, uint8_t* dst) = 0;
+  // A human name (path or URL) for error messages.
+  virtual const std::string& name() const = 0;
+};
+
+// A file on local disk, read with pread(2).
+Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path);
+
+}  // namespace tenpak

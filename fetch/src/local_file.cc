@@ -1,0 +1,55 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tenpak/block_source.h"
+
+namespace tenpak {
+namespace {
+
+class LocalFile final : public BlockSource {
+ public:
+  LocalFile(int fd, uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
+  ~LocalFile() override { ::close(fd_); }
+  uint64_t size() const override { return size_; }
+  const std::string& name() const override { return path_; }
+  Status read(uint64_t offset, size_t len, uint8_t* dst) override {
+    if (offset > size_ || len > size_ - offset)
+      return {Errc::corrupt, path_ + ": range " + std::to_string(offset) + "+" + std::to_string(len) +
+                                 " is past the end of the file (" + std::to_string(size_) + " bytes)"};
+    size_t done = 0;
+    while (done < len) {
+      ssize_t r = ::pread(fd_, dst + done, len - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return {Errc::io, path_ + ": read failed: " + std::strerror(errno)};
+      }
+      if (r == 0) return {Errc::corrupt, path_ + ": file shrank while reading"};
+      done += static_cast<size_t>(r);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  int fd_;
+  uint64_t size_;
+  std::string path_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status{Errc::io, path + ": cannot open: " + std::strerror(errno)};
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status{Errc::invalid, path + ": not a regular file"};
+  }
+  return std::unique_ptr<BlockSource>(new LocalFile(fd, static_cast<uint64_t>(st.st_size), path));
+}
+
+}  // namespace tenpak

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end checks of the tenpak command line on generated fixtures:
+# every fixture kind round-trips bit for bit, errors give the documented
+# exit codes and leave no partial output.
+set -u
+BIN=${1:?usage: cli_test.sh TENPAK_BIN}
+W=$(mktemp -d /tmp/tenpak-cli-XXXXXX)
+trap 'umount "$W/small" 2>/dev/null; rm -rf "$W"' EXIT
+pass=0; fail=0
+ok() { echo "ok: $1"; pass=$((pass+1)); }
+bad() { echo "FAIL: $1"; fail=$((fail+1)); }
+expect_rc() { # expected-rc description cmd...
+  local want=$1 what=$2; shift 2
+  "$@" >"$W/out.txt" 2>"$W/err.txt"; local rc=$?
+  if [ "$rc" = "$want" ]; then ok "$what (rc $rc)"; else bad "$what: rc $rc, want $want: $(cat "$W/err.txt")"; fi
+}
+
+for kind in bf16 fp32 frozen lora vocab dtype sharded; do
+  "$BIN" fixture "$kind" "$W/$kind" --size-mb 3 >/dev/null || { bad "fixture $kind"; continue; }
+  expect_rc 0 "build $kind" "$BIN" delta build "$W/$kind/base" "$W/$kind/finetune" -o "$W/$kind/delta" --json
+  expect_rc 0 "verify $kind" "$BIN" delta verify "$W/$kind/delta" --base "$W/$kind/base"
+  expect_rc 0 "apply $kind" "$BIN" delta apply "$W/$kind/delta" --base "$W/$kind/base" -o "$W/$kind/out"
+  if diff -r "$W/$kind/finetune" "$W/$kind/out" >/dev/null; then ok "$kind rebuilt bit-identical"; else bad "$kind differs"; fi
+  expect_rc 0 "inspect $kind" "$BIN" delta inspect "$W/$kind/delta" --tensors --json
+  expect_rc 0 "estimate $kind" "$BIN" delta estimate "$W/$kind/base" "$W/$kind/finetune" --json
+done
+
+# Savings on the BF16 pair are real (delta smaller than 0.8 of the fine-tune).
+"$BIN" delta inspect "$W/bf16/delta" --json > "$W/i.json"
+python3 -c "import json,sys; r=json.load(open('$W/i.json'))['ratio']; sys.exit(0 if r < 0.8 else 1)" \
+  && ok "bf16 delta ratio below 0.8" || bad "bf16 delta ratio not below 0.8"
+# The frozen pair has bit-identical tensors that cost only index entries.
+"$BIN" delta build "$W/frozen/base" "$W/frozen/finetune" -o "$W/frozen/d2" --json > "$W/b.json"
+python3 -c "import json,sys; sys.exit(0 if json.load(open('$W/b.json'))['tensors_identical'] > 0 else 1)" \
+  && ok "frozen layers are bit-identical tensors" || bad "frozen: no identical tensors"
+
+# Errors and exit codes.
+expect_rc 2 "missing argument is a usage error" "$BIN" delta build
+expect_rc 3 "wrong base refused" "$BIN" delta apply "$W/bf16/delta" --base "$W/fp32/base" -o "$W/wrong"
+[ ! -e "$W/wrong" ] && ok "no output after wrong base" || bad "output written after wrong base"
+expect_rc 6 "existing output refused" "$BIN" delta apply "$W/bf16/delta" --base "$W/bf16/base" -o "$W/bf16/out"
+printf 'garbage' > "$W/bad.safetensors"
+expect_rc 4 "corrupt safetensors refused" "$BIN" delta build "$W/bf16/base" "$W/bad.safetensors" -o "$W/bad"
+grep -q "bad.safetensors" "$W/err.txt" && ok "error names the file" || bad "error does not name the file"
+expect_rc 2 "not a delta" "$BIN" delta inspect "$W/bf16/base"
+
+# Disk full while writing: a 1 MiB tmpfs (needs root; skipped otherwise).
+mkdir -p "$W/small"
+if mount -t tmpfs -o size=1m tmpfs "$W/small" 2>/dev/null; then
+  expect_rc 5 "disk full reported" "$BIN" delta apply "$W/bf16/delta" --base "$W/bf16/base" -o "$W/small/out"
+  [ ! -e "$W/small/out" ] && ok "no partial output under the final name" || bad "partial output left"
+  [ -z "$(ls -A "$W/small")" ] && ok "staging removed" || bad "staging left behind: $(ls "$W/small")"
+  umount "$W/small"
+else
+  echo "skip: disk-full test needs root to mount a tmpfs"
+fi
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" = 0 ]

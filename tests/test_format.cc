@@ -1,0 +1,166 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "tenpak/format.h"
+#include "tenpak/safetensors.h"
+#include "test_util.h"
+
+using namespace tenpak;
+
+namespace {
+
+Manifest sample() {
+  Manifest m;
+  m.base_files.push_back({"model.safetensors", 4096, {}});
+  OutFile f;
+  f.name = "sub/model.safetensors";
+  f.size = 3000;
+  f.first_frame = 0;
+  f.frame_count = 2;
+  m.out_files.push_back(f);
+  Frame a;
+  a.file = 0; a.out_offset = 0; a.out_len = 1000; a.codec = Codec::zstd; a.data_len = 10;
+  Frame b;
+  b.file = 0; b.out_offset = 1000; b.out_len = 2000; b.codec = Codec::sub_planes; b.dtype = DType::BF16;
+  b.base_dtype = DType::BF16; b.base_file = 0; b.base_offset = 96; b.base_len = 2000; b.data_offset = 10; b.data_len = 20;
+  m.frames = {a, b};
+  return m;
+}
+
+}  // namespace
+
+TEST(Format, RoundTrip) {
+  Manifest m = sample();
+  std::string s = serialize_manifest(m);
+  auto p = parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->out_files[0].name, "sub/model.safetensors");
+  EXPECT_EQ(p->frames[1].codec, Codec::sub_planes);
+  EXPECT_EQ(p->frames[1].base_offset, 96u);
+  EXPECT_EQ(serialize_manifest(*p), s);
+}
+
+TEST(Format, RejectsDamage) {
+  std::string s = serialize_manifest(sample());
+  auto parse = [](const std::string& b) { return parse_manifest(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "idx"); };
+  // Every single-byte flip is caught (checksum or structure).
+  for (size_t i = 0; i < s.size(); ++i) {
+    std::string d = s;
+    d[i] ^= 0x10;
+    EXPECT_FALSE(parse(d).ok()) << "flip at " << i;
+  }
+  // Every truncation is caught.
+  for (size_t n = 0; n < s.size(); ++n) EXPECT_FALSE(parse(s.substr(0, n)).ok()) << "truncated to " << n;
+  // A future version is refused by name.
+  std::string v = s;
+  v[8] = 2;
+  auto r = parse(v);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("version 2"), std::string::npos);
+  EXPECT_EQ(r.status().code(), Errc::unsupported);
+}
+
+TEST(Format, RejectsUnsafeNames) {
+  for (const char* bad : {"../etc/passwd", "/abs", "a//b", "a/./b", "a/../../b", "", "x/.."}) {
+    Manifest m = sample();
+    m.out_files[0].name = bad;
+    std::string s = serialize_manifest(m);
+    auto p = parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx");
+    EXPECT_FALSE(p.ok()) << bad;
+  }
+  EXPECT_TRUE(is_safe_relative_path("a/b.safetensors"));
+}
+
+TEST(Format, RejectsFramesThatDoNotTile) {
+  Manifest m = sample();
+  m.frames[1].out_offset = 999;
+  std::string s = serialize_manifest(m);
+  EXPECT_FALSE(parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx").ok());
+  m = sample();
+  m.frames[1].base_offset = 4000;  // past the base file
+  s = serialize_manifest(m);
+  EXPECT_FALSE(parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx").ok());
+  m = sample();
+  m.out_files[0].size = 3001;
+  s = serialize_manifest(m);
+  EXPECT_FALSE(parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx").ok());
+}
+
+// ---- safetensors parser ----------------------------------------------------
+
+namespace {
+Result<SafetensorsHeader> parse_st(const std::string& f) {
+  auto n = safetensors_header_len(reinterpret_cast<const uint8_t*>(f.data()), f.size(), "x.safetensors");
+  if (!n.ok()) return n.status();
+  return parse_safetensors_header(f.data() + 8, *n, f.size(), "x.safetensors");
+}
+std::string with_header(const std::string& json, size_t data_len) {
+  std::string s(8, '\0');
+  uint64_t n = json.size();
+  std::memcpy(s.data(), &n, 8);
+  return s + json + std::string(data_len, '\0');
+}
+}  // namespace
+
+TEST(Safetensors, ParsesValid) {
+  std::string f = tptest::make_st({{"b", DType::F32, {2}, std::string(8, 'x')}, {"a", DType::BF16, {3}, std::string(6, 'y')}});
+  auto h = parse_st(f);
+  ASSERT_TRUE(h.ok()) << h.status().message();
+  ASSERT_EQ(h->tensors.size(), 2u);
+  EXPECT_EQ(h->tensors[0].name, "b");
+  EXPECT_EQ(h->tensors[1].end, f.size());
+  EXPECT_EQ(h->data_start % 8, 0u);
+}
+
+TEST(Safetensors, RejectsBadFiles) {
+  struct Case { std::string file; const char* expect; };
+  std::string big(8, '\0');
+  uint64_t huge = 200ull * 1000 * 1000;
+  std::memcpy(big.data(), &huge, 8);
+  big += std::string(64, ' ');
+  std::string past(8, '\0');
+  uint64_t n = 1000;
+  std::memcpy(past.data(), &n, 8);
+  past += "{}";
+  std::vector<Case> cases = {
+      {"abc", "shorter than 8"},
+      {past, "past the end"},
+      {big, "100 MB"},
+      {with_header("{not json", 0), "not valid JSON"},
+      {with_header("[1,2]", 0), "not a JSON object"},
+      {with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12), "overlap"},
+      {with_header(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8), "out of range"},
+      {with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "does not match"},
+      {with_header(R"({"a":{"dtype":"Q4","shape":[8],"data_offsets":[0,8]}})", 8), "unsupported dtype"},
+      {with_header(R"({"a":{"dtype":"F32","shape":[2]}})", 8), "needs dtype"},
+  };
+  for (auto& c : cases) {
+    auto h = parse_st(c.file);
+    ASSERT_FALSE(h.ok()) << c.expect;
+    EXPECT_NE(h.status().message().find(c.expect), std::string::npos) << h.status().message();
+    EXPECT_NE(h.status().message().find("x.safetensors"), std::string::npos);
+  }
+}
+
+TEST(Format, ManyFramesRoundTrip) {
+  Manifest m;
+  OutFile f;
+  f.name = "big.bin";
+  f.frame_count = 5000;
+  for (uint32_t k = 0; k < 5000; ++k) {
+    Frame fr;
+    fr.out_offset = k * 100ull;
+    fr.out_len = 100;
+    fr.data_offset = k;
+    fr.data_len = 1;
+    m.frames.push_back(fr);
+  }
+  f.size = 500000;
+  m.out_files.push_back(f);
+  std::string s = serialize_manifest(m);
+  EXPECT_EQ(s.size(), 8 + 24 + (4 + 7 + 8 + 32 + 12) + 5000 * 64 + 8u);
+  auto p = parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->frames.size(), 5000u);
+}

@@ -1,0 +1,63 @@
+#include "cli_util.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace tenpak::cli {
+
+int exit_code(const Status& s) {
+  switch (s.code()) {
+    case Errc::ok: return kOk;
+    case Errc::io: return kError;
+    case Errc::corrupt: return kCorrupt;
+    case Errc::invalid: return kUsage;
+    case Errc::mismatch: return kMismatch;
+    case Errc::no_space: return kNoSpace;
+    case Errc::exists: return kRefused;
+    case Errc::unsupported: return kRefused;
+  }
+  return kError;
+}
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "tenpak: error: %s\n", s.message().c_str());
+  return exit_code(s);
+}
+
+std::string human_bytes(double b) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (b >= 1024 && i < 4) { b /= 1024; ++i; }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+  return buf;
+}
+
+ProgressBar::ProgressBar(std::string label)
+    : label_(std::move(label)), tty_(::isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()), last_() {}
+
+ProgressBar::~ProgressBar() { finish(); }
+
+void ProgressBar::update(uint64_t done, uint64_t total) {
+  if (!tty_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
+  last_ = now;
+  double secs = std::chrono::duration<double>(now - start_).count();
+  double frac = total ? static_cast<double>(done) / total : 1.0;
+  int width = 30, fill = static_cast<int>(frac * width);
+  std::string bar(fill, '#');
+  bar.resize(width, '.');
+  std::fprintf(stderr, "\r%-10s [%s] %5.1f%% %s/s   ", label_.c_str(), bar.c_str(), frac * 100,
+               human_bytes(secs > 0 ? done / secs : 0).c_str());
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
+void ProgressBar::finish() {
+  if (tty_ && drawn_) std::fprintf(stderr, "\r\033[K");
+  drawn_ = false;
+}
+
+}  // namespace tenpak::cli

@@ -1,0 +1,274 @@
+// tenpak delta build|apply|verify|inspect|estimate
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "tenpak/delta.h"
+#include "tenpak/safetensors.h"
+
+namespace tenpak::cli {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+json report_json(const BuildReport& r, bool tensors) {
+  json j = {{"finetune_bytes", r.finetune_bytes},
+            {"delta_bytes", r.delta_bytes},
+            {"ratio", r.finetune_bytes ? static_cast<double>(r.delta_bytes) / r.finetune_bytes : 0.0},
+            {"index_bytes", r.index_bytes},
+            {"frames", r.frames},
+            {"tensors", r.tensors},
+            {"tensors_matched", r.tensors_matched},
+            {"tensors_identical", r.tensors_identical},
+            {"seconds", r.seconds},
+            {"estimated", r.estimated}};
+  json files = json::array();
+  for (auto& f : r.files)
+    files.push_back({{"name", f.name}, {"bytes", f.out_bytes}, {"delta_bytes", f.delta_bytes}, {"frames", f.frames}});
+  j["files"] = files;
+  if (tensors) {
+    json ts = json::array();
+    for (auto& t : r.tensors_detail)
+      ts.push_back({{"file", t.file}, {"name", t.name}, {"dtype", t.dtype}, {"match", t.match}, {"bytes", t.out_bytes},
+                    {"delta_bytes", t.delta_bytes}, {"codecs", t.codecs}});
+    j["tensor_list"] = ts;
+  }
+  return j;
+}
+
+void print_report(const BuildReport& r, const char* verb) {
+  double ratio = r.finetune_bytes ? static_cast<double>(r.delta_bytes) / r.finetune_bytes : 0.0;
+  std::printf("%s: %s fine-tune -> %s delta (%.4f of the fine-tune, %.1f%% saved) in %.2f s\n", verb,
+              human_bytes(r.finetune_bytes).c_str(), human_bytes(r.delta_bytes).c_str(), ratio, (1 - ratio) * 100,
+              r.seconds);
+  std::printf("  %llu tensors, %llu matched to the base, %llu bit-identical; %llu frames, index %s\n",
+              (unsigned long long)r.tensors, (unsigned long long)r.tensors_matched,
+              (unsigned long long)r.tensors_identical, (unsigned long long)r.frames, human_bytes(r.index_bytes).c_str());
+}
+
+struct Common {
+  bool json_out = false;
+  unsigned threads = 0;
+};
+
+int do_build(const std::string& base, const std::string& ft, const std::string& out, int level, const Common& c) {
+  BuildOptions o;
+  o.zstd_level = level;
+  o.threads = c.threads;
+  ProgressBar bar("build");
+  o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
+  auto r = build_delta(base, ft, out, o);
+  bar.finish();
+  if (!r.ok()) return fail(r.status());
+  if (c.json_out) std::cout << report_json(*r, false).dump(2) << "\n";
+  else print_report(*r, ("built " + out).c_str());
+  return kOk;
+}
+
+int do_estimate(const std::string& base, const std::string& ft, unsigned sample, int level, const Common& c) {
+  BuildOptions o;
+  o.zstd_level = level;
+  o.threads = c.threads;
+  o.sample_every = sample;
+  ProgressBar bar("estimate");
+  o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
+  auto r = estimate_delta(base, ft, o);
+  bar.finish();
+  if (!r.ok()) return fail(r.status());
+  if (c.json_out) std::cout << report_json(*r, false).dump(2) << "\n";
+  else print_report(*r, "estimate");
+  return kOk;
+}
+
+int do_apply(const std::string& delta, const std::string& base, const std::string& out, const Common& c) {
+  auto r = open_delta_dir(delta);
+  if (!r.ok()) return fail(r.status());
+  ProgressBar hb("check base");
+  Status st = attach_local_base(**r, base, true, [&](uint64_t d, uint64_t t) { hb.update(d, t); });
+  hb.finish();
+  if (!st.ok()) return fail(st);
+  ApplyOptions o;
+  o.threads = c.threads;
+  ProgressBar bar(out.empty() ? "verify" : "rebuild");
+  o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
+  auto t0 = std::chrono::steady_clock::now();
+  auto n = apply_delta(**r, out, o);
+  bar.finish();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!n.ok()) return fail(n.status());
+  const Manifest& m = (*r)->manifest();
+  if (c.json_out) {
+    json j = {{"ok", true}, {"files", m.out_files.size()}, {"frames", m.frames.size()}, {"bytes", *n}, {"seconds", secs}};
+    if (!out.empty()) j["output"] = out;
+    std::cout << j.dump(2) << "\n";
+  } else if (out.empty()) {
+    std::printf("verified %zu files, %zu frames, %s: every frame hash and file sha256 matches (%.2f s)\n",
+                m.out_files.size(), m.frames.size(), human_bytes(*n).c_str(), secs);
+  } else {
+    std::printf("rebuilt %zu files (%s) into %s; every sha256 matches (%.2f s)\n", m.out_files.size(),
+                human_bytes(*n).c_str(), out.c_str(), secs);
+  }
+  return kOk;
+}
+
+// Reads the safetensors header of output file `fi` by rebuilding its first
+// frames (headers never depend on the base).
+Result<SafetensorsHeader> rebuilt_header(DeltaReader& r, uint32_t fi) {
+  const auto& m = r.manifest();
+  const OutFile& of = m.out_files[fi];
+  auto read_range = [&](uint64_t off, uint64_t len, std::string& out) -> Status {
+    auto [a, b] = r.frames_for(fi, off, len);
+    std::string buf;
+    uint64_t start = m.frames[a].out_offset;
+    for (uint32_t k = a; k < b; ++k) {
+      std::string fb(m.frames[k].out_len, '\0');
+      TP_RETURN_IF_ERROR(r.read_frame(k, reinterpret_cast<uint8_t*>(fb.data())));
+      buf += fb;
+    }
+    out = buf.substr(off - start, len);
+    return Status::Ok();
+  };
+  std::string first;
+  TP_RETURN_IF_ERROR(read_range(0, std::min<uint64_t>(8, of.size), first));
+  auto n = safetensors_header_len(reinterpret_cast<const uint8_t*>(first.data()), of.size, of.name);
+  if (!n.ok()) return n.status();
+  std::string js;
+  TP_RETURN_IF_ERROR(read_range(8, *n, js));
+  return parse_safetensors_header(js.data(), *n, of.size, of.name);
+}
+
+int do_inspect(const std::string& delta, bool tensors, const Common& c) {
+  auto r = open_delta_dir(delta);
+  if (!r.ok()) return fail(r.status());
+  const Manifest& m = (*r)->manifest();
+  uint64_t idx_size = std::filesystem::file_size(std::filesystem::path(delta) / kIndexFile);
+  uint64_t total_out = 0, total_delta = idx_size;
+  json files = json::array();
+  for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
+    const OutFile& of = m.out_files[fi];
+    std::map<std::string, uint64_t> by_codec;
+    uint64_t d = 0;
+    for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) {
+      d += m.frames[k].data_len;
+      by_codec[codec_name(m.frames[k].codec)] += m.frames[k].out_len;
+    }
+    total_out += of.size;
+    total_delta += d;
+    json jf = {{"name", of.name}, {"bytes", of.size}, {"delta_bytes", d},
+               {"ratio", of.size ? static_cast<double>(d) / of.size : 0.0}, {"frames", of.frame_count},
+               {"sha256", hex(of.sha256)}, {"bytes_by_codec", by_codec}};
+    if (tensors && of.name.size() > 12 && of.name.substr(of.name.size() - 12) == ".safetensors") {
+      auto h = rebuilt_header(**r, fi);
+      if (h.ok()) {
+        json jt = json::array();
+        for (auto& t : h->tensors) {
+          auto [a, b] = (*r)->frames_for(fi, t.begin, t.nbytes());
+          uint64_t td = 0;
+          std::string codecs;
+          for (uint32_t k = a; k < b; ++k) {
+            const Frame& f = m.frames[k];
+            if (f.out_offset < t.begin || f.out_offset >= t.end) continue;
+            td += f.data_len;
+            std::string cn = codec_name(f.codec);
+            if (codecs.find(cn) == std::string::npos) codecs += (codecs.empty() ? "" : ",") + cn;
+          }
+          jt.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"bytes", t.nbytes()},
+                        {"delta_bytes", td}, {"codecs", codecs}});
+        }
+        jf["tensors"] = jt;
+      } else {
+        jf["tensors_error"] = h.status().message();
+      }
+    }
+    files.push_back(jf);
+  }
+  json base = json::array();
+  for (auto& b : m.base_files) base.push_back({{"name", b.name}, {"bytes", b.size}, {"sha256", hex(b.sha256)}});
+  json j = {{"delta", delta}, {"format_version", kFormatVersion}, {"finetune_bytes", total_out},
+            {"delta_bytes", total_delta}, {"index_bytes", idx_size},
+            {"ratio", total_out ? static_cast<double>(total_delta) / total_out : 0.0},
+            {"frames", m.frames.size()}, {"base_files", base}, {"files", files}};
+  if (c.json_out) {
+    std::cout << j.dump(2) << "\n";
+    return kOk;
+  }
+  std::printf("delta %s (format v%u): %s -> %s (%.4f), %zu frames, index %s\n", delta.c_str(), kFormatVersion,
+              human_bytes(total_out).c_str(), human_bytes(total_delta).c_str(),
+              total_out ? static_cast<double>(total_delta) / total_out : 0.0, m.frames.size(),
+              human_bytes(idx_size).c_str());
+  std::printf("base: %zu files\n", m.base_files.size());
+  for (auto& b : m.base_files) std::printf("  %-50s %12s  %s\n", b.name.c_str(), human_bytes(b.size).c_str(), hex(b.sha256).substr(0, 16).c_str());
+  std::printf("%-50s %12s %12s %8s  codecs\n", "file", "size", "delta", "ratio");
+  for (auto& f : files) {
+    std::string codecs;
+    for (auto& [k, v] : f["bytes_by_codec"].items()) codecs += k + " ";
+    std::printf("%-50s %12s %12s %8.4f  %s\n", f["name"].get<std::string>().c_str(),
+                human_bytes(f["bytes"].get<double>()).c_str(), human_bytes(f["delta_bytes"].get<double>()).c_str(),
+                f["ratio"].get<double>(), codecs.c_str());
+    if (f.contains("tensors"))
+      for (auto& t : f["tensors"])
+        std::printf("    %-46s %6s %12s %12s %8.4f  %s\n", t["name"].get<std::string>().c_str(),
+                    t["dtype"].get<std::string>().c_str(), human_bytes(t["bytes"].get<double>()).c_str(),
+                    human_bytes(t["delta_bytes"].get<double>()).c_str(),
+                    t["bytes"].get<double>() ? t["delta_bytes"].get<double>() / t["bytes"].get<double>() : 0.0,
+                    t["codecs"].get<std::string>().c_str());
+    if (f.contains("tensors_error")) std::printf("    (tensors: %s)\n", f["tensors_error"].get<std::string>().c_str());
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_delta_commands(CLI::App& app, int& rc) {
+  auto* delta = app.add_subcommand("delta", "Build, apply, verify, inspect and estimate model deltas");
+  delta->require_subcommand(1);
+  static Common c;
+  static std::string base, ft, out, dir;
+  static int level = 3;
+  static unsigned sample = 8;
+  static bool tensors = false;
+  auto common = [&](CLI::App* s) {
+    s->add_flag("--json", c.json_out, "Print a JSON report on stdout");
+    s->add_option("-j,--threads", c.threads, "Worker threads (default: all cores)");
+  };
+
+  auto* b = delta->add_subcommand("build", "Build a delta of FINETUNED against BASE");
+  b->add_option("BASE", base, "Base model: directory, .safetensors or PyTorch checkpoint")->required();
+  b->add_option("FINETUNED", ft, "Fine-tuned model: directory, .safetensors or PyTorch checkpoint")->required();
+  b->add_option("-o,--output", out, "Delta directory to create (must not exist or be empty)")->required();
+  b->add_option("-l,--level", level, "zstd level for frame payloads (1-19)")->check(CLI::Range(1, 19));
+  common(b);
+  b->callback([&] { rc = do_build(base, ft, out, level, c); });
+
+  auto* a = delta->add_subcommand("apply", "Rebuild the fine-tuned model from DELTA and its base, to disk");
+  a->add_option("DELTA", dir, "Delta directory")->required();
+  a->add_option("--base", base, "Base model the delta was built against")->required();
+  a->add_option("-o,--output", out, "Output directory to create (must not exist or be empty)")->required();
+  common(a);
+  a->callback([&] { rc = do_apply(dir, base, out, c); });
+
+  auto* v = delta->add_subcommand("verify", "Rebuild in memory and check every frame hash and file sha256");
+  v->add_option("DELTA", dir, "Delta directory")->required();
+  v->add_option("--base", base, "Base model the delta was built against")->required();
+  common(v);
+  v->callback([&] { rc = do_apply(dir, base, "", c); });
+
+  auto* i = delta->add_subcommand("inspect", "Show per file (and with --tensors, per tensor) codecs and sizes");
+  i->add_option("DELTA", dir, "Delta directory")->required();
+  i->add_flag("-t,--tensors", tensors, "List every tensor");
+  common(i);
+  i->callback([&] { rc = do_inspect(dir, tensors, c); });
+
+  auto* e = delta->add_subcommand("estimate", "Estimate the delta size without writing, by sampling frames");
+  e->add_option("BASE", base, "Base model")->required();
+  e->add_option("FINETUNED", ft, "Fine-tuned model")->required();
+  e->add_option("-s,--sample", sample, "Encode one frame in N (1 encodes all)")->check(CLI::Range(1, 1000));
+  e->add_option("-l,--level", level, "zstd level")->check(CLI::Range(1, 19));
+  common(e);
+  e->callback([&] { rc = do_estimate(base, ft, sample, level, c); });
+}
+
+}  // namespace tenpak::cli

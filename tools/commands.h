@@ -1,0 +1,8 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace tenpak::cli {
+// Each adds its subcommands to `app`; the callback stores the exit code in `rc`.
+void add_delta_commands(CLI::App& app, int& rc);
+void add_fixture_commands(CLI::App& app, int& rc);
+}  // namespace tenpak::cli

@@ -1,0 +1,342 @@
+#include "fixtures.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "tenpak/delta.h"
+#include "tenpak/frame_codec.h"
+#include "tenpak/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace tenpak::fixtures {
+namespace {
+
+// xoshiro256** seeded by splitmix64: fast and reproducible on every machine.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) {
+    for (auto& x : s_) {
+      seed += 0x9e3779b97f4a7c15ull;
+      uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      x = z ^ (z >> 31);
+    }
+  }
+  uint64_t next() {
+    uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
+    s_[2] ^= s_[0]; s_[3] ^= s_[1]; s_[1] ^= s_[2]; s_[0] ^= s_[3]; s_[2] ^= t; s_[3] = rotl(s_[3], 45);
+    return r;
+  }
+  double uniform() { return (next() >> 11) * 0x1.0p-53; }
+  // Box-Muller, two values per call pair.
+  float normal() {
+    if (have_) { have_ = false; return spare_; }
+    double u = uniform(), v = uniform();
+    double r = std::sqrt(-2.0 * std::log(u + 1e-300)), a = 2 * M_PI * v;
+    spare_ = static_cast<float>(r * std::sin(a));
+    have_ = true;
+    return static_cast<float>(r * std::cos(a));
+  }
+
+ private:
+  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t s_[4];
+  bool have_ = false;
+  float spare_ = 0;
+};
+
+struct TensorSpec {
+  std::string name;
+  std::vector<uint64_t> shape;
+  enum Role { weight, norm, embed } role = weight;
+  int layer = -1;
+};
+
+struct Arch {
+  uint64_t hidden, layers, vocab, inter;
+};
+
+Arch arch_for(uint64_t size_mb, size_t elem) {
+  // parameters ~ vocab*h*2 + layers*(4h^2 + 3*h*inter); choose h from size.
+  Arch a;
+  uint64_t params = size_mb * (1ull << 20) / elem;
+  a.hidden = 256;
+  while (true) {
+    uint64_t h = a.hidden * 2;
+    uint64_t per_layer = 4 * h * h + 3 * h * (h * 8 / 3);
+    if (per_layer * 4 + 8000 * h * 2 > params) break;
+    a.hidden = h;
+  }
+  a.inter = (a.hidden * 8 / 3 + 63) / 64 * 64;
+  a.vocab = 8000;
+  uint64_t per_layer = 4 * a.hidden * a.hidden + 3 * a.hidden * a.inter;
+  uint64_t emb = a.vocab * a.hidden * 2;
+  a.layers = params > emb ? std::max<uint64_t>(1, (params - emb) / per_layer) : 1;
+  return a;
+}
+
+std::vector<TensorSpec> tensors_for(const Arch& a, uint64_t vocab) {
+  std::vector<TensorSpec> t;
+  t.push_back({"model.embed_tokens.weight", {vocab, a.hidden}, TensorSpec::embed});
+  for (uint64_t l = 0; l < a.layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    int li = static_cast<int>(l);
+    t.push_back({p + "input_layernorm.weight", {a.hidden}, TensorSpec::norm, li});
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"})
+      t.push_back({p + "self_attn." + n + ".weight", {a.hidden, a.hidden}, TensorSpec::weight, li});
+    t.push_back({p + "post_attention_layernorm.weight", {a.hidden}, TensorSpec::norm, li});
+    t.push_back({p + "mlp.gate_proj.weight", {a.inter, a.hidden}, TensorSpec::weight, li});
+    t.push_back({p + "mlp.up_proj.weight", {a.inter, a.hidden}, TensorSpec::weight, li});
+    t.push_back({p + "mlp.down_proj.weight", {a.hidden, a.inter}, TensorSpec::weight, li});
+  }
+  t.push_back({"model.norm.weight", {a.hidden}, TensorSpec::norm});
+  t.push_back({"lm_head.weight", {vocab, a.hidden}, TensorSpec::embed});
+  return t;
+}
+
+uint64_t numel(const std::vector<uint64_t>& s) {
+  uint64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+uint64_t name_seed(const std::string& n, uint64_t seed) {
+  uint64_t h = 1469598103934665603ull ^ seed;
+  for (char c : n) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+  return h;
+}
+
+// Base weights: gaussian with a per-tensor scale; norms near 1.
+void base_values(const TensorSpec& t, uint64_t rows_total, uint64_t seed, std::vector<float>& v) {
+  Rng r(name_seed(t.name, seed));
+  uint64_t n = numel(t.shape);
+  v.resize(n);
+  float std = t.role == TensorSpec::norm ? 0.05f : (t.role == TensorSpec::embed ? 0.02f : 0.6f / std::sqrt(float(t.shape.back())));
+  for (uint64_t i = 0; i < n; ++i) v[i] = (t.role == TensorSpec::norm ? 1.0f : 0.0f) + std * r.normal();
+  (void)rows_total;
+}
+
+// Fine-tune update: what a few hundred AdamW steps leave behind. Adam's
+// normalized steps give every weight a change of roughly lr * steps^0.5 in
+// magnitude, modulated per row (some rows move more) plus decoupled weight
+// decay shrinking each weight a little.
+void finetune_update(const TensorSpec& t, uint64_t seed, float strength, std::vector<float>& v) {
+  Rng r(name_seed(t.name, seed * 7919 + 17));
+  uint64_t cols = t.shape.back(), n = v.size();
+  const float lr_eff = 2e-4f * strength, wd = 1e-4f * strength;
+  for (uint64_t i = 0; i < n; i += cols) {
+    float row_scale = 0.5f + static_cast<float>(r.uniform()) * 1.5f;
+    for (uint64_t j = i; j < std::min(n, i + cols); ++j) v[j] = v[j] * (1 - wd) + lr_eff * row_scale * r.normal();
+  }
+}
+
+void lora_update(const TensorSpec& t, uint64_t seed, std::vector<float>& v) {
+  Rng r(name_seed(t.name, seed * 31 + 5));
+  const uint64_t rank = 8, rows = t.shape[0], cols = t.shape.back();
+  std::vector<float> A(rank * cols), B(rows * rank);
+  for (auto& x : A) x = 0.01f * r.normal();
+  for (auto& x : B) x = 0.01f * r.normal();
+  for (uint64_t i = 0; i < rows; ++i)
+    for (uint64_t k = 0; k < rank; ++k) {
+      float b = B[i * rank + k] * 2.0f;  // alpha / rank scaling
+      for (uint64_t j = 0; j < cols; ++j) v[i * cols + j] += b * A[k * cols + j];
+    }
+}
+
+void encode_values(const std::vector<float>& v, DType dt, std::vector<uint8_t>& out) {
+  out.resize(v.size() * dtype_size(dt));
+  convert_dtype(reinterpret_cast<const uint8_t*>(v.data()), DType::F32, v.size(), dt, out.data());
+}
+
+struct Writer {
+  std::string dir;
+  std::vector<std::vector<TensorSpec>> shards;
+  DType dt;
+};
+
+Status write_text(const std::string& path, const std::string& s) {
+  std::ofstream f(path, std::ios::binary);
+  f << s;
+  f.close();
+  if (!f) return {Errc::io, path + ": cannot write"};
+  return Status::Ok();
+}
+
+// Writes a model directory; `values(t, vec)` fills each tensor's floats.
+template <class Fill>
+Status write_model(const std::string& dir, const std::vector<TensorSpec>& ts, DType dt, int n_shards, const Arch& a,
+                   uint64_t vocab, Fill fill) {
+  fs::create_directories(dir);
+  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", a.hidden},
+                        {"intermediate_size", a.inter}, {"num_hidden_layers", a.layers}, {"vocab_size", vocab},
+                        {"torch_dtype", dt == DType::BF16 ? "bfloat16" : (dt == DType::F16 ? "float16" : "float32")}};
+  TP_RETURN_IF_ERROR(write_text(dir + "/config.json", cfg.dump(2) + "\n"));
+  nlohmann::json tok = {{"version", "1.0"}, {"model", {{"type", "BPE"}, {"vocab_size", vocab}}}};
+  TP_RETURN_IF_ERROR(write_text(dir + "/tokenizer.json", tok.dump() + "\n"));
+  size_t per = (ts.size() + n_shards - 1) / n_shards;
+  nlohmann::json weight_map = nlohmann::json::object();
+  uint64_t total = 0;
+  std::vector<float> v;
+  std::vector<uint8_t> bytes;
+  for (int s = 0; s < n_shards; ++s) {
+    std::string fname = n_shards == 1 ? "model.safetensors"
+                                      : "model-" + std::string(5 - std::to_string(s + 1).size(), '0') + std::to_string(s + 1) +
+                                            "-of-" + std::string(5 - std::to_string(n_shards).size(), '0') +
+                                            std::to_string(n_shards) + ".safetensors";
+    std::vector<TensorInfo> infos;
+    std::vector<const TensorSpec*> specs;
+    for (size_t i = s * per; i < std::min(ts.size(), (s + 1) * per); ++i) {
+      TensorInfo ti;
+      ti.name = ts[i].name;
+      ti.dtype = dt;
+      ti.shape = ts[i].shape;
+      ti.begin = 0;
+      ti.end = numel(ts[i].shape) * dtype_size(dt);
+      infos.push_back(ti);
+      specs.push_back(&ts[i]);
+      weight_map[ts[i].name] = fname;
+    }
+    std::string header = make_safetensors_header(infos, {{"format", "pt"}});
+    std::string path = dir + "/" + fname;
+    std::ofstream f(path, std::ios::binary);
+    f.write(header.data(), header.size());
+    for (auto* t : specs) {
+      fill(*t, v);
+      encode_values(v, dt, bytes);
+      f.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      total += bytes.size();
+    }
+    f.close();
+    if (!f) return {Errc::io, path + ": cannot write"};
+  }
+  if (n_shards > 1) {
+    nlohmann::json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    TP_RETURN_IF_ERROR(write_text(dir + "/model.safetensors.index.json", idx.dump(2) + "\n"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status generate_pair(const Spec& spec, const std::string& out) {
+  const std::string& k = spec.kind;
+  DType base_dt = (k == "fp32" || k == "dtype") ? DType::F32 : DType::BF16;
+  DType ft_dt = k == "fp32" ? DType::F32 : DType::BF16;
+  Arch a = arch_for(spec.size_mb, dtype_size(base_dt));
+  uint64_t ft_vocab = k == "vocab" ? a.vocab + 64 : a.vocab;
+  auto base_ts = tensors_for(a, a.vocab);
+  auto ft_ts = tensors_for(a, ft_vocab);
+  uint64_t seed = spec.seed;
+  auto base_fill = [&](const TensorSpec& t, std::vector<float>& v) { base_values(t, a.vocab, seed, v); };
+  TP_RETURN_IF_ERROR(write_model(out + "/base", base_ts, base_dt, 1, a, a.vocab, base_fill));
+  auto ft_fill = [&](const TensorSpec& t, std::vector<float>& v) {
+    TensorSpec bt = t;
+    if (t.role == TensorSpec::embed) bt.shape[0] = a.vocab;
+    base_values(bt, a.vocab, seed, v);
+    if (k == "frozen" && t.layer >= 0 && static_cast<uint64_t>(t.layer) < a.layers / 2) return;
+    if (k == "frozen" && t.role == TensorSpec::embed) return;
+    if (k == "lora") {
+      if (t.name.find("q_proj") != std::string::npos || t.name.find("v_proj") != std::string::npos) lora_update(t, seed, v);
+      return;
+    }
+    finetune_update(bt, seed, 1.0f, v);
+    if (t.shape[0] > bt.shape[0]) {  // new vocabulary rows: freshly initialized
+      Rng r(name_seed(t.name, seed + 99));
+      uint64_t cols = t.shape.back();
+      for (uint64_t i = bt.shape[0] * cols; i < numel(t.shape); ++i) v.push_back(0.02f * r.normal());
+    }
+  };
+  int ft_shards = (k == "sharded" || spec.size_mb >= 1024) ? 3 : 1;
+  return write_model(out + "/finetune", ft_ts, ft_dt, ft_shards, a, ft_vocab, ft_fill);
+}
+
+}  // namespace tenpak::fixtures
+
+namespace tenpak::cli {
+
+namespace {
+
+int run_demo(const std::string& workdir_opt, uint64_t size_mb) {
+  std::string work = workdir_opt;
+  bool temp = work.empty();
+  if (temp) {
+    char tmpl[] = "/tmp/tenpak-demo-XXXXXX";
+    if (!::mkdtemp(tmpl)) return fail({Errc::io, "cannot create a temporary directory"});
+    work = tmpl;
+  }
+  std::printf("TenPak demo in %s\n", work.c_str());
+  std::printf("1. generating a %llu MiB LLM-like BF16 base and a fine-tune of it (sharded differently)...\n",
+              (unsigned long long)size_mb);
+  fixtures::Spec spec;
+  spec.kind = "sharded";
+  spec.size_mb = size_mb;
+  Status st = fixtures::generate_pair(spec, work + "/pair");
+  if (!st.ok()) return fail(st);
+  std::printf("2. building the delta...\n");
+  BuildOptions bo;
+  ProgressBar bar("build");
+  bo.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
+  auto rep = build_delta(work + "/pair/base", work + "/pair/finetune", work + "/delta", bo);
+  bar.finish();
+  if (!rep.ok()) return fail(rep.status());
+  std::printf("3. rebuilding the fine-tune from base + delta...\n");
+  auto r = open_delta_dir(work + "/delta");
+  if (!r.ok()) return fail(r.status());
+  st = attach_local_base(**r, work + "/pair/base", true);
+  if (!st.ok()) return fail(st);
+  ApplyOptions ao;
+  auto t0 = std::chrono::steady_clock::now();
+  auto n = apply_delta(**r, work + "/rebuilt", ao);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!n.ok()) return fail(n.status());
+  std::printf("4. checking sha256 of every rebuilt file against the original...\n");
+  for (auto& of : (*r)->manifest().out_files) {
+    std::ifstream a(work + "/pair/finetune/" + of.name, std::ios::binary), b(work + "/rebuilt/" + of.name, std::ios::binary);
+    std::string sa((std::istreambuf_iterator<char>(a)), {}), sb((std::istreambuf_iterator<char>(b)), {});
+    Sha256 ha = sha256(sa.data(), sa.size()), hb = sha256(sb.data(), sb.size());
+    std::printf("   %-40s %s %s\n", of.name.c_str(), hex(hb).substr(0, 16).c_str(), ha == hb ? "identical" : "DIFFERENT");
+    if (ha != hb) return fail({Errc::corrupt, of.name + ": rebuilt file differs from the original"});
+  }
+  double ratio = static_cast<double>(rep->delta_bytes) / rep->finetune_bytes;
+  std::printf("\nfine-tune %s, delta %s: %.4f of the fine-tune (%.1f%% saved); build %.2f s, rebuild %.2f s\n",
+              human_bytes(rep->finetune_bytes).c_str(), human_bytes(rep->delta_bytes).c_str(), ratio,
+              100 * (1 - ratio), rep->seconds, secs);
+  if (temp) fs::remove_all(work);
+  std::printf("demo OK: the rebuilt model is bit-identical to the fine-tune\n");
+  return kOk;
+}
+
+}  // namespace
+
+void add_fixture_commands(CLI::App& app, int& rc) {
+  static fixtures::Spec spec;
+  static std::string out, work;
+  auto* f = app.add_subcommand("fixture", "Generate a synthetic base/fine-tune pair (OUT/base, OUT/finetune)");
+  f->add_option("KIND", spec.kind, "bf16 | fp32 | frozen | lora | vocab | dtype | sharded")
+      ->required()
+      ->check(CLI::IsMember({"bf16", "fp32", "frozen", "lora", "vocab", "dtype", "sharded"}));
+  f->add_option("OUT", out, "Directory to create")->required();
+  f->add_option("--size-mb", spec.size_mb, "Approximate base size in MiB")->check(CLI::Range(1, 65536));
+  f->add_option("--seed", spec.seed, "Random seed");
+  f->callback([&] {
+    Status st = fixtures::generate_pair(spec, out);
+    rc = st.ok() ? kOk : fail(st);
+    if (st.ok()) std::printf("wrote %s/base and %s/finetune\n", out.c_str(), out.c_str());
+  });
+  static uint64_t demo_mb = 64;
+  auto* d = app.add_subcommand("demo", "Generate a pair, build its delta, rebuild it and check sha256");
+  d->add_option("--workdir", work, "Keep the files in this directory (default: a temporary one, removed)");
+  d->add_option("--size-mb", demo_mb, "Base model size in MiB")->check(CLI::Range(1, 65536));
+  d->callback([&] { rc = run_demo(work, demo_mb); });
+}
+
+}  // namespace tenpak::cli

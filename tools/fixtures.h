@@ -1,0 +1,21 @@
+// Synthetic but realistic base/fine-tune pairs (LLM-like tensor names, shapes
+// and weight statistics) for tests, the demo and benchmarks.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "tenpak/status.h"
+
+namespace tenpak::fixtures {
+
+struct Spec {
+  std::string kind = "bf16";  // bf16 | fp32 | frozen | lora | vocab | dtype | sharded
+  uint64_t size_mb = 16;      // approximate size of the base model
+  uint64_t seed = 1;
+};
+
+// Writes OUT/base and OUT/finetune (each a model directory with config.json,
+// tokenizer.json and safetensors files). Returns an error naming the file.
+Status generate_pair(const Spec& spec, const std::string& out);
+
+}  // namespace tenpak::fixtures

@@ -1,0 +1,21 @@
+// tenpak: one executable, subcommands per concern.
+#include <CLI/CLI.hpp>
+
+#include "cli_util.h"
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"TenPak: store fine-tuned models as compact deltas against their base and serve them back"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tenpak 0.1.0 (delta format v1)");
+  int rc = 0;
+  tenpak::cli::add_delta_commands(app, rc);
+  tenpak::cli::add_fixture_commands(app, rc);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int r = app.exit(e);
+    return r == 0 ? 0 : tenpak::cli::kUsage;
+  }
+  return rc;
+}
