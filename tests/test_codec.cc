@@ -53,8 +53,7 @@ TEST_P(CodecRoundTrip, Lossless) {
   for (size_t count : {1u, 7u, 4096u, 100000u}) {
     auto base = random_elems(dt, count, 1);
     auto ft = perturb(base, dt, 2);
-    bool needs_base = codec == Codec::copy_base || codec == Codec::xor_planes || codec == Codec::sub_planes ||
-                      codec == Codec::sub_split;
+    bool needs_base = codec_needs_base(codec);
     if (codec == Codec::copy_base) ft = base;
     auto e = encode_frame_with(codec, ft.data(), ft.size(), dt, needs_base ? base.data() : nullptr, 3);
     Frame f = frame_for(e, dt, ft.size(), needs_base);
@@ -68,7 +67,7 @@ TEST_P(CodecRoundTrip, Lossless) {
 INSTANTIATE_TEST_SUITE_P(
     All, CodecRoundTrip,
     ::testing::Combine(::testing::Values(Codec::store, Codec::zstd, Codec::copy_base, Codec::xor_planes, Codec::sub_planes,
-                                         Codec::planes, Codec::sub_split),
+                                         Codec::planes, Codec::sub_split, Codec::sub_ctx),
                        ::testing::Values(DType::F64, DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::F8_E5M2,
                                          DType::I64, DType::I32, DType::I16, DType::I8, DType::U8, DType::BOOL)));
 
@@ -95,7 +94,7 @@ TEST(Codec, ChooserIsLosslessAndPicksDeltas) {
 TEST(Codec, CorruptPayloadIsAnError) {
   auto base = random_elems(DType::BF16, 20000, 6);
   auto ft = perturb(base, DType::BF16, 7);
-  for (Codec c : {Codec::zstd, Codec::xor_planes, Codec::sub_planes, Codec::sub_split}) {
+  for (Codec c : {Codec::zstd, Codec::xor_planes, Codec::sub_planes, Codec::sub_split, Codec::sub_ctx}) {
     auto e = encode_frame_with(c, ft.data(), ft.size(), DType::BF16, base.data(), 3);
     Frame f = frame_for(e, DType::BF16, ft.size(), true);
     std::vector<uint8_t> out(ft.size());

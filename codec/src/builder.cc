@@ -289,8 +289,7 @@ class Builder {
         fr.dtype = j.dt;
         fr.base_dtype = j.bdt;
         fr.hash = e.hash;
-        if (e.e.codec == Codec::copy_base || e.e.codec == Codec::xor_planes || e.e.codec == Codec::sub_planes ||
-            e.e.codec == Codec::sub_split) {
+        if (codec_needs_base(e.e.codec)) {
           fr.base_file = j.base_file;
           fr.base_offset = j.base_off;
           fr.base_len = j.base_len;

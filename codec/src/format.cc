@@ -13,8 +13,14 @@ const char* codec_name(Codec c) {
     case Codec::sub_planes: return "sub_planes";
     case Codec::planes: return "planes";
     case Codec::sub_split: return "sub_split";
+    case Codec::sub_ctx: return "sub_ctx";
   }
   return "?";
+}
+
+bool codec_needs_base(Codec c) {
+  return c == Codec::copy_base || c == Codec::xor_planes || c == Codec::sub_planes || c == Codec::sub_split ||
+         c == Codec::sub_ctx;
 }
 
 bool is_safe_relative_path(const std::string& s) {
@@ -162,9 +168,7 @@ Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& w
     if (f.out_len == 0 || f.out_len > kMaxFrameOut) return bad(fr + "output length out of range");
     if (f.data_len > kMaxFramePayload) return bad(fr + "payload length out of range");
     if (f.out_len % dtype_size(f.dtype) != 0) return bad(fr + "length not a multiple of the element size");
-    bool needs_base = f.codec == Codec::copy_base || f.codec == Codec::xor_planes || f.codec == Codec::sub_planes ||
-                      f.codec == Codec::sub_split;
-    if (needs_base) {
+    if (codec_needs_base(f.codec)) {
       if (f.base_file >= nb) return bad(fr + "base file index out of range");
       const auto& bf = m.base_files[f.base_file];
       if (f.base_offset > bf.size || f.base_len > bf.size - f.base_offset) return bad(fr + "base range out of range");

@@ -2,6 +2,8 @@
 
 #include <zstd.h>
 
+#include "range_coder.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -149,6 +151,114 @@ void diff_words(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std
   }
 }
 
+// ---- sub_ctx: context-modelled ulp differences ------------------------------
+// Each element's zigzagged difference z is binarised as its bit length k
+// (coded with a binary tree whose probabilities depend on the base element's
+// exponent and on the previous element's k) followed by the k-1 bits below
+// its leading one (probabilities per (k, bit position)). Adam-style updates
+// are roughly uniform in absolute size, so the ulp count depends strongly on
+// the weight's exponent: that context is where the gain over order-0 comes from.
+template <class U>
+struct CtxModel {
+  static constexpr int kBits = sizeof(U) * 8;
+  static constexpr int kLevels = sizeof(U) == 1 ? 4 : sizeof(U) == 2 ? 5 : sizeof(U) == 4 ? 6 : 7;
+  static constexpr int kPrevShift = sizeof(U) <= 2 ? 0 : sizeof(U) == 4 ? 1 : 2;
+  std::vector<rc::Prob> kp = std::vector<rc::Prob>(size_t(32 * 16) << kLevels);
+  std::vector<rc::Prob> mp = std::vector<rc::Prob>(size_t(kBits + 1) * kBits);
+  DType dt;
+  explicit CtxModel(DType d) : dt(d) {}
+  // Exponent bucket (0..31) of a base element's raw bits.
+  int bucket(U b) const {
+    auto clamp = [](int e) { return e < 0 ? 0 : (e > 31 ? 31 : e); };
+    switch (dt) {
+      case DType::F16: return static_cast<int>((uint64_t(b) >> 10) & 31);
+      case DType::BF16: return clamp(static_cast<int>((uint64_t(b) >> 7) & 0xff) - 104);
+      case DType::F32: return clamp(static_cast<int>((uint64_t(b) >> 23) & 0xff) - 104);
+      case DType::F64: return clamp(static_cast<int>((uint64_t(b) >> 52) & 0x7ff) - 1000);
+      case DType::F8_E4M3: return static_cast<int>((uint64_t(b) >> 3) & 15);
+      case DType::F8_E5M2: return static_cast<int>((uint64_t(b) >> 2) & 31);
+      default: return 0;
+    }
+  }
+  size_t kctx(U base_raw, int prev_k) const {
+    int pk = prev_k >> kPrevShift;
+    if (pk > 15) pk = 15;
+    return (size_t(bucket(base_raw)) * 16 + pk) << kLevels;
+  }
+};
+
+inline int bit_length(uint64_t z) { return z ? 64 - __builtin_clzll(z) : 0; }
+
+template <class U>
+void ctx_encode(const uint8_t* out, const uint8_t* base, size_t count, DType dt, std::string& payload) {
+  CtxModel<U> m(dt);
+  rc::Encoder enc(payload);
+  const bool fl = dtype_is_float(dt);
+  int prev_k = 0;
+  for (size_t i = 0; i < count; ++i) {
+    U b = load<U>(base + i * sizeof(U)), a = load<U>(out + i * sizeof(U));
+    U bo = fl ? f_ord(b) : b, ao = fl ? f_ord(a) : a;
+    U z = zigzag(U(ao - bo));
+    int k = bit_length(z);
+    rc::Prob* kp = &m.kp[m.kctx(b, prev_k)];
+    unsigned node = 1;
+    for (int l = CtxModel<U>::kLevels - 1; l >= 0; --l) {
+      int bit = (k >> l) & 1;
+      enc.bit(kp[node], bit);
+      node = node * 2 + bit;
+    }
+    rc::Prob* mp = &m.mp[size_t(k) * CtxModel<U>::kBits];
+    for (int pos = k - 2; pos >= 0; --pos) enc.bit(mp[pos], static_cast<int>((uint64_t(z) >> pos) & 1));
+    prev_k = k;
+  }
+  enc.finish();
+}
+
+template <class U>
+bool ctx_decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t count, DType dt, uint8_t* out) {
+  CtxModel<U> m(dt);
+  rc::Decoder dec(payload, len);
+  const bool fl = dtype_is_float(dt);
+  int prev_k = 0;
+  for (size_t i = 0; i < count; ++i) {
+    U b = load<U>(base + i * sizeof(U));
+    rc::Prob* kp = &m.kp[m.kctx(b, prev_k)];
+    unsigned node = 1;
+    for (int l = 0; l < CtxModel<U>::kLevels; ++l) node = node * 2 + dec.bit(kp[node]);
+    int k = static_cast<int>(node - (1u << CtxModel<U>::kLevels));
+    if (k > CtxModel<U>::kBits) return false;
+    uint64_t z = 0;
+    if (k > 0) {
+      z = 1;
+      rc::Prob* mp = &m.mp[size_t(k) * CtxModel<U>::kBits];
+      for (int pos = k - 2; pos >= 0; --pos) z = (z << 1) | static_cast<uint64_t>(dec.bit(mp[pos]));
+    }
+    U bo = fl ? f_ord(b) : b;
+    U ao = U(bo + unzigzag(U(z)));
+    store<U>(out + i * sizeof(U), fl ? f_unord(ao) : ao);
+    prev_k = k;
+  }
+  return !dec.overrun();
+}
+
+void ctx_encode_any(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload) {
+  switch (dtype_size(dt)) {
+    case 1: ctx_encode<uint8_t>(out, base, n, dt, payload); break;
+    case 2: ctx_encode<uint16_t>(out, base, n / 2, dt, payload); break;
+    case 4: ctx_encode<uint32_t>(out, base, n / 4, dt, payload); break;
+    default: ctx_encode<uint64_t>(out, base, n / 8, dt, payload); break;
+  }
+}
+
+bool ctx_decode_any(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out) {
+  switch (dtype_size(dt)) {
+    case 1: return ctx_decode<uint8_t>(payload, len, base, n, dt, out);
+    case 2: return ctx_decode<uint16_t>(payload, len, base, n / 2, dt, out);
+    case 4: return ctx_decode<uint32_t>(payload, len, base, n / 4, dt, out);
+    default: return ctx_decode<uint64_t>(payload, len, base, n / 8, dt, out);
+  }
+}
+
 }  // namespace
 
 EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, const uint8_t* base, int level) {
@@ -189,6 +299,9 @@ EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, 
       zstd_append(e.payload, s.l1.data(), s.l1.size(), level);
       break;
     }
+    case Codec::sub_ctx:
+      ctx_encode_any(out, base, n, dt, e.payload);
+      break;
   }
   return e;
 }
@@ -237,6 +350,12 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
       if (z.payload.size() < e.payload.size()) e = std::move(z);
     }
   }
+  if (base && opt.allow_ctx) {
+    // The context coder is slower to decode than the zstd-based codecs, so it
+    // must earn its place: at least opt.ctx_min_gain smaller.
+    EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, n, dt, base, 0);
+    if (c.payload.size() < e.payload.size() * (1.0 - opt.ctx_min_gain)) e = std::move(c);
+  }
   if (e.payload.size() >= n) return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
   return e;
 }
@@ -272,6 +391,8 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
       if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
       from_planes(scratch.data(), n, w, out);
       return Status::Ok();
+    case Codec::sub_ctx:
+      return ctx_decode_any(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_ctx");
     case Codec::xor_planes:
       scratch.resize(n);
       if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");

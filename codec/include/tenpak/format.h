@@ -33,9 +33,12 @@ enum class Codec : uint8_t {
   sub_planes = 4,   // zstd(byte planes of zigzag(ord(out) - ord(base)))
   planes = 5,       // zstd(byte planes of out), no base
   sub_split = 6,    // sub_planes, low-byte planes split by high-byte context
+  sub_ctx = 7,      // zigzag ulp differences, adaptive binary range coder with contexts
 };
-constexpr uint8_t kMaxCodec = 6;
+constexpr uint8_t kMaxCodec = 7;
 const char* codec_name(Codec c);
+// Codecs whose output is computed from a base range.
+bool codec_needs_base(Codec c);
 
 struct BaseFile {
   std::string name;     // relative path in the base model directory

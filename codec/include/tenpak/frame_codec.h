@@ -16,6 +16,8 @@ struct EncodedFrame {
 
 struct EncodeOptions {
   int zstd_level = 3;
+  bool allow_ctx = true;       // consider the sub_ctx codec (smallest, slowest to decode)
+  double ctx_min_gain = 0.03;  // take it only when this fraction smaller than the best zstd codec
 };
 
 // Chooses the smallest codec for `out` (n bytes of elements of type `dt`).

@@ -1,0 +1,107 @@
+// An adaptive binary range coder (carry-less-by-cache design, 12-bit
+// probabilities), the entropy stage of the sub_ctx codec. Small and exact:
+// docs/FORMAT.md specifies it bit for bit so other readers can decode it.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace tenpak::rc {
+
+constexpr int kProbBits = 12;
+constexpr uint16_t kProbInit = 1 << (kProbBits - 1);
+constexpr uint32_t kTop = 1u << 24;
+
+// Probability (of a 0 bit) with a two-speed adaptation: fast while young.
+struct Prob {
+  uint16_t p = kProbInit;
+  uint8_t n = 0;
+  int rate() const { return n < 8 ? 4 : 5; }
+  void update(int bit) {
+    if (bit) p -= p >> rate(); else p += ((1 << kProbBits) - p) >> rate();
+    if (n < 255) ++n;
+  }
+};
+
+class Encoder {
+ public:
+  explicit Encoder(std::string& out) : out_(out) {}
+  void bit(Prob& pr, int b) {
+    uint32_t bound = (range_ >> kProbBits) * pr.p;
+    if (!b) {
+      range_ = bound;
+    } else {
+      low_ += bound;
+      range_ -= bound;
+    }
+    pr.update(b);
+    while (range_ < kTop) {
+      range_ <<= 8;
+      shift_low();
+    }
+  }
+  void finish() {
+    for (int i = 0; i < 5; ++i) shift_low();
+  }
+
+ private:
+  void shift_low() {
+    if (static_cast<uint32_t>(low_) < 0xff000000u || (low_ >> 32) != 0) {
+      uint8_t carry = static_cast<uint8_t>(low_ >> 32);
+      uint8_t temp = cache_;
+      do {
+        out_.push_back(static_cast<char>(static_cast<uint8_t>(temp + carry)));
+        temp = 0xff;
+      } while (--cache_size_ != 0);
+      cache_ = static_cast<uint8_t>(low_ >> 24);
+    }
+    ++cache_size_;
+    low_ = (low_ & 0x00ffffffu) << 8;
+  }
+  std::string& out_;
+  uint64_t low_ = 0;
+  uint32_t range_ = 0xffffffffu;
+  uint8_t cache_ = 0;
+  uint64_t cache_size_ = 1;
+};
+
+class Decoder {
+ public:
+  Decoder(const uint8_t* p, size_t n) : p_(p), end_(p + n) {
+    for (int i = 0; i < 5; ++i) code_ = (code_ << 8) | next();
+  }
+  int bit(Prob& pr) {
+    uint32_t bound = (range_ >> kProbBits) * pr.p;
+    int b;
+    if (code_ < bound) {
+      range_ = bound;
+      b = 0;
+    } else {
+      code_ -= bound;
+      range_ -= bound;
+      b = 1;
+    }
+    pr.update(b);
+    while (range_ < kTop) {
+      range_ <<= 8;
+      code_ = (code_ << 8) | next();
+    }
+    return b;
+  }
+  // True when the decoder read more than 4 bytes past its input: the payload
+  // was truncated (the encoder's flush guarantees at most 4 are ever needed).
+  bool overrun() const { return over_ > 4; }
+
+ private:
+  uint8_t next() {
+    if (p_ < end_) return *p_++;
+    ++over_;
+    return 0;
+  }
+  const uint8_t* p_;
+  const uint8_t* end_;
+  uint32_t code_ = 0;
+  uint32_t range_ = 0xffffffffu;
+  unsigned over_ = 0;
+};
+
+}  // namespace tenpak::rc
