@@ -12,6 +12,7 @@ namespace {
 
 Manifest sample() {
   Manifest m;
+  m.base_locations = {"http://127.0.0.1:8080/base", "org/base@main"};
   m.base_files.push_back({"model.safetensors", 4096, {}});
   OutFile f;
   f.name = "sub/model.safetensors";
@@ -38,6 +39,7 @@ TEST(Format, RoundTrip) {
   EXPECT_EQ(p->out_files[0].name, "sub/model.safetensors");
   EXPECT_EQ(p->frames[1].codec, Codec::sub_planes);
   EXPECT_EQ(p->frames[1].base_offset, 96u);
+  EXPECT_EQ(p->base_locations, m.base_locations);
   EXPECT_EQ(serialize_manifest(*p), s);
 }
 
@@ -159,7 +161,7 @@ TEST(Format, ManyFramesRoundTrip) {
   f.size = 500000;
   m.out_files.push_back(f);
   std::string s = serialize_manifest(m);
-  EXPECT_EQ(s.size(), 8 + 24 + (4 + 7 + 8 + 32 + 12) + 5000 * 64 + 8u);
+  EXPECT_EQ(s.size(), 8 + 24 + 4 + (4 + 7 + 8 + 32 + 12) + 5000 * 64 + 8u);
   auto p = parse_manifest(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "idx");
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_EQ(p->frames.size(), 5000u);

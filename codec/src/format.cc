@@ -96,6 +96,8 @@ std::string serialize_manifest(const Manifest& m) {
   w.u32(static_cast<uint32_t>(m.out_files.size()));
   w.u32(static_cast<uint32_t>(m.frames.size()));
   w.u32(0);  // reserved
+  w.u32(static_cast<uint32_t>(m.base_locations.size()));
+  for (auto& l : m.base_locations) w.str(l);
   for (auto& b : m.base_files) { w.str(b.name); w.u64(b.size); w.bytes(b.sha256.data(), 32); }
   for (auto& f : m.out_files) {
     w.str(f.name); w.u64(f.size); w.bytes(f.sha256.data(), 32);
@@ -116,7 +118,7 @@ std::string serialize_manifest(const Manifest& m) {
 
 Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& what) {
   auto bad = [&](const std::string& why) { return Status{Errc::corrupt, what + ": " + why}; };
-  if (n < 40 || std::memcmp(p, kMagic, 8) != 0) return bad("not a TenPak index (bad magic)");
+  if (n < 44 || std::memcmp(p, kMagic, 8) != 0) return bad("not a TenPak index (bad magic)");
   Reader r(p, n);
   char magic[8];
   r.bytes(magic, 8);
@@ -137,6 +139,14 @@ Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& w
   if (static_cast<uint64_t>(nb) * 44 + static_cast<uint64_t>(nf) * 56 + static_cast<uint64_t>(nfr) * 64 > n)
     return bad("counts larger than the index");
   Manifest m;
+  uint32_t nloc;
+  if (!r.u32(nloc)) return bad("truncated base location list");
+  if (nloc > kMaxBaseLocations) return bad("more than " + std::to_string(kMaxBaseLocations) + " base locations");
+  m.base_locations.resize(nloc);
+  for (auto& l : m.base_locations) {
+    if (!r.str(l)) return bad("truncated base location list");
+    if (l.empty() || l.find('\0') != std::string::npos) return bad("invalid base location");
+  }
   m.base_files.resize(nb);
   for (auto& b : m.base_files) {
     if (!r.str(b.name) || !r.u64(b.size) || !r.bytes(b.sha256.data(), 32)) return bad("truncated base file table");

@@ -164,7 +164,7 @@ struct CtxModel {
   static constexpr int kLevels = sizeof(U) == 1 ? 4 : sizeof(U) == 2 ? 5 : sizeof(U) == 4 ? 6 : 7;
   static constexpr int kPrevShift = sizeof(U) <= 2 ? 0 : sizeof(U) == 4 ? 1 : 2;
   std::vector<rc::Prob> kp = std::vector<rc::Prob>(size_t(32 * 16) << kLevels);
-  std::vector<rc::Prob> mp = std::vector<rc::Prob>(size_t(kBits + 1) * kBits);
+  std::vector<rc::Prob> mp = std::vector<rc::Prob>(size_t(kBits + 1) * kBits * 2);
   DType dt;
   explicit CtxModel(DType d) : dt(d) {}
   // Exponent bucket (0..31) of a base element's raw bits.
@@ -180,6 +180,9 @@ struct CtxModel {
       default: return 0;
     }
   }
+  // Sign of the base element: weight decay moves weights toward zero, so it
+  // predicts the sign of the difference (the lowest bit of z).
+  static int sign(U b) { return static_cast<int>(uint64_t(b) >> (kBits - 1)); }
   size_t kctx(U base_raw, int prev_k) const {
     int pk = prev_k >> kPrevShift;
     if (pk > 15) pk = 15;
@@ -207,9 +210,10 @@ void ctx_encode(const uint8_t* out, const uint8_t* base, size_t count, DType dt,
       enc.bit(kp[node], bit);
       node = node * 2 + bit;
     }
-    rc::Prob* mp = &m.mp[size_t(k) * CtxModel<U>::kBits];
-    for (int pos = k - 2; pos >= 0; --pos) enc.bit(mp[pos], static_cast<int>((uint64_t(z) >> pos) & 1));
-    prev_k = k;
+    rc::Prob* mp = &m.mp[size_t(k) * CtxModel<U>::kBits * 2];
+    for (int pos = k - 2; pos > 0; --pos) enc.bit(mp[pos * 2], static_cast<int>((uint64_t(z) >> pos) & 1));
+    if (k >= 2) enc.bit(mp[m.sign(b)], static_cast<int>(z & 1));
+    prev_k = (prev_k + k + 1) >> 1;
   }
   enc.finish();
 }
@@ -230,13 +234,14 @@ bool ctx_decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t 
     uint64_t z = 0;
     if (k > 0) {
       z = 1;
-      rc::Prob* mp = &m.mp[size_t(k) * CtxModel<U>::kBits];
-      for (int pos = k - 2; pos >= 0; --pos) z = (z << 1) | static_cast<uint64_t>(dec.bit(mp[pos]));
+      rc::Prob* mp = &m.mp[size_t(k) * CtxModel<U>::kBits * 2];
+      for (int pos = k - 2; pos > 0; --pos) z = (z << 1) | static_cast<uint64_t>(dec.bit(mp[pos * 2]));
+      if (k >= 2) z = (z << 1) | static_cast<uint64_t>(dec.bit(mp[m.sign(b)]));
     }
     U bo = fl ? f_ord(b) : b;
     U ao = U(bo + unzigzag(U(z)));
     store<U>(out + i * sizeof(U), fl ? f_unord(ao) : ao);
-    prev_k = k;
+    prev_k = (prev_k + k + 1) >> 1;
   }
   return !dec.overrun();
 }

@@ -70,7 +70,13 @@ struct Frame {
   Xxh128 hash{};             // xxh3-128 of the output bytes
 };
 
+constexpr uint32_t kMaxBaseLocations = 16;
+
 struct Manifest {
+  // Where the base model can be found, most preferred first: local paths,
+  // http(s) URLs of the base directory, or hub ids (org/name[@revision]).
+  // Mirrors of one base; may be empty (the user names the base).
+  std::vector<std::string> base_locations;
   std::vector<BaseFile> base_files;
   std::vector<OutFile> out_files;
   std::vector<Frame> frames;     // grouped by file, ascending out_offset
