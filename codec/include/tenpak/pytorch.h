@@ -20,12 +20,25 @@ struct CheckpointTensor {
   uint64_t file_offset = 0;      // where its bytes start inside the zip file
   uint64_t nbytes = 0;
   bool contiguous_in_file = false;  // row-major, dense, in a STORED entry
+  // Where the view lives (checked to lie inside the storage's zip entry):
+  // element (i0, i1, ...) is at storage_offset + sum(ik * stride[k]) elements
+  // from storage_file_offset. Used to copy non-contiguous views.
+  uint64_t storage_file_offset = 0;
+  uint64_t storage_offset = 0;      // in elements
+  std::vector<uint64_t> stride;     // in elements
 };
 
 struct Checkpoint {
   std::vector<CheckpointTensor> tensors;  // in state_dict order
 };
 
+// Reads the zip's data.pkl with the restricted unpickler and locates every
+// tensor. Which tensors: a plain state_dict; the "state_dict" entry of a dict;
+// else its "model" entry (or "ema" when model is None); pickled nn.Module
+// objects are named as their state_dict() would (parameters, persistent
+// buffers, then sub-modules). Errors name `path` and the problem:
+// Errc::unsupported for refused content (code, unknown opcodes or dtypes,
+// compressed entries), Errc::corrupt for malformed or inconsistent files.
 Result<Checkpoint> read_pytorch_checkpoint(const uint8_t* data, uint64_t size, const std::string& path);
 
 // A safetensors file with the checkpoint's tensors in state_dict order.

@@ -1,0 +1,383 @@
+// The restricted PyTorch checkpoint reader: generated checkpoints (valid and
+// malicious), the real YOLOv5n checkpoints when ../shared/data is present,
+// and end-to-end delta build/apply/verify through the CLI.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "ckpt_fixtures.h"
+#include "pickle_reader.h"
+#include "tenpak/model.h"
+#include "tenpak/pytorch.h"
+#include "test_util.h"
+
+using namespace tenpak;
+namespace fs = std::filesystem;
+
+namespace {
+
+const uint8_t* u8(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+
+struct StTensor { std::string name; DType dtype; std::vector<uint64_t> shape; std::string bytes; };
+
+// Tensors of a safetensors file in data order.
+std::vector<StTensor> st_tensors(const std::string& file, const std::string& what) {
+  auto n = safetensors_header_len(u8(file), file.size(), what);
+  EXPECT_TRUE(n.ok()) << n.status().message();
+  if (!n.ok()) return {};
+  auto h = parse_safetensors_header(file.data() + 8, *n, file.size(), what);
+  EXPECT_TRUE(h.ok()) << h.status().message();
+  if (!h.ok()) return {};
+  std::vector<StTensor> out;
+  for (auto& t : h->tensors) out.push_back({t.name, t.dtype, t.shape, file.substr(t.begin, t.nbytes())});
+  return out;
+}
+
+// Tensor-by-tensor equality (names, order, dtypes, shapes, bytes).
+// `ref_scalars_as_1`: the reference .safetensors files beside the YOLOv5n
+// checkpoints store 0-dim tensors (num_batches_tracked) with shape [1]; the
+// pickle says shape () and the reader keeps torch's shape [] (what
+// safetensors.torch.save_file writes). Only that difference is tolerated.
+void expect_same_tensors(const std::vector<StTensor>& a, const std::vector<StTensor>& b, bool ref_scalars_as_1 = false) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(a[i].name);
+    EXPECT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(a[i].dtype, b[i].dtype);
+    if (!(ref_scalars_as_1 && a[i].shape.empty() && b[i].shape == std::vector<uint64_t>{1})) {
+      EXPECT_EQ(a[i].shape, b[i].shape);
+    }
+    EXPECT_TRUE(a[i].bytes == b[i].bytes) << "bytes differ";
+  }
+}
+
+std::vector<StTensor> expected(const ckpt::Generated& g) {
+  std::vector<StTensor> out;
+  for (auto& t : g.expect) out.push_back({t.name, t.dtype, t.shape, t.bytes});
+  return out;
+}
+
+Result<Checkpoint> read(const std::string& pt, const std::string& name = "test.pt") {
+  return read_pytorch_checkpoint(u8(pt), pt.size(), name);
+}
+
+// Runs a shell command, returns its exit status; stderr goes to `err`.
+int run(const std::string& cmd, std::string* err = nullptr) {
+  std::string ef = tptest::temp_dir("cmd") + "/stderr";
+  int rc = std::system((cmd + " >/dev/null 2>" + ef).c_str());
+  if (err) *err = tptest::read_file(ef);
+  fs::remove_all(fs::path(ef).parent_path());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string tenpak_bin() {
+  const char* b = std::getenv("TENPAK_BIN");
+  std::string bin = b ? b : TENPAK_DEFAULT_BIN;
+  return fs::exists(bin) ? bin : "";
+}
+
+std::string shared_yolo() {
+  const char* s = std::getenv("TENPAK_SHARED");
+  std::string d = std::string(s ? s : TENPAK_DEFAULT_SHARED) + "/data/yolov5n";
+  return fs::exists(d + "/base.pt") ? d : "";
+}
+
+}  // namespace
+
+TEST(PyTorch, PlainStateDictWithViews) {
+  auto g = ckpt::plain_state_dict();
+  auto ck = read(g.pt);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  ASSERT_EQ(ck->tensors.size(), g.expect.size());
+  for (size_t i = 0; i < g.expect.size(); ++i) {
+    SCOPED_TRACE(g.expect[i].name);
+    EXPECT_EQ(ck->tensors[i].name, g.expect[i].name);
+    EXPECT_EQ(ck->tensors[i].contiguous_in_file, g.expect[i].contiguous);
+    if (ck->tensors[i].contiguous_in_file) {  // in-place ranges (what base checkpoints are indexed by)
+      EXPECT_EQ(g.pt.substr(ck->tensors[i].file_offset, ck->tensors[i].nbytes), g.expect[i].bytes);
+    }
+  }
+  auto st = checkpoint_to_safetensors(*ck, u8(g.pt), "test.pt");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  expect_same_tensors(st_tensors(std::string(st->begin(), st->end()), "converted"), expected(g));
+}
+
+TEST(PyTorch, Zip64Archive) {
+  auto g = ckpt::plain_state_dict(0, "archive", true);
+  auto ck = read(g.pt);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  auto st = checkpoint_to_safetensors(*ck, u8(g.pt), "test.pt");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  expect_same_tensors(st_tensors(std::string(st->begin(), st->end()), "converted"), expected(g));
+  // A zip64 end record pointing outside the file is refused.
+  std::string bad = g.pt;
+  size_t loc = bad.size() - 22 - 20;
+  ASSERT_EQ(bad.compare(loc, 4, "PK\x06\x07"), 0);
+  bad[loc + 8 + 3] = 0x7f;
+  auto r = read(bad, "evil.pt");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Errc::corrupt);
+  EXPECT_NE(r.status().message().find("zip64"), std::string::npos) << r.status().message();
+}
+
+TEST(PyTorch, ModuleObjectsNamedAsStateDict) {
+  auto g = ckpt::module_checkpoint();
+  auto ck = read(g.pt);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  auto st = checkpoint_to_safetensors(*ck, u8(g.pt), "test.pt");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  // Non-persistent buffer "tmp", the None bias and the opaque numpy scalar are left out.
+  expect_same_tensors(st_tensors(std::string(st->begin(), st->end()), "converted"), expected(g));
+}
+
+TEST(PyTorch, StateDictWrapperAndEmaFallback) {
+  // {"state_dict": {...}, "optimizer": {"x": tensor}}: only the state_dict is read.
+  ckpt::Pickle p;
+  p.empty_dict().mark().str("optimizer").empty_dict().mark().str("x").tensor("FloatStorage", "1", 1, 0, {1}, {1});
+  p.setitems().str("state_dict").empty_dict().mark().str("a.weight").tensor("FloatStorage", "0", 2, 0, {2}, {1});
+  p.setitems().setitems().stop();
+  std::string pt = ckpt::make_pt(p.b, {{"0", std::string(8, 'a')}, {"1", std::string(4, 'b')}});
+  auto ck = read(pt);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  ASSERT_EQ(ck->tensors.size(), 1u);
+  EXPECT_EQ(ck->tensors[0].name, "a.weight");
+
+  // {"model": None, "ema": {...}}: ema is used.
+  ckpt::Pickle q;
+  q.empty_dict().mark().str("model").none().str("ema").empty_dict().mark().str("e").tensor("FloatStorage", "0", 2, 0, {2}, {1});
+  q.setitems().setitems().stop();
+  ck = read(ckpt::make_pt(q.b, {{"0", std::string(8, 'a')}}));
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  ASSERT_EQ(ck->tensors.size(), 1u);
+  EXPECT_EQ(ck->tensors[0].name, "e");
+}
+
+TEST(PyTorch, OpaqueValuesInTrainingOptions) {
+  // {'opt': {'save_dir': pathlib.PosixPath('runs/exp'), 'ns': argparse.Namespace()}, 'model': {...}}
+  ckpt::Pickle p;
+  p.empty_dict().mark().str("opt").empty_dict().mark();
+  p.str("save_dir").global("pathlib", "PosixPath").mark().str("runs").str("exp").tuple().reduce();
+  p.str("ns").global("argparse", "Namespace").empty_tuple().newobj().empty_dict().build();
+  p.setitems().str("model").empty_dict().mark().str("w").tensor("HalfStorage", "0", 2, 0, {2}, {1});
+  p.setitems().setitems().stop();
+  auto ck = read(ckpt::make_pt(p.b, {{"0", "abcd"}}));
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  ASSERT_EQ(ck->tensors.size(), 1u);
+  EXPECT_EQ(ck->tensors[0].name, "w");
+}
+
+TEST(PyTorch, RefusesBadTensorNames) {
+  for (std::string name : {std::string("\xff\xfe"), std::string("__metadata__"), std::string("\xc0\xaf")}) {
+    ckpt::Pickle p;
+    p.empty_dict().mark().str(name).tensor("HalfStorage", "0", 2, 0, {2}, {1}).setitems().stop();
+    auto ck = read(ckpt::make_pt(p.b, {{"0", "abcd"}}));
+    ASSERT_FALSE(ck.ok());
+    EXPECT_EQ(ck.status().code(), Errc::unsupported) << ck.status().message();
+  }
+}
+
+TEST(PyTorch, StorageTypesAsDtypeGlobals) {
+  // TypedStorage written with torch.bfloat16 / torch.UntypedStorage in the persistent id.
+  ckpt::Pickle p;
+  p.empty_dict().mark();
+  p.str("a").tensor("bfloat16", "0", 2, 0, {2}, {1});
+  p.str("u").tensor("UntypedStorage", "1", 3, 0, {3}, {1});
+  p.setitems().stop();
+  auto ck = read(ckpt::make_pt(p.b, {{"0", "abcd"}, {"1", "xyz"}}));
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  EXPECT_EQ(ck->tensors[0].dtype, DType::BF16);
+  EXPECT_EQ(ck->tensors[1].dtype, DType::U8);
+}
+
+// Each malicious or broken checkpoint is refused with the right code and a
+// message naming the file and the problem.
+TEST(PyTorch, RefusesCallsAndBadFiles) {
+  struct Case { std::string what; std::string pt; Errc code; std::string needle; };
+  std::vector<Case> cases;
+  cases.push_back({"os.system", ckpt::call_pickle("os", "system", "echo pwned"), Errc::unsupported, "pickle asks to call os.system: refused"});
+  cases.push_back({"eval", ckpt::call_pickle("builtins", "eval", "1+1"), Errc::unsupported, "builtins.eval: refused"});
+  cases.push_back({"subprocess", ckpt::call_pickle("subprocess", "check_output", "id"), Errc::unsupported, "subprocess.check_output: refused"});
+  {
+    ckpt::Pickle p;  // unknown class called via REDUCE (not NEWOBJ)
+    p.global("models.yolo", "Model").empty_tuple().reduce().stop();
+    cases.push_back({"class REDUCE", ckpt::make_pt(p.b, {}), Errc::unsupported, "models.yolo.Model: refused"});
+  }
+  {
+    ckpt::Pickle p;  // a refused call hidden inside _rebuild_from_type_v2
+    p.global("torch._tensor", "_rebuild_from_type_v2").mark().global("os", "system").global("torch", "Tensor");
+    p.mark().str("id").tuple().empty_dict().tuple().reduce().stop();
+    cases.push_back({"from_type", ckpt::make_pt(p.b, {}), Errc::unsupported, "os.system: refused"});
+  }
+  {
+    ckpt::Pickle p;  // INST runs a constructor in protocol 0: refused by name
+    p.mark().op('i').b += "os\nsystem\n";
+    p.stop();
+    cases.push_back({"INST", ckpt::make_pt(p.b, {}), Errc::unsupported, "opcode INST"});
+  }
+  auto g = ckpt::plain_state_dict();
+  cases.push_back({"truncated", g.pt.substr(0, g.pt.size() / 2), Errc::corrupt, "zip"});
+  cases.push_back({"cut tail", g.pt.substr(0, g.pt.size() - 10), Errc::corrupt, "zip"});
+  {
+    ckpt::Pickle p;  // the tensor's storage "3" is not in the zip
+    p.empty_dict().mark().str("n").tensor("LongStorage", "3", 1, 0, {}, {}).setitems().stop();
+    cases.push_back({"missing storage", ckpt::make_pt(p.b, {{"0", "12345678"}}), Errc::corrupt, "storage '3' is missing"});
+  }
+  {
+    ckpt::Pickle p;  // storage declares 6 floats, entry holds 8 bytes
+    p.empty_dict().mark().str("w").tensor("FloatStorage", "0", 6, 0, {6}, {1}).setitems().stop();
+    cases.push_back({"short entry", ckpt::make_pt(p.b, {{"0", "12345678"}}), Errc::corrupt, "declares 6 elements"});
+  }
+  {
+    ckpt::Pickle p;  // view past the end of its storage
+    p.empty_dict().mark().str("w").tensor("FloatStorage", "0", 2, 1, {2}, {1}).setitems().stop();
+    cases.push_back({"view too big", ckpt::make_pt(p.b, {{"0", "12345678"}}), Errc::corrupt, "storage too small"});
+  }
+  {
+    ckpt::Pickle p;  // memo index far past the limit
+    p.none().put(0x7fffffff).stop();
+    cases.push_back({"memo index", ckpt::make_pt(p.b, {}), Errc::corrupt, "memo index"});
+  }
+  {
+    ckpt::Pickle p;  // more memo entries than the limit
+    p.none();
+    for (uint32_t i = 0; i <= pickle::Limits{}.max_memo; ++i) p.put(i);
+    p.stop();
+    cases.push_back({"memo size", ckpt::make_pt(p.b, {}), Errc::corrupt, "memo"});
+  }
+  {
+    ckpt::Pickle p;  // stack deeper than the limit
+    p.none();
+    p.b.append(pickle::Limits{}.max_stack + 1, '2');
+    p.stop();
+    cases.push_back({"stack", ckpt::make_pt(p.b, {}), Errc::corrupt, "stack deeper"});
+  }
+  {
+    ckpt::Pickle p;  // MARKs nested too deep
+    p.b.append(pickle::Limits{}.max_marks + 1, '(');
+    cases.push_back({"marks", ckpt::make_pt(p.b, {}), Errc::corrupt, "nested deeper"});
+  }
+  {
+    ckpt::Pickle p;  // a list containing itself, walked as a state_dict
+    p.empty_list().put(0).get(0).op('a').stop();
+    cases.push_back({"cycle", ckpt::make_pt(p.b, {}), Errc::corrupt, "cycle"});
+  }
+  {
+    ckpt::Pickle p;
+    p.str("x").op(static_cast<uint8_t>(0xfe));
+    cases.push_back({"bad opcode", ckpt::make_pt(p.b, {}), Errc::corrupt, "unknown pickle opcode 0xfe"});
+  }
+  {
+    ckpt::Pickle p;
+    p.str("abc");
+    p.b.resize(p.b.size() - 1);  // string runs past the end
+    cases.push_back({"short string", ckpt::make_pt(p.b, {}), Errc::corrupt, "truncated pickle"});
+  }
+  {
+    ckpt::Pickle p;
+    p.empty_dict().mark().str("c").tensor("ComplexFloatStorage", "0", 1, 0, {1}, {1}).setitems().stop();
+    cases.push_back({"complex", ckpt::make_pt(p.b, {{"0", "12345678"}}), Errc::unsupported, "ComplexFloatStorage is not supported"});
+  }
+  {
+    std::string legacy = "\x80\x02\x8a\x0a" "l\xfc\x9c" "F\xf9 j\xa8" "P\x19.";
+    cases.push_back({"legacy", legacy, Errc::unsupported, "legacy"});
+  }
+  cases.push_back({"not zip", "hello world, this is text", Errc::corrupt, "not a PyTorch zip"});
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    auto ck = read(c.pt, "evil.pt");
+    ASSERT_FALSE(ck.ok());
+    EXPECT_EQ(ck.status().code(), c.code) << ck.status().message();
+    EXPECT_NE(ck.status().message().find("evil.pt"), std::string::npos) << ck.status().message();
+    EXPECT_NE(ck.status().message().find(c.needle), std::string::npos) << ck.status().message();
+  }
+}
+
+// The CLI maps refusals to exit 6 and corrupt checkpoints to exit 4, and
+// writes no output.
+TEST(PyTorch, CliExitCodes) {
+  if (tenpak_bin().empty()) GTEST_SKIP() << "TENPAK_BIN not set";
+  std::string d = tptest::temp_dir("ptcli");
+  auto g = ckpt::plain_state_dict();
+  tptest::write_file(d + "/base.pt", g.pt);
+  tptest::write_file(d + "/evil.pt", ckpt::call_pickle("os", "system", "touch " + d + "/pwned"));
+  tptest::write_file(d + "/cut.pt", g.pt.substr(0, g.pt.size() / 2));
+  std::string err;
+  EXPECT_EQ(run(tenpak_bin() + " delta build " + d + "/base.pt " + d + "/evil.pt -o " + d + "/D1", &err), 6);
+  EXPECT_NE(err.find("evil.pt"), std::string::npos) << err;
+  EXPECT_NE(err.find("os.system"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(d + "/pwned"));
+  EXPECT_FALSE(fs::exists(d + "/D1"));
+  EXPECT_EQ(run(tenpak_bin() + " delta build " + d + "/cut.pt " + d + "/base.pt -o " + d + "/D2", &err), 4);
+  EXPECT_NE(err.find("cut.pt"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(d + "/D2"));
+  fs::remove_all(d);
+}
+
+// build base.pt ft.pt -> apply -> the ft's tensors as safetensors; verify passes.
+void end_to_end(const std::string& base, const std::string& ft, const std::vector<StTensor>& want, const std::string& out_name,
+                bool ref_scalars_as_1 = false) {
+  std::string d = tptest::temp_dir("pte2e");
+  std::string err;
+  ASSERT_EQ(run(tenpak_bin() + " delta build " + base + " " + ft + " -o " + d + "/D", &err), 0) << err;
+  ASSERT_EQ(run(tenpak_bin() + " delta verify " + d + "/D --base " + base, &err), 0) << err;
+  ASSERT_EQ(run(tenpak_bin() + " delta apply " + d + "/D --base " + base + " -o " + d + "/OUT", &err), 0) << err;
+  std::string out = tptest::read_file(d + "/OUT/" + out_name);
+  ASSERT_FALSE(out.empty()) << "no " << out_name << " in the output";
+  expect_same_tensors(st_tensors(out, out_name), want, ref_scalars_as_1);
+  fs::remove_all(d);
+}
+
+TEST(PyTorch, EndToEndGenerated) {
+  if (tenpak_bin().empty()) GTEST_SKIP() << "TENPAK_BIN not set";
+  std::string d = tptest::temp_dir("ptgen");
+  auto base = ckpt::module_checkpoint(0, "archive"), ft = ckpt::module_checkpoint(3, "best");
+  tptest::write_file(d + "/base.pt", base.pt);
+  tptest::write_file(d + "/ft.pt", ft.pt);
+  end_to_end(d + "/base.pt", d + "/ft.pt", expected(ft), "ft.safetensors");
+  auto pb = ckpt::plain_state_dict(0), pf = ckpt::plain_state_dict(1);  // with a non-contiguous view
+  tptest::write_file(d + "/pbase.pt", pb.pt);
+  tptest::write_file(d + "/pft.pt", pf.pt);
+  end_to_end(d + "/pbase.pt", d + "/pft.pt", expected(pf), "pft.safetensors");
+  fs::remove_all(d);
+}
+
+// The real YOLOv5n checkpoints: same tensors as the .safetensors beside them.
+TEST(PyTorchReal, CheckpointsMatchSafetensors) {
+  std::string dir = shared_yolo();
+  if (dir.empty()) GTEST_SKIP() << "../shared/data/yolov5n not present";
+  for (std::string n : {"base", "ft-dna-origami-train1", "ft-dna-origami-train5", "ft-knives-guns"}) {
+    SCOPED_TRACE(n);
+    std::string pt = tptest::read_file(dir + "/" + n + ".pt");
+    auto want = st_tensors(tptest::read_file(dir + "/" + n + ".safetensors"), n);
+    auto ck = read(pt, n + ".pt");
+    ASSERT_TRUE(ck.ok()) << ck.status().message();
+    ASSERT_EQ(ck->tensors.size(), want.size());
+    ASSERT_EQ(ck->tensors.size(), 349u);
+    for (size_t i = 0; i < want.size(); ++i) {  // in place, as a base is indexed
+      const auto& t = ck->tensors[i];
+      EXPECT_TRUE(t.contiguous_in_file) << t.name;
+      EXPECT_EQ(t.name, want[i].name);
+      EXPECT_EQ(t.dtype, want[i].dtype);
+      EXPECT_EQ(t.shape, t.shape.empty() ? std::vector<uint64_t>{} : want[i].shape);
+      EXPECT_TRUE(pt.compare(t.file_offset, t.nbytes, want[i].bytes) == 0) << t.name;
+    }
+    auto st = checkpoint_to_safetensors(*ck, u8(pt), n + ".pt");
+    ASSERT_TRUE(st.ok()) << st.status().message();
+    expect_same_tensors(st_tensors(std::string(st->begin(), st->end()), n), want, true);
+  }
+}
+
+TEST(PyTorchReal, EndToEnd) {
+  std::string dir = shared_yolo();
+  if (dir.empty()) GTEST_SKIP() << "../shared/data/yolov5n not present";
+  if (tenpak_bin().empty()) GTEST_SKIP() << "TENPAK_BIN not set";
+  for (std::string n : {"ft-dna-origami-train1", "ft-knives-guns"}) {
+    SCOPED_TRACE(n);
+    auto want = st_tensors(tptest::read_file(dir + "/" + n + ".safetensors"), n);
+    end_to_end(dir + "/base.pt", dir + "/" + n + ".pt", want, n + ".safetensors", true);
+    end_to_end(dir + "/base.safetensors", dir + "/" + n + ".pt", want, n + ".safetensors", true);
+  }
+}
