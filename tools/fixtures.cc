@@ -1,8 +1,16 @@
 #include "fixtures.h"
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -115,67 +123,101 @@ uint64_t name_seed(const std::string& n, uint64_t seed) {
   return h;
 }
 
+uint64_t cols_of(const TensorSpec& t) { return t.shape.back(); }
+uint64_t rows_of(const TensorSpec& t) { return numel(t.shape) / cols_of(t); }
+
+// A tensor's values produced row by row: each call fills `v` with the next
+// `rows` rows (rows * cols floats), continuing the tensor's random streams,
+// so a tensor of any size streams to disk in bounded memory and the values
+// do not depend on how it is cut into calls.
+using RowGen = std::function<void(uint64_t rows, std::vector<float>& v)>;
+
 // Base weights: gaussian with a per-tensor scale; norms near 1.
-void base_values(const TensorSpec& t, uint64_t rows_total, uint64_t seed, std::vector<float>& v) {
-  Rng r(name_seed(t.name, seed));
-  uint64_t n = numel(t.shape);
-  v.resize(n);
-  float std = t.role == TensorSpec::norm ? 0.05f : (t.role == TensorSpec::embed ? 0.02f : 0.6f / std::sqrt(float(t.shape.back())));
-  for (uint64_t i = 0; i < n; ++i) v[i] = (t.role == TensorSpec::norm ? 1.0f : 0.0f) + std * r.normal();
-  (void)rows_total;
+RowGen base_gen(const TensorSpec& t, uint64_t seed) {
+  const float mean = t.role == TensorSpec::norm ? 1.0f : 0.0f;
+  const float std = t.role == TensorSpec::norm ? 0.05f
+                    : (t.role == TensorSpec::embed ? 0.02f : 0.6f / std::sqrt(float(t.shape.back())));
+  return [r = Rng(name_seed(t.name, seed)), mean, std, cols = cols_of(t)](uint64_t rows, std::vector<float>& v) mutable {
+    v.resize(rows * cols);
+    for (auto& x : v) x = mean + std * r.normal();
+  };
 }
 
 // Fine-tune update: what a few hundred AdamW steps leave behind. Adam's
 // normalized steps give every weight a change of roughly lr * steps^0.5 in
 // magnitude, modulated per row (some rows move more) plus decoupled weight
-// decay shrinking each weight a little.
-void finetune_update(const TensorSpec& t, uint64_t seed, float strength, std::vector<float>& v) {
-  Rng r(name_seed(t.name, seed * 7919 + 17));
-  uint64_t cols = t.shape.back(), n = v.size();
-  const float lr_eff = 2e-4f * strength, wd = 1e-4f * strength;
-  for (uint64_t i = 0; i < n; i += cols) {
-    float row_scale = 0.5f + static_cast<float>(r.uniform()) * 1.5f;
-    for (uint64_t j = i; j < std::min(n, i + cols); ++j) v[j] = v[j] * (1 - wd) + lr_eff * row_scale * r.normal();
-  }
-}
-
-void lora_update(const TensorSpec& t, uint64_t seed, std::vector<float>& v) {
-  Rng r(name_seed(t.name, seed * 31 + 5));
-  const uint64_t rank = 8, rows = t.shape[0], cols = t.shape.back();
-  std::vector<float> A(rank * cols), B(rows * rank);
-  for (auto& x : A) x = 0.01f * r.normal();
-  for (auto& x : B) x = 0.01f * r.normal();
-  for (uint64_t i = 0; i < rows; ++i)
-    for (uint64_t k = 0; k < rank; ++k) {
-      float b = B[i * rank + k] * 2.0f;  // alpha / rank scaling
-      for (uint64_t j = 0; j < cols; ++j) v[i * cols + j] += b * A[k * cols + j];
+// decay shrinking each weight a little. Applies to the next rows of `v`.
+struct FinetuneUpdate {
+  Rng r;
+  float lr_eff, wd;
+  void apply(uint64_t cols, float* v, uint64_t rows) {
+    for (uint64_t i = 0; i < rows; ++i) {
+      float row_scale = 0.5f + static_cast<float>(r.uniform()) * 1.5f;
+      for (uint64_t j = i * cols; j < (i + 1) * cols; ++j) v[j] = v[j] * (1 - wd) + lr_eff * row_scale * r.normal();
     }
-}
+  }
+};
+
+// LoRA merge W += (alpha / rank) * B A with rank 8; A and B are small.
+struct LoraUpdate {
+  static constexpr uint64_t rank = 8;
+  std::vector<float> A, B;
+  uint64_t row = 0;
+  LoraUpdate(const TensorSpec& t, uint64_t seed) : A(rank * cols_of(t)), B(rows_of(t) * rank) {
+    Rng r(name_seed(t.name, seed * 31 + 5));
+    for (auto& x : A) x = 0.01f * r.normal();
+    for (auto& x : B) x = 0.01f * r.normal();
+  }
+  void apply(uint64_t cols, float* v, uint64_t rows) {
+    for (uint64_t i = 0; i < rows; ++i, ++row)
+      for (uint64_t k = 0; k < rank; ++k) {
+        float b = B[row * rank + k] * 2.0f;  // alpha / rank scaling
+        for (uint64_t j = 0; j < cols; ++j) v[i * cols + j] += b * A[k * cols + j];
+      }
+  }
+};
 
 void encode_values(const std::vector<float>& v, DType dt, std::vector<uint8_t>& out) {
   out.resize(v.size() * dtype_size(dt));
   convert_dtype(reinterpret_cast<const uint8_t*>(v.data()), DType::F32, v.size(), dt, out.data());
 }
 
-struct Writer {
-  std::string dir;
-  std::vector<std::vector<TensorSpec>> shards;
-  DType dt;
-};
-
-Status write_text(const std::string& path, const std::string& s) {
-  std::ofstream f(path, std::ios::binary);
-  f << s;
+// Writes `path` through `path.tmp` and a rename, so no partial file ever
+// carries the final name. `body` writes the content to the stream.
+template <class Body>
+Status write_atomic(const std::string& path, Body body) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  if (f) body(f);
   f.close();
-  if (!f) return {Errc::io, path + ": cannot write"};
+  if (!f) {
+    int e = errno;
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    return {e == ENOSPC ? Errc::no_space : Errc::io, path + ": cannot write: " + std::strerror(e)};
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return {Errc::io, path + ": cannot rename " + tmp + ": " + ec.message()};
   return Status::Ok();
 }
 
-// Writes a model directory; `values(t, vec)` fills each tensor's floats.
-template <class Fill>
+Status write_text(const std::string& path, const std::string& s) {
+  return write_atomic(path, [&](std::ofstream& f) { f << s; });
+}
+
+// Rows per write: about 1 Mi values (4 MiB of floats) whatever the tensor size.
+constexpr uint64_t kChunkValues = 1ull << 20;
+
+// Writes a model directory, streaming tensor by tensor and row chunk by row
+// chunk: memory stays a few MiB whatever the model size. `make_gen(t)`
+// returns the row generator of tensor t.
+template <class MakeGen>
 Status write_model(const std::string& dir, const std::vector<TensorSpec>& ts, DType dt, int n_shards, const Arch& a,
-                   uint64_t vocab, Fill fill) {
-  fs::create_directories(dir);
+                   uint64_t vocab, MakeGen make_gen) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return {Errc::io, dir + ": cannot create directory: " + ec.message()};
   nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", a.hidden},
                         {"intermediate_size", a.inter}, {"num_hidden_layers", a.layers}, {"vocab_size", vocab},
                         {"torch_dtype", dt == DType::BF16 ? "bfloat16" : (dt == DType::F16 ? "float16" : "float32")}};
@@ -206,17 +248,19 @@ Status write_model(const std::string& dir, const std::vector<TensorSpec>& ts, DT
       weight_map[ts[i].name] = fname;
     }
     std::string header = make_safetensors_header(infos, {{"format", "pt"}});
-    std::string path = dir + "/" + fname;
-    std::ofstream f(path, std::ios::binary);
-    f.write(header.data(), header.size());
-    for (auto* t : specs) {
-      fill(*t, v);
-      encode_values(v, dt, bytes);
-      f.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-      total += bytes.size();
-    }
-    f.close();
-    if (!f) return {Errc::io, path + ": cannot write"};
+    TP_RETURN_IF_ERROR(write_atomic(dir + "/" + fname, [&](std::ofstream& f) {
+      f.write(header.data(), header.size());
+      for (auto* t : specs) {
+        RowGen gen = make_gen(*t);
+        const uint64_t rows = rows_of(*t), step = std::max<uint64_t>(1, kChunkValues / cols_of(*t));
+        for (uint64_t r = 0; r < rows && f; r += step) {
+          gen(std::min(step, rows - r), v);
+          encode_values(v, dt, bytes);
+          f.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+          total += bytes.size();
+        }
+      }
+    }));
   }
   if (n_shards > 1) {
     nlohmann::json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
@@ -236,27 +280,66 @@ Status generate_pair(const Spec& spec, const std::string& out) {
   auto base_ts = tensors_for(a, a.vocab);
   auto ft_ts = tensors_for(a, ft_vocab);
   uint64_t seed = spec.seed;
-  auto base_fill = [&](const TensorSpec& t, std::vector<float>& v) { base_values(t, a.vocab, seed, v); };
-  TP_RETURN_IF_ERROR(write_model(out + "/base", base_ts, base_dt, 1, a, a.vocab, base_fill));
-  auto ft_fill = [&](const TensorSpec& t, std::vector<float>& v) {
-    TensorSpec bt = t;
+  auto base_make = [&](const TensorSpec& t) { return base_gen(t, seed); };
+  auto ft_make = [&](const TensorSpec& t) -> RowGen {
+    TensorSpec bt = t;  // the base tensor it comes from (fewer rows when the vocabulary grew)
     if (t.role == TensorSpec::embed) bt.shape[0] = a.vocab;
-    base_values(bt, a.vocab, seed, v);
-    if (k == "frozen" && t.layer >= 0 && static_cast<uint64_t>(t.layer) < a.layers / 2) return;
-    if (k == "frozen" && t.role == TensorSpec::embed) return;
+    RowGen base = base_gen(bt, seed);
+    if (k == "frozen" && t.layer >= 0 && static_cast<uint64_t>(t.layer) < a.layers / 2) return base;
+    if (k == "frozen" && t.role == TensorSpec::embed) return base;
+    const uint64_t cols = cols_of(t);
     if (k == "lora") {
-      if (t.name.find("q_proj") != std::string::npos || t.name.find("v_proj") != std::string::npos) lora_update(t, seed, v);
-      return;
+      if (t.name.find("q_proj") == std::string::npos && t.name.find("v_proj") == std::string::npos) return base;
+      return [base, lora = std::make_shared<LoraUpdate>(t, seed), cols](uint64_t rows, std::vector<float>& v) mutable {
+        base(rows, v);
+        lora->apply(cols, v.data(), rows);
+      };
     }
-    finetune_update(bt, seed, 1.0f, v);
-    if (t.shape[0] > bt.shape[0]) {  // new vocabulary rows: freshly initialized
-      Rng r(name_seed(t.name, seed + 99));
-      uint64_t cols = t.shape.back();
-      for (uint64_t i = bt.shape[0] * cols; i < numel(t.shape); ++i) v.push_back(0.02f * r.normal());
-    }
+    // Rows past the base's are new vocabulary rows: freshly initialized.
+    return [base, upd = FinetuneUpdate{Rng(name_seed(bt.name, seed * 7919 + 17)), 2e-4f, 1e-4f},
+            fresh = Rng(name_seed(t.name, seed + 99)), cols, base_rows = rows_of(bt),
+            row = uint64_t{0}](uint64_t rows, std::vector<float>& v) mutable {
+      const uint64_t old = row < base_rows ? std::min(rows, base_rows - row) : 0;
+      base(old, v);
+      upd.apply(cols, v.data(), old);
+      for (uint64_t i = old * cols; i < rows * cols; ++i) v.push_back(0.02f * fresh.normal());
+      row += rows;
+    };
   };
   int ft_shards = (k == "sharded" || spec.size_mb >= 1024) ? 3 : 1;
-  return write_model(out + "/finetune", ft_ts, ft_dt, ft_shards, a, ft_vocab, ft_fill);
+  // Base and fine-tune are independent streams: write them on two threads.
+  auto base_done = std::async(std::launch::async, [&] {
+    return write_model(out + "/base", base_ts, base_dt, 1, a, a.vocab, base_make);
+  });
+  Status ft = write_model(out + "/finetune", ft_ts, ft_dt, ft_shards, a, ft_vocab, ft_make);
+  Status b = base_done.get();
+  return b.ok() ? ft : b;
+}
+
+Status run_trainer(const Spec& spec, uint64_t size_mb, const std::string& out) {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return {Errc::io, "/proc/self/exe: cannot resolve the tenpak executable: " + ec.message()};
+  const std::string train = (self.parent_path() / "tenpak-train").string();
+  if (::access(train.c_str(), X_OK) != 0)
+    return {Errc::unsupported, train + ": not found; `tenpak fixture " + spec.kind +
+                                   "` needs tenpak-train, which is built only when libtorch is installed "
+                                   "(scripts/bootstrap.sh installs libtorch-dev; then rebuild)"};
+  std::vector<std::string> args = {train, out, "--dtype", spec.kind == "trained-fp32" ? "fp32" : "bf16", "--seed",
+                                   std::to_string(spec.seed)};
+  if (size_mb) args.insert(args.end(), {"--size-mb", std::to_string(size_mb)});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  int err = ::posix_spawn(&pid, train.c_str(), nullptr, nullptr, argv.data(), environ);
+  if (err) return {Errc::io, train + ": cannot start: " + std::strerror(err)};
+  int ws = 0;
+  while (::waitpid(pid, &ws, 0) < 0)
+    if (errno != EINTR) return {Errc::io, train + ": wait failed: " + std::strerror(errno)};
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Status::Ok();
+  return {Errc::io, train + (WIFEXITED(ws) ? " failed with exit code " + std::to_string(WEXITSTATUS(ws))
+                                           : " killed by signal " + std::to_string(WTERMSIG(ws)))};
 }
 
 }  // namespace tenpak::fixtures
@@ -321,14 +404,19 @@ void add_fixture_commands(CLI::App& app, int& rc) {
   static fixtures::Spec spec;
   static std::string out, work;
   auto* f = app.add_subcommand("fixture", "Generate a synthetic base/fine-tune pair (OUT/base, OUT/finetune)");
-  f->add_option("KIND", spec.kind, "bf16 | fp32 | frozen | lora | vocab | dtype | sharded")
+  f->add_option("KIND", spec.kind,
+                "bf16 | fp32 | frozen | lora | vocab | dtype | sharded | trained | trained-fp32 (trained*: real "
+                "AdamW fine-tune by tenpak-train, built only with libtorch)")
       ->required()
-      ->check(CLI::IsMember({"bf16", "fp32", "frozen", "lora", "vocab", "dtype", "sharded"}));
+      ->check(CLI::IsMember({"bf16", "fp32", "frozen", "lora", "vocab", "dtype", "sharded", "trained", "trained-fp32"}));
   f->add_option("OUT", out, "Directory to create")->required();
-  f->add_option("--size-mb", spec.size_mb, "Approximate base size in MiB")->check(CLI::Range(1, 65536));
+  auto* size_opt =
+      f->add_option("--size-mb", spec.size_mb, "Approximate base size in MiB")->check(CLI::Range(1, 65536));
   f->add_option("--seed", spec.seed, "Random seed");
-  f->callback([&] {
-    Status st = fixtures::generate_pair(spec, out);
+  f->callback([&, size_opt] {
+    Status st = spec.kind.rfind("trained", 0) == 0
+                    ? fixtures::run_trainer(spec, size_opt->count() ? spec.size_mb : 0, out)
+                    : fixtures::generate_pair(spec, out);
     rc = st.ok() ? kOk : fail(st);
     if (st.ok()) std::printf("wrote %s/base and %s/finetune\n", out.c_str(), out.c_str());
   });

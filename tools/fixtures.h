@@ -18,4 +18,10 @@ struct Spec {
 // tokenizer.json and safetensors files). Returns an error naming the file.
 Status generate_pair(const Spec& spec, const std::string& out);
 
+// Kinds "trained" (BF16) and "trained-fp32": runs the libtorch trainer
+// `tenpak-train` found next to the running executable (libtorch stays out of
+// `tenpak`), writing OUT/base and OUT/finetune. `size_mb` 0 keeps the
+// trainer's default model size. Errors if tenpak-train was not built.
+Status run_trainer(const Spec& spec, uint64_t size_mb, const std::string& out);
+
 }  // namespace tenpak::fixtures
