@@ -11,6 +11,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,7 +38,63 @@ class BlockCache {
   // Stores a value (best effort: failures are counted, never returned).
   virtual void put(std::string_view key, const uint8_t* data, size_t len) = 0;
   virtual CacheStats stats() const = 0;
+  // Drops the value under `key` if present (best effort). Used when a caller
+  // found that bytes served from the cache were wrong (frame hash mismatch).
+  virtual void erase(std::string_view key) {}
+  // False for a cache that stores nothing (unusable directory, disabled).
+  virtual bool usable() const { return true; }
+  // What backs the cache, for logs and metrics (e.g. "lmdb:/root/.cache/tenpak").
+  virtual std::string describe() const { return "cache"; }
 };
 
 // Key of a rebuilt frame: its output hash.
 std::string frame_cache_key(const Xxh128& h);
+
+// Key of an aligned block of an origin file: `identity` names the file's
+// content (e.g. the sha256 hex a delta records for a base file, or an HTTP
+// validator "url|size|etag"), `block` the block size, `index` the block.
+std::string block_cache_key(std::string_view identity, size_t block, uint64_t index);
+
+struct CacheOptions {
+  // Called once with a human message when the cache degrades to no cache
+  // (directory unusable, corrupt environment, disk full). Default: stderr.
+  std::function<void(const std::string&)> warn;
+  // Sync data (not meta) at every commit: a process crash (kill -9) never
+  // loses committed entries either way; with false, an OS crash may lose
+  // recent entries (values are still checked on read).
+  bool sync = false;
+};
+
+// The LMDB cache in directory `dir` (created if missing; files data.mdb and
+// lock.mdb), holding at most `size_limit` bytes of values, least recently
+// used evicted first (access times are recorded lazily, in batches). Several
+// processes and threads may use one directory at once. Never fails: a
+// directory that cannot be used gives a cache that stores nothing
+// (usable() == false) after one warning.
+std::shared_ptr<BlockCache> open_lmdb_cache(const std::string& dir, uint64_t size_limit, const CacheOptions& opt = {});
+
+// What an LMDB cache directory holds (for `tenpak cache stats`).
+struct LmdbCacheInfo {
+  uint64_t entries = 0;     // values stored (blocks and frames)
+  uint64_t bytes_used = 0;  // bytes of values, as counted against the limit
+  uint64_t file_bytes = 0;  // size of data.mdb (never shrinks; freed pages are reused)
+};
+Result<LmdbCacheInfo> inspect_lmdb_cache(const std::string& dir);
+// Drops every entry in one transaction: safe while other processes use the
+// cache (they see an empty cache; removing the files would not be safe).
+Status clear_lmdb_cache(const std::string& dir);
+
+// A process-local cache in memory (tests, or when no directory is wanted).
+std::shared_ptr<BlockCache> make_memory_cache(uint64_t size_limit);
+// A cache that stores nothing.
+std::shared_ptr<BlockCache> make_null_cache(std::string why = "disabled");
+
+// $TENPAK_CACHE_DIR, else $XDG_CACHE_HOME/tenpak, else $HOME/.cache/tenpak
+// (else /tmp/tenpak-cache-UID).
+std::string default_cache_dir();
+constexpr uint64_t kDefaultCacheSize = 20ull << 30;
+
+// Parses "10G", "512M", "1.5GiB", "1000000" into bytes.
+Result<uint64_t> parse_size(const std::string& s);
+
+}  // namespace tenpak

@@ -22,6 +22,10 @@ class BlockSource {
   virtual Status read(uint64_t offset, size_t len, uint8_t* dst) = 0;
   // A human name (path or URL) for error messages.
   virtual const std::string& name() const = 0;
+  // The caller found bytes of [offset, offset+len) wrong (a rebuilt frame
+  // failed its hash): drop any cached copy so the next read goes to the
+  // origin. No-op for sources that keep no copy.
+  virtual void invalidate(uint64_t offset, size_t len) {}
 };
 
 // A file on local disk, read with pread(2).

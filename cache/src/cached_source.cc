@@ -1,0 +1,211 @@
+#include "tenpak/cached_source.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "tenpak/http_source.h"
+
+namespace tenpak {
+namespace {
+
+// One block being fetched by some thread; others wait on it.
+struct Pending {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status st;
+  std::vector<uint8_t> data;
+};
+
+constexpr uint64_t kMaxRun = 16u << 20;  // one origin read covers at most this much
+
+class CachedSourceImpl final : public CachedSource {
+ public:
+  CachedSourceImpl(std::unique_ptr<BlockSource> origin, std::shared_ptr<BlockCache> cache, std::string identity, size_t block)
+      : origin_(std::move(origin)), cache_(std::move(cache)), identity_(std::move(identity)), block_(block) {
+    if (!cache_) cache_ = make_null_cache();
+  }
+
+  uint64_t size() const override { return origin_->size(); }
+  const std::string& name() const override { return origin_->name(); }
+  BlockSource& origin() override { return *origin_; }
+
+  Status read(uint64_t offset, size_t len, uint8_t* dst) override { return read_impl(offset, len, dst, false); }
+  Status read_uncached(uint64_t offset, size_t len, uint8_t* dst) override { return read_impl(offset, len, dst, true); }
+
+  void invalidate(uint64_t offset, size_t len) override {
+    if (len == 0 || offset >= size()) return;
+    uint64_t b0 = offset / block_, b1 = (std::min(size(), offset + len) - 1) / block_;
+    for (uint64_t b = b0; b <= b1; ++b) {
+      cache_->erase(key(b));
+      invalidated_.fetch_add(1);
+    }
+  }
+
+  CachedSourceStats cache_stats() const override {
+    CachedSourceStats s;
+    s.block_hits = hits_.load();
+    s.block_misses = misses_.load();
+    s.origin_reads = origin_reads_.load();
+    s.origin_bytes = origin_bytes_.load();
+    s.collapsed = collapsed_.load();
+    s.invalidated = invalidated_.load();
+    return s;
+  }
+
+ private:
+  std::string key(uint64_t b) const { return block_cache_key(identity_, block_, b); }
+  size_t block_len(uint64_t b) const { return static_cast<size_t>(std::min<uint64_t>(block_, size() - b * block_)); }
+
+  // Copies the part of block b that overlaps [offset, offset+len) into dst.
+  void copy_out(uint64_t b, const uint8_t* blk, uint64_t offset, size_t len, uint8_t* dst) const {
+    uint64_t bs = b * block_, be = bs + block_len(b);
+    uint64_t s = std::max(bs, offset), e = std::min(be, offset + len);
+    std::memcpy(dst + (s - offset), blk + (s - bs), e - s);
+  }
+
+  Status read_impl(uint64_t offset, size_t len, uint8_t* dst, bool bypass) {
+    if (offset > size() || len > size() - offset)
+      return {Errc::corrupt, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) +
+                                 " is past the end of the file (" + std::to_string(size()) + " bytes)"};
+    if (len == 0) return Status::Ok();
+    const uint64_t b0 = offset / block_, b1 = (offset + len - 1) / block_;
+    std::vector<uint64_t> missing;
+    if (bypass) {
+      for (uint64_t b = b0; b <= b1; ++b) missing.push_back(b);
+    } else {
+      thread_local std::vector<uint8_t> tmp;
+      tmp.resize(block_);
+      for (uint64_t b = b0; b <= b1; ++b) {
+        // A block fully inside the request is read straight into dst.
+        uint64_t bs = b * block_;
+        size_t bl = block_len(b);
+        bool inside = bs >= offset && bs + bl <= offset + len;
+        uint8_t* p = inside ? dst + (bs - offset) : tmp.data();
+        if (cache_->get(key(b), bl, p)) {
+          if (!inside) copy_out(b, p, offset, len, dst);
+          hits_.fetch_add(1);
+        } else {
+          missing.push_back(b);
+          misses_.fetch_add(1);
+        }
+      }
+    }
+    if (missing.empty()) return Status::Ok();
+
+    // Claim the missing blocks nobody is fetching; wait for the others.
+    std::vector<std::pair<uint64_t, std::shared_ptr<Pending>>> mine, theirs;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (uint64_t b : missing) {
+        auto it = inflight_.find(b);
+        if (it != inflight_.end() && !bypass) {
+          theirs.emplace_back(b, it->second);
+        } else {
+          auto p = std::make_shared<Pending>();
+          if (it == inflight_.end()) inflight_[b] = p;  // bypass reads do not replace another fetch
+          mine.emplace_back(b, p);
+        }
+      }
+    }
+    // Another thread may have stored a block between our miss and our
+    // claim: look again (its put happens before it leaves inflight_).
+    if (!bypass && !mine.empty()) {
+      thread_local std::vector<uint8_t> tmp;
+      tmp.resize(block_);
+      std::vector<std::pair<uint64_t, std::shared_ptr<Pending>>> still;
+      for (auto& [b, p] : mine) {
+        if (cache_->get(key(b), block_len(b), tmp.data())) {
+          copy_out(b, tmp.data(), offset, len, dst);
+          finish(b, p, Status::Ok(), tmp.data());
+        } else {
+          still.emplace_back(b, p);
+        }
+      }
+      mine.swap(still);
+    }
+    Status first_err;
+    // Fetch my blocks in runs of adjacent blocks, one origin read per run.
+    for (size_t i = 0; i < mine.size();) {
+      size_t j = i + 1;
+      while (j < mine.size() && mine[j].first == mine[j - 1].first + 1 && (j - i + 1) * block_ <= kMaxRun) ++j;
+      uint64_t rs = mine[i].first * block_;
+      uint64_t re = mine[j - 1].first * block_ + block_len(mine[j - 1].first);
+      std::vector<uint8_t> buf(re - rs);
+      origin_reads_.fetch_add(1);
+      Status st = origin_->read(rs, buf.size(), buf.data());
+      if (st.ok()) origin_bytes_.fetch_add(buf.size());
+      for (size_t k = i; k < j; ++k) {
+        auto& [b, p] = mine[k];
+        const uint8_t* blk = buf.data() + (b * block_ - rs);
+        if (st.ok()) {
+          cache_->put(key(b), blk, block_len(b));
+          copy_out(b, blk, offset, len, dst);
+        }
+        finish(b, p, st, st.ok() ? blk : nullptr);
+      }
+      if (!st.ok() && first_err.ok()) first_err = st;
+      i = j;
+    }
+    for (auto& [b, p] : theirs) {
+      std::unique_lock<std::mutex> lk(p->mu);
+      p->cv.wait(lk, [&] { return p->done; });
+      if (!p->st.ok()) {
+        if (first_err.ok()) first_err = p->st;
+        continue;
+      }
+      copy_out(b, p->data.data(), offset, len, dst);
+      collapsed_.fetch_add(1);
+    }
+    return first_err;
+  }
+
+  void finish(uint64_t b, const std::shared_ptr<Pending>& p, const Status& st, const uint8_t* blk) {
+    bool waited;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = inflight_.find(b);
+      if (it != inflight_.end() && it->second == p) inflight_.erase(it);
+      // Out of the map, nobody new can find p: other owners are waiters.
+      waited = p.use_count() > 1;
+    }
+    std::lock_guard<std::mutex> g(p->mu);
+    if (blk && waited) p->data.assign(blk, blk + block_len(b));
+    p->st = st;
+    p->done = true;
+    p->cv.notify_all();
+  }
+
+  std::unique_ptr<BlockSource> origin_;
+  std::shared_ptr<BlockCache> cache_;
+  std::string identity_;
+  size_t block_;
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<Pending>> inflight_;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, origin_reads_{0}, origin_bytes_{0}, collapsed_{0}, invalidated_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<CachedSource> wrap_with_cache(std::unique_ptr<BlockSource> origin, std::shared_ptr<BlockCache> cache,
+                                              std::string identity, size_t block) {
+  if (block == 0) block = 1u << 20;
+  return std::make_unique<CachedSourceImpl>(std::move(origin), std::move(cache), std::move(identity), block);
+}
+
+std::string source_identity(const BlockSource& src) {
+  if (auto* h = dynamic_cast<const HttpSource*>(&src)) return h->validator();
+  struct stat st;
+  if (::stat(src.name().c_str(), &st) == 0)
+    return src.name() + "|" + std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + "|" + std::to_string(st.st_ino);
+  return src.name() + "|" + std::to_string(src.size());
+}
+
+}  // namespace tenpak
