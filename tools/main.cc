@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   int rc = 0;
   tenpak::cli::add_delta_commands(app, rc);
   tenpak::cli::add_fixture_commands(app, rc);
+  tenpak::cli::add_cache_commands(app, rc);
+  tenpak::cli::add_mount_commands(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

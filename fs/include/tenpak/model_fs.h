@@ -1,0 +1,141 @@
+// ModelFs: the mounted view of one or more deltas, as a plain C++ object.
+//
+// It owns the inode table (stable: the same catalog always gives the same
+// inodes), answers lookup/getattr/readdir/read, and rebuilds only the frames
+// a read touches, through a frame service with
+//   - a bounded in-memory frame cache (LRU by bytes),
+//   - in-flight de-duplication (readers of one frame wait on one rebuild),
+//   - a bounded prefetcher: after a .safetensors header is read (a read at
+//     offset 0) and while a reader goes on sequentially, the frames ahead of
+//     it (up to `prefetch_window_bytes`) are rebuilt in ascending order by
+//     worker threads; a far seek rebuilds only what it reads,
+//   - retries of failed rebuilds before an error is returned.
+// Every frame served was checked against its xxh3-128 from the index
+// (DeltaReader::read_frame, or the check here for persistent-cache hits):
+// bytes that cannot be verified are never returned.
+//
+// Knows nothing of FUSE: fs/src/fuse_mount.cc adapts it, tests drive it
+// directly. Not-found and not-a-directory are answered with std::nullopt
+// (normal outcomes); failed reads with a Status (always logged and counted
+// by cause). Thread-safe.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tenpak/cache.h"
+#include "tenpak/delta.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+struct FsOptions {
+  size_t frame_cache_bytes = 64u << 20;     // in-memory frame cache (LRU by bytes)
+  size_t prefetch_window_bytes = 16u << 20;  // rebuilt ahead of a sequential reader; capped at cache/4
+  unsigned prefetch_workers = 2;             // background rebuild threads (0: no prefetch)
+  size_t prefetch_queue_frames = 256;        // pending prefetch requests beyond this are dropped
+  unsigned retries = 3;                      // extra attempts of a failed frame rebuild
+  unsigned retry_delay_ms = 20;              // first back-off, doubled each attempt
+  // Persistent frame cache (key frame_cache_key(hash), value the frame's
+  // bytes, re-checked against the hash on every get). Null: none. Used only
+  // when tenpak_cache was linked in (TENPAK_HAVE_CACHE), else ignored.
+  std::shared_ptr<BlockCache> block_cache;
+  // Log every read request (offset, length) of a model file (debugging).
+  bool trace_reads = false;
+  // One line per event (errors, retries). Null: stderr.
+  std::function<void(const std::string&)> log;
+};
+
+// One model of the mount: its delta reader (bases attached) shown at `dir`
+// (a safe relative path; "" puts the model's files at the root).
+struct FsModel {
+  std::string dir;
+  std::unique_ptr<DeltaReader> reader;
+};
+
+struct FsAttr {
+  uint64_t ino = 0;
+  bool is_dir = false;
+  uint64_t size = 0;
+  uint32_t mode = 0;   // permission bits only
+  uint32_t nlink = 1;
+};
+
+struct FsDirEntry {
+  std::string name;
+  FsAttr attr;
+};
+
+// Counters since the mount started. Errors are counted per cause, once per
+// failed read request; rebuild attempts that failed and were retried are
+// counted in `retries`.
+struct FsStats {
+  uint64_t reads = 0, bytes_served = 0;
+  uint64_t frames_rebuilt = 0, bytes_rebuilt = 0;
+  uint64_t cache_hits = 0, cache_misses = 0, cache_evictions = 0;
+  uint64_t cache_bytes = 0, cache_limit = 0;
+  uint64_t inflight_joins = 0;
+  uint64_t prefetch_issued = 0, prefetch_hits = 0, prefetch_wasted = 0, prefetch_dropped = 0, prefetch_failed = 0;
+  uint64_t persistent_hits = 0, persistent_rejected = 0;
+  uint64_t retries = 0, retried_ok = 0;
+  uint64_t errors_io = 0, errors_corrupt = 0, errors_base_missing = 0, errors_other = 0;
+  uint64_t rss_bytes = 0, peak_rss_bytes = 0;
+};
+
+class ModelFs {
+ public:
+  static constexpr uint64_t kRootIno = 1;
+  // Name of the hidden control directory at the root (not listed by
+  // readdir; lookup finds it) holding `stats.json`.
+  static constexpr const char* kControlDir = ".tenpak";
+  static constexpr const char* kStatsFile = "stats.json";
+  // stats.json is padded with spaces to exactly this size, so its size is
+  // stable between stat() and read().
+  static constexpr size_t kStatsFileSize = 8192;
+
+  // Builds the tree. Fails on a path conflict between models (a file of one
+  // where another needs a directory) or a bad model dir.
+  static Result<std::unique_ptr<ModelFs>> create(std::vector<FsModel> models, FsOptions opt);
+  ~ModelFs();
+  ModelFs(const ModelFs&) = delete;
+  ModelFs& operator=(const ModelFs&) = delete;
+
+  std::optional<FsAttr> lookup(uint64_t parent, std::string_view name) const;
+  std::optional<FsAttr> getattr(uint64_t ino) const;
+  // Entries of a directory, sorted by name; nullopt when `ino` is not a directory.
+  std::optional<std::vector<FsDirEntry>> readdir(uint64_t ino) const;
+  // True for the control file (served uncached by the adapter).
+  bool is_control_file(uint64_t ino) const;
+
+  // A piece of a read reply: `len` bytes at `data`, kept alive by `owner`.
+  struct Slice {
+    std::shared_ptr<const std::vector<uint8_t>> owner;
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+  };
+  // Bytes [off, off+len) of file `ino` (fewer at the end of the file, none
+  // past it) as slices of verified frames. Errors (after retries) are
+  // logged with file, offset and cause, and counted.
+  Result<std::vector<Slice>> read_slices(uint64_t ino, uint64_t off, size_t len);
+  // Same, copied into `dst`; returns the number of bytes read.
+  Result<size_t> read(uint64_t ino, uint64_t off, size_t len, uint8_t* dst);
+
+  FsStats stats() const;
+  std::string stats_json() const;  // the content of stats.json (unpadded)
+
+  // Waits until no prefetch work is queued or running (tests, benchmarks).
+  void drain_prefetch();
+
+  struct Impl;
+
+ private:
+  explicit ModelFs(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tenpak

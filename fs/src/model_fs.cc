@@ -1,0 +1,625 @@
+#include "tenpak/model_fs.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <list>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "tenpak/format.h"
+#include "tenpak/hash.h"
+
+namespace tenpak {
+namespace {
+
+using FramePtr = std::shared_ptr<const std::vector<uint8_t>>;
+
+// Reads VmRSS / VmHWM of this process from /proc/self/status.
+void read_rss(uint64_t& rss, uint64_t& peak) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    auto kb = [&](const char* key, uint64_t& out) {
+      if (line.rfind(key, 0) == 0) out = std::strtoull(line.c_str() + std::strlen(key), nullptr, 10) * 1024;
+    };
+    kb("VmRSS:", rss);
+    kb("VmHWM:", peak);
+  }
+}
+
+bool ends_with(const std::string& s, const char* suf) {
+  size_t n = std::strlen(suf);
+  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+}
+
+struct Counters {
+  std::atomic<uint64_t> reads{0}, bytes_served{0}, frames_rebuilt{0}, bytes_rebuilt{0};
+  std::atomic<uint64_t> cache_hits{0}, cache_misses{0}, cache_evictions{0}, inflight_joins{0};
+  std::atomic<uint64_t> prefetch_issued{0}, prefetch_hits{0}, prefetch_wasted{0}, prefetch_dropped{0}, prefetch_failed{0};
+  std::atomic<uint64_t> persistent_hits{0}, persistent_rejected{0}, retries{0}, retried_ok{0};
+  std::atomic<uint64_t> errors_io{0}, errors_corrupt{0}, errors_base_missing{0}, errors_other{0};
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// The inode table and the frame service.
+struct ModelFs::Impl {
+  struct Node {
+    std::string name;
+    uint64_t parent = 0;
+    bool is_dir = false;
+    bool hidden = false;         // not listed by readdir (the control dir)
+    bool control = false;        // the stats file
+    std::map<std::string, uint64_t, std::less<>> children;  // directories
+    uint32_t model = 0, file = 0;  // regular files of a model
+    uint64_t size = 0;
+    uint32_t mode = 0555;
+  };
+  // Sequential-reader tracking of one file, for the prefetcher.
+  struct SeqState {
+    std::mutex mu;
+    uint64_t next_off = UINT64_MAX;  // end of the last read (UINT64_MAX: none yet)
+    uint64_t window = 0;             // bytes to keep rebuilt ahead; 0 after a far seek
+    uint32_t ahead_to = 0;           // local frames below this were already requested
+  };
+  struct Model {
+    std::string dir;
+    std::unique_ptr<DeltaReader> reader;
+    uint64_t first_gid = 0;  // global frame id of its frame 0
+  };
+  struct Entry {
+    FramePtr data;
+    std::list<uint64_t>::iterator lru;
+    bool from_prefetch = false, used = false;
+  };
+  struct Inflight {
+    bool done = false, prefetch = false;
+    Status st;
+    FramePtr data;
+  };
+
+  FsOptions opt;
+  std::vector<Model> models;
+  std::vector<Node> nodes;  // ino = index + 1
+  std::vector<std::unique_ptr<SeqState>> seq;  // per node (files only)
+  uint64_t total_frames = 0;
+  Counters c;
+
+  // Frame service state, all under mu.
+  mutable std::mutex mu;
+  std::condition_variable cv;       // an in-flight rebuild finished
+  std::condition_variable work_cv;  // prefetch queue changed / stopping
+  std::condition_variable idle_cv;  // prefetch queue drained
+  std::unordered_map<uint64_t, Entry> cache;
+  std::list<uint64_t> lru;  // front: most recent
+  size_t cache_bytes = 0;
+  std::unordered_map<uint64_t, std::shared_ptr<Inflight>> inflight;
+  std::deque<uint64_t> queue;
+  std::unordered_set<uint64_t> queued;
+  unsigned busy_workers = 0;
+  bool stopping = false;
+  std::vector<std::thread> workers;
+
+  void log(const std::string& line) const {
+    if (opt.log) opt.log(line);
+    else std::fprintf(stderr, "tenpak-fs: %s\n", line.c_str());
+  }
+
+  const Node* node(uint64_t ino) const {
+    if (ino == 0 || ino > nodes.size()) return nullptr;
+    return &nodes[ino - 1];
+  }
+
+  FsAttr attr_of(uint64_t ino) const {
+    const Node& n = nodes[ino - 1];
+    FsAttr a;
+    a.ino = ino;
+    a.is_dir = n.is_dir;
+    a.mode = n.mode;
+    if (n.is_dir) {
+      a.nlink = 2;
+      for (auto& [_, ch] : n.children)
+        if (nodes[ch - 1].is_dir) ++a.nlink;
+    } else {
+      a.size = n.control ? kStatsFileSize : n.size;
+    }
+    return a;
+  }
+
+  // Directory `path` (relative, "" = root), created as needed.
+  Result<uint64_t> make_dir(const std::string& path) {
+    uint64_t cur = kRootIno;
+    size_t p = 0;
+    while (p < path.size()) {
+      size_t q = path.find('/', p);
+      if (q == std::string::npos) q = path.size();
+      std::string comp = path.substr(p, q - p);
+      p = q + 1;
+      auto it = nodes[cur - 1].children.find(comp);
+      if (it != nodes[cur - 1].children.end()) {
+        if (!nodes[it->second - 1].is_dir)
+          return Status{Errc::invalid, "'" + path + "': '" + comp + "' is a file of another model"};
+        cur = it->second;
+        continue;
+      }
+      Node d;
+      d.name = comp;
+      d.parent = cur;
+      d.is_dir = true;
+      nodes.push_back(std::move(d));
+      uint64_t ino = nodes.size();
+      nodes[cur - 1].children.emplace(comp, ino);
+      cur = ino;
+    }
+    return cur;
+  }
+
+  Status add_model(uint32_t mi) {
+    const Model& m = models[mi];
+    const Manifest& man = m.reader->manifest();
+    for (uint32_t fi = 0; fi < man.out_files.size(); ++fi) {
+      const OutFile& of = man.out_files[fi];
+      std::string full = m.dir.empty() ? of.name : m.dir + "/" + of.name;
+      size_t slash = full.rfind('/');
+      auto dir = make_dir(slash == std::string::npos ? "" : full.substr(0, slash));
+      if (!dir.ok()) return dir.status();
+      std::string base = slash == std::string::npos ? full : full.substr(slash + 1);
+      if (nodes[*dir - 1].children.count(base))
+        return {Errc::invalid, m.reader->name() + ": '" + full + "' is already used by another model or file"};
+      Node f;
+      f.name = base;
+      f.parent = *dir;
+      f.model = mi;
+      f.file = fi;
+      f.size = of.size;
+      f.mode = (of.mode & 0444) ? (of.mode & 0555) : 0444;  // read-only view of the recorded mode
+      nodes.push_back(std::move(f));
+      nodes[*dir - 1].children.emplace(base, nodes.size());
+    }
+    return Status::Ok();
+  }
+
+  // --- frame service -------------------------------------------------------
+
+  std::pair<uint32_t, uint32_t> locate(uint64_t gid) const {
+    auto it = std::upper_bound(models.begin(), models.end(), gid,
+                               [](uint64_t g, const Model& m) { return g < m.first_gid; });
+    uint32_t mi = static_cast<uint32_t>(it - models.begin() - 1);
+    return {mi, static_cast<uint32_t>(gid - models[mi].first_gid)};
+  }
+
+  void insert_locked(uint64_t gid, FramePtr data, bool prefetch) {
+    if (cache.count(gid)) return;
+    lru.push_front(gid);
+    Entry e;
+    e.data = data;
+    e.lru = lru.begin();
+    e.from_prefetch = prefetch;
+    e.used = !prefetch;
+    cache_bytes += data->size();
+    cache.emplace(gid, std::move(e));
+    while (cache_bytes > opt.frame_cache_bytes && lru.size() > 1) {
+      uint64_t victim = lru.back();
+      auto vit = cache.find(victim);
+      if (vit->second.from_prefetch && !vit->second.used) c.prefetch_wasted++;
+      cache_bytes -= vit->second.data->size();
+      cache.erase(vit);
+      lru.pop_back();
+      c.cache_evictions++;
+    }
+  }
+
+  // Rebuilds frame `gid` with retries; the persistent cache first when there is one.
+  Result<FramePtr> rebuild(uint64_t gid) {
+    auto [mi, k] = locate(gid);
+    DeltaReader& r = *models[mi].reader;
+    const Frame& f = r.manifest().frames[k];
+    auto buf = std::make_shared<std::vector<uint8_t>>(f.out_len);
+#if TENPAK_HAVE_CACHE
+    if (opt.block_cache) {
+      if (opt.block_cache->get(frame_cache_key(f.hash), f.out_len, buf->data())) {
+        if (xxh128(buf->data(), buf->size()) == f.hash) {
+          c.persistent_hits++;
+          return FramePtr(std::move(buf));
+        }
+        c.persistent_rejected++;  // never served: dropped, rebuilt from the origin below
+        opt.block_cache->erase(frame_cache_key(f.hash));
+      }
+    }
+#endif
+    Status st;
+    for (unsigned attempt = 0;; ++attempt) {
+      st = r.read_frame(k, buf->data());
+      if (st.ok()) {
+        if (attempt > 0) c.retried_ok++;
+        break;
+      }
+      // A missing base or a bad argument does not heal by waiting.
+      if (st.code() == Errc::invalid || attempt >= opt.retries) break;
+      c.retries++;
+      log("retrying frame rebuild (attempt " + std::to_string(attempt + 2) + "): " + st.message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<uint64_t>(opt.retry_delay_ms) << attempt));
+    }
+    if (!st.ok()) return st;
+    c.frames_rebuilt++;
+    c.bytes_rebuilt += buf->size();
+#if TENPAK_HAVE_CACHE
+    if (opt.block_cache) opt.block_cache->put(frame_cache_key(f.hash), buf->data(), buf->size());
+#endif
+    return FramePtr(std::move(buf));
+  }
+
+  // The verified bytes of frame `gid`: from the cache, by joining a rebuild
+  // in flight, or by rebuilding it. `prefetch`: called by a prefetch worker
+  // (returns at once when the frame is cached or in flight).
+  Result<FramePtr> get(uint64_t gid, bool prefetch) {
+    std::unique_lock lk(mu);
+    bool rejoined = false;
+    for (;;) {
+      auto it = cache.find(gid);
+      if (it != cache.end()) {
+        if (prefetch) return it->second.data;
+        lru.splice(lru.begin(), lru, it->second.lru);
+        c.cache_hits++;
+        if (it->second.from_prefetch && !it->second.used) c.prefetch_hits++;
+        it->second.used = true;
+        return it->second.data;
+      }
+      auto fit = inflight.find(gid);
+      if (fit == inflight.end()) break;
+      if (prefetch) return FramePtr();
+      auto inf = fit->second;
+      c.inflight_joins++;
+      if (inf->prefetch) c.prefetch_hits++;
+      cv.wait(lk, [&] { return inf->done; });
+      if (inf->st.ok()) {
+        auto e = cache.find(gid);
+        if (e != cache.end()) e->second.used = true;
+        return inf->data;
+      }
+      // A failed prefetch: rebuild on our own (with our own retries), once.
+      if (!inf->prefetch || rejoined) return inf->st;
+      rejoined = true;
+    }
+    if (!prefetch) c.cache_misses++;
+    else c.prefetch_issued++;
+    auto inf = std::make_shared<Inflight>();
+    inf->prefetch = prefetch;
+    inflight.emplace(gid, inf);
+    lk.unlock();
+    auto r = rebuild(gid);
+    lk.lock();
+    inflight.erase(gid);
+    inf->done = true;
+    if (r.ok()) {
+      inf->data = *r;
+      insert_locked(gid, *r, prefetch);
+    } else {
+      inf->st = r.status();
+    }
+    cv.notify_all();
+    if (!r.ok()) return r.status();
+    return *r;
+  }
+
+  // Queues frames for the prefetch workers (dropped when the queue is full).
+  void enqueue(uint64_t g0, uint64_t g1) {
+    if (workers.empty() || g0 >= g1) return;
+    std::lock_guard lk(mu);
+    for (uint64_t g = g0; g < g1; ++g) {
+      if (cache.count(g) || inflight.count(g) || queued.count(g)) continue;
+      if (queue.size() >= opt.prefetch_queue_frames) {
+        c.prefetch_dropped += g1 - g;
+        break;
+      }
+      queue.push_back(g);
+      queued.insert(g);
+    }
+    work_cv.notify_all();
+  }
+
+  void worker() {
+    std::unique_lock lk(mu);
+    for (;;) {
+      work_cv.wait(lk, [&] { return stopping || !queue.empty(); });
+      if (stopping) return;
+      uint64_t g = queue.front();
+      queue.pop_front();
+      queued.erase(g);
+      ++busy_workers;
+      lk.unlock();
+      auto r = get(g, true);
+      if (!r.ok()) {
+        c.prefetch_failed++;
+        auto [mi, k] = locate(g);
+        log("prefetch of frame " + std::to_string(k) + " of " + models[mi].reader->name() +
+            " failed (a reader will retry): " + r.status().message());
+      }
+      lk.lock();
+      --busy_workers;
+      if (queue.empty() && busy_workers == 0) idle_cv.notify_all();
+    }
+  }
+
+  // Prefetch policy for a demand read of [off, off+len) of file node `n`
+  // whose frames are [a, b) (local indices).
+  void plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t b) {
+    if (workers.empty()) return;
+    const Model& m = models[n.model];
+    const OutFile& of = m.reader->manifest().out_files[n.file];
+    const uint64_t max_window = std::max<uint64_t>(1, std::min<uint64_t>(opt.prefetch_window_bytes, opt.frame_cache_bytes / 4));
+    // Kernel readahead requests of one window arrive out of order across
+    // FUSE threads: within this distance of the last read counts as sequential.
+    const uint64_t slack = 4u << 20;
+    SeqState& s = *seq[ino - 1];
+    uint32_t from, to;
+    {
+      std::lock_guard lk(s.mu);
+      bool header = off == 0 && ends_with(of.name, ".safetensors");
+      bool sequential = s.next_off != UINT64_MAX && off + slack >= s.next_off && off <= s.next_off + slack;
+      if (header) s.window = max_window;
+      else if (sequential) s.window = std::min<uint64_t>(max_window, s.window ? s.window * 2 : (2u << 20));
+      else s.window = 0;  // far seek: read only what is asked
+      s.next_off = sequential ? std::max(s.next_off, off + len) : off + len;
+      if (s.window == 0) {
+        s.ahead_to = b;
+        return;
+      }
+      uint64_t end = std::min<uint64_t>(of.size, off + len + s.window);
+      to = end > off + len ? m.reader->frames_for(n.file, off + len, end - off - len).second : b;
+      from = std::max(s.ahead_to, b);
+      if (to <= from) return;
+      s.ahead_to = to;
+    }
+    enqueue(m.first_gid + from, m.first_gid + to);
+  }
+
+  void count_error(const Status& st) {
+    switch (st.code()) {
+      case Errc::io: c.errors_io++; break;
+      case Errc::corrupt: c.errors_corrupt++; break;
+      case Errc::invalid: c.errors_base_missing++; break;
+      default: c.errors_other++; break;
+    }
+  }
+  static const char* cause_name(Errc e) {
+    switch (e) {
+      case Errc::io: return "io (origin read failed)";
+      case Errc::corrupt: return "corrupt (frame does not decode to its hash)";
+      case Errc::invalid: return "base_missing";
+      default: return errc_name(e);
+    }
+  }
+
+};
+
+ModelFs::ModelFs(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ModelFs::~ModelFs() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->work_cv.notify_all();
+  for (auto& t : impl_->workers) t.join();
+}
+
+Result<std::unique_ptr<ModelFs>> ModelFs::create(std::vector<FsModel> models, FsOptions opt) {
+  auto impl = std::make_unique<Impl>();
+  impl->opt = std::move(opt);
+  Impl::Node root;
+  root.is_dir = true;
+  root.parent = kRootIno;
+  impl->nodes.push_back(std::move(root));
+  // Sorted by dir so that inodes do not depend on the order models were found in.
+  std::sort(models.begin(), models.end(), [](const FsModel& a, const FsModel& b) { return a.dir < b.dir; });
+  uint64_t gid = 0;
+  for (auto& m : models) {
+    if (!m.reader) return Status{Errc::invalid, "model '" + m.dir + "' has no reader"};
+    if (!m.dir.empty() && !is_safe_relative_path(m.dir))
+      return Status{Errc::invalid, "'" + m.dir + "': not a safe relative path for a model"};
+    if (m.dir == kControlDir || m.dir.rfind(std::string(kControlDir) + "/", 0) == 0)
+      return Status{Errc::invalid, "'" + m.dir + "': reserved name"};
+    Impl::Model im;
+    im.dir = m.dir;
+    im.first_gid = gid;
+    gid += m.reader->manifest().frames.size();
+    im.reader = std::move(m.reader);
+    impl->models.push_back(std::move(im));
+  }
+  impl->total_frames = gid;
+  for (uint32_t mi = 0; mi < impl->models.size(); ++mi) {
+    const std::string& d = impl->models[mi].dir;
+    if (!d.empty()) {
+      auto r = impl->make_dir(d);
+      if (!r.ok()) return r.status();
+    }
+    TP_RETURN_IF_ERROR(impl->add_model(mi));
+  }
+  if (impl->nodes[0].children.count(kControlDir))
+    return Status{Errc::invalid, std::string("a model has a file named '") + kControlDir + "' at the root (reserved)"};
+  // The control directory, after every model node so model inodes do not move.
+  Impl::Node cd;
+  cd.name = kControlDir;
+  cd.parent = kRootIno;
+  cd.is_dir = true;
+  cd.hidden = true;
+  impl->nodes.push_back(std::move(cd));
+  uint64_t cd_ino = impl->nodes.size();
+  impl->nodes[0].children.emplace(kControlDir, cd_ino);
+  Impl::Node sf;
+  sf.name = kStatsFile;
+  sf.parent = cd_ino;
+  sf.control = true;
+  sf.mode = 0444;
+  impl->nodes.push_back(std::move(sf));
+  impl->nodes[cd_ino - 1].children.emplace(kStatsFile, impl->nodes.size());
+
+  impl->seq.resize(impl->nodes.size());
+  for (size_t i = 0; i < impl->nodes.size(); ++i)
+    if (!impl->nodes[i].is_dir && !impl->nodes[i].control) impl->seq[i] = std::make_unique<Impl::SeqState>();
+
+  Impl* raw = impl.get();
+  for (unsigned i = 0; i < raw->opt.prefetch_workers; ++i) raw->workers.emplace_back([raw] { raw->worker(); });
+  return std::unique_ptr<ModelFs>(new ModelFs(std::move(impl)));
+}
+
+std::optional<FsAttr> ModelFs::lookup(uint64_t parent, std::string_view name) const {
+  const Impl::Node* p = impl_->node(parent);
+  if (!p || !p->is_dir) return std::nullopt;
+  auto it = p->children.find(name);
+  if (it == p->children.end()) return std::nullopt;
+  return impl_->attr_of(it->second);
+}
+
+std::optional<FsAttr> ModelFs::getattr(uint64_t ino) const {
+  if (!impl_->node(ino)) return std::nullopt;
+  return impl_->attr_of(ino);
+}
+
+std::optional<std::vector<FsDirEntry>> ModelFs::readdir(uint64_t ino) const {
+  const Impl::Node* n = impl_->node(ino);
+  if (!n || !n->is_dir) return std::nullopt;
+  std::vector<FsDirEntry> out;
+  for (auto& [name, ch] : n->children) {
+    if (impl_->nodes[ch - 1].hidden) continue;
+    out.push_back({name, impl_->attr_of(ch)});
+  }
+  return out;
+}
+
+bool ModelFs::is_control_file(uint64_t ino) const {
+  const Impl::Node* n = impl_->node(ino);
+  return n && n->control;
+}
+
+Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t off, size_t len) {
+  const Impl::Node* n = impl_->node(ino);
+  if (!n) return Status{Errc::invalid, "no such inode " + std::to_string(ino)};
+  if (n->is_dir) return Status{Errc::invalid, "'" + n->name + "' is a directory"};
+  std::vector<Slice> out;
+  if (n->control) {
+    auto s = std::make_shared<std::vector<uint8_t>>();
+    std::string j = stats_json() + "\n";
+    j.resize(kStatsFileSize, ' ');  // fixed size: what stat() reported (the JSON is far smaller)
+    s->assign(j.begin(), j.end());
+    if (off < s->size()) out.push_back({s, s->data() + off, std::min<size_t>(len, s->size() - off)});
+    return out;
+  }
+  if (off >= n->size || len == 0) return out;
+  len = static_cast<size_t>(std::min<uint64_t>(len, n->size - off));
+  impl_->c.reads++;
+  if (impl_->opt.trace_reads) impl_->log("read ino " + std::to_string(ino) + " offset " + std::to_string(off) + " length " + std::to_string(len));
+  Impl::Model& m = impl_->models[n->model];
+  auto [a, b] = m.reader->frames_for(n->file, off, len);
+  impl_->plan_prefetch(ino, *n, off, len, b);
+  const Manifest& man = m.reader->manifest();
+  for (uint32_t k = a; k < b; ++k) {
+    const Frame& f = man.frames[k];
+    auto r = impl_->get(m.first_gid + k, false);
+    if (!r.ok()) {
+      impl_->count_error(r.status());
+      const OutFile& of = man.out_files[n->file];
+      impl_->log("EIO: " + (m.dir.empty() ? of.name : m.dir + "/" + of.name) + " offset " + std::to_string(off) +
+                 " length " + std::to_string(len) + ": cause " + Impl::cause_name(r.status().code()) + ": " +
+                 r.status().message());
+      return r.status();
+    }
+    uint64_t s0 = std::max<uint64_t>(off, f.out_offset), s1 = std::min<uint64_t>(off + len, f.out_offset + f.out_len);
+    if (s1 <= s0) continue;
+    const FramePtr& fp = *r;
+    out.push_back({fp, fp->data() + (s0 - f.out_offset), static_cast<size_t>(s1 - s0)});
+  }
+  impl_->c.bytes_served += len;
+  return out;
+}
+
+Result<size_t> ModelFs::read(uint64_t ino, uint64_t off, size_t len, uint8_t* dst) {
+  auto r = read_slices(ino, off, len);
+  if (!r.ok()) return r.status();
+  size_t n = 0;
+  for (auto& s : *r) {
+    std::memcpy(dst + n, s.data, s.len);
+    n += s.len;
+  }
+  return n;
+}
+
+FsStats ModelFs::stats() const {
+  const Counters& c = impl_->c;
+  FsStats s;
+  s.reads = c.reads;
+  s.bytes_served = c.bytes_served;
+  s.frames_rebuilt = c.frames_rebuilt;
+  s.bytes_rebuilt = c.bytes_rebuilt;
+  s.cache_hits = c.cache_hits;
+  s.cache_misses = c.cache_misses;
+  s.cache_evictions = c.cache_evictions;
+  s.inflight_joins = c.inflight_joins;
+  s.prefetch_issued = c.prefetch_issued;
+  s.prefetch_hits = c.prefetch_hits;
+  s.prefetch_wasted = c.prefetch_wasted;
+  s.prefetch_dropped = c.prefetch_dropped;
+  s.prefetch_failed = c.prefetch_failed;
+  s.persistent_hits = c.persistent_hits;
+  s.persistent_rejected = c.persistent_rejected;
+  s.retries = c.retries;
+  s.retried_ok = c.retried_ok;
+  s.errors_io = c.errors_io;
+  s.errors_corrupt = c.errors_corrupt;
+  s.errors_base_missing = c.errors_base_missing;
+  s.errors_other = c.errors_other;
+  {
+    std::lock_guard lk(impl_->mu);
+    s.cache_bytes = impl_->cache_bytes;
+  }
+  s.cache_limit = impl_->opt.frame_cache_bytes;
+  read_rss(s.rss_bytes, s.peak_rss_bytes);
+  return s;
+}
+
+std::string ModelFs::stats_json() const {
+  FsStats s = stats();
+  nlohmann::ordered_json j = {
+      {"pid", static_cast<int64_t>(getpid())},
+      {"models", impl_->models.size()},
+      {"reads", s.reads},
+      {"bytes_served", s.bytes_served},
+      {"frames_rebuilt", s.frames_rebuilt},
+      {"bytes_rebuilt", s.bytes_rebuilt},
+      {"frame_cache", {{"hits", s.cache_hits}, {"misses", s.cache_misses}, {"evictions", s.cache_evictions},
+                       {"bytes", s.cache_bytes}, {"limit", s.cache_limit}}},
+      {"inflight_joins", s.inflight_joins},
+      {"prefetch", {{"issued", s.prefetch_issued}, {"hits", s.prefetch_hits}, {"wasted", s.prefetch_wasted},
+                    {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed}}},
+      {"persistent_cache", {{"enabled", static_cast<bool>(impl_->opt.block_cache)}, {"hits", s.persistent_hits},
+                            {"rejected", s.persistent_rejected}}},
+      {"retries", s.retries},
+      {"retried_ok", s.retried_ok},
+      {"errors", {{"io", s.errors_io}, {"corrupt", s.errors_corrupt}, {"base_missing", s.errors_base_missing},
+                  {"other", s.errors_other}}},
+      {"rss_bytes", s.rss_bytes},
+      {"peak_rss_bytes", s.peak_rss_bytes},
+  };
+  return j.dump(1);
+}
+
+void ModelFs::drain_prefetch() {
+  std::unique_lock lk(impl_->mu);
+  impl_->idle_cv.wait(lk, [&] { return impl_->queue.empty() && impl_->busy_workers == 0; });
+}
+
+}  // namespace tenpak

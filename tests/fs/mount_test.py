@@ -1,0 +1,576 @@
+#!/usr/bin/env python3
+"""Real FUSE mounts of TenPak deltas, Python standard library only.
+
+Env: TENPAK_BIN (the tenpak binary), TENPAK_SHARED (../shared; the real
+YOLOv5n pairs are used when TENPAK_SHARED/data/yolov5n exists).
+Exit 0: all passed; 1: a test failed; 77: skipped (no usable /dev/fuse).
+Every mount is unmounted in teardown, also when a test fails.
+"""
+import errno
+import hashlib
+import json
+import mmap
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+
+BIN = os.environ.get("TENPAK_BIN", "")
+SHARED = os.environ.get("TENPAK_SHARED", "")
+WORK = ""  # created by main()
+MOUNTS = []  # mountpoints to clean up
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def tp(*args, check=True, timeout=120):
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"tenpak {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def is_mounted(mp):
+    mp = os.path.realpath(mp)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == mp for line in f)
+
+
+def wait_gone(pid, secs=15):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def mount(src, mp, *extra):
+    os.makedirs(mp, exist_ok=True)
+    # No persistent cache unless a test asks for one: frames cached by an
+    # earlier test would hide the rebuild paths (and a corrupted delta).
+    if "--cache-dir" not in extra:
+        extra = extra + ("--no-cache",)
+    r = tp("mount", src, mp, "--json", "--log", mp + ".log", *extra)
+    MOUNTS.append(mp)
+    info = json.loads(r.stdout)
+    assert is_mounted(mp), f"{mp} not in /proc/self/mounts after mount"
+    return info
+
+
+def unmount(mp):
+    r = tp("unmount", mp, "--json")
+    info = json.loads(r.stdout)
+    assert info["daemon_exited"], f"daemon of {mp} still running after unmount"
+    assert not is_mounted(mp)
+    MOUNTS.remove(mp)
+
+
+def cleanup_mounts():
+    # Also whatever a failed test mounted without registering it: every
+    # mount under this run's work directory.
+    under = []
+    if WORK:
+        with open("/proc/mounts") as f:
+            under = [l.split()[1] for l in f if l.split()[1].startswith(WORK + "/")]
+    for mp in set(MOUNTS) | set(under):
+        if is_mounted(mp):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+    MOUNTS.clear()
+
+
+def make_pair(name, kind="bf16", size_mb=8):
+    d = os.path.join(WORK, name)
+    if not os.path.exists(d + "/delta"):
+        tp("fixture", kind, d + "/pair", "--size-mb", str(size_mb))
+        tp("delta", "build", d + "/pair/base", d + "/pair/finetune", "-o", d + "/delta")
+    return d
+
+
+# --- a safetensors reader: mmap + json + struct -----------------------------
+
+def st_tensors(buf):
+    """(name, begin, end) of each tensor, absolute offsets into buf."""
+    (n,) = struct.unpack_from("<Q", buf, 0)
+    assert 0 < n < 100_000_000, "bad header length"
+    hdr = json.loads(bytes(buf[8:8 + n]))
+    out = []
+    for name, t in hdr.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        out.append((name, 8 + n + b, 8 + n + e))
+    out.sort(key=lambda x: x[1])
+    return out
+
+
+def compare_safetensors_mmap(mounted, original):
+    """Maps the mounted file MAP_SHARED and MAP_PRIVATE and compares every tensor."""
+    with open(original, "rb") as f:
+        orig = f.read()
+    want = st_tensors(orig)
+    fd = os.open(mounted, os.O_RDONLY)
+    try:
+        for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
+            m = mmap.mmap(fd, 0, flags=flags, prot=mmap.PROT_READ)
+            try:
+                got = st_tensors(m)
+                assert got == want, "tensor table differs"
+                for name, b, e in got:
+                    assert m[b:e] == orig[b:e], f"tensor {name} differs ({mounted})"
+            finally:
+                m.close()
+    finally:
+        os.close(fd)
+    return len(want)
+
+
+# --- tests -------------------------------------------------------------------
+
+def t_generated_files_match():
+    d = make_pair("gen")
+    mp = d + "/mp"
+    info = mount(d + "/delta", mp, "--base", d + "/pair/base")
+    try:
+        ft = d + "/pair/finetune"
+        assert sorted(os.listdir(mp)) == sorted(os.listdir(ft)), (os.listdir(mp), os.listdir(ft))
+        inos = {}
+        for name in os.listdir(ft):
+            st = os.stat(os.path.join(mp, name))
+            assert st.st_size == os.path.getsize(os.path.join(ft, name)), name
+            assert st.st_mode & 0o222 == 0, "files must be read-only"
+            inos[name] = st.st_ino
+            assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), f"sha256 of {name}"
+            if name.endswith(".safetensors"):
+                compare_safetensors_mmap(os.path.join(mp, name), os.path.join(ft, name))
+        for name in os.listdir(ft):  # stable inodes
+            assert os.stat(os.path.join(mp, name)).st_ino == inos[name]
+        # Read-only: writes, creates, removals get EROFS.
+        for op in (lambda: open(os.path.join(mp, "config.json"), "r+b"),
+                   lambda: open(os.path.join(mp, "new.txt"), "wb"),
+                   lambda: os.unlink(os.path.join(mp, "config.json")),
+                   lambda: os.mkdir(os.path.join(mp, "dir"))):
+            try:
+                op()
+                raise AssertionError("write access succeeded on a read-only mount")
+            except OSError as e:
+                assert e.errno == errno.EROFS, e
+        s = json.loads(tp("stats", mp, "--json").stdout)
+        assert s["bytes_served"] > 0 and s["frames_rebuilt"] > 0, s
+        assert s["pid"] == info["pid"]
+        assert "served" in tp("stats", mp).stdout
+        assert ".tenpak" not in os.listdir(mp)
+    finally:
+        unmount(mp)
+
+
+def _random_reads(path, orig, seed, n, drop_every=50):
+    rng = random.Random(seed)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for i in range(n):
+            if i % drop_every == 0:  # evict pages so reads reach the daemon again
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            off = rng.randrange(len(orig))
+            ln = rng.randrange(1, 3 << 20)
+            got = os.pread(fd, ln, off)
+            if got != orig[off:off + ln]:
+                return f"mismatch at {off}+{ln}"
+    finally:
+        os.close(fd)
+    return None
+
+
+def t_random_reads_threads_and_processes():
+    d = make_pair("gen")
+    mp = d + "/mp2"
+    mount(d + "/delta", mp, "--base", d + "/pair/base", "--cache-mb", "8")
+    try:
+        name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
+        path = os.path.join(mp, name)
+        with open(os.path.join(d, "pair/finetune", name), "rb") as f:
+            orig = f.read()
+        errors = []
+        ths = [threading.Thread(target=lambda s=s: errors.append(_random_reads(path, orig, s, 400))) for s in range(4)]
+        code = ("import sys; sys.path.insert(0, %r); import mount_test as m; "
+                "orig = open(%r, 'rb').read(); r = m._random_reads(%r, orig, int(sys.argv[1]), 400); "
+                "print(r or 'ok'); sys.exit(1 if r else 0)") % (
+            os.path.dirname(os.path.abspath(__file__)), os.path.join(d, "pair/finetune", name), path)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(100 + i)], stdout=subprocess.PIPE, text=True)
+                 for i in range(3)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, f"reader process: {out}"
+        assert errors == [None] * 4, errors
+        s = json.loads(tp("stats", mp, "--json").stdout)
+        assert s["errors"] == {"io": 0, "corrupt": 0, "base_missing": 0, "other": 0}, s
+        assert s["frame_cache"]["bytes"] <= 9 << 20, s
+        log(f"    random reads: {s['reads']} daemon reads, {s['frames_rebuilt']} frames rebuilt, "
+            f"{s['inflight_joins']} in-flight joins, prefetch {s['prefetch']}")
+    finally:
+        unmount(mp)
+
+
+def t_catalog_two_models():
+    d = make_pair("gen")
+    cat = os.path.join(WORK, "catalog")
+    if not os.path.exists(cat):
+        shutil.copytree(d + "/delta", cat + "/org/tuned")
+        # A second model of the same base: the base itself as a "fine-tune".
+        tp("delta", "build", d + "/pair/base", d + "/pair/base", "-o", cat + "/org/identity")
+    mp = os.path.join(WORK, "catmp")
+    mount(cat, mp, "--base", d + "/pair/base")
+    try:
+        assert os.listdir(mp) == ["org"], os.listdir(mp)
+        assert sorted(os.listdir(mp + "/org")) == ["identity", "tuned"]
+        for sub, src in (("tuned", d + "/pair/finetune"), ("identity", d + "/pair/base")):
+            for name in os.listdir(src):
+                assert sha256(f"{mp}/org/{sub}/{name}") == sha256(f"{src}/{name}"), f"{sub}/{name}"
+    finally:
+        unmount(mp)
+
+
+def t_yolov5n_real_pairs():
+    data = os.path.join(SHARED, "data", "yolov5n") if SHARED else ""
+    if not data or not os.path.isdir(data):
+        log("    (skipped: no TENPAK_SHARED/data/yolov5n)")
+        return
+    cat = os.path.join(WORK, "yolo")
+    fts = sorted(n for n in os.listdir(data) if n.startswith("ft-") and n.endswith(".safetensors"))
+    for n in fts:
+        out = os.path.join(cat, n[:-len(".safetensors")])
+        if not os.path.exists(out):
+            tp("delta", "build", data + "/base.safetensors", os.path.join(data, n), "-o", out)
+    mp = os.path.join(WORK, "yolomp")
+    mount(cat, mp, "--base", data + "/base.safetensors")
+    try:
+        for n in fts:
+            sub = n[:-len(".safetensors")]
+            files = os.listdir(os.path.join(mp, sub))
+            assert len(files) == 1, files
+            mounted = os.path.join(mp, sub, files[0])
+            assert sha256(mounted) == sha256(os.path.join(data, n)), n
+            k = compare_safetensors_mmap(mounted, os.path.join(data, n))
+            log(f"    {n}: sha256 equal, {k} tensors equal through mmap")
+    finally:
+        unmount(mp)
+
+
+def t_corrupt_frame_gives_eio_never_wrong_bytes():
+    d = make_pair("gen")
+    bad = os.path.join(WORK, "corrupt-delta")
+    if os.path.exists(bad):
+        shutil.rmtree(bad)
+    shutil.copytree(d + "/delta", bad)
+    size = os.path.getsize(bad + "/tenpak.dat")
+    with open(bad + "/tenpak.dat", "r+b") as f:  # damage a stretch in the middle of the payloads
+        f.seek(size // 2)
+        chunk = bytearray(f.read(4096))
+        for i in range(len(chunk)):
+            chunk[i] ^= 0xA5
+        f.seek(size // 2)
+        f.write(chunk)
+    mp = os.path.join(WORK, "corruptmp")
+    mount(bad, mp, "--base", d + "/pair/base")
+    try:
+        name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
+        with open(os.path.join(d, "pair/finetune", name), "rb") as f:
+            orig = f.read()
+        fd = os.open(os.path.join(mp, name), os.O_RDONLY)
+        eio = ok = 0
+        try:
+            for off in range(0, len(orig), 65536):
+                try:
+                    got = os.pread(fd, 65536, off)
+                    # A short read (pages before a failed one) is allowed; wrong bytes never.
+                    assert got == orig[off:off + len(got)], f"WRONG BYTES served at {off}"
+                    ok += len(got) == min(65536, len(orig) - off)
+                except OSError as e:
+                    assert e.errno == errno.EIO, e
+                    eio += 1
+        finally:
+            os.close(fd)
+        assert eio > 0, "corrupt frame was not reported"
+        assert ok > 0
+        s = json.loads(tp("stats", mp, "--json").stdout)
+        assert s["errors"]["corrupt"] > 0, s
+        with open(mp + ".log") as f:
+            lines = [l for l in f if "EIO" in l and name in l and "offset" in l and "corrupt" in l]
+        assert lines, "no EIO log line naming file, offset and cause"
+        log(f"    {eio} chunks EIO, {ok} chunks correct; log: {lines[0].strip()[:160]}")
+    finally:
+        unmount(mp)
+
+
+def t_unmount_with_active_reader():
+    d = make_pair("gen")
+    mp = os.path.join(WORK, "busymp")
+    info = mount(d + "/delta", mp, "--base", d + "/pair/base")
+    name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
+    reader = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY); n = 0; t = time.time()\n"
+        "print('open', flush=True)\n"
+        "while time.time() - t < 2.0:\n"
+        "    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); n += len(os.pread(fd, 1 << 20, (n * 7919) % (1 << 22)))\n"
+        "os.close(fd); print('read', n, flush=True)\n"), os.path.join(mp, name)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        r = tp("unmount", mp, check=False)
+        assert r.returncode != 0 and "busy" in r.stderr, (r.returncode, r.stderr)
+        assert is_mounted(mp)
+        r = tp("unmount", mp, "--lazy")
+        assert not is_mounted(mp), "lazy unmount left the mount in place"
+        out, err = reader.communicate(timeout=30)
+        assert reader.returncode == 0 and out.startswith("read"), (reader.returncode, out, err)
+        assert wait_gone(info["pid"]), "daemon did not exit after the last file was closed"
+        MOUNTS.remove(mp)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+
+
+def t_sigterm_and_foreground():
+    d = make_pair("gen")
+    mp = os.path.join(WORK, "termmp")
+    info = mount(d + "/delta", mp, "--base", d + "/pair/base")
+    os.kill(info["pid"], signal.SIGTERM)
+    assert wait_gone(info["pid"]), "daemon ignored SIGTERM"
+    assert not is_mounted(mp), "SIGTERM did not unmount"
+    MOUNTS.remove(mp)
+    # Foreground: stays attached; SIGINT unmounts and exits 0.
+    p = subprocess.Popen([BIN, "mount", d + "/delta", mp, "--base", d + "/pair/base", "--foreground"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    MOUNTS.append(mp)
+    try:
+        end = time.time() + 20
+        while not os.path.exists(mp + "/.tenpak/stats.json") and time.time() < end:
+            time.sleep(0.05)
+        assert is_mounted(mp), "foreground mount never became ready"
+        assert sha256(mp + "/config.json") == sha256(d + "/pair/finetune/config.json")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+        assert p.returncode == 0, (p.returncode, err)
+        assert not is_mounted(mp)
+        MOUNTS.remove(mp)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def t_refusals():
+    d = make_pair("gen")
+    # Missing mountpoint.
+    r = tp("mount", d + "/delta", os.path.join(WORK, "nope"), "--base", d + "/pair/base", check=False)
+    assert r.returncode == 2 and "does not exist" in r.stderr, (r.returncode, r.stderr)
+    # Non-empty mountpoint.
+    full = os.path.join(WORK, "full")
+    os.makedirs(full, exist_ok=True)
+    open(full + "/x", "w").close()
+    r = tp("mount", d + "/delta", full, "--base", d + "/pair/base", check=False)
+    assert r.returncode == 6 and "not empty" in r.stderr, (r.returncode, r.stderr)
+    # Wrong base: same sizes, different bytes -> sha256 mismatch, exit 3, nothing mounted.
+    wrong = os.path.join(WORK, "wrongbase")
+    if not os.path.exists(wrong):
+        shutil.copytree(d + "/pair/base", wrong)
+        st = [n for n in os.listdir(wrong) if n.endswith(".safetensors")][0]
+        with open(os.path.join(wrong, st), "r+b") as f:
+            f.seek(-100, 2)
+            b = f.read(1)
+            f.seek(-100, 2)
+            f.write(bytes([b[0] ^ 1]))
+    mp = os.path.join(WORK, "refmp")
+    os.makedirs(mp, exist_ok=True)
+    r = tp("mount", d + "/delta", mp, "--base", wrong, "--log", mp + ".log", check=False)
+    assert r.returncode == 3 and "wrong base" in r.stderr, (r.returncode, r.stderr)
+    assert not is_mounted(mp)
+    # A base of another model: sizes differ -> exit 3 even without the sha256 check.
+    other = make_pair("other", "fp32", 2)
+    r = tp("mount", d + "/delta", mp, "--base", other + "/pair/base", "--no-verify-base", "--log", mp + ".log", check=False)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert not is_mounted(mp)
+    # No usable base: the recorded location is gone and none is given.
+    nob = os.path.join(WORK, "nobase")
+    tp("delta", "build", d + "/pair/base", d + "/pair/finetune", "-o", nob, "--base-location", WORK + "/gone")
+    r = tp("mount", nob, mp, "--log", mp + ".log", check=False)
+    assert r.returncode != 0 and "--base" in r.stderr, (r.returncode, r.stderr)
+    # Stale mount: kill -9 the daemon.
+    info = mount(d + "/delta", mp, "--base", d + "/pair/base")
+    os.kill(info["pid"], signal.SIGKILL)
+    assert wait_gone(info["pid"])
+    try:
+        os.statvfs(mp)
+        raise AssertionError("expected ENOTCONN on a stale mount")
+    except OSError as e:
+        assert e.errno == errno.ENOTCONN, e
+    r = tp("mount", d + "/delta", mp, "--base", d + "/pair/base", check=False)
+    assert r.returncode == 6 and "stale" in r.stderr, (r.returncode, r.stderr)
+    info = json.loads(tp("mount", d + "/delta", mp, "--base", d + "/pair/base", "--force-clean", "--json",
+                         "--log", mp + ".log").stdout)
+    assert sha256(mp + "/config.json") == sha256(d + "/pair/finetune/config.json")
+    # Already mounted.
+    r = tp("mount", d + "/delta", mp, "--base", d + "/pair/base", check=False)
+    assert r.returncode == 6 and "already mounted" in r.stderr, (r.returncode, r.stderr)
+    unmount(mp)
+
+
+# --- remote origins: nginx on loopback, the persistent cache ---------------
+
+def start_nginx(root, work):
+    """nginx serving `root` on a free 127.0.0.1 port; returns (proc, url)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        raise AssertionError("nginx not installed (package nginx-light)")
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    os.makedirs(work + "/tmp", exist_ok=True)
+    conf = work + "/nginx.conf"
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; master_process off; worker_processes 1; pid {work}/nginx.pid;
+error_log {work}/error.log warn; events {{ worker_connections 256; }}
+http {{ access_log off; sendfile on; default_type application/octet-stream;
+  client_body_temp_path {work}/tmp/body; proxy_temp_path {work}/tmp/proxy; fastcgi_temp_path {work}/tmp/fcgi;
+  uwsgi_temp_path {work}/tmp/uwsgi; scgi_temp_path {work}/tmp/scgi;
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+""")
+    proc = subprocess.Popen([nginx, "-e", work + "/error.log", "-p", work, "-c", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("nginx did not start")
+
+
+def metrics_of(mp):
+    """Prometheus text of the mount at `mp` (port read from its log)."""
+    with open(mp + ".log") as f:
+        ports = re.findall(r"metrics: http://127\.0\.0\.1:(\d+)/metrics", f.read())
+    assert ports, "no metrics line in the log"
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def metric_sum(text, name):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+               if l.startswith(name + "{") or l.startswith(name + " "))
+
+
+def t_http_origin_and_cache():
+    d = make_pair("http", "bf16", 6)
+    www = os.path.join(WORK, "www")
+    os.makedirs(www, exist_ok=True)
+    proc, url = start_nginx(www, os.path.join(WORK, "nginx"))
+    try:
+        # The delta records its base as a URL; base and delta only on the server.
+        shutil.copytree(d + "/pair/base", www + "/base")
+        tp("delta", "build", d + "/pair/base", d + "/pair/finetune", "-o", www + "/delta",
+           "--base-location", url + "/base")
+        cache = os.path.join(WORK, "http-cache")
+        ft = d + "/pair/finetune"
+        mp = d + "/mp-http"
+        fetched = []
+        for round_ in range(2):
+            mount(url + "/delta", mp, "--cache-dir", cache, "--metrics-port", "0")
+            for name in os.listdir(ft):
+                assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), f"sha256 of {name} over HTTP"
+            m = metrics_of(mp)
+            fetched.append(metric_sum(m, "tenpak_fetch_bytes_total"))
+            unmount(mp)
+        log(f"    over HTTP: first mount fetched {fetched[0]:.0f} bytes, second {fetched[1]:.0f}")
+        assert fetched[0] > 0, "the first mount fetched nothing?"
+        assert fetched[1] == 0, f"second mount of a cached model fetched {fetched[1]} bytes"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
+         t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
+         t_refusals, t_http_origin_and_cache]
+
+
+def fuse_usable():
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse"
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "/dev/fuse not accessible"
+    if os.geteuid() != 0 and not shutil.which("fusermount3"):
+        return "not root and no fusermount3"
+    return None
+
+
+def main():
+    if not BIN:
+        log("TENPAK_BIN not set")
+        return 1
+    why = fuse_usable()
+    if why:
+        log(f"SKIP: FUSE unusable here ({why})")
+        return 77
+    global WORK
+    WORK = tempfile.mkdtemp(prefix="tenpak-mount-test-")
+    # Every mount of this run caches in its own directory: a cache left by
+    # another run must not hide a bug (e.g. serve a frame this run corrupts).
+    os.environ["TENPAK_CACHE_DIR"] = os.path.join(WORK, "cache")
+    only = sys.argv[1:]
+    failed = 0
+    try:
+        for t in TESTS:
+            if only and t.__name__ not in only:
+                continue
+            t0 = time.time()
+            try:
+                t()
+                log(f"PASS {t.__name__} ({time.time() - t0:.1f} s)")
+            except Exception:
+                failed += 1
+                log(f"FAIL {t.__name__}\n{traceback.format_exc()}")
+                for mp in MOUNTS:
+                    if os.path.exists(mp + ".log"):
+                        with open(mp + ".log") as f:
+                            log(f"--- {mp}.log (tail)\n" + "".join(f.readlines()[-15:]))
+            finally:
+                cleanup_mounts()
+    finally:
+        cleanup_mounts()
+        shutil.rmtree(WORK, ignore_errors=True)
+    log(f"{len(TESTS) - failed if not only else 'selected'} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+// ModelFs without a mount: the inode table, reads at random offsets against
+// the original bytes, retries, EIO by cause, corrupt bytes never served,
+// in-flight de-duplication, prefetch and the memory bound. Pairs are made by
+// `tenpak fixture` + `tenpak delta build` (env TENPAK_BIN).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "tenpak/delta.h"
+#include "tenpak/format.h"
+#include "tenpak/model_fs.h"
+
+namespace fs = std::filesystem;
+using namespace tenpak;
+
+namespace {
+
+std::string g_dir;  // shared work dir: pair/{base,finetune}, delta, pair2, delta2
+
+std::string slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+void run(const std::string& cmd) {
+  int rc = std::system((cmd + " >/dev/null").c_str());
+  ASSERT_EQ(rc, 0) << cmd;
+}
+
+class Env : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const char* bin = std::getenv("TENPAK_BIN");
+    ASSERT_NE(bin, nullptr) << "TENPAK_BIN not set";
+    std::string t = (fs::temp_directory_path() / "tenpak-fs-test-XXXXXX").string();
+    ASSERT_NE(mkdtemp(t.data()), nullptr);
+    g_dir = t;
+    std::string b = bin;
+    run(b + " fixture bf16 " + g_dir + "/pair --size-mb 6");
+    run(b + " delta build " + g_dir + "/pair/base " + g_dir + "/pair/finetune -o " + g_dir + "/delta");
+    run(b + " fixture sharded " + g_dir + "/pair2 --size-mb 4");
+    run(b + " delta build " + g_dir + "/pair2/base " + g_dir + "/pair2/finetune -o " + g_dir + "/delta2");
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!g_dir.empty()) fs::remove_all(g_dir, ec);
+  }
+};
+
+// A BlockSource decorator that injects faults: the next `fail_next` reads
+// fail (transient), `fail_all` fails every read, `corrupt` flips a byte of
+// every read, `delay_ms` slows every read. Counts reads.
+class FaultySource : public BlockSource {
+ public:
+  explicit FaultySource(std::unique_ptr<BlockSource> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  Status read(uint64_t off, size_t len, uint8_t* dst) override {
+    reads++;
+    if (delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+    if (fail_all) return {Errc::io, name() + ": injected persistent failure"};
+    for (int n = fail_next.load(); n > 0;)
+      if (fail_next.compare_exchange_weak(n, n - 1)) return {Errc::io, name() + ": injected transient failure"};
+    TP_RETURN_IF_ERROR(inner_->read(off, len, dst));
+    if (corrupt && len > 0) dst[len / 2] ^= 0x5a;
+    return Status::Ok();
+  }
+  std::atomic<int> fail_next{0}, delay_ms{0};
+  std::atomic<bool> fail_all{false}, corrupt{false};
+  std::atomic<uint64_t> reads{0};
+
+ private:
+  std::unique_ptr<BlockSource> inner_;
+};
+
+struct Opened {
+  std::unique_ptr<DeltaReader> reader;
+  FaultySource* data = nullptr;  // owned by the reader
+};
+
+Opened open_model(const std::string& delta, const std::string& base) {
+  Opened o;
+  auto idx = open_local_file(delta + "/" + kIndexFile);
+  auto dat = open_local_file(delta + "/" + kDataFile);
+  EXPECT_TRUE(idx.ok() && dat.ok());
+  auto fsrc = std::make_unique<FaultySource>(std::move(dat.value()));
+  o.data = fsrc.get();
+  auto r = DeltaReader::open(std::move(idx.value()), std::move(fsrc), delta);
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  o.reader = std::move(r.value());
+  Status st = attach_local_base(*o.reader, base, false);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return o;
+}
+
+struct Fixture {
+  std::unique_ptr<ModelFs> fs;
+  FaultySource* data = nullptr;
+  std::shared_ptr<std::vector<std::string>> logs = std::make_shared<std::vector<std::string>>();
+  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
+};
+
+Fixture make_fs(FsOptions opt = {}, bool with_second = false) {
+  Fixture f;
+  auto o = open_model(g_dir + "/delta", g_dir + "/pair/base");
+  f.data = o.data;
+  std::vector<FsModel> models;
+  models.push_back({with_second ? "org/a" : "", std::move(o.reader)});
+  if (with_second) {
+    auto o2 = open_model(g_dir + "/delta2", g_dir + "/pair2/base");
+    models.push_back({"org/b", std::move(o2.reader)});
+  }
+  auto logs = f.logs;
+  auto mu = f.mu;
+  opt.log = [logs, mu](const std::string& l) {
+    std::lock_guard lk(*mu);
+    logs->push_back(l);
+  };
+  opt.retry_delay_ms = 1;
+  auto r = ModelFs::create(std::move(models), opt);
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  f.fs = std::move(r.value());
+  return f;
+}
+
+std::vector<std::string> ft_files() {
+  std::vector<std::string> out;
+  for (auto& e : fs::directory_iterator(g_dir + "/pair/finetune")) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string safetensors_name() {
+  for (auto& n : ft_files())
+    if (n.size() > 12 && n.substr(n.size() - 12) == ".safetensors") return n;
+  return "";
+}
+
+}  // namespace
+
+TEST(ModelFs, ListingSizesAndStableInodes) {
+  auto f = make_fs();
+  auto root = f.fs->readdir(ModelFs::kRootIno);
+  ASSERT_TRUE(root.has_value());
+  std::vector<std::string> names;
+  for (auto& e : *root) names.push_back(e.name);
+  EXPECT_EQ(names, ft_files());  // the control dir is not listed
+  for (auto& e : *root) {
+    EXPECT_FALSE(e.attr.is_dir);
+    EXPECT_EQ(e.attr.size, fs::file_size(g_dir + "/pair/finetune/" + e.name)) << e.name;
+    auto a = f.fs->lookup(ModelFs::kRootIno, e.name);
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(a->ino, e.attr.ino);
+    EXPECT_EQ(f.fs->getattr(a->ino)->size, e.attr.size);
+    EXPECT_FALSE(f.fs->readdir(a->ino).has_value());  // not a directory
+    EXPECT_EQ(a->mode & 0222, 0u);                     // read-only
+  }
+  EXPECT_FALSE(f.fs->lookup(ModelFs::kRootIno, "missing.bin").has_value());
+  EXPECT_FALSE(f.fs->getattr(9999).has_value());
+  auto ctl = f.fs->lookup(ModelFs::kRootIno, ModelFs::kControlDir);
+  ASSERT_TRUE(ctl.has_value());
+  EXPECT_TRUE(ctl->is_dir);
+  // Same catalog, same inodes.
+  auto g = make_fs();
+  for (auto& e : *root) EXPECT_EQ(g.fs->lookup(ModelFs::kRootIno, e.name)->ino, e.attr.ino);
+}
+
+TEST(ModelFs, RandomReadsMatchOriginal) {
+  auto f = make_fs();
+  std::mt19937_64 rng(42);
+  for (auto& name : ft_files()) {
+    std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+    // Whole file in one go, then random ranges (crossing frame boundaries).
+    std::vector<uint8_t> buf(orig.size() + 100);
+    auto n = f.fs->read(ino, 0, buf.size(), buf.data());
+    ASSERT_TRUE(n.ok()) << n.status().to_string();
+    ASSERT_EQ(*n, orig.size());
+    ASSERT_EQ(0, memcmp(buf.data(), orig.data(), orig.size())) << name;
+    for (int i = 0; i < 300; ++i) {
+      uint64_t off = orig.empty() ? 0 : rng() % orig.size();
+      size_t len = 1 + rng() % (3u << 20);
+      std::vector<uint8_t> b(len);
+      auto r = f.fs->read(ino, off, len, b.data());
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      size_t want = std::min<uint64_t>(len, orig.size() - off);
+      ASSERT_EQ(*r, want);
+      ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, want)) << name << " @" << off << "+" << len;
+    }
+    uint8_t x;
+    auto past = f.fs->read(ino, orig.size() + 5, 1, &x);
+    ASSERT_TRUE(past.ok());
+    EXPECT_EQ(*past, 0u);
+  }
+  EXPECT_GT(f.fs->stats().bytes_served, 0u);
+  EXPECT_EQ(f.fs->stats().errors_corrupt + f.fs->stats().errors_io, 0u);
+}
+
+TEST(ModelFs, TransientFailureIsRetried) {
+  FsOptions o;
+  o.prefetch_workers = 0;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  f.data->fail_next = 2;
+  std::vector<uint8_t> b(100000);
+  auto r = f.fs->read(ino, 1000, b.size(), b.data());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(0, memcmp(b.data(), orig.data() + 1000, b.size()));
+  FsStats s = f.fs->stats();
+  EXPECT_EQ(s.retries, 2u);
+  EXPECT_EQ(s.retried_ok, 1u);
+  EXPECT_EQ(s.errors_io, 0u);
+}
+
+TEST(ModelFs, PersistentFailureIsEioCountedAndLogged) {
+  FsOptions o;
+  o.prefetch_workers = 0;
+  o.retries = 2;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  f.data->fail_all = true;
+  std::vector<uint8_t> b(4096, 0xee);
+  auto r = f.fs->read(ino, 2u << 20, b.size(), b.data());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Errc::io);
+  FsStats s = f.fs->stats();
+  EXPECT_EQ(s.errors_io, 1u);
+  EXPECT_EQ(s.retries, 2u);
+  bool logged = false;
+  for (auto& l : *f.logs)
+    if (l.find("EIO") != std::string::npos && l.find(name) != std::string::npos &&
+        l.find("offset " + std::to_string(2u << 20)) != std::string::npos && l.find("cause io") != std::string::npos)
+      logged = true;
+  EXPECT_TRUE(logged) << "no EIO log line naming file, offset and cause";
+  // The origin heals: the same range reads fine (no error was cached).
+  f.data->fail_all = false;
+  ASSERT_TRUE(f.fs->read(ino, 2u << 20, b.size(), b.data()).ok());
+}
+
+TEST(ModelFs, CorruptBytesAreNeverServed) {
+  FsOptions o;
+  o.prefetch_workers = 0;
+  o.retries = 1;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  f.data->corrupt = true;
+  std::vector<uint8_t> b(orig.size());
+  auto r = f.fs->read(ino, 0, b.size(), b.data());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Errc::corrupt);
+  EXPECT_GE(f.fs->stats().errors_corrupt, 1u);
+  f.data->corrupt = false;
+  r = f.fs->read(ino, 0, b.size(), b.data());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(0, memcmp(b.data(), orig.data(), orig.size()));
+}
+
+TEST(ModelFs, ConcurrentReadersOfOneFrameCostOneRebuild) {
+  FsOptions o;
+  o.prefetch_workers = 0;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  f.data->delay_ms = 30;  // a slow origin: readers pile up on the same frames
+  const uint64_t span = std::min<uint64_t>(orig.size(), 3u << 20);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 8; ++t)
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < 20; ++i) {
+        uint64_t off = rng() % span;
+        size_t len = 1 + rng() % 65536;
+        std::vector<uint8_t> b(len);
+        auto r = f.fs->read(ino, off, len, b.data());
+        size_t want = std::min<uint64_t>(len, orig.size() - off);
+        if (!r.ok() || *r != want || memcmp(b.data(), orig.data() + off, want) != 0) bad++;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad, 0);
+  FsStats s = f.fs->stats();
+  // Every frame of the span was rebuilt once, however many readers wanted it.
+  uint64_t frames_in_span = 0;
+  {
+    auto r = open_model(g_dir + "/delta", g_dir + "/pair/base");
+    uint32_t file = 0;
+    for (uint32_t i = 0; i < r.reader->manifest().out_files.size(); ++i)
+      if (r.reader->manifest().out_files[i].name == name) file = i;
+    auto [a, b] = r.reader->frames_for(file, 0, span + 65536);
+    frames_in_span = b - a;
+  }
+  EXPECT_LE(s.frames_rebuilt, frames_in_span);
+  EXPECT_GT(s.inflight_joins, 0u);
+  EXPECT_EQ(s.frames_rebuilt, s.cache_misses);
+}
+
+TEST(ModelFs, HeaderReadPrefetchesAheadAndFarSeekDoesNot) {
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  ASSERT_GT(orig.size(), 4u << 20);
+  {
+    FsOptions o;
+    o.prefetch_window_bytes = 4u << 20;
+    auto f = make_fs(o);
+    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+    std::vector<uint8_t> b(1u << 20);
+    ASSERT_TRUE(f.fs->read(ino, 0, 4096, b.data()).ok());  // the header
+    f.fs->drain_prefetch();
+    FsStats s = f.fs->stats();
+    EXPECT_GE(s.prefetch_issued, 3u);  // ~4 MiB ahead of the header
+    EXPECT_LE(s.prefetch_issued, 6u);  // bounded by the window
+    // Sequential reader: served from prefetched frames, window follows it.
+    for (uint64_t off = 4096; off < orig.size(); off += b.size()) {
+      auto r = f.fs->read(ino, off, b.size(), b.data());
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r));
+    }
+    f.fs->drain_prefetch();
+    s = f.fs->stats();
+    EXPECT_GT(s.prefetch_hits, 2u);
+    // No frame was rebuilt twice (the cache holds the whole file here).
+    auto o2 = open_model(g_dir + "/delta", g_dir + "/pair/base");
+    uint64_t frames = 0;
+    for (auto& of : o2.reader->manifest().out_files)
+      if (of.name == name) frames = of.frame_count;
+    EXPECT_LE(s.frames_rebuilt, frames);
+  }
+  {
+    FsOptions o;
+    o.prefetch_window_bytes = 4u << 20;
+    auto f = make_fs(o);
+    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+    std::vector<uint8_t> b(4096);
+    ASSERT_GT(orig.size(), 5u << 20);
+    ASSERT_TRUE(f.fs->read(ino, orig.size() - 10000, b.size(), b.data()).ok());  // a far seek
+    ASSERT_TRUE(f.fs->read(ino, 20000, b.size(), b.data()).ok());                // another, far back
+    f.fs->drain_prefetch();
+    EXPECT_EQ(f.fs->stats().prefetch_issued, 0u);
+    EXPECT_LE(f.fs->stats().frames_rebuilt, 4u);
+  }
+}
+
+TEST(ModelFs, MemoryStaysBounded) {
+  FsOptions o;
+  o.frame_cache_bytes = 3u << 20;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  std::vector<uint8_t> b(1u << 20);
+  for (uint64_t off = 0; off < orig.size(); off += b.size()) {
+    auto r = f.fs->read(ino, off, b.size(), b.data());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r));
+    EXPECT_LE(f.fs->stats().cache_bytes, (3u << 20) + (1u << 20));
+  }
+  f.fs->drain_prefetch();
+  EXPECT_LE(f.fs->stats().cache_bytes, (3u << 20) + (1u << 20));
+  EXPECT_GT(f.fs->stats().cache_evictions, 0u);
+}
+
+TEST(ModelFs, CatalogOfTwoModels) {
+  auto f = make_fs({}, true);
+  auto root = f.fs->readdir(ModelFs::kRootIno);
+  ASSERT_EQ(root->size(), 1u);
+  EXPECT_EQ((*root)[0].name, "org");
+  auto org = f.fs->readdir((*root)[0].attr.ino);
+  ASSERT_EQ(org->size(), 2u);
+  EXPECT_EQ((*org)[0].name, "a");
+  EXPECT_EQ((*org)[1].name, "b");
+  for (auto [dir, pair] : {std::pair{"a", "pair"}, std::pair{"b", "pair2"}}) {
+    uint64_t d = f.fs->lookup((*root)[0].attr.ino, dir)->ino;
+    for (auto& e : fs::directory_iterator(g_dir + "/" + pair + "/finetune")) {
+      std::string orig = slurp(e.path().string());
+      auto a = f.fs->lookup(d, e.path().filename().string());
+      ASSERT_TRUE(a.has_value()) << e.path();
+      std::vector<uint8_t> b(orig.size());
+      auto r = f.fs->read(a->ino, 0, b.size(), b.data());
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      ASSERT_EQ(*r, orig.size());
+      EXPECT_EQ(0, memcmp(b.data(), orig.data(), orig.size())) << e.path();
+    }
+  }
+}
+
+TEST(ModelFs, StatsFile) {
+  auto f = make_fs();
+  auto ctl = f.fs->lookup(ModelFs::kRootIno, ModelFs::kControlDir);
+  auto st = f.fs->lookup(ctl->ino, ModelFs::kStatsFile);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(f.fs->is_control_file(st->ino));
+  EXPECT_EQ(st->size, ModelFs::kStatsFileSize);
+  std::vector<uint8_t> b(ModelFs::kStatsFileSize + 10);
+  auto r = f.fs->read(st->ino, 0, b.size(), b.data());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, ModelFs::kStatsFileSize);
+  std::string s(b.begin(), b.begin() + *r);
+  EXPECT_EQ(s[0], '{');
+  EXPECT_NE(s.find("\"bytes_served\""), std::string::npos);
+  EXPECT_NE(s.find("\"pid\": " + std::to_string(getpid())), std::string::npos);
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new Env);
+  return RUN_ALL_TESTS();
+}

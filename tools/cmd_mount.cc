@@ -1,0 +1,526 @@
+// tenpak mount | unmount | stats: serve deltas as fine-tuned model directories.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "tenpak/cache.h"
+#include "tenpak/cached_source.h"
+#include "tenpak/delta.h"
+#include "tenpak/metrics.h"
+#include "tenpak/fuse_mount.h"
+#include "tenpak/model_fs.h"
+#include "tenpak/open_source.h"
+
+namespace tenpak::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+struct MountArgs {
+  std::string source, mountpoint, base, log;
+  bool foreground = false, force_clean = false, no_verify_base = false, allow_other = false, json_out = false;
+  unsigned cache_mb = 64, prefetch_mb = 16, workers = 2, threads = 8, readahead_kb = 4096;
+  // Persistent block cache (LMDB), shared by every mount on the machine.
+  std::string cache_dir, cache_size;
+  bool no_cache = false;
+  int metrics_port = -1;  // -1: no Prometheus exporter
+};
+
+// Remote origins go through the block cache (local files are read directly:
+// the disk is as fast as LMDB). `cache` null: no caching.
+std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, const std::shared_ptr<BlockCache>& cache,
+                                           const std::string& location, std::string identity = "") {
+  if (!cache || !is_remote_location(location)) return src;
+  if (identity.empty()) identity = source_identity(*src);
+  return wrap_with_cache(std::move(src), cache, std::move(identity));
+}
+
+// A timestamped, thread-safe log sink on a FILE (the log file or stderr).
+class Logger {
+ public:
+  explicit Logger(FILE* f) : f_(f) {}
+  void operator()(const std::string& line) {
+    std::lock_guard lk(mu_);
+    char ts[32];
+    time_t t = time(nullptr);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    std::fprintf(f_, "%s tenpak[%d]: %s\n", ts, static_cast<int>(getpid()), line.c_str());
+    std::fflush(f_);
+  }
+
+ private:
+  std::mutex mu_;
+  FILE* f_;
+};
+
+// Opens the delta at `loc` (a directory location: path or, once supported, URL).
+Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache) {
+  auto idx = open_source(join_location(loc, kIndexFile));
+  if (!idx.ok()) return Status{Errc::invalid, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
+  auto dat = open_source(join_location(loc, kDataFile));
+  if (!dat.ok()) return Status{Errc::corrupt, loc + ": delta data missing (" + dat.status().message() + ")"};
+  return DeltaReader::open(through_cache(std::move(idx.value()), cache, loc),
+                           through_cache(std::move(dat.value()), cache, loc), loc);
+}
+
+// sha256 of a whole source, read in large chunks.
+Result<Sha256> hash_source(BlockSource& s) {
+  Sha256Hasher h;
+  std::vector<uint8_t> buf(8u << 20);
+  for (uint64_t p = 0; p < s.size(); p += buf.size()) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), s.size() - p));
+    TP_RETURN_IF_ERROR(s.read(p, n, buf.data()));
+    h.update(buf.data(), n);
+  }
+  return h.finish();
+}
+
+// Attaches every base file the delta needs from one base location.
+// Sizes are always checked (set_base); the sha256 of local base files too
+// unless `verify` is off (remote ones rely on the per-frame hashes instead of
+// downloading the whole base at mount time).
+Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const std::shared_ptr<BlockCache>& cache,
+                   Logger& log) {
+  const Manifest& m = r.manifest();
+  std::vector<bool> needed(m.base_files.size(), false);
+  for (auto& f : m.frames)
+    if (f.base_file != kNoBase) needed[f.base_file] = true;
+  size_t n_needed = std::count(needed.begin(), needed.end(), true);
+  std::error_code ec;
+  bool remote = is_remote_location(loc);
+  bool single = !remote && fs::is_regular_file(loc, ec);
+  if (!remote && !single && !fs::is_directory(loc, ec)) return {Errc::invalid, loc + ": base not found"};
+  if (single && n_needed > 1)
+    return {Errc::mismatch, loc + ": the delta needs " + std::to_string(n_needed) + " base files; give the base model directory"};
+  for (uint32_t i = 0; i < m.base_files.size(); ++i) {
+    if (!needed[i]) continue;
+    const BaseFile& bf = m.base_files[i];
+    std::string path = single ? loc : join_location(loc, bf.name);
+    SourceOptions so;
+    so.expected_size = bf.size;  // a base file of another size is refused (mismatch)
+    auto src = open_source(path, so);
+    if (!src.ok()) return {Errc::mismatch, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
+    if (verify && !remote) {
+      if ((*src)->size() != bf.size)
+        return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) + " bytes, the delta " + r.name() +
+                                    " was built against " + std::to_string(bf.size) + " bytes"};
+      auto t0 = std::chrono::steady_clock::now();
+      auto h = hash_source(**src);
+      if (!h.ok()) return h.status();
+      if (*h != bf.sha256)
+        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*h) + " differs from " + hex(bf.sha256) +
+                                    " recorded in the delta " + r.name()};
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      log("base " + path + ": sha256 verified (" + human_bytes(static_cast<double>(bf.size)) + " in " +
+          std::to_string(s).substr(0, 5) + " s)");
+    }
+    // Cached under the sha256 the delta records: every fine-tune of this
+    // base shares its cached blocks, whatever URL it came from.
+    TP_RETURN_IF_ERROR(r.set_base(i, through_cache(std::move(src.value()), cache, path, hex(bf.sha256))));
+  }
+  return Status::Ok();
+}
+
+// --base overrides; else the locations recorded in the delta, in order.
+Status attach_base(DeltaReader& r, const MountArgs& a, const std::shared_ptr<BlockCache>& cache, Logger& log) {
+  const Manifest& m = r.manifest();
+  bool any = false;
+  for (auto& f : m.frames)
+    if (f.base_file != kNoBase) any = true;
+  if (!any) return Status::Ok();
+  bool verify = !a.no_verify_base;
+  if (!a.base.empty()) return attach_from(r, a.base, verify, cache, log);
+  if (m.base_locations.empty())
+    return {Errc::invalid, r.name() + ": the delta records no base location; name the base model with --base BASE"};
+  std::string errs;
+  for (auto& loc : m.base_locations) {
+    Status st = attach_from(r, loc, verify, cache, log);
+    if (st.ok()) return st;
+    if (st.code() == Errc::mismatch) return st;  // found, but wrong: never fall back silently
+    errs += "\n  " + loc + ": " + st.message();
+  }
+  return {Errc::invalid, r.name() + ": no recorded base location is usable:" + errs + "\n(give --base BASE)"};
+}
+
+// Single delta (has tenpak.idx, or a URL) or a catalog directory of deltas.
+Result<std::vector<std::pair<std::string, std::string>>> find_models(const std::string& source) {
+  std::vector<std::pair<std::string, std::string>> out;  // (dir in mount, location)
+  std::error_code ec;
+  if (is_remote_location(source) || fs::exists(fs::path(source) / kIndexFile, ec)) {
+    out.emplace_back("", source);
+    return out;
+  }
+  if (!fs::is_directory(source, ec)) return Status{Errc::invalid, source + ": no such delta or catalog directory"};
+  for (auto it = fs::recursive_directory_iterator(source, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) return Status{Errc::io, source + ": cannot list the catalog: " + ec.message()};
+    if (!it->is_directory(ec)) continue;
+    if (fs::exists(it->path() / kIndexFile, ec)) {
+      out.emplace_back(fs::relative(it->path(), source).generic_string(), it->path().string());
+      it.disable_recursion_pending();  // a model's own sub-directories are its files
+    }
+  }
+  if (out.empty())
+    return Status{Errc::invalid, source + ": neither a delta (no " + kIndexFile + ") nor a catalog holding deltas"};
+  return out;
+}
+
+// The mount's own counters in Prometheus text format (fetch and cache
+// counters come from render_prometheus).
+std::string fs_prometheus(const FsStats& st) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, uint64_t v) {
+    out += std::string("# HELP tenpak_fs_") + name + " " + help + "\n# TYPE tenpak_fs_" + name + " " + type + "\n" +
+           "tenpak_fs_" + name + " " + std::to_string(v) + "\n";
+  };
+  metric("reads_total", "counter", "read requests answered", st.reads);
+  metric("bytes_served_total", "counter", "bytes returned to readers", st.bytes_served);
+  metric("frames_rebuilt_total", "counter", "frames rebuilt from base and delta", st.frames_rebuilt);
+  metric("bytes_rebuilt_total", "counter", "bytes of frames rebuilt", st.bytes_rebuilt);
+  metric("frame_cache_hits_total", "counter", "in-memory frame cache hits", st.cache_hits);
+  metric("frame_cache_misses_total", "counter", "in-memory frame cache misses", st.cache_misses);
+  metric("persistent_hits_total", "counter", "frames served from the persistent cache", st.persistent_hits);
+  metric("persistent_rejected_total", "counter", "persistent cache frames that failed their hash", st.persistent_rejected);
+  metric("inflight_joins_total", "counter", "reads that waited on another reader's rebuild", st.inflight_joins);
+  metric("prefetch_issued_total", "counter", "frames queued for prefetch", st.prefetch_issued);
+  metric("prefetch_hits_total", "counter", "reads served by a prefetched frame", st.prefetch_hits);
+  metric("retries_total", "counter", "frame rebuilds retried", st.retries);
+  out += "# HELP tenpak_fs_errors_total read requests failed with EIO, by cause\n# TYPE tenpak_fs_errors_total counter\n";
+  out += "tenpak_fs_errors_total{cause=\"io\"} " + std::to_string(st.errors_io) + "\n";
+  out += "tenpak_fs_errors_total{cause=\"corrupt\"} " + std::to_string(st.errors_corrupt) + "\n";
+  out += "tenpak_fs_errors_total{cause=\"base_missing\"} " + std::to_string(st.errors_base_missing) + "\n";
+  out += "tenpak_fs_errors_total{cause=\"other\"} " + std::to_string(st.errors_other) + "\n";
+  metric("rss_bytes", "gauge", "resident memory of the daemon", st.rss_bytes);
+  return out;
+}
+
+std::string default_log_path(const std::string& mp) {
+  std::string s = mp;
+  for (char& c : s)
+    if (c == '/') c = '_';
+  return "/tmp/tenpak-mount" + s + ".log";
+}
+
+// Opens the models, checks bases, serves until unmounted. `notify_fd` >= 0:
+// the pipe to the waiting parent ("<exit code>\t<message>\n" once).
+int serve(const MountArgs& a, int notify_fd, Logger& log) {
+  bool notified = false;
+  auto report = [&](int code, const std::string& msg) {
+    if (notified) return;
+    notified = true;
+    if (notify_fd >= 0) {
+      std::string line = std::to_string(code) + "\t" + msg + "\n";
+      ssize_t w = write(notify_fd, line.data(), line.size());
+      (void)w;
+      close(notify_fd);
+    } else if (code == kOk) {
+      if (a.json_out) std::cout << msg << std::endl;
+      else std::cerr << "tenpak: " << json::parse(msg).value("message", "") << std::endl;
+    }
+  };
+  auto failed = [&](const Status& st) {
+    log("error: " + st.message());
+    int code = exit_code(st);
+    if (notify_fd >= 0) report(code, st.message());
+    else fail(st);
+    return code;
+  };
+  auto found = find_models(a.source);
+  if (!found.ok()) return failed(found.status());
+  // Opened here, after daemonizing (LMDB handles must not cross a fork). An
+  // unusable cache directory degrades to no cache with a warning.
+  std::shared_ptr<BlockCache> cache;
+  if (!a.no_cache) {
+    uint64_t limit = kDefaultCacheSize;
+    if (!a.cache_size.empty()) {
+      auto p = parse_size(a.cache_size);
+      if (!p.ok()) return failed(p.status());
+      limit = *p;
+    }
+    std::string dir = a.cache_dir.empty() ? default_cache_dir() : a.cache_dir;
+    CacheOptions co;
+    co.warn = [&log](const std::string& w) { log("warning: " + w); };
+    cache = open_lmdb_cache(dir, limit, co);
+    log("cache: " + cache->describe());
+  }
+  std::vector<FsModel> models;
+  uint64_t files = 0, bytes = 0;
+  for (auto& [dir, loc] : *found) {
+    auto r = open_delta(loc, cache);
+    if (!r.ok()) return failed(r.status());
+    Status st = attach_base(**r, a, cache, log);
+    if (!st.ok()) return failed(st);
+    for (auto& f : (*r)->manifest().out_files) {
+      ++files;
+      bytes += f.size;
+    }
+    log("model " + (dir.empty() ? std::string("/") : dir) + ": " + loc);
+    models.push_back({dir, std::move(r.value())});
+  }
+  FsOptions fo;
+  fo.frame_cache_bytes = static_cast<size_t>(a.cache_mb) << 20;
+  fo.prefetch_window_bytes = static_cast<size_t>(a.prefetch_mb) << 20;
+  fo.prefetch_workers = a.workers;
+  fo.log = [&log](const std::string& l) { log(l); };
+  fo.trace_reads = std::getenv("TENPAK_TRACE_READS") != nullptr;  // every read request in the log
+  fo.block_cache = cache;  // rebuilt frames, keyed by their hash
+  size_t n_models = models.size();
+  auto mfs = ModelFs::create(std::move(models), fo);
+  if (!mfs.ok()) return failed(mfs.status());
+  std::unique_ptr<MetricsExporter> exporter;  // lives as long as the mount
+  if (a.metrics_port >= 0) {
+    ModelFs* fsp = mfs->get();
+    auto ex = MetricsExporter::start(static_cast<uint16_t>(a.metrics_port), [fsp, cache] {
+      std::vector<std::pair<std::string, const BlockCache*>> caches;
+      if (cache) caches.emplace_back("shared", cache.get());
+      return render_prometheus(caches, fs_prometheus(fsp->stats()));
+    });
+    if (!ex.ok()) return failed(ex.status());
+    exporter = std::move(ex.value());
+    log("metrics: http://127.0.0.1:" + std::to_string(exporter->port()) + "/metrics");
+  }
+  MountConfig mc;
+  mc.mountpoint = a.mountpoint;
+  mc.fsname = "tenpak:" + a.source;
+  mc.max_threads = a.threads;
+  mc.readahead_kb = a.readahead_kb;
+  mc.allow_other = a.allow_other;
+  mc.log = fo.log;
+  json info = {{"mountpoint", a.mountpoint}, {"source", a.source}, {"models", n_models}, {"files", files},
+               {"bytes", bytes}, {"pid", static_cast<int64_t>(getpid())}};
+  if (notify_fd >= 0) info["log"] = a.log;
+  info["message"] = "mounted " + a.source + " at " + a.mountpoint + " (" + std::to_string(n_models) + " model(s), " +
+                    std::to_string(files) + " files, " + human_bytes(static_cast<double>(bytes)) + "; pid " +
+                    std::to_string(getpid()) + (notify_fd >= 0 ? ", log " + a.log : std::string(", Ctrl-C to unmount")) + ")";
+  Status st = serve_fuse(**mfs, mc, [&](const Status& s) {
+    if (s.ok()) {
+      log(info["message"].get<std::string>());
+      report(kOk, info.dump());
+    } else {
+      log("error: " + s.message());
+      report(exit_code(s), s.message());
+    }
+  });
+  if (!notified) report(st.ok() ? kError : exit_code(st), st.ok() ? "mount ended before it was ready" : st.message());
+  log("unmounted " + a.mountpoint + "; final stats: " + (*mfs)->stats_json());
+  if (!st.ok()) {
+    log("error: " + st.message());
+    return exit_code(st);
+  }
+  return kOk;
+}
+
+int do_mount(MountArgs a) {
+  std::error_code ec;
+  a.mountpoint = fs::absolute(a.mountpoint, ec).lexically_normal().string();
+  if (a.mountpoint.size() > 1 && a.mountpoint.back() == '/') a.mountpoint.pop_back();
+  if (!is_remote_location(a.source)) a.source = fs::absolute(a.source, ec).lexically_normal().string();
+  if (!a.base.empty() && !is_remote_location(a.base)) a.base = fs::absolute(a.base, ec).lexically_normal().string();
+  if (a.force_clean && is_stale_mount(a.mountpoint)) {
+    Status st = unmount_fuse(a.mountpoint, true);
+    if (!st.ok()) return fail(st);
+    std::cerr << "tenpak: cleaned the stale mount at " << a.mountpoint << "\n";
+  }
+  Status st = check_mountpoint(a.mountpoint);
+  if (!st.ok()) return fail(st);
+  if (a.foreground) {
+    FILE* lf = stderr;
+    if (!a.log.empty()) {
+      lf = std::fopen(a.log.c_str(), "a");
+      if (!lf) return fail(Status{Errc::io, a.log + ": cannot open the log file: " + std::strerror(errno)});
+    }
+    Logger log(lf);
+    return serve(a, -1, log);
+  }
+  if (a.log.empty()) a.log = default_log_path(a.mountpoint);
+  else a.log = fs::absolute(a.log, ec).string();
+  int lfd = open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (lfd < 0) return fail(Status{Errc::io, a.log + ": cannot open the log file: " + std::strerror(errno)});
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) return fail(Status{Errc::io, std::string("pipe: ") + std::strerror(errno)});
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) return fail(Status{Errc::io, std::string("fork: ") + std::strerror(errno)});
+  if (pid == 0) {
+    // The daemon: detached from the terminal; everything thread- or
+    // state-heavy (readers, workers, the FUSE session) is opened from here on.
+    close(pfd[0]);
+    setsid();
+    int nul = open("/dev/null", O_RDWR);
+    if (nul >= 0) dup2(nul, 0);
+    dup2(lfd, 1);
+    dup2(lfd, 2);
+    if (nul > 2) close(nul);
+    close(lfd);
+    Logger log(stderr);
+    int rc = serve(a, pfd[1], log);
+    std::fflush(nullptr);
+    _exit(rc);
+  }
+  close(pfd[1]);
+  close(lfd);
+  std::string msg;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(pfd[0], buf, sizeof buf);
+    if (n > 0) msg.append(buf, static_cast<size_t>(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  close(pfd[0]);
+  if (msg.empty()) {
+    std::cerr << "tenpak: error: the mount daemon (pid " << pid << ") died before the mount was ready; see " << a.log << "\n";
+    return kError;
+  }
+  size_t tab = msg.find('\t');
+  int code = std::atoi(msg.substr(0, tab).c_str());
+  std::string text = tab == std::string::npos ? msg : msg.substr(tab + 1);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (code != kOk) {
+    std::cerr << "tenpak: error: " << text << "\n";
+    return code;
+  }
+  if (a.json_out) std::cout << text << "\n";
+  else std::cout << json::parse(text).value("message", "") << "\n";
+  return kOk;
+}
+
+// The daemon's pid from its stats file, or 0.
+pid_t mount_pid(const std::string& mp) {
+  std::ifstream f(mp + "/" + ModelFs::kControlDir + "/" + ModelFs::kStatsFile);
+  if (!f) return 0;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.contains("pid")) return 0;
+  return j["pid"].get<pid_t>();
+}
+
+int do_unmount(const std::string& mp_in, bool lazy, bool json_out) {
+  std::error_code ec;
+  std::string mp = fs::absolute(mp_in, ec).lexically_normal().string();
+  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
+  bool stale = is_stale_mount(mp);
+  pid_t pid = stale ? 0 : mount_pid(mp);
+  Status st = unmount_fuse(mp, lazy);
+  if (!st.ok()) return fail(st);
+  // Wait (bounded) for the daemon to finish, unless it still serves open
+  // files of a lazily detached mount.
+  bool exited = pid == 0;
+  if (pid > 0 && !lazy) {
+    for (int i = 0; i < 200 && !exited; ++i) {
+      if (kill(pid, 0) != 0 && errno == ESRCH) exited = true;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  if (json_out) {
+    std::cout << json{{"mountpoint", mp}, {"stale", stale}, {"lazy", lazy}, {"daemon_pid", pid}, {"daemon_exited", exited}}.dump()
+              << "\n";
+  } else {
+    std::cout << "unmounted " << mp << (stale ? " (stale mount)" : "");
+    if (pid > 0 && !exited) std::cout << (lazy ? "; daemon " : "; daemon still running: ") << pid
+                                      << (lazy ? " exits when the last open file is closed" : "");
+    std::cout << "\n";
+  }
+  return kOk;
+}
+
+int do_stats(const std::string& mp, bool json_out) {
+  std::string path = mp + "/" + ModelFs::kControlDir + "/" + ModelFs::kStatsFile;
+  std::ifstream f(path);
+  if (!f) return fail(Status{Errc::invalid, mp + ": not a TenPak mount (no " + path + ")"});
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) return fail(Status{Errc::corrupt, path + ": unreadable stats"});
+  if (json_out) {
+    std::cout << j.dump(2) << "\n";
+    return kOk;
+  }
+  auto u = [&](const json& v) { return v.get<uint64_t>(); };
+  auto& fc = j["frame_cache"];
+  auto& pf = j["prefetch"];
+  auto& er = j["errors"];
+  std::printf("mount %s (pid %lld, %llu model(s))\n", mp.c_str(), (long long)j["pid"].get<int64_t>(),
+              (unsigned long long)u(j["models"]));
+  std::printf("  served     %s in %llu reads\n", human_bytes(static_cast<double>(u(j["bytes_served"]))).c_str(),
+              (unsigned long long)u(j["reads"]));
+  std::printf("  rebuilt    %llu frames (%s)\n", (unsigned long long)u(j["frames_rebuilt"]),
+              human_bytes(static_cast<double>(u(j["bytes_rebuilt"]))).c_str());
+  std::printf("  cache      %llu hits, %llu misses, %llu evictions, %s of %s\n", (unsigned long long)u(fc["hits"]),
+              (unsigned long long)u(fc["misses"]), (unsigned long long)u(fc["evictions"]),
+              human_bytes(static_cast<double>(u(fc["bytes"]))).c_str(), human_bytes(static_cast<double>(u(fc["limit"]))).c_str());
+  std::printf("  prefetch   %llu issued, %llu hits, %llu wasted, %llu dropped, %llu failed; %llu in-flight joins\n",
+              (unsigned long long)u(pf["issued"]), (unsigned long long)u(pf["hits"]), (unsigned long long)u(pf["wasted"]),
+              (unsigned long long)u(pf["dropped"]), (unsigned long long)u(pf["failed"]), (unsigned long long)u(j["inflight_joins"]));
+  std::printf("  errors     io %llu, corrupt %llu, base_missing %llu, other %llu; retries %llu (%llu recovered)\n",
+              (unsigned long long)u(er["io"]), (unsigned long long)u(er["corrupt"]), (unsigned long long)u(er["base_missing"]),
+              (unsigned long long)u(er["other"]), (unsigned long long)u(j["retries"]), (unsigned long long)u(j["retried_ok"]));
+  std::printf("  memory     rss %s, peak %s\n", human_bytes(static_cast<double>(u(j["rss_bytes"]))).c_str(),
+              human_bytes(static_cast<double>(u(j["peak_rss_bytes"]))).c_str());
+  return kOk;
+}
+
+}  // namespace
+
+void add_mount_commands(CLI::App& app, int& rc) {
+  auto a = std::make_shared<MountArgs>();
+  auto* m = app.add_subcommand("mount", "Mount a delta (or a catalog directory of deltas) as the fine-tuned model directory");
+  m->add_option("SOURCE", a->source, "delta directory, or a catalog directory whose sub-directories hold deltas")->required();
+  m->add_option("MOUNTPOINT", a->mountpoint, "an existing empty directory")->required();
+  m->add_option("--base", a->base, "base model (directory or single file); default: the locations recorded in the delta");
+  m->add_flag("--foreground,-f", a->foreground, "stay attached (log to stderr unless --log); Ctrl-C unmounts");
+  m->add_option("--log", a->log, "log file (default in background: /tmp/tenpak-mount<mountpoint with _>.log)");
+  m->add_flag("--force-clean", a->force_clean, "detach a stale mount (daemon gone) at MOUNTPOINT first");
+  m->add_flag("--no-verify-base", a->no_verify_base, "check local base files by size only, not sha256");
+  m->add_flag("--allow-other", a->allow_other, "let other users read the mount");
+  m->add_option("--cache-mb", a->cache_mb, "in-memory frame cache (MiB)")->check(CLI::Range(4u, 65536u))->capture_default_str();
+  m->add_option("--prefetch-mb", a->prefetch_mb, "prefetch window ahead of a sequential reader (MiB, capped at cache/4)")
+      ->capture_default_str();
+  m->add_option("--workers", a->workers, "prefetch threads (0: no prefetch)")->check(CLI::Range(0u, 64u))->capture_default_str();
+  m->add_option("--threads", a->threads, "FUSE request threads")->check(CLI::Range(1u, 256u))->capture_default_str();
+  m->add_option("--readahead-kb", a->readahead_kb, "mount readahead set when root (0: kernel default)")->capture_default_str();
+  m->add_option("--cache-dir", a->cache_dir, "persistent block cache directory (default: $TENPAK_CACHE_DIR, "
+                 "$XDG_CACHE_HOME/tenpak or ~/.cache/tenpak)");
+  m->add_option("--cache-size", a->cache_size, "size limit of the persistent cache, e.g. 20G, 512M (default 20G)");
+  m->add_flag("--no-cache", a->no_cache, "no persistent cache: rebuild and fetch everything again");
+  m->add_option("--metrics-port", a->metrics_port, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  m->add_flag("--json", a->json_out, "print the mount's description as JSON");
+  m->callback([a, &rc] { rc = do_mount(*a); });
+
+  auto mp = std::make_shared<std::string>();
+  auto lazy = std::make_shared<bool>(false);
+  auto uj = std::make_shared<bool>(false);
+  auto* u = app.add_subcommand("unmount", "Unmount a TenPak mount (waits for its daemon to exit)");
+  u->add_option("MOUNTPOINT", *mp, "the mountpoint")->required();
+  u->add_flag("--lazy,-z", *lazy, "detach now even when busy; open files keep working until closed (also cleans stale mounts)");
+  u->add_flag("--json", *uj, "JSON output");
+  u->callback([mp, lazy, uj, &rc] { rc = do_unmount(*mp, *lazy, *uj); });
+
+  auto smp = std::make_shared<std::string>();
+  auto sj = std::make_shared<bool>(false);
+  auto* s = app.add_subcommand("stats", "Counters of a running mount (bytes served, frames rebuilt, prefetch, errors, memory)");
+  s->add_option("MOUNTPOINT", *smp, "the mountpoint")->required();
+  s->add_flag("--json", *sj, "print the raw JSON");
+  s->callback([smp, sj, &rc] { rc = do_stats(*smp, *sj); });
+}
+
+}  // namespace tenpak::cli
