@@ -58,7 +58,7 @@ bench_pair() {
   size=$(stat -c %s "$ft")
   echo "== $label: $name, $(numfmt --to=iec "$size")B; load $(cut -d' ' -f1-3 /proc/loadavg)"
   cp "$ft" "$SHM"
-  tp_mount() { "$T" mount "$dir/delta" "$MP" --base "$dir/pair/base" --no-verify-base --log "$WORK/mount-$label.log" >/dev/null; }
+  tp_mount() { "$T" mount "$dir/delta" "$MP" --base "$dir/pair/base" --no-verify-base --no-cache --log "$WORK/mount-$label.log" >/dev/null; }
   tp_unmount() { "$T" unmount "$MP" >/dev/null; }
 
   # tmpfs: the original from memory.
@@ -137,7 +137,7 @@ if [ -d "$YOLO" ]; then
     n=$(basename "$ft" .safetensors)
     [ -f "$WORK/yolo/$n/tenpak.idx" ] || "$T" delta build "$YOLO/base.safetensors" "$ft" -o "$WORK/yolo/$n" >/dev/null
   done
-  "$T" mount "$WORK/yolo" "$YMP" --base "$YOLO/base.safetensors" --log "$WORK/mount-yolo.log" >/dev/null
+  "$T" mount "$WORK/yolo" "$YMP" --base "$YOLO/base.safetensors" --no-cache --log "$WORK/mount-yolo.log" >/dev/null
   echo "== real pairs (YOLOv5n, catalog mount, cold: page cache dropped, fresh daemon; load $(cut -d' ' -f1-3 /proc/loadavg))"
   drop
   for d in "$YMP"/*/; do

@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-TENPAK=$PWD/$BUILD/tools/tenpak
+TENPAK=$PWD/$BUILD/tenpak
 RB=$PWD/$BUILD/bench/remote_bench
 SIZE_MB=${SIZE_MB:-2048}
 KIND=${KIND:-frozen}

@@ -67,7 +67,7 @@ TEST_P(CodecRoundTrip, Lossless) {
 INSTANTIATE_TEST_SUITE_P(
     All, CodecRoundTrip,
     ::testing::Combine(::testing::Values(Codec::store, Codec::zstd, Codec::copy_base, Codec::xor_planes, Codec::sub_planes,
-                                         Codec::planes, Codec::sub_split, Codec::sub_ctx),
+                                         Codec::planes, Codec::sub_split, Codec::sub_ctx, Codec::sub_rans),
                        ::testing::Values(DType::F64, DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::F8_E5M2,
                                          DType::I64, DType::I32, DType::I16, DType::I8, DType::U8, DType::BOOL)));
 
@@ -94,7 +94,7 @@ TEST(Codec, ChooserIsLosslessAndPicksDeltas) {
 TEST(Codec, CorruptPayloadIsAnError) {
   auto base = random_elems(DType::BF16, 20000, 6);
   auto ft = perturb(base, DType::BF16, 7);
-  for (Codec c : {Codec::zstd, Codec::xor_planes, Codec::sub_planes, Codec::sub_split, Codec::sub_ctx}) {
+  for (Codec c : {Codec::zstd, Codec::xor_planes, Codec::sub_planes, Codec::sub_split, Codec::sub_ctx, Codec::sub_rans}) {
     auto e = encode_frame_with(c, ft.data(), ft.size(), DType::BF16, base.data(), 3);
     Frame f = frame_for(e, DType::BF16, ft.size(), true);
     std::vector<uint8_t> out(ft.size());
@@ -120,4 +120,150 @@ TEST(Codec, DtypeConversion) {
   convert_dtype(reinterpret_cast<const uint8_t*>(&h), DType::F32, 1, DType::BF16, out);
   EXPECT_EQ(out[1], 0x3f);
   EXPECT_EQ(out[0], 0x80);
+}
+
+// A fine-tune whose updates are coherent within 3x3 kernels (as in real conv
+// weights): base + one shift per kernel + small noise, for float dtypes.
+static std::vector<uint8_t> kernel_finetune(const std::vector<uint8_t>& base, DType dt, size_t count) {
+  std::vector<float> b(count), f(count);
+  convert_dtype(base.data(), dt, count, DType::F32, reinterpret_cast<uint8_t*>(b.data()));
+  // Realistic sizes: updates of a few percent of the weights (larger ones
+  // move many elements across binades, where ulp counts stop scaling with
+  // the exponent).
+  auto noise = tptest::gauss(count, 12, 0.0001f);
+  auto shift = tptest::gauss(count / 9 + 1, 13, 0.0005f);
+  for (size_t i = 0; i < count; ++i) f[i] = b[i] + shift[i / 9] + noise[i];
+  std::vector<uint8_t> ft(base.size());
+  convert_dtype(reinterpret_cast<const uint8_t*>(f.data()), DType::F32, count, dt, ft.data());
+  return ft;
+}
+
+// sub_ctx with the kernel predictor: every element width, frames starting
+// mid-kernel, lossless; and the predictor must actually be used and pay off
+// on kernel-coherent updates.
+TEST(Codec, SubCtxKernelPredictor) {
+  for (DType dt : {DType::F16, DType::BF16, DType::F32, DType::F64, DType::I32, DType::I8, DType::F8_E4M3}) {
+    const size_t count = 9 * 400 + 5;
+    auto base = random_elems(dt, count, 11);
+    std::vector<uint8_t> ft = can_convert_dtype(DType::F32, dt) ? kernel_finetune(base, dt, count) : perturb(base, dt, 14);
+    const size_t w = dtype_size(dt);
+    for (uint32_t phase : {0u, 4u}) {
+      FrameLayout l{3, 9, phase};
+      auto e = encode_frame_with(Codec::sub_ctx, ft.data(), ft.size(), dt, base.data(), 0, l);
+      auto plain = encode_frame_with(Codec::sub_ctx, ft.data(), ft.size(), dt, base.data(), 0);
+      Frame f = frame_for(e, dt, ft.size(), true);
+      std::vector<uint8_t> out(ft.size());
+      Status st = decode_frame(f, reinterpret_cast<const uint8_t*>(e.payload.data()), base.data(), out.data());
+      ASSERT_TRUE(st.ok()) << dtype_name(dt) << ": " << st.message();
+      EXPECT_EQ(out, ft) << dtype_name(dt) << " phase " << phase;
+      // The fit pays off on F16 (the real conv-weight case, measured on
+      // YOLOv5n); for BF16/F32 test data it only has to stay lossless.
+      if (dt == DType::F16 && phase == 0) {
+        EXPECT_NE(e.payload[0], 0) << dtype_name(dt) << ": predictor not used";
+        EXPECT_LT(e.payload.size(), plain.payload.size()) << dtype_name(dt);
+      }
+      if (w == 8) {
+        EXPECT_EQ(e.payload[0], 0) << "no predictor for 8-byte elements";
+      }
+    }
+  }
+}
+
+TEST(Codec, SubCtxBadHeaderIsAnError) {
+  auto base = random_elems(DType::F16, 900, 15);
+  auto ft = kernel_finetune(base, DType::F16, 900);
+  auto e = encode_frame_with(Codec::sub_ctx, ft.data(), ft.size(), DType::F16, base.data(), 0, FrameLayout{3, 9, 0});
+  ASSERT_NE(e.payload[0], 0);
+  std::vector<uint8_t> out(ft.size());
+  auto try_decode = [&](std::string p) {
+    Frame f = frame_for(e, DType::F16, ft.size(), true);
+    f.data_len = static_cast<uint32_t>(p.size());
+    return decode_frame(f, reinterpret_cast<const uint8_t*>(p.data()), base.data(), out.data());
+  };
+  ASSERT_TRUE(try_decode(e.payload).ok());
+  std::string p = e.payload;
+  p[1] = 10;  // area not a multiple of kw
+  EXPECT_FALSE(try_decode(p).ok());
+  p = e.payload;
+  p[2] = 9;  // phase >= area
+  EXPECT_FALSE(try_decode(p).ok());
+  p = e.payload;
+  p[4] = 0x7f;  // coefficient 0x7fxx > 1024
+  EXPECT_FALSE(try_decode(p).ok());
+  EXPECT_FALSE(try_decode(e.payload.substr(0, 5)).ok());
+  EXPECT_FALSE(try_decode("").ok());
+}
+
+// sub_rans (codec 8): edge cases of the static-model rANS coder.
+static Status rans_round_trip(const std::vector<uint8_t>& ft, const std::vector<uint8_t>& base, DType dt,
+                              std::string* payload = nullptr) {
+  auto e = encode_frame_with(Codec::sub_rans, ft.data(), ft.size(), dt, base.data(), 0);
+  if (payload) *payload = e.payload;
+  Frame f = frame_for(e, dt, ft.size(), true);
+  std::vector<uint8_t> out(ft.size());
+  Status st = decode_frame(f, reinterpret_cast<const uint8_t*>(e.payload.data()), base.data(), out.data());
+  if (st.ok() && out != ft) return {Errc::corrupt, "round trip differs"};
+  return st;
+}
+
+TEST(Codec, SubRansEdgeCases) {
+  std::mt19937_64 g(21);
+  for (DType dt : {DType::F64, DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::I64, DType::I32, DType::I16,
+                   DType::I8, DType::U8, DType::BOOL}) {
+    const size_t w = dtype_size(dt);
+    for (size_t count : {1u, 2u, 3u, 5u, 17u, 1000u}) {
+      auto base = random_elems(dt, count, 22);
+      // all equal to the base, all different by one, fully random bytes (every bit length).
+      EXPECT_TRUE(rans_round_trip(base, base, dt).ok()) << dtype_name(dt) << " equal n=" << count;
+      std::vector<uint8_t> rnd(base.size());
+      for (auto& b : rnd) b = static_cast<uint8_t>(g());
+      Status st = rans_round_trip(rnd, base, dt);
+      EXPECT_TRUE(st.ok()) << dtype_name(dt) << " random n=" << count << ": " << st.message();
+      std::vector<uint8_t> ext(base.size());
+      for (size_t i = 0; i < ext.size(); ++i) ext[i] = (i % w == w - 1) ? 0x80 : 0;  // extreme differences
+      st = rans_round_trip(ext, base, dt);
+      EXPECT_TRUE(st.ok()) << dtype_name(dt) << " extreme n=" << count << ": " << st.message();
+    }
+  }
+  // A 1 MiB frame of realistic BF16 updates must beat sub_planes.
+  auto base = random_elems(DType::BF16, 1 << 19, 23);
+  auto ft = kernel_finetune(base, DType::BF16, 1 << 19);
+  std::string p;
+  ASSERT_TRUE(rans_round_trip(ft, base, DType::BF16, &p).ok());
+  auto sp = encode_frame_with(Codec::sub_planes, ft.data(), ft.size(), DType::BF16, base.data(), 3);
+  EXPECT_LT(p.size(), sp.payload.size());
+}
+
+TEST(Codec, SubRansCorruptPayloadIsAnError) {
+  auto base = random_elems(DType::BF16, 5000, 24);
+  auto ft = kernel_finetune(base, DType::BF16, 5000);
+  std::string p;
+  ASSERT_TRUE(rans_round_trip(ft, base, DType::BF16, &p).ok());
+  std::vector<uint8_t> out(ft.size());
+  auto try_decode = [&](const std::string& q) {
+    Frame f;
+    f.codec = Codec::sub_rans;
+    f.dtype = f.base_dtype = DType::BF16;
+    f.out_len = static_cast<uint32_t>(ft.size());
+    f.data_len = static_cast<uint32_t>(q.size());
+    f.base_file = 0;
+    f.base_len = f.out_len;
+    Status st = decode_frame(f, reinterpret_cast<const uint8_t*>(q.data()), base.data(), out.data());
+    return st.ok() && out == ft;  // decoding wrong bytes silently would be the failure
+  };
+  ASSERT_TRUE(try_decode(p));
+  EXPECT_FALSE(try_decode(""));
+  EXPECT_FALSE(try_decode(p.substr(0, 3)));
+  for (size_t cut : {size_t(5), p.size() / 3, p.size() / 2, p.size() - 1}) EXPECT_FALSE(try_decode(p.substr(0, cut)));
+  EXPECT_FALSE(try_decode(p + "xx"));
+  // Every single-byte flip either fails or (never) decodes to the right bytes
+  // by chance; it must not crash. Flipped state or table bytes must fail.
+  std::mt19937_64 g(25);
+  int failed = 0;
+  for (int t = 0; t < 300; ++t) {
+    std::string q = p;
+    q[g() % q.size()] ^= static_cast<char>(1 + g() % 255);
+    failed += !try_decode(q);
+  }
+  EXPECT_GT(failed, 250);
 }

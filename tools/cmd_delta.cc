@@ -54,9 +54,12 @@ struct Common {
   unsigned threads = 0;
 };
 
-int do_build(const std::string& base, const std::string& ft, const std::string& out, int level, const Common& c) {
+int do_build(const std::string& base, const std::string& ft, const std::string& out, int level, bool fast,
+             const std::vector<std::string>& base_locations, const Common& c) {
   BuildOptions o;
   o.zstd_level = level;
+  o.allow_ctx = !fast;
+  o.base_locations = base_locations;
   o.threads = c.threads;
   ProgressBar bar("build");
   o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
@@ -190,7 +193,8 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
   json j = {{"delta", delta}, {"format_version", kFormatVersion}, {"finetune_bytes", total_out},
             {"delta_bytes", total_delta}, {"index_bytes", idx_size},
             {"ratio", total_out ? static_cast<double>(total_delta) / total_out : 0.0},
-            {"frames", m.frames.size()}, {"base_files", base}, {"files", files}};
+            {"frames", m.frames.size()}, {"base_locations", m.base_locations}, {"base_files", base},
+            {"files", files}};
   if (c.json_out) {
     std::cout << j.dump(2) << "\n";
     return kOk;
@@ -200,6 +204,7 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
               total_out ? static_cast<double>(total_delta) / total_out : 0.0, m.frames.size(),
               human_bytes(idx_size).c_str());
   std::printf("base: %zu files\n", m.base_files.size());
+  for (auto& l : m.base_locations) std::printf("  at %s\n", l.c_str());
   for (auto& b : m.base_files) std::printf("  %-50s %12s  %s\n", b.name.c_str(), human_bytes(b.size).c_str(), hex(b.sha256).substr(0, 16).c_str());
   std::printf("%-50s %12s %12s %8s  codecs\n", "file", "size", "delta", "ratio");
   for (auto& f : files) {
@@ -241,7 +246,14 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_option("-o,--output", out, "Delta directory to create (must not exist or be empty)")->required();
   b->add_option("-l,--level", level, "zstd level for frame payloads (1-19)")->check(CLI::Range(1, 19));
   common(b);
-  b->callback([&] { rc = do_build(base, ft, out, level, c); });
+  static bool fast = false;
+  static std::vector<std::string> base_locations;
+  b->add_flag("--fast", fast,
+              "Skip the context-modelled codec (sub_ctx): a larger delta that rebuilds several times faster");
+  b->add_option("--base-location", base_locations,
+                "Where the base can be found, recorded in the delta (path, http(s) URL of the base directory or "
+                "hub id org/name[@revision]); repeat for mirrors. Default: the absolute path of BASE");
+  b->callback([&] { rc = do_build(base, ft, out, level, fast, base_locations, c); });
 
   auto* a = delta->add_subcommand("apply", "Rebuild the fine-tuned model from DELTA and its base, to disk");
   a->add_option("DELTA", dir, "Delta directory")->required();

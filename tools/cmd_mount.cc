@@ -81,17 +81,6 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
                            through_cache(std::move(dat.value()), cache, loc), loc);
 }
 
-// sha256 of a whole source, read in large chunks.
-Result<Sha256> hash_source(BlockSource& s) {
-  Sha256Hasher h;
-  std::vector<uint8_t> buf(8u << 20);
-  for (uint64_t p = 0; p < s.size(); p += buf.size()) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), s.size() - p));
-    TP_RETURN_IF_ERROR(s.read(p, n, buf.data()));
-    h.update(buf.data(), n);
-  }
-  return h.finish();
-}
 
 // Attaches every base file the delta needs from one base location.
 // Sizes are always checked (set_base); the sha256 of local base files too
@@ -123,7 +112,7 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
         return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) + " bytes, the delta " + r.name() +
                                     " was built against " + std::to_string(bf.size) + " bytes"};
       auto t0 = std::chrono::steady_clock::now();
-      auto h = hash_source(**src);
+      auto h = sha256_of(**src);
       if (!h.ok()) return h.status();
       if (*h != bf.sha256)
         return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*h) + " differs from " + hex(bf.sha256) +

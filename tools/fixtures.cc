@@ -1,5 +1,6 @@
 #include "fixtures.h"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "cli_util.h"
+#include "rng.h"
 #include "commands.h"
 #include "tenpak/delta.h"
 #include "tenpak/frame_codec.h"
@@ -27,40 +29,7 @@ namespace fs = std::filesystem;
 namespace tenpak::fixtures {
 namespace {
 
-// xoshiro256** seeded by splitmix64: fast and reproducible on every machine.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) {
-    for (auto& x : s_) {
-      seed += 0x9e3779b97f4a7c15ull;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      x = z ^ (z >> 31);
-    }
-  }
-  uint64_t next() {
-    uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
-    s_[2] ^= s_[0]; s_[3] ^= s_[1]; s_[1] ^= s_[2]; s_[0] ^= s_[3]; s_[2] ^= t; s_[3] = rotl(s_[3], 45);
-    return r;
-  }
-  double uniform() { return (next() >> 11) * 0x1.0p-53; }
-  // Box-Muller, two values per call pair.
-  float normal() {
-    if (have_) { have_ = false; return spare_; }
-    double u = uniform(), v = uniform();
-    double r = std::sqrt(-2.0 * std::log(u + 1e-300)), a = 2 * M_PI * v;
-    spare_ = static_cast<float>(r * std::sin(a));
-    have_ = true;
-    return static_cast<float>(r * std::cos(a));
-  }
-
- private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
-  bool have_ = false;
-  float spare_ = 0;
-};
+using tools::Rng;
 
 struct TensorSpec {
   std::string name;
@@ -316,6 +285,23 @@ Status generate_pair(const Spec& spec, const std::string& out) {
   return b.ok() ? ft : b;
 }
 
+Status run_program(const std::string& exe, std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  pid_t pid;
+  int err = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), environ);
+  if (err) return {Errc::io, exe + ": cannot start: " + std::strerror(err)};
+  int ws = 0;
+  while (::waitpid(pid, &ws, 0) < 0)
+    if (errno != EINTR) return {Errc::io, exe + ": wait failed: " + std::strerror(errno)};
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Status::Ok();
+  return {Errc::io, args[0] + " " + (args.size() > 1 ? args[1] : "") +
+                        (WIFEXITED(ws) ? " failed with exit code " + std::to_string(WEXITSTATUS(ws))
+                                       : " killed by signal " + std::to_string(WTERMSIG(ws)))};
+}
+
 Status run_trainer(const Spec& spec, uint64_t size_mb, const std::string& out) {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
@@ -328,18 +314,7 @@ Status run_trainer(const Spec& spec, uint64_t size_mb, const std::string& out) {
   std::vector<std::string> args = {train, out, "--dtype", spec.kind == "trained-fp32" ? "fp32" : "bf16", "--seed",
                                    std::to_string(spec.seed)};
   if (size_mb) args.insert(args.end(), {"--size-mb", std::to_string(size_mb)});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  int err = ::posix_spawn(&pid, train.c_str(), nullptr, nullptr, argv.data(), environ);
-  if (err) return {Errc::io, train + ": cannot start: " + std::strerror(err)};
-  int ws = 0;
-  while (::waitpid(pid, &ws, 0) < 0)
-    if (errno != EINTR) return {Errc::io, train + ": wait failed: " + std::strerror(errno)};
-  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Status::Ok();
-  return {Errc::io, train + (WIFEXITED(ws) ? " failed with exit code " + std::to_string(WEXITSTATUS(ws))
-                                           : " killed by signal " + std::to_string(WTERMSIG(ws)))};
+  return run_program(train, std::move(args));
 }
 
 }  // namespace tenpak::fixtures
@@ -347,6 +322,40 @@ Status run_trainer(const Spec& spec, uint64_t size_mb, const std::string& out) {
 namespace tenpak::cli {
 
 namespace {
+
+// Step 5: the product's main job. Mounts the delta and checks the sha256 of
+// every file read through the mount. Skipped (not failed) where FUSE is not
+// usable (no /dev/fuse, not root and no fusermount3).
+Status demo_mount(const std::string& work, const Manifest& m) {
+  int fd = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    std::printf("5. mount: skipped (/dev/fuse is not usable here: %s)\n", std::strerror(errno));
+    return Status::Ok();
+  }
+  ::close(fd);
+  std::string mnt = work + "/mnt";
+  fs::create_directories(mnt);
+  std::printf("5. mounting the delta at %s and reading every file through the mount...\n", mnt.c_str());
+  Status st = fixtures::run_program("/proc/self/exe", {"tenpak", "mount", work + "/delta", mnt, "--base",
+                                                      work + "/pair/base", "--no-cache", "--log", work + "/mount.log"});
+  if (!st.ok()) return {st.code(), st.message() + " (see " + work + "/mount.log)"};
+  Status result = Status::Ok();
+  std::vector<char> buf(4 << 20);
+  for (auto& of : m.out_files) {
+    std::ifstream in(mnt + "/" + of.name, std::ios::binary);
+    Sha256Hasher h;
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      h.update(buf.data(), static_cast<size_t>(in.gcount()));
+    }
+    bool same = !in.bad() && h.finish() == of.sha256;
+    std::printf("   %-40s %s\n", of.name.c_str(), same ? "identical through the mount" : "DIFFERENT");
+    if (!same && result.ok()) result = {Errc::corrupt, of.name + ": the mounted file differs from the original"};
+  }
+  st = fixtures::run_program("/proc/self/exe", {"tenpak", "unmount", mnt});
+  if (!st.ok() && result.ok()) result = st;
+  return result;
+}
 
 int run_demo(const std::string& workdir_opt, uint64_t size_mb) {
   std::string work = workdir_opt;
@@ -389,6 +398,8 @@ int run_demo(const std::string& workdir_opt, uint64_t size_mb) {
     std::printf("   %-40s %s %s\n", of.name.c_str(), hex(hb).substr(0, 16).c_str(), ha == hb ? "identical" : "DIFFERENT");
     if (ha != hb) return fail({Errc::corrupt, of.name + ": rebuilt file differs from the original"});
   }
+  st = demo_mount(work, (*r)->manifest());
+  if (!st.ok()) return fail(st);
   double ratio = static_cast<double>(rep->delta_bytes) / rep->finetune_bytes;
   std::printf("\nfine-tune %s, delta %s: %.4f of the fine-tune (%.1f%% saved); build %.2f s, rebuild %.2f s\n",
               human_bytes(rep->finetune_bytes).c_str(), human_bytes(rep->delta_bytes).c_str(), ratio,
@@ -421,7 +432,7 @@ void add_fixture_commands(CLI::App& app, int& rc) {
     if (st.ok()) std::printf("wrote %s/base and %s/finetune\n", out.c_str(), out.c_str());
   });
   static uint64_t demo_mb = 64;
-  auto* d = app.add_subcommand("demo", "Generate a pair, build its delta, rebuild it and check sha256");
+  auto* d = app.add_subcommand("demo", "Generate a pair, build its delta, rebuild it, mount it and check every sha256");
   d->add_option("--workdir", work, "Keep the files in this directory (default: a temporary one, removed)");
   d->add_option("--size-mb", demo_mb, "Base model size in MiB")->check(CLI::Range(1, 65536));
   d->callback([&] { rc = run_demo(work, demo_mb); });

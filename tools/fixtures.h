@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tenpak/status.h"
 
@@ -23,5 +24,9 @@ Status generate_pair(const Spec& spec, const std::string& out);
 // `tenpak`), writing OUT/base and OUT/finetune. `size_mb` 0 keeps the
 // trainer's default model size. Errors if tenpak-train was not built.
 Status run_trainer(const Spec& spec, uint64_t size_mb, const std::string& out);
+
+// Runs `exe` with argv `args` (args[0] is the program's name) and waits;
+// an error names the program and its exit code or signal.
+Status run_program(const std::string& exe, std::vector<std::string> args);
 
 }  // namespace tenpak::fixtures

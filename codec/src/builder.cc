@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
@@ -70,6 +71,7 @@ struct Job {
   int tensor = -1;  // index into report.tensors_detail
   int klass = 0;    // estimate class
   bool sampled = true;
+  FrameLayout layout;  // kernel layout hint for the sub_ctx predictor
 };
 
 void chunk_raw(std::vector<Job>& jobs, uint32_t file, uint64_t b, uint64_t e) {
@@ -108,6 +110,15 @@ void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, con
   }
   const size_t bw = dtype_size(bdt);
   int klass = (match == "none" ? 0 : 1) * 32 + static_cast<int>(t.dtype);
+  // Conv-like weights [out, in, kh, kw, ...]: kernels are the last two dims.
+  FrameLayout layout;
+  if (t.shape.size() >= 3) {
+    uint64_t kh = t.shape[t.shape.size() - 2], kw = t.shape[t.shape.size() - 1];
+    if (kw >= 1 && kh >= 1 && kh * kw > 1 && kh * kw <= 255) {
+      layout.kw = static_cast<uint32_t>(kw);
+      layout.area = static_cast<uint32_t>(kh * kw);
+    }
+  }
   auto emit = [&](uint64_t rel_b, uint64_t rel_e, bool with_base) {
     for (uint64_t p = rel_b; p < rel_e; p += step) {
       Job j;
@@ -117,6 +128,8 @@ void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, con
       j.dt = t.dtype;
       j.tensor = tensor_idx;
       j.klass = klass;
+      j.layout = layout;
+      j.layout.phase = static_cast<uint32_t>((p / w) % layout.area);
       if (with_base) {
         j.bdt = bdt;
         j.base_file = base->file;
@@ -151,6 +164,18 @@ class Builder {
     if (!ft.ok()) return ft.status();
     base_ = &base.value();
     ft_ = &ft.value();
+    m_.base_locations = opt_.base_locations;
+    if (m_.base_locations.empty()) {
+      std::error_code ec;
+      std::filesystem::path bp = std::filesystem::absolute(base_path, ec);
+      if (!ec && std::filesystem::is_regular_file(bp, ec)) bp = bp.parent_path();
+      if (!ec) m_.base_locations.push_back(bp.lexically_normal().string());
+    }
+    if (m_.base_locations.size() > kMaxBaseLocations)
+      return Status{Errc::invalid, "at most " + std::to_string(kMaxBaseLocations) + " base locations"};
+    for (auto& l : m_.base_locations)
+      if (l.empty() || l.size() > kMaxNameLen || l.find('\0') != std::string::npos)
+        return Status{Errc::invalid, "invalid base location '" + l + "'"};
 
     for (uint32_t i = 0; i < base_->files.size(); ++i) {
       auto& f = *base_->files[i];
@@ -234,6 +259,19 @@ class Builder {
       if (pos < f.size) chunk_raw(jobs, fi, pos, f.size);
     } else {
       chunk_raw(jobs, fi, 0, f.size);
+      // config.json, tokenizer files...: a byte delta against the base's
+      // file of the same name, where there is one (often identical).
+      for (uint32_t bi = 0; bi < base_->files.size(); ++bi) {
+        const ModelFile& bf = *base_->files[bi];
+        if (bf.has_tensors || bf.name != f.name) continue;
+        for (auto& j : jobs) {
+          if (j.off + j.len > bf.size) break;
+          j.base_file = bi;
+          j.base_off = j.off;
+          j.base_len = j.len;
+        }
+        break;
+      }
     }
     if (opt_.sample_every > 1) {
       // Estimate: encode every k-th frame of each class (and all tiny files).
@@ -269,6 +307,8 @@ class Builder {
           }
           EncodeOptions eo;
           eo.zstd_level = opt_.zstd_level;
+          eo.layout = j.layout;
+          eo.allow_ctx = opt_.allow_ctx;
           e.e = encode_frame(out, j.len, j.dt, base, eo);
         }
       };

@@ -14,13 +14,14 @@ const char* codec_name(Codec c) {
     case Codec::planes: return "planes";
     case Codec::sub_split: return "sub_split";
     case Codec::sub_ctx: return "sub_ctx";
+    case Codec::sub_rans: return "sub_rans";
   }
   return "?";
 }
 
 bool codec_needs_base(Codec c) {
   return c == Codec::copy_base || c == Codec::xor_planes || c == Codec::sub_planes || c == Codec::sub_split ||
-         c == Codec::sub_ctx;
+         c == Codec::sub_ctx || c == Codec::sub_rans;
 }
 
 bool is_safe_relative_path(const std::string& s) {

@@ -11,14 +11,19 @@ constexpr int kProbBits = 12;
 constexpr uint16_t kProbInit = 1 << (kProbBits - 1);
 constexpr uint32_t kTop = 1u << 24;
 
-// Probability (of a 0 bit) with a two-speed adaptation: fast while young.
+// Probability (of a 0 bit) with a state-dependent adaptation rate: fast
+// while the context is young, slower (more precise) once it has seen data.
+// p stays within [1, 4095] by construction (p >> rate is 0 below 2^rate).
 struct Prob {
   uint16_t p = kProbInit;
-  uint8_t n = 0;
-  int rate() const { return n < 8 ? 4 : 5; }
+  uint8_t n = 0;  // bits seen by this context; only n < 40 matters (it stops counting there)
+  int rate() const { return n < 2 ? 2 : n < 6 ? 3 : n < 14 ? 4 : n < 40 ? 5 : 6; }
   void update(int bit) {
-    if (bit) p -= p >> rate(); else p += ((1 << kProbBits) - p) >> rate();
-    if (n < 255) ++n;
+    const int r = rate();
+    const uint16_t down = static_cast<uint16_t>(p - (p >> r));
+    const uint16_t up = static_cast<uint16_t>(p + (((1 << kProbBits) - p) >> r));
+    p = bit ? down : up;  // a select, not a branch: bits are hard to predict
+    n = static_cast<uint8_t>(n + (n < 40));
   }
 };
 
@@ -70,16 +75,12 @@ class Decoder {
     for (int i = 0; i < 5; ++i) code_ = (code_ << 8) | next();
   }
   int bit(Prob& pr) {
-    uint32_t bound = (range_ >> kProbBits) * pr.p;
-    int b;
-    if (code_ < bound) {
-      range_ = bound;
-      b = 0;
-    } else {
-      code_ -= bound;
-      range_ -= bound;
-      b = 1;
-    }
+    const uint32_t bound = (range_ >> kProbBits) * pr.p;
+    // Branch-free: mask is all ones when the bit is 1.
+    const uint32_t mask = 0u - static_cast<uint32_t>(code_ >= bound);
+    const int b = static_cast<int>(mask & 1);
+    code_ -= bound & mask;
+    range_ = (bound & ~mask) | ((range_ - bound) & mask);
     pr.update(b);
     while (range_ < kTop) {
       range_ <<= 8;

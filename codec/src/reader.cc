@@ -47,6 +47,19 @@ Status DeltaReader::set_base(uint32_t i, std::unique_ptr<BlockSource> src) {
 
 Status DeltaReader::read_frame(uint32_t k, uint8_t* out) {
   if (k >= m_.frames.size()) return {Errc::invalid, "frame index out of range"};
+  Status st = rebuild_frame(k, out);
+  if (st.code() != Errc::corrupt) return st;
+  // Wrong bytes may come from a cached copy of the payload or base range
+  // (a block cache between us and the origin): drop those copies and
+  // rebuild once more from the origins. Still wrong: the origin is corrupt.
+  const Frame& f = m_.frames[k];
+  data_->invalidate(f.data_offset, f.data_len);
+  if (f.base_file != kNoBase && bases_[f.base_file]) bases_[f.base_file]->invalidate(f.base_offset, f.base_len);
+  Status again = rebuild_frame(k, out);
+  return again.ok() ? again : st;
+}
+
+Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
   const Frame& f = m_.frames[k];
   auto where = [&] {
     return name_ + ": file '" + m_.out_files[f.file].name + "' frame " + std::to_string(k) + " (offset " +
@@ -114,26 +127,21 @@ Status attach_local_base(DeltaReader& r, const std::string& base_path, bool chec
     } else {
       path = (fs::path(base_path) / bf.name).string();
     }
+    auto src = open_local_file(path);
+    if (!src.ok()) return {Errc::mismatch, path + ": base file '" + bf.name + "' needed by the delta: " + src.status().message()};
+    if ((*src)->size() != bf.size)
+      return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) +
+                                  " bytes, the delta was built against " + std::to_string(bf.size) + " bytes"};
     if (check_sha256) {
-      auto map = Mapping::open(path);
-      if (!map.ok()) return {Errc::mismatch, path + ": base file '" + bf.name + "' needed by the delta: " + map.status().message()};
-      if ((*map)->size() != bf.size)
-        return {Errc::mismatch, path + ": wrong base: " + std::to_string((*map)->size()) + " bytes, the delta was built against " +
-                                    std::to_string(bf.size) + " bytes"};
-      Sha256Hasher h;
-      const uint64_t step = 64 << 20;
-      for (uint64_t p = 0; p < bf.size; p += step) {
-        h.update((*map)->data() + p, std::min(step, bf.size - p));
-        done += std::min(step, bf.size - p);
+      auto got = sha256_of(**src, [&](uint64_t n) {
+        done += n;
         if (progress) progress(done, total);
-      }
-      Sha256 got = h.finish();
-      if (got != bf.sha256)
-        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(got) + " differs from " + hex(bf.sha256) +
+      });
+      if (!got.ok()) return got.status();
+      if (*got != bf.sha256)
+        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*got) + " differs from " + hex(bf.sha256) +
                                     " recorded in the delta"};
     }
-    auto src = open_local_file(path);
-    if (!src.ok()) return {Errc::mismatch, "base file '" + bf.name + "': " + src.status().message()};
     TP_RETURN_IF_ERROR(r.set_base(i, std::move(src.value())));
   }
   return Status::Ok();

@@ -36,6 +36,7 @@
 
 #include "tenpak/safetensors.h"
 #include "tenpak/status.h"
+#include "../rng.h"
 
 namespace fs = std::filesystem;
 using tenpak::Errc;
@@ -62,31 +63,7 @@ struct Options {
 
 // ---------------------------------------------------------------- data source
 
-// splitmix64-seeded xoshiro256**: the token source must not depend on torch's
-// RNG so the data is identical on every machine and torch version.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) {
-    for (auto& x : s_) {
-      seed += 0x9e3779b97f4a7c15ull;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      x = z ^ (z >> 31);
-    }
-  }
-  uint64_t next() {
-    uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
-    s_[2] ^= s_[0]; s_[3] ^= s_[1]; s_[1] ^= s_[2]; s_[0] ^= s_[3]; s_[2] ^= t; s_[3] = rotl(s_[3], 45);
-    return r;
-  }
-  double uniform() { return (next() >> 11) * 0x1.0p-53; }
-  uint64_t below(uint64_t n) { return next() % n; }
-
- private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
-};
+using tenpak::tools::Rng;
 
 // A sparse first-order Markov chain: each token has kSucc successors with
 // Zipf-like probabilities, plus a little uniform noise. The fine-tune source

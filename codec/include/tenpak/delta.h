@@ -25,6 +25,13 @@ struct BuildOptions {
   Progress progress;     // bytes of fine-tune processed
   // estimate: encode only every `sample_every`-th tensor frame and extrapolate; write nothing.
   unsigned sample_every = 1;
+  // Consider the sub_ctx codec (smallest, but decodes far slower than the
+  // zstd-based codecs); false trades size for rebuild speed.
+  bool allow_ctx = true;
+  // Recorded in the index as where the base can be found (paths, http(s)
+  // URLs of the base directory, hub ids). Empty: the absolute path of the
+  // base directory (of the base file's directory for a single file).
+  std::vector<std::string> base_locations;
 };
 
 struct TensorReport {
@@ -72,7 +79,9 @@ class DeltaReader {
   Status set_base(uint32_t i, std::unique_ptr<BlockSource> src);
   bool has_base(uint32_t i) const { return i < bases_.size() && bases_[i] != nullptr; }
   // Rebuilds frame `k` into `out` (frame.out_len bytes) and checks its xxh3.
-  // Errors name the delta, output file and frame.
+  // Errors name the delta, output file and frame. On a hash or decode
+  // failure the ranges used are invalidated in their sources (dropping
+  // cached copies) and the frame is rebuilt once more before failing.
   Status read_frame(uint32_t k, uint8_t* out);
   // Frames of output file `file` that overlap [off, off+len).
   std::pair<uint32_t, uint32_t> frames_for(uint32_t file, uint64_t off, uint64_t len) const;
@@ -80,6 +89,7 @@ class DeltaReader {
 
  private:
   DeltaReader() = default;
+  Status rebuild_frame(uint32_t k, uint8_t* out);
   Manifest m_;
   std::string name_;
   std::unique_ptr<BlockSource> data_;

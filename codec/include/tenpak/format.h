@@ -34,8 +34,9 @@ enum class Codec : uint8_t {
   planes = 5,       // zstd(byte planes of out), no base
   sub_split = 6,    // sub_planes, low-byte planes split by high-byte context
   sub_ctx = 7,      // zigzag ulp differences, adaptive binary range coder with contexts
+  sub_rans = 8,     // zigzag ulp differences: bit length by static-model rANS, raw low bits
 };
-constexpr uint8_t kMaxCodec = 7;
+constexpr uint8_t kMaxCodec = 8;
 const char* codec_name(Codec c);
 // Codecs whose output is computed from a base range.
 bool codec_needs_base(Codec c);

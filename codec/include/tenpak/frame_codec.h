@@ -14,10 +14,20 @@ struct EncodedFrame {
   std::string payload;
 };
 
+// Where a frame's elements sit in the kernels of their tensor, for the
+// sub_ctx predictor: elements form kernels of `area` elements in rows of `kw`
+// (a conv weight [co, ci, kh, kw] has area kh*kw), and the frame's first
+// element is element `phase` of its kernel. A hint only: any value decodes
+// (unusable ones, e.g. area > 255, mean "no kernel").
+struct FrameLayout {
+  uint32_t kw = 1, area = 1, phase = 0;
+};
+
 struct EncodeOptions {
   int zstd_level = 3;
   bool allow_ctx = true;       // consider the sub_ctx codec (smallest, slowest to decode)
-  double ctx_min_gain = 0.03;  // take it only when this fraction smaller than the best zstd codec
+  double ctx_min_gain = 0.03;  // take it only when this fraction smaller than the best faster codec (zstd-based or sub_rans)
+  FrameLayout layout;
 };
 
 // Chooses the smallest codec for `out` (n bytes of elements of type `dt`).
@@ -27,7 +37,8 @@ struct EncodeOptions {
 EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t* base, const EncodeOptions& opt);
 
 // Encodes with one given codec (used by tests and benchmarks).
-EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, const uint8_t* base, int level);
+EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, const uint8_t* base, int level,
+                              const FrameLayout& layout = {});
 
 // Decodes into `out` (f.out_len bytes). `base_raw` holds f.base_len bytes of
 // the base file in f.base_dtype (null when the codec takes no base).

@@ -4,9 +4,11 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "tenpak/hash.h"
 #include "tenpak/status.h"
 
 namespace tenpak {
@@ -27,6 +29,10 @@ class BlockSource {
   // origin. No-op for sources that keep no copy.
   virtual void invalidate(uint64_t offset, size_t len) {}
 };
+
+// sha256 of the whole object, read in chunks of a few MiB (memory does not
+// grow with the size). `on_bytes`, when set, is called with each chunk's length.
+Result<Sha256> sha256_of(BlockSource& src, const std::function<void(uint64_t)>& on_bytes = {});
 
 // A file on local disk, read with pread(2).
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path);

@@ -1,0 +1,369 @@
+// Writes the golden deltas of tests/golden (see README.md there).
+//
+//   cmake --build build --target tenpak_golden_gen
+//   build/tests/golden/tenpak_golden_gen tests/golden
+//
+// Regenerate ONLY for a deliberate format change (with a new format version):
+// the point of these files is that today's reader must keep decoding
+// yesterday's bytes. Inputs are deterministic (own generator, fixed seeds).
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "tenpak/format.h"
+#include "tenpak/frame_codec.h"
+#include "tenpak/hash.h"
+
+namespace fs = std::filesystem;
+using namespace tenpak;
+
+namespace {
+
+// SplitMix64: the same numbers on every platform.
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uni() { return (next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
+  double sym() { return 2 * uni() - 1; }                                 // (-1, 1)
+};
+
+void write(const std::string& path, const std::string& s) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(s.data(), static_cast<std::streamsize>(s.size()));
+  if (!f) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
+}
+
+std::string bytes_of(const std::vector<float>& v, DType dt) {
+  std::string out(v.size() * dtype_size(dt), '\0');
+  convert_dtype(reinterpret_cast<const uint8_t*>(v.data()), DType::F32, v.size(), dt, reinterpret_cast<uint8_t*>(out.data()));
+  return out;
+}
+
+struct Case {
+  std::string name;
+  Codec codec;
+  DType dt, bdt;
+  std::string out;         // output bytes
+  std::string base;        // base bytes in bdt (empty: no base)
+  FrameLayout layout;
+  uint32_t frame_elems = 0;  // 0: one frame
+};
+
+// Weights w ~ U(-s, s); fine-tune w + kernel-coherent update + noise.
+void weights(Rng& g, size_t n, unsigned area, std::vector<float>& base, std::vector<float>& ft) {
+  base.resize(n);
+  ft.resize(n);
+  float shift = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i % area == 0) shift = static_cast<float>(0.004 * g.sym());
+    base[i] = static_cast<float>(0.1 * g.sym());
+    ft[i] = base[i] + shift + static_cast<float>(0.0015 * g.sym());
+  }
+}
+
+std::vector<Case> cases() {
+  Rng g{42};
+  std::vector<Case> cs;
+  std::vector<float> b, f;
+  auto add = [&](std::string name, Codec c, DType dt, DType bdt, std::string out, std::string base, FrameLayout l = {},
+                 uint32_t frame_elems = 0) {
+    cs.push_back({std::move(name), c, dt, bdt, std::move(out), std::move(base), l, frame_elems});
+  };
+  std::string text = "{\"architectures\": [\"Golden\"], \"hidden_size\": 64, \"hidden_size_2\": 64}\n";
+  add("store-U8", Codec::store, DType::U8, DType::U8, text.substr(0, 40), "");
+  add("zstd-U8", Codec::zstd, DType::U8, DType::U8, text + text + text, "");
+  weights(g, 32, 1, b, f);
+  add("copy_base-BF16", Codec::copy_base, DType::BF16, DType::BF16, bytes_of(b, DType::BF16), bytes_of(b, DType::BF16));
+  weights(g, 40, 1, b, f);
+  add("xor_planes-F32", Codec::xor_planes, DType::F32, DType::F32, bytes_of(f, DType::F32), bytes_of(b, DType::F32));
+  weights(g, 48, 1, b, f);
+  add("sub_planes-BF16", Codec::sub_planes, DType::BF16, DType::BF16, bytes_of(f, DType::BF16), bytes_of(b, DType::BF16));
+  weights(g, 32, 1, b, f);
+  add("planes-F32", Codec::planes, DType::F32, DType::F32, bytes_of(f, DType::F32), "");
+  weights(g, 48, 1, b, f);
+  add("sub_split-F16", Codec::sub_split, DType::F16, DType::F16, bytes_of(f, DType::F16), bytes_of(b, DType::F16));
+  weights(g, 32, 1, b, f);
+  add("sub_planes-BF16-from-F32", Codec::sub_planes, DType::BF16, DType::F32, bytes_of(f, DType::BF16),
+      bytes_of(b, DType::F32));
+  // sub_ctx: every element width, with and without the kernel predictor,
+  // and a tensor cut into two frames (the second starts mid-kernel).
+  weights(g, 90, 9, b, f);
+  add("sub_ctx-F16-kernel3x3", Codec::sub_ctx, DType::F16, DType::F16, bytes_of(f, DType::F16), bytes_of(b, DType::F16),
+      FrameLayout{3, 9, 0}, 49);
+  weights(g, 48, 1, b, f);
+  add("sub_ctx-BF16", Codec::sub_ctx, DType::BF16, DType::BF16, bytes_of(f, DType::BF16), bytes_of(b, DType::BF16));
+  weights(g, 50, 25, b, f);
+  add("sub_ctx-F32-kernel5x5", Codec::sub_ctx, DType::F32, DType::F32, bytes_of(f, DType::F32), bytes_of(b, DType::F32),
+      FrameLayout{5, 25, 0});
+  {
+    std::string ob(16 * 8, '\0'), bb(16 * 8, '\0');
+    for (int i = 0; i < 16; ++i) {
+      int64_t v = static_cast<int64_t>(g.next() % 100000) - 50000, d = static_cast<int64_t>(g.next() % 7) - 3;
+      int64_t o = v + d;
+      std::memcpy(&bb[8 * i], &v, 8);
+      std::memcpy(&ob[8 * i], &o, 8);
+    }
+    add("sub_ctx-I64", Codec::sub_ctx, DType::I64, DType::I64, ob, bb);
+  }
+  {
+    std::string ob(32, '\0'), bb(32, '\0');
+    for (int i = 0; i < 32; ++i) {
+      bb[i] = static_cast<char>(g.next());
+      ob[i] = static_cast<char>(bb[i] + static_cast<char>(g.next() % 5) - 2);
+    }
+    add("sub_ctx-I8", Codec::sub_ctx, DType::I8, DType::I8, ob, bb);
+  }
+  return cs;
+}
+
+// Builds the valid delta: one output file per case, all against one base file.
+struct Built {
+  Manifest m;
+  std::string data, base;
+  std::vector<std::pair<std::string, std::string>> outputs;  // name, bytes
+};
+
+Built build(const std::vector<Case>& cs) {
+  Built r;
+  for (auto& c : cs) {
+    while (r.base.size() % 8) r.base.push_back('\0');  // keep every base range aligned
+    uint64_t base_at = r.base.size();
+    r.base += c.base;
+    OutFile of;
+    of.name = c.name + ".bin";
+    of.size = c.out.size();
+    of.sha256 = sha256(c.out.data(), c.out.size());
+    of.first_frame = static_cast<uint32_t>(r.m.frames.size());
+    const size_t w = dtype_size(c.dt), bw = dtype_size(c.bdt);
+    const size_t count = c.out.size() / w;
+    const size_t per = c.frame_elems ? c.frame_elems : count;
+    for (size_t e0 = 0; e0 < count; e0 += per) {
+      size_t ne = std::min(per, count - e0);
+      const uint8_t* out = reinterpret_cast<const uint8_t*>(c.out.data()) + e0 * w;
+      std::vector<uint8_t> conv;
+      const uint8_t* base = nullptr;
+      if (!c.base.empty()) {
+        base = reinterpret_cast<const uint8_t*>(c.base.data()) + e0 * bw;
+        if (c.bdt != c.dt) {
+          conv.resize(ne * w);
+          convert_dtype(base, c.bdt, ne, c.dt, conv.data());
+          base = conv.data();
+        }
+      }
+      FrameLayout l = c.layout;
+      l.phase = static_cast<uint32_t>(e0 % l.area);
+      EncodedFrame e = encode_frame_with(c.codec, out, ne * w, c.dt, base, 19, l);
+      if (c.codec == Codec::sub_ctx && c.layout.area > 1 && static_cast<uint8_t>(e.payload[0]) == 0) {
+        std::fprintf(stderr, "%s: the predictor was not used; change the inputs\n", c.name.c_str());
+        std::exit(1);
+      }
+      Frame fr;
+      fr.file = static_cast<uint32_t>(r.m.out_files.size());
+      fr.out_offset = e0 * w;
+      fr.out_len = static_cast<uint32_t>(ne * w);
+      fr.data_offset = r.data.size();
+      fr.data_len = static_cast<uint32_t>(e.payload.size());
+      fr.codec = c.codec;
+      fr.dtype = c.dt;
+      fr.base_dtype = c.base.empty() ? c.dt : c.bdt;
+      if (codec_needs_base(c.codec)) {
+        fr.base_file = 0;
+        fr.base_offset = base_at + e0 * bw;
+        fr.base_len = static_cast<uint32_t>(ne * bw);
+      }
+      fr.hash = xxh128(out, ne * w);
+      r.data += e.payload;
+      r.m.frames.push_back(fr);
+    }
+    of.frame_count = static_cast<uint32_t>(r.m.frames.size()) - of.first_frame;
+    r.m.out_files.push_back(of);
+    r.outputs.emplace_back(of.name, c.out);
+  }
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = r.base.size();
+  bf.sha256 = sha256(r.base.data(), r.base.size());
+  r.m.base_files.push_back(bf);
+  return r;
+}
+
+// Re-seals an index whose bytes were edited (the last 8 bytes are xxh3-64 of the rest).
+std::string reseal(std::string idx) {
+  uint64_t h = xxh64(idx.data(), idx.size() - 8);
+  std::memcpy(&idx[idx.size() - 8], &h, 8);
+  return idx;
+}
+
+// The delta restricted to the named output files (frames renumbered, payloads
+// repacked), so that each invalid case stays a few hundred bytes.
+std::pair<Manifest, std::string> subset(const Built& b, const std::vector<std::string>& names) {
+  Manifest m;
+  m.base_files = b.m.base_files;
+  std::string dat;
+  for (auto& n : names) {
+    for (auto& of : b.m.out_files) {
+      if (of.name != n) continue;
+      OutFile o = of;
+      o.first_frame = static_cast<uint32_t>(m.frames.size());
+      for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) {
+        Frame f = b.m.frames[k];
+        f.file = static_cast<uint32_t>(m.out_files.size());
+        dat += b.data.substr(f.data_offset, f.data_len);
+        f.data_offset = dat.size() - f.data_len;
+        m.frames.push_back(f);
+      }
+      m.out_files.push_back(o);
+    }
+  }
+  return {m, dat};
+}
+
+void write_delta(const std::string& dir, const std::string& idx, const std::string& dat, const std::string& expected) {
+  fs::remove_all(dir);
+  write(dir + "/" + kIndexFile, idx);
+  write(dir + "/" + kDataFile, dat);
+  write(dir + "/expected.txt", expected);
+}
+
+}  // namespace
+
+// Adds valid-rans/: codec 8 (sub_rans) frames against the EXISTING base/base.bin
+// (read, not rewritten), so the older golden files stay byte for byte.
+int write_rans_golden(const std::string& root) {
+  std::ifstream in(root + "/base/base.bin", std::ios::binary);
+  std::string base((std::istreambuf_iterator<char>(in)), {});
+  if (base.size() < 256) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
+  Rng g{8};
+  Manifest m;
+  std::string data, expected = "ok\n";
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = base.size();
+  bf.sha256 = sha256(base.data(), base.size());
+  m.base_files.push_back(bf);
+  const DType dts[] = {DType::BF16, DType::F32, DType::F16, DType::I8, DType::F64};
+  for (DType dt : dts) {
+    const size_t w = dtype_size(dt), n = (std::min<size_t>(base.size(), 256) / w) * w;
+    std::string out = base.substr(0, n);
+    for (size_t i = 0; i < n; i += w) out[i] = static_cast<char>(out[i] + static_cast<int>(g.next() % 9) - 4);
+    EncodedFrame e = encode_frame_with(Codec::sub_rans, reinterpret_cast<const uint8_t*>(out.data()), n, dt,
+                                       reinterpret_cast<const uint8_t*>(base.data()), 0);
+    OutFile of;
+    of.name = std::string("sub_rans-") + dtype_name(dt) + ".bin";
+    of.size = n;
+    of.sha256 = sha256(out.data(), n);
+    of.first_frame = static_cast<uint32_t>(m.frames.size());
+    of.frame_count = 1;
+    Frame fr;
+    fr.file = static_cast<uint32_t>(m.out_files.size());
+    fr.out_len = static_cast<uint32_t>(n);
+    fr.data_offset = data.size();
+    fr.data_len = static_cast<uint32_t>(e.payload.size());
+    fr.codec = Codec::sub_rans;
+    fr.dtype = fr.base_dtype = dt;
+    fr.base_file = 0;
+    fr.base_len = static_cast<uint32_t>(n);
+    fr.hash = xxh128(out.data(), n);
+    data += e.payload;
+    m.frames.push_back(fr);
+    m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+  }
+  write_delta(root + "/valid-rans", serialize_manifest(m), data, expected);
+  std::printf("wrote %s/valid-rans\n", root.c_str());
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only]\n", argv[0]);
+    return 2;
+  }
+  const std::string root = argv[1];
+  Built b = build(cases());
+  write(root + "/base/base.bin", b.base);
+
+  std::string idx = serialize_manifest(b.m);
+  std::string expected = "ok\n";
+  for (auto& [name, bytes] : b.outputs) expected += hex(sha256(bytes.data(), bytes.size())) + " " + name + "\n";
+  write_delta(root + "/valid", idx, b.data, expected);
+  if (write_rans_golden(root)) return 1;
+
+  // Invalid deltas, each with the error class a reader must report and the
+  // step at which it must be found (open, base, read).
+  const std::vector<std::string> few = {"store-U8.bin", "sub_ctx-BF16.bin", "sub_ctx-F16-kernel3x3.bin"};
+  auto [sm, sdat] = subset(b, few);
+  const std::string sidx = serialize_manifest(sm);
+  auto frame_of = [&](const std::string& file) -> uint32_t {
+    for (auto& of : sm.out_files)
+      if (of.name == file) return of.first_frame;
+    std::exit(1);
+  };
+  {
+    std::string v = sidx;
+    v[8] = 2;  // version
+    write_delta(root + "/invalid/unknown-version", reseal(v), sdat, "error unsupported open\n");
+  }
+  {
+    std::string v = sidx;
+    v[40] ^= 1;  // any byte: the checksum must catch it
+    write_delta(root + "/invalid/index-checksum", v, sdat, "error corrupt open\n");
+  }
+  {
+    Manifest m = sm;
+    m.frames[frame_of("store-U8.bin")].codec = static_cast<Codec>(kMaxCodec + 1);
+    write_delta(root + "/invalid/unknown-codec", serialize_manifest(m), sdat, "error corrupt open\n");
+  }
+  {
+    Manifest m = sm;
+    m.out_files[0].name = "../escape.bin";
+    write_delta(root + "/invalid/path-traversal", serialize_manifest(m), sdat, "error corrupt open\n");
+  }
+  {
+    Manifest m = sm;
+    m.base_files[0].sha256[0] ^= 0xff;
+    write_delta(root + "/invalid/wrong-base", serialize_manifest(m), sdat, "error mismatch base\n");
+  }
+  {
+    // A sub_ctx payload cut short: the range decoder runs past its end.
+    Manifest m = sm;
+    m.frames[frame_of("sub_ctx-BF16.bin")].data_len = 12;
+    write_delta(root + "/invalid/sub_ctx-truncated", serialize_manifest(m), sdat, "error corrupt read\n");
+  }
+  {
+    // A sub_ctx header whose area (10) is not a multiple of kw (3).
+    const Frame& f = sm.frames[frame_of("sub_ctx-F16-kernel3x3.bin")];
+    std::string dat = sdat;
+    dat[f.data_offset + 1] = 10;
+    write_delta(root + "/invalid/sub_ctx-bad-header", sidx, dat, "error corrupt read\n");
+  }
+  {
+    // A stored byte changed: decodes, but the frame hash must refuse it.
+    const Frame& f = sm.frames[frame_of("store-U8.bin")];
+    std::string dat = sdat;
+    dat[f.data_offset + 3] ^= 0x20;
+    write_delta(root + "/invalid/frame-hash", sidx, dat, "error corrupt read\n");
+  }
+  size_t total = 0;
+  for (auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file() && e.path().extension() != ".cc" && e.path().extension() != ".txt" &&
+        e.path().filename() != "CMakeLists.txt" && e.path().extension() != ".md")
+      total += e.file_size();
+  std::printf("wrote golden deltas under %s (%zu bytes of deltas and base)\n", root.c_str(), total);
+  return 0;
+}
