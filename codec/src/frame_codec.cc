@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include "element_ops.h"
 #include "range_coder.h"
 #include "rans_codec.h"
 
@@ -40,24 +41,7 @@ bool zstd_exact(const uint8_t* src, size_t sn, uint8_t* dst, size_t n) {
 }
 
 // ---- element transforms ---------------------------------------------------
-template <class U> U load(const uint8_t* p) { U v; std::memcpy(&v, p, sizeof(U)); return v; }
-template <class U> void store(uint8_t* p, U v) { std::memcpy(p, &v, sizeof(U)); }
-
-// Monotone map of a float bit pattern onto unsigned integers, so that the
-// difference of two mapped values counts ulps between them.
-template <class U> U f_ord(U x) {
-  constexpr U sign = U(1) << (sizeof(U) * 8 - 1);
-  return (x & sign) ? U(~x) : U(x | sign);
-}
-template <class U> U f_unord(U y) {
-  constexpr U sign = U(1) << (sizeof(U) * 8 - 1);
-  return (y & sign) ? U(y & ~sign) : U(~y);
-}
-template <class U> U zigzag(U d) {
-  using S = std::make_signed_t<U>;
-  return U((d << 1) ^ U(S(d) >> (sizeof(U) * 8 - 1)));
-}
-template <class U> U unzigzag(U z) { return U((z >> 1) ^ U(-(z & 1))); }
+using namespace elem;  // load/store, f_ord/f_unord, zigzag/unzigzag, bit_length
 
 // d[i] = zigzag(ord(out[i]) - ord(base[i])) (ord = identity for integers)
 template <class U>
@@ -245,7 +229,6 @@ struct CtxModel {
   }
 };
 
-inline int bit_length(uint64_t z) { return z ? 64 - __builtin_clzll(z) : 0; }
 
 // The predictor, shared by encoder and decoder. `d` holds the signed
 // differences of the elements before i; `xs` their scale exponents.

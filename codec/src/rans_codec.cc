@@ -16,6 +16,8 @@
 #include <cstring>
 #include <vector>
 
+#include "element_ops.h"
+
 namespace tenpak::rans {
 namespace {
 
@@ -29,22 +31,7 @@ constexpr int kMaxSym = 65;
 int num_ctx(size_t w) { return w == 1 ? 16 : w == 2 ? 24 : kMaxCtx; }
 int num_sym(size_t w) { return static_cast<int>(8 * w) + 1; }
 
-template <class U> U load(const uint8_t* p) { U v; std::memcpy(&v, p, sizeof(U)); return v; }
-template <class U> void store(uint8_t* p, U v) { std::memcpy(p, &v, sizeof(U)); }
-template <class U> U f_ord(U x) {
-  constexpr U sign = U(1) << (sizeof(U) * 8 - 1);
-  return (x & sign) ? U(~x) : U(x | sign);
-}
-template <class U> U f_unord(U y) {
-  constexpr U sign = U(1) << (sizeof(U) * 8 - 1);
-  return (y & sign) ? U(y & ~sign) : U(~y);
-}
-template <class U> U zigzag(U d) {
-  using S = std::make_signed_t<U>;
-  return U((d << 1) ^ U(S(d) >> (sizeof(U) * 8 - 1)));
-}
-template <class U> U unzigzag(U z) { return U((z >> 1) ^ U(-(z & 1))); }
-inline int bit_length(uint64_t z) { return z ? 64 - __builtin_clzll(z) : 0; }
+using namespace elem;  // load/store, f_ord/f_unord, zigzag/unzigzag, bit_length
 
 // Exponent field of a base element: (b >> shift) & mask; bucket = clamp(field - off, 0, 31).
 struct Expo {
