@@ -472,7 +472,7 @@ int do_stats(const std::string& mp, bool json_out) {
 void add_mount_commands(CLI::App& app, int& rc) {
   auto a = std::make_shared<MountArgs>();
   auto* m = app.add_subcommand("mount", "Mount a delta (or a catalog directory of deltas) as the fine-tuned model directory");
-  m->add_option("SOURCE", a->source, "delta directory, or a catalog directory whose sub-directories hold deltas")->required();
+  m->add_option("SOURCE", a->source, "delta directory (path, http(s) URL or hub id), or a catalog directory whose sub-directories hold deltas")->required();
   m->add_option("MOUNTPOINT", a->mountpoint, "an existing empty directory")->required();
   m->add_option("--base", a->base, "base model (directory or single file); default: the locations recorded in the delta");
   m->add_flag("--foreground,-f", a->foreground, "stay attached (log to stderr unless --log); Ctrl-C unmounts");
