@@ -413,16 +413,22 @@ class HttpSourceImpl final : public HttpSource {
     return m.etag.empty() || m.etag == etag;
   }
 
+  // One request, counted and timed in the origin's counters.
+  static CURLcode perform_counted(CURL* e, Mirror& m) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.counters->requests++;
+    CURLcode rc = curl_easy_perform(e);
+    m.counters->latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return rc;
+  }
+
   Outcome probe_once(Mirror& m, uint64_t& size) {
     Easy e = take_handle();
     if (!e) return fail(m, FetchCause::other, "curl_easy_init failed");
     Response resp;
     common_opts(e.get(), m.url, &resp);
     curl_easy_setopt(e.get(), CURLOPT_NOBODY, 1L);
-    auto t0 = std::chrono::steady_clock::now();
-    m.counters->requests++;
-    CURLcode rc = curl_easy_perform(e.get());
-    m.counters->latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    CURLcode rc = perform_counted(e.get(), m);
     long code = 0;
     curl_easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
     curl_off_t cl = -1;
@@ -456,8 +462,7 @@ class HttpSourceImpl final : public HttpSource {
     });
     size_t got = 0;
     curl_easy_setopt(e.get(), CURLOPT_WRITEDATA, &got);
-    m.counters->requests++;
-    CURLcode rc = curl_easy_perform(e.get());
+    CURLcode rc = perform_counted(e.get(), m);
     m.counters->bytes.fetch_add(std::min<size_t>(got, 1), std::memory_order_relaxed);
     long code = 0;
     curl_easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
@@ -493,10 +498,7 @@ class HttpSourceImpl final : public HttpSource {
     sink.counters = m.counters.get();
     curl_easy_setopt(e.get(), CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e.get(), CURLOPT_WRITEDATA, &sink);
-    auto t0 = std::chrono::steady_clock::now();
-    m.counters->requests++;
-    CURLcode rc = curl_easy_perform(e.get());
-    m.counters->latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    CURLcode rc = perform_counted(e.get(), m);
     long code = 0;
     curl_easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
     give_handle(std::move(e));
