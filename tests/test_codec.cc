@@ -1,14 +1,22 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <iostream>
 #include <random>
 
+#include "lanes_codec.h"
 #include "tenpak/frame_codec.h"
 #include "test_util.h"
 
 using namespace tenpak;
 
 namespace {
+
+uint32_t get_u32le(const std::string& s, size_t at) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t(uint8_t(s[at + i])) << (8 * i);
+  return v;
+}
 
 std::vector<uint8_t> random_elems(DType dt, size_t count, uint64_t seed) {
   std::vector<uint8_t> out(count * dtype_size(dt));
@@ -67,7 +75,8 @@ TEST_P(CodecRoundTrip, Lossless) {
 INSTANTIATE_TEST_SUITE_P(
     All, CodecRoundTrip,
     ::testing::Combine(::testing::Values(Codec::store, Codec::zstd, Codec::copy_base, Codec::xor_planes, Codec::sub_planes,
-                                         Codec::planes, Codec::sub_split, Codec::sub_ctx, Codec::sub_rans),
+                                         Codec::planes, Codec::sub_split, Codec::sub_ctx, Codec::sub_rans,
+                                         Codec::sub_lanes),
                        ::testing::Values(DType::F64, DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::F8_E5M2,
                                          DType::I64, DType::I32, DType::I16, DType::I8, DType::U8, DType::BOOL)));
 
@@ -94,7 +103,8 @@ TEST(Codec, ChooserIsLosslessAndPicksDeltas) {
 TEST(Codec, CorruptPayloadIsAnError) {
   auto base = random_elems(DType::BF16, 20000, 6);
   auto ft = perturb(base, DType::BF16, 7);
-  for (Codec c : {Codec::zstd, Codec::xor_planes, Codec::sub_planes, Codec::sub_split, Codec::sub_ctx, Codec::sub_rans}) {
+  for (Codec c : {Codec::zstd, Codec::xor_planes, Codec::sub_planes, Codec::sub_split, Codec::sub_ctx, Codec::sub_rans,
+                  Codec::sub_lanes}) {
     auto e = encode_frame_with(c, ft.data(), ft.size(), DType::BF16, base.data(), 3);
     Frame f = frame_for(e, DType::BF16, ft.size(), true);
     std::vector<uint8_t> out(ft.size());
@@ -266,4 +276,97 @@ TEST(Codec, SubRansCorruptPayloadIsAnError) {
     failed += !try_decode(q);
   }
   EXPECT_GT(failed, 250);
+}
+
+// sub_lanes (codec 9): the SIMD and the portable decoder implement one spec,
+// so they must agree on every payload, valid or not, and on the bytes.
+namespace {
+struct LanesResult {
+  bool ok;
+  std::vector<uint8_t> out;
+};
+LanesResult lanes_decode(const std::string& p, const std::vector<uint8_t>& base, DType dt, bool scalar) {
+  LanesResult r{false, std::vector<uint8_t>(base.size())};
+  r.ok = lanes::decode(reinterpret_cast<const uint8_t*>(p.data()), p.size(), base.data(), base.size(), dt, r.out.data(),
+                       scalar);
+  return r;
+}
+// Decodes with both paths; true when both succeed with `ft`. Any
+// disagreement between the paths fails the test.
+bool lanes_both(const std::string& p, const std::vector<uint8_t>& base, const std::vector<uint8_t>& ft, DType dt) {
+  LanesResult a = lanes_decode(p, base, dt, false), b = lanes_decode(p, base, dt, true);
+  EXPECT_EQ(a.ok, b.ok) << "SIMD and scalar decoders disagree on validity (" << dtype_name(dt) << ")";
+  if (a.ok && b.ok) EXPECT_TRUE(a.out == b.out) << "SIMD and scalar decoders disagree on bytes";
+  return a.ok && b.ok && a.out == ft;
+}
+}  // namespace
+
+TEST(Codec, SubLanesEdgeCasesBothDecoders) {
+  if (!lanes::simd_available()) std::cout << "note: no AVX-512 here, both runs use the portable decoder\n";
+  std::mt19937_64 g(31);
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::F8_E5M2, DType::I32, DType::I16,
+                   DType::I8, DType::U8, DType::BOOL}) {
+    const size_t w = dtype_size(dt);
+    for (size_t count : {0u, 1u, 31u, 32u, 33u, 63u, 64u, 65u, 1000u, 4099u}) {
+      auto base = random_elems(dt, count, 32);
+      std::vector<uint8_t> rnd(base.size()), ext(base.size());
+      for (auto& b : rnd) b = static_cast<uint8_t>(g());
+      for (size_t i = 0; i < ext.size(); ++i) ext[i] = (i % w == w - 1) ? 0x80 : 0;  // extreme differences
+      auto nudged = perturb(base, dt, 33);
+      for (const auto* ft : {&base, &rnd, &ext, &nudged}) {
+        std::string p;
+        lanes::encode(ft->data(), base.data(), ft->size(), dt, p);
+        EXPECT_TRUE(lanes_both(p, base, *ft, dt)) << dtype_name(dt) << " n=" << count;
+        // The estimate the chooser uses is close to the real size.
+        size_t est = lanes::estimate(ft->data(), base.data(), ft->size(), dt);
+        EXPECT_NEAR(double(est), double(p.size()), 72 + 0.01 * p.size()) << dtype_name(dt) << " n=" << count;
+      }
+    }
+  }
+  EXPECT_FALSE(lanes::supports(DType::F64));
+  EXPECT_FALSE(lanes::supports(DType::I64));
+}
+
+TEST(Codec, SubLanesSizeOnRealisticUpdates) {
+  // 1 MiB of realistic BF16 updates: about sub_rans's size, well under sub_planes's.
+  auto base = random_elems(DType::BF16, 1 << 19, 34);
+  auto ft = kernel_finetune(base, DType::BF16, 1 << 19);
+  std::string p;
+  lanes::encode(ft.data(), base.data(), ft.size(), DType::BF16, p);
+  ASSERT_TRUE(lanes_both(p, base, ft, DType::BF16));
+  auto r = encode_frame_with(Codec::sub_rans, ft.data(), ft.size(), DType::BF16, base.data(), 0);
+  auto sp = encode_frame_with(Codec::sub_planes, ft.data(), ft.size(), DType::BF16, base.data(), 3);
+  EXPECT_LT(p.size(), sp.payload.size());
+  EXPECT_LT(double(p.size()), 1.03 * double(r.payload.size()));
+  // The chooser takes it for such a frame.
+  EXPECT_EQ(encode_frame(ft.data(), ft.size(), DType::BF16, base.data(), EncodeOptions{3, false}).codec, Codec::sub_lanes);
+}
+
+TEST(Codec, SubLanesCorruptPayloadIsAnError) {
+  for (DType dt : {DType::BF16, DType::F32, DType::I8}) {
+    auto base = random_elems(dt, 5000, 35);
+    auto ft = can_convert_dtype(DType::F32, dt) ? kernel_finetune(base, dt, 5000) : perturb(base, dt, 36);
+    std::string p;
+    lanes::encode(ft.data(), base.data(), ft.size(), dt, p);
+    ASSERT_TRUE(lanes_both(p, base, ft, dt));
+    EXPECT_FALSE(lanes_both("", base, ft, dt));
+    for (size_t cut : {size_t(5), size_t(12), p.size() / 3, p.size() / 2, p.size() - 1})
+      EXPECT_FALSE(lanes_both(p.substr(0, cut), base, ft, dt)) << cut;
+    EXPECT_FALSE(lanes_both(p + "xx", base, ft, dt));
+    EXPECT_FALSE(lanes_both(p + "xxxx", base, ft, dt));
+    std::mt19937_64 g(37);
+    int failed = 0;
+    for (int t = 0; t < 400; ++t) {
+      std::string q = p;
+      q[g() % q.size()] ^= static_cast<char>(1 + g() % 255);
+      failed += !lanes_both(q, base, ft, dt);
+    }
+    EXPECT_GT(failed, 300) << dtype_name(dt);
+    // A state below 2^16 or a context bit without a table: refused.
+    std::string q = p;
+    const size_t states = q.size() - 128 - get_u32le(q, 0) - get_u32le(q, 4);
+    q[states + 2] = 0;
+    q[states + 3] = 0;
+    EXPECT_FALSE(lanes_both(q, base, ft, dt));
+  }
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 namespace tenpak::elem {
@@ -26,5 +27,11 @@ template <class U> U zigzag(U d) {
 }
 template <class U> U unzigzag(U z) { return U((z >> 1) ^ U(-(z & 1))); }
 inline int bit_length(uint64_t z) { return z ? 64 - __builtin_clzll(z) : 0; }
+
+// Little-endian u32 fields of payload headers.
+inline void put_u32(std::string& s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>(v >> (8 * i)));
+}
+inline uint32_t get_u32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 
 }  // namespace tenpak::elem

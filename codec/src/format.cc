@@ -15,13 +15,15 @@ const char* codec_name(Codec c) {
     case Codec::sub_split: return "sub_split";
     case Codec::sub_ctx: return "sub_ctx";
     case Codec::sub_rans: return "sub_rans";
+    case Codec::sub_lanes: return "sub_lanes";
   }
   return "?";
 }
 
 bool codec_needs_base(Codec c) {
   return c == Codec::copy_base || c == Codec::xor_planes || c == Codec::sub_planes || c == Codec::sub_split ||
-         c == Codec::sub_ctx || c == Codec::sub_rans;
+         c == Codec::sub_ctx || c == Codec::sub_rans ||
+         c == Codec::sub_lanes;
 }
 
 bool is_safe_relative_path(const std::string& s) {

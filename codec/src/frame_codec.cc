@@ -4,6 +4,7 @@
 
 #include "element_ops.h"
 #include "range_coder.h"
+#include "lanes_codec.h"
 #include "rans_codec.h"
 
 #include <algorithm>
@@ -121,8 +122,6 @@ void split16(const uint16_t* d, size_t count, Split16& s) {
   }
 }
 
-void put_u32(std::string& s, uint32_t v) { for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>(v >> (8 * i))); }
-uint32_t get_u32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 
 void diff_words(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::vector<uint8_t>& d) {
   d.resize(n);
@@ -496,6 +495,10 @@ EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, 
     case Codec::sub_rans:
       rans::encode(out, base, n, dt, e.payload);
       break;
+    case Codec::sub_lanes:
+      if (!lanes::supports(dt)) return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
+      lanes::encode(out, base, n, dt, e.payload);
+      break;
   }
   return e;
 }
@@ -503,19 +506,31 @@ EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, 
 EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t* base, const EncodeOptions& opt) {
   size_t w = dtype_size(dt);
   if (base && std::memcmp(out, base, n) == 0) return {Codec::copy_base, {}};
-  // Candidates with their estimated cost.
+  // Candidates with their estimated cost; only the winner is encoded.
   Codec best = Codec::zstd;
   double best_cost = 1e300;
-  std::vector<uint8_t> tmp, planes(n);
+  std::vector<uint8_t> tmp, planes;
   auto consider = [&](Codec c, double cost) { if (cost < best_cost) { best_cost = cost; best = c; } };
   auto planes_cost = [&](const uint8_t* src) {
+    planes.resize(n);
     to_planes(src, n, w, planes.data());
     double cost = 0;
     size_t count = n / w;
     for (size_t k = 0; k < w; ++k) cost += entropy_bytes(planes.data() + k * count, count);
     return cost;
   };
-  if (base) {
+  const bool lanes_ok = base && lanes::supports(dt);
+  EncodedFrame lanes_frame;
+  if (lanes_ok) {
+    // sub_lanes decodes fastest and is the smallest of the fast codecs on
+    // fine-tuned weights. The byte-plane codecs are only estimated when the
+    // data looks unlike fine-tuned weights (sub_lanes above half the output).
+    // Encoded outright rather than estimated: it is nearly always the winner.
+    lanes_frame.codec = Codec::sub_lanes;
+    lanes::encode(out, base, n, dt, lanes_frame.payload);
+    consider(Codec::sub_lanes, static_cast<double>(lanes_frame.payload.size()));
+  }
+  if (base && (!lanes_ok || best_cost > 0.5 * n)) {
     tmp.resize(n);
     for (size_t i = 0; i < n; ++i) tmp[i] = out[i] ^ base[i];
     consider(Codec::xor_planes, planes_cost(tmp.data()));
@@ -527,7 +542,7 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
       consider(Codec::sub_split, entropy_bytes(s.h.data(), s.h.size()) + entropy_bytes(s.l0.data(), s.l0.size()) +
                                      entropy_bytes(s.l1.data(), s.l1.size()) + 8);
     }
-  } else if (w > 1) {
+  } else if (!base && w > 1) {
     consider(Codec::planes, planes_cost(out));
   }
   // Entropy cannot see repeats (zero padding, constant tensors): plain zstd
@@ -535,7 +550,8 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
   if (n < 4096 || w == 1) {
     consider(Codec::zstd, entropy_bytes(out, n));
   }
-  EncodedFrame e = encode_frame_with(best, out, n, dt, base, opt.zstd_level);
+  EncodedFrame e = best == Codec::sub_lanes ? std::move(lanes_frame)
+                                            : encode_frame_with(best, out, n, dt, base, opt.zstd_level);
   if (best != Codec::zstd) {
     // Byte-level repetition (e.g. all-zero tensors) beats any entropy model;
     // a cheap check on the winner keeps those cases optimal.
@@ -544,17 +560,26 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
       if (z.payload.size() < e.payload.size()) e = std::move(z);
     }
   }
-  if (base) {
-    // sub_rans decodes far faster than sub_ctx and nearly as small: taken
-    // whenever it is the smallest so far.
+  if (base && !lanes_ok) {
+    // 8-byte elements: sub_rans is the rANS codec that takes them.
     EncodedFrame r = encode_frame_with(Codec::sub_rans, out, n, dt, base, 0);
     if (r.payload.size() < e.payload.size()) e = std::move(r);
   }
   if (base && opt.allow_ctx) {
-    // The context coder is slower to decode than the zstd-based codecs, so it
-    // must earn its place: at least opt.ctx_min_gain smaller.
-    EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, n, dt, base, 0, opt.layout);
-    if (c.payload.size() < e.payload.size() * (1.0 - opt.ctx_min_gain)) e = std::move(c);
+    // The context coder decodes ~50x slower than sub_lanes, so it must earn
+    // its place: at least opt.ctx_min_gain smaller. On large frames a 64 KiB
+    // sample decides first whether the full trial is worth its cost.
+    constexpr size_t kSample = 64 * 1024;
+    bool try_ctx = true;
+    if (n > 2 * kSample && lanes_ok && e.codec == Codec::sub_lanes) {
+      const size_t sn = kSample / w * w;
+      EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, sn, dt, base, 0, opt.layout);
+      try_ctx = c.payload.size() < lanes::estimate(out, base, sn, dt) * (1.0 - opt.ctx_min_gain);
+    }
+    if (try_ctx) {
+      EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, n, dt, base, 0, opt.layout);
+      if (c.payload.size() < e.payload.size() * (1.0 - opt.ctx_min_gain)) e = std::move(c);
+    }
   }
   if (e.payload.size() >= n) return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
   return e;
@@ -595,6 +620,8 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
       return ctx_decode_any(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_ctx");
     case Codec::sub_rans:
       return rans::decode(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_rans");
+    case Codec::sub_lanes:
+      return lanes::decode(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_lanes");
     case Codec::xor_planes:
       scratch.resize(n);
       if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");

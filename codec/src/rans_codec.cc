@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "element_ops.h"
+#include "freq_table.h"
 
 namespace tenpak::rans {
 namespace {
@@ -61,10 +62,6 @@ inline int context(int avg, int q, int nc) {
 }
 inline int next_avg(int avg, int k, int q) { return (7 * avg + 8 * (k + q) + 4) >> 3; }
 
-void put_u32(std::string& s, uint32_t v) {
-  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>(v >> (8 * i)));
-}
-uint32_t get_u32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 
 // Raw bits, least significant first: bit j of the stream is bit j%8 of byte j/8.
 struct BitWriter {
@@ -119,31 +116,6 @@ struct BitReader {
   uint64_t consumed_bits() const { return uint64_t(i) * 8 - uint64_t(nb); }
 };
 
-// Scales counts to frequencies summing to kScale, every present symbol >= 1.
-void normalise(const uint32_t* cnt, int ns, uint32_t* freq) {
-  uint64_t total = 0;
-  for (int s = 0; s < ns; ++s) total += cnt[s];
-  if (total == 0) {
-    for (int s = 0; s < ns; ++s) freq[s] = 0;
-    return;
-  }
-  int64_t sum = 0;
-  for (int s = 0; s < ns; ++s) {
-    if (!cnt[s]) { freq[s] = 0; continue; }
-    uint64_t f = (uint64_t(cnt[s]) * kScale + total / 2) / total;
-    freq[s] = static_cast<uint32_t>(f ? f : 1);
-    sum += freq[s];
-  }
-  // Fix the rounding on the largest entries (at most ns steps of one each;
-  // the largest is always > 1 while the sum exceeds kScale).
-  while (sum != kScale) {
-    int best = -1;
-    for (int s = 0; s < ns; ++s)
-      if (freq[s] && (best < 0 || freq[s] > freq[best])) best = s;
-    if (sum > kScale) { --freq[best]; --sum; } else { ++freq[best]; ++sum; }
-  }
-}
-
 template <class U, bool FL>
 void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, std::string& payload) {
   constexpr size_t w = sizeof(U);
@@ -178,17 +150,13 @@ void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, s
   std::vector<uint32_t> freq(size_t(nc) * ns), cum(size_t(nc) * ns);
   for (int c = 0; c < nc; ++c) {
     uint32_t* f = &freq[size_t(c) * ns];
-    normalise(&cnt[size_t(c) * ns], ns, f);
-    int n = 0;
-    for (int s = 0; s < ns; ++s) if (f[s]) n = s + 1;
-    payload.push_back(static_cast<char>(n));
+    freq::normalise(&cnt[size_t(c) * ns], ns, kScale, f);
+    const int n = freq::used_symbols(f, ns);
+    freq::put_table(payload, f, n);
     uint32_t acc = 0;
     for (int s = 0; s < n; ++s) {
       cum[size_t(c) * ns + s] = acc;
       acc += f[s];
-      uint32_t v = f[s];  // LEB128, at most 2 bytes (v <= 4096)
-      if (v >= 0x80) { payload.push_back(static_cast<char>(0x80 | (v & 0x7f))); v >>= 7; }
-      payload.push_back(static_cast<char>(v));
     }
   }
 
@@ -231,26 +199,10 @@ bool decode_t(const uint8_t* p, size_t len, const uint8_t* base, size_t count, D
   tab.resize(size_t(kMaxCtx) << kScaleBits);
   uint8_t present[kMaxCtx] = {};
   for (int c = 0; c < nc; ++c) {
-    if (pos >= len) return false;
-    const int n = p[pos++];
-    if (n > ns) return false;
-    if (n == 0) continue;
     uint32_t f[kMaxSym];
-    uint32_t sum = 0;
-    for (int s = 0; s < n; ++s) {
-      if (pos >= len) return false;
-      uint32_t v = p[pos++];
-      if (v & 0x80) {
-        if (pos >= len) return false;
-        uint32_t hi = p[pos++];
-        if (hi & 0x80) return false;
-        v = (v & 0x7f) | (hi << 7);
-      }
-      if (v > kScale) return false;
-      f[s] = v;
-      sum += v;
-    }
-    if (sum != kScale || f[n - 1] == 0) return false;
+    int n = 0;
+    if (!freq::get_table(p, len, pos, ns, kScale, f, n)) return false;
+    if (n == 0) continue;
     uint32_t* t = &tab[size_t(c) << kScaleBits];
     uint32_t at = 0;
     for (int s = 0; s < n; ++s)

@@ -1,0 +1,44 @@
+// Codec 9, sub_lanes: zigzag ulp differences against the base, split into a
+// bit-length symbol and the raw bits under the leading one (as codec 8), with
+// a model chosen for data-parallel decoding: the symbol's context is the
+// base element's exponent bucket only (no dependency on earlier elements),
+// and element i belongs to lane i mod 32, each lane with its own rANS state
+// and its own raw-bit buffer. 16 or 32 consecutive elements then decode as
+// one SIMD step. docs/FORMAT.md ("codec 9") is the normative description.
+// Private to tenpak_codec: frame_codec.cc dispatches here.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "tenpak/safetensors.h"
+
+namespace tenpak::lanes {
+
+// Element widths the codec takes: 1, 2 and 4 bytes (not 8: a raw field could
+// then exceed the 32-bit refill unit).
+bool supports(DType dt);
+
+// Appends the sub_lanes payload of `out` against `base` (both n bytes of
+// elements of type dt, n a multiple of the element size, supports(dt)).
+void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload);
+
+// Size in bytes encode() would produce, from one pass of counting (no
+// coding): lets the builder compare codecs without encoding them all. Header,
+// tables and raw bits are exact; the rANS words are the entropy of the
+// symbols under the stored tables, within about 2 bytes per lane.
+size_t estimate(const uint8_t* out, const uint8_t* base, size_t n, DType dt);
+
+// Decodes a sub_lanes payload into `out` (n bytes). Returns false when the
+// payload is corrupt (bad tables, truncated or over-long streams, final
+// states wrong, non-zero padding); never reads outside [payload, payload +
+// len) or the n bytes of base, never writes outside the n bytes of out.
+// Uses AVX-512 when the CPU has it; `force_scalar` selects the portable path
+// (tests compare the two).
+bool decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out,
+            bool force_scalar = false);
+
+// Whether decode() takes the SIMD path on this CPU.
+bool simd_available();
+
+}  // namespace tenpak::lanes
