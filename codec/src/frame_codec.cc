@@ -530,7 +530,10 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
     lanes::encode(out, base, n, dt, lanes_frame.payload);
     consider(Codec::sub_lanes, static_cast<double>(lanes_frame.payload.size()));
   }
-  if (base && (!lanes_ok || best_cost > 0.5 * n)) {
+  // Small frames (small tensors): sub_lanes' fixed cost (32 states, tables)
+  // weighs more, and trying every codec costs little.
+  const bool small = n <= 256 * 1024;
+  if (base && (!lanes_ok || small || best_cost > 0.5 * n)) {
     tmp.resize(n);
     for (size_t i = 0; i < n; ++i) tmp[i] = out[i] ^ base[i];
     consider(Codec::xor_planes, planes_cost(tmp.data()));
@@ -560,8 +563,9 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
       if (z.payload.size() < e.payload.size()) e = std::move(z);
     }
   }
-  if (base && !lanes_ok) {
-    // 8-byte elements: sub_rans is the rANS codec that takes them.
+  if (base && (!lanes_ok || small)) {
+    // 8-byte elements: sub_rans is the rANS codec that takes them; on small
+    // frames its 16 bytes of states beat sub_lanes' 128.
     EncodedFrame r = encode_frame_with(Codec::sub_rans, out, n, dt, base, 0);
     if (r.payload.size() < e.payload.size()) e = std::move(r);
   }

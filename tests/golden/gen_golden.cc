@@ -3,6 +3,10 @@
 //   cmake --build build --target tenpak_golden_gen
 //   build/tests/golden/tenpak_golden_gen tests/golden
 //
+// --rans-only and --lanes-only add valid-rans/ (codec 8) and valid-lanes/ plus
+// invalid/sub_lanes-* (codec 9) against the existing base; --fix-unknown-codec
+// patches invalid/unknown-codec in place (see fix_unknown_codec).
+//
 // Regenerate ONLY for a deliberate format change (with a new format version):
 // the point of these files is that today's reader must keep decoding
 // yesterday's bytes. Inputs are deterministic (own generator, fixed seeds).
@@ -288,10 +292,197 @@ int write_rans_golden(const std::string& root) {
   return 0;
 }
 
+namespace {
+
+// A codec byte no version-1 reader knows (kMaxCodec grows as codecs are added;
+// the unknown-codec case once stored kMaxCodec + 1 = 8, which became sub_rans).
+constexpr uint8_t kUnknownCodec = 255;
+
+// Byte offset of frame k's record in a serialized index: the frame table is
+// the last nfr * 64 bytes before the 8-byte checksum (docs/FORMAT.md).
+size_t frame_record_at(const std::string& idx, uint32_t k) {
+  uint32_t nfr;
+  std::memcpy(&nfr, &idx[24], 4);
+  return idx.size() - 8 - static_cast<size_t>(nfr) * 64 + static_cast<size_t>(k) * 64;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// Adds valid-lanes/ (codec 9, sub_lanes) against the EXISTING base/base.bin and
+// the invalid/sub_lanes-* cases, leaving every older golden file as it is.
+int write_lanes_golden(const std::string& root) {
+  Built b;
+  b.base = read_file(root + "/base/base.bin");
+  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
+  Rng g{9};
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = b.base.size();
+  bf.sha256 = sha256(b.base.data(), b.base.size());
+  b.m.base_files.push_back(bf);
+  std::string expected = "ok\n";
+  struct LanesCase {
+    const char* name;
+    DType dt;
+    size_t base_at, elems;   // base range: elems elements of dt at byte base_at
+    std::vector<size_t> frames;  // elements per frame (sum = elems)
+    int max_bits;             // differences up to about 2^max_bits (as w-byte integers)
+  };
+  // Element counts: multiples of 32, not, under 32 (idle lanes), one element;
+  // max_bits so that some raw values fill most of a raw word (U = 16 or 32).
+  const LanesCase lcs[] = {
+      {"sub_lanes-BF16", DType::BF16, 0, 256, {256}, 10},
+      {"sub_lanes-F32", DType::F32, 0, 200, {200}, 30},
+      {"sub_lanes-F16", DType::F16, 8, 300, {300}, 15},
+      {"sub_lanes-I8", DType::I8, 0, 1000, {1000}, 7},
+      {"sub_lanes-U8", DType::U8, 100, 20, {20}, 8},
+      {"sub_lanes-I16", DType::I16, 64, 77, {77}, 16},
+      {"sub_lanes-BF16-frames-45-7-1", DType::BF16, 640, 53, {45, 7, 1}, 6},
+  };
+  for (const LanesCase& c : lcs) {
+    const size_t w = dtype_size(c.dt), n = c.elems * w;
+    if (c.base_at + n > b.base.size()) { std::fprintf(stderr, "%s: base too small\n", c.name); return 1; }
+    std::string out = b.base.substr(c.base_at, n);
+    for (size_t i = 0; i < n; i += w) {
+      // A difference of random bit length 0..max_bits, either sign, added to
+      // the element as a w-byte integer (any bytes are valid output).
+      const int bits = static_cast<int>(g.next() % (c.max_bits + 1));
+      const uint64_t mag = bits ? (g.next() & ((uint64_t{1} << bits) - 1)) | (uint64_t{1} << (bits - 1)) : 0;
+      uint64_t v = 0;
+      std::memcpy(&v, &out[i], w);
+      v = (g.next() & 1) ? v - mag : v + mag;
+      std::memcpy(&out[i], &v, w);
+    }
+    OutFile of;
+    of.name = std::string(c.name) + ".bin";
+    of.size = n;
+    of.sha256 = sha256(out.data(), n);
+    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
+    size_t e0 = 0;
+    for (size_t ne : c.frames) {
+      const uint8_t* o = reinterpret_cast<const uint8_t*>(out.data()) + e0 * w;
+      const uint8_t* bs = reinterpret_cast<const uint8_t*>(b.base.data()) + c.base_at + e0 * w;
+      EncodedFrame e = encode_frame_with(Codec::sub_lanes, o, ne * w, c.dt, bs, 0);
+      if (e.codec != Codec::sub_lanes) { std::fprintf(stderr, "%s: not encoded as sub_lanes\n", c.name); return 1; }
+      Frame fr;
+      fr.file = static_cast<uint32_t>(b.m.out_files.size());
+      fr.out_offset = e0 * w;
+      fr.out_len = static_cast<uint32_t>(ne * w);
+      fr.data_offset = b.data.size();
+      fr.data_len = static_cast<uint32_t>(e.payload.size());
+      fr.codec = Codec::sub_lanes;
+      fr.dtype = fr.base_dtype = c.dt;
+      fr.base_file = 0;
+      fr.base_offset = c.base_at + e0 * w;
+      fr.base_len = static_cast<uint32_t>(ne * w);
+      fr.hash = xxh128(o, ne * w);
+      b.data += e.payload;
+      b.m.frames.push_back(fr);
+      e0 += ne;
+    }
+    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+    b.m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+  }
+  write_delta(root + "/valid-lanes", serialize_manifest(b.m), b.data, expected);
+  std::printf("wrote %s/valid-lanes\n", root.c_str());
+
+  // Invalid sub_lanes payloads, each a one-file delta that must fail in
+  // read_frame as corrupt. Offsets come from the payload layout of
+  // docs/FORMAT.md: u32 A, u32 B, u32 M, tables, 32 states, A + B bytes.
+  struct Payload {
+    std::string dat;
+    Frame f;
+    uint32_t A, B;
+    size_t states() const { return f.data_len - 128 - A - B; }  // t
+  };
+  auto one = [&](const std::string& file) {
+    auto [m, dat] = subset(b, {file});
+    Payload p{dat, m.frames[0], 0, 0};
+    std::memcpy(&p.A, &dat[p.f.data_offset], 4);
+    std::memcpy(&p.B, &dat[p.f.data_offset + 4], 4);
+    return std::make_pair(m, p);
+  };
+  const std::string corrupt = "error corrupt read\n";
+  {
+    // One byte short: the payload length no longer equals t + 128 + A + B.
+    auto [m, p] = one("sub_lanes-F32.bin");
+    m.frames[0].data_len -= 1;
+    write_delta(root + "/invalid/sub_lanes-truncated", serialize_manifest(m), p.dat.substr(0, p.dat.size() - 1), corrupt);
+  }
+  {
+    // State X_0 = 0xFFFF, under 2^16.
+    auto [m, p] = one("sub_lanes-BF16.bin");
+    const uint32_t x = 0xFFFF;
+    std::memcpy(&p.dat[p.f.data_offset + p.states()], &x, 4);
+    write_delta(root + "/invalid/sub_lanes-bad-state", serialize_manifest(m), p.dat, corrupt);
+  }
+  {
+    // 20 elements: lane 31 has none, so its state must stay 2^16; make it 2^16 + 1.
+    auto [m, p] = one("sub_lanes-U8.bin");
+    const uint32_t x = 0x10001;
+    std::memcpy(&p.dat[p.f.data_offset + p.states() + 31 * 4], &x, 4);
+    write_delta(root + "/invalid/sub_lanes-idle-lane-state", serialize_manifest(m), p.dat, corrupt);
+  }
+  {
+    // A valid BF16 payload (256 elements, 512 bytes) in a frame declared F64:
+    // codec 9 does not allow 8-byte elements.
+    auto [m, p] = one("sub_lanes-BF16.bin");
+    m.frames[0].dtype = m.frames[0].base_dtype = DType::F64;
+    write_delta(root + "/invalid/sub_lanes-w8", serialize_manifest(m), p.dat, corrupt);
+  }
+  {
+    // A padding bit (an unread bit of a lane's last raw word) set to 1. Raw
+    // bits never change the symbols, so flipping a value bit still decodes
+    // (to other bytes) while flipping a padding bit must be refused: the first
+    // raw-area bit whose flip is refused is a padding bit. The output bytes
+    // are unchanged, so only the padding check can catch it.
+    auto [m, p] = one("sub_lanes-F16.bin");
+    const size_t raw_at = p.f.data_offset + p.f.data_len - p.B;
+    std::vector<uint8_t> base_range(b.base.begin() + p.f.base_offset, b.base.begin() + p.f.base_offset + p.f.base_len);
+    std::vector<uint8_t> dec(p.f.out_len);
+    bool found = false;
+    for (size_t bit = 0; bit < size_t{8} * p.B && !found; ++bit) {
+      std::string d = p.dat;
+      d[raw_at + bit / 8] ^= static_cast<char>(1u << (bit % 8));
+      Frame f = p.f;
+      Status st = decode_frame(f, reinterpret_cast<const uint8_t*>(d.data()) + f.data_offset, base_range.data(), dec.data());
+      if (st.ok()) continue;
+      std::printf("sub_lanes-padding: raw bit %zu of %u is padding\n", bit, 8 * p.B);
+      write_delta(root + "/invalid/sub_lanes-padding", serialize_manifest(m), d, corrupt);
+      found = true;
+    }
+    if (!found) { std::fprintf(stderr, "sub_lanes-padding: no padding bit found\n"); return 1; }
+  }
+  std::printf("wrote %s/invalid/sub_lanes-*\n", root.c_str());
+  return 0;
+}
+
+// invalid/unknown-codec was written with codec kMaxCodec + 1 = 8, now sub_rans:
+// the case was refused only because that store frame has no base. Patches
+// frame 0's codec byte to kUnknownCodec and re-seals the checksum (reseal), so
+// the index is refused for the reason its name says.
+int fix_unknown_codec(const std::string& root) {
+  const std::string path = root + "/invalid/unknown-codec/" + kIndexFile;
+  std::string idx = read_file(path);
+  if (idx.size() < 36 + 64 + 8) { std::fprintf(stderr, "cannot read %s\n", path.c_str()); return 1; }
+  idx[frame_record_at(idx, 0) + 28] = static_cast<char>(kUnknownCodec);
+  write(path, reseal(idx));
+  std::printf("patched %s: frame 0 codec = %u\n", path.c_str(), kUnknownCodec);
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];
@@ -303,6 +494,7 @@ int main(int argc, char** argv) {
   for (auto& [name, bytes] : b.outputs) expected += hex(sha256(bytes.data(), bytes.size())) + " " + name + "\n";
   write_delta(root + "/valid", idx, b.data, expected);
   if (write_rans_golden(root)) return 1;
+  if (write_lanes_golden(root)) return 1;
 
   // Invalid deltas, each with the error class a reader must report and the
   // step at which it must be found (open, base, read).
@@ -326,7 +518,7 @@ int main(int argc, char** argv) {
   }
   {
     Manifest m = sm;
-    m.frames[frame_of("store-U8.bin")].codec = static_cast<Codec>(kMaxCodec + 1);
+    m.frames[frame_of("store-U8.bin")].codec = static_cast<Codec>(kUnknownCodec);
     write_delta(root + "/invalid/unknown-codec", serialize_manifest(m), sdat, "error corrupt open\n");
   }
   {

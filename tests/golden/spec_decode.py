@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """An independent decoder written from docs/FORMAT.md alone (Python stdlib only).
 
-It parses tenpak.idx of tests/golden/valid, decodes every output file whose
-frames use only codecs that need no zstd (store, copy_base, sub_ctx) from
-tenpak.dat and base/base.bin, and compares the sha256 with expected.txt. It
-checks that the specification is precise enough to reimplement sub_ctx and
-its range coder. Exit 0 on success.
+It parses tenpak.idx of tests/golden/valid, valid-rans and valid-lanes,
+decodes every output file whose frames use only codecs that need no zstd
+(store, copy_base, sub_ctx, sub_rans, sub_lanes) from tenpak.dat and
+base/base.bin, and compares the sha256 with expected.txt. Then every
+invalid/ case that must fail as "corrupt" at "read" and uses those codecs
+must be refused. It checks that the specification is precise enough to
+reimplement sub_ctx and its range coder, sub_rans and sub_lanes, including
+what they call corruption. Exit 0 on success.
 
   python3 tests/golden/spec_decode.py [tests/golden]
 """
@@ -119,17 +122,196 @@ def efield(b, name):
             "F8_E4M3": (b >> 3) & 15, "F8_E5M2": (b >> 2) & 31}.get(name, 0)
 
 
+class Corrupt(Exception):
+    """A payload the specification calls corruption."""
+
+
+def need(cond, what):
+    if not cond:
+        raise Corrupt(what)
+
+
+def bucket(b, name):
+    """q(b): the exponent bucket of codecs 7, 8 and 9."""
+    e = efield(b, name)
+    return min(max(e - (104 if name in ("BF16", "F32") else 1000 if name == "F64" else 0), 0), 31)
+
+
+def freq_table(payload, p, ns, total):
+    """u8 n, then n LEB128 frequencies (at most 2 bytes each, each <= total), summing to total,
+    the last one > 0 (codecs 8 and 9). Returns (freqs, cums, position after it); n = 0 gives None."""
+    need(p < len(payload), "truncated table")
+    n = payload[p]
+    p += 1
+    if n == 0:
+        return None, None, p
+    need(n <= ns, "table with more symbols than NS")
+    f = []
+    for _ in range(n):
+        v, shift = 0, 0
+        for nbytes in (1, 2):
+            need(p < len(payload), "truncated table")
+            byte = payload[p]
+            p += 1
+            v |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+            need(nbytes < 2, "LEB128 frequency longer than 2 bytes")
+        need(v <= total, "frequency over the total")
+        f.append(v)
+    need(sum(f) == total and f[-1] > 0, "frequencies do not sum to the total")
+    cum = [0]
+    for v in f:
+        cum.append(cum[-1] + v)
+    return f, cum, p
+
+
+def symbol_of(cum, slot):
+    """The symbol s with cum[s] <= slot < cum[s+1] (f_s = 0 symbols own no slot)."""
+    s = 0
+    while cum[s + 1] <= slot:
+        s += 1
+    return s
+
+
+def finish(out, base, w, fl, i, z):
+    mask = (1 << (8 * w)) - 1
+    b = int.from_bytes(base[i * w:(i + 1) * w], "little")
+    d = (z >> 1) ^ -(z & 1)
+    out += unord((ord_(b, w, fl) + d) & mask, w, fl).to_bytes(w, "little")
+
+
+def sub_rans(payload, base, n, dt):
+    """FORMAT.md, "Codec 8: sub_rans"."""
+    name, w, fl = DTYPES[dt]
+    count = n // w
+    nc = {1: 16, 2: 24, 4: 40, 8: 40}[w]
+    ns = 8 * w + 1
+    need(len(payload) >= 4, "truncated header")
+    R = int.from_bytes(payload[0:4], "little")
+    p = 4
+    tables = []
+    for _ in range(nc):
+        f, cum, p = freq_table(payload, p, ns, 4096)
+        tables.append((f, cum))
+    t = p
+    need(t + 16 + R <= len(payload), "truncated states or raw bits")
+    X = [int.from_bytes(payload[t + 4 * j:t + 4 * j + 4], "little") for j in range(4)]
+    need(all(x >= 1 << 16 for x in X), "rANS state under 2^16")
+    words_end = len(payload) - R
+    need((words_end - t - 16) % 2 == 0, "odd word area")
+    wp = t + 16
+    raw = payload[words_end:]
+    bitpos = 0
+    avg = 0
+    out = bytearray()
+    for i in range(count):
+        b = int.from_bytes(base[i * w:(i + 1) * w], "little")
+        q = bucket(b, name)
+        ctx = min(max(((avg + 4) >> 3) - q + 4, 0), nc - 1)
+        f, cum = tables[ctx]
+        need(f is not None, "context without a table")
+        x = X[i % 4]
+        slot = x % 4096
+        s = symbol_of(cum, slot)
+        x = f[s] * (x >> 12) + slot - cum[s]
+        if x < 1 << 16:
+            need(wp + 2 <= words_end, "rANS words exhausted")
+            x = (x << 16) | int.from_bytes(payload[wp:wp + 2], "little")
+            wp += 2
+        X[i % 4] = x
+        k = s
+        z = 0
+        if k >= 1:
+            v = 0
+            for j in range(k - 1):
+                need(bitpos < 8 * R, "raw bits exhausted")
+                v |= ((raw[bitpos >> 3] >> (bitpos & 7)) & 1) << j
+                bitpos += 1
+            z = (1 << (k - 1)) + v
+        avg = (7 * avg + 8 * (k + q) + 4) >> 3
+        finish(out, base, w, fl, i, z)
+    need(all(x == 1 << 16 for x in X), "final rANS state not 2^16")
+    need(wp == words_end, "unread rANS words")
+    need((bitpos + 7) // 8 == R, "raw stream length does not match the bits read")
+    return bytes(out)
+
+
+def sub_lanes(payload, base, n, dt):
+    """FORMAT.md, "Codec 9: sub_lanes"."""
+    name, w, fl = DTYPES[dt]
+    need(w in (1, 2, 4), "sub_lanes on an element width other than 1, 2, 4")
+    count = n // w
+    ns = 8 * w + 1
+    U = 16 if w <= 2 else 32
+    need(len(payload) >= 12, "truncated header")
+    A, B, M = (int.from_bytes(payload[4 * j:4 * j + 4], "little") for j in range(3))
+    need(A % 2 == 0 and B % (U // 8) == 0, "word area lengths")
+    p = 12
+    tables = {}
+    for c in range(32):
+        if M >> c & 1:
+            f, cum, p = freq_table(payload, p, ns, 2048)
+            need(f is not None, "announced table with n = 0")
+            tables[c] = (f, cum)
+    t = p
+    need(len(payload) == t + 128 + A + B, "payload length is not t + 128 + A + B")
+    X = [int.from_bytes(payload[t + 4 * j:t + 4 * j + 4], "little") for j in range(32)]
+    need(all(x >= 1 << 16 for x in X), "rANS state under 2^16")
+    wp, wend = t + 128, t + 128 + A
+    rp, rend = wend, wend + B
+    buf = [0] * 32
+    cnt = [0] * 32
+    out = bytearray()
+    for i in range(count):
+        l = i % 32
+        b = int.from_bytes(base[i * w:(i + 1) * w], "little")
+        c = bucket(b, name)
+        need(c in tables, "context without a table")
+        f, cum = tables[c]
+        x = X[l]
+        slot = x % 2048
+        s = symbol_of(cum, slot)
+        x = f[s] * (x >> 11) + slot - cum[s]
+        if x < 1 << 16:
+            need(wp + 2 <= wend, "rANS words exhausted")
+            x = (x << 16) | int.from_bytes(payload[wp:wp + 2], "little")
+            wp += 2
+        X[l] = x
+        k = s
+        r = max(k - 1, 0)
+        if cnt[l] < r:
+            need(rp + U // 8 <= rend, "raw words exhausted")
+            buf[l] |= int.from_bytes(payload[rp:rp + U // 8], "little") << cnt[l]
+            rp += U // 8
+            cnt[l] += U
+        v = buf[l] & ((1 << r) - 1)
+        buf[l] >>= r
+        cnt[l] -= r
+        z = 0 if k == 0 else (1 << (k - 1)) + v
+        finish(out, base, w, fl, i, z)
+    need(wp == wend and rp == rend, "unread words")
+    need(all(x == 1 << 16 for x in X), "final rANS state not 2^16")
+    need(all(v == 0 for v in buf), "non-zero padding bits in a raw word")
+    return bytes(out)
+
+
 def sub_ctx(payload, base, n, dt):
     """FORMAT.md, "Codec 7: sub_ctx"."""
     name, w, fl = DTYPES[dt]
     count = n // w
+    need(len(payload) >= 1, "empty payload")
     kw = payload[0]
     c = [0, 0, 0]
     area = phase = 1
     h = 1
     if kw:
+        need(len(payload) >= 9 and w != 8, "kw != 0 with a short header or w = 8")
         area, phase = payload[1], payload[2]
         c = [struct.unpack_from("<h", payload, 3 + 2 * t)[0] for t in range(3)]
+        need(area != 0 and area % kw == 0 and phase < area, "bad kernel area or phase")
+        need(all(-1024 <= v <= 1024 for v in c) and any(c), "bad coefficients")
         h = 9
     rd = RangeDecoder(payload[h:])
     L = {1: 4, 2: 5, 4: 6, 8: 7}[w]
@@ -149,7 +331,7 @@ def sub_ctx(payload, base, n, dt):
         for _ in range(L):
             node = 2 * node + rd.bit(prob(K, (q, ctx, node)))
         k = node - (1 << L)
-        assert k <= 8 * w
+        need(k <= 8 * w, "bit length over 8w")
         z = 0
         if k >= 1:
             z = 1
@@ -185,47 +367,111 @@ def sub_ctx(payload, base, n, dt):
         xs.append(x)
         a = unord((ord_(b, w, fl) + di) & mask, w, fl)
         out += a.to_bytes(w, "little")
-    assert rd.past <= 4, "read past the payload"
+    need(rd.past <= 4, "read past the payload")
     return bytes(out)
 
 
-def main():
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
-    valid = root / "valid"
-    _, bases, outs, frames = parse_index((valid / "tenpak.idx").read_bytes())
-    dat = (valid / "tenpak.dat").read_bytes()
-    base = (root / "base" / bases[0][0]).read_bytes()
+CODECS = {0: lambda p, b, n, dt: p, 2: lambda p, b, n, dt: b, 7: sub_ctx, 8: sub_rans, 9: sub_lanes}
+
+
+def decodable(fr):
+    """Frames this decoder handles: no zstd (codecs 1, 3-6) and no dtype conversion."""
+    return all(f["codec"] in CODECS and (f["dtype"] == f["base_dtype"] or f["codec"] == 0) for f in fr)
+
+
+def rebuild(delta, base, of, frames):
+    """The output file `of` rebuilt from its frames (raises Corrupt)."""
+    dat = (delta / "tenpak.dat").read_bytes()
+    buf = bytearray(of["size"])
+    for f in frames[of["first"]:of["first"] + of["count"]]:
+        p = dat[f["data_offset"]:f["data_offset"] + f["data_len"]]
+        need(len(p) == f["data_len"], "payload past the end of tenpak.dat")
+        b = base[f["base_offset"]:f["base_offset"] + f["base_len"]] if f["codec"] != 0 else b""
+        o = CODECS[f["codec"]](p, b, f["out_len"], f["dtype"])
+        need(len(o) == f["out_len"], "wrong output length")
+        buf[f["out_offset"]:f["out_offset"] + f["out_len"]] = o
+    return bytes(buf)
+
+
+def check_valid(root, folder, base, need_all, at_least):
+    """Decodes every decodable output file of root/folder; its sha256 must be the one in expected.txt."""
+    delta = root / folder
+    _, _, outs, frames = parse_index((delta / "tenpak.idx").read_bytes())
     expected = {}
-    for line in (valid / "expected.txt").read_text().split("\n")[1:]:
+    for line in (delta / "expected.txt").read_text().split("\n")[1:]:
         if line:
             h, name = line.split()
             expected[name] = h
     checked = 0
     for of in outs:
-        fr = frames[of["first"]:of["first"] + of["count"]]
-        if any(f["codec"] not in (0, 2, 7) or f["dtype"] != f["base_dtype"] and f["codec"] != 0 for f in fr):
+        if not decodable(frames[of["first"]:of["first"] + of["count"]]):
+            if need_all:
+                print(f"FAIL {folder}/{of['name']}: not decodable here")
+                return False
             continue
-        buf = bytearray(of["size"])
-        for f in fr:
-            p = dat[f["data_offset"]:f["data_offset"] + f["data_len"]]
-            b = base[f["base_offset"]:f["base_offset"] + f["base_len"]]
-            if f["codec"] == 0:
-                o = p
-            elif f["codec"] == 2:
-                o = b
-            else:
-                o = sub_ctx(p, b, f["out_len"], f["dtype"])
-            buf[f["out_offset"]:f["out_offset"] + f["out_len"]] = o
-        got = hashlib.sha256(buf).hexdigest()
+        try:
+            got = hashlib.sha256(rebuild(delta, base, of, frames)).hexdigest()
+        except Corrupt as e:
+            print(f"FAIL {folder}/{of['name']}: refused: {e}")
+            return False
         if got != expected[of["name"]]:
-            print(f"FAIL {of['name']}: sha256 {got} != {expected[of['name']]}")
-            return 1
-        print(f"ok   {of['name']}")
+            print(f"FAIL {folder}/{of['name']}: sha256 {got} != {expected[of['name']]}")
+            return False
+        print(f"ok   {folder}/{of['name']}")
         checked += 1
-    if checked < 6:
-        print(f"FAIL: only {checked} files checked")
+    if checked < at_least:
+        print(f"FAIL {folder}: only {checked} files checked")
+        return False
+    return True
+
+
+def check_invalid(root, base):
+    """Every invalid/ case that must fail at `read` and whose frames this decoder handles must be
+    refused: a Corrupt payload, or a rebuilt file whose sha256 differs from its OutFile record (this
+    decoder has no XXH3-128, so the frame hash check is replaced by the file's sha256). Returns the
+    number of cases checked, or -1 on a failure."""
+    checked = 0
+    for delta in sorted((root / "invalid").iterdir()):
+        if (delta / "expected.txt").read_text().split() != ["error", "corrupt", "read"]:
+            continue
+        _, _, outs, frames = parse_index((delta / "tenpak.idx").read_bytes())
+        if not all(decodable(frames[of["first"]:of["first"] + of["count"]]) for of in outs):
+            continue
+        why = None
+        for of in outs:
+            try:
+                if hashlib.sha256(rebuild(delta, base, of, frames)).digest() != of["sha"]:
+                    why = f"{of['name']}: sha256 differs"
+                    if delta.name != "frame-hash":  # every other case is a payload the decoder must refuse
+                        print(f"FAIL invalid/{delta.name}: decoded (to other bytes) instead of being refused")
+                        return -1
+            except Corrupt as e:
+                why = f"{of['name']}: {e}"
+            if why:
+                break
+        if not why:
+            print(f"FAIL invalid/{delta.name}: decoded without error")
+            return -1
+        print(f"ok   invalid/{delta.name} refused ({why})")
+        checked += 1
+    return checked
+
+
+def main():
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
+    _, bases, _, _ = parse_index((root / "valid" / "tenpak.idx").read_bytes())
+    base = (root / "base" / bases[0][0]).read_bytes()
+    # valid/ also holds zstd-based frames (skipped); valid-rans/ and valid-lanes/ must decode entirely.
+    if not (check_valid(root, "valid", base, False, 6) and check_valid(root, "valid-rans", base, True, 5) and
+            check_valid(root, "valid-lanes", base, True, 7)):
         return 1
-    print(f"{checked} files decoded from the specification alone")
+    n = check_invalid(root, base)
+    if n < 0:
+        return 1
+    if n < 8:
+        print(f"FAIL: only {n} invalid cases checked")
+        return 1
+    print(f"valid and {n} invalid golden deltas decoded from the specification alone")
     return 0
 
 

@@ -4,14 +4,17 @@
 // written before fails here.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "tenpak/delta.h"
 #include "tenpak/hash.h"
+#include "lanes_codec.h"  // codec/src (private): to run the portable sub_lanes decoder too
 
 namespace fs = std::filesystem;
 using namespace tenpak;
@@ -55,7 +58,7 @@ std::vector<std::string> lines(const std::string& path) {
 }  // namespace
 
 class GoldenValid : public ::testing::TestWithParam<std::string> {};
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans"));
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes"));
 
 TEST_P(GoldenValid, DecodesToRecordedSha256) {
   const std::string dir = golden() + "/" + GetParam();
@@ -78,7 +81,7 @@ TEST_P(GoldenValid, DecodesToRecordedSha256) {
 
 TEST(Golden, EveryCodecIsCovered) {
   std::set<int> seen;
-  for (const char* d : {"/valid", "/valid-rans"}) {
+  for (const char* d : {"/valid", "/valid-rans", "/valid-lanes"}) {
     auto r = open_delta_dir(golden() + d);
     ASSERT_TRUE(r.ok()) << r.status().message();
     for (auto& f : (*r)->manifest().frames) seen.insert(static_cast<int>(f.codec));
@@ -103,5 +106,70 @@ TEST(Golden, InvalidDeltasFailWithTheRecordedError) {
     EXPECT_EQ(step, want_step) << e.path() << ": " << st.message();
     ++n;
   }
-  EXPECT_GE(n, 8);
+  EXPECT_GE(n, 13);
+}
+
+// invalid/unknown-codec must name a codec no reader knows. It once stored
+// kMaxCodec + 1 of its day (8), which later became sub_rans: the case then
+// passed only because that frame lacks the base codec 8 needs. Reads the raw
+// codec byte of frame 0 (the frame table is the last nfr * 64 bytes before the
+// 8-byte checksum, docs/FORMAT.md) so that it fails again if kMaxCodec reaches it.
+TEST(Golden, UnknownCodecIsStillUnknown) {
+  std::ifstream f(golden() + "/invalid/unknown-codec/tenpak.idx", std::ios::binary);
+  std::string idx((std::istreambuf_iterator<char>(f)), {});
+  ASSERT_GE(idx.size(), 36u + 64 + 8);
+  uint32_t nfr;
+  std::memcpy(&nfr, &idx[24], 4);
+  ASSERT_GE(nfr, 1u);
+  ASSERT_GE(idx.size(), 36u + 8 + size_t{64} * nfr);
+  const uint8_t codec = static_cast<uint8_t>(idx[idx.size() - 8 - size_t{64} * nfr + 28]);
+  EXPECT_GT(codec, kMaxCodec);
+}
+
+// read_frame takes the AVX-512 sub_lanes decoder where the CPU has it, so the
+// tests above may never run the portable one: decode every codec-9 golden
+// frame with both. Valid frames must give the same bytes with the recorded
+// frame hash; the invalid/sub_lanes-* payloads must be refused by both.
+TEST(Golden, LanesBothDecodersAgree) {
+  auto slurp = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
+  };
+  const std::string base = slurp(golden() + "/base/base.bin");
+  std::vector<std::string> dirs = {golden() + "/valid-lanes"};
+  for (auto& e : fs::directory_iterator(golden() + "/invalid"))
+    if (e.path().filename().string().rfind("sub_lanes-", 0) == 0) dirs.push_back(e.path().string());
+  ASSERT_GE(dirs.size(), 5u);
+  int valid = 0, refused = 0;
+  for (const std::string& dir : dirs) {
+    auto r = open_delta_dir(dir);
+    ASSERT_TRUE(r.ok()) << dir << ": " << r.status().message();
+    const std::string dat = slurp(dir + "/tenpak.dat");
+    const bool want_ok = dir == golden() + "/valid-lanes";
+    bool all_ok = true;
+    for (const Frame& f : (*r)->manifest().frames) {
+      ASSERT_EQ(f.codec, Codec::sub_lanes) << dir;
+      ASSERT_LE(f.data_offset + f.data_len, dat.size()) << dir;
+      ASSERT_LE(f.base_offset + f.base_len, base.size()) << dir;
+      const auto* p = reinterpret_cast<const uint8_t*>(dat.data()) + f.data_offset;
+      const auto* b = reinterpret_cast<const uint8_t*>(base.data()) + f.base_offset;
+      std::vector<uint8_t> simd(f.out_len), scalar(f.out_len);
+      const bool ok1 = lanes::decode(p, f.data_len, b, f.out_len, f.dtype, simd.data(), false);
+      const bool ok2 = lanes::decode(p, f.data_len, b, f.out_len, f.dtype, scalar.data(), true);
+      EXPECT_EQ(ok1, ok2) << dir << " frame at " << f.out_offset;
+      if (want_ok) {
+        EXPECT_TRUE(ok2) << dir << " frame at " << f.out_offset;
+        EXPECT_EQ(simd, scalar) << dir << " frame at " << f.out_offset;
+        EXPECT_TRUE(xxh128(scalar.data(), scalar.size()) == f.hash) << dir << " frame at " << f.out_offset;
+        ++valid;
+      }
+      all_ok = all_ok && ok1 && ok2;
+    }
+    if (!want_ok) {
+      EXPECT_FALSE(all_ok) << dir << " decoded";
+      ++refused;
+    }
+  }
+  EXPECT_GE(valid, 9);
+  EXPECT_GE(refused, 4);
 }

@@ -26,7 +26,7 @@ struct FrameLayout {
 struct EncodeOptions {
   int zstd_level = 3;
   bool allow_ctx = true;       // consider the sub_ctx codec (smallest, slowest to decode)
-  double ctx_min_gain = 0.03;  // take it only when this fraction smaller than the best faster codec (zstd-based or sub_rans)
+  double ctx_min_gain = 0.02;  // take it only when this fraction smaller than the best faster codec (sub_lanes, zstd-based)
   FrameLayout layout;
 };
 
