@@ -12,6 +12,10 @@
 //       N threads each rebuild every frame (same files, same order, started
 //       together); reports bytes fetched against bytes needed. readers-fetch
 //       makes the same reads without decoding (fetch dedup without the CPU).
+//   remote_bench needed DELTA BASE
+//       only opens the delta (paths or URLs) and reports needed_bytes: what a
+//       reader of the whole model must fetch at least (the mount benchmark's
+//       denominator for case 4)
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -156,7 +160,7 @@ class MemSampler {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: remote_bench rebuild|warm-base|fetch-base|readers|readers-fetch DELTA_URL BASE_URL [--cache DIR] [--cache-size BYTES]\n"
+               "usage: remote_bench rebuild|warm-base|fetch-base|readers|readers-fetch|needed DELTA_URL BASE_URL [--cache DIR] [--cache-size BYTES]\n"
                "                    [--threads N] [--readers N]\n");
   return 2;
 }
@@ -226,6 +230,8 @@ int main(int argc, char** argv) {
       });
     for (auto& t : ts) t.join();
     served = total;
+  } else if (mode == "needed") {
+    // Nothing to do: the JSON line below carries bytes_needed().
   } else if (mode == "readers" || mode == "readers-fetch") {
     const bool decode = mode == "readers";
     std::vector<std::thread> ts;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -40,7 +41,7 @@ namespace {
 // ---- counters --------------------------------------------------------------
 
 struct Counters {
-  std::atomic<uint64_t> bytes{0}, requests{0}, retries{0};
+  std::atomic<uint64_t> bytes{0}, requests{0}, retries{0}, http2{0};
   std::atomic<uint64_t> errors[static_cast<int>(FetchCause::count_)] = {};
   std::atomic<uint64_t> buckets[kFetchLatencyBucketCount] = {};
   std::atomic<uint64_t> lat_count{0}, lat_sum_us{0};
@@ -56,6 +57,7 @@ struct Counters {
     s.bytes = bytes.load();
     s.requests = requests.load();
     s.retries = retries.load();
+    s.http2_responses = http2.load();
     for (int i = 0; i < static_cast<int>(FetchCause::count_); ++i) s.errors[i] = errors[i].load();
     for (size_t i = 0; i < kFetchLatencyBucketCount; ++i) s.latency_buckets[i] = buckets[i].load();
     s.latency_count = lat_count.load();
@@ -103,6 +105,12 @@ CURLSH* global_share() {
     return s;
   }();
   return sh;
+}
+
+// $CURL_CA_BUNDLE, as the curl tool reads it ("" when unset).
+std::string env_ca_bundle() {
+  const char* v = std::getenv("CURL_CA_BUNDLE");
+  return v ? v : "";
 }
 
 struct EasyDeleter {
@@ -356,6 +364,7 @@ class HttpSourceImpl final : public HttpSource {
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);  // the hub redirects to its CDN
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+    if (!ca_file_.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file_.c_str());
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, opt_.connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, opt_.low_speed_limit);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, opt_.low_speed_time_s);
@@ -419,6 +428,9 @@ class HttpSourceImpl final : public HttpSource {
     m.counters->requests++;
     CURLcode rc = curl_easy_perform(e);
     m.counters->latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    long version = 0;  // of the last response; 0 when none came
+    if (curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version) == CURLE_OK && version == CURL_HTTP_VERSION_2_0)
+      m.counters->http2++;
     return rc;
   }
 
@@ -526,6 +538,7 @@ class HttpSourceImpl final : public HttpSource {
   }
 
   HttpOptions opt_;
+  std::string ca_file_ = opt_.ca_file.empty() ? env_ca_bundle() : opt_.ca_file;
   std::vector<std::unique_ptr<Mirror>> mirrors_;
   Slist headers_;
   uint64_t size_ = 0;
@@ -558,6 +571,7 @@ FetchStats fetch_stats_total() {
     t.bytes += s.bytes;
     t.requests += s.requests;
     t.retries += s.retries;
+    t.http2_responses += s.http2_responses;
     for (int i = 0; i < static_cast<int>(FetchCause::count_); ++i) t.errors[i] += s.errors[i];
     for (size_t i = 0; i < kFetchLatencyBucketCount; ++i) t.latency_buckets[i] += s.latency_buckets[i];
     t.latency_count += s.latency_count;

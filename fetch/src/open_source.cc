@@ -67,14 +67,11 @@ Result<std::unique_ptr<BlockSource>> open_local_checked(const std::string& path,
 
 }  // namespace
 
-std::optional<HubRef> parse_hub_location(const std::string& location) {
-  std::string s = location;
-  bool explicit_hf = s.rfind("hf://", 0) == 0;
-  if (explicit_hf) {
-    s = s.substr(5);
-  } else {
-    if (s.empty() || s[0] == '/' || is_url(s) || local_exists(s)) return std::nullopt;
-  }
+namespace {
+
+// The hub-id syntax alone, "org/name[@rev][/path]" (no "hf://"), with no look
+// at the local file system.
+std::optional<HubRef> parse_hub_syntax(const std::string& s) {
   size_t a = s.find('/');
   if (a == std::string::npos) return std::nullopt;
   size_t b = s.find('/', a + 1);
@@ -95,6 +92,24 @@ std::optional<HubRef> parse_hub_location(const std::string& location) {
   if (!r.path.empty() && (r.path.find("//") != std::string::npos || r.path.find("..") != std::string::npos))
     return std::nullopt;
   return r;
+}
+
+// True when a location without a scheme is a local path for sure, existing
+// or not: absolute, "~", "./" or "../" first, or its first component exists
+// here (then "models/llama/delta" with "models/" present is a local path
+// with a missing part, never a hub id "models/llama").
+bool local_looking(const std::string& s) {
+  if (s.empty() || s[0] == '/' || s[0] == '~' || s.rfind("./", 0) == 0 || s.rfind("../", 0) == 0) return true;
+  size_t a = s.find('/');
+  return local_exists(a == std::string::npos ? s : s.substr(0, a));
+}
+
+}  // namespace
+
+std::optional<HubRef> parse_hub_location(const std::string& location) {
+  if (location.rfind("hf://", 0) == 0) return parse_hub_syntax(location.substr(5));
+  if (is_url(location) || local_looking(location) || local_exists(location)) return std::nullopt;
+  return parse_hub_syntax(location);
 }
 
 std::string hub_url(const HubRef& ref) {
@@ -129,6 +144,9 @@ Result<std::unique_ptr<BlockSource>> open_source_mirrors(const std::vector<std::
     auto r = open_local_checked(loc, opt);
     if (r.ok()) return r;
     last = r.status();
+    // Hub-shaped but local-looking (see local_looking): say how to mean the hub.
+    if (!local_exists(loc) && loc[0] != '/' && parse_hub_syntax(loc))
+      last = Status{last.code(), last.message() + " (a local path: for a Hugging Face hub id write hf://" + loc + ")"};
   }
   if (urls.empty()) return last;
   auto r = open_http_source(urls, http_options_for(urls.front(), opt));

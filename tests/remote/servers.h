@@ -105,11 +105,25 @@ inline std::string find_nginx() {
   return "";
 }
 
+// True when the nginx at `bin` was built with the HTTP/2 module (`nginx -V`).
+inline bool nginx_has_http2(const std::string& bin) {
+  std::string out;
+  if (FILE* p = popen((bin + " -V 2>&1").c_str(), "r")) {
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    pclose(p);
+  }
+  return out.find("--with-http_v2_module") != std::string::npos;
+}
+
 // nginx serving `root` on 127.0.0.1, foreground, single process, every file
-// it writes under `work`.
+// it writes under `work`. With `cert` and `key` (PEM files): https with
+// HTTP/2 offered by ALPN (needs nginx's http_v2 module, see nginx_has_http2).
 class Nginx {
  public:
-  bool start(const std::string& root, const std::string& work, std::string* err) {
+  bool start(const std::string& root, const std::string& work, std::string* err, const std::string& cert = "",
+             const std::string& key = "") {
+    tls_ = !cert.empty();
     std::string bin = find_nginx();
     if (bin.empty()) {
       *err = "nginx not installed (package nginx-light)";
@@ -127,7 +141,9 @@ class Nginx {
         << "  client_body_temp_path " << work << "/tmp/body;\n  proxy_temp_path " << work << "/tmp/proxy;\n"
         << "  fastcgi_temp_path " << work << "/tmp/fastcgi;\n  uwsgi_temp_path " << work << "/tmp/uwsgi;\n"
         << "  scgi_temp_path " << work << "/tmp/scgi;\n"
-        << "  server {\n    listen 127.0.0.1:" << port_ << ";\n    root " << root << ";\n  }\n}\n";
+        << "  server {\n    listen 127.0.0.1:" << port_ << (tls_ ? " ssl http2" : "") << ";\n    root " << root << ";\n";
+      if (tls_) f << "    ssl_certificate " << cert << ";\n    ssl_certificate_key " << key << ";\n";
+      f << "  }\n}\n";
       f.close();
       child_ = std::make_unique<Child>();
       child_->start({bin, "-e", work + "/error.log", "-p", work, "-c", conf}, work + "/nginx.out");
@@ -140,11 +156,12 @@ class Nginx {
     *err = "nginx did not start; see " + work + "/error.log";
     return false;
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_); }
   pid_t pid() const { return child_ ? child_->pid() : -1; }
   void stop() { child_.reset(); }
 
  private:
+  bool tls_ = false;
   int port_ = 0;
   std::unique_ptr<Child> child_;
 };

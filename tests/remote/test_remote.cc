@@ -148,6 +148,10 @@ TEST_F(NginxTest, RangeReadsMatchLocalBytes) {
   EXPECT_EQ(bad.load(), 0);
   std::vector<uint8_t> b(10);
   EXPECT_FALSE((*src)->read(local.size() - 5, 10, b.data()).ok());  // past the end
+  // Plain http: HTTP/1.1 (the control for Http2.NegotiatedOverTlsWithCorrectReads).
+  FetchStats st = fetch_stats(ng_->url() + "/blob");
+  EXPECT_GT(st.requests, 0u);
+  EXPECT_EQ(st.http2_responses, 0u);
 }
 
 TEST_F(NginxTest, OpenErrorsNameTheUrl) {
@@ -173,6 +177,62 @@ TEST_F(NginxTest, DeltaAndBaseRebuiltOverHttp) {
     std::string orig = tptest::read_file(g_root + "/a/finetune/" + of.name);
     EXPECT_EQ(hex(sha256(orig.data(), orig.size())), hex(of.sha256)) << of.name;
   }
+}
+
+// HTTP/2 when offered: nginx with TLS (a certificate made here by the
+// openssl CLI) and http2. libcurl negotiates h2 by ALPN; every response
+// must come over HTTP/2 and every byte must be right. Skipped when nginx
+// lacks the http_v2 module or openssl is missing.
+TEST(Http2, NegotiatedOverTlsWithCorrectReads) {
+  std::string bin = tptest::find_nginx();
+  if (bin.empty()) GTEST_SKIP() << "nginx not installed (package nginx-light)";
+  if (!tptest::nginx_has_http2(bin)) GTEST_SKIP() << bin << " has no http_v2 module";
+  if (run("openssl version") != 0) GTEST_SKIP() << "no openssl CLI";
+  std::string dir = g_work + "/h2";
+  fs::create_directories(dir);
+  ASSERT_EQ(run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+                " -keyout " + dir + "/key.pem -out " + dir + "/cert.pem"),
+            0);
+  tptest::Nginx ng;
+  std::string err;
+  ASSERT_TRUE(ng.start(g_root, dir + "/nginx", &err, dir + "/cert.pem", dir + "/key.pem")) << err;
+  ASSERT_EQ(ng.url().rfind("https://", 0), 0u);
+  HttpOptions http;
+  http.ca_file = dir + "/cert.pem";
+  SourceOptions so;
+  so.http = http;
+  // Ranges of a 3 MiB file from 4 threads at once (a connection each).
+  std::string url = ng.url() + "/blob", blob = tptest::read_file(g_root + "/blob");
+  auto src = open_source(url, so);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  ASSERT_EQ((*src)->size(), blob.size());
+  std::string got(blob.size(), '\0');
+  const size_t chunk = 100000;  // not a power of two: ranges cross every boundary
+  std::vector<std::thread> ts;
+  std::vector<Status> sts(4);
+  for (size_t t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (size_t off = t * chunk; off < blob.size() && sts[t].ok(); off += 4 * chunk)
+        sts[t] = (*src)->read(off, std::min(chunk, blob.size() - off), reinterpret_cast<uint8_t*>(got.data() + off));
+    });
+  for (auto& th : ts) th.join();
+  for (auto& st : sts) ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(got == blob) << "wrong bytes over HTTP/2";
+  FetchStats fsx = fetch_stats(url);
+  EXPECT_GT(fsx.requests, 4u);
+  EXPECT_EQ(fsx.http2_responses, fsx.requests) << "not every response came over HTTP/2";
+  // A delta and its base over https + h2: rebuilt with every hash checked.
+  auto r = open_remote(ng.url() + "/b/delta", ng.url() + "/b/base", nullptr, nullptr, http);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto n = apply_delta(**r, "", ApplyOptions{});
+  ASSERT_TRUE(n.ok()) << n.status().to_string();
+  EXPECT_GT(fetch_stats(ng.url() + "/b/delta/" + kDataFile).http2_responses, 0u);
+  // Without the certificate trusted: a clear TLS error, no bytes served.
+  SourceOptions untrusted;
+  untrusted.http.attempts_per_mirror = 1;
+  auto bad = open_source(ng.url() + "/a/delta/" + kIndexFile, untrusted);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("certificate"), std::string::npos) << bad.status().message();
 }
 
 TEST_F(NginxTest, CacheSecondPassFetchesNothingAndSecondFineTuneNoBase) {
@@ -409,6 +469,64 @@ TEST_F(FaultTest, FlippedBitsAreNeverServed) {
   ao.threads = 2;
   auto n = apply_delta(**r, "", ao);
   EXPECT_TRUE(n.ok()) << n.status().to_string();
+}
+
+// Bare hub ids against HF_ENDPOINT = nginx, and the inputs that must stay
+// local paths: every one of them names a file that the hub form would find,
+// so a network try would succeed and only a local-path reading fails.
+TEST_F(NginxTest, BareHubIdsAndLocalLookingPaths) {
+  std::string hub_file = g_root + "/hub/org-x/name_y/resolve/main/sub/blob";
+  fs::create_directories(fs::path(hub_file).parent_path());
+  fs::copy_file(g_root + "/blob", hub_file, fs::copy_options::overwrite_existing);
+  std::string blob = tptest::read_file(g_root + "/blob");
+  std::string here = g_work + "/cwd-hub";
+  fs::create_directories(here);
+  struct Restore {  // the working directory and HF_ENDPOINT, also when an ASSERT returns early
+    std::string cwd = fs::current_path();
+    ~Restore() {
+      fs::current_path(cwd);
+      ::unsetenv("HF_ENDPOINT");
+    }
+  } restore;
+  ::setenv("HF_ENDPOINT", (ng_->url() + "/hub").c_str(), 1);
+  fs::current_path(here);
+  auto check_reads = [&](const std::string& loc) {
+    auto r = open_source(loc);
+    ASSERT_TRUE(r.ok()) << loc << ": " << r.status().to_string();
+    ASSERT_EQ((*r)->size(), blob.size()) << loc;
+    std::string got(4096, '\0');
+    ASSERT_TRUE((*r)->read(1 << 20, got.size(), reinterpret_cast<uint8_t*>(got.data())).ok()) << loc;
+    EXPECT_EQ(got, blob.substr(1 << 20, got.size())) << loc;
+  };
+  auto check_local_missing = [&](const std::string& loc) {
+    EXPECT_FALSE(parse_hub_location(loc).has_value()) << loc;
+    EXPECT_FALSE(is_remote_location(loc)) << loc;
+    auto r = open_source(loc);
+    ASSERT_FALSE(r.ok()) << loc << " was opened";
+    EXPECT_NE(r.status().message().find("No such file or directory"), std::string::npos) << r.status().message();
+    EXPECT_EQ(r.status().message().find("127.0.0.1"), std::string::npos) << "a network try: " << r.status().message();
+  };
+  // Nothing named org-x here: the bare id is a hub id, as is hf://.
+  check_reads("org-x/name_y/sub/blob");
+  check_reads("org-x/name_y@main/sub/blob");
+  check_reads("hf://org-x/name_y/sub/blob");
+  // Explicitly relative: local, whatever exists.
+  check_local_missing("./org-x/name_y/sub/blob");
+  check_local_missing("../org-x/name_y/sub/blob");
+  // A local org-x/ directory: "org-x/name_y/..." is a local path with a
+  // missing part; the error says how to mean the hub; hf:// still does.
+  fs::create_directories(here + "/org-x");
+  check_local_missing("org-x/name_y/sub/blob");
+  auto r = open_source("org-x/name_y/sub/blob");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("write hf://org-x/name_y/sub/blob"), std::string::npos) << r.status().message();
+  check_reads("hf://org-x/name_y/sub/blob");
+  // A local file at the very path wins over the hub, as before.
+  fs::create_directories(here + "/org-x/name_y/sub");
+  tptest::write_file(here + "/org-x/name_y/sub/blob", "local");
+  auto l = open_source("org-x/name_y/sub/blob");
+  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  EXPECT_EQ((*l)->size(), 5u);
 }
 
 TEST(Locations, HubIdsAndJoin) {

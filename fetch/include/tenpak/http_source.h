@@ -38,6 +38,10 @@ struct HttpOptions {
   std::string bearer_token;
   // When set, an origin of any other size is refused at open (Errc::mismatch).
   std::optional<uint64_t> expected_size;
+  // PEM file of the CA certificates to trust for https, instead of the
+  // system's (a private CDN, tests). Empty: $CURL_CA_BUNDLE when set, as for
+  // the curl tool; else the system store.
+  std::string ca_file;
 };
 
 // Why a request failed; counted per origin.
@@ -62,6 +66,7 @@ struct FetchStats {
   uint64_t bytes = 0;       // body bytes received (accepted or not)
   uint64_t requests = 0;    // HTTP requests sent (probes included)
   uint64_t retries = 0;     // requests repeated after a failure
+  uint64_t http2_responses = 0;  // requests answered over HTTP/2 (negotiated by ALPN on https)
   uint64_t errors[static_cast<int>(FetchCause::count_)] = {};
   uint64_t latency_buckets[kFetchLatencyBucketCount] = {};  // cumulative counts, Prometheus style
   uint64_t latency_count = 0;

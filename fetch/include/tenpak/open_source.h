@@ -3,10 +3,15 @@
 //   - a local path;
 //   - an http(s) URL;
 //   - a hub id: "hf://org/name[@revision]/path/in/repo", or the same without
-//     "hf://" when no such local path exists. It resolves like the Hugging
-//     Face hub: {HF_ENDPOINT}/{org}/{name}/resolve/{revision}/{path}
-//     (HF_ENDPOINT defaults to https://huggingface.co, revision to "main"),
-//     with HF_TOKEN, when set, sent as a bearer token (never logged).
+//     "hf://" (a bare id) when it cannot be a local path: nothing exists at
+//     that path, nor at its first component ("org"), and it does not start
+//     with "/", "~", "./" or "../". So with a local "models/" directory,
+//     "models/llama/delta" is a local path (a missing one fails with "No such
+//     file or directory", no network try); "hf://" always means the hub.
+//     A hub id resolves like the Hugging Face hub:
+//     {HF_ENDPOINT}/{org}/{name}/resolve/{revision}/{path} (HF_ENDPOINT
+//     defaults to https://huggingface.co, revision to "main"), with HF_TOKEN, when set,
+//     sent as a bearer token (never logged).
 // A directory location (a delta directory, a base model directory) is the
 // same with no file part; join_location() appends a file name to any kind.
 #pragma once
@@ -56,7 +61,7 @@ struct HubRef {
   std::string org, name, revision = "main", path;  // path: the file in the repo ("" for the repo itself)
 };
 // Parses "hf://org/name[@rev][/path]" always, and the bare form
-// "org/name[@rev][/path]" when nothing exists at that local path.
+// "org/name[@rev][/path]" when it cannot be a local path (rule above).
 std::optional<HubRef> parse_hub_location(const std::string& location);
 // {HF_ENDPOINT}/{org}/{name}/resolve/{revision}/{path}
 std::string hub_url(const HubRef& ref);
