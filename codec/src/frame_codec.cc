@@ -565,9 +565,11 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
   }
   if (base && (!lanes_ok || small)) {
     // 8-byte elements: sub_rans is the rANS codec that takes them; on small
-    // frames its 16 bytes of states beat sub_lanes' 128.
+    // frames its 16 bytes of states beat sub_lanes' 128, but it decodes ~8x
+    // slower: against sub_lanes it must be opt.ctx_min_gain smaller too.
     EncodedFrame r = encode_frame_with(Codec::sub_rans, out, n, dt, base, 0);
-    if (r.payload.size() < e.payload.size()) e = std::move(r);
+    const double need = e.codec == Codec::sub_lanes ? 1.0 - opt.ctx_min_gain : 1.0;
+    if (r.payload.size() < e.payload.size() * need) e = std::move(r);
   }
   if (base && opt.allow_ctx) {
     // The context coder decodes ~50x slower than sub_lanes, so it must earn
