@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <thread>
@@ -80,6 +82,25 @@ std::string render_prometheus(const std::vector<std::pair<std::string, const Blo
   per_cache("tenpak_cache_bytes", "gauge", "Bytes of values stored.", [](const CacheStats& s) { return s.bytes_used; });
   per_cache("tenpak_cache_limit_bytes", "gauge", "Size limit.", [](const CacheStats& s) { return s.bytes_limit; });
   o << extra;
+  return o.str();
+}
+
+std::string render_prometheus_histogram(const std::string& name, const std::string& help, const std::vector<double>& bounds,
+                                        const std::vector<uint64_t>& cumulative, double sum, uint64_t count) {
+  std::ostringstream o;
+  metric(o, name.c_str(), "histogram", help.c_str());
+  char num[40];
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    // The shortest form that reads back as the same double ("0.00025", "1").
+    for (int prec = 1; prec <= 17; ++prec) {
+      std::snprintf(num, sizeof num, "%.*g", prec, bounds[i]);
+      if (std::strtod(num, nullptr) == bounds[i]) break;
+    }
+    o << name << "_bucket{le=\"" << num << "\"} " << (i < cumulative.size() ? cumulative[i] : count) << "\n";
+  }
+  o << name << "_bucket{le=\"+Inf\"} " << count << "\n";
+  std::snprintf(num, sizeof num, "%.9g", sum);
+  o << name << "_sum " << num << "\n" << name << "_count " << count << "\n";
   return o.str();
 }
 

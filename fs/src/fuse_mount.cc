@@ -137,6 +137,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->keep_cache = 1;  // immutable content: keep pages across opens, share them between processes
   }
   fuse_reply_open(req, fi);
+  c.fs->opened(ino);  // after the reply: starts rebuilding the file's first frames in the background
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {

@@ -1,5 +1,7 @@
 #include "tenpak/model_fs.h"
 
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,7 +26,91 @@
 namespace tenpak {
 namespace {
 
-using FramePtr = std::shared_ptr<const std::vector<uint8_t>>;
+// Memory for rebuilt frames. A fresh 4 KiB page costs a page fault on
+// first touch, and on virtual machines a fault costs 20-50 us: 5-15 ms per
+// 1 MiB frame, as much as decoding it. So large frames (the common case)
+// live in 1 MiB slots carved out of 2 MiB-aligned regions that ask for
+// transparent huge pages (one fault per 2 MiB), and slots are recycled when
+// a frame leaves the cache instead of going back to malloc (whose freed
+// memory may be returned to the kernel and faulted in again). Regions are
+// kept until the file system is destroyed; beyond `max_bytes` of them,
+// frames fall back to the heap.
+class FramePool : public std::enable_shared_from_this<FramePool> {
+ public:
+  static constexpr size_t kSlot = kMaxFrameOut;            // the largest frame
+  static constexpr size_t kMinPooled = kSlot / 2;          // smaller frames: heap
+  static constexpr size_t kRegion = 32u << 20;             // 32 slots per mapping
+  static constexpr size_t kHuge = 2u << 20;
+
+  explicit FramePool(size_t max_bytes) : max_bytes_(max_bytes) {}
+  ~FramePool() {
+    for (auto& [p, n] : regions_) munmap(p, n);
+  }
+  // A slot, or nullptr when the pool is at its limit (or mmap failed).
+  uint8_t* take() {
+    std::lock_guard lk(mu_);
+    if (free_.empty() && !grow_locked()) return nullptr;
+    uint8_t* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void give_back(uint8_t* p) {
+    std::lock_guard lk(mu_);
+    free_.push_back(p);
+  }
+
+ private:
+  bool grow_locked() {
+    if (mapped_ + kRegion > max_bytes_) return false;
+    void* raw = mmap(nullptr, kRegion + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return false;
+    regions_.emplace_back(raw, kRegion + kHuge);
+    auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~uintptr_t(kHuge - 1));
+    madvise(base, kRegion, MADV_HUGEPAGE);  // best effort (THP "never": plain pages, still recycled)
+    for (size_t off = kRegion; off >= kSlot; off -= kSlot) free_.push_back(base + off - kSlot);
+    mapped_ += kRegion;
+    return true;
+  }
+  std::mutex mu_;
+  size_t max_bytes_, mapped_ = 0;
+  std::vector<uint8_t*> free_;
+  std::vector<std::pair<void*, size_t>> regions_;
+};
+
+// The bytes of one frame: a pool slot (returned when the last reference
+// goes) or a heap buffer.
+class FrameBuf {
+ public:
+  FrameBuf(size_t len, const std::shared_ptr<FramePool>& pool) : len_(len) {
+    if (pool && len >= FramePool::kMinPooled && len <= FramePool::kSlot) {
+      if (uint8_t* p = pool->take()) {
+        data_ = p;
+        pool_ = pool;
+        return;
+      }
+    }
+    heap_.reset(new uint8_t[len ? len : 1]);  // not zeroed: every byte is written by the rebuild
+    data_ = heap_.get();
+  }
+  ~FrameBuf() {
+    if (pool_) pool_->give_back(data_);
+  }
+  FrameBuf(const FrameBuf&) = delete;
+  FrameBuf& operator=(const FrameBuf&) = delete;
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return len_; }
+  // Memory it holds (what the cache limit counts).
+  size_t footprint() const { return pool_ ? FramePool::kSlot : len_; }
+
+ private:
+  size_t len_;
+  uint8_t* data_ = nullptr;
+  std::unique_ptr<uint8_t[]> heap_;
+  std::shared_ptr<FramePool> pool_;
+};
+
+using FramePtr = std::shared_ptr<const FrameBuf>;
 
 // Reads VmRSS / VmHWM of this process from /proc/self/status.
 void read_rss(uint64_t& rss, uint64_t& peak) {
@@ -50,6 +136,9 @@ struct Counters {
   std::atomic<uint64_t> prefetch_issued{0}, prefetch_hits{0}, prefetch_wasted{0}, prefetch_dropped{0}, prefetch_failed{0};
   std::atomic<uint64_t> persistent_hits{0}, persistent_rejected{0}, retries{0}, retried_ok{0};
   std::atomic<uint64_t> errors_io{0}, errors_corrupt{0}, errors_base_missing{0}, errors_other{0};
+  // Rebuild latency: per-bucket (not cumulative) counts, the last one is +Inf.
+  std::atomic<uint64_t> rebuild_hist[kRebuildLatencyBucketCount + 1] = {};
+  std::atomic<uint64_t> rebuild_sum_ns{0};
 };
 
 }  // namespace
@@ -72,6 +161,7 @@ struct ModelFs::Impl {
   struct SeqState {
     std::mutex mu;
     uint64_t next_off = UINT64_MAX;  // end of the last read (UINT64_MAX: none yet)
+    bool opened = false;             // opened at least once (the open hint was given)
     uint64_t window = 0;             // bytes to keep rebuilt ahead; 0 after a far seek
     uint32_t ahead_to = 0;           // local frames below this were already requested
   };
@@ -85,6 +175,10 @@ struct ModelFs::Impl {
     std::list<uint64_t>::iterator lru;
     bool from_prefetch = false, used = false;
   };
+  // Who rebuilds a frame: a reader (demand), a worker ahead of a reader
+  // (prefetch: speculative), or a worker on behalf of a reader that needs
+  // the frame now (assist: demand work done in parallel).
+  enum class Kind { demand, prefetch, assist };
   struct Inflight {
     bool done = false, prefetch = false;
     Status st;
@@ -92,6 +186,8 @@ struct ModelFs::Impl {
   };
 
   FsOptions opt;
+  std::shared_ptr<FramePool> pool;  // null: frames on the heap
+  const std::chrono::steady_clock::time_point t_start = std::chrono::steady_clock::now();
   std::vector<Model> models;
   std::vector<Node> nodes;  // ino = index + 1
   std::vector<std::unique_ptr<SeqState>> seq;  // per node (files only)
@@ -107,11 +203,27 @@ struct ModelFs::Impl {
   std::list<uint64_t> lru;  // front: most recent
   size_t cache_bytes = 0;
   std::unordered_map<uint64_t, std::shared_ptr<Inflight>> inflight;
-  std::deque<uint64_t> queue;
-  std::unordered_set<uint64_t> queued;
+  // Two queues for the workers: `urgent` (frames a reader waits for, or the
+  // start of a file just opened) before `queue` (prefetch ahead of a
+  // sequential reader). A prefetch job only starts while no reader rebuilds
+  // a frame itself and no urgent job runs: on a machine with few cores,
+  // speculative work must not slow down the bytes someone is waiting for.
+  std::deque<uint64_t> urgent, queue;
+  std::unordered_map<uint64_t, Kind> queued;  // frames in either queue
   unsigned busy_workers = 0;
+  unsigned demand_active = 0;  // rebuilds done by readers themselves or for them (assist, urgent)
   bool stopping = false;
   std::vector<std::thread> workers;
+
+  // Milliseconds since the file system was created (trace lines).
+  double now_ms() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  }
+  static std::string ms_str(double ms) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f", ms);
+    return b;
+  }
 
   void log(const std::string& line) const {
     if (opt.log) opt.log(line);
@@ -209,25 +321,37 @@ struct ModelFs::Impl {
     e.lru = lru.begin();
     e.from_prefetch = prefetch;
     e.used = !prefetch;
-    cache_bytes += data->size();
+    cache_bytes += data->footprint();
     cache.emplace(gid, std::move(e));
     while (cache_bytes > opt.frame_cache_bytes && lru.size() > 1) {
       uint64_t victim = lru.back();
       auto vit = cache.find(victim);
       if (vit->second.from_prefetch && !vit->second.used) c.prefetch_wasted++;
-      cache_bytes -= vit->second.data->size();
+      cache_bytes -= vit->second.data->footprint();
       cache.erase(vit);
       lru.pop_back();
       c.cache_evictions++;
     }
   }
 
-  // Rebuilds frame `gid` with retries; the persistent cache first when there is one.
+  void record_latency(std::chrono::steady_clock::duration d) {
+    const double s = std::chrono::duration<double>(d).count();
+    size_t i = 0;
+    while (i < kRebuildLatencyBucketCount && s > kRebuildLatencyBuckets[i]) ++i;
+    c.rebuild_hist[i]++;
+    c.rebuild_sum_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  }
+
+  // Rebuilds frame `gid`; the persistent cache first when there is one.
+  // Only io errors (an origin read that failed: transient) are retried here;
+  // a corrupt frame was already rebuilt a second time from the origins by
+  // DeltaReader::read_frame (cached copies dropped), so trying again could
+  // only give the same wrong bytes; a missing base does not heal by waiting.
   Result<FramePtr> rebuild(uint64_t gid) {
     auto [mi, k] = locate(gid);
     DeltaReader& r = *models[mi].reader;
     const Frame& f = r.manifest().frames[k];
-    auto buf = std::make_shared<std::vector<uint8_t>>(f.out_len);
+    auto buf = std::make_shared<FrameBuf>(f.out_len, pool);
 #if TENPAK_HAVE_CACHE
     if (opt.block_cache) {
       if (opt.block_cache->get(frame_cache_key(f.hash), f.out_len, buf->data())) {
@@ -241,19 +365,20 @@ struct ModelFs::Impl {
     }
 #endif
     Status st;
+    const auto t0 = std::chrono::steady_clock::now();
     for (unsigned attempt = 0;; ++attempt) {
       st = r.read_frame(k, buf->data());
       if (st.ok()) {
         if (attempt > 0) c.retried_ok++;
         break;
       }
-      // A missing base or a bad argument does not heal by waiting.
-      if (st.code() == Errc::invalid || attempt >= opt.retries) break;
+      if (st.code() != Errc::io || attempt >= opt.retries) break;
       c.retries++;
       log("retrying frame rebuild (attempt " + std::to_string(attempt + 2) + "): " + st.message());
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<uint64_t>(opt.retry_delay_ms) << attempt));
     }
     if (!st.ok()) return st;
+    record_latency(std::chrono::steady_clock::now() - t0);
     c.frames_rebuilt++;
     c.bytes_rebuilt += buf->size();
 #if TENPAK_HAVE_CACHE
@@ -263,9 +388,10 @@ struct ModelFs::Impl {
   }
 
   // The verified bytes of frame `gid`: from the cache, by joining a rebuild
-  // in flight, or by rebuilding it. `prefetch`: called by a prefetch worker
-  // (returns at once when the frame is cached or in flight).
-  Result<FramePtr> get(uint64_t gid, bool prefetch) {
+  // in flight, or by rebuilding it. Workers (kind prefetch or assist) return
+  // at once when the frame is cached or in flight.
+  Result<FramePtr> get(uint64_t gid, Kind kind) {
+    const bool prefetch = kind != Kind::demand;
     std::unique_lock lk(mu);
     bool rejoined = false;
     for (;;) {
@@ -290,67 +416,116 @@ struct ModelFs::Impl {
         if (e != cache.end()) e->second.used = true;
         return inf->data;
       }
-      // A failed prefetch: rebuild on our own (with our own retries), once.
-      if (!inf->prefetch || rejoined) return inf->st;
+      // A prefetch that failed on an origin read: rebuild on our own (with
+      // our own retries), once. Other causes would fail the same way again.
+      if (!inf->prefetch || rejoined || inf->st.code() != Errc::io) return inf->st;
       rejoined = true;
     }
-    if (!prefetch) c.cache_misses++;
-    else c.prefetch_issued++;
+    if (kind == Kind::prefetch) c.prefetch_issued++;
+    else c.cache_misses++;
     auto inf = std::make_shared<Inflight>();
-    inf->prefetch = prefetch;
+    inf->prefetch = kind == Kind::prefetch;
     inflight.emplace(gid, inf);
+    if (kind == Kind::demand) ++demand_active;
     lk.unlock();
+    const double t0 = opt.trace_reads ? now_ms() : 0;
     auto r = rebuild(gid);
+    if (opt.trace_reads) {
+      auto [mi, k] = locate(gid);
+      log("rebuild frame " + std::to_string(k) + " of " + models[mi].reader->name() +
+          (kind == Kind::prefetch ? " (prefetch)" : kind == Kind::assist ? " (assist)" : " (read)") +
+          " at " + ms_str(t0) + " ms took " + ms_str(now_ms() - t0) + " ms" + (r.ok() ? "" : ": " + r.status().message()));
+    }
     lk.lock();
     inflight.erase(gid);
     inf->done = true;
     if (r.ok()) {
       inf->data = *r;
-      insert_locked(gid, *r, prefetch);
+      insert_locked(gid, *r, kind == Kind::prefetch);
     } else {
       inf->st = r.status();
     }
+    if (kind == Kind::demand && --demand_active == 0) work_cv.notify_all();
     cv.notify_all();
     if (!r.ok()) return r.status();
     return *r;
   }
 
-  // Queues frames for the prefetch workers (dropped when the queue is full).
-  void enqueue(uint64_t g0, uint64_t g1) {
+  // Queues frames for the prefetch workers (dropped when the queue is
+  // full), or, `urgent`, at the front of the line: `kind` says whether a
+  // reader needs them (assist) or they are a guess (prefetch).
+  void enqueue(uint64_t g0, uint64_t g1, Kind kind = Kind::prefetch, bool urgent_line = false) {
     if (workers.empty() || g0 >= g1) return;
     std::lock_guard lk(mu);
     for (uint64_t g = g0; g < g1; ++g) {
-      if (cache.count(g) || inflight.count(g) || queued.count(g)) continue;
-      if (queue.size() >= opt.prefetch_queue_frames) {
-        c.prefetch_dropped += g1 - g;
-        break;
+      if (cache.count(g) || inflight.count(g)) continue;
+      auto q = queued.find(g);
+      if (q != queued.end()) {
+        if (!urgent_line) continue;
+        // Promote: a reader now needs a frame queued as a prefetch.
+        if (q->second == Kind::prefetch) {
+          auto it = std::find(queue.begin(), queue.end(), g);
+          if (it != queue.end()) {
+            queue.erase(it);
+            urgent.push_back(g);
+          }
+        }
+        q->second = kind;
+        continue;
       }
-      queue.push_back(g);
-      queued.insert(g);
+      if (urgent_line) {
+        urgent.push_back(g);
+      } else {
+        if (queue.size() >= opt.prefetch_queue_frames) {
+          c.prefetch_dropped += g1 - g;
+          break;
+        }
+        queue.push_back(g);
+      }
+      queued.emplace(g, kind);
     }
     work_cv.notify_all();
   }
 
+  // A worker thread. Jobs of the prefetch queue run at a lower CPU priority
+  // (opt.prefetch_nice) so that a reader's own rebuilds win the cores;
+  // urgent jobs are taken first and run at normal priority.
   void worker() {
+    int nice_now = 0;
+    auto set_nice = [&](int v) {  // best effort: raising it back needs CAP_SYS_NICE
+      if (v == nice_now) return;
+      if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), v) == 0) nice_now = v;
+    };
     std::unique_lock lk(mu);
     for (;;) {
-      work_cv.wait(lk, [&] { return stopping || !queue.empty(); });
+      work_cv.wait(lk, [&] { return stopping || !urgent.empty() || (!queue.empty() && demand_active == 0); });
       if (stopping) return;
-      uint64_t g = queue.front();
-      queue.pop_front();
-      queued.erase(g);
+      const bool is_urgent = !urgent.empty();
+      std::deque<uint64_t>& q = is_urgent ? urgent : queue;
+      uint64_t g = q.front();
+      q.pop_front();
+      Kind kind = Kind::prefetch;
+      if (auto it = queued.find(g); it != queued.end()) {
+        kind = it->second;
+        queued.erase(it);
+      }
       ++busy_workers;
+      if (is_urgent) ++demand_active;
       lk.unlock();
-      auto r = get(g, true);
+      // Urgent jobs (also the guesses of an open hint) are about to be waited
+      // for: a niced thread there would be a priority inversion.
+      set_nice(is_urgent ? 0 : opt.prefetch_nice);
+      auto r = get(g, kind);
       if (!r.ok()) {
-        c.prefetch_failed++;
+        if (kind == Kind::prefetch) c.prefetch_failed++;
         auto [mi, k] = locate(g);
-        log("prefetch of frame " + std::to_string(k) + " of " + models[mi].reader->name() +
-            " failed (a reader will retry): " + r.status().message());
+        log(std::string(kind == Kind::prefetch ? "prefetch" : "assisted rebuild") + " of frame " + std::to_string(k) + " of " +
+            models[mi].reader->name() + " failed (a reader will retry): " + r.status().message());
       }
       lk.lock();
       --busy_workers;
-      if (queue.empty() && busy_workers == 0) idle_cv.notify_all();
+      if (is_urgent && --demand_active == 0) work_cv.notify_all();
+      if (queue.empty() && urgent.empty() && busy_workers == 0) idle_cv.notify_all();
     }
   }
 
@@ -441,6 +616,8 @@ Result<std::unique_ptr<ModelFs>> ModelFs::create(std::vector<FsModel> models, Fs
     impl->models.push_back(std::move(im));
   }
   impl->total_frames = gid;
+  // Room for a full cache plus the frames in flight and in replies.
+  impl->pool = std::make_shared<FramePool>(impl->opt.frame_cache_bytes + (32u << 20));
   for (uint32_t mi = 0; mi < impl->models.size(); ++mi) {
     const std::string& d = impl->models[mi].dir;
     if (!d.empty()) {
@@ -522,14 +699,17 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   if (off >= n->size || len == 0) return out;
   len = static_cast<size_t>(std::min<uint64_t>(len, n->size - off));
   impl_->c.reads++;
-  if (impl_->opt.trace_reads) impl_->log("read ino " + std::to_string(ino) + " offset " + std::to_string(off) + " length " + std::to_string(len));
+  const double t0 = impl_->opt.trace_reads ? impl_->now_ms() : 0;
   Impl::Model& m = impl_->models[n->model];
   auto [a, b] = m.reader->frames_for(n->file, off, len);
+  // Frames after the first that this read needs go to the workers at once,
+  // so they are rebuilt in parallel with the first (done here).
+  if (b - a > 1) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
   impl_->plan_prefetch(ino, *n, off, len, b);
   const Manifest& man = m.reader->manifest();
   for (uint32_t k = a; k < b; ++k) {
     const Frame& f = man.frames[k];
-    auto r = impl_->get(m.first_gid + k, false);
+    auto r = impl_->get(m.first_gid + k, Impl::Kind::demand);
     if (!r.ok()) {
       impl_->count_error(r.status());
       const OutFile& of = man.out_files[n->file];
@@ -544,7 +724,31 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
     out.push_back({fp, fp->data() + (s0 - f.out_offset), static_cast<size_t>(s1 - s0)});
   }
   impl_->c.bytes_served += len;
+  if (impl_->opt.trace_reads)
+    impl_->log("read ino " + std::to_string(ino) + " offset " + std::to_string(off) + " length " + std::to_string(len) +
+               " frames " + std::to_string(a) + ".." + std::to_string(b) + " at " + Impl::ms_str(t0) + " ms took " +
+               Impl::ms_str(impl_->now_ms() - t0) + " ms");
   return out;
+}
+
+void ModelFs::opened(uint64_t ino) {
+  const Impl::Node* n = impl_->node(ino);
+  if (!n || n->is_dir || n->control || n->size == 0) return;
+  {
+    Impl::SeqState& s = *impl_->seq[ino - 1];
+    std::lock_guard lk(s.mu);
+    if (s.opened) return;
+    s.opened = true;
+  }
+  if (impl_->opt.open_hint_bytes == 0) return;
+  Impl::Model& m = impl_->models[n->model];
+  const Manifest& man = m.reader->manifest();
+  // The first frame (a safetensors header is frames of its own) and the
+  // bytes after it: the start of the first tensor, which a loader reads next.
+  const OutFile& of = man.out_files[n->file];
+  const uint64_t want = std::min<uint64_t>(n->size, man.frames[of.first_frame].out_len + impl_->opt.open_hint_bytes);
+  auto [a, b] = m.reader->frames_for(n->file, 0, want);
+  impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, true);
 }
 
 Result<size_t> ModelFs::read(uint64_t ino, uint64_t off, size_t len, uint8_t* dst) {
@@ -582,6 +786,15 @@ FsStats ModelFs::stats() const {
   s.errors_corrupt = c.errors_corrupt;
   s.errors_base_missing = c.errors_base_missing;
   s.errors_other = c.errors_other;
+  // Read the +Inf bucket first and the sum last: a rebuild recorded
+  // meanwhile makes the total at least the sum of the buckets read.
+  uint64_t cum = 0;
+  for (size_t i = 0; i < kRebuildLatencyBucketCount; ++i) {
+    cum += c.rebuild_hist[i];
+    s.rebuild_latency_buckets[i] = cum;
+  }
+  s.rebuild_latency_count = cum + c.rebuild_hist[kRebuildLatencyBucketCount];
+  s.rebuild_latency_sum_s = static_cast<double>(c.rebuild_sum_ns.load()) / 1e9;
   {
     std::lock_guard lk(impl_->mu);
     s.cache_bytes = impl_->cache_bytes;
@@ -614,12 +827,20 @@ std::string ModelFs::stats_json() const {
       {"rss_bytes", s.rss_bytes},
       {"peak_rss_bytes", s.peak_rss_bytes},
   };
+  // Cumulative counts per upper bound, as in the Prometheus export.
+  nlohmann::ordered_json le = nlohmann::ordered_json::array(), counts = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < kRebuildLatencyBucketCount; ++i) {
+    le.push_back(kRebuildLatencyBuckets[i]);
+    counts.push_back(s.rebuild_latency_buckets[i]);
+  }
+  j["rebuild_latency"] = {{"le_s", le}, {"cumulative_counts", counts}, {"count", s.rebuild_latency_count},
+                          {"sum_s", s.rebuild_latency_sum_s}};
   return j.dump(1);
 }
 
 void ModelFs::drain_prefetch() {
   std::unique_lock lk(impl_->mu);
-  impl_->idle_cv.wait(lk, [&] { return impl_->queue.empty() && impl_->busy_workers == 0; });
+  impl_->idle_cv.wait(lk, [&] { return impl_->queue.empty() && impl_->urgent.empty() && impl_->busy_workers == 0; });
 }
 
 }  // namespace tenpak

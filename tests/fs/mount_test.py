@@ -154,7 +154,7 @@ def compare_safetensors_mmap(mounted, original):
 def t_generated_files_match():
     d = make_pair("gen")
     mp = d + "/mp"
-    info = mount(d + "/delta", mp, "--base", d + "/pair/base")
+    info = mount(d + "/delta", mp, "--base", d + "/pair/base", "--metrics-port", "0")
     try:
         ft = d + "/pair/finetune"
         assert sorted(os.listdir(mp)) == sorted(os.listdir(ft)), (os.listdir(mp), os.listdir(ft))
@@ -184,8 +184,36 @@ def t_generated_files_match():
         assert s["pid"] == info["pid"]
         assert "served" in tp("stats", mp).stdout
         assert ".tenpak" not in os.listdir(mp)
+        # Rebuild latency histogram: once the prefetcher is idle, its counts
+        # add up to the frames rebuilt, in stats.json and in Prometheus.
+        s = stable_stats(mp)
+        rl = s["rebuild_latency"]
+        n = s["frames_rebuilt"]
+        assert rl["count"] == n, (rl, n)
+        c = rl["cumulative_counts"]
+        assert len(c) == len(rl["le_s"]) and all(a <= b for a, b in zip(c, c[1:])) and c[-1] <= n, rl
+        assert rl["sum_s"] > 0, rl
+        m = metrics_of(mp)
+        assert "# TYPE tenpak_fs_rebuild_latency_seconds histogram" in m
+        assert f'tenpak_fs_rebuild_latency_seconds_bucket{{le="+Inf"}} {n}\n' in m, m
+        assert metric_sum(m, "tenpak_fs_rebuild_latency_seconds_count") == n
+        buckets = [int(l.rsplit(" ", 1)[1]) for l in m.splitlines() if l.startswith("tenpak_fs_rebuild_latency_seconds_bucket")]
+        assert buckets == c + [n], (buckets, c, n)
+        assert "rebuilds" in tp("stats", mp).stdout
     finally:
         unmount(mp)
+
+
+def stable_stats(mp, secs=20):
+    """stats.json once frames_rebuilt stopped moving (background prefetch done)."""
+    end = time.time() + secs
+    prev = None
+    while True:
+        s = json.loads(tp("stats", mp, "--json").stdout)
+        if prev is not None and s["frames_rebuilt"] == prev["frames_rebuilt"] or time.time() > end:
+            return s
+        prev = s
+        time.sleep(0.3)
 
 
 def _random_reads(path, orig, seed, n, drop_every=50):

@@ -18,6 +18,7 @@
 
 #include "tenpak/delta.h"
 #include "tenpak/format.h"
+#include "tenpak/metrics.h"
 #include "tenpak/model_fs.h"
 
 namespace fs = std::filesystem;
@@ -59,7 +60,8 @@ class Env : public ::testing::Environment {
 
 // A BlockSource decorator that injects faults: the next `fail_next` reads
 // fail (transient), `fail_all` fails every read, `corrupt` flips a byte of
-// every read, `delay_ms` slows every read. Counts reads.
+// every read, `delay_ms` slows every read. Counts reads and the threads
+// that made them.
 class FaultySource : public BlockSource {
  public:
   explicit FaultySource(std::unique_ptr<BlockSource> inner) : inner_(std::move(inner)) {}
@@ -67,6 +69,10 @@ class FaultySource : public BlockSource {
   const std::string& name() const override { return inner_->name(); }
   Status read(uint64_t off, size_t len, uint8_t* dst) override {
     reads++;
+    {
+      std::lock_guard lk(mu_);
+      threads.insert(std::this_thread::get_id());
+    }
     if (delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
     if (fail_all) return {Errc::io, name() + ": injected persistent failure"};
     for (int n = fail_next.load(); n > 0;)
@@ -78,8 +84,14 @@ class FaultySource : public BlockSource {
   std::atomic<int> fail_next{0}, delay_ms{0};
   std::atomic<bool> fail_all{false}, corrupt{false};
   std::atomic<uint64_t> reads{0};
+  std::set<std::thread::id> threads;
+  size_t thread_count() {
+    std::lock_guard lk(mu_);
+    return threads.size();
+  }
 
  private:
+  std::mutex mu_;
   std::unique_ptr<BlockSource> inner_;
 };
 
@@ -144,6 +156,15 @@ std::string safetensors_name() {
   for (auto& n : ft_files())
     if (n.size() > 12 && n.substr(n.size() - 12) == ".safetensors") return n;
   return "";
+}
+
+// The frames [first, first + count) of output file `name` of the test delta.
+std::vector<Frame> frames_of(const std::string& name) {
+  auto o = open_model(g_dir + "/delta", g_dir + "/pair/base");
+  const Manifest& m = o.reader->manifest();
+  for (auto& of : m.out_files)
+    if (of.name == name) return {m.frames.begin() + of.first_frame, m.frames.begin() + of.first_frame + of.frame_count};
+  return {};
 }
 
 }  // namespace
@@ -270,6 +291,45 @@ TEST(ModelFs, CorruptBytesAreNeverServed) {
   EXPECT_EQ(0, memcmp(b.data(), orig.data(), orig.size()));
 }
 
+// A frame that does not decode to its hash is rebuilt twice in all (by
+// DeltaReader::read_frame, which drops cached copies in between), never
+// retried by ModelFs: waiting does not fix corrupt bytes. Only io errors are.
+TEST(ModelFs, CorruptFrameIsNotRetriedIoIs) {
+  FsOptions o;
+  o.prefetch_workers = 0;
+  o.retries = 3;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  // A frame with a payload (its data read is what gets corrupted).
+  const Frame* fr = nullptr;
+  auto frames = frames_of(name);
+  for (auto& x : frames)
+    if (x.data_len > 0 && x.out_len >= 4096) fr = &x;
+  ASSERT_NE(fr, nullptr);
+  std::vector<uint8_t> b(4096);
+  f.data->corrupt = true;
+  uint64_t before = f.data->reads;
+  auto r = f.fs->read(ino, fr->out_offset, b.size(), b.data());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Errc::corrupt);
+  EXPECT_EQ(f.data->reads - before, 2u) << "rebuild attempts of a corrupt frame";
+  FsStats s = f.fs->stats();
+  EXPECT_EQ(s.retries, 0u);
+  EXPECT_EQ(s.errors_corrupt, 1u);
+  EXPECT_EQ(s.frames_rebuilt, 0u);
+  // The same frame with a transient io failure: retried (1 failed + 1 good attempt).
+  f.data->corrupt = false;
+  f.data->fail_next = 1;
+  before = f.data->reads;
+  r = f.fs->read(ino, fr->out_offset, b.size(), b.data());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(f.data->reads - before, 2u);
+  s = f.fs->stats();
+  EXPECT_EQ(s.retries, 1u);
+  EXPECT_EQ(s.retried_ok, 1u);
+}
+
 TEST(ModelFs, ConcurrentReadersOfOneFrameCostOneRebuild) {
   FsOptions o;
   o.prefetch_workers = 0;
@@ -357,6 +417,72 @@ TEST(ModelFs, HeaderReadPrefetchesAheadAndFarSeekDoesNot) {
   }
 }
 
+// A read that needs several frames not yet built hands all but the first
+// to the workers, so they are rebuilt in parallel (here: by more than one
+// thread), and each exactly once.
+TEST(ModelFs, MultiFrameReadRebuildsInParallel) {
+  FsOptions o;
+  o.prefetch_window_bytes = 0;  // no prefetch ahead: only the frames the read needs
+  o.prefetch_workers = 2;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  auto frames = frames_of(name);
+  ASSERT_GE(frames.size(), 4u);
+  // From the middle of frame 1 to the middle of frame 3: three frames.
+  uint64_t off = frames[1].out_offset + frames[1].out_len / 2;
+  uint64_t end = frames[3].out_offset + frames[3].out_len / 2;
+  f.data->delay_ms = 40;  // a slow origin: the workers are idle when the read starts
+  std::vector<uint8_t> b(end - off);
+  auto r = f.fs->read(ino, off, b.size(), b.data());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(*r, b.size());
+  EXPECT_EQ(0, memcmp(b.data(), orig.data() + off, b.size()));
+  f.fs->drain_prefetch();
+  FsStats s = f.fs->stats();
+  EXPECT_EQ(s.frames_rebuilt, 3u);
+  EXPECT_EQ(s.cache_misses, 3u);
+  EXPECT_EQ(s.prefetch_issued, 0u);  // demand work, not speculation
+  EXPECT_GE(f.data->thread_count(), 2u);
+}
+
+// The first open of a file starts rebuilding its header frame and the
+// start of its first tensor; the reads that follow find them built. Later
+// opens do nothing.
+TEST(ModelFs, FirstOpenRebuildsTheStartOfTheFile) {
+  FsOptions o;
+  o.prefetch_window_bytes = 0;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  auto frames = frames_of(name);
+  ASSERT_GE(frames.size(), 3u);
+  f.fs->opened(ino);
+  f.fs->drain_prefetch();
+  FsStats s = f.fs->stats();
+  // Frame 0 (the header) and the frames of the 1 MiB + 4 KiB after it.
+  uint64_t want_end = frames[0].out_len + o.open_hint_bytes;
+  uint64_t expect = 0;
+  for (auto& x : frames)
+    if (x.out_offset < want_end) ++expect;
+  EXPECT_EQ(s.frames_rebuilt, expect);
+  EXPECT_EQ(s.prefetch_issued, expect);
+  // The header and the first MiB of the first tensor: no rebuild, all hits.
+  std::vector<uint8_t> b(frames[0].out_len + (1u << 20));
+  auto r = f.fs->read(ino, 0, b.size(), b.data());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(0, memcmp(b.data(), orig.data(), *r));
+  s = f.fs->stats();
+  EXPECT_EQ(s.frames_rebuilt, expect);
+  EXPECT_EQ(s.cache_misses, 0u);
+  EXPECT_GE(s.prefetch_hits, 2u);
+  f.fs->opened(ino);  // not the first open: nothing queued
+  f.fs->drain_prefetch();
+  EXPECT_EQ(f.fs->stats().prefetch_issued, expect);
+}
+
 TEST(ModelFs, MemoryStaysBounded) {
   FsOptions o;
   o.frame_cache_bytes = 3u << 20;
@@ -415,6 +541,50 @@ TEST(ModelFs, StatsFile) {
   EXPECT_EQ(s[0], '{');
   EXPECT_NE(s.find("\"bytes_served\""), std::string::npos);
   EXPECT_NE(s.find("\"pid\": " + std::to_string(getpid())), std::string::npos);
+}
+
+// Every frame rebuilt from the origins is counted once in the rebuild
+// latency histogram (cumulative buckets, Prometheus style), shown in stats.json.
+TEST(ModelFs, RebuildLatencyHistogram) {
+  auto f = make_fs();
+  FsStats s0 = f.fs->stats();
+  EXPECT_EQ(s0.rebuild_latency_count, 0u);
+  EXPECT_EQ(s0.rebuild_latency_sum_s, 0.0);
+  for (auto& name : ft_files()) {
+    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+    std::vector<uint8_t> b(f.fs->getattr(ino)->size);
+    ASSERT_TRUE(f.fs->read(ino, 0, b.size(), b.data()).ok());
+  }
+  f.fs->drain_prefetch();
+  FsStats s = f.fs->stats();
+  ASSERT_GT(s.frames_rebuilt, 0u);
+  EXPECT_EQ(s.rebuild_latency_count, s.frames_rebuilt);
+  EXPECT_GT(s.rebuild_latency_sum_s, 0.0);
+  for (size_t i = 1; i < kRebuildLatencyBucketCount; ++i)
+    EXPECT_LE(s.rebuild_latency_buckets[i - 1], s.rebuild_latency_buckets[i]);
+  EXPECT_LE(s.rebuild_latency_buckets[kRebuildLatencyBucketCount - 1], s.rebuild_latency_count);
+  std::string j = f.fs->stats_json();
+  EXPECT_LT(j.size() + 1, ModelFs::kStatsFileSize);
+  EXPECT_NE(j.find("\"rebuild_latency\""), std::string::npos);
+  EXPECT_NE(j.find("\"count\": " + std::to_string(s.frames_rebuilt)), std::string::npos) << j;
+}
+
+TEST(Metrics, PrometheusHistogramRendering) {
+  std::string t = render_prometheus_histogram("x_seconds", "a help", {0.00025, 0.001, 1}, {1, 3, 4}, 0.5, 5);
+  EXPECT_EQ(t,
+            "# HELP x_seconds a help\n"
+            "# TYPE x_seconds histogram\n"
+            "x_seconds_bucket{le=\"0.00025\"} 1\n"
+            "x_seconds_bucket{le=\"0.001\"} 3\n"
+            "x_seconds_bucket{le=\"1\"} 4\n"
+            "x_seconds_bucket{le=\"+Inf\"} 5\n"
+            "x_seconds_sum 0.5\n"
+            "x_seconds_count 5\n");
+  // The mount's own bucket bounds print in their short form.
+  std::vector<double> bounds(std::begin(kRebuildLatencyBuckets), std::end(kRebuildLatencyBuckets));
+  std::string m = render_prometheus_histogram("y", "h", bounds, std::vector<uint64_t>(bounds.size(), 0), 0, 0);
+  EXPECT_NE(m.find("y_bucket{le=\"0.0025\"} 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("y_sum 0\ny_count 0\n"), std::string::npos) << m;
 }
 
 int main(int argc, char** argv) {

@@ -25,6 +25,13 @@ namespace tenpak {
 std::string render_prometheus(const std::vector<std::pair<std::string, const BlockCache*>>& caches,
                               const std::string& extra = "");
 
+// One histogram without labels in Prometheus text format: HELP, TYPE, a
+// `NAME_bucket{le="B"}` line per upper bound in `bounds` (ascending) with its
+// cumulative count, `le="+Inf"` with `count`, then `NAME_sum` and
+// `NAME_count`. `cumulative` has bounds.size() entries, each <= count.
+std::string render_prometheus_histogram(const std::string& name, const std::string& help, const std::vector<double>& bounds,
+                                        const std::vector<uint64_t>& cumulative, double sum, uint64_t count);
+
 // A thread serving GET /metrics on 127.0.0.1:port (port 0: any free port).
 // Other paths get 404. Stops (and joins) when destroyed.
 class MetricsExporter {

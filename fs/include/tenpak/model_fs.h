@@ -9,7 +9,13 @@
 //     offset 0) and while a reader goes on sequentially, the frames ahead of
 //     it (up to `prefetch_window_bytes`) are rebuilt in ascending order by
 //     worker threads; a far seek rebuilds only what it reads,
-//   - retries of failed rebuilds before an error is returned.
+//   - readers first: the frames a read needs beyond its first are rebuilt
+//     by the workers in parallel; speculative prefetch waits while a reader
+//     rebuilds and runs at a lower CPU priority; opening a file starts the
+//     rebuild of its first bytes (the safetensors header and first tensor),
+//   - retries of rebuilds that failed on an origin read (io errors) before
+//     an error is returned (corrupt frames are not retried here: DeltaReader
+//     already rebuilt them once more from the origins).
 // Every frame served was checked against its xxh3-128 from the index
 // (DeltaReader::read_frame, or the check here for persistent-cache hits):
 // bytes that cannot be verified are never returned.
@@ -39,7 +45,13 @@ struct FsOptions {
   size_t prefetch_window_bytes = 16u << 20;  // rebuilt ahead of a sequential reader; capped at cache/4
   unsigned prefetch_workers = 2;             // background rebuild threads (0: no prefetch)
   size_t prefetch_queue_frames = 256;        // pending prefetch requests beyond this are dropped
-  unsigned retries = 3;                      // extra attempts of a failed frame rebuild
+  int prefetch_nice = 5;                     // nice value of speculative prefetch work (0: same as readers)
+  // First open of a file: rebuild its first frame and the frames of this
+  // many bytes after it in the background (0: off). A loader reads the
+  // safetensors header, then the first tensor: 1 MiB and the page that
+  // straddles the next frame.
+  uint64_t open_hint_bytes = (1u << 20) + 4096;
+  unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io
   unsigned retry_delay_ms = 20;              // first back-off, doubled each attempt
   // Persistent frame cache (key frame_cache_key(hash), value the frame's
   // bytes, re-checked against the hash on every get). Null: none. Used only
@@ -71,6 +83,12 @@ struct FsDirEntry {
   FsAttr attr;
 };
 
+// Upper bounds (seconds) of the frame rebuild latency histogram buckets;
+// one more bucket (+Inf) follows.
+inline constexpr double kRebuildLatencyBuckets[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                    0.025,   0.05,   0.1,   0.25,   0.5,   1.0};
+inline constexpr size_t kRebuildLatencyBucketCount = sizeof(kRebuildLatencyBuckets) / sizeof(double);
+
 // Counters since the mount started. Errors are counted per cause, once per
 // failed read request; rebuild attempts that failed and were retried are
 // counted in `retries`.
@@ -85,6 +103,12 @@ struct FsStats {
   uint64_t retries = 0, retried_ok = 0;
   uint64_t errors_io = 0, errors_corrupt = 0, errors_base_missing = 0, errors_other = 0;
   uint64_t rss_bytes = 0, peak_rss_bytes = 0;
+  // Latency of every frame rebuilt from the origins (frames_rebuilt of
+  // them; retries included, persistent-cache hits not): cumulative counts
+  // per bucket of kRebuildLatencyBuckets (Prometheus style), their sum.
+  uint64_t rebuild_latency_buckets[kRebuildLatencyBucketCount] = {};
+  uint64_t rebuild_latency_count = 0;
+  double rebuild_latency_sum_s = 0;
 };
 
 class ModelFs {
@@ -114,7 +138,7 @@ class ModelFs {
 
   // A piece of a read reply: `len` bytes at `data`, kept alive by `owner`.
   struct Slice {
-    std::shared_ptr<const std::vector<uint8_t>> owner;
+    std::shared_ptr<const void> owner;
     const uint8_t* data = nullptr;
     size_t len = 0;
   };
@@ -124,6 +148,11 @@ class ModelFs {
   Result<std::vector<Slice>> read_slices(uint64_t ino, uint64_t off, size_t len);
   // Same, copied into `dst`; returns the number of bytes read.
   Result<size_t> read(uint64_t ino, uint64_t off, size_t len, uint8_t* dst);
+  // A file was opened: on its first open, starts rebuilding its first frame
+  // and FsOptions::open_hint_bytes after it in the background, so the reads
+  // that follow (a safetensors header, the first tensor) find them ready or
+  // in flight. Cheap; never fails.
+  void opened(uint64_t ino);
 
   FsStats stats() const;
   std::string stats_json() const;  // the content of stats.json (unpadded)
