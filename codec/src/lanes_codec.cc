@@ -360,8 +360,11 @@ TP_AVX512 inline __m512i bucket16(__m512i b, const Expo& ex) {
 
 // w = 2 (BF16, F16, 16-bit ints): 16-bit raw words, 32-bit bit buffers.
 template <bool FL>
-TP_AVX512 size_t decode_simd16(State& s, const DecodeTables& dt, const Expo& ex, const uint8_t* base, size_t count,
+TP_AVX512 size_t decode_simd16(State& st, const DecodeTables& dt, const Expo& ex, const uint8_t* base, size_t count,
                                uint8_t* out) {
+  // A local copy: through the reference, every store to `out` (uint8_t*,
+  // may alias anything) would force the stream cursors back to memory.
+  State s = st;
   const uint32_t* T = dt.t.data();
   const __m512i offlo = _mm512_loadu_si512(dt.off), offhi = _mm512_loadu_si512(dt.off + 16);
   const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
@@ -416,14 +419,18 @@ TP_AVX512 size_t decode_simd16(State& s, const DecodeTables& dt, const Expo& ex,
       s.cnt[16 * h + l] = tc[l];
     }
   }
+  st = s;
   return i;
 }
 
 // w = 4 (F32, 32-bit ints): 32-bit raw words, 64-bit bit buffers (8 lanes
 // per register, so a 16-lane step refills in two halves, low lanes first).
 template <bool FL>
-TP_AVX512 size_t decode_simd32(State& s, const DecodeTables& dt, const Expo& ex, const uint8_t* base, size_t count,
+TP_AVX512 size_t decode_simd32(State& st, const DecodeTables& dt, const Expo& ex, const uint8_t* base, size_t count,
                                uint8_t* out) {
+  // A local copy: through the reference, every store to `out` (uint8_t*,
+  // may alias anything) would force the stream cursors back to memory.
+  State s = st;
   const uint32_t* T = dt.t.data();
   const __m512i offlo = _mm512_loadu_si512(dt.off), offhi = _mm512_loadu_si512(dt.off + 16);
   const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
@@ -484,6 +491,7 @@ TP_AVX512 size_t decode_simd32(State& s, const DecodeTables& dt, const Expo& ex,
       s.cnt[8 * g + l] = static_cast<uint32_t>(tc[l]);
     }
   }
+  st = s;
   return i;
 }
 
