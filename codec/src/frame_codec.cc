@@ -557,8 +557,10 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
                                             : encode_frame_with(best, out, n, dt, base, opt.zstd_level);
   if (best != Codec::zstd) {
     // Byte-level repetition (e.g. all-zero tensors) beats any entropy model;
-    // a cheap check on the winner keeps those cases optimal.
-    if (e.payload.size() > n / 8) {
+    // a cheap check on the winner keeps those cases optimal. sub_lanes codes
+    // constant differences in almost nothing already, so after it only
+    // poorly compressed frames are checked (the check costs ~10% of a build).
+    if (e.payload.size() > (best == Codec::sub_lanes ? n / 2 : n / 8)) {
       EncodedFrame z = encode_frame_with(Codec::zstd, out, n, dt, nullptr, 1);
       if (z.payload.size() < e.payload.size()) e = std::move(z);
     }
@@ -576,9 +578,10 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
     // its place: at least opt.ctx_min_gain smaller. It pays off on conv
     // kernels (its kernel predictor; measured on YOLOv5n): those frames and
     // small ones get the full trial. Other large frames (LLM matrices, where
-    // it gains ~1.5%) try a 64 KiB sample first and go on only when the
-    // sample gains twice the margin.
-    constexpr size_t kSample = 64 * 1024;
+    // it gains ~1.5%) try a 32 KiB sample first and go on only when the
+    // sample gains three times the margin (samples
+    // vary by +-3% around the full frame: measured).
+    constexpr size_t kSample = 32 * 1024;
     bool try_ctx = true;
     if (n > 2 * kSample && opt.layout.area <= 1 && lanes_ok && e.codec == Codec::sub_lanes) {
       const size_t sn = kSample / w * w;
@@ -587,7 +590,7 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
       // on the sample alone would carry its fixed costs (states, tables) at
       // 16x their weight.
       const double share = static_cast<double>(e.payload.size()) * static_cast<double>(sn) / static_cast<double>(n);
-      try_ctx = static_cast<double>(c.payload.size()) < share * (1.0 - 2 * opt.ctx_min_gain);
+      try_ctx = static_cast<double>(c.payload.size()) < share * (1.0 - 3 * opt.ctx_min_gain);
     }
     if (try_ctx) {
       // Outside conv kernels the margin is 2.5x larger: there its gains are
