@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_targets.h"
+#include "lanes_codec.h"
 #include "pytorch/ckpt_fixtures.h"
 #include "tenpak/format.h"
 #include "test_util.h"
@@ -65,5 +67,25 @@ inline std::vector<std::string> safetensors_seeds() {
 }
 
 inline std::vector<std::string> manifest_seeds() { return {tenpak::serialize_manifest(seed_manifest())}; }
+
+// Valid payloads: each dtype, a few sizes, fine-tunes a few ulps away.
+inline std::vector<std::string> lanes_seeds() {
+  std::vector<std::string> out;
+  uint64_t x = 7;
+  for (uint8_t sel = 0; sel < 8; ++sel)
+    for (size_t count : {size_t(5), size_t(40), size_t(700)}) {
+      const tenpak::DType dt = lanes_dtype(sel);
+      std::vector<uint8_t> base = lanes_base(dt, count), ft = base;
+      const size_t w = tenpak::dtype_size(dt);
+      for (size_t i = 0; i < ft.size(); i += w) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ft[i] = static_cast<uint8_t>(ft[i] + static_cast<int>((x >> 60) % 7) - 3);
+      }
+      std::string s{static_cast<char>(sel), static_cast<char>(count & 0xff), static_cast<char>(count >> 8)};
+      tenpak::lanes::encode(ft.data(), base.data(), ft.size(), dt, s);
+      out.push_back(s);
+    }
+  return out;
+}
 
 }  // namespace tpfuzz

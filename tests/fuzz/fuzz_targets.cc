@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "lanes_codec.h"
 #include "pytorch/ckpt_writer.h"
 #include "tenpak/format.h"
 #include "tenpak/pytorch.h"
@@ -122,6 +123,29 @@ std::string manifest(const uint8_t* data, size_t size) {
   uint64_t x = xxh64(fixed.data(), size - 8);
   std::memcpy(fixed.data() + size - 8, &x, 8);
   return check(fixed.data(), size);
+}
+
+std::string lanes(const uint8_t* data, size_t size) {
+  if (size < 3) return "";
+  const tenpak::DType dt = lanes_dtype(data[0]);
+  const size_t count = (data[1] | (size_t(data[2]) << 8)) % 4097;
+  const std::vector<uint8_t> base = lanes_base(dt, count);
+  std::vector<uint8_t> simd(base.size()), scalar(base.size());
+  const bool a = tenpak::lanes::decode(data + 3, size - 3, base.data(), base.size(), dt, simd.data(), false);
+  const bool b = tenpak::lanes::decode(data + 3, size - 3, base.data(), base.size(), dt, scalar.data(), true);
+  if (a != b) return std::string("SIMD and portable decoders disagree: ") + (a ? "SIMD" : "portable") + " accepts";
+  if (a && simd != scalar) return "SIMD and portable decoders accept with different bytes";
+  if (a) {
+    // Whatever an accepted payload decodes to, the encoder round-trips.
+    std::string again;
+    tenpak::lanes::encode(simd.data(), base.data(), simd.size(), dt, again);
+    std::vector<uint8_t> back(simd.size());
+    if (!tenpak::lanes::decode(reinterpret_cast<const uint8_t*>(again.data()), again.size(), base.data(), base.size(),
+                               dt, back.data()) ||
+        back != simd)
+      return "re-encoding an accepted payload's output does not round-trip";
+  }
+  return "";
 }
 
 }  // namespace tpfuzz

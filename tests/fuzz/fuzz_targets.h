@@ -7,6 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "tenpak/safetensors.h"
 
 namespace tpfuzz {
 
@@ -20,5 +23,26 @@ std::string safetensors(const uint8_t* data, size_t size);
 // A tenpak.idx through parse_manifest, as given and with its checksum fixed
 // so mutations reach the structural checks.
 std::string manifest(const uint8_t* data, size_t size);
+// A codec 9 (sub_lanes) payload: byte 0 picks the dtype (lanes_dtype), bytes
+// 1-2 the element count (mod 4097), the rest is the payload; the base is
+// fixed pseudo-random data (lanes_base). Decoded by the SIMD and the portable
+// decoder, which must agree on validity and bytes.
+std::string lanes(const uint8_t* data, size_t size);
 
+// sub_lanes fuzzing: the dtype of a selector byte, and the fixed base.
+inline tenpak::DType lanes_dtype(uint8_t sel) {
+  using tenpak::DType;
+  static const DType kTypes[] = {DType::BF16, DType::F32, DType::F16, DType::I8,
+                                 DType::U8,   DType::I16, DType::I32, DType::F8_E4M3};
+  return kTypes[sel % 8];
+}
+inline std::vector<uint8_t> lanes_base(tenpak::DType dt, size_t count) {
+  std::vector<uint8_t> b(count * tenpak::dtype_size(dt));
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (auto& v : b) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    v = static_cast<uint8_t>(x >> 56);
+  }
+  return b;
+}
 }  // namespace tpfuzz

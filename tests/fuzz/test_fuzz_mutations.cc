@@ -70,3 +70,5 @@ TEST(FuzzMutations, Pickle) { run(tpfuzz::pickle, tpfuzz::pickle_seeds(), 20000,
 TEST(FuzzMutations, Safetensors) { run(tpfuzz::safetensors, tpfuzz::safetensors_seeds(), 5000, 3); }
 
 TEST(FuzzMutations, Manifest) { run(tpfuzz::manifest, tpfuzz::manifest_seeds(), 5000, 4); }
+
+TEST(FuzzMutations, SubLanes) { run(tpfuzz::lanes, tpfuzz::lanes_seeds(), 20000, 5); }
