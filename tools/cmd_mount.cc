@@ -40,6 +40,7 @@ struct MountArgs {
   // Persistent block cache (LMDB), shared by every mount on the machine.
   std::string cache_dir, cache_size;
   bool no_cache = false;
+  std::string cache_frames = "slow";  // FrameCachePolicy of rebuilt frames
   int metrics_port = -1;  // -1: no Prometheus exporter
 };
 
@@ -189,6 +190,9 @@ std::string fs_prometheus(const FsStats& st) {
   metric("frame_cache_misses_total", "counter", "in-memory frame cache misses", st.cache_misses);
   metric("persistent_hits_total", "counter", "frames served from the persistent cache", st.persistent_hits);
   metric("persistent_rejected_total", "counter", "persistent cache frames that failed their hash", st.persistent_rejected);
+  metric("persistent_stored_total", "counter", "rebuilt frames put into the persistent cache", st.persistent_stored);
+  metric("persistent_skipped_total", "counter", "rebuilt frames not cached (fast codec, --cache-frames)",
+         st.persistent_skipped);
   metric("inflight_joins_total", "counter", "reads that waited on another reader's rebuild", st.inflight_joins);
   metric("prefetch_issued_total", "counter", "frames queued for prefetch", st.prefetch_issued);
   metric("prefetch_hits_total", "counter", "reads served by a prefetched frame", st.prefetch_hits);
@@ -296,6 +300,7 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   fo.log = [&log](const std::string& l) { log(l); };
   fo.trace_reads = std::getenv("TENPAK_TRACE_READS") != nullptr;  // every read request in the log
   fo.block_cache = cache;  // rebuilt frames, keyed by their hash
+  fo.cache_frames = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
   size_t n_models = models.size();
   auto mfs = ModelFs::create(std::move(models), fo);
   if (!mfs.ok()) return failed(mfs.status());
@@ -484,6 +489,13 @@ int do_stats(const std::string& mp, bool json_out) {
   std::printf("  prefetch   %llu issued, %llu hits, %llu wasted, %llu dropped, %llu failed; %llu in-flight joins\n",
               (unsigned long long)u(pf["issued"]), (unsigned long long)u(pf["hits"]), (unsigned long long)u(pf["wasted"]),
               (unsigned long long)u(pf["dropped"]), (unsigned long long)u(pf["failed"]), (unsigned long long)u(j["inflight_joins"]));
+  if (j.contains("persistent_cache") && j["persistent_cache"].value("enabled", false)) {
+    auto& pc = j["persistent_cache"];
+    std::printf("  persistent %llu hits, %llu rejected; %llu frames stored, %llu skipped (--cache-frames %s)\n",
+                (unsigned long long)u(pc["hits"]), (unsigned long long)u(pc["rejected"]),
+                (unsigned long long)pc.value("stored", uint64_t{0}), (unsigned long long)pc.value("skipped", uint64_t{0}),
+                pc.value("frames", std::string("?")).c_str());
+  }
   std::printf("  errors     io %llu, corrupt %llu, base_missing %llu, other %llu; retries %llu (%llu recovered)\n",
               (unsigned long long)u(er["io"]), (unsigned long long)u(er["corrupt"]), (unsigned long long)u(er["base_missing"]),
               (unsigned long long)u(er["other"]), (unsigned long long)u(j["retries"]), (unsigned long long)u(j["retried_ok"]));
@@ -540,6 +552,12 @@ void add_mount_commands(CLI::App& app, int& rc) {
                  "$XDG_CACHE_HOME/tenpak or ~/.cache/tenpak)");
   m->add_option("--cache-size", a->cache_size, "size limit of the persistent cache, e.g. 20G, 512M (default 20G)");
   m->add_flag("--no-cache", a->no_cache, "no persistent cache: rebuild and fetch everything again");
+  m->add_option("--cache-frames", a->cache_frames,
+                "which rebuilt frames the persistent cache stores: slow (codecs slower to rebuild than to read back; "
+                "not copy_base, store, sub_lanes), all, none. Remote base and delta blocks are cached either way, "
+                "so a second mount fetches nothing; frames found in the cache are always used")
+      ->check(CLI::IsMember({"slow", "all", "none"}))
+      ->capture_default_str();
   m->add_option("--metrics-port", a->metrics_port, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")
       ->check(CLI::Range(0, 65535));
   m->add_flag("--json", a->json_out, "print the mount's description as JSON");

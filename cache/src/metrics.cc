@@ -51,6 +51,8 @@ std::string render_prometheus(const std::vector<std::pair<std::string, const Blo
              [](const FetchStats& s) { return s.requests; });
   per_origin("tenpak_fetch_retries_total", "counter", "Requests repeated after a failure.",
              [](const FetchStats& s) { return s.retries; });
+  per_origin("tenpak_fetch_http2_responses_total", "counter", "Requests answered over HTTP/2.",
+             [](const FetchStats& s) { return s.http2_responses; });
   metric(o, "tenpak_fetch_errors_total", "counter", "Failed requests by cause.");
   for (auto& [url, s] : origins)
     for (int c = 0; c < static_cast<int>(FetchCause::count_); ++c)

@@ -134,7 +134,8 @@ struct Counters {
   std::atomic<uint64_t> reads{0}, bytes_served{0}, frames_rebuilt{0}, bytes_rebuilt{0};
   std::atomic<uint64_t> cache_hits{0}, cache_misses{0}, cache_evictions{0}, inflight_joins{0};
   std::atomic<uint64_t> prefetch_issued{0}, prefetch_hits{0}, prefetch_wasted{0}, prefetch_dropped{0}, prefetch_failed{0};
-  std::atomic<uint64_t> persistent_hits{0}, persistent_rejected{0}, retries{0}, retried_ok{0};
+  std::atomic<uint64_t> persistent_hits{0}, persistent_rejected{0}, persistent_stored{0}, persistent_skipped{0};
+  std::atomic<uint64_t> retries{0}, retried_ok{0};
   std::atomic<uint64_t> errors_io{0}, errors_corrupt{0}, errors_base_missing{0}, errors_other{0};
   // Rebuild latency: per-bucket (not cumulative) counts, the last one is +Inf.
   std::atomic<uint64_t> rebuild_hist[kRebuildLatencyBucketCount + 1] = {};
@@ -142,6 +143,34 @@ struct Counters {
 };
 
 }  // namespace
+
+const char* frame_cache_policy_name(FrameCachePolicy p) {
+  switch (p) {
+    case FrameCachePolicy::slow: return "slow";
+    case FrameCachePolicy::all: return "all";
+    case FrameCachePolicy::none: return "none";
+  }
+  return "?";
+}
+
+std::optional<FrameCachePolicy> parse_frame_cache_policy(std::string_view s) {
+  for (auto p : {FrameCachePolicy::slow, FrameCachePolicy::all, FrameCachePolicy::none})
+    if (s == frame_cache_policy_name(p)) return p;
+  return std::nullopt;
+}
+
+bool frame_cache_policy_stores(FrameCachePolicy p, Codec c) {
+  switch (p) {
+    case FrameCachePolicy::all: return true;
+    case FrameCachePolicy::none: return false;
+    case FrameCachePolicy::slow: break;
+  }
+  // Rebuilding these is about as cheap as reading the frame back from LMDB
+  // (copy_base, store: a copy of cached base or delta bytes; sub_lanes:
+  // ~1.5 GB/s per core), and storing them would write the model into the
+  // cache a second time on a cold read.
+  return c != Codec::copy_base && c != Codec::store && c != Codec::sub_lanes;
+}
 
 // ---------------------------------------------------------------------------
 // The inode table and the frame service.
@@ -382,7 +411,14 @@ struct ModelFs::Impl {
     c.frames_rebuilt++;
     c.bytes_rebuilt += buf->size();
 #if TENPAK_HAVE_CACHE
-    if (opt.block_cache) opt.block_cache->put(frame_cache_key(f.hash), buf->data(), buf->size());
+    if (opt.block_cache) {
+      if (frame_cache_policy_stores(opt.cache_frames, f.codec)) {
+        opt.block_cache->put(frame_cache_key(f.hash), buf->data(), buf->size());
+        c.persistent_stored++;
+      } else {
+        c.persistent_skipped++;
+      }
+    }
 #endif
     return FramePtr(std::move(buf));
   }
@@ -780,6 +816,8 @@ FsStats ModelFs::stats() const {
   s.prefetch_failed = c.prefetch_failed;
   s.persistent_hits = c.persistent_hits;
   s.persistent_rejected = c.persistent_rejected;
+  s.persistent_stored = c.persistent_stored;
+  s.persistent_skipped = c.persistent_skipped;
   s.retries = c.retries;
   s.retried_ok = c.retried_ok;
   s.errors_io = c.errors_io;
@@ -818,8 +856,12 @@ std::string ModelFs::stats_json() const {
       {"inflight_joins", s.inflight_joins},
       {"prefetch", {{"issued", s.prefetch_issued}, {"hits", s.prefetch_hits}, {"wasted", s.prefetch_wasted},
                     {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed}}},
-      {"persistent_cache", {{"enabled", static_cast<bool>(impl_->opt.block_cache)}, {"hits", s.persistent_hits},
-                            {"rejected", s.persistent_rejected}}},
+      {"persistent_cache", {{"enabled", static_cast<bool>(impl_->opt.block_cache)},
+                            {"frames", frame_cache_policy_name(impl_->opt.cache_frames)},
+                            {"hits", s.persistent_hits},
+                            {"rejected", s.persistent_rejected},
+                            {"stored", s.persistent_stored},
+                            {"skipped", s.persistent_skipped}}},
       {"retries", s.retries},
       {"retried_ok", s.retried_ok},
       {"errors", {{"io", s.errors_io}, {"corrupt", s.errors_corrupt}, {"base_missing", s.errors_base_missing},

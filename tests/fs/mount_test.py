@@ -527,20 +527,43 @@ def t_http_origin_and_cache():
         shutil.copytree(d + "/pair/base", www + "/base")
         tp("delta", "build", d + "/pair/base", d + "/pair/finetune", "-o", www + "/delta",
            "--base-location", url + "/base")
-        cache = os.path.join(WORK, "http-cache")
         ft = d + "/pair/finetune"
         mp = d + "/mp-http"
-        fetched = []
-        for round_ in range(2):
-            mount(url + "/delta", mp, "--cache-dir", cache, "--metrics-port", "0")
-            for name in os.listdir(ft):
-                assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), f"sha256 of {name} over HTTP"
-            m = metrics_of(mp)
-            fetched.append(metric_sum(m, "tenpak_fetch_bytes_total"))
-            unmount(mp)
-        log(f"    over HTTP: first mount fetched {fetched[0]:.0f} bytes, second {fetched[1]:.0f}")
-        assert fetched[0] > 0, "the first mount fetched nothing?"
-        assert fetched[1] == 0, f"second mount of a cached model fetched {fetched[1]} bytes"
+        # Default policy (slow): frames of slow codecs are cached, the others
+        # are rebuilt from cached base and delta blocks; then `all`: every
+        # frame is cached and the second mount rebuilds nothing.
+        for policy in ("slow", "all"):
+            cache = os.path.join(WORK, "http-cache-" + policy)
+            fetched, stats = [], []
+            for round_ in range(2):
+                extra = () if policy == "slow" else ("--cache-frames", policy)
+                mount(url + "/delta", mp, "--cache-dir", cache, "--metrics-port", "0", *extra)
+                for name in os.listdir(ft):
+                    assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), f"sha256 of {name} over HTTP"
+                s = stable_stats(mp)
+                assert f"--cache-frames {policy}" in tp("stats", mp).stdout
+                stats.append(s["persistent_cache"] | {"frames_rebuilt": s["frames_rebuilt"]})
+                m = metrics_of(mp)
+                fetched.append(metric_sum(m, "tenpak_fetch_bytes_total"))
+                assert metric_sum(m, "tenpak_fs_persistent_stored_total") == stats[-1]["stored"], m
+                unmount(mp)
+            first, second = stats
+            log(f"    over HTTP, --cache-frames {policy}: first mount fetched {fetched[0]:.0f} bytes, second "
+                f"{fetched[1]:.0f}; frames stored {first['stored']}, skipped {first['skipped']}; second mount "
+                f"{second['hits']} cache hits, {second['frames_rebuilt']} rebuilt")
+            assert first["frames"] == policy, first
+            assert fetched[0] > 0, "the first mount fetched nothing?"
+            assert fetched[1] == 0, f"second mount of a cached model fetched {fetched[1]} bytes ({policy})"
+            assert first["hits"] == 0 and first["stored"] > 0, first
+            assert first["stored"] + first["skipped"] == first["frames_rebuilt"], first
+            # Every frame stored by the first mount is read back by the second.
+            assert second["hits"] == first["stored"] and second["rejected"] == 0, (first, second)
+            if policy == "all":
+                assert first["skipped"] == 0 and second["frames_rebuilt"] == 0, (first, second)
+            else:
+                # The fixture's deltas mix fast codecs (copy_base, sub_lanes) with slow ones.
+                assert first["skipped"] > 0, first
+                assert second["frames_rebuilt"] == first["skipped"] and second["stored"] == 0, (first, second)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

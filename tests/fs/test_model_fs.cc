@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "tenpak/cache.h"
 #include "tenpak/delta.h"
 #include "tenpak/format.h"
 #include "tenpak/metrics.h"
@@ -541,6 +542,137 @@ TEST(ModelFs, StatsFile) {
   EXPECT_EQ(s[0], '{');
   EXPECT_NE(s.find("\"bytes_served\""), std::string::npos);
   EXPECT_NE(s.find("\"pid\": " + std::to_string(getpid())), std::string::npos);
+}
+
+// A persistent cache in memory that records every put and erase; gets are
+// answered from what was put (or preloaded), so a test can also corrupt an
+// entry.
+class FakeCache : public BlockCache {
+ public:
+  bool get(std::string_view key, size_t len, uint8_t* out) override {
+    std::lock_guard lk(mu);
+    gets++;
+    auto it = values.find(std::string(key));
+    if (it == values.end() || it->second.size() != len) return false;
+    memcpy(out, it->second.data(), len);
+    return true;
+  }
+  void put(std::string_view key, const uint8_t* data, size_t len) override {
+    std::lock_guard lk(mu);
+    puts.emplace_back(key);
+    values[std::string(key)].assign(data, data + len);
+  }
+  void erase(std::string_view key) override {
+    std::lock_guard lk(mu);
+    erased.emplace_back(key);
+    values.erase(std::string(key));
+  }
+  CacheStats stats() const override { return {}; }
+  std::mutex mu;
+  uint64_t gets = 0;
+  std::vector<std::string> puts, erased;
+  std::map<std::string, std::string> values;
+};
+
+// Reads every file of the test model once, whole, and checks its bytes.
+void read_all(ModelFs& mfs) {
+  for (auto& name : ft_files()) {
+    std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+    std::vector<uint8_t> buf(orig.size());
+    auto n = mfs.read(mfs.lookup(ModelFs::kRootIno, name)->ino, 0, buf.size(), buf.data());
+    ASSERT_TRUE(n.ok()) << n.status().to_string();
+    ASSERT_EQ(*n, orig.size());
+    ASSERT_EQ(0, memcmp(buf.data(), orig.data(), orig.size())) << name;
+  }
+  mfs.drain_prefetch();
+}
+
+TEST(ModelFs, FrameCachePolicyNamesAndCodecs) {
+  for (auto p : {FrameCachePolicy::slow, FrameCachePolicy::all, FrameCachePolicy::none})
+    EXPECT_EQ(parse_frame_cache_policy(frame_cache_policy_name(p)), p);
+  EXPECT_FALSE(parse_frame_cache_policy("fast").has_value());
+  for (uint8_t c = 0; c <= kMaxCodec; ++c) {
+    Codec codec = static_cast<Codec>(c);
+    bool fast = codec == Codec::copy_base || codec == Codec::store || codec == Codec::sub_lanes;
+    EXPECT_EQ(frame_cache_policy_stores(FrameCachePolicy::slow, codec), !fast) << codec_name(codec);
+    EXPECT_TRUE(frame_cache_policy_stores(FrameCachePolicy::all, codec)) << codec_name(codec);
+    EXPECT_FALSE(frame_cache_policy_stores(FrameCachePolicy::none, codec)) << codec_name(codec);
+  }
+}
+
+// The persistent cache is given exactly the rebuilt frames the policy
+// names: slow-codec frames under `slow`, every frame under `all`, none
+// under `none`. Lookups happen under every policy.
+TEST(ModelFs, FrameCachePolicyDecidesWhichFramesArePut) {
+  const Manifest m = [] {
+    auto o = open_model(g_dir + "/delta", g_dir + "/pair/base");
+    return o.reader->manifest();
+  }();
+  // The test delta must hold both kinds, or `slow` would not be tested.
+  size_t slow_frames = 0;
+  for (auto& fr : m.frames) slow_frames += frame_cache_policy_stores(FrameCachePolicy::slow, fr.codec);
+  ASSERT_GT(slow_frames, 0u) << "no slow-codec frame in the test delta";
+  ASSERT_LT(slow_frames, m.frames.size()) << "no fast-codec frame in the test delta";
+  for (auto p : {FrameCachePolicy::slow, FrameCachePolicy::all, FrameCachePolicy::none}) {
+    SCOPED_TRACE(frame_cache_policy_name(p));
+    std::set<std::string> want, all;
+    for (auto& fr : m.frames) {
+      all.insert(frame_cache_key(fr.hash));
+      if (frame_cache_policy_stores(p, fr.codec)) want.insert(frame_cache_key(fr.hash));
+    }
+    auto cache = std::make_shared<FakeCache>();
+    FsOptions opt;
+    opt.block_cache = cache;
+    opt.cache_frames = p;
+    auto f = make_fs(opt);
+    read_all(*f.fs);
+    std::lock_guard lk(cache->mu);
+    EXPECT_EQ(std::set<std::string>(cache->puts.begin(), cache->puts.end()), want);
+    EXPECT_GE(cache->gets, all.size()) << "every frame is looked up first";
+    FsStats st = f.fs->stats();
+    EXPECT_EQ(st.persistent_hits, 0u);
+    EXPECT_EQ(st.persistent_stored, cache->puts.size());
+    EXPECT_EQ(st.persistent_stored + st.persistent_skipped, st.frames_rebuilt);
+    EXPECT_NE(f.fs->stats_json().find(std::string("\"frames\": \"") + frame_cache_policy_name(p) + "\""),
+              std::string::npos);
+  }
+}
+
+// Frames already in the cache are served from it whatever the policy (here
+// `none`, which stores nothing), and a corrupted entry is detected, dropped
+// and rebuilt from the origins: its bytes are never served.
+TEST(ModelFs, CachedFramesAreReadUnderEveryPolicyAndCheckedOnRead) {
+  auto cache = std::make_shared<FakeCache>();
+  {
+    FsOptions opt;
+    opt.block_cache = cache;
+    opt.cache_frames = FrameCachePolicy::all;
+    auto f = make_fs(opt);
+    read_all(*f.fs);
+  }
+  std::string bad;
+  {
+    std::lock_guard lk(cache->mu);
+    ASSERT_FALSE(cache->values.empty());
+    // The largest entry: a tensor frame.
+    for (auto& [k, v] : cache->values)
+      if (bad.empty() || v.size() > cache->values[bad].size()) bad = k;
+    cache->values[bad][cache->values[bad].size() / 2] ^= 0x5a;
+    cache->puts.clear();
+  }
+  FsOptions opt;
+  opt.block_cache = cache;
+  opt.cache_frames = FrameCachePolicy::none;
+  auto f = make_fs(opt);
+  read_all(*f.fs);  // checks every byte
+  FsStats st = f.fs->stats();
+  EXPECT_EQ(st.persistent_rejected, 1u);
+  EXPECT_EQ(st.frames_rebuilt, 1u) << "only the corrupted frame is rebuilt";
+  EXPECT_EQ(st.persistent_skipped, 1u);
+  EXPECT_GT(st.persistent_hits, 0u);
+  std::lock_guard lk(cache->mu);
+  EXPECT_EQ(cache->erased, std::vector<std::string>{bad});
+  EXPECT_TRUE(cache->puts.empty());
 }
 
 // Every frame rebuilt from the origins is counted once in the rebuild

@@ -221,6 +221,13 @@ TEST(Http2, NegotiatedOverTlsWithCorrectReads) {
   FetchStats fsx = fetch_stats(url);
   EXPECT_GT(fsx.requests, 4u);
   EXPECT_EQ(fsx.http2_responses, fsx.requests) << "not every response came over HTTP/2";
+  // Exported per origin like the other fetch counters.
+  std::string prom = render_prometheus({});
+  EXPECT_NE(prom.find("# TYPE tenpak_fetch_http2_responses_total counter\n"), std::string::npos);
+  EXPECT_NE(prom.find("tenpak_fetch_http2_responses_total{origin=\"" + url + "\"} " + std::to_string(fsx.http2_responses) +
+                      "\n"),
+            std::string::npos)
+      << prom;
   // A delta and its base over https + h2: rebuilt with every hash checked.
   auto r = open_remote(ng.url() + "/b/delta", ng.url() + "/b/base", nullptr, nullptr, http);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -292,6 +299,9 @@ TEST_F(NginxTest, MetricsExporterServesCounters) {
   ASSERT_EQ(run("curl -sf -o " + out + " " + url), 0);
   std::string text = tptest::read_file(out);
   EXPECT_NE(text.find("tenpak_fetch_bytes_total{origin=\"" + ng_->url() + "/blob\"}"), std::string::npos);
+  // Plain http: HTTP/1.1, so no HTTP/2 response; the counter is exported anyway.
+  EXPECT_NE(text.find("tenpak_fetch_http2_responses_total{origin=\"" + ng_->url() + "/blob\"} 0\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("tenpak_cache_hits_total{cache=\"mem\"} 0"), std::string::npos);
   EXPECT_NE(text.find("tenpak_fetch_latency_seconds_bucket"), std::string::npos);
   EXPECT_NE(text.find("tenpak_test_extra 1"), std::string::npos);

@@ -36,9 +36,29 @@
 
 #include "tenpak/cache.h"
 #include "tenpak/delta.h"
+#include "tenpak/format.h"
 #include "tenpak/status.h"
 
 namespace tenpak {
+
+// Which rebuilt frames are stored in the persistent cache
+// (FsOptions::block_cache). Lookups are the same under every policy: a
+// frame found there is served (after its hash check) whatever its codec.
+enum class FrameCachePolicy : uint8_t {
+  // Only frames that rebuild slower than they read back from the cache:
+  // not copy_base (the frame is base bytes), store (delta bytes) or
+  // sub_lanes (decodes faster than an LMDB read, roughly). Their inputs,
+  // the base and delta blocks, are what a remote mount caches instead.
+  slow,
+  all,   // every rebuilt frame (frames shared by several fine-tunes, slow disks)
+  none,  // no frame: the cache holds only what the origins' decorators put there
+};
+// "slow", "all", "none".
+const char* frame_cache_policy_name(FrameCachePolicy p);
+std::optional<FrameCachePolicy> parse_frame_cache_policy(std::string_view s);
+// Whether a frame of codec `c`, once rebuilt, is stored under policy `p`.
+// Codecs unknown to this list count as slow (stored under `slow`).
+bool frame_cache_policy_stores(FrameCachePolicy p, Codec c);
 
 struct FsOptions {
   size_t frame_cache_bytes = 64u << 20;     // in-memory frame cache (LRU by bytes)
@@ -57,6 +77,8 @@ struct FsOptions {
   // bytes, re-checked against the hash on every get). Null: none. Used only
   // when tenpak_cache was linked in (TENPAK_HAVE_CACHE), else ignored.
   std::shared_ptr<BlockCache> block_cache;
+  // Which rebuilt frames are put into `block_cache` (see FrameCachePolicy).
+  FrameCachePolicy cache_frames = FrameCachePolicy::slow;
   // Log every read request (offset, length) of a model file (debugging).
   bool trace_reads = false;
   // One line per event (errors, retries). Null: stderr.
@@ -100,6 +122,9 @@ struct FsStats {
   uint64_t inflight_joins = 0;
   uint64_t prefetch_issued = 0, prefetch_hits = 0, prefetch_wasted = 0, prefetch_dropped = 0, prefetch_failed = 0;
   uint64_t persistent_hits = 0, persistent_rejected = 0;
+  // Rebuilt frames put into the persistent cache / left out by the policy
+  // (FsOptions::cache_frames); both 0 without a persistent cache.
+  uint64_t persistent_stored = 0, persistent_skipped = 0;
   uint64_t retries = 0, retried_ok = 0;
   uint64_t errors_io = 0, errors_corrupt = 0, errors_base_missing = 0, errors_other = 0;
   uint64_t rss_bytes = 0, peak_rss_bytes = 0;
