@@ -6,6 +6,8 @@
 #include <string>
 #include <type_traits>
 
+#include "tenpak/safetensors.h"
+
 namespace tenpak::elem {
 
 template <class U> U load(const uint8_t* p) { U v; std::memcpy(&v, p, sizeof(U)); return v; }
@@ -27,6 +29,30 @@ template <class U> U zigzag(U d) {
 }
 template <class U> U unzigzag(U z) { return U((z >> 1) ^ U(-(z & 1))); }
 inline int bit_length(uint64_t z) { return z ? 64 - __builtin_clzll(z) : 0; }
+
+// Exponent bucket of a base element (codecs 8 and 9, docs/FORMAT.md): the
+// exponent field (b >> shift) & mask, minus off, clamped to 0..31. Integers
+// have mask 0: every element in bucket 0.
+struct Expo {
+  int shift = 0;
+  uint64_t mask = 0;
+  int off = 0;
+};
+inline Expo expo(DType dt) {
+  switch (dt) {
+    case DType::F16: return {10, 31, 0};
+    case DType::BF16: return {7, 0xff, 104};
+    case DType::F32: return {23, 0xff, 104};
+    case DType::F64: return {52, 0x7ff, 1000};
+    case DType::F8_E4M3: return {3, 15, 0};
+    case DType::F8_E5M2: return {2, 31, 0};
+    default: return {};
+  }
+}
+inline int bucket(uint64_t b, const Expo& e) {
+  int v = static_cast<int>((b >> e.shift) & e.mask) - e.off;
+  return v < 0 ? 0 : (v > 31 ? 31 : v);
+}
 
 // Little-endian u32 fields of payload headers.
 inline void put_u32(std::string& s, uint32_t v) {

@@ -39,27 +39,7 @@ constexpr int kMaxSym = 33;                    // bit lengths 0..32
 constexpr size_t kHeader = 12;                 // A, B, M
 constexpr size_t kStates = 4 * kLanes;
 
-// Exponent field of a base element: (b >> shift) & mask; bucket = clamp(field - off, 0, 31).
-// Integers: mask 0, every element in bucket 0.
-struct Expo {
-  int shift = 0;
-  uint32_t mask = 0;
-  int off = 0;
-};
-Expo expo(DType dt) {
-  switch (dt) {
-    case DType::F16: return {10, 31, 0};
-    case DType::BF16: return {7, 0xff, 104};
-    case DType::F32: return {23, 0xff, 104};
-    case DType::F8_E4M3: return {3, 15, 0};
-    case DType::F8_E5M2: return {2, 31, 0};
-    default: return {};
-  }
-}
-inline int bucket(uint32_t b, const Expo& e) {
-  int v = static_cast<int>((b >> e.shift) & e.mask) - e.off;
-  return v < 0 ? 0 : (v > 31 ? 31 : v);
-}
+// Exponent buckets (Expo, expo, bucket): element_ops.h.
 // Raw words are 16 bits for w <= 2 (fields <= 15 bits), 32 for w = 4.
 constexpr int raw_unit(size_t w) { return w <= 2 ? 16 : 32; }
 
@@ -353,7 +333,7 @@ TP_AVX512 inline __m512i make_z(__m512i k, __m512i val) {
 
 // Exponent bucket of 16 base elements held in 32-bit lanes.
 TP_AVX512 inline __m512i bucket16(__m512i b, const Expo& ex) {
-  __m512i q = _mm512_and_si512(_mm512_srlv_epi32(b, _mm512_set1_epi32(ex.shift)), _mm512_set1_epi32(ex.mask));
+  __m512i q = _mm512_and_si512(_mm512_srlv_epi32(b, _mm512_set1_epi32(ex.shift)), _mm512_set1_epi32(static_cast<int>(ex.mask)));
   q = _mm512_sub_epi32(q, _mm512_set1_epi32(ex.off));
   return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(31));
 }

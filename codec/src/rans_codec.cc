@@ -34,27 +34,7 @@ int num_sym(size_t w) { return static_cast<int>(8 * w) + 1; }
 
 using namespace elem;  // load/store, f_ord/f_unord, zigzag/unzigzag, bit_length
 
-// Exponent field of a base element: (b >> shift) & mask; bucket = clamp(field - off, 0, 31).
-struct Expo {
-  int shift = 0;
-  uint64_t mask = 0;
-  int off = 0;
-};
-Expo expo(DType dt) {
-  switch (dt) {
-    case DType::F16: return {10, 31, 0};
-    case DType::BF16: return {7, 0xff, 104};
-    case DType::F32: return {23, 0xff, 104};
-    case DType::F64: return {52, 0x7ff, 1000};
-    case DType::F8_E4M3: return {3, 15, 0};
-    case DType::F8_E5M2: return {2, 31, 0};
-    default: return {};
-  }
-}
-inline int bucket(uint64_t b, const Expo& e) {
-  int v = static_cast<int>((b >> e.shift) & e.mask) - e.off;
-  return v < 0 ? 0 : (v > 31 ? 31 : v);
-}
+// Exponent buckets (Expo, expo, bucket): element_ops.h.
 // The context of an element with bucket q, and the update after it.
 inline int context(int avg, int q, int nc) {
   int c = ((avg + 4) >> 3) - q + 4;
