@@ -506,7 +506,7 @@ EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, 
 EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t* base, const EncodeOptions& opt) {
   size_t w = dtype_size(dt);
   if (base && std::memcmp(out, base, n) == 0) return {Codec::copy_base, {}};
-  // Candidates with their estimated cost; only the winner is encoded.
+  // Candidates with their cost: sub_lanes encoded, the byte-plane codecs estimated.
   Codec best = Codec::zstd;
   double best_cost = 1e300;
   std::vector<uint8_t> tmp, planes;

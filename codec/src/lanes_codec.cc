@@ -13,8 +13,6 @@
 
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -43,11 +41,11 @@ constexpr size_t kStates = 4 * kLanes;
 // Raw words are 16 bits for w <= 2 (fields <= 15 bits), 32 for w = 4.
 constexpr int raw_unit(size_t w) { return w <= 2 ? 16 : 32; }
 
-// ---- analysis (shared by encode and estimate) ----------------------------
+// ---- analysis ---------------------------------------------------------------
 
 // Symbols, contexts and counts of a frame; per-lane raw-bit totals.
 struct Analysis {
-  std::vector<uint16_t> sc;  // per element: context << 8 | symbol (only when keep)
+  std::vector<uint16_t> sc;  // per element: context << 8 | symbol
   uint32_t cnt[kCtx][kMaxSym] = {};
   uint64_t lane_bits[kLanes] = {};
 };
@@ -56,9 +54,9 @@ struct Analysis {
 // (consecutive elements often hit the same counter: one histogram would
 // serialise on store-to-load forwarding).
 template <class U, bool FL>
-void analyse(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex, bool keep, Analysis& an) {
+void analyse(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex, Analysis& an) {
   constexpr size_t w = sizeof(U);
-  if (keep) an.sc.resize(count);
+  an.sc.resize(count);
   std::vector<uint32_t> h(4 * kCtx * kMaxSym, 0);
   uint32_t lb[kLanes] = {};
   for (size_t i = 0; i < count; ++i) {
@@ -68,7 +66,7 @@ void analyse(const uint8_t* out, const uint8_t* base, size_t count, const Expo& 
     const int q = bucket(b, ex);
     ++h[(i & 3) * (kCtx * kMaxSym) + q * kMaxSym + k];
     lb[i % kLanes] += k > 1 ? k - 1 : 0;
-    if (keep) an.sc[i] = static_cast<uint16_t>(q << 8 | k);
+    an.sc[i] = static_cast<uint16_t>(q << 8 | k);
   }
   for (int c = 0; c < kCtx; ++c)
     for (int k = 0; k < kMaxSym; ++k)
@@ -96,15 +94,6 @@ void make_tables(const Analysis& an, int ns, Tables& t) {
       if (t.freq[c][s]) t.rcp[c][s] = ((uint64_t(1) << 43) + t.freq[c][s] - 1) / t.freq[c][s];
     }
   }
-}
-size_t tables_bytes(const Tables& t) {
-  size_t n = 0;
-  for (int c = 0; c < kCtx; ++c)
-    if (t.n[c]) {
-      n += 1;
-      for (int s = 0; s < t.n[c]; ++s) n += t.freq[c][s] >= 0x80 ? 2 : 1;
-    }
-  return n;
 }
 size_t raw_bytes(const Analysis& an, size_t w) {
   const uint64_t unit = raw_unit(w);
@@ -144,7 +133,7 @@ void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, s
   const int ns = static_cast<int>(8 * w) + 1;
   const Expo ex = expo(dt);
   Analysis an;
-  analyse<U, FL>(out, base, count, ex, true, an);
+  analyse<U, FL>(out, base, count, ex, an);
   Tables t;
   make_tables(an, ns, t);
 
@@ -532,30 +521,6 @@ void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::st
     case 4: fl ? encode_t<uint32_t, true>(out, base, n / 4, dt, payload) : encode_t<uint32_t, false>(out, base, n / 4, dt, payload); break;
     default: break;  // not supported (see supports())
   }
-}
-
-size_t estimate(const uint8_t* out, const uint8_t* base, size_t n, DType dt) {
-  const bool fl = dtype_is_float(dt);
-  const size_t w = dtype_size(dt);
-  const Expo ex = expo(dt);
-  Analysis an;
-  switch (w) {
-    case 1: fl ? analyse<uint8_t, true>(out, base, n, ex, false, an) : analyse<uint8_t, false>(out, base, n, ex, false, an); break;
-    case 2: fl ? analyse<uint16_t, true>(out, base, n / 2, ex, false, an) : analyse<uint16_t, false>(out, base, n / 2, ex, false, an); break;
-    case 4: fl ? analyse<uint32_t, true>(out, base, n / 4, ex, false, an) : analyse<uint32_t, false>(out, base, n / 4, ex, false, an); break;
-    default: return SIZE_MAX;
-  }
-  Tables t;
-  make_tables(an, static_cast<int>(8 * w) + 1, t);
-  double bits = 0;
-  for (int c = 0; c < kCtx; ++c)
-    for (int s = 0; s < t.n[c]; ++s)
-      if (an.cnt[c][s]) bits += an.cnt[c][s] * (kScaleBits - std::log2(double(t.freq[c][s])));
-  // Each lane's final state keeps 0..16 bits of the code (it starts at 2^16
-  // and emits only once it would pass 2^32): count 8 per lane in use.
-  const double kept = 8.0 * static_cast<double>(std::min<size_t>(n / w, kLanes));
-  const size_t words = static_cast<size_t>(std::ceil(std::max(0.0, bits - kept) / 16));
-  return kHeader + tables_bytes(t) + kStates + 2 * words + raw_bytes(an, w);
 }
 
 bool decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out,

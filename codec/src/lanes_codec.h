@@ -23,12 +23,6 @@ bool supports(DType dt);
 // elements of type dt, n a multiple of the element size, supports(dt)).
 void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload);
 
-// Size in bytes encode() would produce, from one pass of counting (no
-// coding): lets the builder compare codecs without encoding them all. Header,
-// tables and raw bits are exact; the rANS words are the entropy of the
-// symbols under the stored tables, within about 2 bytes per lane.
-size_t estimate(const uint8_t* out, const uint8_t* base, size_t n, DType dt);
-
 // Decodes a sub_lanes payload into `out` (n bytes). Returns false when the
 // payload is corrupt (bad tables, truncated or over-long streams, final
 // states wrong, non-zero padding); never reads outside [payload, payload +
