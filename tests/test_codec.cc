@@ -298,7 +298,7 @@ bool lanes_both(const std::string& p, const std::vector<uint8_t>& base, const st
 }
 }  // namespace
 
-TEST(Codec, SubLanesEdgeCasesBothDecoders) {
+TEST(Codec, SubLanesEdgeCasesBothEncodersAndDecoders) {
   if (!lanes::simd_available()) std::cout << "note: no AVX-512 here, both runs use the portable decoder\n";
   std::mt19937_64 g(31);
   for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::F8_E5M2, DType::I32, DType::I16,
@@ -311,8 +311,10 @@ TEST(Codec, SubLanesEdgeCasesBothDecoders) {
       for (size_t i = 0; i < ext.size(); ++i) ext[i] = (i % w == w - 1) ? 0x80 : 0;  // extreme differences
       auto nudged = perturb(base, dt, 33);
       for (const auto* ft : {&base, &rnd, &ext, &nudged}) {
-        std::string p;
+        std::string p, ps;
         lanes::encode(ft->data(), base.data(), ft->size(), dt, p);
+        lanes::encode(ft->data(), base.data(), ft->size(), dt, ps, true);
+        EXPECT_TRUE(p == ps) << "SIMD and scalar encoders disagree: " << dtype_name(dt) << " n=" << count;
         EXPECT_TRUE(lanes_both(p, base, *ft, dt)) << dtype_name(dt) << " n=" << count;
       }
     }

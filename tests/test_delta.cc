@@ -1,8 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
+#include "pipeline.h"  // codec/src (private)
 #include "tenpak/delta.h"
 #include "tenpak/frame_codec.h"
 #include "test_util.h"
@@ -106,6 +110,79 @@ TEST(Delta, WrongBaseIsRefusedBeforeWriting) {
   EXPECT_EQ(st.code(), Errc::mismatch);
   EXPECT_NE(st.message().find("sha256"), std::string::npos);
   fs::remove_all(p.root);
+}
+
+// apply checks the base's sha256 beside the rebuild (ApplyOptions::
+// concurrent_check): a wrong base must still be reported as such (not as a
+// frame hash failure) and leave no output.
+TEST(Delta, ApplyWithConcurrentBaseCheckRefusesWrongBase) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  // Two wrong bases: one byte different in the bytes the delta reads, and in
+  // the last byte (read by no frame: only the sha256 check can see it).
+  std::string b = tptest::read_file(p.base + "/model.safetensors");
+  for (size_t at : {b.size() / 2, b.size() - 1}) {
+    std::string w = b;
+    w[at] ^= 1;
+    tptest::write_file(p.root + "/base2/model.safetensors", w);
+    tptest::write_file(p.root + "/base2/config.json", tptest::read_file(p.base + "/config.json"));
+    auto r = open_delta_dir(p.root + "/delta");
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(attach_local_base(**r, p.root + "/base2", false).ok());  // sizes only
+    ApplyOptions o;
+    o.concurrent_check = [&] { return check_local_base_sha256((*r)->manifest(), p.root + "/base2"); };
+    auto n = apply_delta(**r, p.root + "/out", o);
+    ASSERT_FALSE(n.ok()) << "byte " << at;
+    EXPECT_EQ(n.status().code(), Errc::mismatch) << n.status().message();
+    EXPECT_NE(n.status().message().find("wrong base"), std::string::npos) << n.status().message();
+    EXPECT_FALSE(fs::exists(p.root + "/out")) << "byte " << at;
+  }
+  // The right base passes through the same path.
+  auto r = open_delta_dir(p.root + "/delta");
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(attach_local_base(**r, p.base, false).ok());
+  ApplyOptions o;
+  o.threads = 3;
+  o.concurrent_check = [&] { return check_local_base_sha256((*r)->manifest(), p.base); };
+  auto n = apply_delta(**r, p.root + "/out", o);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  for (auto& e : fs::recursive_directory_iterator(p.ft)) {
+    if (!e.is_regular_file()) continue;
+    const std::string rel = fs::relative(e.path(), p.ft).string();
+    EXPECT_EQ(tptest::read_file(e.path().string()), tptest::read_file(p.root + "/out/" + rel)) << rel;
+  }
+  fs::remove_all(p.root);
+}
+
+// The ordered pipeline under build and apply: items reach the consumer in
+// order whatever order workers finish in; a consumer error stops it and
+// releases every waiting worker.
+TEST(Delta, OrderedPipelineKeepsOrderAndStopsOnError) {
+  for (unsigned threads : {1u, 2u, 5u}) {
+    for (size_t window : {1u, 3u, 16u}) {
+      std::vector<size_t> slots(window), seen;
+      auto produce = [&](size_t k, size_t slot) {
+        if (k % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));  // out-of-order finishes
+        slots[slot] = k * 10;
+      };
+      auto consume = [&](size_t k, size_t slot) -> Status {
+        EXPECT_EQ(slots[slot], k * 10);
+        seen.push_back(k);
+        return Status::Ok();
+      };
+      ASSERT_TRUE(ordered_pipeline(200, threads, window, produce, consume).ok());
+      ASSERT_EQ(seen.size(), 200u);
+      for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], k);
+      std::atomic<size_t> produced{0};
+      auto produce2 = [&](size_t, size_t) { ++produced; };
+      auto fail_at_20 = [&](size_t k, size_t) -> Status {
+        return k == 20 ? Status{Errc::io, "disk full"} : Status::Ok();
+      };
+      Status st = ordered_pipeline(100000, threads, window, produce2, fail_at_20);
+      EXPECT_EQ(st.code(), Errc::io);
+      EXPECT_LE(produced.load(), 21 + window + threads);  // stopped, not run to the end
+    }
+  }
 }
 
 TEST(Delta, CorruptFrameNamesFileAndFrame) {

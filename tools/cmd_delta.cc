@@ -89,12 +89,14 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
 int do_apply(const std::string& delta, const std::string& base, const std::string& out, const Common& c) {
   auto r = open_delta_dir(delta);
   if (!r.ok()) return fail(r.status());
-  ProgressBar hb("check base");
-  Status st = attach_local_base(**r, base, true, [&](uint64_t d, uint64_t t) { hb.update(d, t); });
-  hb.finish();
+  // Sizes now; the base's sha256 beside the rebuild (nothing is committed
+  // before it matched).
+  Status st = attach_local_base(**r, base, false);
   if (!st.ok()) return fail(st);
   ApplyOptions o;
   o.threads = c.threads;
+  const Manifest& man = (*r)->manifest();
+  o.concurrent_check = [&man, &base] { return check_local_base_sha256(man, base); };
   ProgressBar bar(out.empty() ? "verify" : "rebuild");
   o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
   auto t0 = std::chrono::steady_clock::now();

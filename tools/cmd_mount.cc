@@ -114,14 +114,15 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
         return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) + " bytes, the delta " + r.name() +
                                     " was built against " + std::to_string(bf.size) + " bytes"};
       auto t0 = std::chrono::steady_clock::now();
-      auto h = sha256_of(**src);
+      bool cached = false;
+      auto h = sha256_of_local_file(path, {}, &cached);
       if (!h.ok()) return h.status();
       if (*h != bf.sha256)
         return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*h) + " differs from " + hex(bf.sha256) +
                                     " recorded in the delta " + r.name()};
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      log("base " + path + ": sha256 verified (" + human_bytes(static_cast<double>(bf.size)) + " in " +
-          std::to_string(s).substr(0, 5) + " s)");
+      log("base " + path + ": sha256 verified (" + human_bytes(static_cast<double>(bf.size)) +
+          (cached ? ", from the hash cache" : " in " + std::to_string(s).substr(0, 5) + " s") + ")");
     }
     // Cached under the sha256 the delta records: every fine-tune of this
     // base shares its cached blocks, whatever URL it came from.

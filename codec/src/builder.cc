@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "io_util.h"
+#include "pipeline.h"
 #include "tenpak/delta.h"
 #include "tenpak/model.h"
 
@@ -183,8 +184,25 @@ class Builder {
       BaseFile bf;
       bf.name = f.name;
       bf.size = f.map->size();
-      if (out_dir) bf.sha256 = sha256(f.map->data(), f.map->size());
       m_.base_files.push_back(std::move(bf));
+    }
+    // Whole-file sha256s (every base file, every fine-tuned file) on a thread
+    // of their own: a third of the build's CPU, sequential per file, and
+    // independent of the frames, so they overlap the encoding instead of
+    // stalling it. Joined (jthread) before the manifest is written or on any
+    // early return.
+    std::vector<Sha256> base_sha(base_->files.size()), ft_sha(ft_->files.size());
+    std::jthread hasher;
+    if (out_dir) {
+      hasher = std::jthread([&] {
+        // The base through the hash cache: many fine-tunes share one base.
+        for (size_t i = 0; i < base_->files.size(); ++i) {
+          auto h = sha256_of_local_file(base_->files[i]->path);
+          base_sha[i] = h.ok() ? *h : sha256(base_->files[i]->map->data(), base_->files[i]->map->size());
+        }
+        for (size_t i = 0; i < ft_->files.size(); ++i)
+          ft_sha[i] = sha256(ft_->files[i]->bytes(), ft_->files[i]->size);  // as served (converted checkpoints too)
+      });
     }
     std::set<std::string> seen;
     for (auto& f : ft_->files) {
@@ -202,6 +220,11 @@ class Builder {
     data_ = out_dir ? &data : nullptr;
 
     for (uint32_t fi = 0; fi < ft_->files.size(); ++fi) TP_RETURN_IF_ERROR(build_file(fi));
+    if (out_dir) {
+      hasher.join();
+      for (size_t i = 0; i < base_sha.size(); ++i) m_.base_files[i].sha256 = base_sha[i];
+      for (size_t i = 0; i < ft_sha.size(); ++i) m_.out_files[i].sha256 = ft_sha[i];
+    }
 
     std::string idx = serialize_manifest(m_);
     report_.index_bytes = idx.size();
@@ -280,86 +303,83 @@ class Builder {
     }
     for (auto& j : jobs) classes_[j.klass].out += j.len;
 
-    Sha256Hasher sha;
     const uint8_t* bytes = f.bytes();
     unsigned threads = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
-    const size_t batch = threads * 4;
-    std::vector<Encoded> enc(batch);
-    for (size_t b0 = 0; b0 < jobs.size(); b0 += batch) {
-      size_t b1 = std::min(jobs.size(), b0 + batch);
-      std::atomic<size_t> next{b0};
-      auto work = [&] {
-        std::vector<uint8_t> conv;
-        for (size_t k; (k = next.fetch_add(1)) < b1;) {
-          const Job& j = jobs[k];
-          Encoded& e = enc[k - b0];
-          const uint8_t* out = bytes + j.off;
-          e.hash = xxh128(out, j.len);
-          if (!j.sampled) { e.e = {}; continue; }
-          const uint8_t* base = nullptr;
-          if (j.base_file != kNoBase) {
-            base = base_->files[j.base_file]->map->data() + j.base_off;
-            if (j.bdt != j.dt) {
-              conv.resize(j.len);
-              convert_dtype(base, j.bdt, j.base_len / dtype_size(j.bdt), j.dt, conv.data());
-              base = conv.data();
-            }
+    // Workers encode frames; this thread takes them in frame order (index,
+    // data file). thread_local: each worker's scratch for dtype conversion.
+    const size_t window = threads * 4;
+    std::vector<Encoded> enc(window);
+    uint64_t last_progress = 0;
+    auto produce = [&](size_t k, size_t slot) {
+      thread_local std::vector<uint8_t> conv;
+      const Job& j = jobs[k];
+      Encoded& e = enc[slot];
+      const uint8_t* out = bytes + j.off;
+      e.hash = xxh128(out, j.len);
+      if (!j.sampled) {
+        e.e = {};
+      } else {
+        const uint8_t* base = nullptr;
+        if (j.base_file != kNoBase) {
+          base = base_->files[j.base_file]->map->data() + j.base_off;
+          if (j.bdt != j.dt) {
+            conv.resize(j.len);
+            convert_dtype(base, j.bdt, j.base_len / dtype_size(j.bdt), j.dt, conv.data());
+            base = conv.data();
           }
-          EncodeOptions eo;
-          eo.zstd_level = opt_.zstd_level;
-          eo.layout = j.layout;
-          eo.allow_ctx = opt_.allow_ctx;
-          e.e = encode_frame(out, j.len, j.dt, base, eo);
         }
-      };
-      std::vector<std::thread> pool;
-      unsigned nt = static_cast<unsigned>(std::min<size_t>(threads, b1 - b0));
-      for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
-      work();
-      for (auto& t : pool) t.join();
-      for (size_t k = b0; k < b1; ++k) {
-        Job& j = jobs[k];
-        Encoded& e = enc[k - b0];
-        if (data_) sha.update(bytes + j.off, j.len);
-        Frame fr;
-        fr.file = fi;
-        fr.out_offset = j.off;
-        fr.out_len = j.len;
-        fr.codec = e.e.codec;
-        fr.dtype = j.dt;
-        fr.base_dtype = j.bdt;
-        fr.hash = e.hash;
-        if (codec_needs_base(e.e.codec)) {
-          fr.base_file = j.base_file;
-          fr.base_offset = j.base_off;
-          fr.base_len = j.base_len;
-        } else {
-          fr.base_dtype = fr.dtype;
-        }
-        fr.data_offset = data_pos_;
-        fr.data_len = static_cast<uint32_t>(e.e.payload.size());
-        if (data_) TP_RETURN_IF_ERROR(data_->write(e.e.payload.data(), e.e.payload.size()));
-        data_pos_ += e.e.payload.size();
-        if (j.sampled) {
-          auto& c = classes_[j.klass];
-          c.sampled_out += j.len;
-          c.sampled_delta += e.e.payload.size();
-        }
-        if (j.tensor >= 0) {
-          auto& tr = report_.tensors_detail[j.tensor];
-          tr.delta_bytes += e.e.payload.size();
-          std::string cn = codec_name(e.e.codec);
-          if (tr.codecs.find(cn) == std::string::npos) tr.codecs += (tr.codecs.empty() ? "" : ",") + cn;
-        }
-        m_.frames.push_back(fr);
-        done_ += j.len;
+        EncodeOptions eo;
+        eo.zstd_level = opt_.zstd_level;
+        eo.layout = j.layout;
+        eo.allow_ctx = opt_.allow_ctx;
+        e.e = encode_frame(out, j.len, j.dt, base, eo);
       }
-      if (opt_.progress) opt_.progress(done_, report_.finetune_bytes);
-    }
+    };
+    auto consume = [&](size_t k, size_t slot) -> Status {
+      Job& j = jobs[k];
+      Encoded& e = enc[slot];
+      Frame fr;
+      fr.file = fi;
+      fr.out_offset = j.off;
+      fr.out_len = j.len;
+      fr.codec = e.e.codec;
+      fr.dtype = j.dt;
+      fr.base_dtype = j.bdt;
+      fr.hash = e.hash;
+      if (codec_needs_base(e.e.codec)) {
+        fr.base_file = j.base_file;
+        fr.base_offset = j.base_off;
+        fr.base_len = j.base_len;
+      } else {
+        fr.base_dtype = fr.dtype;
+      }
+      fr.data_offset = data_pos_;
+      fr.data_len = static_cast<uint32_t>(e.e.payload.size());
+      if (data_) TP_RETURN_IF_ERROR(data_->write(e.e.payload.data(), e.e.payload.size()));
+      data_pos_ += e.e.payload.size();
+      if (j.sampled) {
+        auto& c = classes_[j.klass];
+        c.sampled_out += j.len;
+        c.sampled_delta += e.e.payload.size();
+      }
+      if (j.tensor >= 0) {
+        auto& tr = report_.tensors_detail[j.tensor];
+        tr.delta_bytes += e.e.payload.size();
+        std::string cn = codec_name(e.e.codec);
+        if (tr.codecs.find(cn) == std::string::npos) tr.codecs += (tr.codecs.empty() ? "" : ",") + cn;
+      }
+      m_.frames.push_back(fr);
+      done_ += j.len;
+      if (opt_.progress && (done_ - last_progress >= (64u << 20) || k + 1 == jobs.size())) {
+        last_progress = done_;
+        opt_.progress(done_, report_.finetune_bytes);
+      }
+      return Status::Ok();
+    };
+    TP_RETURN_IF_ERROR(ordered_pipeline(jobs.size(), threads, window, produce, consume));
     for (auto& tr : report_.tensors_detail)
       if (tr.file == f.name && tr.codecs == "copy_base") { tr.match = "identical"; ++report_.tensors_identical; }
     of.frame_count = static_cast<uint32_t>(m_.frames.size()) - of.first_frame;
-    if (data_) of.sha256 = sha.finish();
     FileReport fr;
     fr.name = f.name;
     fr.out_bytes = f.size;

@@ -573,33 +573,18 @@ EncodedFrame encode_frame(const uint8_t* out, size_t n, DType dt, const uint8_t*
     const double need = e.codec == Codec::sub_lanes ? 1.0 - opt.ctx_min_gain : 1.0;
     if (r.payload.size() < e.payload.size() * need) e = std::move(r);
   }
-  if (base && opt.allow_ctx) {
-    // The context coder decodes ~50x slower than sub_lanes, so it must earn
-    // its place: at least opt.ctx_min_gain smaller. It pays off on conv
-    // kernels (its kernel predictor; measured on YOLOv5n): those frames and
-    // small ones get the full trial. Other large frames (LLM matrices, where
-    // it gains ~1.5%) try a 32 KiB sample first and go on only when the
-    // sample gains three times the margin (samples
-    // vary by +-3% around the full frame: measured).
-    constexpr size_t kSample = 32 * 1024;
-    bool try_ctx = true;
-    if (n > 2 * kSample && opt.layout.area <= 1 && lanes_ok && e.codec == Codec::sub_lanes) {
-      const size_t sn = kSample / w * w;
-      EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, sn, dt, base, 0, opt.layout);
-      // Against the sample's share of the real sub_lanes payload: sub_lanes
-      // on the sample alone would carry its fixed costs (states, tables) at
-      // 16x their weight.
-      const double share = static_cast<double>(e.payload.size()) * static_cast<double>(sn) / static_cast<double>(n);
-      try_ctx = static_cast<double>(c.payload.size()) < share * (1.0 - 3 * opt.ctx_min_gain);
-    }
-    if (try_ctx) {
-      // Outside conv kernels the margin is 2.5x larger: there its gains are
-      // small (measured: ~2-3% on 9% of an LLM pair's bytes, for 40% of the
-      // rebuild time).
-      const double margin = opt.layout.area > 1 ? opt.ctx_min_gain : 2.5 * opt.ctx_min_gain;
-      EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, n, dt, base, 0, opt.layout);
-      if (c.payload.size() < e.payload.size() * (1.0 - margin)) e = std::move(c);
-    }
+  // The context coder decodes ~50x slower than sub_lanes, so it must earn
+  // its place. It pays off on conv kernels (its kernel predictor; measured on
+  // YOLOv5n) and on small frames, which get a trial and must be
+  // opt.ctx_min_gain smaller. Large frames that are not kernels (LLM
+  // matrices) never take it: there it gained at most ~2% (often nothing: a
+  // 32 KiB sample test sent 8% of a 1 GiB BF16 pair's frames to full trials,
+  // all lost, for a third of the build time), not worth a 50x slower rebuild.
+  constexpr size_t kCtxLargeFrame = 64 * 1024;
+  if (base && opt.allow_ctx && (opt.layout.area > 1 || n <= kCtxLargeFrame)) {
+    const double margin = opt.layout.area > 1 ? opt.ctx_min_gain : 2.5 * opt.ctx_min_gain;
+    EncodedFrame c = encode_frame_with(Codec::sub_ctx, out, n, dt, base, 0, opt.layout);
+    if (c.payload.size() < e.payload.size() * (1.0 - margin)) e = std::move(c);
   }
   if (e.payload.size() >= n) return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
   return e;

@@ -41,168 +41,113 @@ constexpr size_t kStates = 4 * kLanes;
 // Raw words are 16 bits for w <= 2 (fields <= 15 bits), 32 for w = 4.
 constexpr int raw_unit(size_t w) { return w <= 2 ? 16 : 32; }
 
-// ---- analysis ---------------------------------------------------------------
-
-// Symbols, contexts and counts of a frame; per-lane raw-bit totals.
-struct Analysis {
-  std::vector<uint16_t> sc;  // per element: context << 8 | symbol
-  uint32_t cnt[kCtx][kMaxSym] = {};
-  uint64_t lane_bits[kLanes] = {};
-};
-
-// One pass over the frame. Counting goes to four interleaved histograms
-// (consecutive elements often hit the same counter: one histogram would
-// serialise on store-to-load forwarding).
-template <class U, bool FL>
-void analyse(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex, Analysis& an) {
-  constexpr size_t w = sizeof(U);
-  an.sc.resize(count);
-  std::vector<uint32_t> h(4 * kCtx * kMaxSym, 0);
-  uint32_t lb[kLanes] = {};
-  for (size_t i = 0; i < count; ++i) {
-    const U b = load<U>(base + i * w), a = load<U>(out + i * w);
-    const U z = zigzag(U((FL ? f_ord(a) : a) - (FL ? f_ord(b) : b)));
-    const int k = bit_length(z);
-    const int q = bucket(b, ex);
-    ++h[(i & 3) * (kCtx * kMaxSym) + q * kMaxSym + k];
-    lb[i % kLanes] += k > 1 ? k - 1 : 0;
-    an.sc[i] = static_cast<uint16_t>(q << 8 | k);
-  }
-  for (int c = 0; c < kCtx; ++c)
-    for (int k = 0; k < kMaxSym; ++k)
-      an.cnt[c][k] = h[c * kMaxSym + k] + h[kCtx * kMaxSym + c * kMaxSym + k] +
-                     h[2 * kCtx * kMaxSym + c * kMaxSym + k] + h[3 * kCtx * kMaxSym + c * kMaxSym + k];
-  for (int l = 0; l < kLanes; ++l) an.lane_bits[l] = lb[l];
-}
+// ---- encoding ---------------------------------------------------------------
+//
+// Two passes over the frame. Forward: per element its symbol and context
+// (one u16 "cell" = context * kMaxSym + symbol) and its raw bits, written
+// straight into the raw area (below). Then the counts give the tables, and a
+// backward pass codes the cells with rANS. Both passes have a scalar form
+// (any width, and the tails) and an AVX-512 form (w = 2 and 4) that produce
+// the same bytes.
+//
+// Raw area without a second pass: the decoder asks for lane l's next word
+// when it holds fewer bits than the element needs (cnt_l < r). At that
+// moment the encoder hands the lane a slot (the next index of the raw area)
+// and fills it when the lane's word is complete. A lane has at most one
+// incomplete word (r < unit), so one pending slot per lane suffices: a word
+// completes during the element that asks for the next one, or earlier.
 
 struct Tables {
-  uint32_t freq[kCtx][kMaxSym] = {};
-  uint32_t cum[kCtx][kMaxSym] = {};
+  uint32_t freq[kCtx * kMaxSym] = {};  // by cell
+  uint32_t cum[kCtx * kMaxSym] = {};
   // x div f as (x * rcp) >> 43, exact for x < 2^32 and f <= 2^11 (the error
   // of the rounded-up reciprocal stays under 1/f).
-  uint64_t rcp[kCtx][kMaxSym] = {};
+  uint64_t rcp[kCtx * kMaxSym] = {};
+  uint32_t fc[kCtx * kMaxSym] = {};  // freq | cum << 16 (the SIMD pass)
+  double inv[kCtx * kMaxSym] = {};   // 1.0 / freq (the SIMD pass)
   int n[kCtx] = {};
 };
-void make_tables(const Analysis& an, int ns, Tables& t) {
+
+void make_tables(const uint32_t* cnt, int ns, Tables& t) {
   for (int c = 0; c < kCtx; ++c) {
-    freq::normalise(an.cnt[c], ns, kScale, t.freq[c]);
-    t.n[c] = freq::used_symbols(t.freq[c], ns);
+    uint32_t* f = t.freq + c * kMaxSym;
+    freq::normalise(cnt + c * kMaxSym, ns, kScale, f);
+    t.n[c] = freq::used_symbols(f, ns);
     uint32_t acc = 0;
     for (int s = 0; s < t.n[c]; ++s) {
-      t.cum[c][s] = acc;
-      acc += t.freq[c][s];
-      if (t.freq[c][s]) t.rcp[c][s] = ((uint64_t(1) << 43) + t.freq[c][s] - 1) / t.freq[c][s];
+      const int j = c * kMaxSym + s;
+      t.cum[j] = acc;
+      acc += f[s];
+      if (f[s]) {
+        t.rcp[j] = ((uint64_t(1) << 43) + f[s] - 1) / f[s];
+        t.inv[j] = 1.0 / f[s];
+      }
+      t.fc[j] = f[s] | t.cum[j] << 16;
     }
   }
 }
-size_t raw_bytes(const Analysis& an, size_t w) {
-  const uint64_t unit = raw_unit(w);
-  uint64_t words = 0;
-  for (int l = 0; l < kLanes; ++l) words += (an.lane_bits[l] + unit - 1) / unit;
-  return static_cast<size_t>(words * unit / 8);
-}
 
-// Per-lane raw bit sequences, LSB first, cut into words of `unit` bits.
-// Branch-free: whether a word completes is data, not control flow (it is
-// unpredictable, and a mispredicted branch costs more than the work).
-struct LaneWriter {
-  std::vector<uint32_t> words;  // sized by the caller: bits / unit + 2
-  size_t nw = 0;
-  uint64_t acc = 0;
-  int nb = 0;
-  inline void put(uint32_t v, int k, int unit) {  // k < unit
-    acc |= uint64_t(v) << nb;
-    nb += k;
-    const int full = nb >= unit;
-    words[nw] = static_cast<uint32_t>(unit == 32 ? acc : acc & 0xffff);
-    nw += full;
-    acc >>= unit * full;
-    nb -= unit * full;
-  }
-  void flush() {
-    if (nb > 0) words[nw++] = static_cast<uint32_t>(acc);
-    acc = 0;
-    nb = 0;
-  }
+// Forward-pass state, shared by the scalar and SIMD forms.
+struct RawState {
+  uint64_t acc[kLanes] = {};   // the lane's incomplete word, LSB first
+  uint32_t nb[kLanes] = {};    // bits in it
+  uint32_t have[kLanes] = {};  // bits the decoder holds for the lane
+  uint32_t pend[kLanes] = {};  // slot of the incomplete word
+  uint32_t slots = 0;          // slots handed out so far
 };
 
-template <class U, bool FL>
-void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, std::string& payload) {
-  constexpr size_t w = sizeof(U);
-  constexpr int unit = raw_unit(w);
-  const int ns = static_cast<int>(8 * w) + 1;
-  const Expo ex = expo(dt);
-  Analysis an;
-  analyse<U, FL>(out, base, count, ex, an);
-  Tables t;
-  make_tables(an, ns, t);
+// Scratch of one encode, reused by the thread.
+struct EncodeScratch {
+  std::vector<uint16_t> cell;   // per element
+  std::vector<uint32_t> raw;    // per slot (low `unit` bits), + 1 dummy
+  std::vector<uint16_t> words;  // rANS words, filled from the end
+};
 
-  // Raw bits: each lane's sequence, then the words in the order a decoder
-  // asks for them (lane l refills when its buffer holds fewer bits than the
-  // element needs; elements in order, so lanes in order within a step).
-  LaneWriter lw[kLanes];
-  for (int l = 0; l < kLanes; ++l) lw[l].words.resize(an.lane_bits[l] / unit + 2);
-  thread_local std::vector<uint8_t> order;  // lane of each refill, in read order
-  order.resize(raw_bytes(an, w) / (unit / 8) + 1);
-  size_t no = 0;
-  uint32_t have[kLanes] = {};
-  for (size_t i = 0; i < count; ++i) {
-    const int k = an.sc[i] & 0xff;
+// Elements [from, to): cells and raw bits. Branch-free: whether a word
+// completes is data, not control flow (it is unpredictable, and a
+// mispredicted branch costs more than the work); writes of lanes that
+// complete nothing go to the dummy slot raw[dummy].
+template <class U, bool FL>
+void forward_scalar(const uint8_t* out, const uint8_t* base, size_t from, size_t to, const Expo& ex, RawState& st,
+                    uint16_t* cell, uint32_t* raw, size_t dummy) {
+  constexpr size_t w = sizeof(U);
+  constexpr uint32_t unit = raw_unit(w);
+  for (size_t i = from; i < to; ++i) {
     const int l = static_cast<int>(i % kLanes);
     const U b = load<U>(base + i * w), a = load<U>(out + i * w);
     const U z = zigzag(U((FL ? f_ord(a) : a) - (FL ? f_ord(b) : b)));
-    const uint32_t r = static_cast<uint32_t>(k > 1 ? k - 1 : 0);
-    lw[l].put(static_cast<uint32_t>(uint64_t(z) & ((uint64_t(1) << r) - 1)), static_cast<int>(r), unit);
-    const uint32_t need = have[l] < r;
-    order[no] = static_cast<uint8_t>(l);
-    no += need;
-    have[l] += unit * need - r;
+    const int k = bit_length(z);
+    cell[i] = static_cast<uint16_t>(bucket(b, ex) * kMaxSym + k);
+    const uint32_t r = k > 1 ? k - 1 : 0;
+    const uint32_t need = st.have[l] < r;
+    const uint32_t slot = st.slots;
+    st.slots += need;
+    st.acc[l] |= (uint64_t(z) & ((uint64_t(1) << r) - 1)) << st.nb[l];
+    st.nb[l] += r;
+    const uint32_t full = st.nb[l] >= unit;
+    raw[full ? st.pend[l] : dummy] = static_cast<uint32_t>(st.acc[l] & ((uint64_t(1) << unit) - 1));
+    st.acc[l] >>= unit * full;
+    st.nb[l] -= unit * full;
+    st.pend[l] = need ? slot : st.pend[l];
+    st.have[l] += unit * need - r;
   }
-  for (auto& x : lw) x.flush();
+}
 
-  // rANS, backwards: the decoder (forwards) sees the exact reverse.
-  uint32_t x[kLanes];
-  for (auto& v : x) v = kLow;
-  thread_local std::vector<uint16_t> words;
-  words.resize(count + kLanes);  // at most one word per element
-  size_t nw = 0;
-  for (size_t i = count; i-- > 0;) {
-    const int c = an.sc[i] >> 8, s = an.sc[i] & 0xff;
-    const uint32_t f = t.freq[c][s], start = t.cum[c][s];
+// Elements [from, to) backwards: rANS states x, words stored downwards from
+// words[wpos] (so they end up in the order the decoder reads them).
+inline void backward_scalar(const uint16_t* cell, size_t from, size_t to, const Tables& t, uint32_t* x,
+                            uint16_t* words, size_t& wpos) {
+  for (size_t i = to; i-- > from;) {
+    const int j = cell[i];
+    const uint32_t f = t.freq[j], start = t.cum[j];
     uint32_t xs = x[i % kLanes];
     // Emit when coding would leave [kLow, 2^32) (branch-free, as above).
     const uint32_t emit = uint64_t(xs) >= (uint64_t(f) << (32 - kScaleBits));
-    words[nw] = static_cast<uint16_t>(xs);
-    nw += emit;
+    words[wpos - 1] = static_cast<uint16_t>(xs);
+    wpos -= emit;
     xs >>= 16 * emit;
-    const uint32_t qd = static_cast<uint32_t>((static_cast<unsigned __int128>(xs) * t.rcp[c][s]) >> 43);
+    const uint32_t qd = static_cast<uint32_t>((static_cast<unsigned __int128>(xs) * t.rcp[j]) >> 43);
     x[i % kLanes] = (qd << kScaleBits) + (xs - qd * f) + start;
-  }
-
-  const size_t raw_len = no * (unit / 8);
-  put_u32(payload, static_cast<uint32_t>(2 * nw));
-  put_u32(payload, static_cast<uint32_t>(raw_len));
-  uint32_t mask = 0;
-  for (int c = 0; c < kCtx; ++c)
-    if (t.n[c]) mask |= 1u << c;
-  put_u32(payload, mask);
-  for (int c = 0; c < kCtx; ++c)
-    if (t.n[c]) freq::put_table(payload, t.freq[c], t.n[c]);
-  for (int l = 0; l < kLanes; ++l) put_u32(payload, x[l]);
-  size_t at = payload.size();
-  payload.resize(at + 2 * nw + raw_len);
-  char* p = payload.data() + at;
-  for (size_t j = 0; j < nw; ++j) {
-    const uint16_t v = words[nw - 1 - j];
-    p[2 * j] = static_cast<char>(v & 0xff);
-    p[2 * j + 1] = static_cast<char>(v >> 8);
-  }
-  p += 2 * nw;
-  size_t next[kLanes] = {};
-  for (size_t j = 0; j < no; ++j) {
-    const int l = order[j];
-    const uint32_t v = lw[l].words[next[l]++];
-    for (int b = 0; b < unit / 8; ++b) *p++ = static_cast<char>(v >> (8 * b));
   }
 }
 
@@ -470,6 +415,290 @@ bool cpu_has_avx512() {
   return ok;
 }
 
+// ---- SIMD encoding (AVX-512 F/BW/VL/DQ + CD for lzcnt) ---------------------
+
+#define TP_AVX512_ENC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512cd,popcnt")))
+
+// Forward pass, 16 lanes per step: the scalar forward_scalar's arithmetic
+// lane-parallel. New slots go to the lanes that ask, in lane order (expand of
+// 0, 1, 2, ... into the asking lanes); completed words are scattered to
+// their lanes' pending slots (distinct, so the scatter order is moot).
+// w = 2: 16-bit words, bit buffers fit 32-bit lanes. Returns the elements done.
+// One half (16 lanes) of a forward_simd16 step.
+template <bool FL>
+TP_AVX512_ENC __attribute__((always_inline)) inline void fwd16_half(const uint8_t* out, const uint8_t* base, size_t i0,
+                                                                   const Expo& ex, uint16_t* cell, uint32_t* raw,
+                                                                   uint32_t& slots, __m512i& acc, __m512i& nb,
+                                                                   __m512i& have, __m512i& pend) {
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i m16 = _mm512_set1_epi32(0xffff), u16 = _mm512_set1_epi32(16);
+  const __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + 2 * i0)));
+  const __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(out + 2 * i0)));
+  __m512i ob = b, oa = a;
+  if (FL) {  // ord: sign set -> ~x, else x | 0x8000 (16-bit)
+    const __m512i sb = _mm512_srai_epi32(_mm512_slli_epi32(b, 16), 31);
+    const __m512i sa = _mm512_srai_epi32(_mm512_slli_epi32(a, 16), 31);
+    const __m512i top = _mm512_set1_epi32(0x8000), low = _mm512_set1_epi32(0x7fff);
+    ob = _mm512_xor_si512(b, _mm512_or_si512(top, _mm512_and_si512(sb, low)));
+    oa = _mm512_xor_si512(a, _mm512_or_si512(top, _mm512_and_si512(sa, low)));
+  }
+  const __m512i d = _mm512_sub_epi32(oa, ob);
+  const __m512i sd = _mm512_srai_epi32(_mm512_slli_epi32(d, 16), 31);
+  const __m512i z = _mm512_and_si512(_mm512_xor_si512(_mm512_slli_epi32(d, 1), sd), m16);
+  const __m512i k = _mm512_sub_epi32(_mm512_set1_epi32(32), _mm512_lzcnt_epi32(z));
+  const __m512i c = _mm512_add_epi32(_mm512_mullo_epi32(bucket16(b, ex), _mm512_set1_epi32(kMaxSym)), k);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(cell + i0), _mm512_cvtepi32_epi16(c));
+  const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
+  const __m512i v = _mm512_andnot_si512(_mm512_sllv_epi32(ones, r), z);
+  const __mmask16 need = _mm512_cmplt_epu32_mask(have, r);
+  const __m512i slot = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(slots)), _mm512_maskz_expand_epi32(need, iota));
+  slots += static_cast<uint32_t>(__builtin_popcount(need));
+  acc = _mm512_or_si512(acc, _mm512_sllv_epi32(v, nb));
+  nb = _mm512_add_epi32(nb, r);
+  const __mmask16 full = _mm512_cmpge_epu32_mask(nb, u16);
+  _mm512_mask_i32scatter_epi32(raw, full, pend, _mm512_and_si512(acc, m16), 4);
+  acc = _mm512_mask_srli_epi32(acc, full, acc, 16);
+  nb = _mm512_mask_sub_epi32(nb, full, nb, u16);
+  pend = _mm512_mask_mov_epi32(pend, need, slot);
+  have = _mm512_sub_epi32(_mm512_mask_add_epi32(have, need, have, u16), r);
+}
+
+template <bool FL>
+TP_AVX512_ENC size_t forward_simd16(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex,
+                                    RawState& st, uint16_t* cell, uint32_t* raw) {
+  uint32_t a32[kLanes];
+  for (int l = 0; l < kLanes; ++l) a32[l] = static_cast<uint32_t>(st.acc[l]);
+  // Two named sets of registers (not arrays indexed by the half: GCC then
+  // keeps them in memory).
+  __m512i acc0 = _mm512_loadu_si512(a32), acc1 = _mm512_loadu_si512(a32 + 16);
+  __m512i nb0 = _mm512_loadu_si512(st.nb), nb1 = _mm512_loadu_si512(st.nb + 16);
+  __m512i have0 = _mm512_loadu_si512(st.have), have1 = _mm512_loadu_si512(st.have + 16);
+  __m512i pend0 = _mm512_loadu_si512(st.pend), pend1 = _mm512_loadu_si512(st.pend + 16);
+  uint32_t slots = st.slots;
+  size_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    fwd16_half<FL>(out, base, i, ex, cell, raw, slots, acc0, nb0, have0, pend0);
+    fwd16_half<FL>(out, base, i + 16, ex, cell, raw, slots, acc1, nb1, have1, pend1);
+  }
+  _mm512_storeu_si512(a32, acc0);
+  _mm512_storeu_si512(a32 + 16, acc1);
+  for (int l = 0; l < kLanes; ++l) st.acc[l] = a32[l];
+  _mm512_storeu_si512(st.nb, nb0);
+  _mm512_storeu_si512(st.nb + 16, nb1);
+  _mm512_storeu_si512(st.have, have0);
+  _mm512_storeu_si512(st.have + 16, have1);
+  _mm512_storeu_si512(st.pend, pend0);
+  _mm512_storeu_si512(st.pend + 16, pend1);
+  st.slots = slots;
+  return i;
+}
+
+// w = 4: 32-bit words, so bit buffers take 64-bit lanes (two registers of
+// 8 per 16 elements); the rest as forward_simd16.
+template <bool FL>
+TP_AVX512_ENC size_t forward_simd32(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex,
+                                    RawState& st, uint16_t* cell, uint32_t* raw) {
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i u32 = _mm512_set1_epi32(32);
+  __m512i acc[4], nb[2], have[2], pend[2];
+  for (int g = 0; g < 4; ++g) acc[g] = _mm512_loadu_si512(st.acc + 8 * g);
+  for (int h = 0; h < 2; ++h) {
+    nb[h] = _mm512_loadu_si512(st.nb + 16 * h);
+    have[h] = _mm512_loadu_si512(st.have + 16 * h);
+    pend[h] = _mm512_loadu_si512(st.pend + 16 * h);
+  }
+  uint32_t slots = st.slots;
+  size_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    for (int h = 0; h < 2; ++h) {
+      const size_t i0 = i + 16 * h;
+      const __m512i b = _mm512_loadu_si512(base + 4 * i0);
+      const __m512i a = _mm512_loadu_si512(out + 4 * i0);
+      __m512i ob = b, oa = a;
+      if (FL) {
+        const __m512i top = _mm512_set1_epi32(int(0x80000000u)), low = _mm512_set1_epi32(0x7fffffff);
+        ob = _mm512_xor_si512(b, _mm512_or_si512(top, _mm512_and_si512(_mm512_srai_epi32(b, 31), low)));
+        oa = _mm512_xor_si512(a, _mm512_or_si512(top, _mm512_and_si512(_mm512_srai_epi32(a, 31), low)));
+      }
+      const __m512i d = _mm512_sub_epi32(oa, ob);
+      const __m512i z = _mm512_xor_si512(_mm512_slli_epi32(d, 1), _mm512_srai_epi32(d, 31));
+      const __m512i k = _mm512_sub_epi32(u32, _mm512_lzcnt_epi32(z));
+      const __m512i c = _mm512_add_epi32(_mm512_mullo_epi32(bucket16(b, ex), _mm512_set1_epi32(kMaxSym)), k);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cell + i0), _mm512_cvtepi32_epi16(c));
+      const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
+      const __m512i v = _mm512_andnot_si512(_mm512_sllv_epi32(ones, r), z);  // r <= 31
+      const __mmask16 need = _mm512_cmplt_epu32_mask(have[h], r);
+      const __m512i slot = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(slots)), _mm512_maskz_expand_epi32(need, iota));
+      slots += static_cast<uint32_t>(__builtin_popcount(need));
+      const __m512i nb0 = nb[h];
+      nb[h] = _mm512_add_epi32(nb[h], r);
+      const __mmask16 full = _mm512_cmpge_epu32_mask(nb[h], u32);
+      __m256i wd[2];
+      for (int j = 0; j < 2; ++j) {
+        const int g = 2 * h + j;
+        const __m512i v64 = _mm512_cvtepu32_epi64(j ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
+        const __m512i n64 = _mm512_cvtepu32_epi64(j ? _mm512_extracti64x4_epi64(nb0, 1) : _mm512_castsi512_si256(nb0));
+        acc[g] = _mm512_or_si512(acc[g], _mm512_sllv_epi64(v64, n64));
+        wd[j] = _mm512_cvtepi64_epi32(acc[g]);
+        acc[g] = _mm512_mask_srli_epi64(acc[g], static_cast<__mmask8>(j ? full >> 8 : full), acc[g], 32);
+      }
+      const __m512i word = _mm512_inserti64x4(_mm512_castsi256_si512(wd[0]), wd[1], 1);
+      _mm512_mask_i32scatter_epi32(raw, full, pend[h], word, 4);
+      nb[h] = _mm512_mask_sub_epi32(nb[h], full, nb[h], u32);
+      pend[h] = _mm512_mask_mov_epi32(pend[h], need, slot);
+      have[h] = _mm512_sub_epi32(_mm512_mask_add_epi32(have[h], need, have[h], u32), r);
+    }
+  }
+  for (int g = 0; g < 4; ++g) _mm512_storeu_si512(st.acc + 8 * g, acc[g]);
+  for (int h = 0; h < 2; ++h) {
+    _mm512_storeu_si512(st.nb + 16 * h, nb[h]);
+    _mm512_storeu_si512(st.have + 16 * h, have[h]);
+    _mm512_storeu_si512(st.pend + 16 * h, pend[h]);
+  }
+  st.slots = slots;
+  return i;
+}
+
+// x div f, x mod f without a divide (f <= 2^11): x < f * 2^21 (after the emit), so x / f is
+// below 2^21; its single-precision estimate (x rounded to 24 bits, 1/f from
+// rcp14 and one Newton step, three roundings: relative error under 2^-22)
+// is within 1/2 of it, so truncation gives the quotient or one off, and the
+// remainder (exact, in 32-bit integers) corrects either way.
+// (Checked against integer division for every f and x at and around every
+// multiple of f, and the 2^32 end.)
+TP_AVX512_ENC __attribute__((always_inline)) inline void divmod16(__m512i x, __m512i f, __m512i& q, __m512i& rem) {
+  const __m512 ff = _mm512_cvtepu32_ps(f);
+  const __m512 r0 = _mm512_rcp14_ps(ff);
+  const __m512 r1 = _mm512_mul_ps(r0, _mm512_fnmadd_ps(ff, r0, _mm512_set1_ps(2.0f)));
+  q = _mm512_cvttps_epu32(_mm512_mul_ps(_mm512_cvtepu32_ps(x), r1));
+  rem = _mm512_sub_epi32(x, _mm512_mullo_epi32(q, f));
+  const __mmask16 lo = _mm512_cmplt_epi32_mask(rem, _mm512_setzero_si512());
+  q = _mm512_mask_sub_epi32(q, lo, q, _mm512_set1_epi32(1));
+  rem = _mm512_mask_add_epi32(rem, lo, rem, f);
+  const __mmask16 hi = _mm512_cmpge_epi32_mask(rem, f);
+  q = _mm512_mask_add_epi32(q, hi, q, _mm512_set1_epi32(1));
+  rem = _mm512_mask_sub_epi32(rem, hi, rem, f);
+}
+
+// Backward rANS pass over the whole groups [0, groups * 32), 16 lanes per
+// step, last group first, upper half first (the scalar order reversed per
+// 16 lanes: emitted words are stored in lane order below words[wpos]).
+TP_AVX512_ENC void backward_simd(const uint16_t* cell, size_t groups, const Tables& t, uint32_t* xs, uint16_t* words,
+                                 size_t& wpos) {
+  __m512i x[2] = {_mm512_loadu_si512(xs), _mm512_loadu_si512(xs + 16)};
+  size_t wp = wpos;
+  for (size_t g = groups; g-- > 0;) {
+    for (int h = 1; h >= 0; --h) {
+      const size_t i0 = g * kLanes + 16 * h;
+      const __m256i c16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cell + i0));
+      const __m512i c = _mm512_cvtepu16_epi32(c16);
+      const __m512i e = _mm512_i32gather_epi32(c, reinterpret_cast<const int*>(t.fc), 4);
+      const __m512i f = _mm512_and_si512(e, _mm512_set1_epi32(0xffff));
+      const __m512i start = _mm512_srli_epi32(e, 16);
+      // x >= f * 2^21, without the overflow of f << 21 at f = 2^11.
+      const __mmask16 emit = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(x[h], 32 - kScaleBits), f);
+      const unsigned ne = static_cast<unsigned>(__builtin_popcount(emit));
+      wp -= ne;
+      _mm256_mask_storeu_epi16(words + wp, static_cast<__mmask16>((1u << ne) - 1),
+                               _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(emit, x[h])));
+      const __m512i xv = _mm512_mask_srli_epi32(x[h], emit, x[h], 16);
+      __m512i q, rem;
+      divmod16(xv, f, q, rem);
+      x[h] = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, kScaleBits), rem), start);
+    }
+  }
+  _mm512_storeu_si512(xs, x[0]);
+  _mm512_storeu_si512(xs + 16, x[1]);
+  wpos = wp;
+}
+
+bool cpu_has_avx512_enc() {
+  static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512cd");
+  return ok;
+}
+
+template <class U, bool FL>
+void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, std::string& payload,
+              bool force_scalar) {
+  constexpr size_t w = sizeof(U);
+  constexpr int unit = raw_unit(w);
+  const int ns = static_cast<int>(8 * w) + 1;
+  const Expo ex = expo(dt);
+  const bool simd = !force_scalar && (w == 2 || w == 4) && cpu_has_avx512_enc();
+  thread_local EncodeScratch sc;
+  sc.cell.resize(count);
+  // At most one slot per element, plus the dummy.
+  sc.raw.resize(count + 1);
+  const size_t dummy = count;
+
+  // Forward: cells and raw words.
+  RawState st;
+  size_t done = 0;
+  if (simd) {
+    if constexpr (w == 2) done = forward_simd16<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
+    if constexpr (w == 4) done = forward_simd32<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
+  }
+  forward_scalar<U, FL>(out, base, done, count, ex, st, sc.cell.data(), sc.raw.data(), dummy);
+  for (int l = 0; l < kLanes; ++l)
+    if (st.nb[l] > 0) sc.raw[st.pend[l]] = static_cast<uint32_t>(st.acc[l]);  // zero-padded last word
+
+  // Counts (four interleaved histograms: consecutive elements often hit
+  // the same counter, and one histogram would serialise on
+  // store-to-load forwarding), then the tables.
+  uint32_t h[4][kCtx * kMaxSym] = {};
+  const uint16_t* cell = sc.cell.data();
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    ++h[0][cell[i]];
+    ++h[1][cell[i + 1]];
+    ++h[2][cell[i + 2]];
+    ++h[3][cell[i + 3]];
+  }
+  for (; i < count; ++i) ++h[0][cell[i]];
+  for (int j = 0; j < kCtx * kMaxSym; ++j) h[0][j] += h[1][j] + h[2][j] + h[3][j];
+  thread_local Tables t;
+  t = Tables{};
+  make_tables(h[0], ns, t);
+
+  // Backward: rANS. The tail (past the last whole group of 32) is coded
+  // first, as the decoder meets it last.
+  uint32_t x[kLanes];
+  for (auto& v : x) v = kLow;
+  sc.words.resize(count + 2);  // at most one word per element; words[0] stays spare
+  size_t wpos = sc.words.size();
+  const size_t groups = simd ? count / kLanes : 0;
+  backward_scalar(cell, groups * kLanes, count, t, x, sc.words.data(), wpos);
+  if (groups) backward_simd(cell, groups, t, x, sc.words.data(), wpos);
+  const size_t nw = sc.words.size() - wpos;
+
+  const size_t raw_len = size_t(st.slots) * (unit / 8);
+  put_u32(payload, static_cast<uint32_t>(2 * nw));
+  put_u32(payload, static_cast<uint32_t>(raw_len));
+  uint32_t mask = 0;
+  for (int c = 0; c < kCtx; ++c)
+    if (t.n[c]) mask |= 1u << c;
+  put_u32(payload, mask);
+  for (int c = 0; c < kCtx; ++c)
+    if (t.n[c]) freq::put_table(payload, t.freq + c * kMaxSym, t.n[c]);
+  for (int l = 0; l < kLanes; ++l) put_u32(payload, x[l]);
+  const size_t at = payload.size();
+  payload.resize(at + 2 * nw + raw_len);
+  uint8_t* p = reinterpret_cast<uint8_t*>(payload.data() + at);
+  for (size_t j = 0; j < nw; ++j) {
+    const uint16_t v = sc.words[wpos + j];
+    p[2 * j] = static_cast<uint8_t>(v & 0xff);
+    p[2 * j + 1] = static_cast<uint8_t>(v >> 8);
+  }
+  p += 2 * nw;
+  for (size_t j = 0; j < st.slots; ++j) {
+    const uint32_t v = sc.raw[j];
+    for (int b = 0; b < unit / 8; ++b) *p++ = static_cast<uint8_t>(v >> (8 * b));
+  }
+}
+
+
 template <class U, bool FL>
 bool decode_t(const uint8_t* p, size_t len, const uint8_t* base, size_t count, DType dtype, uint8_t* out,
               bool force_scalar) {
@@ -513,12 +742,13 @@ bool supports(DType dt) {
 
 bool simd_available() { return cpu_has_avx512(); }
 
-void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload) {
+void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload, bool force_scalar) {
   const bool fl = dtype_is_float(dt);
+  const bool fs = force_scalar;
   switch (dtype_size(dt)) {
-    case 1: fl ? encode_t<uint8_t, true>(out, base, n, dt, payload) : encode_t<uint8_t, false>(out, base, n, dt, payload); break;
-    case 2: fl ? encode_t<uint16_t, true>(out, base, n / 2, dt, payload) : encode_t<uint16_t, false>(out, base, n / 2, dt, payload); break;
-    case 4: fl ? encode_t<uint32_t, true>(out, base, n / 4, dt, payload) : encode_t<uint32_t, false>(out, base, n / 4, dt, payload); break;
+    case 1: fl ? encode_t<uint8_t, true>(out, base, n, dt, payload, fs) : encode_t<uint8_t, false>(out, base, n, dt, payload, fs); break;
+    case 2: fl ? encode_t<uint16_t, true>(out, base, n / 2, dt, payload, fs) : encode_t<uint16_t, false>(out, base, n / 2, dt, payload, fs); break;
+    case 4: fl ? encode_t<uint32_t, true>(out, base, n / 4, dt, payload, fs) : encode_t<uint32_t, false>(out, base, n / 4, dt, payload, fs); break;
     default: break;  // not supported (see supports())
   }
 }

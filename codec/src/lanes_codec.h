@@ -21,7 +21,10 @@ bool supports(DType dt);
 
 // Appends the sub_lanes payload of `out` against `base` (both n bytes of
 // elements of type dt, n a multiple of the element size, supports(dt)).
-void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload);
+// Uses AVX-512 (with CD) for 2- and 4-byte elements when the CPU has it;
+// `force_scalar` selects the portable path. Both give the same bytes.
+void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload,
+            bool force_scalar = false);
 
 // Decodes a sub_lanes payload into `out` (n bytes). Returns false when the
 // payload is corrupt (bad tables, truncated or over-long streams, final

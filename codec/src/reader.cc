@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "io_util.h"
+#include "pipeline.h"
 #include "tenpak/delta.h"
 #include "tenpak/model.h"
 
@@ -104,47 +105,71 @@ Result<std::unique_ptr<DeltaReader>> open_delta_dir(const std::string& dir) {
   return DeltaReader::open(std::move(idx.value()), std::move(dat.value()), dir);
 }
 
-Status attach_local_base(DeltaReader& r, const std::string& base_path, bool check_sha256, const Progress& progress) {
-  const Manifest& m = r.manifest();
+namespace {
+
+// Base file i of the manifest under `base_path` (a directory, or the single
+// file when the delta needs exactly one base file).
+Result<std::string> base_file_path(const Manifest& m, const std::vector<bool>& needed, const std::string& base_path,
+                                   bool single, uint32_t i) {
+  if (!single) return (fs::path(base_path) / m.base_files[i].name).string();
+  size_t n_needed = std::count(needed.begin(), needed.end(), true);
+  if (n_needed != 1)
+    return Status{Errc::mismatch, base_path + ": the delta needs " + std::to_string(n_needed) +
+                                      " base files; give the base model directory"};
+  return base_path;
+}
+
+std::vector<bool> needed_base_files(const Manifest& m) {
   std::vector<bool> needed(m.base_files.size(), false);
   for (auto& f : m.frames)
     if (f.base_file != kNoBase) needed[f.base_file] = true;
+  return needed;
+}
+
+}  // namespace
+
+Status check_local_base_sha256(const Manifest& m, const std::string& base_path, const Progress& progress) {
+  const std::vector<bool> needed = needed_base_files(m);
   std::error_code ec;
-  bool single = fs::is_regular_file(base_path, ec);
-  if (!single && !fs::is_directory(base_path, ec)) return {Errc::invalid, base_path + ": base not found"};
+  const bool single = fs::is_regular_file(base_path, ec);
   uint64_t total = 0, done = 0;
   for (size_t i = 0; i < needed.size(); ++i) if (needed[i]) total += m.base_files[i].size;
   for (uint32_t i = 0; i < m.base_files.size(); ++i) {
     if (!needed[i]) continue;
     const BaseFile& bf = m.base_files[i];
-    std::string path;
-    if (single) {
-      size_t n_needed = std::count(needed.begin(), needed.end(), true);
-      if (n_needed != 1)
-        return {Errc::mismatch, base_path + ": the delta needs " + std::to_string(n_needed) +
-                                    " base files; give the base model directory"};
-      path = base_path;
-    } else {
-      path = (fs::path(base_path) / bf.name).string();
-    }
-    auto src = open_local_file(path);
-    if (!src.ok()) return {Errc::mismatch, path + ": base file '" + bf.name + "' needed by the delta: " + src.status().message()};
-    if ((*src)->size() != bf.size)
-      return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) +
-                                  " bytes, the delta was built against " + std::to_string(bf.size) + " bytes"};
-    if (check_sha256) {
-      auto got = sha256_of(**src, [&](uint64_t n) {
-        done += n;
-        if (progress) progress(done, total);
-      });
-      if (!got.ok()) return got.status();
-      if (*got != bf.sha256)
-        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*got) + " differs from " + hex(bf.sha256) +
-                                    " recorded in the delta"};
-    }
-    TP_RETURN_IF_ERROR(r.set_base(i, std::move(src.value())));
+    auto path = base_file_path(m, needed, base_path, single, i);
+    if (!path.ok()) return path.status();
+    auto got = sha256_of_local_file(*path, [&](uint64_t n) {
+      done += n;
+      if (progress) progress(done, total);
+    });
+    if (!got.ok()) return {Errc::mismatch, "base file '" + bf.name + "' needed by the delta: " + got.status().message()};
+    if (*got != bf.sha256)
+      return {Errc::mismatch, *path + ": wrong base: sha256 " + hex(*got) + " differs from " + hex(bf.sha256) +
+                                  " recorded in the delta"};
   }
   return Status::Ok();
+}
+
+Status attach_local_base(DeltaReader& r, const std::string& base_path, bool check_sha256, const Progress& progress) {
+  const Manifest& m = r.manifest();
+  const std::vector<bool> needed = needed_base_files(m);
+  std::error_code ec;
+  bool single = fs::is_regular_file(base_path, ec);
+  if (!single && !fs::is_directory(base_path, ec)) return {Errc::invalid, base_path + ": base not found"};
+  for (uint32_t i = 0; i < m.base_files.size(); ++i) {
+    if (!needed[i]) continue;
+    const BaseFile& bf = m.base_files[i];
+    auto path = base_file_path(m, needed, base_path, single, i);
+    if (!path.ok()) return path.status();
+    auto src = open_local_file(*path);
+    if (!src.ok()) return {Errc::mismatch, *path + ": base file '" + bf.name + "' needed by the delta: " + src.status().message()};
+    if ((*src)->size() != bf.size)
+      return {Errc::mismatch, *path + ": wrong base: " + std::to_string((*src)->size()) +
+                                  " bytes, the delta was built against " + std::to_string(bf.size) + " bytes"};
+    TP_RETURN_IF_ERROR(r.set_base(i, std::move(src.value())));
+  }
+  return check_sha256 ? check_local_base_sha256(m, base_path, progress) : Status::Ok();
 }
 
 Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const ApplyOptions& opt) {
@@ -152,54 +177,57 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   const bool write = !out_dir.empty();
   StagingDir stage;
   if (write) TP_RETURN_IF_ERROR(stage.create(out_dir));
+  // The caller's check (the base's sha256) runs beside the rebuild: nothing
+  // is committed before it passed, and when it fails its error is the one
+  // reported (a wrong base also fails frame hashes, less clearly).
+  Status check_st = Status::Ok();
+  std::jthread checker;
+  if (opt.concurrent_check) checker = std::jthread([&] { check_st = opt.concurrent_check(); });
+  auto prefer_check = [&](Status st) {
+    if (checker.joinable()) checker.join();
+    return check_st.ok() ? st : check_st;
+  };
   uint64_t total = 0, done = 0;
   for (auto& f : m.out_files) total += f.size;
-  unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-  const size_t batch = threads * 2;
-  std::vector<std::vector<uint8_t>> bufs(batch);
-  std::vector<Status> sts(batch);
+  const unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  // Workers rebuild frames into a ring of buffers; this thread hashes and
+  // writes them in order.
+  const size_t window = threads * 3;
+  std::vector<std::vector<uint8_t>> bufs(window);
+  std::vector<Status> sts(window);
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
     OutFileWriter w;
     std::string path;
     if (write) {
       path = stage.path() + "/" + of.name;
-      TP_RETURN_IF_ERROR(make_parent_dirs(path));
-      TP_RETURN_IF_ERROR(w.open(path, of.mode));
+      TP_RETURN_IF_ERROR(prefer_check(make_parent_dirs(path)));
+      TP_RETURN_IF_ERROR(prefer_check(w.open(path, of.mode)));
     }
     Sha256Hasher sha;
-    for (uint32_t b0 = 0; b0 < of.frame_count; b0 += batch) {
-      uint32_t b1 = std::min<uint32_t>(of.frame_count, b0 + static_cast<uint32_t>(batch));
-      std::atomic<uint32_t> next{b0};
-      auto work = [&] {
-        for (uint32_t k; (k = next.fetch_add(1)) < b1;) {
-          const Frame& f = m.frames[of.first_frame + k];
-          auto& buf = bufs[k - b0];
-          buf.resize(f.out_len);
-          sts[k - b0] = r.read_frame(of.first_frame + k, buf.data());
-        }
-      };
-      std::vector<std::thread> pool;
-      unsigned nt = std::min<unsigned>(threads, b1 - b0);
-      for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
-      work();
-      for (auto& t : pool) t.join();
-      for (uint32_t k = b0; k < b1; ++k) {
-        TP_RETURN_IF_ERROR(sts[k - b0]);
-        auto& buf = bufs[k - b0];
-        sha.update(buf.data(), buf.size());
-        if (write) TP_RETURN_IF_ERROR(w.write(buf.data(), buf.size()));
-        done += buf.size();
-      }
+    auto produce = [&](size_t k, size_t slot) {
+      const Frame& f = m.frames[of.first_frame + k];
+      bufs[slot].resize(f.out_len);
+      sts[slot] = r.read_frame(of.first_frame + static_cast<uint32_t>(k), bufs[slot].data());
+    };
+    auto consume = [&](size_t, size_t slot) -> Status {
+      TP_RETURN_IF_ERROR(sts[slot]);
+      const auto& buf = bufs[slot];
+      sha.update(buf.data(), buf.size());
+      if (write) TP_RETURN_IF_ERROR(w.write(buf.data(), buf.size()));
+      done += buf.size();
       if (opt.progress) opt.progress(done, total);
-    }
+      return Status::Ok();
+    };
+    TP_RETURN_IF_ERROR(prefer_check(ordered_pipeline(of.frame_count, threads, window, produce, consume)));
     if (of.frame_count == 0) sha.update("", 0);
     Sha256 got = sha.finish();
     if (got != of.sha256)
-      return Status{Errc::corrupt, r.name() + ": file '" + of.name + "' rebuilt with sha256 " + hex(got) + ", expected " +
-                                       hex(of.sha256)};
-    if (write) TP_RETURN_IF_ERROR(w.close());
+      return prefer_check(Status{Errc::corrupt, r.name() + ": file '" + of.name + "' rebuilt with sha256 " + hex(got) +
+                                                    ", expected " + hex(of.sha256)});
+    if (write) TP_RETURN_IF_ERROR(prefer_check(w.close()));
   }
+  TP_RETURN_IF_ERROR(prefer_check(Status::Ok()));
   if (write) TP_RETURN_IF_ERROR(stage.commit());
   return done;
 }

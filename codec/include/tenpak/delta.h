@@ -105,9 +105,17 @@ Result<std::unique_ptr<DeltaReader>> open_delta_dir(const std::string& dir);
 // manifest before anything else happens.
 Status attach_local_base(DeltaReader& r, const std::string& base_path, bool check_sha256, const Progress& progress = {});
 
+// The sha256 check of attach_local_base alone: every base file the delta
+// needs, under `base_path`, against the manifest.
+Status check_local_base_sha256(const Manifest& m, const std::string& base_path, const Progress& progress = {});
+
 struct ApplyOptions {
   unsigned threads = 0;
   Progress progress;  // bytes of output rebuilt
+  // Optional check (e.g. check_local_base_sha256) run on its own thread
+  // beside the rebuild: the output is committed only when it passes, and its
+  // error wins over any other.
+  std::function<Status()> concurrent_check;
 };
 
 // Rebuilds every file into `out_dir` (staged under a temporary name, renamed

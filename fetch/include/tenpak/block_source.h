@@ -34,6 +34,21 @@ class BlockSource {
 // grow with the size). `on_bytes`, when set, is called with each chunk's length.
 Result<Sha256> sha256_of(BlockSource& src, const std::function<void(uint64_t)>& on_bytes = {});
 
+// sha256 of a whole local file, remembered across runs: a base hashed once
+// is not read again by the next build, apply or mount against it while it
+// is unchanged. Entries are keyed by the file's real path and identity
+// (device, inode, size, mtime and ctime to the nanosecond: any write or
+// replacement changes one of them) and stored only when that identity did
+// not change while the file was read. The cache lives in $TENPAK_HASH_CACHE
+// ("off": no cache), else $XDG_CACHE_HOME/tenpak/sha256, else
+// ~/.cache/tenpak/sha256 (at most 512 entries: those of files gone or
+// changed go first, then the oldest); a missing, unreadable or unwritable
+// cache is never an error. (Even an entry gone stale undetected could not make wrong bytes
+// pass: every rebuilt frame is still checked against its own hash.)
+// `from_cache`, when set, says whether the hash came from the cache.
+Result<Sha256> sha256_of_local_file(const std::string& path, const std::function<void(uint64_t)>& on_bytes = {},
+                                    bool* from_cache = nullptr);
+
 // A file on local disk, read with pread(2).
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path);
 
