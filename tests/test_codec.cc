@@ -273,33 +273,51 @@ TEST(Codec, SubRansCorruptPayloadIsAnError) {
   EXPECT_GT(failed, 250);
 }
 
-// sub_lanes (codec 9): the SIMD and the portable decoder implement one spec,
-// so they must agree on every payload, valid or not, and on the bytes.
+// sub_lanes (codec 9): the SIMD decoders (AVX-512, AVX2) and the portable
+// one implement one spec, so they must agree on every payload, valid or not,
+// and on the bytes.
 namespace {
 struct LanesResult {
   bool ok;
   std::vector<uint8_t> out;
 };
-LanesResult lanes_decode(const std::string& p, const std::vector<uint8_t>& base, DType dt, bool scalar) {
+LanesResult lanes_decode(const std::string& p, const std::vector<uint8_t>& base, DType dt, lanes::Path path) {
   LanesResult r{false, std::vector<uint8_t>(base.size())};
   r.ok = lanes::decode(reinterpret_cast<const uint8_t*>(p.data()), p.size(), base.data(), base.size(), dt, r.out.data(),
-                       scalar);
+                       path);
   return r;
 }
-// Decodes with both paths; true when both succeed with `ft`. Any
-// disagreement between the paths fails the test.
-bool lanes_both(const std::string& p, const std::vector<uint8_t>& base, const std::vector<uint8_t>& ft, DType dt) {
-  LanesResult a = lanes_decode(p, base, dt, false), b = lanes_decode(p, base, dt, true);
-  EXPECT_EQ(a.ok, b.ok) << "SIMD and scalar decoders disagree on validity (" << dtype_name(dt) << ")";
-  if (a.ok && b.ok) {
-    EXPECT_TRUE(a.out == b.out) << "SIMD and scalar decoders disagree on bytes";
+const char* path_name(lanes::Path p) {
+  switch (p) {
+    case lanes::Path::best: return "best";
+    case lanes::Path::avx512: return "AVX-512";
+    case lanes::Path::avx2: return "AVX2";
+    case lanes::Path::scalar: return "scalar";
   }
-  return a.ok && b.ok && a.out == ft;
+  return "?";
+}
+// Decodes with the scalar path and every SIMD path this CPU has; true when
+// all succeed with `ft`. Any disagreement with the scalar path fails the test.
+bool lanes_both(const std::string& p, const std::vector<uint8_t>& base, const std::vector<uint8_t>& ft, DType dt) {
+  const LanesResult s = lanes_decode(p, base, dt, lanes::Path::scalar);
+  bool all = s.ok && s.out == ft;
+  for (lanes::Path path : {lanes::Path::avx512, lanes::Path::avx2, lanes::Path::best}) {
+    if (!lanes::path_available(path)) continue;
+    const LanesResult a = lanes_decode(p, base, dt, path);
+    EXPECT_EQ(a.ok, s.ok) << path_name(path) << " and scalar decoders disagree on validity (" << dtype_name(dt) << ")";
+    if (a.ok && s.ok) {
+      EXPECT_TRUE(a.out == s.out) << path_name(path) << " and scalar decoders disagree on bytes (" << dtype_name(dt)
+                                  << ")";
+    }
+    all = all && a.ok && a.out == ft;
+  }
+  return all;
 }
 }  // namespace
 
 TEST(Codec, SubLanesEdgeCasesBothEncodersAndDecoders) {
-  if (!lanes::simd_available()) std::cout << "note: no AVX-512 here, both runs use the portable decoder\n";
+  for (lanes::Path path : {lanes::Path::avx512, lanes::Path::avx2})
+    if (!lanes::path_available(path)) std::cout << "note: no " << path_name(path) << " here, its decoder is not tested\n";
   std::mt19937_64 g(31);
   for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::F8_E5M2, DType::I32, DType::I16,
                    DType::I8, DType::U8, DType::BOOL}) {
@@ -367,5 +385,20 @@ TEST(Codec, SubLanesCorruptPayloadIsAnError) {
     q[states + 2] = 0;
     q[states + 3] = 0;
     EXPECT_FALSE(lanes_both(q, base, ft, dt));
+    // Words moved between the two streams (A and B changed, the length kept):
+    // one stream runs short in mid-decode or ends unread. Whichever step of
+    // which path notices, the verdict must be the same.
+    const uint32_t A = elem::get_u32(qp), B = elem::get_u32(qp + 4);
+    const int32_t unit = dtype_size(dt) == 4 ? 4 : 2;
+    for (int32_t shift : {-8, -4, -2, 2, 4, 8}) {
+      if (shift % unit || int64_t(A) + shift < 0 || int64_t(B) - shift < 0) continue;
+      std::string m = p;
+      const uint32_t a2 = A + shift, b2 = B - shift;
+      for (int j = 0; j < 4; ++j) {
+        m[j] = static_cast<char>(a2 >> (8 * j));
+        m[4 + j] = static_cast<char>(b2 >> (8 * j));
+      }
+      EXPECT_FALSE(lanes_both(m, base, ft, dt)) << dtype_name(dt) << " shift " << shift;
+    }
   }
 }

@@ -270,3 +270,30 @@ TEST(Delta, RandomFrameReadsMatch) {
   }
   fs::remove_all(p.root);
 }
+
+// Frames hold at most 1 MiB, and the first frame of a tensor that starts
+// in the file's first 64 KiB ends at 64 KiB: a loader's first read (header
+// plus a page or a readahead window) then rebuilds only a small frame.
+TEST(Delta, FirstTensorFrameIsSmall) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  auto r = open_delta_dir(p.root + "/delta");
+  ASSERT_TRUE(r.ok());
+  const auto& m = (*r)->manifest();
+  int checked = 0;
+  for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
+    if (m.out_files[fi].name != "model-00001-of-00002.safetensors") continue;
+    auto [a, b] = (*r)->frames_for(fi, 0, m.out_files[fi].size);
+    ASSERT_GT(b - a, 3u);
+    // Frame a is the header; a + 1 starts the 600 KiB tensor model.layers.0.w.
+    const Frame& f = m.frames[a + 1];
+    EXPECT_LT(f.out_offset, 64u * 1024);
+    EXPECT_LE(f.out_offset + f.out_len, 64u * 1024);
+    EXPECT_GT(f.out_offset + f.out_len, 64u * 1024 - 2);  // ends at 64 KiB (BF16: whole elements)
+    EXPECT_EQ(m.frames[a + 2].out_offset, f.out_offset + f.out_len);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 1);
+  for (const Frame& f : m.frames) EXPECT_LE(f.out_len, 1u << 20);
+  fs::remove_all(p.root);
+}

@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -24,6 +27,20 @@ struct Pending {
 };
 
 constexpr uint64_t kMaxRun = 16u << 20;  // one origin read covers at most this much
+
+// TENPAK_TRACE_READS (as for the mount's reads) also logs, on stderr (the
+// daemon's log), every origin read and every wait on another thread's
+// fetch, with timings: where the latency of a cold read goes.
+bool trace_fetches() {
+  static const bool on = [] {
+    const char* v = std::getenv("TENPAK_TRACE_READS");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 class CachedSourceImpl final : public CachedSource {
  public:
@@ -139,7 +156,13 @@ class CachedSourceImpl final : public CachedSource {
       uint64_t re = mine[j - 1].first * block_ + block_len(mine[j - 1].first);
       std::vector<uint8_t> buf(re - rs);
       origin_reads_.fetch_add(1);
+      const double t0 = trace_fetches() ? now_ms() : 0;
       Status st = origin_->read(rs, buf.size(), buf.data());
+      if (trace_fetches())
+        std::fprintf(stderr, "trace: fetch %s [%llu, +%llu) (blocks %llu..%llu) took %.3f ms%s\n", name().c_str(),
+                     static_cast<unsigned long long>(rs), static_cast<unsigned long long>(re - rs),
+                     static_cast<unsigned long long>(mine[i].first), static_cast<unsigned long long>(mine[j - 1].first),
+                     now_ms() - t0, st.ok() ? "" : " (failed)");
       if (st.ok()) origin_bytes_.fetch_add(buf.size());
       for (size_t k = i; k < j; ++k) {
         auto& [b, p] = mine[k];
@@ -155,7 +178,11 @@ class CachedSourceImpl final : public CachedSource {
     }
     for (auto& [b, p] : theirs) {
       std::unique_lock<std::mutex> lk(p->mu);
+      const double t0 = trace_fetches() ? now_ms() : 0;
       p->cv.wait(lk, [&] { return p->done; });
+      if (trace_fetches())
+        std::fprintf(stderr, "trace: waited %.3f ms for block %llu of %s (another thread's fetch)\n", now_ms() - t0,
+                     static_cast<unsigned long long>(b), name().c_str());
       if (!p->st.ok()) {
         if (first_err.ok()) first_err = p->st;
         continue;

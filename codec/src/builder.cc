@@ -120,12 +120,23 @@ void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, con
       layout.area = static_cast<uint32_t>(kh * kw);
     }
   }
+  // Frames are 1 MiB, except a first frame that ends at the file's first
+  // kHeadFrameEnd bytes: a loader's first read (the safetensors header)
+  // reaches past the header into the first tensor (the kernel reads at least
+  // a page, and reads ahead), so opening a model waits for the header frame
+  // and this one, which is then quick to fetch and rebuild.
+  constexpr uint64_t kHeadFrameEnd = 64 * 1024;
   auto emit = [&](uint64_t rel_b, uint64_t rel_e, bool with_base) {
-    for (uint64_t p = rel_b; p < rel_e; p += step) {
+    for (uint64_t p = rel_b, len; p < rel_e; p += len) {
+      len = std::min<uint64_t>(step, rel_e - p);
+      if (t.begin + p < kHeadFrameEnd) {
+        const uint64_t head = (kHeadFrameEnd - (t.begin + p)) / w * w;
+        if (head > 0) len = std::min(len, head);
+      }
       Job j;
       j.file = file;
       j.off = t.begin + p;
-      j.len = static_cast<uint32_t>(std::min<uint64_t>(step, rel_e - p));
+      j.len = static_cast<uint32_t>(len);
       j.dt = t.dtype;
       j.tensor = tensor_idx;
       j.klass = klass;

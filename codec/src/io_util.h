@@ -25,6 +25,7 @@ class OutFileWriter {
   int fd_ = -1;
   std::string path_;
   uint64_t written_ = 0;
+  uint64_t synced_ = 0;  // writeback started up to here
 };
 
 // Creates the parent directories of `path`.

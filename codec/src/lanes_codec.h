@@ -26,16 +26,30 @@ bool supports(DType dt);
 void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload,
             bool force_scalar = false);
 
+// Decoder implementations. All implement docs/FORMAT.md and give the same
+// bytes and the same verdict on every input (tests compare them).
+//   avx512: 16 lanes per instruction (AVX-512 F, BW, VL, DQ), 2- and 4-byte
+//           elements;
+//   avx2:   8 lanes per instruction (AVX2, BMI1/2, POPCNT), 2- and 4-byte
+//           elements, for CPUs without AVX-512 (AMD Zen 2/3, Intel client);
+//   scalar: the portable loop; every path ends with it (1-byte elements and
+//           the elements past the last whole group of 32);
+//   best:   avx512 if the CPU has it, else avx2 if it has that, else scalar.
+enum class Path { best, avx512, avx2, scalar };
+
+// Whether this CPU can run `p` (best and scalar: always).
+bool path_available(Path p);
+
+// The path `best` stands for on this CPU.
+Path best_path();
+
 // Decodes a sub_lanes payload into `out` (n bytes). Returns false when the
 // payload is corrupt (bad tables, truncated or over-long streams, final
 // states wrong, non-zero padding); never reads outside [payload, payload +
 // len) or the n bytes of base, never writes outside the n bytes of out.
-// Uses AVX-512 when the CPU has it; `force_scalar` selects the portable path
-// (tests compare the two).
+// `path` picks the implementation (tests compare them); one the CPU lacks
+// (!path_available) runs as scalar.
 bool decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out,
-            bool force_scalar = false);
-
-// Whether decode() takes the SIMD path on this CPU.
-bool simd_available();
+            Path path = Path::best);
 
 }  // namespace tenpak::lanes
