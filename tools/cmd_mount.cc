@@ -36,7 +36,7 @@ using json = nlohmann::ordered_json;
 struct MountArgs {
   std::string source, mountpoint, base, log;
   bool foreground = false, force_clean = false, no_verify_base = false, allow_other = false, json_out = false;
-  unsigned cache_mb = 64, prefetch_mb = 16, workers = 2, threads = 8, readahead_kb = 4096;
+  unsigned cache_mb = 64, prefetch_mb = 16, warm_mb = 16, workers = 2, threads = 8, readahead_kb = 4096;
   // Persistent block cache (LMDB), shared by every mount on the machine.
   std::string cache_dir, cache_size;
   bool no_cache = false;
@@ -298,6 +298,7 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   fo.frame_cache_bytes = static_cast<size_t>(a.cache_mb) << 20;
   fo.prefetch_window_bytes = static_cast<size_t>(a.prefetch_mb) << 20;
   fo.prefetch_workers = a.workers;
+  fo.warm_bytes = static_cast<uint64_t>(a.warm_mb) << 20;
   fo.log = [&log](const std::string& l) { log(l); };
   fo.trace_reads = std::getenv("TENPAK_TRACE_READS") != nullptr;  // every read request in the log
   fo.block_cache = cache;  // rebuilt frames, keyed by their hash
@@ -334,6 +335,7 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
     if (s.ok()) {
       log(info["message"].get<std::string>());
       report(kOk, info.dump());
+      (*mfs)->warm_heads();
     } else {
       log("error: " + s.message());
       report(exit_code(s), s.message());
@@ -545,6 +547,11 @@ void add_mount_commands(CLI::App& app, int& rc) {
   m->add_flag("--allow-other", a->allow_other, "let other users read the mount");
   m->add_option("--cache-mb", a->cache_mb, "in-memory frame cache (MiB)")->check(CLI::Range(4u, 65536u))->capture_default_str();
   m->add_option("--prefetch-mb", a->prefetch_mb, "prefetch window ahead of a sequential reader (MiB, capped at cache/4)")
+      ->capture_default_str();
+  m->add_option("--warm-mb", a->warm_mb,
+                "once mounted, rebuild the head of every file (header and first tensor bytes) in the background, "
+                "up to this many MiB in all (capped at cache/4; 0: off)")
+      ->check(CLI::Range(0u, 65536u))
       ->capture_default_str();
   m->add_option("--workers", a->workers, "prefetch threads (0: no prefetch)")->check(CLI::Range(0u, 64u))->capture_default_str();
   m->add_option("--threads", a->threads, "FUSE request threads")->check(CLI::Range(1u, 256u))->capture_default_str();

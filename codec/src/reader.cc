@@ -67,6 +67,8 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
            std::to_string(f.out_offset) + ", " + std::to_string(f.out_len) + " bytes)";
   };
   thread_local std::vector<uint8_t> payload, base;
+  // The base range is read second: let its source start on it now.
+  if (f.base_file != kNoBase && bases_[f.base_file]) bases_[f.base_file]->will_need(f.base_offset, f.base_len);
   payload.resize(f.data_len);
   Status st = data_->read(f.data_offset, f.data_len, payload.data());
   if (!st.ok()) return {st.code(), where() + ": " + st.message()};

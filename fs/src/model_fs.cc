@@ -787,6 +787,28 @@ void ModelFs::opened(uint64_t ino) {
   impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, true);
 }
 
+uint64_t ModelFs::warm_heads() {
+  const FsOptions& o = impl_->opt;
+  const uint64_t budget = std::min<uint64_t>(o.warm_bytes, o.frame_cache_bytes / 4);
+  uint64_t queued = 0;
+  for (uint64_t ino = 1; ino <= impl_->nodes.size(); ++ino) {
+    const Impl::Node& n = impl_->nodes[ino - 1];
+    if (n.is_dir || n.control || n.size == 0) continue;
+    Impl::Model& m = impl_->models[n.model];
+    const Manifest& man = m.reader->manifest();
+    const OutFile& of = man.out_files[n.file];
+    const uint64_t want = std::min<uint64_t>(n.size, man.frames[of.first_frame].out_len + o.open_hint_bytes);
+    auto [a, b] = m.reader->frames_for(n.file, 0, want);
+    uint64_t bytes = 0;
+    for (uint32_t k = a; k < b; ++k) bytes += man.frames[k].out_len;
+    if (queued + bytes > budget) break;
+    impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, false);
+    queued += bytes;
+  }
+  if (queued) impl_->log("warming the heads of the files: " + std::to_string(queued) + " bytes queued");
+  return queued;
+}
+
 Result<size_t> ModelFs::read(uint64_t ino, uint64_t off, size_t len, uint8_t* dst) {
   auto r = read_slices(ino, off, len);
   if (!r.ok()) return r.status();

@@ -484,6 +484,49 @@ TEST(ModelFs, FirstOpenRebuildsTheStartOfTheFile) {
   EXPECT_EQ(f.fs->stats().prefetch_issued, expect);
 }
 
+// warm_heads() rebuilds the head of every file (first frame + open hint)
+// within its byte budget, in inode order; reads of those heads then rebuild
+// nothing. A budget too small for the first file queues nothing.
+TEST(ModelFs, WarmHeadsRebuildsTheStartOfEveryFile) {
+  FsOptions o;
+  o.prefetch_window_bytes = 0;
+  o.open_hint_bytes = 64 * 1024;
+  auto f = make_fs(o);
+  uint64_t expect_frames = 0, expect_bytes = 0;
+  std::vector<std::pair<std::string, uint64_t>> heads;  // file, head length
+  for (const std::string& name : ft_files()) {
+    auto frames = frames_of(name);
+    ASSERT_FALSE(frames.empty()) << name;
+    const uint64_t want = frames[0].out_len + o.open_hint_bytes;
+    uint64_t end = 0;
+    for (auto& x : frames)
+      if (x.out_offset < want) ++expect_frames, expect_bytes += x.out_len, end = x.out_offset + x.out_len;
+    heads.emplace_back(name, end);
+  }
+  ASSERT_GE(heads.size(), 2u);
+  EXPECT_EQ(f.fs->warm_heads(), expect_bytes);
+  f.fs->drain_prefetch();
+  FsStats s = f.fs->stats();
+  EXPECT_EQ(s.frames_rebuilt, expect_frames);
+  EXPECT_EQ(s.prefetch_issued, expect_frames);
+  for (auto& [name, end] : heads) {
+    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+    std::vector<uint8_t> b(end);
+    auto r = f.fs->read(ino, 0, b.size(), b.data());
+    ASSERT_TRUE(r.ok()) << name;
+    EXPECT_EQ(0, memcmp(b.data(), slurp(g_dir + "/pair/finetune/" + name).data(), *r)) << name;
+  }
+  s = f.fs->stats();
+  EXPECT_EQ(s.cache_misses, 0u);  // every frame read was warm (the prefetcher may add one beyond)
+
+  FsOptions tiny = o;
+  tiny.warm_bytes = 1;
+  auto g = make_fs(tiny);
+  EXPECT_EQ(g.fs->warm_heads(), 0u);
+  g.fs->drain_prefetch();
+  EXPECT_EQ(g.fs->stats().frames_rebuilt, 0u);
+}
+
 TEST(ModelFs, MemoryStaysBounded) {
   FsOptions o;
   o.frame_cache_bytes = 3u << 20;

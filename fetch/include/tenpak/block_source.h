@@ -28,6 +28,11 @@ class BlockSource {
   // failed its hash): drop any cached copy so the next read goes to the
   // origin. No-op for sources that keep no copy.
   virtual void invalidate(uint64_t offset, size_t len) {}
+  // A hint: [offset, offset+len) will be read soon. Sources whose reads wait
+  // on a device may start fetching it now, so that a caller about to read
+  // two ranges waits for them together rather than one after the other.
+  // Never an error, never required; default: nothing.
+  virtual void will_need(uint64_t offset, size_t len) {}
 };
 
 // sha256 of the whole object, read in chunks of a few MiB (memory does not

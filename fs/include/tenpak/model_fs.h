@@ -68,9 +68,16 @@ struct FsOptions {
   int prefetch_nice = 5;                     // nice value of speculative prefetch work (0: same as readers)
   // First open of a file: rebuild its first frame and the frames of this
   // many bytes after it in the background (0: off). A loader reads the
-  // safetensors header, then the first tensor: 1 MiB and the page that
-  // straddles the next frame.
-  uint64_t open_hint_bytes = (1u << 20) + 4096;
+  // safetensors header, then the first tensor; the kernel turns a read of
+  // its first MiB into requests of up to max_read (1 MiB) that reach up to
+  // 1 MiB further, and replies come only when a whole request is rebuilt.
+  uint64_t open_hint_bytes = (2u << 20) + 4096;
+  // warm_heads() (called once the mount is up) rebuilds the head of every
+  // file (its first frame and open_hint_bytes after it: what opening a
+  // model waits for) in the background, up to this many bytes in all
+  // (capped at frame_cache_bytes / 4; 0: off). A loader that starts after
+  // the mount then finds its first reads in memory.
+  uint64_t warm_bytes = 16u << 20;
   unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io
   unsigned retry_delay_ms = 20;              // first back-off, doubled each attempt
   // Persistent frame cache (key frame_cache_key(hash), value the frame's
@@ -178,6 +185,10 @@ class ModelFs {
   // that follow (a safetensors header, the first tensor) find them ready or
   // in flight. Cheap; never fails.
   void opened(uint64_t ino);
+  // Queues the heads of the files (see FsOptions::warm_bytes), in inode
+  // order, as low-priority prefetch work; returns the bytes queued. Cheap;
+  // never fails; frames already cached or in flight are skipped.
+  uint64_t warm_heads();
 
   FsStats stats() const;
   std::string stats_json() const;  // the content of stats.json (unpadded)
