@@ -46,6 +46,10 @@ class NullCache final : public BlockCache {
 class MemoryCache final : public BlockCache {
  public:
   explicit MemoryCache(uint64_t limit) : limit_(limit) {}
+  bool contains(std::string_view key) override {
+    std::lock_guard<std::mutex> g(mu_);
+    return map_.count(std::string(key)) > 0;
+  }
   bool get(std::string_view key, size_t len, uint8_t* out) override {
     std::lock_guard<std::mutex> g(mu_);
     auto it = map_.find(std::string(key));

@@ -8,7 +8,9 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -17,13 +19,16 @@
 namespace tenpak {
 namespace {
 
-// One block being fetched by some thread; others wait on it.
+// One block being fetched by some thread; others wait on it. Once done and
+// ok, `blk` points at the block's bytes inside `run` (the fetch's buffer,
+// shared: no copy per waiter).
 struct Pending {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
   Status st;
-  std::vector<uint8_t> data;
+  std::shared_ptr<const std::vector<uint8_t>> run;
+  const uint8_t* blk = nullptr;
 };
 
 constexpr uint64_t kMaxRun = 16u << 20;  // one origin read covers at most this much
@@ -49,9 +54,41 @@ class CachedSourceImpl final : public CachedSource {
     if (!cache_) cache_ = make_null_cache();
   }
 
+  ~CachedSourceImpl() override {
+    {
+      std::lock_guard<std::mutex> g(hint_mu_);
+      hint_stop_ = true;
+    }
+    hint_cv_.notify_all();
+    if (hint_thread_.joinable()) hint_thread_.join();
+  }
+
   uint64_t size() const override { return origin_->size(); }
   const std::string& name() const override { return origin_->name(); }
   BlockSource& origin() override { return *origin_; }
+
+  // Fetches [offset, offset+len) into the cache on a background thread, so
+  // a caller that reads another range first (a frame's payload, then its
+  // base range) waits for both fetches together. Blocks the hint thread
+  // has claimed are in inflight_: a read that comes meanwhile waits for
+  // that fetch rather than sending a second one. Only with a usable cache
+  // (without one the fetched bytes would have nowhere to go); at most
+  // kMaxHints queued, the rest dropped (hints are never required).
+  void will_need(uint64_t offset, size_t len) override {
+    if (!cache_->usable() || len == 0 || offset >= size()) return;
+    const uint64_t b0 = offset / block_, b1 = (std::min(size(), offset + len) - 1) / block_;
+    bool all_cached = true;
+    for (uint64_t b = b0; b <= b1 && all_cached; ++b) all_cached = cache_->contains(key(b));
+    if (all_cached) return;
+    constexpr size_t kMaxHints = 64;
+    {
+      std::lock_guard<std::mutex> g(hint_mu_);
+      if (hint_stop_ || hints_.size() >= kMaxHints) return;
+      hints_.emplace_back(offset, static_cast<size_t>(std::min<uint64_t>(len, size() - offset)));
+      if (!hint_thread_.joinable()) hint_thread_ = std::thread([this] { hint_loop(); });
+    }
+    hint_cv_.notify_one();
+  }
 
   Status read(uint64_t offset, size_t len, uint8_t* dst) override { return read_impl(offset, len, dst, false); }
   Status read_uncached(uint64_t offset, size_t len, uint8_t* dst) override { return read_impl(offset, len, dst, true); }
@@ -140,7 +177,9 @@ class CachedSourceImpl final : public CachedSource {
       for (auto& [b, p] : mine) {
         if (cache_->get(key(b), block_len(b), tmp.data())) {
           copy_out(b, tmp.data(), offset, len, dst);
-          finish(b, p, Status::Ok(), tmp.data());
+          auto copy = std::make_shared<const std::vector<uint8_t>>(tmp.begin(), tmp.begin() + block_len(b));
+          publish(p, Status::Ok(), copy, copy->data());
+          unregister(b, p);
         } else {
           still.emplace_back(b, p);
         }
@@ -154,7 +193,8 @@ class CachedSourceImpl final : public CachedSource {
       while (j < mine.size() && mine[j].first == mine[j - 1].first + 1 && (j - i + 1) * block_ <= kMaxRun) ++j;
       uint64_t rs = mine[i].first * block_;
       uint64_t re = mine[j - 1].first * block_ + block_len(mine[j - 1].first);
-      std::vector<uint8_t> buf(re - rs);
+      auto run = std::make_shared<std::vector<uint8_t>>(re - rs);
+      std::vector<uint8_t>& buf = *run;
       origin_reads_.fetch_add(1);
       const double t0 = trace_fetches() ? now_ms() : 0;
       Status st = origin_->read(rs, buf.size(), buf.data());
@@ -164,14 +204,19 @@ class CachedSourceImpl final : public CachedSource {
                      static_cast<unsigned long long>(mine[i].first), static_cast<unsigned long long>(mine[j - 1].first),
                      now_ms() - t0, st.ok() ? "" : " (failed)");
       if (st.ok()) origin_bytes_.fetch_add(buf.size());
+      // Waiters are served first; the blocks stay registered in inflight_
+      // until stored, so a reader arriving meanwhile joins (done at once)
+      // instead of missing the cache and fetching them again.
       for (size_t k = i; k < j; ++k) {
         auto& [b, p] = mine[k];
         const uint8_t* blk = buf.data() + (b * block_ - rs);
-        if (st.ok()) {
-          cache_->put(key(b), blk, block_len(b));
-          copy_out(b, blk, offset, len, dst);
-        }
-        finish(b, p, st, st.ok() ? blk : nullptr);
+        if (st.ok()) copy_out(b, blk, offset, len, dst);
+        publish(p, st, run, st.ok() ? blk : nullptr);
+      }
+      for (size_t k = i; k < j; ++k) {
+        auto& [b, p] = mine[k];
+        if (st.ok()) cache_->put(key(b), buf.data() + (b * block_ - rs), block_len(b));
+        unregister(b, p);
       }
       if (!st.ok() && first_err.ok()) first_err = st;
       i = j;
@@ -187,26 +232,45 @@ class CachedSourceImpl final : public CachedSource {
         if (first_err.ok()) first_err = p->st;
         continue;
       }
-      copy_out(b, p->data.data(), offset, len, dst);
+      copy_out(b, p->blk, offset, len, dst);
       collapsed_.fetch_add(1);
     }
     return first_err;
   }
 
-  void finish(uint64_t b, const std::shared_ptr<Pending>& p, const Status& st, const uint8_t* blk) {
-    bool waited;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      auto it = inflight_.find(b);
-      if (it != inflight_.end() && it->second == p) inflight_.erase(it);
-      // Out of the map, nobody new can find p: other owners are waiters.
-      waited = p.use_count() > 1;
-    }
+  // Marks p done (its bytes at blk inside run when st is ok) and wakes its waiters.
+  static void publish(const std::shared_ptr<Pending>& p, const Status& st,
+                      std::shared_ptr<const std::vector<uint8_t>> run, const uint8_t* blk) {
     std::lock_guard<std::mutex> g(p->mu);
-    if (blk && waited) p->data.assign(blk, blk + block_len(b));
+    if (st.ok()) {
+      p->run = std::move(run);
+      p->blk = blk;
+    }
     p->st = st;
     p->done = true;
     p->cv.notify_all();
+  }
+
+  // Removes p from inflight_ (after its block was stored, or its fetch failed).
+  void unregister(uint64_t b, const std::shared_ptr<Pending>& p) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = inflight_.find(b);
+    if (it != inflight_.end() && it->second == p) inflight_.erase(it);
+  }
+
+  void hint_loop() {
+    std::vector<uint8_t> scratch;
+    std::unique_lock<std::mutex> lk(hint_mu_);
+    for (;;) {
+      hint_cv_.wait(lk, [&] { return hint_stop_ || !hints_.empty(); });
+      if (hint_stop_) return;
+      auto [off, len] = hints_.front();
+      hints_.pop_front();
+      lk.unlock();
+      scratch.resize(len);
+      (void)read_impl(off, len, scratch.data(), false);  // errors: the reader that needs it retries
+      lk.lock();
+    }
   }
 
   std::unique_ptr<BlockSource> origin_;
@@ -215,6 +279,13 @@ class CachedSourceImpl final : public CachedSource {
   size_t block_;
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Pending>> inflight_;
+  // will_need(): queued hints and the thread that fetches them (started on
+  // the first hint, joined by the destructor).
+  std::mutex hint_mu_;
+  std::condition_variable hint_cv_;
+  std::deque<std::pair<uint64_t, size_t>> hints_;
+  bool hint_stop_ = false;
+  std::thread hint_thread_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, origin_reads_{0}, origin_bytes_{0}, collapsed_{0}, invalidated_{0};
 };
 

@@ -148,6 +148,15 @@ class LmdbCache final : public BlockCache {
     return true;
   }
 
+  bool contains(std::string_view key_in) override {
+    if (broken_.load()) return false;
+    std::string key = db_key(key_in);
+    Txn tx;
+    if (begin(MDB_RDONLY, tx)) return false;
+    MDB_val k = val(key), v;
+    return mdb_get(tx.t, v_, &k, &v) == 0;
+  }
+
   void put(std::string_view key_in, const uint8_t* data, size_t len) override {
     if (broken_.load()) return;
     size_t vsize = kHdr + len;

@@ -329,6 +329,33 @@ TEST(CachedSource, ConcurrentMissesOfOneBlockAreOneFetch) {
   EXPECT_EQ(src->cache_stats().collapsed + 1, 8u);
 }
 
+// will_need() fetches in the background: a read that arrives while that
+// fetch is in flight joins it (one origin read in all); a hint for cached blocks, or without a usable
+// cache, sends nothing.
+TEST(CachedSource, WillNeedFetchesInTheBackgroundOnce) {
+  auto data = pattern(4 << 20, 9);
+  auto origin = std::make_unique<FakeOrigin>(data);
+  FakeOrigin* o = origin.get();
+  o->delay_ms = 300;
+  auto src = wrap_with_cache(std::move(origin), make_memory_cache(64 << 20), "id", 1 << 20);
+  src->will_need(1 << 20, 2 << 20);  // blocks 1..2
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the hint's fetch is under way
+  std::vector<uint8_t> out(1 << 20);
+  ASSERT_TRUE(src->read((1 << 20) + 7, out.size(), out.data()).ok());
+  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + (1 << 20) + 7, out.size()));
+  EXPECT_EQ(o->reads.load(), 1);  // the read joined the hint's fetch
+  src->will_need(1 << 20, 2 << 20);  // cached now: nothing to fetch
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(o->reads.load(), 1);
+
+  auto origin2 = std::make_unique<FakeOrigin>(data);
+  FakeOrigin* o2 = origin2.get();
+  auto bare = wrap_with_cache(std::move(origin2), nullptr, "id", 1 << 20);
+  bare->will_need(0, 1 << 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(o2->reads.load(), 0);
+}
+
 TEST(CachedSource, InvalidateAndUncachedReadsGoToTheOrigin) {
   auto data = pattern(3 << 20, 8);
   auto origin = std::make_unique<FakeOrigin>(data);

@@ -41,6 +41,9 @@ class BlockCache {
   // Drops the value under `key` if present (best effort). Used when a caller
   // found that bytes served from the cache were wrong (frame hash mismatch).
   virtual void erase(std::string_view key) {}
+  // Whether a value is stored under `key` (not checked, not copied, no LRU
+  // touch: a cheap test before queuing a fetch). False when unsure.
+  virtual bool contains(std::string_view key) { return false; }
   // False for a cache that stores nothing (unusable directory, disabled).
   virtual bool usable() const { return true; }
   // What backs the cache, for logs and metrics (e.g. "lmdb:/root/.cache/tenpak").
