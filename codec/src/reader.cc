@@ -60,6 +60,10 @@ Status DeltaReader::read_frame(uint32_t k, uint8_t* out) {
   return again.ok() ? again : st;
 }
 
+namespace {
+constexpr uint32_t kHintMinPayload = 4096;
+}  // namespace
+
 Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
   const Frame& f = m_.frames[k];
   auto where = [&] {
@@ -67,8 +71,12 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
            std::to_string(f.out_offset) + ", " + std::to_string(f.out_len) + " bytes)";
   };
   thread_local std::vector<uint8_t> payload, base;
-  // The base range is read second: let its source start on it now.
-  if (f.base_file != kNoBase && bases_[f.base_file]) bases_[f.base_file]->will_need(f.base_offset, f.base_len);
+  // The base range is read after the payload: when the payload read is a
+  // real one, let the base's source start on its range now, so the two
+  // reads overlap. (Frames without a payload read just the base; a hint
+  // there only costs.)
+  if (f.base_file != kNoBase && bases_[f.base_file] && f.data_len >= kHintMinPayload)
+    bases_[f.base_file]->will_need(f.base_offset, f.base_len);
   payload.resize(f.data_len);
   Status st = data_->read(f.data_offset, f.data_len, payload.data());
   if (!st.ok()) return {st.code(), where() + ": " + st.message()};

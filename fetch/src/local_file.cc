@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -30,17 +31,25 @@ class LocalFile final : public BlockSource {
       if (r == 0) return {Errc::corrupt, path_ + ": file shrank while reading"};
       done += static_cast<size_t>(r);
     }
+    last_end_.store(offset + len, std::memory_order_relaxed);
     return Status::Ok();
   }
-  // The kernel starts reading the range into the page cache and returns.
+  // A range near the end of the last read belongs to a sequential stream:
+  // the kernel's readahead already fetches it ahead of us, and forcing it in
+  // (pages without readahead marks) would stop that readahead. Otherwise
+  // the kernel starts reading the range into the page cache and returns.
   void will_need(uint64_t offset, size_t len) override {
-    if (offset < size_) ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+    constexpr uint64_t kNear = 8u << 20;
+    const uint64_t last = last_end_.load(std::memory_order_relaxed);
+    if (offset >= size_ || (offset + kNear >= last && offset <= last + kNear)) return;
+    ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
   }
 
  private:
   int fd_;
   uint64_t size_;
   std::string path_;
+  std::atomic<uint64_t> last_end_{UINT64_MAX / 2};  // end of the last read (far from everything at first)
 };
 
 }  // namespace
