@@ -35,7 +35,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STALL_S = 3.0
+# Long against the clients' 1 s low-speed window: libcurl samples its
+# transfer speed once per wall-clock second, so depending on where the
+# stall falls between second boundaries it notices only after up to ~3 s;
+# with a 3 s stall the rest of the body sometimes arrived first (a flaky
+# "no retry" in FaultTest.TransientFaultsAreHiddenByRetries under load).
+STALL_S = 8.0
 counts = {}
 lock = threading.Lock()
 
