@@ -297,3 +297,36 @@ TEST(Delta, FirstTensorFrameIsSmall) {
   for (const Frame& f : m.frames) EXPECT_LE(f.out_len, 1u << 20);
   fs::remove_all(p.root);
 }
+
+// A copy_base frame (bit-identical tensor) is read straight into the output
+// buffer; a base whose bytes there changed (sha256 not checked) must still
+// give a corrupt-frame error naming the frame, never the wrong bytes.
+TEST(Delta, CopyBaseFrameFromAWrongBaseIsAnError) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  auto r = open_delta_dir(p.root + "/delta");
+  ASSERT_TRUE(r.ok());
+  const Manifest& m = (*r)->manifest();
+  int copy_frames = 0;
+  for (const Frame& f : m.frames)
+    if (f.codec == Codec::copy_base && f.out_len > 1000) {
+      ++copy_frames;
+      std::string b = tptest::read_file(p.base + "/" + m.base_files[f.base_file].name);
+      b[f.base_offset + f.base_len / 2] ^= 0x01;
+      tptest::write_file(p.root + "/bad/" + m.base_files[f.base_file].name, b);
+    }
+  ASSERT_GT(copy_frames, 0) << "the pair's frozen tensor should give copy_base frames";
+  tptest::write_file(p.root + "/bad/config.json", tptest::read_file(p.base + "/config.json"));
+  auto bad = open_delta_dir(p.root + "/delta");
+  ASSERT_TRUE(bad.ok());
+  ASSERT_TRUE(attach_local_base(**bad, p.root + "/bad", false).ok());
+  for (uint32_t k = 0; k < m.frames.size(); ++k) {
+    const Frame& f = m.frames[k];
+    if (f.codec != Codec::copy_base || f.out_len <= 1000) continue;
+    std::vector<uint8_t> out(f.out_len);
+    Status st = (*bad)->read_frame(k, out.data());
+    EXPECT_EQ(st.code(), Errc::corrupt) << "frame " << k;
+    EXPECT_NE(st.message().find("frame " + std::to_string(k)), std::string::npos) << st.message();
+  }
+  fs::remove_all(p.root);
+}
