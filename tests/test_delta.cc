@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "pipeline.h"  // codec/src (private)
@@ -307,16 +308,17 @@ TEST(Delta, CopyBaseFrameFromAWrongBaseIsAnError) {
   auto r = open_delta_dir(p.root + "/delta");
   ASSERT_TRUE(r.ok());
   const Manifest& m = (*r)->manifest();
+  // A copy of the base with one bit flipped inside every copy_base frame.
+  std::map<uint32_t, std::string> files;
+  for (uint32_t i = 0; i < m.base_files.size(); ++i) files[i] = tptest::read_file(p.base + "/" + m.base_files[i].name);
   int copy_frames = 0;
   for (const Frame& f : m.frames)
     if (f.codec == Codec::copy_base && f.out_len > 1000) {
       ++copy_frames;
-      std::string b = tptest::read_file(p.base + "/" + m.base_files[f.base_file].name);
-      b[f.base_offset + f.base_len / 2] ^= 0x01;
-      tptest::write_file(p.root + "/bad/" + m.base_files[f.base_file].name, b);
+      files[f.base_file][f.base_offset + f.base_len / 2] ^= 0x01;
     }
   ASSERT_GT(copy_frames, 0) << "the pair's frozen tensor should give copy_base frames";
-  tptest::write_file(p.root + "/bad/config.json", tptest::read_file(p.base + "/config.json"));
+  for (auto& [i, b] : files) tptest::write_file(p.root + "/bad/" + m.base_files[i].name, b);
   auto bad = open_delta_dir(p.root + "/delta");
   ASSERT_TRUE(bad.ok());
   ASSERT_TRUE(attach_local_base(**bad, p.root + "/bad", false).ok());

@@ -29,6 +29,10 @@ struct Pending {
   Status st;
   std::shared_ptr<const std::vector<uint8_t>> run;
   const uint8_t* blk = nullptr;
+  // Set (under CachedSourceImpl::mu_) by invalidate() while the block was
+  // still being fetched or stored: its bytes were found wrong, so the
+  // fetcher must not leave them in the cache.
+  bool stale = false;
 };
 
 constexpr uint64_t kMaxRun = 16u << 20;  // one origin read covers at most this much
@@ -73,7 +77,9 @@ class CachedSourceImpl final : public CachedSource {
   // has claimed are in inflight_: a read that comes meanwhile waits for
   // that fetch rather than sending a second one. Only with a usable cache
   // (without one the fetched bytes would have nowhere to go); at most
-  // kMaxHints queued, the rest dropped (hints are never required).
+  // kMaxHints queued, the rest dropped (hints are never required). (A cache
+  // that refuses to store a block, e.g. one larger than a quarter of a tiny
+  // LMDB cache, makes the hint's fetch wasted: the reader fetches again.)
   void will_need(uint64_t offset, size_t len) override {
     if (!cache_->usable() || len == 0 || offset >= size()) return;
     const uint64_t b0 = offset / block_, b1 = (std::min(size(), offset + len) - 1) / block_;
@@ -93,9 +99,22 @@ class CachedSourceImpl final : public CachedSource {
   Status read(uint64_t offset, size_t len, uint8_t* dst) override { return read_impl(offset, len, dst, false); }
   Status read_uncached(uint64_t offset, size_t len, uint8_t* dst) override { return read_impl(offset, len, dst, true); }
 
+  // Blocks still in flight are dropped from inflight_ too (a fetch that has
+  // published its bytes stays registered until they are stored; without
+  // this, a retry would join it and get the same wrong bytes) and marked
+  // stale, so their fetcher erases what it stores.
   void invalidate(uint64_t offset, size_t len) override {
     if (len == 0 || offset >= size()) return;
     uint64_t b0 = offset / block_, b1 = (std::min(size(), offset + len) - 1) / block_;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (uint64_t b = b0; b <= b1; ++b) {
+        auto it = inflight_.find(b);
+        if (it == inflight_.end()) continue;
+        it->second->stale = true;
+        inflight_.erase(it);
+      }
+    }
     for (uint64_t b = b0; b <= b1; ++b) {
       cache_->erase(key(b));
       invalidated_.fetch_add(1);
@@ -204,19 +223,26 @@ class CachedSourceImpl final : public CachedSource {
                      static_cast<unsigned long long>(mine[i].first), static_cast<unsigned long long>(mine[j - 1].first),
                      now_ms() - t0, st.ok() ? "" : " (failed)");
       if (st.ok()) origin_bytes_.fetch_add(buf.size());
-      // Waiters are served first; the blocks stay registered in inflight_
-      // until stored, so a reader arriving meanwhile joins (done at once)
-      // instead of missing the cache and fetching them again.
-      for (size_t k = i; k < j; ++k) {
-        auto& [b, p] = mine[k];
-        const uint8_t* blk = buf.data() + (b * block_ - rs);
-        if (st.ok()) copy_out(b, blk, offset, len, dst);
-        publish(p, st, run, st.ok() ? blk : nullptr);
-      }
-      for (size_t k = i; k < j; ++k) {
-        auto& [b, p] = mine[k];
-        if (st.ok()) cache_->put(key(b), buf.data() + (b * block_ - rs), block_len(b));
-        unregister(b, p);
+      if (!st.ok()) {
+        // Unregistered first: a reader arriving now tries the origin itself
+        // instead of joining a fetch that already failed.
+        for (size_t k = i; k < j; ++k) unregister(mine[k].first, mine[k].second);
+        for (size_t k = i; k < j; ++k) publish(mine[k].second, st, nullptr, nullptr);
+      } else {
+        // Waiters are served first; the blocks stay registered in inflight_
+        // until stored, so a reader arriving meanwhile joins (done at once)
+        // instead of missing the cache and fetching them again.
+        for (size_t k = i; k < j; ++k) {
+          auto& [b, p] = mine[k];
+          const uint8_t* blk = buf.data() + (b * block_ - rs);
+          copy_out(b, blk, offset, len, dst);
+          publish(p, st, run, blk);
+        }
+        for (size_t k = i; k < j; ++k) {
+          auto& [b, p] = mine[k];
+          cache_->put(key(b), buf.data() + (b * block_ - rs), block_len(b));
+          if (unregister(b, p)) cache_->erase(key(b));  // invalidated meanwhile
+        }
       }
       if (!st.ok() && first_err.ok()) first_err = st;
       i = j;
@@ -251,11 +277,13 @@ class CachedSourceImpl final : public CachedSource {
     p->cv.notify_all();
   }
 
-  // Removes p from inflight_ (after its block was stored, or its fetch failed).
-  void unregister(uint64_t b, const std::shared_ptr<Pending>& p) {
+  // Removes p from inflight_ (after its block was stored, or its fetch
+  // failed). Returns whether invalidate() marked it stale meanwhile.
+  bool unregister(uint64_t b, const std::shared_ptr<Pending>& p) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = inflight_.find(b);
     if (it != inflight_.end() && it->second == p) inflight_.erase(it);
+    return p->stale;
   }
 
   void hint_loop() {
@@ -268,7 +296,9 @@ class CachedSourceImpl final : public CachedSource {
       hints_.pop_front();
       lk.unlock();
       scratch.resize(len);
-      (void)read_impl(off, len, scratch.data(), false);  // errors: the reader that needs it retries
+      // An error reaches the readers that joined this fetch (ModelFs
+      // retries io errors); the others fetch the range themselves.
+      (void)read_impl(off, len, scratch.data(), false);
       lk.lock();
     }
   }

@@ -72,6 +72,7 @@ struct Job {
   int tensor = -1;  // index into report.tensors_detail
   int klass = 0;    // estimate class
   bool sampled = true;
+  bool no_ctx = false;  // never sub_ctx (a file's small first frame)
   FrameLayout layout;  // kernel layout hint for the sub_ctx predictor
 };
 
@@ -129,9 +130,10 @@ void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, con
   auto emit = [&](uint64_t rel_b, uint64_t rel_e, bool with_base) {
     for (uint64_t p = rel_b, len; p < rel_e; p += len) {
       len = std::min<uint64_t>(step, rel_e - p);
+      bool head_frame = false;
       if (t.begin + p < kHeadFrameEnd) {
         const uint64_t head = (kHeadFrameEnd - (t.begin + p)) / w * w;
-        if (head > 0) len = std::min(len, head);
+        if (head > 0 && head < len) len = head, head_frame = true;
       }
       Job j;
       j.file = file;
@@ -142,6 +144,7 @@ void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, con
       j.klass = klass;
       j.layout = layout;
       j.layout.phase = static_cast<uint32_t>((p / w) % layout.area);
+      j.no_ctx = head_frame;  // must rebuild fast: sub_ctx decodes ~50x slower
       if (with_base) {
         j.bdt = bdt;
         j.base_file = base->file;
@@ -342,7 +345,7 @@ class Builder {
         EncodeOptions eo;
         eo.zstd_level = opt_.zstd_level;
         eo.layout = j.layout;
-        eo.allow_ctx = opt_.allow_ctx;
+        eo.allow_ctx = opt_.allow_ctx && !j.no_ctx;
         e.e = encode_frame(out, j.len, j.dt, base, eo);
       }
     };

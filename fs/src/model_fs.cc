@@ -490,8 +490,10 @@ struct ModelFs::Impl {
   // Queues frames for the prefetch workers (dropped when the queue is
   // full), or, `urgent`, at the front of the line: `kind` says whether a
   // reader needs them (assist) or they are a guess (prefetch).
-  void enqueue(uint64_t g0, uint64_t g1, Kind kind = Kind::prefetch, bool urgent_line = false) {
-    if (workers.empty() || g0 >= g1) return;
+  // Returns false when frames were dropped (queue full) or there are no workers.
+  bool enqueue(uint64_t g0, uint64_t g1, Kind kind = Kind::prefetch, bool urgent_line = false) {
+    if (workers.empty()) return false;
+    if (g0 >= g1) return true;
     std::lock_guard lk(mu);
     for (uint64_t g = g0; g < g1; ++g) {
       if (cache.count(g) || inflight.count(g)) continue;
@@ -514,13 +516,15 @@ struct ModelFs::Impl {
       } else {
         if (queue.size() >= opt.prefetch_queue_frames) {
           c.prefetch_dropped += g1 - g;
-          break;
+          work_cv.notify_all();
+          return false;
         }
         queue.push_back(g);
       }
       queued.emplace(g, kind);
     }
     work_cv.notify_all();
+    return true;
   }
 
   // A worker thread. Jobs of the prefetch queue run at a lower CPU priority
@@ -802,7 +806,7 @@ uint64_t ModelFs::warm_heads() {
     uint64_t bytes = 0;
     for (uint32_t k = a; k < b; ++k) bytes += man.frames[k].out_len;
     if (queued + bytes > budget) break;
-    impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, false);
+    if (!impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, false)) break;  // no workers, or queue full
     queued += bytes;
   }
   if (queued) impl_->log("warming the heads of the files: " + std::to_string(queued) + " bytes queued");

@@ -329,24 +329,42 @@ TEST(CachedSource, ConcurrentMissesOfOneBlockAreOneFetch) {
   EXPECT_EQ(src->cache_stats().collapsed + 1, 8u);
 }
 
-// will_need() fetches in the background: a read that arrives while that
-// fetch is in flight joins it (one origin read in all); a hint for cached blocks, or without a usable
-// cache, sends nothing.
+// will_need() fetches in the background: the hinted blocks arrive without
+// any read (then reads are cache hits), and a read that comes while the
+// hint's fetch is in flight joins it (one origin read in all). A hint for
+// cached blocks, or without a usable cache, sends nothing.
 TEST(CachedSource, WillNeedFetchesInTheBackgroundOnce) {
-  auto data = pattern(4 << 20, 9);
+  auto data = pattern(8 << 20, 9);
   auto origin = std::make_unique<FakeOrigin>(data);
   FakeOrigin* o = origin.get();
   o->delay_ms = 300;
   auto src = wrap_with_cache(std::move(origin), make_memory_cache(64 << 20), "id", 1 << 20);
-  src->will_need(1 << 20, 2 << 20);  // blocks 1..2
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the hint's fetch is under way
+  auto wait_reads = [&](int n) {
+    for (int i = 0; i < 5000 && o->reads.load() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return o->reads.load();
+  };
+  // No read at all: the hint alone fetches blocks 1..2, then reading them is all hits.
+  src->will_need(1 << 20, 2 << 20);
+  ASSERT_EQ(wait_reads(1), 1) << "the hint sent no origin read";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the fetch (300 ms) is stored
   std::vector<uint8_t> out(1 << 20);
+  const uint64_t hits0 = src->cache_stats().block_hits;
   ASSERT_TRUE(src->read((1 << 20) + 7, out.size(), out.data()).ok());
   EXPECT_EQ(0, std::memcmp(out.data(), data.data() + (1 << 20) + 7, out.size()));
-  EXPECT_EQ(o->reads.load(), 1);  // the read joined the hint's fetch
-  src->will_need(1 << 20, 2 << 20);  // cached now: nothing to fetch
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(o->reads.load(), 1);
+  EXPECT_EQ(src->cache_stats().block_hits, hits0 + 2);
+  // A read while the hint's fetch of blocks 4..5 is under way joins it.
+  src->will_need(4 << 20, 2 << 20);
+  ASSERT_EQ(wait_reads(2), 2);
+  const uint64_t joined0 = src->cache_stats().collapsed;
+  ASSERT_TRUE(src->read((4 << 20) + 3, out.size(), out.data()).ok());
+  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + (4 << 20) + 3, out.size()));
+  EXPECT_EQ(o->reads.load(), 2);
+  EXPECT_EQ(src->cache_stats().collapsed, joined0 + 2);
+  // Cached already: nothing to fetch.
+  src->will_need(1 << 20, 2 << 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(o->reads.load(), 2);
 
   auto origin2 = std::make_unique<FakeOrigin>(data);
   FakeOrigin* o2 = origin2.get();
@@ -354,6 +372,59 @@ TEST(CachedSource, WillNeedFetchesInTheBackgroundOnce) {
   bare->will_need(0, 1 << 20);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(o2->reads.load(), 0);
+}
+
+namespace {
+// A memory cache whose puts take a while (a slow disk): a fetched block is
+// published to its waiters long before it is stored.
+class SlowPutCache : public BlockCache {
+ public:
+  SlowPutCache() : inner_(make_memory_cache(64 << 20)) {}
+  bool get(std::string_view k, size_t len, uint8_t* out) override { return inner_->get(k, len, out); }
+  void put(std::string_view k, const uint8_t* d, size_t len) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    inner_->put(k, d, len);
+  }
+  void erase(std::string_view k) override { inner_->erase(k); }
+  CacheStats stats() const override { return inner_->stats(); }
+
+ private:
+  std::shared_ptr<BlockCache> inner_;
+};
+}  // namespace
+
+// Bytes found wrong while their fetch is still being stored: invalidate()
+// must make the retry go to the origin (not join that fetch), and the wrong
+// copy must not stay in the cache.
+TEST(CachedSource, InvalidateDuringAStoreRefetchesAndDropsTheBadCopy) {
+  // An origin whose first transfer has a flipped bit.
+  struct FlakyOrigin : FakeOrigin {
+    using FakeOrigin::FakeOrigin;
+    Status read(uint64_t off, size_t len, uint8_t* dst) override {
+      Status st = FakeOrigin::read(off, len, dst);
+      if (st.ok() && reads.load() == 1 && off <= 100 && off + len > 100) dst[100 - off] ^= 0x40;
+      return st;
+    }
+  };
+  auto data = pattern(2 << 20, 12);
+  auto origin = std::make_unique<FlakyOrigin>(data);
+  FakeOrigin* o = origin.get();
+  auto src = wrap_with_cache(std::move(origin), std::make_shared<SlowPutCache>(), "id", 1 << 20);
+  std::vector<uint8_t> first(1000);
+  std::thread a([&] { ASSERT_TRUE(src->read(0, first.size(), first.data()).ok()); });
+  for (int i = 0; i < 5000 && o->reads.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a has the bytes and is storing them
+  src->invalidate(0, 1000);
+  std::vector<uint8_t> again(1000);
+  ASSERT_TRUE(src->read(0, again.size(), again.data()).ok());
+  EXPECT_EQ(0, std::memcmp(again.data(), data.data(), again.size())) << "the retry got the wrong bytes again";
+  EXPECT_EQ(o->reads.load(), 2);
+  a.join();
+  EXPECT_NE(0, std::memcmp(first.data(), data.data(), first.size()));  // a did see the wrong bytes
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));        // every store is done
+  std::vector<uint8_t> later(1000);
+  ASSERT_TRUE(src->read(0, later.size(), later.data()).ok());
+  EXPECT_EQ(0, std::memcmp(later.data(), data.data(), later.size())) << "the wrong copy stayed in the cache";
 }
 
 TEST(CachedSource, InvalidateAndUncachedReadsGoToTheOrigin) {

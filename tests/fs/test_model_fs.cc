@@ -525,6 +525,11 @@ TEST(ModelFs, WarmHeadsRebuildsTheStartOfEveryFile) {
   EXPECT_EQ(g.fs->warm_heads(), 0u);
   g.fs->drain_prefetch();
   EXPECT_EQ(g.fs->stats().frames_rebuilt, 0u);
+
+  FsOptions no_workers = o;
+  no_workers.prefetch_workers = 0;
+  auto h = make_fs(no_workers);
+  EXPECT_EQ(h.fs->warm_heads(), 0u);  // no worker to run it: nothing claimed
 }
 
 TEST(ModelFs, MemoryStaysBounded) {

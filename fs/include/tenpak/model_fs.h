@@ -186,8 +186,9 @@ class ModelFs {
   // in flight. Cheap; never fails.
   void opened(uint64_t ino);
   // Queues the heads of the files (see FsOptions::warm_bytes), in inode
-  // order, as low-priority prefetch work; returns the bytes queued. Cheap;
-  // never fails; frames already cached or in flight are skipped.
+  // order, as low-priority prefetch work; returns the bytes of the heads
+  // queued (0 without prefetch workers; stops when the prefetch queue is
+  // full). Cheap; never fails; frames already cached or in flight are skipped.
   uint64_t warm_heads();
 
   FsStats stats() const;
