@@ -183,7 +183,11 @@ Status attach_local_base(DeltaReader& r, const std::string& base_path, bool chec
     const BaseFile& bf = m.base_files[i];
     auto path = base_file_path(m, needed, base_path, single, i);
     if (!path.ok()) return path.status();
-    auto src = open_local_file(*path);
+    // apply and verify read the base in frame order from several workers:
+    // every base-range hint helps there (see LocalFileOptions).
+    LocalFileOptions lo;
+    lo.hint_always = true;
+    auto src = open_local_file(*path, lo);
     if (!src.ok()) return {Errc::mismatch, *path + ": base file '" + bf.name + "' needed by the delta: " + src.status().message()};
     if ((*src)->size() != bf.size)
       return {Errc::mismatch, *path + ": wrong base: " + std::to_string((*src)->size()) +

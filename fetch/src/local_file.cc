@@ -13,7 +13,8 @@ namespace {
 
 class LocalFile final : public BlockSource {
  public:
-  LocalFile(int fd, uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
+  LocalFile(int fd, uint64_t size, std::string path, const LocalFileOptions& opt)
+      : fd_(fd), size_(size), path_(std::move(path)), opt_(opt) {}
   ~LocalFile() override { ::close(fd_); }
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return path_; }
@@ -41,7 +42,7 @@ class LocalFile final : public BlockSource {
   void will_need(uint64_t offset, size_t len) override {
     constexpr uint64_t kNear = 8u << 20;
     const uint64_t last = last_end_.load(std::memory_order_relaxed);
-    if (offset >= size_ || (offset + kNear >= last && offset <= last + kNear)) return;
+    if (offset >= size_ || (!opt_.hint_always && offset + kNear >= last && offset <= last + kNear)) return;
     ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
   }
 
@@ -49,12 +50,13 @@ class LocalFile final : public BlockSource {
   int fd_;
   uint64_t size_;
   std::string path_;
+  LocalFileOptions opt_;
   std::atomic<uint64_t> last_end_{UINT64_MAX / 2};  // end of the last read (far from everything at first)
 };
 
 }  // namespace
 
-Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path) {
+Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status{Errc::io, path + ": cannot open: " + std::strerror(errno)};
   struct stat st;
@@ -62,7 +64,7 @@ Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path) {
     ::close(fd);
     return Status{Errc::invalid, path + ": not a regular file"};
   }
-  return std::unique_ptr<BlockSource>(new LocalFile(fd, static_cast<uint64_t>(st.st_size), path));
+  return std::unique_ptr<BlockSource>(new LocalFile(fd, static_cast<uint64_t>(st.st_size), path, opt));
 }
 
 }  // namespace tenpak

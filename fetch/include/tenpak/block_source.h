@@ -54,7 +54,17 @@ Result<Sha256> sha256_of(BlockSource& src, const std::function<void(uint64_t)>& 
 Result<Sha256> sha256_of_local_file(const std::string& path, const std::function<void(uint64_t)>& on_bytes = {},
                                     bool* from_cache = nullptr);
 
+struct LocalFileOptions {
+  // will_need() passes every hint to the kernel (posix_fadvise WILLNEED).
+  // Default (false): only hints away from the last read, since forcing in the
+  // pages of a sequential stream stops the kernel's own readahead (measured:
+  // cold FUSE reads of a mostly-copied model 0.80 -> 0.55 GB/s), whereas an
+  // in-process rebuild whose workers read one base in frame order gains from
+  // every hint (cold `delta verify` of a 1 GiB pair 1.68 -> 1.19 s).
+  bool hint_always = false;
+};
+
 // A file on local disk, read with pread(2).
-Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path);
+Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt = {});
 
 }  // namespace tenpak
