@@ -16,8 +16,9 @@
 #   (2) base cached (filled by `remote_bench warm-base`), delta not: same
 #   (2b) everything cached (the cache left by (1))
 #   (3) open-to-first-tensor: `tenpak mount` time, then open -> safetensors
-#       header -> first 1 MiB of the first tensor; nothing cached, and base
-#       cached
+#       header -> first 1 MiB of the first tensor; nothing cached, base
+#       cached, and nothing cached with --warm-mb 0 (the mount's warm-up of
+#       file heads runs while the page cache is dropped in the other two)
 #   (4) READERS processes read every file together (same order): bytes
 #       fetched from nginx vs bytes needed; daemon memory
 # Page cache: DROP=1 drops it before each timed read, then reads the origin's
@@ -105,7 +106,7 @@ curl_time() {  # seconds for one curl process downloading every file of model ${
 # mount_model CACHE_DIR|none: mounts $URL/delta (base $URL/base) at $MP;
 # sets DPID, METRICS (URL) and MOUNT_S (seconds `tenpak mount` took).
 mount_model() {
-  local cache=$1 args=(--metrics-port 0 --log "$WORK/mount.log" --json)
+  local cache=$1 args=(--metrics-port 0 --log "$WORK/mount.log" --json ${MOUNT_EXTRA:-})
   if [ "$cache" = none ]; then args+=(--no-cache); else args+=(--cache-dir "$cache"); fi
   : > "$WORK/mount.log"
   local t0 t1 out
@@ -177,8 +178,8 @@ mount_case() {
   unmount_model "$name" "$secs"
 }
 
-C1=$WORK/cache-1; C2=$WORK/cache-2; C3=$WORK/cache-3; C4=$WORK/cache-4; C5=$WORK/cache-5
-rm -rf "$C1" "$C2" "$C3" "$C4" "$C5"; mkdir -p "$C1" "$C2" "$C3" "$C4" "$C5"
+C1=$WORK/cache-1; C2=$WORK/cache-2; C3=$WORK/cache-3; C4=$WORK/cache-4; C5=$WORK/cache-5; C7=$WORK/cache-7
+rm -rf "$C1" "$C2" "$C3" "$C4" "$C5" "$C7"; mkdir -p "$C1" "$C2" "$C3" "$C4" "$C5" "$C7"
 NEEDED=$("$RB" needed "$M/delta" "$M/base")
 log "curl baseline"; CURL_A=$(curl_time)
 log "(1) nothing cached"; R1=$(mount_case nothing-cached "$C1")
@@ -193,6 +194,9 @@ F3=$("$MR" first "$MP/$FIRST"); R3=$(unmount_model first-tensor 0)
 "$RB" warm-base "$URL/delta" "$URL/base" --cache "$C5" >/dev/null
 mount_model "$C5"; drop_caches
 F3B=$("$MR" first "$MP/$FIRST"); R3B=$(unmount_model first-tensor-base-cached 0)
+# The same, nothing cached, without the mount-time warm-up of file heads.
+MOUNT_EXTRA="--warm-mb 0" mount_model "$C7"; drop_caches
+F3N=$("$MR" first "$MP/$FIRST"); R3N=$(unmount_model first-tensor-no-warm-up 0)
 log "(4) $READERS concurrent readers"
 mount_model "$C4"; drop_caches
 t0=$(now); pids=()
@@ -210,13 +214,13 @@ if [ "${INPROCESS:-0}" = 1 ]; then  # the rebuild in memory, no FUSE (bench/remo
 fi
 
 python3 - "$MODEL_BYTES" "$DELTA_BYTES" "$KIND" "$READERS" "$CURL_A" "$CURL_B" "$CURL_C" "$NEEDED" "$W" \
-  "$R1" "$R1N" "$R2" "$R2B" "$R3" "$R3B" "$F3" "$F3B" "$R4" "$DROP" "${IP[@]}" <<'EOF'
+  "$R1" "$R1N" "$R2" "$R2B" "$R3" "$R3B" "$F3" "$F3B" "$R4" "$F3N" "$DROP" "${IP[@]}" <<'EOF'
 import json, sys
 a = sys.argv[1:]
 model, delta, kind, readers = int(a[0]), int(a[1]), a[2], a[3]
 curls = [float(x) for x in a[4:7]]
-needed, w, r1, r1n, r2, r2b, r3, r3b, f3, f3b, r4 = (json.loads(x) for x in a[7:18])
-drop, ip = a[18], [json.loads(x) for x in a[19:]]
+needed, w, r1, r1n, r2, r2b, r3, r3b, f3, f3b, r4, f3n = (json.loads(x) for x in a[7:19])
+drop, ip = a[19], [json.loads(x) for x in a[20:]]
 c = min(curls)
 gb = lambda b, s: b / s / 1e9
 mib = lambda b: b / 2**20
@@ -233,7 +237,8 @@ print(f"(2) base cached, delta not: mount {r2['seconds']:.2f} s = {c / r2['secon
 print(f"(2b) everything cached: mount {r2b['seconds']:.2f} s = {c / r2b['seconds']:.2f}x curl; {fetched(r2b)}; "
       f"{r2b['persistent_hits']} frames from the persistent cache; {mem(r2b)}")
 print(f"(3) open to first tensor ({f3['tensor']}, first {f3['bytes']} bytes): {f3['ms']:.1f} ms nothing cached, "
-      f"{f3b['ms']:.1f} ms base cached; `tenpak mount` itself {r3['mount_seconds']:.2f} s / {r3b['mount_seconds']:.2f} s")
+      f"{f3b['ms']:.1f} ms base cached, {f3n['ms']:.1f} ms nothing cached without the warm-up (--warm-mb 0); "
+      f"`tenpak mount` itself {r3['mount_seconds']:.2f} s / {r3b['mount_seconds']:.2f} s")
 print(f"(4) {readers} concurrent readers: fetched {mib(r4['fetched_bytes']):.1f} MiB for {mib(needed['needed_bytes']):.1f} MiB needed = "
       f"{r4['fetched_bytes']/needed['needed_bytes']:.3f}x [target <= 1.02x]; served {mib(r4['served_bytes']):.0f} MiB in "
       f"{r4['seconds']:.2f} s; {mem(r4)} [target < 256 MiB]")
@@ -241,6 +246,6 @@ if ip:
     l, n, rd = ip
     print(f"in-process (no FUSE): rebuild from local files {l['seconds']:.2f} s, over HTTP {n['seconds']:.2f} s; "
           f"{readers} readers-fetch {rd['fetched_bytes']/rd['needed_bytes']:.3f}x needed")
-for r in (r1, r1n, r2, r2b, r3, r3b, r4, f3, f3b, needed, w, *ip):
+for r in (r1, r1n, r2, r2b, r3, r3b, r4, f3, f3b, f3n, needed, w, *ip):
     print("raw", json.dumps(r))
 EOF
