@@ -6,7 +6,9 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "locations.h"
 #include "tenpak/delta.h"
+#include "tenpak/open_source.h"
 #include "tenpak/safetensors.h"
 
 namespace tenpak::cli {
@@ -86,17 +88,31 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   return kOk;
 }
 
+// The delta at `loc`: a local directory, or (URL, hub id) any location
+// open_source takes, read without a persistent cache (a one-off rebuild).
+Result<std::unique_ptr<DeltaReader>> open_any_delta(const std::string& loc) {
+  return is_remote_location(loc) ? open_delta(loc, nullptr) : open_delta_dir(loc);
+}
+
 int do_apply(const std::string& delta, const std::string& base, const std::string& out, const Common& c) {
-  auto r = open_delta_dir(delta);
+  auto r = open_any_delta(delta);
   if (!r.ok()) return fail(r.status());
-  // Sizes now; the base's sha256 beside the rebuild (nothing is committed
-  // before it matched).
-  Status st = attach_local_base(**r, base, false);
-  if (!st.ok()) return fail(st);
   ApplyOptions o;
   o.threads = c.threads;
   const Manifest& man = (*r)->manifest();
-  o.concurrent_check = [&man, &base] { return check_local_base_sha256(man, base); };
+  if (!base.empty() && !is_remote_location(base)) {
+    // A local base: sizes now, its sha256 beside the rebuild (nothing is
+    // committed before it matched).
+    Status st = attach_local_base(**r, base, false);
+    if (!st.ok()) return fail(st);
+    o.concurrent_check = [&man, &base] { return check_local_base_sha256(man, base); };
+  } else {
+    // A remote base, or the locations the delta records: sizes checked at
+    // open, local files' sha256 too; remote ranges are checked by every
+    // frame's hash and the output by its sha256.
+    Status st = attach_base_from(**r, base, true, nullptr, {});
+    if (!st.ok()) return fail(st);
+  }
   ProgressBar bar(out.empty() ? "verify" : "rebuild");
   o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
   auto t0 = std::chrono::steady_clock::now();
@@ -146,10 +162,10 @@ Result<SafetensorsHeader> rebuilt_header(DeltaReader& r, uint32_t fi) {
 }
 
 int do_inspect(const std::string& delta, bool tensors, const Common& c) {
-  auto r = open_delta_dir(delta);
+  auto r = open_any_delta(delta);
   if (!r.ok()) return fail(r.status());
   const Manifest& m = (*r)->manifest();
-  uint64_t idx_size = std::filesystem::file_size(std::filesystem::path(delta) / kIndexFile);
+  uint64_t idx_size = serialize_manifest(m).size();
   uint64_t total_out = 0, total_delta = idx_size;
   json files = json::array();
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
@@ -258,20 +274,24 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->callback([&] { rc = do_build(base, ft, out, level, fast, base_locations, c); });
 
   auto* a = delta->add_subcommand("apply", "Rebuild the fine-tuned model from DELTA and its base, to disk");
-  a->add_option("DELTA", dir, "Delta directory")->required();
-  a->add_option("--base", base, "Base model the delta was built against")->required();
+  a->add_option("DELTA", dir, "Delta directory (path, http(s) URL or hub id)")->required();
+  a->add_option("--base", base,
+                "Base model the delta was built against (path, URL or hub id; default: the locations recorded in "
+                "the delta)");
   a->add_option("-o,--output", out, "Output directory to create (must not exist or be empty)")->required();
   common(a);
   a->callback([&] { rc = do_apply(dir, base, out, c); });
 
   auto* v = delta->add_subcommand("verify", "Rebuild in memory and check every frame hash and file sha256");
-  v->add_option("DELTA", dir, "Delta directory")->required();
-  v->add_option("--base", base, "Base model the delta was built against")->required();
+  v->add_option("DELTA", dir, "Delta directory (path, http(s) URL or hub id)")->required();
+  v->add_option("--base", base,
+                "Base model the delta was built against (path, URL or hub id; default: the locations recorded in "
+                "the delta)");
   common(v);
   v->callback([&] { rc = do_apply(dir, base, "", c); });
 
   auto* i = delta->add_subcommand("inspect", "Show per file (and with --tensors, per tensor) codecs and sizes");
-  i->add_option("DELTA", dir, "Delta directory")->required();
+  i->add_option("DELTA", dir, "Delta directory (path, http(s) URL or hub id)")->required();
   i->add_flag("-t,--tensors", tensors, "List every tensor");
   common(i);
   i->callback([&] { rc = do_inspect(dir, tensors, c); });

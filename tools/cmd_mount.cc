@@ -19,6 +19,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "locations.h"
 #include "tenpak/cache.h"
 #include "tenpak/cached_source.h"
 #include "tenpak/delta.h"
@@ -44,15 +45,6 @@ struct MountArgs {
   int metrics_port = -1;  // -1: no Prometheus exporter
 };
 
-// Remote origins go through the block cache (local files are read directly:
-// the disk is as fast as LMDB). `cache` null: no caching.
-std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, const std::shared_ptr<BlockCache>& cache,
-                                           const std::string& location, std::string identity = "") {
-  if (!cache || !is_remote_location(location)) return src;
-  if (identity.empty()) identity = source_identity(*src);
-  return wrap_with_cache(std::move(src), cache, std::move(identity));
-}
-
 // A timestamped, thread-safe log sink on a FILE (the log file or stderr).
 class Logger {
  public:
@@ -72,85 +64,6 @@ class Logger {
   std::mutex mu_;
   FILE* f_;
 };
-
-// Opens the delta at `loc` (a directory location: path or, once supported, URL).
-Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache) {
-  auto idx = open_source(join_location(loc, kIndexFile));
-  if (!idx.ok()) return Status{Errc::invalid, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
-  auto dat = open_source(join_location(loc, kDataFile));
-  if (!dat.ok()) return Status{Errc::corrupt, loc + ": delta data missing (" + dat.status().message() + ")"};
-  return DeltaReader::open(through_cache(std::move(idx.value()), cache, loc),
-                           through_cache(std::move(dat.value()), cache, loc), loc);
-}
-
-
-// Attaches every base file the delta needs from one base location.
-// Sizes are always checked (set_base); the sha256 of local base files too
-// unless `verify` is off (remote ones rely on the per-frame hashes instead of
-// downloading the whole base at mount time).
-Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const std::shared_ptr<BlockCache>& cache,
-                   Logger& log) {
-  const Manifest& m = r.manifest();
-  std::vector<bool> needed(m.base_files.size(), false);
-  for (auto& f : m.frames)
-    if (f.base_file != kNoBase) needed[f.base_file] = true;
-  size_t n_needed = std::count(needed.begin(), needed.end(), true);
-  std::error_code ec;
-  bool remote = is_remote_location(loc);
-  bool single = !remote && fs::is_regular_file(loc, ec);
-  if (!remote && !single && !fs::is_directory(loc, ec)) return {Errc::invalid, loc + ": base not found"};
-  if (single && n_needed > 1)
-    return {Errc::mismatch, loc + ": the delta needs " + std::to_string(n_needed) + " base files; give the base model directory"};
-  for (uint32_t i = 0; i < m.base_files.size(); ++i) {
-    if (!needed[i]) continue;
-    const BaseFile& bf = m.base_files[i];
-    std::string path = single ? loc : join_location(loc, bf.name);
-    SourceOptions so;
-    so.expected_size = bf.size;  // a base file of another size is refused (mismatch)
-    auto src = open_source(path, so);
-    if (!src.ok()) return {Errc::mismatch, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
-    if (verify && !remote) {
-      if ((*src)->size() != bf.size)
-        return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) + " bytes, the delta " + r.name() +
-                                    " was built against " + std::to_string(bf.size) + " bytes"};
-      auto t0 = std::chrono::steady_clock::now();
-      bool cached = false;
-      auto h = sha256_of_local_file(path, {}, &cached);
-      if (!h.ok()) return h.status();
-      if (*h != bf.sha256)
-        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*h) + " differs from " + hex(bf.sha256) +
-                                    " recorded in the delta " + r.name()};
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      log("base " + path + ": sha256 verified (" + human_bytes(static_cast<double>(bf.size)) +
-          (cached ? ", from the hash cache" : " in " + std::to_string(s).substr(0, 5) + " s") + ")");
-    }
-    // Cached under the sha256 the delta records: every fine-tune of this
-    // base shares its cached blocks, whatever URL it came from.
-    TP_RETURN_IF_ERROR(r.set_base(i, through_cache(std::move(src.value()), cache, path, hex(bf.sha256))));
-  }
-  return Status::Ok();
-}
-
-// --base overrides; else the locations recorded in the delta, in order.
-Status attach_base(DeltaReader& r, const MountArgs& a, const std::shared_ptr<BlockCache>& cache, Logger& log) {
-  const Manifest& m = r.manifest();
-  bool any = false;
-  for (auto& f : m.frames)
-    if (f.base_file != kNoBase) any = true;
-  if (!any) return Status::Ok();
-  bool verify = !a.no_verify_base;
-  if (!a.base.empty()) return attach_from(r, a.base, verify, cache, log);
-  if (m.base_locations.empty())
-    return {Errc::invalid, r.name() + ": the delta records no base location; name the base model with --base BASE"};
-  std::string errs;
-  for (auto& loc : m.base_locations) {
-    Status st = attach_from(r, loc, verify, cache, log);
-    if (st.ok()) return st;
-    if (st.code() == Errc::mismatch) return st;  // found, but wrong: never fall back silently
-    errs += "\n  " + loc + ": " + st.message();
-  }
-  return {Errc::invalid, r.name() + ": no recorded base location is usable:" + errs + "\n(give --base BASE)"};
-}
 
 // Single delta (has tenpak.idx, or a URL) or a catalog directory of deltas.
 Result<std::vector<std::pair<std::string, std::string>>> find_models(const std::string& source) {
@@ -285,7 +198,7 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   for (auto& [dir, loc] : *found) {
     auto r = open_delta(loc, cache);
     if (!r.ok()) return failed(r.status());
-    Status st = attach_base(**r, a, cache, log);
+    Status st = attach_base_from(**r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); });
     if (!st.ok()) return failed(st);
     for (auto& f : (*r)->manifest().out_files) {
       ++files;

@@ -564,6 +564,28 @@ def t_http_origin_and_cache():
                 # The fixture's deltas mix fast codecs (copy_base, sub_lanes) with slow ones.
                 assert first["skipped"] > 0, first
                 assert second["frames_rebuilt"] == first["skipped"] and second["stored"] == 0, (first, second)
+        # The offline commands take URLs too: verify with the base the delta
+        # records (a URL), apply with --base URL, inspect over HTTP.
+        r = tp("delta", "verify", url + "/delta", "--json")
+        assert json.loads(r.stdout)["ok"], r.stdout
+        out = d + "/applied-http"
+        tp("delta", "apply", url + "/delta", "--base", url + "/base", "-o", out)
+        for name in os.listdir(ft):
+            assert sha256(os.path.join(out, name)) == sha256(os.path.join(ft, name)), f"apply over HTTP: {name}"
+        info = json.loads(tp("delta", "inspect", url + "/delta", "--json").stdout)
+        assert sorted(f["name"] for f in info["files"]) == sorted(os.listdir(ft)), info
+        bad = tp("delta", "verify", url + "/no-such-delta", check=False)
+        assert bad.returncode != 0 and url + "/no-such-delta" in bad.stderr, bad.stderr
+        # A base URL serving other bytes is refused (sizes), never rebuilt into wrong output.
+        other = d + "/other-base"
+        shutil.copytree(d + "/pair/base", www + "/other-base")
+        for name in os.listdir(www + "/other-base"):
+            if name.endswith(".safetensors"):
+                with open(os.path.join(www, "other-base", name), "ab") as f:
+                    f.write(b"x")
+        bad = tp("delta", "apply", url + "/delta", "--base", url + "/other-base", "-o", other, check=False)
+        assert bad.returncode != 0 and not os.path.exists(other), (bad.returncode, bad.stderr)
+        log(f"    delta verify/apply/inspect over HTTP: ok; wrong base URL refused: {bad.stderr.strip().splitlines()[-1]}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
