@@ -56,16 +56,35 @@ struct Common {
   unsigned threads = 0;
 };
 
+// A remote base (URL, hub id) is downloaded next to `near` first: build and
+// estimate read all of it. Returns the local directory to use (`base`
+// itself when local); `keep` owns the download.
+Result<std::string> local_base(const std::string& base, const std::string& near, std::unique_ptr<DownloadedModel>& keep) {
+  if (!is_remote_location(base)) return base;
+  std::fprintf(stderr, "downloading the base model from %s ...\n", base.c_str());
+  ProgressBar bar("download");
+  auto d = download_model_dir(base, near, [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+  bar.finish();
+  if (!d.ok()) return d.status();
+  keep = std::move(d.value());
+  return keep->dir();
+}
+
 int do_build(const std::string& base, const std::string& ft, const std::string& out, int level, bool fast,
              const std::vector<std::string>& base_locations, const Common& c) {
   BuildOptions o;
   o.zstd_level = level;
   o.allow_ctx = !fast;
   o.base_locations = base_locations;
+  // A remote base is recorded where it came from, not where it was downloaded.
+  if (o.base_locations.empty() && is_remote_location(base)) o.base_locations = {base};
   o.threads = c.threads;
+  std::unique_ptr<DownloadedModel> download;
+  auto lb = local_base(base, out, download);
+  if (!lb.ok()) return fail(lb.status());
   ProgressBar bar("build");
   o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
-  auto r = build_delta(base, ft, out, o);
+  auto r = build_delta(*lb, ft, out, o);
   bar.finish();
   if (!r.ok()) return fail(r.status());
   if (c.json_out) std::cout << report_json(*r, false).dump(2) << "\n";
@@ -78,9 +97,12 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   o.zstd_level = level;
   o.threads = c.threads;
   o.sample_every = sample;
+  std::unique_ptr<DownloadedModel> download;
+  auto lb = local_base(base, (std::filesystem::temp_directory_path() / "x").string(), download);
+  if (!lb.ok()) return fail(lb.status());
   ProgressBar bar("estimate");
   o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
-  auto r = estimate_delta(base, ft, o);
+  auto r = estimate_delta(*lb, ft, o);
   bar.finish();
   if (!r.ok()) return fail(r.status());
   if (c.json_out) std::cout << report_json(*r, false).dump(2) << "\n";
@@ -259,7 +281,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
   };
 
   auto* b = delta->add_subcommand("build", "Build a delta of FINETUNED against BASE");
-  b->add_option("BASE", base, "Base model: directory, .safetensors or PyTorch checkpoint")->required();
+  b->add_option("BASE", base,
+                "Base model: directory, .safetensors or PyTorch checkpoint; or the http(s) URL / hub id of a base "
+                "model directory (downloaded first, next to the output, and recorded as the base location)")
+      ->required();
   b->add_option("FINETUNED", ft, "Fine-tuned model: directory, .safetensors or PyTorch checkpoint")->required();
   b->add_option("-o,--output", out, "Delta directory to create (must not exist or be empty)")->required();
   b->add_option("-l,--level", level, "zstd level for frame payloads (1-19)")->check(CLI::Range(1, 19));
@@ -297,7 +322,8 @@ void add_delta_commands(CLI::App& app, int& rc) {
   i->callback([&] { rc = do_inspect(dir, tensors, c); });
 
   auto* e = delta->add_subcommand("estimate", "Estimate the delta size without writing, by sampling frames");
-  e->add_option("BASE", base, "Base model")->required();
+  e->add_option("BASE", base, "Base model (path, or URL / hub id of a model directory: downloaded to $TMPDIR first)")
+      ->required();
   e->add_option("FINETUNED", ft, "Fine-tuned model")->required();
   e->add_option("-s,--sample", sample, "Encode one frame in N (1 encodes all)")->check(CLI::Range(1, 1000));
   e->add_option("-l,--level", level, "zstd level")->check(CLI::Range(1, 19));

@@ -1,8 +1,16 @@
 #include "locations.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
 
 #include "cli_util.h"
 #include "tenpak/cached_source.h"
@@ -95,6 +103,93 @@ Status attach_base_from(DeltaReader& r, const std::string& base, bool verify_loc
     errs += "\n  " + loc + ": " + st.message();
   }
   return {Errc::invalid, r.name() + ": no recorded base location is usable:" + errs + "\n(give --base BASE)"};
+}
+
+DownloadedModel::~DownloadedModel() {
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+namespace {
+
+// Copies the whole of `src` into `path` (written as path + ".part", then renamed).
+Status download_file(BlockSource& src, const std::string& path, const std::function<void(uint64_t, uint64_t)>& progress) {
+  const std::string part = path + ".part";
+  int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return {Errc::io, part + ": cannot create: " + std::strerror(errno)};
+  std::vector<uint8_t> buf(8u << 20);
+  Status st;
+  for (uint64_t off = 0; off < src.size() && st.ok();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), src.size() - off));
+    st = src.read(off, n, buf.data());
+    for (size_t w = 0; st.ok() && w < n;) {
+      ssize_t k = ::write(fd, buf.data() + w, n - w);
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0) st = {errno == ENOSPC ? Errc::no_space : Errc::io, part + ": write failed: " + std::strerror(errno)};
+      else w += static_cast<size_t>(k);
+    }
+    off += n;
+    if (progress) progress(off, src.size());
+  }
+  if (::close(fd) != 0 && st.ok()) st = {Errc::io, part + ": close failed: " + std::strerror(errno)};
+  if (st.ok() && ::rename(part.c_str(), path.c_str()) != 0) st = {Errc::io, path + ": rename failed: " + std::strerror(errno)};
+  if (!st.ok()) ::unlink(part.c_str());
+  return st;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& loc, const std::string& near,
+                                                            const std::function<void(uint64_t, uint64_t)>& progress) {
+  fs::path parent = fs::absolute(fs::path(near)).parent_path();
+  std::string tmpl = (parent / ".tenpak-download-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) return Status{Errc::io, tmpl + ": cannot create a download directory: " + std::strerror(errno)};
+  auto model = std::make_unique<DownloadedModel>(tmpl);
+  // Which files: the shards the index names, else model.safetensors.
+  std::vector<std::string> required;
+  std::set<std::string> optional = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                                    "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt"};
+  const std::string index = "model.safetensors.index.json";
+  if (auto src = open_source(join_location(loc, index)); src.ok()) {
+    TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + index, progress));
+    std::error_code ec;
+    std::string text(fs::file_size(model->dir() + "/" + index, ec), '\0');
+    FILE* f = std::fopen((model->dir() + "/" + index).c_str(), "rb");
+    if (f) {
+      text.resize(std::fread(text.data(), 1, text.size(), f));
+      std::fclose(f);
+    }
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      return Status{Errc::invalid, join_location(loc, index) + ": not a safetensors index (no weight_map)"};
+    std::set<std::string> shards;
+    for (auto& [name, file] : j["weight_map"].items())
+      if (file.is_string()) shards.insert(file.get<std::string>());
+    for (auto& s : shards) {
+      if (s.empty() || s.find("..") != std::string::npos || s.front() == '/')
+        return Status{Errc::invalid, join_location(loc, index) + ": unsafe shard name '" + s + "'"};
+      required.push_back(s);
+    }
+  } else if (src.status().code() == Errc::invalid) {
+    required.push_back("model.safetensors");  // no index (404): a single file
+  } else {
+    return src.status();
+  }
+  for (auto& name : required) {
+    auto src = open_source(join_location(loc, name));
+    if (!src.ok()) return Status{src.status().code(), "base " + loc + ": " + src.status().message()};
+    fs::create_directories(fs::path(model->dir() + "/" + name).parent_path());
+    TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + name, progress));
+  }
+  for (auto& name : optional) {
+    auto src = open_source(join_location(loc, name));
+    if (!src.ok()) {
+      if (src.status().code() == Errc::invalid) continue;  // absent (4xx): fine
+      return src.status();
+    }
+    TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + name, progress));
+  }
+  return model;
 }
 
 }  // namespace tenpak::cli

@@ -32,4 +32,29 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
 Status attach_base_from(DeltaReader& r, const std::string& base, bool verify_local,
                         const std::shared_ptr<BlockCache>& cache, const LogFn& log);
 
+// A local copy of the model directory at a remote location (URL or hub id),
+// for the commands that read a whole base (build, estimate). Removed with
+// the object.
+class DownloadedModel {
+ public:
+  explicit DownloadedModel(std::string dir) : dir_(std::move(dir)) {}
+  ~DownloadedModel();
+  DownloadedModel(const DownloadedModel&) = delete;
+  DownloadedModel& operator=(const DownloadedModel&) = delete;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+// Downloads the model directory at `loc` into a new directory created next
+// to `near` (same filesystem as the command's output). HTTP has no
+// directory listing, so the files are found the way loaders find them:
+// model.safetensors.index.json names the shards (else model.safetensors is
+// the weights), plus the usual small files (config.json, tokenizer files)
+// when present. Every file is written under a temporary name and renamed.
+// `progress(done, total)` gets byte counts per file.
+Result<std::unique_ptr<DownloadedModel>> download_model_dir(
+    const std::string& loc, const std::string& near, const std::function<void(uint64_t, uint64_t)>& progress = {});
+
 }  // namespace tenpak::cli

@@ -586,6 +586,24 @@ def t_http_origin_and_cache():
         bad = tp("delta", "apply", url + "/delta", "--base", url + "/other-base", "-o", other, check=False)
         assert bad.returncode != 0 and not os.path.exists(other), (bad.returncode, bad.stderr)
         log(f"    delta verify/apply/inspect over HTTP: ok; wrong base URL refused: {bad.stderr.strip().splitlines()[-1]}")
+        # build and estimate with a base URL: downloaded first (next to the
+        # output, removed after), recorded as the base location.
+        built = d + "/from-url/delta"
+        os.makedirs(d + "/from-url")
+        tp("delta", "build", url + "/base", ft, "-o", built)
+        assert not [n for n in os.listdir(d + "/from-url") if n.startswith(".tenpak-download")], os.listdir(d + "/from-url")
+        info = json.loads(tp("delta", "inspect", built, "--json").stdout)
+        assert info["base_locations"] == [url + "/base"], info["base_locations"]
+        assert json.loads(tp("delta", "verify", built, "--json").stdout)["ok"]
+        est = json.loads(tp("delta", "estimate", url + "/base", ft, "--json").stdout)
+        assert est["estimated"] and 0 < est["ratio"] < 1, est
+        # A sharded model as the base URL: its index names the shards.
+        shutil.copytree(ft, www + "/sharded")
+        same = json.loads(tp("delta", "build", url + "/sharded", ft, "-o", d + "/from-url/same", "--json").stdout)
+        assert same["tensors_identical"] == same["tensors"] > 0, same
+        bad = tp("delta", "build", url + "/no-such-base", ft, "-o", d + "/from-url/bad", check=False)
+        assert bad.returncode != 0 and "no-such-base" in bad.stderr and not os.path.exists(d + "/from-url/bad"), bad.stderr
+        assert not [n for n in os.listdir(d + "/from-url") if n.startswith(".tenpak-download")], os.listdir(d + "/from-url")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
