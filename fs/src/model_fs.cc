@@ -569,6 +569,18 @@ struct ModelFs::Impl {
     }
   }
 
+  // Global frame ids [g0, g1) of the head of file node `n`: its first frame
+  // (a safetensors header is frames of its own) and opt.open_hint_bytes
+  // after it, the start of the first tensor, which a loader reads next.
+  std::pair<uint64_t, uint64_t> head_frames(const Node& n) const {
+    const Model& m = models[n.model];
+    const Manifest& man = m.reader->manifest();
+    const OutFile& of = man.out_files[n.file];
+    const uint64_t want = std::min<uint64_t>(n.size, man.frames[of.first_frame].out_len + opt.open_hint_bytes);
+    auto [a, b] = m.reader->frames_for(n.file, 0, want);
+    return {m.first_gid + a, m.first_gid + b};
+  }
+
   // Prefetch policy for a demand read of [off, off+len) of file node `n`
   // whose frames are [a, b) (local indices).
   void plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t b) {
@@ -781,14 +793,8 @@ void ModelFs::opened(uint64_t ino) {
     s.opened = true;
   }
   if (impl_->opt.open_hint_bytes == 0) return;
-  Impl::Model& m = impl_->models[n->model];
-  const Manifest& man = m.reader->manifest();
-  // The first frame (a safetensors header is frames of its own) and the
-  // bytes after it: the start of the first tensor, which a loader reads next.
-  const OutFile& of = man.out_files[n->file];
-  const uint64_t want = std::min<uint64_t>(n->size, man.frames[of.first_frame].out_len + impl_->opt.open_hint_bytes);
-  auto [a, b] = m.reader->frames_for(n->file, 0, want);
-  impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, true);
+  auto [g0, g1] = impl_->head_frames(*n);
+  impl_->enqueue(g0, g1, Impl::Kind::prefetch, true);
 }
 
 uint64_t ModelFs::warm_heads() {
@@ -798,15 +804,13 @@ uint64_t ModelFs::warm_heads() {
   for (uint64_t ino = 1; ino <= impl_->nodes.size(); ++ino) {
     const Impl::Node& n = impl_->nodes[ino - 1];
     if (n.is_dir || n.control || n.size == 0) continue;
-    Impl::Model& m = impl_->models[n.model];
+    const Impl::Model& m = impl_->models[n.model];
     const Manifest& man = m.reader->manifest();
-    const OutFile& of = man.out_files[n.file];
-    const uint64_t want = std::min<uint64_t>(n.size, man.frames[of.first_frame].out_len + o.open_hint_bytes);
-    auto [a, b] = m.reader->frames_for(n.file, 0, want);
+    auto [g0, g1] = impl_->head_frames(n);
     uint64_t bytes = 0;
-    for (uint32_t k = a; k < b; ++k) bytes += man.frames[k].out_len;
+    for (uint64_t g = g0; g < g1; ++g) bytes += man.frames[g - m.first_gid].out_len;
     if (queued + bytes > budget) break;
-    if (!impl_->enqueue(m.first_gid + a, m.first_gid + b, Impl::Kind::prefetch, false)) break;  // no workers, or queue full
+    if (!impl_->enqueue(g0, g1, Impl::Kind::prefetch, false)) break;  // no workers, or queue full
     queued += bytes;
   }
   if (queued) impl_->log("warming the heads of the files: " + std::to_string(queued) + " bytes queued");
