@@ -112,29 +112,35 @@ DownloadedModel::~DownloadedModel() {
 
 namespace {
 
-// Copies the whole of `src` into `path` (written as path + ".part", then renamed).
-Status download_file(BlockSource& src, const std::string& path, const std::function<void(uint64_t, uint64_t)>& progress) {
-  const std::string part = path + ".part";
-  int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return {Errc::io, part + ": cannot create: " + std::strerror(errno)};
-  std::vector<uint8_t> buf(8u << 20);
+using Fill = std::function<Status(uint64_t off, size_t n, uint8_t* buf)>;
+
+// Writes `size` bytes, produced chunk by chunk by `fill`, to the new file
+// `path` (inside the download directory, which is removed as a whole when
+// anything fails).
+Status write_file(const std::string& path, uint64_t size, const Fill& fill,
+                  const std::function<void(uint64_t, uint64_t)>& progress) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return {Errc::io, path + ": cannot create: " + std::strerror(errno)};
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(size, 8u << 20)));
   Status st;
-  for (uint64_t off = 0; off < src.size() && st.ok();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), src.size() - off));
-    st = src.read(off, n, buf.data());
+  for (uint64_t off = 0; off < size && st.ok();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
+    st = fill(off, n, buf.data());
     for (size_t w = 0; st.ok() && w < n;) {
       ssize_t k = ::write(fd, buf.data() + w, n - w);
       if (k < 0 && errno == EINTR) continue;
-      if (k < 0) st = {errno == ENOSPC ? Errc::no_space : Errc::io, part + ": write failed: " + std::strerror(errno)};
+      if (k < 0) st = {errno == ENOSPC ? Errc::no_space : Errc::io, path + ": write failed: " + std::strerror(errno)};
       else w += static_cast<size_t>(k);
     }
     off += n;
-    if (progress) progress(off, src.size());
+    if (progress) progress(off, size);
   }
-  if (::close(fd) != 0 && st.ok()) st = {Errc::io, part + ": close failed: " + std::strerror(errno)};
-  if (st.ok() && ::rename(part.c_str(), path.c_str()) != 0) st = {Errc::io, path + ": rename failed: " + std::strerror(errno)};
-  if (!st.ok()) ::unlink(part.c_str());
+  if (::close(fd) != 0 && st.ok()) st = {Errc::io, path + ": close failed: " + std::strerror(errno)};
   return st;
+}
+
+Status download_file(BlockSource& src, const std::string& path, const std::function<void(uint64_t, uint64_t)>& progress) {
+  return write_file(path, src.size(), [&](uint64_t off, size_t n, uint8_t* b) { return src.read(off, n, b); }, progress);
 }
 
 }  // namespace
@@ -151,14 +157,16 @@ Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& l
                                     "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt"};
   const std::string index = "model.safetensors.index.json";
   if (auto src = open_source(join_location(loc, index)); src.ok()) {
-    TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + index, progress));
-    std::error_code ec;
-    std::string text(fs::file_size(model->dir() + "/" + index, ec), '\0');
-    FILE* f = std::fopen((model->dir() + "/" + index).c_str(), "rb");
-    if (f) {
-      text.resize(std::fread(text.data(), 1, text.size(), f));
-      std::fclose(f);
-    }
+    // Read once, into memory: parsed here, then written for the builder.
+    constexpr uint64_t kMaxIndex = 64u << 20;
+    if ((*src)->size() > kMaxIndex)
+      return Status{Errc::invalid, join_location(loc, index) + ": larger than 64 MiB: not a safetensors index"};
+    std::string text((*src)->size(), '\0');
+    TP_RETURN_IF_ERROR((*src)->read(0, text.size(), reinterpret_cast<uint8_t*>(text.data())));
+    TP_RETURN_IF_ERROR(write_file(model->dir() + "/" + index, text.size(), [&](uint64_t off, size_t n, uint8_t* b) {
+      std::memcpy(b, text.data() + off, n);
+      return Status::Ok();
+    }, {}));
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object())
       return Status{Errc::invalid, join_location(loc, index) + ": not a safetensors index (no weight_map)"};

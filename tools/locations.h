@@ -52,8 +52,8 @@ class DownloadedModel {
 // directory listing, so the files are found the way loaders find them:
 // model.safetensors.index.json names the shards (else model.safetensors is
 // the weights), plus the usual small files (config.json, tokenizer files)
-// when present. Every file is written under a temporary name and renamed.
-// `progress(done, total)` gets byte counts per file.
+// when present. The directory has a hidden name and is removed when anything
+// fails (and with the object). `progress(done, total)` gets byte counts per file.
 Result<std::unique_ptr<DownloadedModel>> download_model_dir(
     const std::string& loc, const std::string& near, const std::function<void(uint64_t, uint64_t)>& progress = {});
 

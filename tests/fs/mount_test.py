@@ -601,6 +601,16 @@ def t_http_origin_and_cache():
         shutil.copytree(ft, www + "/sharded")
         same = json.loads(tp("delta", "build", url + "/sharded", ft, "-o", d + "/from-url/same", "--json").stdout)
         assert same["tensors_identical"] == same["tensors"] > 0, same
+        # A base URL whose index is not JSON, or names a shard outside the
+        # model directory: a clear error, nothing written, nothing left over.
+        for tag, index in (("garbage", "{not json"), ("escape", '{"weight_map": {"w": "../model.safetensors"}}')):
+            os.makedirs(www + "/bad-" + tag)
+            with open(www + "/bad-" + tag + "/model.safetensors.index.json", "w") as f:
+                f.write(index)
+            bad = tp("delta", "build", url + "/bad-" + tag, ft, "-o", d + "/from-url/bad", check=False)
+            want = "not a safetensors index" if tag == "garbage" else "unsafe shard name"
+            assert bad.returncode != 0 and want in bad.stderr and "model.safetensors.index.json" in bad.stderr, bad.stderr
+            assert not os.path.exists(d + "/from-url/bad")
         bad = tp("delta", "build", url + "/no-such-base", ft, "-o", d + "/from-url/bad", check=False)
         assert bad.returncode != 0 and "no-such-base" in bad.stderr and not os.path.exists(d + "/from-url/bad"), bad.stderr
         assert not [n for n in os.listdir(d + "/from-url") if n.startswith(".tenpak-download")], os.listdir(d + "/from-url")
