@@ -21,7 +21,6 @@
 #include "commands.h"
 #include "locations.h"
 #include "tenpak/cache.h"
-#include "tenpak/cached_source.h"
 #include "tenpak/delta.h"
 #include "tenpak/metrics.h"
 #include "tenpak/fuse_mount.h"
