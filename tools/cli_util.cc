@@ -1,8 +1,10 @@
 #include "cli_util.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace tenpak::cli {
 
@@ -58,6 +60,17 @@ void ProgressBar::update(uint64_t done, uint64_t total) {
 void ProgressBar::finish() {
   if (tty_ && drawn_) std::fprintf(stderr, "\r\033[K");
   drawn_ = false;
+}
+
+void tune_malloc_for_rebuilds(size_t prefault) {
+  mallopt(M_ARENA_MAX, 1);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  if (prefault == 0) return;
+  if (auto* p = static_cast<volatile char*>(std::malloc(prefault))) {
+    for (size_t i = 0; i < prefault; i += 4096) p[i] = 0;  // volatile: not optimised away
+    std::free(const_cast<char*>(p));
+  }
 }
 
 }  // namespace tenpak::cli

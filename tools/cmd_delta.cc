@@ -296,7 +296,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_option("--base-location", base_locations,
                 "Where the base can be found, recorded in the delta (path, http(s) URL of the base directory or "
                 "hub id org/name[@revision]); repeat for mirrors. Default: the absolute path of BASE");
-  b->callback([&] { rc = do_build(base, ft, out, level, fast, base_locations, c); });
+  b->callback([&] {
+    tune_malloc_for_rebuilds();
+    rc = do_build(base, ft, out, level, fast, base_locations, c);
+  });
 
   auto* a = delta->add_subcommand("apply", "Rebuild the fine-tuned model from DELTA and its base, to disk");
   a->add_option("DELTA", dir, "Delta directory (path, http(s) URL or hub id)")->required();
@@ -305,7 +308,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
                 "the delta)");
   a->add_option("-o,--output", out, "Output directory to create (must not exist or be empty)")->required();
   common(a);
-  a->callback([&] { rc = do_apply(dir, base, out, c); });
+  a->callback([&] {
+    tune_malloc_for_rebuilds();
+    rc = do_apply(dir, base, out, c);
+  });
 
   auto* v = delta->add_subcommand("verify", "Rebuild in memory and check every frame hash and file sha256");
   v->add_option("DELTA", dir, "Delta directory (path, http(s) URL or hub id)")->required();
@@ -313,7 +319,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
                 "Base model the delta was built against (path, URL or hub id; default: the locations recorded in "
                 "the delta)");
   common(v);
-  v->callback([&] { rc = do_apply(dir, base, "", c); });
+  v->callback([&] {
+    tune_malloc_for_rebuilds();
+    rc = do_apply(dir, base, "", c);
+  });
 
   auto* i = delta->add_subcommand("inspect", "Show per file (and with --tensors, per tensor) codecs and sizes");
   i->add_option("DELTA", dir, "Delta directory (path, http(s) URL or hub id)")->required();

@@ -1,6 +1,5 @@
 // tenpak mount | unmount | stats: serve deltas as fine-tuned model directories.
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,24 +121,6 @@ std::string fs_prometheus(const FsStats& st) {
       std::vector<uint64_t>(std::begin(st.rebuild_latency_buckets), std::end(st.rebuild_latency_buckets)),
       st.rebuild_latency_sum_s, st.rebuild_latency_count);
   return out;
-}
-
-// The daemon's malloc policy. A fresh page costs a page fault on first
-// touch, 20-50 us on virtual machines (5-15 ms per MiB), and every frame
-// rebuild needs a few MiB of scratch (payload, base range, decoder state)
-// on whichever thread runs it. One heap for all threads, no per-allocation
-// mmap and no trimming: memory freed after one rebuild is reused, already
-// faulted in, by the next one on any thread. `prefault` bytes of that heap
-// are touched now, so the first rebuilds after mounting do not pay either.
-// (Frames themselves live in ModelFs's pool.) Call before threads start.
-void tune_malloc_for_rebuilds(size_t prefault) {
-  mallopt(M_ARENA_MAX, 1);
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  if (auto* p = static_cast<volatile char*>(std::malloc(prefault))) {
-    for (size_t i = 0; i < prefault; i += 4096) p[i] = 0;  // volatile: not optimised away
-    std::free(const_cast<char*>(p));
-  }
 }
 
 std::string default_log_path(const std::string& mp) {

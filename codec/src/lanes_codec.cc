@@ -624,15 +624,32 @@ bool cpu_has_avx2() {
 
 #define TP_AVX512_ENC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512cd,popcnt")))
 
+// Completed raw words of a forward SIMD pass, (slot, word) pairs in the
+// order completed, written to their slots by flush(). Appending the lanes'
+// words with two register compresses and plain stores costs less than a
+// scatter (slow on the AMD CPUs measured); the slots are distinct, so when
+// they are written does not matter as long as it is before the raw words
+// are read.
+struct WriteLog {
+  static constexpr uint32_t kCap = 1024;  // flush when fewer than 32 entries are left
+  alignas(64) uint32_t slot[kCap + 16];
+  alignas(64) uint32_t word[kCap + 16];
+  uint32_t n = 0;
+  void flush(uint32_t* raw) {
+    for (uint32_t j = 0; j < n; ++j) raw[slot[j]] = word[j];
+    n = 0;
+  }
+};
+
 // Forward pass, 16 lanes per step: the scalar forward_scalar's arithmetic
 // lane-parallel. New slots go to the lanes that ask, in lane order (expand of
 // 0, 1, 2, ... into the asking lanes); completed words are scattered to
-// their lanes' pending slots (distinct, so the scatter order is moot).
+// their lanes' pending slots through a WriteLog.
 // w = 2: 16-bit words, bit buffers fit 32-bit lanes. Returns the elements done.
 // One half (16 lanes) of a forward_simd16 step.
 template <bool FL>
 TP_AVX512_ENC __attribute__((always_inline)) inline void fwd16_half(const uint8_t* out, const uint8_t* base, size_t i0,
-                                                                   const Expo& ex, uint16_t* cell, uint32_t* raw,
+                                                                   const Expo& ex, uint16_t* cell, WriteLog& wl,
                                                                    uint32_t& slots, __m512i& acc, __m512i& nb,
                                                                    __m512i& have, __m512i& pend) {
   const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
@@ -662,7 +679,9 @@ TP_AVX512_ENC __attribute__((always_inline)) inline void fwd16_half(const uint8_
   acc = _mm512_or_si512(acc, _mm512_sllv_epi32(v, nb));
   nb = _mm512_add_epi32(nb, r);
   const __mmask16 full = _mm512_cmpge_epu32_mask(nb, u16);
-  _mm512_mask_i32scatter_epi32(raw, full, pend, _mm512_and_si512(acc, m16), 4);
+  _mm512_storeu_si512(wl.slot + wl.n, _mm512_maskz_compress_epi32(full, pend));
+  _mm512_storeu_si512(wl.word + wl.n, _mm512_maskz_compress_epi32(full, _mm512_and_si512(acc, m16)));
+  wl.n += static_cast<uint32_t>(__builtin_popcount(full));
   acc = _mm512_mask_srli_epi32(acc, full, acc, 16);
   nb = _mm512_mask_sub_epi32(nb, full, nb, u16);
   pend = _mm512_mask_mov_epi32(pend, need, slot);
@@ -682,10 +701,13 @@ TP_AVX512_ENC size_t forward_simd16(const uint8_t* out, const uint8_t* base, siz
   __m512i pend0 = _mm512_loadu_si512(st.pend), pend1 = _mm512_loadu_si512(st.pend + 16);
   uint32_t slots = st.slots;
   size_t i = 0;
+  WriteLog wl;
   for (; i + kLanes <= count; i += kLanes) {
-    fwd16_half<FL>(out, base, i, ex, cell, raw, slots, acc0, nb0, have0, pend0);
-    fwd16_half<FL>(out, base, i + 16, ex, cell, raw, slots, acc1, nb1, have1, pend1);
+    fwd16_half<FL>(out, base, i, ex, cell, wl, slots, acc0, nb0, have0, pend0);
+    fwd16_half<FL>(out, base, i + 16, ex, cell, wl, slots, acc1, nb1, have1, pend1);
+    if (wl.n > WriteLog::kCap - kLanes) wl.flush(raw);
   }
+  wl.flush(raw);
   _mm512_storeu_si512(a32, acc0);
   _mm512_storeu_si512(a32 + 16, acc1);
   for (int l = 0; l < kLanes; ++l) st.acc[l] = a32[l];
@@ -716,7 +738,9 @@ TP_AVX512_ENC size_t forward_simd32(const uint8_t* out, const uint8_t* base, siz
   }
   uint32_t slots = st.slots;
   size_t i = 0;
+  WriteLog wl;
   for (; i + kLanes <= count; i += kLanes) {
+    if (wl.n > WriteLog::kCap - kLanes) wl.flush(raw);
     for (int h = 0; h < 2; ++h) {
       const size_t i0 = i + 16 * h;
       const __m512i b = _mm512_loadu_si512(base + 4 * i0);
@@ -750,12 +774,15 @@ TP_AVX512_ENC size_t forward_simd32(const uint8_t* out, const uint8_t* base, siz
         acc[g] = _mm512_mask_srli_epi64(acc[g], static_cast<__mmask8>(j ? full >> 8 : full), acc[g], 32);
       }
       const __m512i word = _mm512_inserti64x4(_mm512_castsi256_si512(wd[0]), wd[1], 1);
-      _mm512_mask_i32scatter_epi32(raw, full, pend[h], word, 4);
+      _mm512_storeu_si512(wl.slot + wl.n, _mm512_maskz_compress_epi32(full, pend[h]));
+      _mm512_storeu_si512(wl.word + wl.n, _mm512_maskz_compress_epi32(full, word));
+      wl.n += static_cast<uint32_t>(__builtin_popcount(full));
       nb[h] = _mm512_mask_sub_epi32(nb[h], full, nb[h], u32);
       pend[h] = _mm512_mask_mov_epi32(pend[h], need, slot);
       have[h] = _mm512_sub_epi32(_mm512_mask_add_epi32(have[h], need, have[h], u32), r);
     }
   }
+  wl.flush(raw);
   for (int g = 0; g < 4; ++g) _mm512_storeu_si512(st.acc + 8 * g, acc[g]);
   for (int h = 0; h < 2; ++h) {
     _mm512_storeu_si512(st.nb + 16 * h, nb[h]);
@@ -787,35 +814,50 @@ TP_AVX512_ENC __attribute__((always_inline)) inline void divmod16(__m512i x, __m
   rem = _mm512_mask_sub_epi32(rem, hi, rem, f);
 }
 
+// One 16-lane step of the backward pass; `fc` holds t.fc[cell] of the 16
+// elements (looked up beforehand: see backward_simd).
+TP_AVX512_ENC __attribute__((always_inline)) inline void back16(const uint32_t* fc, __m512i& x, uint16_t* words,
+                                                                size_t& wp) {
+  const __m512i e = _mm512_loadu_si512(fc);
+  const __m512i f = _mm512_and_si512(e, _mm512_set1_epi32(0xffff));
+  const __m512i start = _mm512_srli_epi32(e, 16);
+  // x >= f * 2^21, without the overflow of f << 21 at f = 2^11.
+  const __mmask16 emit = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(x, 32 - kScaleBits), f);
+  const unsigned ne = static_cast<unsigned>(__builtin_popcount(emit));
+  wp -= ne;
+  _mm256_mask_storeu_epi16(words + wp, static_cast<__mmask16>((1u << ne) - 1),
+                           _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(emit, x)));
+  const __m512i xv = _mm512_mask_srli_epi32(x, emit, x, 16);
+  __m512i q, rem;
+  divmod16(xv, f, q, rem);
+  x = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, kScaleBits), rem), start);
+}
+
 // Backward rANS pass over the whole groups [0, groups * 32), 16 lanes per
 // step, last group first, upper half first (the scalar order reversed per
 // 16 lanes: emitted words are stored in lane order below words[wpos]).
+// Two named states (an array indexed by the half lands in memory). The
+// table lookups are done first, a block at a time, by plain loads: a
+// 16-lane gather costs more than the rest of the step on the CPUs measured.
 TP_AVX512_ENC void backward_simd(const uint16_t* cell, size_t groups, const Tables& t, uint32_t* xs, uint16_t* words,
                                  size_t& wpos) {
-  __m512i x[2] = {_mm512_loadu_si512(xs), _mm512_loadu_si512(xs + 16)};
+  constexpr size_t kBlock = 64;  // groups per lookup block (8 KiB of entries)
+  alignas(64) uint32_t fc[kBlock * kLanes];
+  __m512i x0 = _mm512_loadu_si512(xs), x1 = _mm512_loadu_si512(xs + 16);
   size_t wp = wpos;
-  for (size_t g = groups; g-- > 0;) {
-    for (int h = 1; h >= 0; --h) {
-      const size_t i0 = g * kLanes + 16 * h;
-      const __m256i c16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cell + i0));
-      const __m512i c = _mm512_cvtepu16_epi32(c16);
-      const __m512i e = _mm512_i32gather_epi32(c, reinterpret_cast<const int*>(t.fc), 4);
-      const __m512i f = _mm512_and_si512(e, _mm512_set1_epi32(0xffff));
-      const __m512i start = _mm512_srli_epi32(e, 16);
-      // x >= f * 2^21, without the overflow of f << 21 at f = 2^11.
-      const __mmask16 emit = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(x[h], 32 - kScaleBits), f);
-      const unsigned ne = static_cast<unsigned>(__builtin_popcount(emit));
-      wp -= ne;
-      _mm256_mask_storeu_epi16(words + wp, static_cast<__mmask16>((1u << ne) - 1),
-                               _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(emit, x[h])));
-      const __m512i xv = _mm512_mask_srli_epi32(x[h], emit, x[h], 16);
-      __m512i q, rem;
-      divmod16(xv, f, q, rem);
-      x[h] = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, kScaleBits), rem), start);
+  for (size_t end = groups; end > 0;) {
+    const size_t begin = end > kBlock ? end - kBlock : 0;
+    const uint16_t* c = cell + begin * kLanes;
+    const size_t n = (end - begin) * kLanes;
+    for (size_t i = 0; i < n; ++i) fc[i] = t.fc[c[i]];
+    for (size_t g = end - begin; g-- > 0;) {
+      back16(fc + g * kLanes + 16, x1, words, wp);
+      back16(fc + g * kLanes, x0, words, wp);
     }
+    end = begin;
   }
-  _mm512_storeu_si512(xs, x[0]);
-  _mm512_storeu_si512(xs + 16, x[1]);
+  _mm512_storeu_si512(xs, x0);
+  _mm512_storeu_si512(xs + 16, x1);
   wpos = wp;
 }
 
@@ -888,19 +930,24 @@ void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, s
   for (int c = 0; c < kCtx; ++c)
     if (t.n[c]) freq::put_table(payload, t.freq + c * kMaxSym, t.n[c]);
   for (int l = 0; l < kLanes; ++l) put_u32(payload, x[l]);
-  const size_t at = payload.size();
-  payload.resize(at + 2 * nw + raw_len);
-  uint8_t* p = reinterpret_cast<uint8_t*>(payload.data() + at);
+  // Words, then raw words, little-endian, laid out in place in the scratch
+  // arrays and appended (no zero-filled resize of the payload first).
+  payload.reserve(payload.size() + 2 * nw + raw_len);
+  uint8_t* wb = reinterpret_cast<uint8_t*>(sc.words.data() + wpos);
   for (size_t j = 0; j < nw; ++j) {
     const uint16_t v = sc.words[wpos + j];
-    p[2 * j] = static_cast<uint8_t>(v & 0xff);
-    p[2 * j + 1] = static_cast<uint8_t>(v >> 8);
+    wb[2 * j] = static_cast<uint8_t>(v & 0xff);
+    wb[2 * j + 1] = static_cast<uint8_t>(v >> 8);
   }
-  p += 2 * nw;
+  payload.append(reinterpret_cast<const char*>(wb), 2 * nw);
+  // Raw word j (4 bytes at 4j) goes to bytes [j * unit/8, (j + 1) * unit/8),
+  // never past 4j + 4: each is read before anything is written over it.
+  uint8_t* rb = reinterpret_cast<uint8_t*>(sc.raw.data());
   for (size_t j = 0; j < st.slots; ++j) {
     const uint32_t v = sc.raw[j];
-    for (int b = 0; b < unit / 8; ++b) *p++ = static_cast<uint8_t>(v >> (8 * b));
+    for (int b = 0; b < unit / 8; ++b) rb[j * (unit / 8) + b] = static_cast<uint8_t>(v >> (8 * b));
   }
+  payload.append(reinterpret_cast<const char*>(rb), raw_len);
 }
 
 
