@@ -33,7 +33,8 @@ class BlockCache {
   virtual ~BlockCache() = default;
   // Copies the value stored under `key` into `out` when present, exactly
   // `len` bytes long and intact. Returns false on a miss (absent, wrong
-  // length, corrupt: dropped, or backend failure). Thread-safe.
+  // length, corrupt: dropped, or backend failure); `out` may have been
+  // written then. Thread-safe.
   virtual bool get(std::string_view key, size_t len, uint8_t* out) = 0;
   // Stores a value (best effort: failures are counted, never returned).
   virtual void put(std::string_view key, const uint8_t* data, size_t len) = 0;
