@@ -8,7 +8,11 @@
 #   env: SIZE_MB (2048) KIND (frozen) READERS (8) WORK (temp dir; kept, with
 #        its generated pair, when set) DROP (1: drop the page cache before
 #        each timed read; needs root) INPROCESS (0; 1: also the in-memory
-#        rebuild of bench/remote_bench.cc, without FUSE)
+#        rebuild of bench/remote_bench.cc, without FUSE) LINK_RATE (unset;
+#        e.g. 1gbit: the whole run in a network namespace of its own whose
+#        loopback is capped at that rate by a token bucket, `tc qdisc ... tbf`:
+#        every byte nginx sends, to curl and to the mount alike, crosses a
+#        link of that speed, as from a CDN; needs root, iproute2)
 #
 # Cases, each on a fresh mount (no page cache of the mount's files):
 #   (1) nothing cached (empty LMDB cache dir): read every file vs curl
@@ -31,6 +35,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
+if [ -n "${LINK_RATE:-}" ]; then
+  if [ -z "${TENPAK_BENCH_NETNS:-}" ]; then
+    exec unshare --net env TENPAK_BENCH_NETNS=1 bash "$PWD/bench/remote_bench.sh" "$@"
+  fi
+  ip link set lo up
+  tc qdisc replace dev lo root tbf rate "$LINK_RATE" burst 512kb latency 50ms
+fi
 TENPAK=$PWD/$BUILD/tenpak
 RB=$PWD/$BUILD/bench/remote_bench
 MR=$PWD/$BUILD/bench/mount_read
@@ -226,8 +237,11 @@ gb = lambda b, s: b / s / 1e9
 mib = lambda b: b / 2**20
 mem = lambda r: f"daemon VmHWM {r['vm_hwm_kib']/1024:.0f} MiB, peak RssAnon {r['peak_anon_kib']/1024:.0f} MiB"
 fetched = lambda r: f"fetched {mib(r['fetched_bytes']):.1f} MiB (base {mib(r['fetched_base']):.1f}, delta {mib(r['fetched_delta']):.1f}) in {r['requests']} requests"
+import os
+link = os.environ.get("LINK_RATE")
 print(f"model {mib(model):.0f} MiB ({kind}), delta {mib(delta):.1f} MiB = {100*delta/model:.1f}% of the model; "
-      f"page cache dropped before each timed read: {'yes' if drop == '1' else 'no'}")
+      f"page cache dropped before each timed read: {'yes' if drop == '1' else 'no'}; "
+      f"link: {link + ' (loopback capped by tc tbf, own network namespace)' if link else 'loopback, uncapped'}")
 print(f"curl, fine-tuned files from nginx: {c:.2f} s ({gb(model, c):.2f} GB/s), best of {len(curls)}: {curls}")
 for tag, r in (("(1) nothing cached", r1), ("(1') --no-cache", r1n)):
     print(f"{tag}: mount {r['seconds']:.2f} s ({gb(model, r['seconds']):.2f} GB/s) = {c / r['seconds']:.2f}x curl's throughput "

@@ -36,11 +36,6 @@ struct Pending {
 };
 
 constexpr uint64_t kMaxRun = 16u << 20;  // one origin read covers at most this much
-// Blocks fetched last are kept in memory up to this much (per source): the
-// next frame's base range starts in the block where the previous one ended,
-// and a block fetched on a hint is read moments later; reading them back
-// from the cache would cost a copy, a hash and page faults of the map.
-constexpr uint64_t kRecentBytes = 8u << 20;
 
 // TENPAK_TRACE_READS (as for the mount's reads) also logs, on stderr (the
 // daemon's log), every origin read and every wait on another thread's
@@ -119,7 +114,6 @@ class CachedSourceImpl final : public CachedSource {
         it->second->stale = true;
         inflight_.erase(it);
       }
-      for (uint64_t b = b0; b <= b1; ++b) recent_.erase(b);
     }
     for (uint64_t b = b0; b <= b1; ++b) {
       cache_->erase(key(b));
@@ -159,22 +153,9 @@ class CachedSourceImpl final : public CachedSource {
     if (bypass) {
       for (uint64_t b = b0; b <= b1; ++b) missing.push_back(b);
     } else {
-      // Recently fetched blocks first (held in memory, see kRecentBytes).
-      std::vector<std::pair<uint64_t, Recent>> held;
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        for (uint64_t b = b0; b <= b1; ++b)
-          if (auto it = recent_.find(b); it != recent_.end()) held.emplace_back(b, it->second);
-      }
-      size_t h = 0;
       thread_local std::vector<uint8_t> tmp;
       tmp.resize(block_);
       for (uint64_t b = b0; b <= b1; ++b) {
-        if (h < held.size() && held[h].first == b) {
-          copy_out(b, held[h++].second.blk, offset, len, dst);
-          hits_.fetch_add(1);
-          continue;
-        }
         // A block fully inside the request is read straight into dst.
         uint64_t bs = b * block_;
         size_t bl = block_len(b);
@@ -259,7 +240,6 @@ class CachedSourceImpl final : public CachedSource {
           copy_out(b, blk, offset, len, dst);
           publish(p, st, run, blk);
         }
-        remember(mine, i, j, run, rs);
         for (size_t k = i; k < j; ++k) {
           auto& [b, p] = mine[k];
           cache_->put(key(b), buf + (b * block_ - rs), block_len(b));
@@ -284,27 +264,6 @@ class CachedSourceImpl final : public CachedSource {
       collapsed_.fetch_add(1);
     }
     return first_err;
-  }
-
-  // Keeps blocks mine[i, j) of a fetched run in recent_, dropping the
-  // oldest beyond kRecentBytes. Not for a block invalidated meanwhile.
-  void remember(const std::vector<std::pair<uint64_t, std::shared_ptr<Pending>>>& mine, size_t i, size_t j,
-                const std::shared_ptr<const uint8_t[]>& run, uint64_t rs) {
-    std::lock_guard<std::mutex> g(mu_);
-    for (size_t k = i; k < j; ++k) {
-      const uint64_t b = mine[k].first;
-      if (mine[k].second->stale) continue;
-      recent_[b] = Recent{run, run.get() + (b * block_ - rs)};
-      recent_order_.emplace_back(b, run.get());
-      recent_bytes_ += block_len(b);
-    }
-    while (recent_bytes_ > kRecentBytes && !recent_order_.empty()) {
-      auto [b, r] = recent_order_.front();
-      recent_order_.pop_front();
-      recent_bytes_ -= block_len(b);
-      auto it = recent_.find(b);
-      if (it != recent_.end() && it->second.run.get() == r) recent_.erase(it);
-    }
   }
 
   // Marks p done (its bytes at blk inside run when st is ok) and wakes its waiters.
@@ -352,14 +311,6 @@ class CachedSourceImpl final : public CachedSource {
   size_t block_;
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Pending>> inflight_;
-  // Recently fetched blocks (kRecentBytes), oldest first in recent_order_.
-  struct Recent {
-    std::shared_ptr<const uint8_t[]> run;
-    const uint8_t* blk = nullptr;
-  };
-  std::unordered_map<uint64_t, Recent> recent_;
-  std::deque<std::pair<uint64_t, const void*>> recent_order_;
-  uint64_t recent_bytes_ = 0;
   // will_need(): queued hints and the thread that fetches them (started on
   // the first hint, joined by the destructor).
   std::mutex hint_mu_;

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <random>
 #include <mutex>
 #include <thread>
@@ -449,57 +448,6 @@ TEST(CachedSource, InvalidateAndUncachedReadsGoToTheOrigin) {
   EXPECT_FALSE(src->read((2 << 20) + 5, 10, out.data()).ok());
   EXPECT_TRUE(src->read(10, 100, out.data()).ok());
   EXPECT_EQ(0, std::memcmp(out.data(), data.data() + 10, 100));
-}
-
-// The blocks fetched last are served from memory (no cache read), up to a
-// bound; older ones come back from the cache, never from the origin again.
-TEST(CachedSource, RecentBlocksAreServedFromMemory) {
-  struct CountingCache : BlockCache {
-    std::shared_ptr<BlockCache> inner = make_memory_cache(64 << 20);
-    std::mutex mu;
-    std::map<std::string, int> gets;  // by key
-    int gets_of(uint64_t block) {
-      std::lock_guard<std::mutex> g(mu);
-      return gets[block_cache_key("id", 1 << 20, block)];
-    }
-    bool get(std::string_view k, size_t len, uint8_t* out) override {
-      {
-        std::lock_guard<std::mutex> g(mu);
-        gets[std::string(k)]++;
-      }
-      return inner->get(k, len, out);
-    }
-    void put(std::string_view k, const uint8_t* d, size_t len) override { inner->put(k, d, len); }
-    void erase(std::string_view k) override { inner->erase(k); }
-    CacheStats stats() const override { return inner->stats(); }
-  };
-  auto data = pattern(20 << 20, 13);
-  auto origin = std::make_unique<FakeOrigin>(data);
-  FakeOrigin* o = origin.get();
-  auto cache = std::make_shared<CountingCache>();
-  auto src = wrap_with_cache(std::move(origin), cache, "id", 1 << 20);
-  std::vector<uint8_t> out(1000);
-  ASSERT_TRUE(src->read(100, out.size(), out.data()).ok());
-  const int gets = cache->gets_of(0);
-  ASSERT_TRUE(src->read((1 << 20) - 500, out.size(), out.data()).ok());  // blocks 0 and 1
-  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + (1 << 20) - 500, out.size()));
-  EXPECT_EQ(cache->gets_of(0), gets) << "block 0 is served from memory";
-  EXPECT_GT(cache->gets_of(1), 0);
-  EXPECT_EQ(o->reads.load(), 2);
-  // 16 MiB of other blocks later, block 0 has left memory: the cache serves it.
-  std::vector<uint8_t> big(16 << 20);
-  ASSERT_TRUE(src->read(2 << 20, big.size(), big.data()).ok());
-  const int reads = o->reads.load();
-  ASSERT_TRUE(src->read(100, out.size(), out.data()).ok());
-  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + 100, out.size()));
-  EXPECT_EQ(cache->gets_of(0), gets + 1);
-  EXPECT_EQ(o->reads.load(), reads);
-  // invalidate() drops a block held in memory too: the next read goes to the origin.
-  src->invalidate(3 << 20, 1);
-  cache->inner->erase(block_cache_key("id", 1 << 20, 3));
-  ASSERT_TRUE(src->read(3 << 20, out.size(), out.data()).ok());
-  EXPECT_EQ(o->reads.load(), reads + 1);
-  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + (3 << 20), out.size()));
 }
 
 TEST(Cache, KeysDefaultsAndSizes) {
