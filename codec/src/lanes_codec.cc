@@ -272,7 +272,51 @@ TP_AVX512 inline __m512i bucket16(__m512i b, const Expo& ex) {
   return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(31));
 }
 
+// One half (16 lanes, elements i0..i0+15) of a decode_simd16 step. False
+// when a stream ran out (s.bad set: the caller stops).
+template <bool FL>
+TP_AVX512 __attribute__((always_inline)) inline bool dec16_half(State& s, const uint32_t* T, __m512i offlo,
+                                                                __m512i offhi, const Expo& ex, const uint8_t* base,
+                                                                size_t i0, uint8_t* out, __m512i& x, __m512i& buf,
+                                                                __m512i& cnt, __mmask16& bad) {
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
+  const __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + 2 * i0)));
+  const __m512i k = rans_step(x, bucket16(b, ex), offlo, offhi, T, s, bad);
+  if (s.bad) return false;
+  const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
+  const __mmask16 mf = _mm512_cmplt_epu32_mask(cnt, r);
+  const unsigned nf = static_cast<unsigned>(__builtin_popcount(mf));
+  if (s.rpos + 2 * nf > s.rlen) {
+    s.bad = true;
+    return false;
+  }
+  __m512i rv = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << nf) - 1), s.raw + s.rpos));
+  s.rpos += 2 * nf;
+  rv = _mm512_maskz_expand_epi32(mf, rv);
+  buf = _mm512_or_si512(buf, _mm512_sllv_epi32(rv, cnt));
+  cnt = _mm512_mask_add_epi32(cnt, mf, cnt, _mm512_set1_epi32(16));
+  const __m512i val = _mm512_andnot_si512(_mm512_sllv_epi32(ones, r), buf);
+  buf = _mm512_srlv_epi32(buf, r);
+  cnt = _mm512_sub_epi32(cnt, r);
+  const __m512i z = make_z(k, val);
+  const __m512i d = _mm512_xor_si512(_mm512_srli_epi32(z, 1), _mm512_sub_epi32(zero, _mm512_and_si512(z, one)));
+  __m512i ob = b;
+  if (FL) {  // ord: sign set -> ~b, else b | 0x8000 (16-bit)
+    const __m512i sg = _mm512_srai_epi32(_mm512_slli_epi32(b, 16), 31);
+    ob = _mm512_xor_si512(b, _mm512_or_si512(_mm512_set1_epi32(0x8000), _mm512_and_si512(sg, _mm512_set1_epi32(0x7fff))));
+  }
+  __m512i a = _mm512_add_epi32(ob, d);
+  if (FL) {  // unord: top bit set -> clear it, else ~a
+    const __m512i tp = _mm512_srai_epi32(_mm512_slli_epi32(a, 16), 31);
+    a = _mm512_xor_si512(a, _mm512_xor_si512(_mm512_set1_epi32(0xffff), _mm512_and_si512(tp, _mm512_set1_epi32(0x7fff))));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i0), _mm512_cvtepi32_epi16(a));
+  return true;
+}
+
 // w = 2 (BF16, F16, 16-bit ints): 16-bit raw words, 32-bit bit buffers.
+// Two named sets of state registers (arrays indexed by the half would be
+// kept in memory by GCC, a store and a load per step).
 template <bool FL>
 TP_AVX512 size_t decode_simd16(State& st, const DecodeTables& dt, const Expo& ex, const uint8_t* base, size_t count,
                                uint8_t* out) {
@@ -281,129 +325,117 @@ TP_AVX512 size_t decode_simd16(State& st, const DecodeTables& dt, const Expo& ex
   State s = st;
   const uint32_t* T = dt.t.data();
   const __m512i offlo = _mm512_loadu_si512(dt.off), offhi = _mm512_loadu_si512(dt.off + 16);
-  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
-  __m512i x[2], buf[2] = {zero, zero}, cnt[2] = {zero, zero};
-  x[0] = _mm512_loadu_si512(s.x);
-  x[1] = _mm512_loadu_si512(s.x + 16);
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i x0 = _mm512_loadu_si512(s.x), x1 = _mm512_loadu_si512(s.x + 16);
+  __m512i buf0 = zero, buf1 = zero, cnt0 = zero, cnt1 = zero;
   __mmask16 bad = 0;
   size_t i = 0;
-  for (; i + kLanes <= count && !s.bad; i += kLanes) {
-    for (int h = 0; h < 2; ++h) {
-      const size_t i0 = i + 16 * h;
-      const __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + 2 * i0)));
-      const __m512i k = rans_step(x[h], bucket16(b, ex), offlo, offhi, T, s, bad);
-      if (s.bad) break;
-      const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
-      const __mmask16 mf = _mm512_cmplt_epu32_mask(cnt[h], r);
-      const unsigned nf = static_cast<unsigned>(__builtin_popcount(mf));
-      if (s.rpos + 2 * nf > s.rlen) { s.bad = true; break; }
-      __m512i rv = _mm512_cvtepu16_epi32(
-          _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << nf) - 1), s.raw + s.rpos));
-      s.rpos += 2 * nf;
-      rv = _mm512_maskz_expand_epi32(mf, rv);
-      buf[h] = _mm512_or_si512(buf[h], _mm512_sllv_epi32(rv, cnt[h]));
-      cnt[h] = _mm512_mask_add_epi32(cnt[h], mf, cnt[h], _mm512_set1_epi32(16));
-      const __m512i val = _mm512_andnot_si512(_mm512_sllv_epi32(ones, r), buf[h]);
-      buf[h] = _mm512_srlv_epi32(buf[h], r);
-      cnt[h] = _mm512_sub_epi32(cnt[h], r);
-      const __m512i z = make_z(k, val);
-      const __m512i d = _mm512_xor_si512(_mm512_srli_epi32(z, 1), _mm512_sub_epi32(zero, _mm512_and_si512(z, one)));
-      __m512i ob = b;
-      if (FL) {  // ord: sign set -> ~b, else b | 0x8000 (16-bit)
-        const __m512i sg = _mm512_srai_epi32(_mm512_slli_epi32(b, 16), 31);
-        ob = _mm512_xor_si512(b, _mm512_or_si512(_mm512_set1_epi32(0x8000), _mm512_and_si512(sg, _mm512_set1_epi32(0x7fff))));
-      }
-      __m512i a = _mm512_add_epi32(ob, d);
-      if (FL) {  // unord: top bit set -> clear it, else ~a
-        const __m512i tp = _mm512_srai_epi32(_mm512_slli_epi32(a, 16), 31);
-        a = _mm512_xor_si512(a, _mm512_xor_si512(_mm512_set1_epi32(0xffff), _mm512_and_si512(tp, _mm512_set1_epi32(0x7fff))));
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i0), _mm512_cvtepi32_epi16(a));
-    }
+  for (; i + kLanes <= count; i += kLanes) {
+    if (!dec16_half<FL>(s, T, offlo, offhi, ex, base, i, out, x0, buf0, cnt0, bad)) break;
+    if (!dec16_half<FL>(s, T, offlo, offhi, ex, base, i + 16, out, x1, buf1, cnt1, bad)) break;
   }
   if (bad) s.bad = true;
-  _mm512_storeu_si512(s.x, x[0]);
-  _mm512_storeu_si512(s.x + 16, x[1]);
-  uint32_t tb[16], tc[16];
-  for (int h = 0; h < 2; ++h) {
-    _mm512_storeu_si512(tb, buf[h]);
-    _mm512_storeu_si512(tc, cnt[h]);
-    for (int l = 0; l < 16; ++l) {
-      s.buf[16 * h + l] = tb[l];
-      s.cnt[16 * h + l] = tc[l];
-    }
+  _mm512_storeu_si512(s.x, x0);
+  _mm512_storeu_si512(s.x + 16, x1);
+  uint32_t tb[kLanes], tc[kLanes];
+  _mm512_storeu_si512(tb, buf0);
+  _mm512_storeu_si512(tb + 16, buf1);
+  _mm512_storeu_si512(tc, cnt0);
+  _mm512_storeu_si512(tc + 16, cnt1);
+  for (int l = 0; l < kLanes; ++l) {
+    s.buf[l] = tb[l];
+    s.cnt[l] = tc[l];
   }
   st = s;
   return i;
 }
 
+// One half (16 lanes, elements i0..i0+15) of a decode_simd32 step; bit
+// buffers b0/c0 for its low 8 lanes, b1/c1 for the high 8. False when a
+// stream ran out (s.bad set: the caller stops).
+template <bool FL>
+TP_AVX512 __attribute__((always_inline)) inline bool dec32_half(State& s, const uint32_t* T, __m512i offlo,
+                                                                __m512i offhi, const Expo& ex, const uint8_t* base,
+                                                                size_t i0, uint8_t* out, __m512i& x, __m512i& b0,
+                                                                __m512i& c0, __m512i& b1, __m512i& c1,
+                                                                __mmask16& bad) {
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
+  const __m512i b = _mm512_loadu_si512(base + 4 * i0);
+  const __m512i k = rans_step(x, bucket16(b, ex), offlo, offhi, T, s, bad);
+  if (s.bad) return false;
+  const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
+  // Low 8 lanes then high 8 (the raw stream's order).
+  auto refill = [&](__m512i& buf, __m512i& cnt, __m256i r8, __m256i& v32) TP_AVX512 {
+    const __m512i rj = _mm512_cvtepu32_epi64(r8);
+    const __mmask8 mf = _mm512_cmplt_epu64_mask(cnt, rj);
+    const unsigned nf = static_cast<unsigned>(__builtin_popcount(mf));
+    if (s.rpos + 4 * nf > s.rlen) {
+      s.bad = true;
+      return false;
+    }
+    __m512i rv = _mm512_cvtepu32_epi64(_mm256_maskz_loadu_epi32(static_cast<__mmask8>((1u << nf) - 1), s.raw + s.rpos));
+    s.rpos += 4 * nf;
+    rv = _mm512_maskz_expand_epi64(mf, rv);
+    buf = _mm512_or_si512(buf, _mm512_sllv_epi64(rv, cnt));
+    cnt = _mm512_mask_add_epi64(cnt, mf, cnt, _mm512_set1_epi64(32));
+    v32 = _mm512_cvtepi64_epi32(_mm512_andnot_si512(_mm512_sllv_epi64(_mm512_set1_epi64(-1), rj), buf));
+    buf = _mm512_srlv_epi64(buf, rj);
+    cnt = _mm512_sub_epi64(cnt, rj);
+    return true;
+  };
+  __m256i v0, v1;
+  if (!refill(b0, c0, _mm512_castsi512_si256(r), v0) || !refill(b1, c1, _mm512_extracti64x4_epi64(r, 1), v1))
+    return false;
+  const __m512i val = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
+  const __m512i z = make_z(k, val);
+  const __m512i d = _mm512_xor_si512(_mm512_srli_epi32(z, 1), _mm512_sub_epi32(zero, _mm512_and_si512(z, one)));
+  __m512i ob = b;
+  if (FL) {
+    const __m512i sg = _mm512_srai_epi32(b, 31);
+    ob = _mm512_xor_si512(b, _mm512_or_si512(_mm512_set1_epi32(int(0x80000000u)), _mm512_and_si512(sg, _mm512_set1_epi32(0x7fffffff))));
+  }
+  __m512i a = _mm512_add_epi32(ob, d);
+  if (FL) {
+    const __m512i tp = _mm512_srai_epi32(a, 31);
+    a = _mm512_xor_si512(a, _mm512_xor_si512(ones, _mm512_and_si512(tp, _mm512_set1_epi32(0x7fffffff))));
+  }
+  _mm512_storeu_si512(out + 4 * i0, a);
+  return true;
+}
+
 // w = 4 (F32, 32-bit ints): 32-bit raw words, 64-bit bit buffers (8 lanes
 // per register, so a 16-lane step refills in two halves, low lanes first).
+// Named state registers, as in decode_simd16.
 template <bool FL>
 TP_AVX512 size_t decode_simd32(State& st, const DecodeTables& dt, const Expo& ex, const uint8_t* base, size_t count,
                                uint8_t* out) {
-  // A local copy: through the reference, every store to `out` (uint8_t*,
-  // may alias anything) would force the stream cursors back to memory.
-  State s = st;
+  State s = st;  // a local copy, as in decode_simd16
   const uint32_t* T = dt.t.data();
   const __m512i offlo = _mm512_loadu_si512(dt.off), offhi = _mm512_loadu_si512(dt.off + 16);
-  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), ones = _mm512_set1_epi32(-1);
-  __m512i x[2], buf[4] = {zero, zero, zero, zero}, cnt[4] = {zero, zero, zero, zero};
-  x[0] = _mm512_loadu_si512(s.x);
-  x[1] = _mm512_loadu_si512(s.x + 16);
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i x0 = _mm512_loadu_si512(s.x), x1 = _mm512_loadu_si512(s.x + 16);
+  __m512i b0 = zero, b1 = zero, b2 = zero, b3 = zero, c0 = zero, c1 = zero, c2 = zero, c3 = zero;
   __mmask16 bad = 0;
   size_t i = 0;
-  for (; i + kLanes <= count && !s.bad; i += kLanes) {
-    for (int h = 0; h < 2; ++h) {
-      const size_t i0 = i + 16 * h;
-      const __m512i b = _mm512_loadu_si512(base + 4 * i0);
-      const __m512i k = rans_step(x[h], bucket16(b, ex), offlo, offhi, T, s, bad);
-      if (s.bad) break;
-      const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
-      __m256i v32[2];
-      for (int j = 0; j < 2; ++j) {
-        const int g = 2 * h + j;
-        const __m512i rj = _mm512_cvtepu32_epi64(j ? _mm512_extracti64x4_epi64(r, 1) : _mm512_castsi512_si256(r));
-        const __mmask8 mf = _mm512_cmplt_epu64_mask(cnt[g], rj);
-        const unsigned nf = static_cast<unsigned>(__builtin_popcount(mf));
-        if (s.rpos + 4 * nf > s.rlen) { s.bad = true; break; }
-        __m512i rv = _mm512_cvtepu32_epi64(_mm256_maskz_loadu_epi32(static_cast<__mmask8>((1u << nf) - 1), s.raw + s.rpos));
-        s.rpos += 4 * nf;
-        rv = _mm512_maskz_expand_epi64(mf, rv);
-        buf[g] = _mm512_or_si512(buf[g], _mm512_sllv_epi64(rv, cnt[g]));
-        cnt[g] = _mm512_mask_add_epi64(cnt[g], mf, cnt[g], _mm512_set1_epi64(32));
-        v32[j] = _mm512_cvtepi64_epi32(_mm512_andnot_si512(_mm512_sllv_epi64(ones, rj), buf[g]));
-        buf[g] = _mm512_srlv_epi64(buf[g], rj);
-        cnt[g] = _mm512_sub_epi64(cnt[g], rj);
-      }
-      if (s.bad) break;
-      const __m512i val = _mm512_inserti64x4(_mm512_castsi256_si512(v32[0]), v32[1], 1);
-      const __m512i z = make_z(k, val);
-      const __m512i d = _mm512_xor_si512(_mm512_srli_epi32(z, 1), _mm512_sub_epi32(zero, _mm512_and_si512(z, one)));
-      __m512i ob = b;
-      if (FL) {
-        const __m512i sg = _mm512_srai_epi32(b, 31);
-        ob = _mm512_xor_si512(b, _mm512_or_si512(_mm512_set1_epi32(int(0x80000000u)), _mm512_and_si512(sg, _mm512_set1_epi32(0x7fffffff))));
-      }
-      __m512i a = _mm512_add_epi32(ob, d);
-      if (FL) {
-        const __m512i tp = _mm512_srai_epi32(a, 31);
-        a = _mm512_xor_si512(a, _mm512_xor_si512(ones, _mm512_and_si512(tp, _mm512_set1_epi32(0x7fffffff))));
-      }
-      _mm512_storeu_si512(out + 4 * i0, a);
-    }
+  for (; i + kLanes <= count; i += kLanes) {
+    if (!dec32_half<FL>(s, T, offlo, offhi, ex, base, i, out, x0, b0, c0, b1, c1, bad)) break;
+    if (!dec32_half<FL>(s, T, offlo, offhi, ex, base, i + 16, out, x1, b2, c2, b3, c3, bad)) break;
   }
   if (bad) s.bad = true;
-  _mm512_storeu_si512(s.x, x[0]);
-  _mm512_storeu_si512(s.x + 16, x[1]);
-  uint64_t tb[8], tc[8];
-  for (int g = 0; g < 4; ++g) {
-    _mm512_storeu_si512(tb, buf[g]);
-    _mm512_storeu_si512(tc, cnt[g]);
-    for (int l = 0; l < 8; ++l) {
-      s.buf[8 * g + l] = tb[l];
-      s.cnt[8 * g + l] = static_cast<uint32_t>(tc[l]);
-    }
+  _mm512_storeu_si512(s.x, x0);
+  _mm512_storeu_si512(s.x + 16, x1);
+  uint64_t tb[kLanes], tc[kLanes];
+  _mm512_storeu_si512(tb, b0);
+  _mm512_storeu_si512(tb + 8, b1);
+  _mm512_storeu_si512(tb + 16, b2);
+  _mm512_storeu_si512(tb + 24, b3);
+  _mm512_storeu_si512(tc, c0);
+  _mm512_storeu_si512(tc + 8, c1);
+  _mm512_storeu_si512(tc + 16, c2);
+  _mm512_storeu_si512(tc + 24, c3);
+  for (int l = 0; l < kLanes; ++l) {
+    s.buf[l] = tb[l];
+    s.cnt[l] = static_cast<uint32_t>(tc[l]);
   }
   st = s;
   return i;
