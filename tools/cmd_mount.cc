@@ -193,7 +193,10 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   fo.prefetch_workers = a.workers;
   fo.warm_bytes = static_cast<uint64_t>(a.warm_mb) << 20;
   fo.log = [&log](const std::string& l) { log(l); };
-  fo.trace_reads = std::getenv("TENPAK_TRACE_READS") != nullptr;  // every read request in the log
+  // Every read request in the log: TENPAK_TRACE_READS set, not empty and not
+  // "0" (the rule the cache's fetch tracing follows too).
+  const char* trace = std::getenv("TENPAK_TRACE_READS");
+  fo.trace_reads = trace && *trace && std::string(trace) != "0";
   fo.block_cache = cache;  // rebuilt frames, keyed by their hash
   fo.cache_frames = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
   size_t n_models = models.size();
