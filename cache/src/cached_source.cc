@@ -58,14 +58,21 @@ class CachedSourceImpl final : public CachedSource {
     if (!cache_) cache_ = make_null_cache();
   }
 
+  // A hint's fetch still in progress is cancelled (the origin is going away
+  // with this object): a stalled origin does not hold up the shutdown.
   ~CachedSourceImpl() override {
     {
       std::lock_guard<std::mutex> g(hint_mu_);
       hint_stop_ = true;
     }
     hint_cv_.notify_all();
-    if (hint_thread_.joinable()) hint_thread_.join();
+    if (hint_thread_.joinable()) {
+      origin_->cancel();
+      hint_thread_.join();
+    }
   }
+
+  void cancel() override { origin_->cancel(); }
 
   uint64_t size() const override { return origin_->size(); }
   const std::string& name() const override { return origin_->name(); }

@@ -275,6 +275,10 @@ class HttpSourceImpl final : public HttpSource {
 
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return mirrors_[preferred_.load()]->url; }
+  // A transfer in progress sees the flag in its progress callback (libcurl
+  // calls it at least about once a second, even on a stalled connection)
+  // and is aborted; retries and back-off sleeps check it too.
+  void cancel() override { cancelled_ = true; }
   const std::string& etag() const override { return etag_; }
   std::string validator() const override {
     return strip_query(mirrors_[0]->url) + "|" + std::to_string(size_) + "|" + etag_;
@@ -325,6 +329,7 @@ class HttpSourceImpl final : public HttpSource {
       int a = 0;
       for (; a < opt_.attempts_per_mirror; ++a) {
         if (a > 0) backoff(a, m);
+        if (cancelled_.load()) return {Errc::io, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) + ": cancelled"};
         o = get_once(m, offset, len, dst);
         if (o.ok || o.fatal) break;
       }
@@ -377,6 +382,14 @@ class HttpSourceImpl final : public HttpSource {
     if (headers_) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers_.get());
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &cancelled_);
+  }
+
+  // Non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
+  static int on_progress(void* cancelled, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    return static_cast<std::atomic<bool>*>(cancelled)->load() ? 1 : 0;
   }
 
   void backoff(int attempt, Mirror& m) {
@@ -384,7 +397,12 @@ class HttpSourceImpl final : public HttpSource {
     double base = std::min<double>(opt_.backoff_max_ms, opt_.backoff_initial_ms * double(1u << std::min(attempt - 1, 20)));
     thread_local std::mt19937 rng(std::random_device{}());
     double ms = base * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
-    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(ms * 1000)));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000));
+    while (!cancelled_.load()) {  // in slices, so that cancel() need not wait the whole pause
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= until) break;
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+    }
   }
 
   Outcome fail(Mirror& m, FetchCause cause, std::string msg, bool fatal = false) {
@@ -544,6 +562,7 @@ class HttpSourceImpl final : public HttpSource {
   uint64_t size_ = 0;
   std::string etag_;
   std::atomic<size_t> preferred_{0};
+  std::atomic<bool> cancelled_{false};
   std::mutex pool_mu_;
   std::vector<Easy> pool_;
 };

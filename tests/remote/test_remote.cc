@@ -375,6 +375,43 @@ TEST_F(FaultTest, PersistentFaultsGiveClearErrors) {
   }
 }
 
+// cancel() ends a read stuck in a stall (8 s at the fault server, not seen as
+// one by these options) well before the stall would, with a clear error.
+TEST_F(FaultTest, CancelEndsAStalledReadSoon) {
+  HttpOptions o = fast_opts();
+  o.low_speed_time_s = 60;
+  auto src = open_http_source({url("stall", "inf")}, o);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  Status st;
+  std::vector<uint8_t> buf(200000);
+  std::thread reader([&] { st = (*src)->read(0, buf.size(), buf.data()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // into the stall
+  const auto t0 = std::chrono::steady_clock::now();
+  (*src)->cancel();
+  reader.join();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("cancelled"), std::string::npos) << st.message();
+  EXPECT_LT(s, 5.0) << "the read waited for the stall to end";
+  EXPECT_FALSE((*src)->read(0, 10, buf.data()).ok()) << "reads after cancel() fail too";
+}
+
+// Unmounting destroys the cached sources: a hint's fetch stuck in a stall
+// must not hold that up.
+TEST_F(FaultTest, DestroyingACachedSourceCancelsItsHintFetch) {
+  HttpOptions o = fast_opts();
+  o.low_speed_time_s = 60;
+  auto http = open_http_source({url("stall", "inf")}, o);
+  ASSERT_TRUE(http.ok()) << http.status().to_string();
+  auto src = wrap_with_cache(std::move(http.value()), make_memory_cache(64 << 20), "id");
+  src->will_need(0, 100000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the hint thread is in the stall
+  const auto t0 = std::chrono::steady_clock::now();
+  src.reset();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 5.0) << "destruction waited for the stalled fetch";
+}
+
 TEST_F(FaultTest, NotFoundAndUnauthorizedAtOpenNeverLeakTheToken) {
   HttpOptions o = fast_opts();
   o.bearer_token = "hf_SECRET_token_123";

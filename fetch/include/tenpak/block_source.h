@@ -33,6 +33,11 @@ class BlockSource {
   // two ranges waits for them together rather than one after the other.
   // Never an error, never required; default: nothing.
   virtual void will_need(uint64_t offset, size_t len) {}
+  // Makes reads in progress, and every later one, end soon with an error
+  // (Errc::io, "cancelled"): for shutting down when nothing more will be
+  // read, without waiting out a stalled transfer and its retries. Default:
+  // nothing (sources whose reads cannot block for long).
+  virtual void cancel() {}
 };
 
 // sha256 of the whole object, read in chunks of a few MiB (memory does not
