@@ -13,7 +13,6 @@
 // run on any thread; they are opened per get and closed at once.
 #include <lmdb.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -109,12 +108,6 @@ class LmdbCache final : public BlockCache {
     rc = tx.commit();
     if (rc) return dir_ + ": cannot use the LMDB cache: " + mdb_strerror(rc);
     if ((rc = mdb_env_get_fd(env_, &fd_))) return dir_ + ": cannot use the LMDB cache: " + mdb_strerror(rc);
-    struct stat st;
-    if (::fstat(fd_, &st) == 0) {
-      data_dev_ = st.st_dev;
-      data_ino_ = st.st_ino;
-      have_ino_ = true;
-    }
     opened_ = true;
     return "";
   }
@@ -190,38 +183,45 @@ class LmdbCache final : public BlockCache {
     return true;
   }
 
-  // The offset in data.mdb of address `p` in LMDB's map, from this
-  // process's mappings of data.mdb (/proc/self/maps, read again when `p`
-  // lies in none of those known: the map moves when it grows). False when
-  // unknown (then the caller copies from the map).
+  // The offset in data.mdb of address `p`, a pointer into LMDB's map (from
+  // mdb_get, inside a read transaction): the mapping of this process that
+  // holds `p` tells it (/proc/self/maps). The mapping found is kept and
+  // looked up again only for a `p` outside it; begin() forgets it when LMDB
+  // maps the file anew. False when unknown (no /proc, or no file mapping
+  // holds `p`): the caller copies from the map, and, until the next remap,
+  // without looking again.
   bool file_offset(const void* p, uint64_t& off) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    std::lock_guard<std::mutex> g(maps_mu_);
-    for (int pass = 0; pass < 2; ++pass) {
-      for (const auto& m : maps_)
-        if (a >= m.start && a < m.end) {
-          off = m.file_off + (a - m.start);
-          return true;
-        }
-      if (pass == 0) load_maps();
+    std::lock_guard<std::mutex> g(map_mu_);
+    if (!(a >= map_.start && a < map_.end)) {
+      if (map_failed_ || !find_mapping(a, map_)) {
+        map_failed_ = true;
+        return false;
+      }
     }
-    return false;
+    off = map_.file_off + (a - map_.start);
+    return true;
   }
 
-  void load_maps() {
-    maps_.clear();
-    if (!have_ino_) return;
+  struct MapRange {
+    uintptr_t start = 0, end = 0;
+    uint64_t file_off = 0;
+  };
+  // The file mapping of this process that holds address `a`.
+  static bool find_mapping(uintptr_t a, MapRange& out) {
     std::FILE* f = std::fopen("/proc/self/maps", "r");
-    if (!f) return;
+    if (!f) return false;
     char line[4096];
-    while (std::fgets(line, sizeof line, f)) {
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f)) {
       unsigned long long start, end, offset, ino;
-      unsigned maj, mnr;
-      if (std::sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &offset, &maj, &mnr, &ino) != 6) continue;
-      if (ino == data_ino_ && maj == major(data_dev_) && mnr == minor(data_dev_))
-        maps_.push_back({static_cast<uintptr_t>(start), static_cast<uintptr_t>(end), offset});
+      if (std::sscanf(line, "%llx-%llx %*s %llx %*x:%*x %llu", &start, &end, &offset, &ino) != 4) continue;
+      if (a < start || a >= end || ino == 0) continue;
+      out = {static_cast<uintptr_t>(start), static_cast<uintptr_t>(end), offset};
+      found = true;
     }
     std::fclose(f);
+    return found;
   }
 
   bool contains(std::string_view key_in) override {
@@ -278,6 +278,9 @@ class LmdbCache final : public BlockCache {
     int rc = mdb_txn_begin(env_, nullptr, flags, &tx.t);
     if (rc == MDB_MAP_RESIZED) {  // another process grew the map: adopt its size
       mdb_env_set_mapsize(env_, 0);
+      std::lock_guard<std::mutex> g(map_mu_);  // the map may have moved
+      map_ = {};
+      map_failed_ = false;
       rc = mdb_txn_begin(env_, nullptr, flags, &tx.t);
     }
     if (rc) tx.t = nullptr;
@@ -463,15 +466,9 @@ class LmdbCache final : public BlockCache {
   CacheOptions opt_;
   MDB_env* env_ = nullptr;
   int fd_ = -1;  // data.mdb (LMDB's descriptor), for reading values
-  dev_t data_dev_ = 0;
-  ino_t data_ino_ = 0;
-  bool have_ino_ = false;
-  struct MapRange {
-    uintptr_t start, end;
-    uint64_t file_off;
-  };
-  std::mutex maps_mu_;
-  std::vector<MapRange> maps_;  // this process's mappings of data.mdb
+  std::mutex map_mu_;
+  MapRange map_;             // the mapping of data.mdb found last (file_offset)
+  bool map_failed_ = false;  // none found since the last remap
   bool opened_ = false;
   MDB_dbi v_ = 0, a_ = 0, l_ = 0, m_ = 0;
   std::atomic<bool> broken_{false};

@@ -365,7 +365,7 @@ TP_AVX512 __attribute__((always_inline)) inline bool dec32_half(State& s, const 
   if (s.bad) return false;
   const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(k, one), zero);
   // Low 8 lanes then high 8 (the raw stream's order).
-  auto refill = [&](__m512i& buf, __m512i& cnt, __m256i r8, __m256i& v32) TP_AVX512 {
+  auto refill = [&](__m512i& buf, __m512i& cnt, __m256i r8, __m256i& v32) __attribute__((always_inline)) TP_AVX512 {
     const __m512i rj = _mm512_cvtepu32_epi64(r8);
     const __mmask8 mf = _mm512_cmplt_epu64_mask(cnt, rj);
     const unsigned nf = static_cast<unsigned>(__builtin_popcount(mf));

@@ -329,10 +329,12 @@ class HttpSourceImpl final : public HttpSource {
       int a = 0;
       for (; a < opt_.attempts_per_mirror; ++a) {
         if (a > 0) backoff(a, m);
-        if (cancelled_.load()) return {Errc::io, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) + ": cancelled"};
+        if (cancelled_.load()) break;
         o = get_once(m, offset, len, dst);
         if (o.ok || o.fatal) break;
       }
+      if (!o.ok && cancelled_.load())  // also when the transfer aborted was the last attempt
+        return {Errc::io, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) + ": cancelled"};
       if (o.ok) {
         if (i != start) preferred_ = i;  // stay on the mirror that works
         return Status::Ok();
@@ -393,6 +395,7 @@ class HttpSourceImpl final : public HttpSource {
   }
 
   void backoff(int attempt, Mirror& m) {
+    if (cancelled_.load()) return;  // not a retry: read() stops
     m.counters->retries.fetch_add(1, std::memory_order_relaxed);
     double base = std::min<double>(opt_.backoff_max_ms, opt_.backoff_initial_ms * double(1u << std::min(attempt - 1, 20)));
     thread_local std::mt19937 rng(std::random_device{}());

@@ -380,12 +380,17 @@ TEST_F(FaultTest, PersistentFaultsGiveClearErrors) {
 TEST_F(FaultTest, CancelEndsAStalledReadSoon) {
   HttpOptions o = fast_opts();
   o.low_speed_time_s = 60;
-  auto src = open_http_source({url("stall", "inf")}, o);
+  const std::string u = url("stall", "inf");
+  auto src = open_http_source({u}, o);
   ASSERT_TRUE(src.ok()) << src.status().to_string();
   Status st;
   std::vector<uint8_t> buf(200000);
+  const uint64_t before = fetch_stats(u).requests;
   std::thread reader([&] { st = (*src)->read(0, buf.size(), buf.data()); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // into the stall
+  // Into the stall: the GET was sent (a cancel before it would be seen by
+  // the check before the attempt, not by the transfer's callback).
+  for (int i = 0; i < 200 && fetch_stats(u).requests == before; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto t0 = std::chrono::steady_clock::now();
   (*src)->cancel();
   reader.join();
