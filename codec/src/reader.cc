@@ -107,6 +107,12 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
   return check();
 }
 
+void DeltaReader::cancel() {
+  if (data_) data_->cancel();
+  for (auto& b : bases_)
+    if (b) b->cancel();
+}
+
 std::pair<uint32_t, uint32_t> DeltaReader::frames_for(uint32_t file, uint64_t off, uint64_t len) const {
   const OutFile& of = m_.out_files[file];
   auto b = m_.frames.begin() + of.first_frame, e = b + of.frame_count;

@@ -242,6 +242,7 @@ struct ModelFs::Impl {
   unsigned busy_workers = 0;
   unsigned demand_active = 0;  // rebuilds done by readers themselves or for them (assist, urgent)
   bool stopping = false;
+  std::atomic<bool> shutting_down{false};  // set first by ~ModelFs (no retries any more)
   std::vector<std::thread> workers;
 
   // Milliseconds since the file system was created (trace lines).
@@ -401,7 +402,7 @@ struct ModelFs::Impl {
         if (attempt > 0) c.retried_ok++;
         break;
       }
-      if (st.code() != Errc::io || attempt >= opt.retries) break;
+      if (st.code() != Errc::io || attempt >= opt.retries || shutting_down.load()) break;
       c.retries++;
       log("retrying frame rebuild (attempt " + std::to_string(attempt + 2) + "): " + st.message());
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<uint64_t>(opt.retry_delay_ms) << attempt));
@@ -635,7 +636,11 @@ struct ModelFs::Impl {
 
 ModelFs::ModelFs(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+// Reads still in progress on the workers (a prefetch waiting on a stalled
+// origin) are cancelled first: the joins below do not wait them out.
 ModelFs::~ModelFs() {
+  impl_->shutting_down = true;
+  for (auto& m : impl_->models) m.reader->cancel();
   {
     std::lock_guard lk(impl_->mu);
     impl_->stopping = true;

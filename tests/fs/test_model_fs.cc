@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +76,12 @@ class FaultySource : public BlockSource {
       threads.insert(std::this_thread::get_id());
     }
     if (delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+    if (hang) {  // until cancel(), at most 30 s
+      std::unique_lock lk(mu_);
+      hanging++;
+      cv_.wait_for(lk, std::chrono::seconds(30), [&] { return cancelled.load(); });
+    }
+    if (cancelled) return {Errc::io, name() + ": cancelled"};
     if (fail_all) return {Errc::io, name() + ": injected persistent failure"};
     for (int n = fail_next.load(); n > 0;)
       if (fail_next.compare_exchange_weak(n, n - 1)) return {Errc::io, name() + ": injected transient failure"};
@@ -82,8 +89,15 @@ class FaultySource : public BlockSource {
     if (corrupt && len > 0) dst[len / 2] ^= 0x5a;
     return Status::Ok();
   }
+  void cancel() override {
+    std::lock_guard lk(mu_);
+    cancelled = true;
+    cv_.notify_all();
+  }
   std::atomic<int> fail_next{0}, delay_ms{0};
   std::atomic<bool> fail_all{false}, corrupt{false};
+  std::atomic<bool> hang{false}, cancelled{false};  // hang: reads wait for cancel()
+  std::atomic<int> hanging{0};                       // reads that started waiting
   std::atomic<uint64_t> reads{0};
   std::set<std::thread::id> threads;
   size_t thread_count() {
@@ -93,6 +107,7 @@ class FaultySource : public BlockSource {
 
  private:
   std::mutex mu_;
+  std::condition_variable cv_;
   std::unique_ptr<BlockSource> inner_;
 };
 
@@ -244,6 +259,21 @@ TEST(ModelFs, TransientFailureIsRetried) {
   EXPECT_EQ(s.retries, 2u);
   EXPECT_EQ(s.retried_ok, 1u);
   EXPECT_EQ(s.errors_io, 0u);
+}
+
+// Unmounting destroys the filesystem while a prefetch may wait on a stalled
+// origin: the destructor cancels the sources instead of waiting (the fake
+// origin would hang for 30 s).
+TEST(ModelFs, DestroyingCancelsReadsInProgress) {
+  auto f = make_fs();
+  f.data->hang = true;
+  f.fs->warm_heads();  // background rebuilds of every file's head: reads of the delta
+  for (int i = 0; i < 500 && f.data->hanging.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GT(f.data->hanging.load(), 0) << "no read reached the origin";
+  const auto t0 = std::chrono::steady_clock::now();
+  f.fs.reset();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 10.0) << "the destructor waited for the hung reads";
 }
 
 TEST(ModelFs, PersistentFailureIsEioCountedAndLogged) {

@@ -83,6 +83,9 @@ class DeltaReader {
   // failure the ranges used are invalidated in their sources (dropping
   // cached copies) and the frame is rebuilt once more before failing.
   Status read_frame(uint32_t k, uint8_t* out);
+  // BlockSource::cancel() on the delta's data and every base: reads in
+  // progress and later ones fail soon. For shutting down.
+  void cancel();
   // Frames of output file `file` that overlap [off, off+len).
   std::pair<uint32_t, uint32_t> frames_for(uint32_t file, uint64_t off, uint64_t len) const;
   const std::string& name() const { return name_; }
