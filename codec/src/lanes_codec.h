@@ -19,23 +19,24 @@ namespace tenpak::lanes {
 // then exceed the 32-bit refill unit).
 bool supports(DType dt);
 
-// Appends the sub_lanes payload of `out` against `base` (both n bytes of
-// elements of type dt, n a multiple of the element size, supports(dt)).
-// Uses AVX-512 (with CD) for 2- and 4-byte elements when the CPU has it;
-// `force_scalar` selects the portable path. Both give the same bytes.
-void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload,
-            bool force_scalar = false);
-
-// Decoder implementations. All implement docs/FORMAT.md and give the same
-// bytes and the same verdict on every input (tests compare them).
-//   avx512: 16 lanes per instruction (AVX-512 F, BW, VL, DQ), 2- and 4-byte
-//           elements;
-//   avx2:   8 lanes per instruction (AVX2, BMI1/2, POPCNT), 2- and 4-byte
-//           elements, for CPUs without AVX-512 (AMD Zen 2/3, Intel client);
-//   scalar: the portable loop; every path ends with it (1-byte elements and
+// Implementations. All implement docs/FORMAT.md; encoders give the same
+// bytes, decoders the same bytes and the same verdict on every input (tests
+// compare them).
+//   avx512: 16 lanes per instruction (AVX-512 F, BW, VL, DQ; the encoder
+//           also CD), 2- and 4-byte elements;
+//   avx2:   8 lanes per instruction (AVX2, BMI1/2, POPCNT), for CPUs without
+//           AVX-512 (AMD Zen 2/3, Intel client): the decoder for 2- and
+//           4-byte elements, the encoder for 2-byte elements;
+//   scalar: the portable loops; every path ends with them (other widths and
 //           the elements past the last whole group of 32);
 //   best:   avx512 if the CPU has it, else avx2 if it has that, else scalar.
 enum class Path { best, avx512, avx2, scalar };
+
+// Appends the sub_lanes payload of `out` against `base` (both n bytes of
+// elements of type dt, n a multiple of the element size, supports(dt)).
+// `path` picks the implementation; one the CPU lacks runs as scalar.
+void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload,
+            Path path = Path::best);
 
 // Whether this CPU can run `p` (best and scalar: always).
 bool path_available(Path p);
