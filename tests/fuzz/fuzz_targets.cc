@@ -150,6 +150,15 @@ std::string lanes(const uint8_t* data, size_t size) {
                                dt, back.data()) ||
         back != scalar)
       return "re-encoding an accepted payload's output does not round-trip";
+    // And every encoder this CPU has writes the portable one's bytes.
+    std::string portable;
+    tenpak::lanes::encode(scalar.data(), base.data(), scalar.size(), dt, portable, Path::scalar);
+    for (Path path : {Path::avx512, Path::avx2}) {
+      if (!tenpak::lanes::path_available(path)) continue;
+      std::string other;
+      tenpak::lanes::encode(scalar.data(), base.data(), scalar.size(), dt, other, path);
+      if (other != portable) return std::string(path == Path::avx512 ? "AVX-512" : "AVX2") + " and portable encoders disagree";
+    }
   }
   return "";
 }
