@@ -898,14 +898,14 @@ bool cpu_has_avx512_enc() {
   return ok;
 }
 
-// ---- AVX2 encoding (w = 2) ---------------------------------------------------
+// ---- AVX2 encoding (w = 2 and 4) ---------------------------------------------
 //
-// For CPUs with AVX2 but not AVX-512: forward_simd16 and backward_simd with
-// 8 lanes per instruction, 4 steps per group of 32, for 2-byte elements
-// (BF16, F16, 16-bit integers; other widths take the portable loops). The
-// same bytes (tests compare every path). What AVX2 lacks, and instead:
-// - lzcnt: a bit length (at most 16 here) is the exponent of the value
-//   converted to float (exact below 2^24), less 126;
+// For CPUs with AVX2 but not AVX-512: the forward passes and backward_simd
+// with 8 lanes per instruction, 4 steps per group of 32, for 2- and 4-byte
+// elements (1-byte ones take the portable loops). The same bytes (tests
+// compare every path). What AVX2 lacks, and instead:
+// - lzcnt: a bit length is the exponent of the value converted to float
+//   (w = 2: values below 2^16, exact) or double (w = 4), less the bias;
 // - expand: kExpand hands new slots to the asking lanes in lane order;
 // - compress: kCompress moves the lanes that completed a word (to the
 //   WriteLog) or emit one (to the word stream) together, in lane order;
@@ -938,14 +938,42 @@ constexpr CompressTable make_compress() {
 constexpr CompressTable kCompress = make_compress();
 constexpr size_t kWordSlack = 8;
 
+// Steps shared by the two AVX2 forward passes, 8 lanes each.
+// Cells: context (the exponent bucket of base element b) * kMaxSym + k.
+TP_AVX2_ENC __attribute__((always_inline)) inline void cells8(uint16_t* cell, __m256i b, __m256i k, const Expo& ex) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i q = _mm256_sub_epi32(_mm256_and_si256(_mm256_srl_epi32(b, _mm_cvtsi32_si128(ex.shift)),
+                                                _mm256_set1_epi32(static_cast<int>(ex.mask))),
+                               _mm256_set1_epi32(ex.off));
+  q = _mm256_min_epi32(_mm256_max_epi32(q, zero), _mm256_set1_epi32(31));
+  const __m256i c = _mm256_add_epi32(_mm256_mullo_epi32(q, _mm256_set1_epi32(kMaxSym)), k);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(cell), _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)));
+}
+// New slots for the lanes that ask (r > have), in lane order: returns the
+// mask of those lanes, their slots in `slot`.
+TP_AVX2_ENC __attribute__((always_inline)) inline __m256i slots8(__m256i r, __m256i have, uint32_t& slots, __m256i& slot) {
+  const __m256i need = _mm256_cmpgt_epi32(r, have);
+  const unsigned nm = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+  slot = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(slots)),
+                          _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpand.idx[nm])));
+  slots += static_cast<uint32_t>(__builtin_popcount(nm));
+  return need;
+}
+// The completed words (lanes `full`) and their slots into the log.
+TP_AVX2_ENC __attribute__((always_inline)) inline void log8(WriteLog& wl, __m256i full, __m256i pend, __m256i word) {
+  const unsigned fm = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(full)));
+  const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.lo[fm]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(wl.slot + wl.n), _mm256_permutevar8x32_epi32(pend, perm));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(wl.word + wl.n), _mm256_permutevar8x32_epi32(word, perm));
+  wl.n += static_cast<uint32_t>(__builtin_popcount(fm));
+}
+
 template <bool FL>
 TP_AVX2_ENC size_t forward_avx2_16(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex, RawState& st,
                                    uint16_t* cell, uint32_t* raw) {
   const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1), ones = _mm256_set1_epi32(-1);
   const __m256i m16 = _mm256_set1_epi32(0xffff), u16 = _mm256_set1_epi32(16), c15 = _mm256_set1_epi32(15);
-  const __m256i c126 = _mm256_set1_epi32(126), c31 = _mm256_set1_epi32(31), cms = _mm256_set1_epi32(kMaxSym);
-  const __m128i eshift = _mm_cvtsi32_si128(ex.shift);
-  const __m256i emask = _mm256_set1_epi32(static_cast<int>(ex.mask)), eoff = _mm256_set1_epi32(ex.off);
+  const __m256i c126 = _mm256_set1_epi32(126);
   alignas(32) uint32_t acc[kLanes];
   for (int l = 0; l < kLanes; ++l) acc[l] = static_cast<uint32_t>(st.acc[l]);  // < 2^16 for w = 2
   uint32_t slots = st.slots;
@@ -967,11 +995,7 @@ TP_AVX2_ENC size_t forward_avx2_16(const uint8_t* out, const uint8_t* base, size
       const __m256i z = _mm256_and_si256(_mm256_xor_si256(_mm256_slli_epi32(d, 1), sd), m16);
       const __m256i k = _mm256_max_epi32(
           _mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(z)), 23), c126), zero);
-      __m256i q = _mm256_sub_epi32(_mm256_and_si256(_mm256_srl_epi32(b, eshift), emask), eoff);
-      q = _mm256_min_epi32(_mm256_max_epi32(q, zero), c31);
-      const __m256i c = _mm256_add_epi32(_mm256_mullo_epi32(q, cms), k);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(cell + i0),
-                       _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)));
+      cells8(cell + i0, b, k, ex);
       const __m256i r = _mm256_max_epi32(_mm256_sub_epi32(k, one), zero);
       const __m256i v = _mm256_andnot_si256(_mm256_sllv_epi32(ones, r), z);
       __m256i* accp = reinterpret_cast<__m256i*>(acc + 8 * h);
@@ -979,20 +1003,12 @@ TP_AVX2_ENC size_t forward_avx2_16(const uint8_t* out, const uint8_t* base, size
       __m256i nb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.nb + 8 * h));
       __m256i have = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.have + 8 * h));
       __m256i pend = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.pend + 8 * h));
-      const __m256i need = _mm256_cmpgt_epi32(r, have);
-      const unsigned nm = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
-      const __m256i slot = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(slots)),
-                                            _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpand.idx[nm])));
-      slots += static_cast<uint32_t>(__builtin_popcount(nm));
+      __m256i slot;
+      const __m256i need = slots8(r, have, slots, slot);
       av = _mm256_or_si256(av, _mm256_sllv_epi32(v, nb));
       nb = _mm256_add_epi32(nb, r);
       const __m256i full = _mm256_cmpgt_epi32(nb, c15);
-      const unsigned fm = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(full)));
-      const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.lo[fm]));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(wl.slot + wl.n), _mm256_permutevar8x32_epi32(pend, perm));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(wl.word + wl.n),
-                          _mm256_permutevar8x32_epi32(_mm256_and_si256(av, m16), perm));
-      wl.n += static_cast<uint32_t>(__builtin_popcount(fm));
+      log8(wl, full, pend, _mm256_and_si256(av, m16));
       av = _mm256_blendv_epi8(av, _mm256_srli_epi32(av, 16), full);
       nb = _mm256_sub_epi32(nb, _mm256_and_si256(full, u16));
       pend = _mm256_blendv_epi8(pend, slot, need);
@@ -1006,6 +1022,78 @@ TP_AVX2_ENC size_t forward_avx2_16(const uint8_t* out, const uint8_t* base, size
   }
   wl.flush(raw);
   for (int l = 0; l < kLanes; ++l) st.acc[l] = acc[l];
+  st.slots = slots;
+  return i;
+}
+
+// w = 4: 32-bit raw words, so bit buffers take 64-bit lanes (two registers
+// per 8 lanes); bit lengths (up to 32) from the exponent of the value
+// converted to double, exact for any 32-bit value.
+template <bool FL>
+TP_AVX2_ENC size_t forward_avx2_32(const uint8_t* out, const uint8_t* base, size_t count, const Expo& ex, RawState& st,
+                                   uint16_t* cell, uint32_t* raw) {
+  const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1), ones = _mm256_set1_epi32(-1);
+  const __m256i u32 = _mm256_set1_epi32(32), c31 = _mm256_set1_epi32(31);
+  const __m256i c1022 = _mm256_set1_epi32(1022), bias = _mm256_set1_epi32(int(0x80000000u));
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);  // low halves of 4 64-bit lanes
+  const __m256d two31 = _mm256_set1_pd(2147483648.0);
+  // The low 32 bits of 8 64-bit lanes (lo: lanes 0-3, hi: 4-7) as 8 lanes.
+  auto low32 = [&](__m256i lo, __m256i hi) __attribute__((always_inline)) TP_AVX2_ENC {
+    return _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(lo, even), _mm256_permutevar8x32_epi32(hi, even), 0x20);
+  };
+  uint32_t slots = st.slots;
+  WriteLog wl;
+  size_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    for (int h = 0; h < 4; ++h) {
+      const size_t i0 = i + 8 * h;
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + 4 * i0));
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out + 4 * i0));
+      __m256i ob = b, oa = a;
+      if (FL) {  // ord: sign set -> ~x, else x | 0x80000000
+        const __m256i low = _mm256_set1_epi32(0x7fffffff);
+        ob = _mm256_xor_si256(b, _mm256_or_si256(bias, _mm256_and_si256(_mm256_srai_epi32(b, 31), low)));
+        oa = _mm256_xor_si256(a, _mm256_or_si256(bias, _mm256_and_si256(_mm256_srai_epi32(a, 31), low)));
+      }
+      const __m256i d = _mm256_sub_epi32(oa, ob);
+      const __m256i z = _mm256_xor_si256(_mm256_slli_epi32(d, 1), _mm256_srai_epi32(d, 31));
+      // Bit length: z (unsigned) as a double, exponent - 1022 (z = 0: 0).
+      const __m256i zb = _mm256_xor_si256(z, bias);
+      const __m256d z0 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(zb)), two31);
+      const __m256d z1 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(zb, 1)), two31);
+      const __m256i ez = low32(_mm256_srli_epi64(_mm256_castpd_si256(z0), 52), _mm256_srli_epi64(_mm256_castpd_si256(z1), 52));
+      const __m256i k = _mm256_max_epi32(_mm256_sub_epi32(ez, c1022), zero);
+      cells8(cell + i0, b, k, ex);
+      const __m256i r = _mm256_max_epi32(_mm256_sub_epi32(k, one), zero);
+      const __m256i v = _mm256_andnot_si256(_mm256_sllv_epi32(ones, r), z);  // r <= 31
+      __m256i nb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.nb + 8 * h));
+      __m256i have = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.have + 8 * h));
+      __m256i pend = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.pend + 8 * h));
+      __m256i* accp = reinterpret_cast<__m256i*>(st.acc + 8 * h);
+      __m256i a0 = _mm256_loadu_si256(accp), a1 = _mm256_loadu_si256(accp + 1);
+      __m256i slot;
+      const __m256i need = slots8(r, have, slots, slot);
+      a0 = _mm256_or_si256(a0, _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(v)),
+                                                 _mm256_cvtepu32_epi64(_mm256_castsi256_si128(nb))));
+      a1 = _mm256_or_si256(a1, _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(v, 1)),
+                                                 _mm256_cvtepu32_epi64(_mm256_extracti128_si256(nb, 1))));
+      nb = _mm256_add_epi32(nb, r);
+      const __m256i full = _mm256_cmpgt_epi32(nb, c31);
+      log8(wl, full, pend, low32(a0, a1));
+      a0 = _mm256_blendv_epi8(a0, _mm256_srli_epi64(a0, 32), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(full)));
+      a1 = _mm256_blendv_epi8(a1, _mm256_srli_epi64(a1, 32), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(full, 1)));
+      nb = _mm256_sub_epi32(nb, _mm256_and_si256(full, u32));
+      pend = _mm256_blendv_epi8(pend, slot, need);
+      have = _mm256_sub_epi32(_mm256_add_epi32(have, _mm256_and_si256(need, u32)), r);
+      _mm256_storeu_si256(accp, a0);
+      _mm256_storeu_si256(accp + 1, a1);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.nb + 8 * h), nb);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.have + 8 * h), have);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.pend + 8 * h), pend);
+    }
+    if (wl.n > WriteLog::kCap - kLanes) wl.flush(raw);
+  }
+  wl.flush(raw);
   st.slots = slots;
   return i;
 }
@@ -1089,7 +1177,7 @@ void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, s
   const int ns = static_cast<int>(8 * w) + 1;
   const Expo ex = expo(dt);
   const bool simd = path == Path::avx512 && (w == 2 || w == 4);
-  const bool avx2 = path == Path::avx2 && w == 2;
+  const bool avx2 = path == Path::avx2 && (w == 2 || w == 4);
   thread_local EncodeScratch sc;
   sc.cell.resize(count);
   // At most one slot per element, plus the dummy.
@@ -1103,8 +1191,10 @@ void encode_t(const uint8_t* out, const uint8_t* base, size_t count, DType dt, s
     if constexpr (w == 2) done = forward_simd16<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
     if constexpr (w == 4) done = forward_simd32<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
   }
-  if constexpr (w == 2)
-    if (avx2) done = forward_avx2_16<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
+  if (avx2) {
+    if constexpr (w == 2) done = forward_avx2_16<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
+    if constexpr (w == 4) done = forward_avx2_32<FL>(out, base, count, ex, st, sc.cell.data(), sc.raw.data());
+  }
   forward_scalar<U, FL>(out, base, done, count, ex, st, sc.cell.data(), sc.raw.data(), dummy);
   for (int l = 0; l < kLanes; ++l)
     if (st.nb[l] > 0) sc.raw[st.pend[l]] = static_cast<uint32_t>(st.acc[l]);  // zero-padded last word

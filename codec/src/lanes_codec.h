@@ -24,9 +24,8 @@ bool supports(DType dt);
 // compare them).
 //   avx512: 16 lanes per instruction (AVX-512 F, BW, VL, DQ; the encoder
 //           also CD), 2- and 4-byte elements;
-//   avx2:   8 lanes per instruction (AVX2, BMI1/2, POPCNT), for CPUs without
-//           AVX-512 (AMD Zen 2/3, Intel client): the decoder for 2- and
-//           4-byte elements, the encoder for 2-byte elements;
+//   avx2:   8 lanes per instruction (AVX2, BMI1/2, POPCNT), 2- and 4-byte
+//           elements, for CPUs without AVX-512 (AMD Zen 2/3, Intel client);
 //   scalar: the portable loops; every path ends with them (other widths and
 //           the elements past the last whole group of 32);
 //   best:   avx512 if the CPU has it, else avx2 if it has that, else scalar.
