@@ -25,6 +25,20 @@ for kind in bf16 fp32 frozen lora vocab dtype sharded; do
   expect_rc 0 "estimate $kind" "$BIN" delta estimate "$W/$kind/base" "$W/$kind/finetune" --json
 done
 
+# TENPAK_SIMD caps the codec's SIMD: every path writes the same delta, and
+# rebuilds it (on CPUs without a path, the cap falls back to what there is).
+for simd in avx2 scalar; do
+  for kind in bf16 fp32; do
+    TENPAK_SIMD=$simd "$BIN" delta build "$W/$kind/base" "$W/$kind/finetune" -o "$W/$kind/delta-$simd" >/dev/null 2>&1
+    if cmp -s "$W/$kind/delta/tenpak.dat" "$W/$kind/delta-$simd/tenpak.dat" && cmp -s "$W/$kind/delta/tenpak.idx" "$W/$kind/delta-$simd/tenpak.idx"; then
+      ok "TENPAK_SIMD=$simd builds the same $kind delta"
+    else
+      bad "TENPAK_SIMD=$simd builds another $kind delta"
+    fi
+    expect_rc 0 "TENPAK_SIMD=$simd verify $kind" env TENPAK_SIMD=$simd "$BIN" delta verify "$W/$kind/delta" --base "$W/$kind/base"
+  done
+done
+
 # Savings on the BF16 pair are real (delta smaller than 0.8 of the fine-tune).
 "$BIN" delta inspect "$W/bf16/delta" --json > "$W/i.json"
 python3 -c "import json,sys; r=json.load(open('$W/i.json'))['ratio']; sys.exit(0 if r < 0.8 else 1)" \

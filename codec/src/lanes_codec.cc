@@ -13,7 +13,9 @@
 
 #include <immintrin.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "element_ops.h"
@@ -1314,15 +1316,33 @@ bool path_available(Path p) {
   return false;
 }
 
+namespace {
+// TENPAK_SIMD=avx2|scalar (or avx512) caps what `best` may use: to measure
+// the paths of other CPUs on this one, or to step around a SIMD path.
+// Unset, empty or unknown: no cap. A path this CPU lacks is never chosen.
+Path simd_cap() {
+  static const Path cap = [] {
+    const char* v = std::getenv("TENPAK_SIMD");
+    const std::string s = v ? v : "";
+    return s == "scalar" ? Path::scalar : s == "avx2" ? Path::avx2 : Path::avx512;
+  }();
+  return cap;
+}
+}  // namespace
+
 Path best_path() {
-  static const Path p = cpu_has_avx512() ? Path::avx512 : cpu_has_avx2() ? Path::avx2 : Path::scalar;
+  static const Path p = cpu_has_avx512() && simd_cap() == Path::avx512 ? Path::avx512
+                        : cpu_has_avx2() && simd_cap() != Path::scalar ? Path::avx2
+                                                                        : Path::scalar;
   return p;
 }
 
 void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload, Path path) {
   const bool fl = dtype_is_float(dt);
   // The encoder's AVX-512 needs CD (lzcnt) besides what the decoder's needs.
-  const Path fs = path == Path::best     ? (cpu_has_avx512_enc() ? Path::avx512 : cpu_has_avx2() ? Path::avx2 : Path::scalar)
+  const Path fs = path == Path::best     ? (cpu_has_avx512_enc() && simd_cap() == Path::avx512 ? Path::avx512
+                                            : cpu_has_avx2() && simd_cap() != Path::scalar   ? Path::avx2
+                                                                                             : Path::scalar)
                   : path == Path::avx512 ? (cpu_has_avx512_enc() ? path : Path::scalar)
                   : path == Path::avx2   ? (cpu_has_avx2() ? path : Path::scalar)
                                          : Path::scalar;

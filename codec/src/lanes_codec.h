@@ -28,7 +28,9 @@ bool supports(DType dt);
 //           elements, for CPUs without AVX-512 (AMD Zen 2/3, Intel client);
 //   scalar: the portable loops; every path ends with them (other widths and
 //           the elements past the last whole group of 32);
-//   best:   avx512 if the CPU has it, else avx2 if it has that, else scalar.
+//   best:   avx512 if the CPU has it, else avx2 if it has that, else scalar;
+//           TENPAK_SIMD=avx2 or =scalar caps it (measuring other CPUs' paths
+//           here, or stepping around a SIMD path).
 enum class Path { best, avx512, avx2, scalar };
 
 // Appends the sub_lanes payload of `out` against `base` (both n bytes of
