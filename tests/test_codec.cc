@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cfenv>
 #include <cstring>
 #include <iostream>
 #include <random>
@@ -345,6 +346,38 @@ TEST(Codec, SubLanesEdgeCasesBothEncodersAndDecoders) {
   }
   EXPECT_FALSE(lanes::supports(DType::F64));
   EXPECT_FALSE(lanes::supports(DType::I64));
+}
+
+// The SIMD encoders convert to floating point on the way (bit lengths,
+// quotients): their bytes must not depend on the rounding mode, which a
+// process may have changed (fesetround). Zero differences are the case
+// where -0.0 can appear.
+TEST(Codec, SubLanesEncodersIgnoreTheRoundingMode) {
+  std::mt19937_64 g(77);
+  const int saved = std::fegetround();
+  for (int mode : {FE_DOWNWARD, FE_UPWARD, FE_TOWARDZERO, FE_TONEAREST}) {
+    ASSERT_EQ(std::fesetround(mode), 0);
+    for (DType dt : {DType::F32, DType::I32, DType::BF16, DType::I16}) {
+      for (size_t count : {64u, 1000u, 4099u}) {
+        auto base = random_elems(dt, count, 32);
+        auto nudged = perturb(base, dt, 5);
+        std::vector<uint8_t> rnd(base.size());
+        for (auto& b : rnd) b = static_cast<uint8_t>(g());
+        for (const auto* ft : {&base, &nudged, &rnd}) {
+          std::string ps;
+          lanes::encode(ft->data(), base.data(), ft->size(), dt, ps, lanes::Path::scalar);
+          for (lanes::Path path : {lanes::Path::avx512, lanes::Path::avx2}) {
+            if (!lanes::path_available(path)) continue;
+            std::string pp;
+            lanes::encode(ft->data(), base.data(), ft->size(), dt, pp, path);
+            EXPECT_TRUE(pp == ps) << path_name(path) << " encoder, rounding mode " << mode << ", " << dtype_name(dt)
+                                  << " n=" << count;
+          }
+        }
+      }
+    }
+  }
+  std::fesetround(saved);
 }
 
 TEST(Codec, SubLanesSizeOnRealisticUpdates) {

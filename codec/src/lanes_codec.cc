@@ -913,11 +913,14 @@ bool cpu_has_avx512_enc() {
 //   WriteLog) or emit one (to the word stream) together, in lane order;
 // - masked 16-bit stores: emitted words are moved to the top of a vector
 //   and 8 are stored ending at the old write position; the entries below
-//   the new position are garbage that later (lower) steps overwrite, and
-//   the word array has kWordSlack spare entries at its start for them;
+//   the new position are garbage that later (lower) steps overwrite (the
+//   8 elements of a step are not yet coded, so the store never reaches
+//   below words[2]; kWordSlack spare entries keep a margin all the same);
 // - the 14-bit float reciprocal: x div f in double precision, from
-//   Tables::inv (1/f), off by at most one either way (|x/f| < 2^32 and a
-//   relative error under 2^-51) and corrected by the remainder.
+//   Tables::inv (1/f): x/f is below 2^21 after the emit, a non-integer
+//   quotient is at least 1/f from the next integer, and the product's
+//   error is far smaller, so the truncation is exact or one low (in any
+//   rounding mode), which the remainder corrects.
 
 #define TP_AVX2_ENC __attribute__((target("avx2,bmi,bmi2,popcnt")))
 
@@ -1060,10 +1063,14 @@ TP_AVX2_ENC size_t forward_avx2_32(const uint8_t* out, const uint8_t* base, size
       const __m256i d = _mm256_sub_epi32(oa, ob);
       const __m256i z = _mm256_xor_si256(_mm256_slli_epi32(d, 1), _mm256_srai_epi32(d, 31));
       // Bit length: z (unsigned) as a double, exponent - 1022 (z = 0: 0).
+      // The sign bit is masked off: z = 0 gives -2^31 + 2^31 = -0.0 when
+      // the rounding mode rounds downward.
       const __m256i zb = _mm256_xor_si256(z, bias);
       const __m256d z0 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(zb)), two31);
       const __m256d z1 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(zb, 1)), two31);
-      const __m256i ez = low32(_mm256_srli_epi64(_mm256_castpd_si256(z0), 52), _mm256_srli_epi64(_mm256_castpd_si256(z1), 52));
+      const __m256i ez = _mm256_and_si256(
+          low32(_mm256_srli_epi64(_mm256_castpd_si256(z0), 52), _mm256_srli_epi64(_mm256_castpd_si256(z1), 52)),
+          _mm256_set1_epi32(0x7ff));
       const __m256i k = _mm256_max_epi32(_mm256_sub_epi32(ez, c1022), zero);
       cells8(cell + i0, b, k, ex);
       const __m256i r = _mm256_max_epi32(_mm256_sub_epi32(k, one), zero);
