@@ -14,6 +14,7 @@
 
 #include "cli_util.h"
 #include "tenpak/cached_source.h"
+#include "tenpak/format.h"
 #include "tenpak/open_source.h"
 
 namespace tenpak::cli {
@@ -174,7 +175,7 @@ Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& l
     for (auto& [name, file] : j["weight_map"].items())
       if (file.is_string()) shards.insert(file.get<std::string>());
     for (auto& s : shards) {
-      if (s.empty() || s.find("..") != std::string::npos || s.front() == '/')
+      if (!is_safe_relative_path(s))  // the rule the manifest's file names follow
         return Status{Errc::invalid, join_location(loc, index) + ": unsafe shard name '" + s + "'"};
       required.push_back(s);
     }
