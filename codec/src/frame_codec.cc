@@ -6,6 +6,7 @@
 #include "range_coder.h"
 #include "lanes_codec.h"
 #include "rans_codec.h"
+#include "scratch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -595,16 +596,15 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
   const size_t w = dtype_size(f.dtype);
   auto corrupt = [&](const char* why) { return Status{Errc::corrupt, std::string("payload does not decode: ") + why}; };
   // Delta codecs need the base in the output's dtype.
-  std::vector<uint8_t> conv;
+  thread_local Scratch<uint8_t> conv;
   const uint8_t* base = base_raw;
   if (base_raw && f.base_dtype != f.dtype) {
-    conv.resize(n);
-    if (!convert_dtype(base_raw, f.base_dtype, n / w, f.dtype, conv.data()))
+    if (!convert_dtype(base_raw, f.base_dtype, n / w, f.dtype, conv.get(n)))
       return {Errc::corrupt, std::string("unsupported dtype conversion ") + dtype_name(f.base_dtype) + " -> " +
                                  dtype_name(f.dtype)};
     base = conv.data();
   }
-  thread_local std::vector<uint8_t> scratch;
+  thread_local Scratch<uint8_t> scratch_buf;
   switch (f.codec) {
     case Codec::store:
       if (f.data_len != n) return corrupt("stored length differs");
@@ -617,9 +617,8 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
       std::memcpy(out, base, n);
       return Status::Ok();
     case Codec::planes:
-      scratch.resize(n);
-      if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
-      from_planes(scratch.data(), n, w, out);
+      if (!zstd_exact(payload, f.data_len, scratch_buf.get(n), n)) return corrupt("zstd");
+      from_planes(scratch_buf.data(), n, w, out);
       return Status::Ok();
     case Codec::sub_ctx:
       return ctx_decode_any(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_ctx");
@@ -628,26 +627,23 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
     case Codec::sub_lanes:
       return lanes::decode(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_lanes");
     case Codec::xor_planes:
-      scratch.resize(n);
-      if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
-      from_planes(scratch.data(), n, w, out);
+      if (!zstd_exact(payload, f.data_len, scratch_buf.get(n), n)) return corrupt("zstd");
+      from_planes(scratch_buf.data(), n, w, out);
       for (size_t i = 0; i < n; ++i) out[i] ^= base[i];
       return Status::Ok();
     case Codec::sub_planes:
     case Codec::sub_split: {
       // Rebuild the zigzagged differences into `out`, then add the base in place.
       if (f.codec == Codec::sub_planes) {
-        scratch.resize(n);
-        if (!zstd_exact(payload, f.data_len, scratch.data(), n)) return corrupt("zstd");
-        from_planes(scratch.data(), n, w, out);
+        if (!zstd_exact(payload, f.data_len, scratch_buf.get(n), n)) return corrupt("zstd");
+        from_planes(scratch_buf.data(), n, w, out);
       } else {
         if (w != 2 || f.data_len < 8) return corrupt("sub_split header");
         uint32_t ch = get_u32(payload), c0 = get_u32(payload + 4);
         if (static_cast<uint64_t>(ch) + c0 + 8 > f.data_len) return corrupt("sub_split stream lengths");
         size_t count = n / 2;
-        scratch.resize(count * 2);
-        uint8_t* hi = scratch.data();
-        uint8_t* lo = scratch.data() + count;
+        uint8_t* hi = scratch_buf.get(count * 2);
+        uint8_t* lo = hi + count;
         if (!zstd_exact(payload + 8, ch, hi, count)) return corrupt("sub_split high bytes");
         size_t zeros = 0;
         for (size_t i = 0; i < count; ++i) zeros += hi[i] == 0;

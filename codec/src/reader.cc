@@ -5,6 +5,7 @@
 
 #include "io_util.h"
 #include "pipeline.h"
+#include "scratch.h"
 #include "tenpak/delta.h"
 #include "tenpak/model.h"
 
@@ -83,26 +84,26 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
     if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
     return check();
   }
-  thread_local std::vector<uint8_t> payload, base;
+  thread_local Scratch<uint8_t> payload_buf, base_buf;
   // The base range is read after the payload: when the payload read is a
   // real one, let the base's source start on its range now, so the two
   // reads overlap. (Frames without a payload read just the base; a hint
   // there only costs.)
   if (f.base_file != kNoBase && bases_[f.base_file] && f.data_len >= kHintMinPayload)
     bases_[f.base_file]->will_need(f.base_offset, f.base_len);
-  payload.resize(f.data_len);
-  Status st = data_->read(f.data_offset, f.data_len, payload.data());
+  uint8_t* payload = payload_buf.get(f.data_len);
+  Status st = data_->read(f.data_offset, f.data_len, payload);
   if (!st.ok()) return {st.code(), where() + ": " + st.message()};
   const uint8_t* bp = nullptr;
   if (f.base_file != kNoBase) {
     if (!bases_[f.base_file])
       return {Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
-    base.resize(f.base_len);
-    st = bases_[f.base_file]->read(f.base_offset, f.base_len, base.data());
+    uint8_t* base = base_buf.get(f.base_len);
+    st = bases_[f.base_file]->read(f.base_offset, f.base_len, base);
     if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
-    bp = base.data();
+    bp = base;
   }
-  st = decode_frame(f, payload.data(), bp, out);
+  st = decode_frame(f, payload, bp, out);
   if (!st.ok()) return {Errc::corrupt, where() + ": " + st.message()};
   return check();
 }
@@ -224,7 +225,8 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   // Workers rebuild frames into a ring of buffers; this thread hashes and
   // writes them in order.
   const size_t window = threads * 3;
-  std::vector<std::vector<uint8_t>> bufs(window);
+  std::vector<Scratch<uint8_t>> bufs(window);
+  std::vector<size_t> lens(window);
   std::vector<Status> sts(window);
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
@@ -238,15 +240,15 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
     Sha256Hasher sha;
     auto produce = [&](size_t k, size_t slot) {
       const Frame& f = m.frames[of.first_frame + k];
-      bufs[slot].resize(f.out_len);
-      sts[slot] = r.read_frame(of.first_frame + static_cast<uint32_t>(k), bufs[slot].data());
+      lens[slot] = f.out_len;
+      sts[slot] = r.read_frame(of.first_frame + static_cast<uint32_t>(k), bufs[slot].get(f.out_len));
     };
     auto consume = [&](size_t, size_t slot) -> Status {
       TP_RETURN_IF_ERROR(sts[slot]);
-      const auto& buf = bufs[slot];
-      sha.update(buf.data(), buf.size());
-      if (write) TP_RETURN_IF_ERROR(w.write(buf.data(), buf.size()));
-      done += buf.size();
+      const uint8_t* buf = bufs[slot].data();
+      sha.update(buf, lens[slot]);
+      if (write) TP_RETURN_IF_ERROR(w.write(buf, lens[slot]));
+      done += lens[slot];
       if (opt.progress) opt.progress(done, total);
       return Status::Ok();
     };

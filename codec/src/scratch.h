@@ -1,0 +1,33 @@
+// Per-frame scratch memory.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+namespace tenpak {
+
+// A reusable buffer whose bytes are never initialised. std::vector's
+// resize() value-initialises every element it adds, even within its
+// capacity, so a thread_local vector that shrinks for a small frame and
+// grows back for the next 1 MiB one zero-fills up to 1 MiB per frame: as
+// much work as copying the frame. Growing here keeps nothing (it is
+// scratch), and the memory is kept until the object goes.
+template <class T>
+class Scratch {
+ public:
+  // At least n elements, uninitialised (a valid pointer also for n == 0).
+  T* get(size_t n) {
+    if (n > cap_ || !p_) {
+      p_ = std::make_unique_for_overwrite<T[]>(n ? n : 1);
+      cap_ = n ? n : 1;
+    }
+    return p_.get();
+  }
+  // What the last get() returned.
+  T* data() const { return p_.get(); }
+
+ private:
+  std::unique_ptr<T[]> p_;
+  size_t cap_ = 0;
+};
+
+}  // namespace tenpak
