@@ -201,8 +201,9 @@ struct ModelFs::Impl {
   };
   struct Entry {
     FramePtr data;
-    std::list<uint64_t>::iterator lru;
-    bool from_prefetch = false, used = false;
+    std::list<uint64_t>::iterator lru;  // in `lru`, or in `spent` once spent
+    uint64_t served = 0;                // bytes of it put into replies
+    bool from_prefetch = false, used = false, is_spent = false;
   };
   // Who rebuilds a frame: a reader (demand), a worker ahead of a reader
   // (prefetch: speculative), or a worker on behalf of a reader that needs
@@ -230,7 +231,17 @@ struct ModelFs::Impl {
   std::condition_variable idle_cv;  // prefetch queue drained
   std::unordered_map<uint64_t, Entry> cache;
   std::list<uint64_t> lru;  // front: most recent
-  size_t cache_bytes = 0;
+  // Frames whose every byte has gone out in replies: the kernel's page
+  // cache holds them now, so only a re-read after the kernel dropped them
+  // would ask again. Keeping them up to the cache limit made a sequential
+  // read cycle through the whole limit of slot memory (each new frame took
+  // the slot of one served tens of MiB before): the daemon's resident
+  // memory was the cache limit plus the rest, for nothing. So they live in a
+  // short list of their own (opt.spent_keep_bytes), evicted first; the
+  // cache limit is left to frames not yet (fully) read: prefetched ones and
+  // those a reader takes in parts.
+  std::list<uint64_t> spent;  // front: most recent
+  size_t cache_bytes = 0, spent_bytes = 0;  // spent_bytes: of `spent` (opt.spent_keep_bytes at most)
   std::unordered_map<uint64_t, std::shared_ptr<Inflight>> inflight;
   // Two queues for the workers: `urgent` (frames a reader waits for, or the
   // start of a file just opened) before `queue` (prefetch ahead of a
@@ -353,15 +364,35 @@ struct ModelFs::Impl {
     e.used = !prefetch;
     cache_bytes += data->footprint();
     cache.emplace(gid, std::move(e));
-    while (cache_bytes > opt.frame_cache_bytes && lru.size() > 1) {
-      uint64_t victim = lru.back();
-      auto vit = cache.find(victim);
-      if (vit->second.from_prefetch && !vit->second.used) c.prefetch_wasted++;
-      cache_bytes -= vit->second.data->footprint();
-      cache.erase(vit);
-      lru.pop_back();
-      c.cache_evictions++;
-    }
+    while (cache_bytes > opt.frame_cache_bytes && (!spent.empty() || lru.size() > 1)) evict_locked(!spent.empty());
+  }
+
+  // Drops the least recent frame of `spent` (or of `lru`). Replies being
+  // written still hold their frames (FramePtr), so this never frees bytes in use.
+  void evict_locked(bool from_spent) {
+    std::list<uint64_t>& l = from_spent ? spent : lru;
+    auto vit = cache.find(l.back());
+    const size_t fp = vit->second.data->footprint();
+    if (vit->second.from_prefetch && !vit->second.used) c.prefetch_wasted++;
+    cache_bytes -= fp;
+    if (from_spent) spent_bytes -= fp;
+    cache.erase(vit);
+    l.pop_back();
+    c.cache_evictions++;
+  }
+
+  // `n` more bytes of frame `gid` went into a reply; a frame served whole
+  // moves to `spent`.
+  void served_locked(uint64_t gid, uint64_t n) {
+    auto it = cache.find(gid);
+    if (it == cache.end()) return;  // evicted meanwhile (its reply holds it)
+    Entry& e = it->second;
+    e.served += n;
+    if (e.is_spent || e.served < e.data->size()) return;
+    e.is_spent = true;
+    spent.splice(spent.begin(), lru, e.lru);
+    spent_bytes += e.data->footprint();
+    while (spent_bytes > opt.spent_keep_bytes && !spent.empty()) evict_locked(true);
   }
 
   void record_latency(std::chrono::steady_clock::duration d) {
@@ -435,7 +466,8 @@ struct ModelFs::Impl {
       auto it = cache.find(gid);
       if (it != cache.end()) {
         if (prefetch) return it->second.data;
-        lru.splice(lru.begin(), lru, it->second.lru);
+        std::list<uint64_t>& l = it->second.is_spent ? spent : lru;
+        l.splice(l.begin(), l, it->second.lru);
         c.cache_hits++;
         if (it->second.from_prefetch && !it->second.used) c.prefetch_hits++;
         it->second.used = true;
@@ -460,6 +492,10 @@ struct ModelFs::Impl {
     }
     if (kind == Kind::prefetch) c.prefetch_issued++;
     else c.cache_misses++;
+    // A reader rebuilding a frame itself takes it off the workers' queues: a
+    // job left there could run after the frame was served whole and evicted
+    // (spent frames leave the cache soon), and rebuild it for nobody.
+    if (kind == Kind::demand) unqueue_locked(gid);
     auto inf = std::make_shared<Inflight>();
     inf->prefetch = kind == Kind::prefetch;
     inflight.emplace(gid, inf);
@@ -486,6 +522,19 @@ struct ModelFs::Impl {
     cv.notify_all();
     if (!r.ok()) return r.status();
     return *r;
+  }
+
+  // Drops frame `gid` from the workers' queues, if there.
+  void unqueue_locked(uint64_t gid) {
+    auto q = queued.find(gid);
+    if (q == queued.end()) return;
+    for (auto* d : {&urgent, &queue})
+      if (auto it = std::find(d->begin(), d->end(), gid); it != d->end()) {
+        d->erase(it);
+        break;
+      }
+    queued.erase(q);
+    if (queue.empty() && urgent.empty() && busy_workers == 0) idle_cv.notify_all();
   }
 
   // Queues frames for the prefetch workers (dropped when the queue is
@@ -764,6 +813,7 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   if (b - a > 1) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
   impl_->plan_prefetch(ino, *n, off, len, b);
   const Manifest& man = m.reader->manifest();
+  std::vector<uint64_t> gids;  // of each slice
   for (uint32_t k = a; k < b; ++k) {
     const Frame& f = man.frames[k];
     auto r = impl_->get(m.first_gid + k, Impl::Kind::demand);
@@ -779,6 +829,11 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
     if (s1 <= s0) continue;
     const FramePtr& fp = *r;
     out.push_back({fp, fp->data() + (s0 - f.out_offset), static_cast<size_t>(s1 - s0)});
+    gids.push_back(m.first_gid + k);
+  }
+  {
+    std::lock_guard lk(impl_->mu);
+    for (size_t i = 0; i < out.size(); ++i) impl_->served_locked(gids[i], out[i].len);
   }
   impl_->c.bytes_served += len;
   if (impl_->opt.trace_reads)

@@ -581,6 +581,77 @@ TEST(ModelFs, MemoryStaysBounded) {
   EXPECT_GT(f.fs->stats().cache_evictions, 0u);
 }
 
+// Frames served whole leave first: the kernel caches what went out in
+// replies, and a cache full of them only makes the daemon's memory cycle.
+// A frame read in part stays until the rest is read.
+TEST(ModelFs, FramesServedWholeLeaveTheCacheFirst) {
+  FsOptions o;
+  o.prefetch_workers = 0;  // nothing rebuilt but what is read
+  o.open_hint_bytes = 0;
+  o.spent_keep_bytes = 1u << 20;
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  auto frames = frames_of(name);
+  // A frame of at least 64 KiB in the middle of the file.
+  size_t mid = frames.size() / 2;
+  while (mid < frames.size() && frames[mid].out_len < (64u << 10)) ++mid;
+  ASSERT_LT(mid, frames.size());
+  const Frame& fm = frames[mid];
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  auto read_range = [&](uint64_t off, uint64_t len) {
+    std::vector<uint8_t> b(len);
+    auto r = f.fs->read(ino, off, len, b.data());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(*r, len);
+    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, len)) << off;
+  };
+  const uint64_t half = fm.out_offset + fm.out_len / 2;
+  // Everything but the second half of frame `mid`, in 256 KiB reads.
+  for (uint64_t off = 0; off < half; off += 256u << 10) read_range(off, std::min<uint64_t>(256u << 10, half - off));
+  for (uint64_t off = fm.out_offset + fm.out_len; off < orig.size(); off += 256u << 10)
+    read_range(off, std::min<uint64_t>(256u << 10, orig.size() - off));
+  FsStats s = f.fs->stats();
+  // Frame `mid` (not served whole: a slot of 1 MiB at most) and at most
+  // 1 MiB of spent frames are left, of a 6 MB file.
+  EXPECT_LE(s.cache_bytes, 2u << 20) << "frames served whole were kept";
+  // The rest of frame `mid` is still in memory...
+  read_range(half, fm.out_offset + fm.out_len - half);
+  EXPECT_EQ(f.fs->stats().cache_misses, s.cache_misses) << "a frame served in part was evicted";
+  // ...and the first frame, served whole long ago, is not.
+  read_range(0, 16);
+  EXPECT_EQ(f.fs->stats().cache_misses, s.cache_misses + 1);
+  EXPECT_GT(f.fs->stats().cache_evictions, 0u);
+}
+
+// A reader that overtakes the workers rebuilds a queued frame itself and
+// takes it off the queue: a worker must not rebuild it again later, after it
+// was served whole and left the cache.
+// (A race: without the fix, one round in three or so shows it; 8 rounds.)
+TEST(ModelFs, FramesReadBeforeTheirPrefetchAreRebuiltOnce) {
+  FsOptions o;
+  o.prefetch_workers = 1;
+  o.spent_keep_bytes = 0;  // spent frames leave at once
+  size_t total = open_model(g_dir + "/delta", g_dir + "/pair/base").reader->manifest().frames.size();
+  for (int round = 0; round < 8; ++round) {
+    auto f = make_fs(o);
+    f.data->delay_ms = 5;  // a slow worker: the reader overtakes it
+    ASSERT_GT(f.fs->warm_heads(), 0u);
+    for (auto& name : ft_files()) {
+      std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+      uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+      std::vector<uint8_t> b(256u << 10);
+      for (uint64_t off = 0; off < orig.size(); off += b.size()) {
+        auto r = f.fs->read(ino, off, b.size(), b.data());
+        ASSERT_TRUE(r.ok());
+        ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << name << " " << off;
+      }
+    }
+    f.fs->drain_prefetch();
+    ASSERT_EQ(f.fs->stats().frames_rebuilt, total) << "a frame was rebuilt twice (round " << round << ")";
+  }
+}
+
 TEST(ModelFs, CatalogOfTwoModels) {
   auto f = make_fs({}, true);
   auto root = f.fs->readdir(ModelFs::kRootIno);

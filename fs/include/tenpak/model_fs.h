@@ -62,6 +62,9 @@ bool frame_cache_policy_stores(FrameCachePolicy p, Codec c);
 
 struct FsOptions {
   size_t frame_cache_bytes = 64u << 20;     // in-memory frame cache (LRU by bytes)
+  // Of it, frames already served whole (every byte in a reply: the kernel
+  // caches them now) are kept only up to this many bytes, and evicted first.
+  size_t spent_keep_bytes = 4u << 20;
   size_t prefetch_window_bytes = 16u << 20;  // rebuilt ahead of a sequential reader; capped at cache/4
   unsigned prefetch_workers = 2;             // background rebuild threads (0: no prefetch)
   size_t prefetch_queue_frames = 256;        // pending prefetch requests beyond this are dropped
