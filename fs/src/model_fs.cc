@@ -242,6 +242,11 @@ struct ModelFs::Impl {
   // those a reader takes in parts.
   std::list<uint64_t> spent;  // front: most recent
   size_t cache_bytes = 0, spent_bytes = 0;  // spent_bytes: of `spent` (opt.spent_keep_bytes at most)
+  // Per global frame id: served whole since a reader or the queues last
+  // asked for it. A worker that took a job before a reader rebuilt the frame
+  // itself may get to it only after the frame was served and evicted: it
+  // then skips it instead of rebuilding it for nobody.
+  std::vector<bool> served_whole;
   std::unordered_map<uint64_t, std::shared_ptr<Inflight>> inflight;
   // Two queues for the workers: `urgent` (frames a reader waits for, or the
   // start of a file just opened) before `queue` (prefetch ahead of a
@@ -390,6 +395,7 @@ struct ModelFs::Impl {
     e.served += n;
     if (e.is_spent || e.served < e.data->size()) return;
     e.is_spent = true;
+    served_whole[gid] = true;
     spent.splice(spent.begin(), lru, e.lru);
     spent_bytes += e.data->footprint();
     while (spent_bytes > opt.spent_keep_bytes && !spent.empty()) evict_locked(true);
@@ -490,12 +496,16 @@ struct ModelFs::Impl {
       if (!inf->prefetch || rejoined || inf->st.code() != Errc::io) return inf->st;
       rejoined = true;
     }
+    if (prefetch && served_whole[gid]) return FramePtr();  // a job overtaken by readers (see served_whole)
     if (kind == Kind::prefetch) c.prefetch_issued++;
     else c.cache_misses++;
     // A reader rebuilding a frame itself takes it off the workers' queues: a
     // job left there could run after the frame was served whole and evicted
     // (spent frames leave the cache soon), and rebuild it for nobody.
-    if (kind == Kind::demand) unqueue_locked(gid);
+    if (kind == Kind::demand) {
+      unqueue_locked(gid);
+      served_whole[gid] = false;
+    }
     auto inf = std::make_shared<Inflight>();
     inf->prefetch = kind == Kind::prefetch;
     inflight.emplace(gid, inf);
@@ -561,6 +571,7 @@ struct ModelFs::Impl {
         q->second = kind;
         continue;
       }
+      served_whole[g] = false;  // asked for anew (a re-read: the kernel dropped it)
       if (urgent_line) {
         urgent.push_back(g);
       } else {
@@ -722,6 +733,7 @@ Result<std::unique_ptr<ModelFs>> ModelFs::create(std::vector<FsModel> models, Fs
     impl->models.push_back(std::move(im));
   }
   impl->total_frames = gid;
+  impl->served_whole.assign(gid, false);
   // Room for a full cache plus the frames in flight and in replies.
   impl->pool = std::make_shared<FramePool>(impl->opt.frame_cache_bytes + (32u << 20));
   for (uint32_t mi = 0; mi < impl->models.size(); ++mi) {
