@@ -16,8 +16,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -342,11 +345,35 @@ Status serve_fuse(ModelFs& fs, const MountConfig& cfg, const std::function<void(
     }
     ready(Status::Ok());
   });
+  // When the session ends (a signal, or the kernel unmounted it), the loop
+  // joins its worker threads; one of them may be inside a read of a stalled
+  // origin, which could take minutes to give up. libfuse has no callback for
+  // that moment, so a watcher polls for it and cancels the origin reads.
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool loop_done = false;
+  std::thread watcher([&] {
+    std::unique_lock lk(watch_mu);
+    while (!loop_done) {
+      if (fuse_session_exited(se)) {
+        fs.cancel_reads();
+        c.log("session ending: origin reads in progress cancelled");
+        return;
+      }
+      watch_cv.wait_for(lk, std::chrono::milliseconds(50));
+    }
+  });
   fuse_loop_config* lc = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(lc, cfg.max_threads);
   fuse_loop_cfg_set_idle_threads(lc, cfg.max_threads);
   int rc = fuse_session_loop_mt(se, lc);
   fuse_loop_cfg_destroy(lc);
+  {
+    std::lock_guard lk(watch_mu);
+    loop_done = true;
+  }
+  watch_cv.notify_all();
+  watcher.join();
   // Unmount first: it closes the session fd, which aborts the connection and
   // fails a readiness statfs that the loop will no longer answer.
   fuse_session_unmount(se);

@@ -699,14 +699,18 @@ ModelFs::ModelFs(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 // Reads still in progress on the workers (a prefetch waiting on a stalled
 // origin) are cancelled first: the joins below do not wait them out.
 ModelFs::~ModelFs() {
-  impl_->shutting_down = true;
-  for (auto& m : impl_->models) m.reader->cancel();
+  cancel_reads();
   {
     std::lock_guard lk(impl_->mu);
     impl_->stopping = true;
   }
   impl_->work_cv.notify_all();
   for (auto& t : impl_->workers) t.join();
+}
+
+void ModelFs::cancel_reads() {
+  impl_->shutting_down = true;
+  for (auto& m : impl_->models) m.reader->cancel();
 }
 
 Result<std::unique_ptr<ModelFs>> ModelFs::create(std::vector<FsModel> models, FsOptions opt) {

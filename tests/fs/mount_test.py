@@ -415,6 +415,59 @@ def t_sigterm_and_foreground():
             p.kill()
 
 
+def t_sigterm_during_a_stalled_origin_read():
+    """SIGTERM while a reader waits on a stalled origin: the daemon cancels the
+    read and exits within about a second (libcurl looks at a cancel once a
+    second), instead of waiting out the stall (8 s a request here, every
+    retry stalls too: minutes with real timeouts)."""
+    d = make_pair("gen")
+    port_file = os.path.join(WORK, "stall.port")
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "remote", "fault_server.py")
+    srv = subprocess.Popen([sys.executable, server, "--root", d + "/pair", "--port-file", port_file],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mp = os.path.join(WORK, "stallmp")
+    reader = None
+    try:
+        end = time.time() + 10
+        while not os.path.exists(port_file) and time.time() < end:
+            time.sleep(0.05)
+        with open(port_file) as f:
+            port = int(f.read().strip())
+        # HEAD (sizes, at mount time) is served normally; every GET stalls.
+        base = f"http://127.0.0.1:{port}/f/stall-inf-term/base"
+        info = mount(d + "/delta", mp, "--base", base, "--no-verify-base", "--no-cache", "--warm-mb", "0")
+        name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
+        reader = subprocess.Popen([sys.executable, "-c", (
+            "import os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "print('open', flush=True)\n"
+            "try:\n"
+            "    b = os.pread(fd, 1 << 20, 4 << 20); print('read', len(b), flush=True)\n"
+            "except OSError as e:\n"
+            "    print('error', e.errno, flush=True)\n"), os.path.join(mp, name)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert reader.stdout.readline().strip() == "open"
+        time.sleep(1.5)  # the read is now waiting in the stall
+        assert reader.poll() is None, "the read did not wait for the stalled origin"
+        t0 = time.time()
+        os.kill(info["pid"], signal.SIGTERM)
+        assert wait_gone(info["pid"], 30), "daemon ignored SIGTERM"
+        took = time.time() - t0
+        log(f"    SIGTERM during a stalled base read: daemon gone in {took:.2f} s")
+        assert took < 6.0, f"the daemon waited out the stall ({took:.1f} s; the stall is 8 s)"
+        assert not is_mounted(mp), "SIGTERM did not unmount"
+        MOUNTS.remove(mp)
+        out, err = reader.communicate(timeout=20)
+        # The reader gets an error (the read was cancelled, or the connection
+        # went away), never bytes that were not rebuilt.
+        assert out.startswith("error"), (out, err)
+    finally:
+        if reader and reader.poll() is None:
+            reader.kill()
+        srv.terminate()
+        srv.wait()
+
+
 def t_refusals():
     d = make_pair("gen")
     # Missing mountpoint.
@@ -621,6 +674,7 @@ def t_http_origin_and_cache():
 
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
+         t_sigterm_during_a_stalled_origin_read,
          t_refusals, t_http_origin_and_cache]
 
 

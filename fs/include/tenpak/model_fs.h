@@ -200,6 +200,12 @@ class ModelFs {
   // Waits until no prefetch work is queued or running (tests, benchmarks).
   void drain_prefetch();
 
+  // The file system is going away (the FUSE session is ending): origin reads
+  // in progress, on readers' threads or the workers', fail at once instead
+  // of waiting out a stalled origin, and no read is retried. Every later
+  // read of an origin fails too. Idempotent; the destructor calls it first.
+  void cancel_reads();
+
   struct Impl;
 
  private:
