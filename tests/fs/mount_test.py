@@ -358,21 +358,28 @@ def t_corrupt_frame_gives_eio_never_wrong_bytes():
         unmount(mp)
 
 
+def start_reader(mp, body):
+    """A python process that opens the first .safetensors file under mp (fd),
+    says 'open', then runs `body` (os, sys, time imported). Returns once the
+    file is open."""
+    name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
+    p = subprocess.Popen([sys.executable, "-c", "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                          "print('open', flush=True)\n" + body, os.path.join(mp, name)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "open"
+    return p
+
+
 def t_unmount_with_active_reader():
     d = make_pair("gen")
     mp = os.path.join(WORK, "busymp")
     info = mount(d + "/delta", mp, "--base", d + "/pair/base")
-    name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
-    reader = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys, time\n"
-        "fd = os.open(sys.argv[1], os.O_RDONLY); n = 0; t = time.time()\n"
-        "print('open', flush=True)\n"
+    reader = start_reader(mp, (
+        "n = 0; t = time.time()\n"
         "while time.time() - t < 2.0:\n"
         "    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); n += len(os.pread(fd, 1 << 20, (n * 7919) % (1 << 22)))\n"
-        "os.close(fd); print('read', n, flush=True)\n"), os.path.join(mp, name)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        "os.close(fd); print('read', n, flush=True)\n"))
     try:
-        assert reader.stdout.readline().strip() == "open"
         r = tp("unmount", mp, check=False)
         assert r.returncode != 0 and "busy" in r.stderr, (r.returncode, r.stderr)
         assert is_mounted(mp)
@@ -436,17 +443,11 @@ def t_sigterm_during_a_stalled_origin_read():
         # HEAD (sizes, at mount time) is served normally; every GET stalls.
         base = f"http://127.0.0.1:{port}/f/stall-inf-term/base"
         info = mount(d + "/delta", mp, "--base", base, "--no-verify-base", "--no-cache", "--warm-mb", "0")
-        name = [n for n in os.listdir(mp) if n.endswith(".safetensors")][0]
-        reader = subprocess.Popen([sys.executable, "-c", (
-            "import os, sys\n"
-            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
-            "print('open', flush=True)\n"
+        reader = start_reader(mp, (
             "try:\n"
             "    b = os.pread(fd, 1 << 20, 4 << 20); print('read', len(b), flush=True)\n"
             "except OSError as e:\n"
-            "    print('error', e.errno, flush=True)\n"), os.path.join(mp, name)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert reader.stdout.readline().strip() == "open"
+            "    print('error', e.errno, flush=True)\n"))
         time.sleep(1.5)  # the read is now waiting in the stall
         assert reader.poll() is None, "the read did not wait for the stalled origin"
         t0 = time.time()
