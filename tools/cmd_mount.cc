@@ -19,6 +19,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "locations.h"
+#include "tenpak/env.h"
 #include "tenpak/cache.h"
 #include "tenpak/delta.h"
 #include "tenpak/metrics.h"
@@ -193,10 +194,9 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   fo.prefetch_workers = a.workers;
   fo.warm_bytes = static_cast<uint64_t>(a.warm_mb) << 20;
   fo.log = [&log](const std::string& l) { log(l); };
-  // Every read request in the log: TENPAK_TRACE_READS set, not empty and not
-  // "0" (the rule the cache's fetch tracing follows too).
-  const char* trace = std::getenv("TENPAK_TRACE_READS");
-  fo.trace_reads = trace && *trace && std::string(trace) != "0";
+  // Every read request in the log (the cache traces its fetches under the
+  // same switch).
+  fo.trace_reads = env_flag("TENPAK_TRACE_READS");
   fo.block_cache = cache;  // rebuilt frames, keyed by their hash
   fo.cache_frames = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
   size_t n_models = models.size();

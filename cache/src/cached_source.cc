@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tenpak/env.h"
 #include "tenpak/http_source.h"
 
 namespace tenpak {
@@ -41,10 +42,7 @@ constexpr uint64_t kMaxRun = 16u << 20;  // one origin read covers at most this 
 // daemon's log), every origin read and every wait on another thread's
 // fetch, with timings: where the latency of a cold read goes.
 bool trace_fetches() {
-  static const bool on = [] {
-    const char* v = std::getenv("TENPAK_TRACE_READS");
-    return v && *v && std::string(v) != "0";
-  }();
+  static const bool on = env_flag("TENPAK_TRACE_READS");
   return on;
 }
 double now_ms() {
