@@ -19,9 +19,9 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "locations.h"
-#include "tenpak/env.h"
 #include "tenpak/cache.h"
 #include "tenpak/delta.h"
+#include "tenpak/env.h"
 #include "tenpak/metrics.h"
 #include "tenpak/fuse_mount.h"
 #include "tenpak/model_fs.h"
@@ -101,6 +101,9 @@ std::string fs_prometheus(const FsStats& st) {
   metric("bytes_rebuilt_total", "counter", "bytes of frames rebuilt", st.bytes_rebuilt);
   metric("frame_cache_hits_total", "counter", "in-memory frame cache hits", st.cache_hits);
   metric("frame_cache_misses_total", "counter", "in-memory frame cache misses", st.cache_misses);
+  metric("frame_cache_evictions_total", "counter", "frames evicted at the in-memory cache limit", st.cache_evictions);
+  metric("frame_cache_spent_evictions_total", "counter", "frames served whole, dropped from the in-memory cache",
+         st.spent_evictions);
   metric("persistent_hits_total", "counter", "frames served from the persistent cache", st.persistent_hits);
   metric("persistent_rejected_total", "counter", "persistent cache frames that failed their hash", st.persistent_rejected);
   metric("persistent_stored_total", "counter", "rebuilt frames put into the persistent cache", st.persistent_stored);
@@ -382,9 +385,10 @@ int do_stats(const std::string& mp, bool json_out) {
               (unsigned long long)u(j["reads"]));
   std::printf("  rebuilt    %llu frames (%s)\n", (unsigned long long)u(j["frames_rebuilt"]),
               human_bytes(static_cast<double>(u(j["bytes_rebuilt"]))).c_str());
-  std::printf("  cache      %llu hits, %llu misses, %llu evictions, %s of %s\n", (unsigned long long)u(fc["hits"]),
-              (unsigned long long)u(fc["misses"]), (unsigned long long)u(fc["evictions"]),
-              human_bytes(static_cast<double>(u(fc["bytes"]))).c_str(), human_bytes(static_cast<double>(u(fc["limit"]))).c_str());
+  std::printf("  cache      %llu hits, %llu misses, %llu evictions at the limit, %llu served whole and dropped, %s of %s\n",
+              (unsigned long long)u(fc["hits"]), (unsigned long long)u(fc["misses"]), (unsigned long long)u(fc["evictions"]),
+              (unsigned long long)fc.value("spent_evictions", uint64_t{0}), human_bytes(static_cast<double>(u(fc["bytes"]))).c_str(),
+              human_bytes(static_cast<double>(u(fc["limit"]))).c_str());
   std::printf("  prefetch   %llu issued, %llu hits, %llu wasted, %llu dropped, %llu failed; %llu in-flight joins\n",
               (unsigned long long)u(pf["issued"]), (unsigned long long)u(pf["hits"]), (unsigned long long)u(pf["wasted"]),
               (unsigned long long)u(pf["dropped"]), (unsigned long long)u(pf["failed"]), (unsigned long long)u(j["inflight_joins"]));

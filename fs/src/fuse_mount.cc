@@ -348,7 +348,8 @@ Status serve_fuse(ModelFs& fs, const MountConfig& cfg, const std::function<void(
   // When the session ends (a signal, or the kernel unmounted it), the loop
   // joins its worker threads; one of them may be inside a read of a stalled
   // origin, which could take minutes to give up. libfuse has no callback for
-  // that moment, so a watcher polls for it and cancels the origin reads.
+  // that moment, so a watcher polls for it (5 times a second) and cancels the
+  // origin reads.
   std::mutex watch_mu;
   std::condition_variable watch_cv;
   bool loop_done = false;
@@ -360,7 +361,7 @@ Status serve_fuse(ModelFs& fs, const MountConfig& cfg, const std::function<void(
         c.log("session ending: origin reads in progress cancelled");
         return;
       }
-      watch_cv.wait_for(lk, std::chrono::milliseconds(50));
+      watch_cv.wait_for(lk, std::chrono::milliseconds(200));
     }
   });
   fuse_loop_config* lc = fuse_loop_cfg_create();

@@ -132,7 +132,7 @@ bool ends_with(const std::string& s, const char* suf) {
 
 struct Counters {
   std::atomic<uint64_t> reads{0}, bytes_served{0}, frames_rebuilt{0}, bytes_rebuilt{0};
-  std::atomic<uint64_t> cache_hits{0}, cache_misses{0}, cache_evictions{0}, inflight_joins{0};
+  std::atomic<uint64_t> cache_hits{0}, cache_misses{0}, cache_evictions{0}, spent_evictions{0}, inflight_joins{0};
   std::atomic<uint64_t> prefetch_issued{0}, prefetch_hits{0}, prefetch_wasted{0}, prefetch_dropped{0}, prefetch_failed{0};
   std::atomic<uint64_t> persistent_hits{0}, persistent_rejected{0}, persistent_stored{0}, persistent_skipped{0};
   std::atomic<uint64_t> retries{0}, retried_ok{0};
@@ -202,7 +202,9 @@ struct ModelFs::Impl {
   struct Entry {
     FramePtr data;
     std::list<uint64_t>::iterator lru;  // in `lru`, or in `spent` once spent
-    uint64_t served = 0;                // bytes of it put into replies
+    // Byte ranges of it put into replies, merged: a range served twice (a
+    // re-read) must not make a frame look served whole.
+    std::vector<std::pair<uint32_t, uint32_t>> served;
     bool from_prefetch = false, used = false, is_spent = false;
   };
   // Who rebuilds a frame: a reader (demand), a worker ahead of a reader
@@ -383,17 +385,31 @@ struct ModelFs::Impl {
     if (from_spent) spent_bytes -= fp;
     cache.erase(vit);
     l.pop_back();
-    c.cache_evictions++;
+    (from_spent ? c.spent_evictions : c.cache_evictions)++;
   }
 
-  // `n` more bytes of frame `gid` went into a reply; a frame served whole
-  // moves to `spent`.
-  void served_locked(uint64_t gid, uint64_t n) {
+  // Bytes [from, from+n) of frame `gid` went into a reply; a frame served
+  // whole moves to `spent`.
+  void served_locked(uint64_t gid, uint32_t from, uint32_t n) {
     auto it = cache.find(gid);
     if (it == cache.end()) return;  // evicted meanwhile (its reply holds it)
     Entry& e = it->second;
-    e.served += n;
-    if (e.is_spent || e.served < e.data->size()) return;
+    if (e.is_spent) return;
+    // Merge [from, from+n) into the sorted, disjoint ranges (a frame is
+    // served by a few requests: these lists stay short).
+    uint32_t a = from, b = from + n;
+    auto& v = e.served;
+    auto i = std::lower_bound(v.begin(), v.end(), std::pair<uint32_t, uint32_t>{a, 0});
+    if (i != v.begin() && std::prev(i)->second >= a) --i;
+    auto j = i;
+    while (j != v.end() && j->first <= b) {
+      a = std::min(a, j->first);
+      b = std::max(b, j->second);
+      ++j;
+    }
+    i = v.erase(i, j);
+    v.insert(i, {a, b});
+    if (v.size() != 1 || v[0].first != 0 || v[0].second < e.data->size()) return;
     e.is_spent = true;
     served_whole[gid] = true;
     spent.splice(spent.begin(), lru, e.lru);
@@ -557,6 +573,7 @@ struct ModelFs::Impl {
     std::lock_guard lk(mu);
     for (uint64_t g = g0; g < g1; ++g) {
       if (cache.count(g) || inflight.count(g)) continue;
+      served_whole[g] = false;  // asked for anew (a re-read: the kernel dropped it)
       auto q = queued.find(g);
       if (q != queued.end()) {
         if (!urgent_line) continue;
@@ -571,7 +588,6 @@ struct ModelFs::Impl {
         q->second = kind;
         continue;
       }
-      served_whole[g] = false;  // asked for anew (a re-read: the kernel dropped it)
       if (urgent_line) {
         urgent.push_back(g);
       } else {
@@ -711,6 +727,12 @@ ModelFs::~ModelFs() {
 void ModelFs::cancel_reads() {
   impl_->shutting_down = true;
   for (auto& m : impl_->models) m.reader->cancel();
+  // Queued jobs would only fail one by one ("cancelled"), each logged.
+  std::lock_guard lk(impl_->mu);
+  impl_->urgent.clear();
+  impl_->queue.clear();
+  impl_->queued.clear();
+  if (impl_->busy_workers == 0) impl_->idle_cv.notify_all();
 }
 
 Result<std::unique_ptr<ModelFs>> ModelFs::create(std::vector<FsModel> models, FsOptions opt) {
@@ -830,6 +852,7 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   impl_->plan_prefetch(ino, *n, off, len, b);
   const Manifest& man = m.reader->manifest();
   std::vector<uint64_t> gids;  // of each slice
+  std::vector<uint32_t> offs;  // where in its frame each slice starts
   for (uint32_t k = a; k < b; ++k) {
     const Frame& f = man.frames[k];
     auto r = impl_->get(m.first_gid + k, Impl::Kind::demand);
@@ -846,10 +869,11 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
     const FramePtr& fp = *r;
     out.push_back({fp, fp->data() + (s0 - f.out_offset), static_cast<size_t>(s1 - s0)});
     gids.push_back(m.first_gid + k);
+    offs.push_back(static_cast<uint32_t>(s0 - f.out_offset));
   }
   {
     std::lock_guard lk(impl_->mu);
-    for (size_t i = 0; i < out.size(); ++i) impl_->served_locked(gids[i], out[i].len);
+    for (size_t i = 0; i < out.size(); ++i) impl_->served_locked(gids[i], offs[i], static_cast<uint32_t>(out[i].len));
   }
   impl_->c.bytes_served += len;
   if (impl_->opt.trace_reads)
@@ -914,6 +938,7 @@ FsStats ModelFs::stats() const {
   s.cache_hits = c.cache_hits;
   s.cache_misses = c.cache_misses;
   s.cache_evictions = c.cache_evictions;
+  s.spent_evictions = c.spent_evictions;
   s.inflight_joins = c.inflight_joins;
   s.prefetch_issued = c.prefetch_issued;
   s.prefetch_hits = c.prefetch_hits;
@@ -942,6 +967,7 @@ FsStats ModelFs::stats() const {
   {
     std::lock_guard lk(impl_->mu);
     s.cache_bytes = impl_->cache_bytes;
+    s.spent_bytes = impl_->spent_bytes;
   }
   s.cache_limit = impl_->opt.frame_cache_bytes;
   read_rss(s.rss_bytes, s.peak_rss_bytes);
@@ -958,7 +984,8 @@ std::string ModelFs::stats_json() const {
       {"frames_rebuilt", s.frames_rebuilt},
       {"bytes_rebuilt", s.bytes_rebuilt},
       {"frame_cache", {{"hits", s.cache_hits}, {"misses", s.cache_misses}, {"evictions", s.cache_evictions},
-                       {"bytes", s.cache_bytes}, {"limit", s.cache_limit}}},
+                       {"spent_evictions", s.spent_evictions}, {"bytes", s.cache_bytes},
+                       {"spent_bytes", s.spent_bytes}, {"limit", s.cache_limit}}},
       {"inflight_joins", s.inflight_joins},
       {"prefetch", {{"issued", s.prefetch_issued}, {"hits", s.prefetch_hits}, {"wasted", s.prefetch_wasted},
                     {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed}}},

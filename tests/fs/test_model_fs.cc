@@ -578,7 +578,7 @@ TEST(ModelFs, MemoryStaysBounded) {
   }
   f.fs->drain_prefetch();
   EXPECT_LE(f.fs->stats().cache_bytes, (3u << 20) + (1u << 20));
-  EXPECT_GT(f.fs->stats().cache_evictions, 0u);
+  EXPECT_GT(f.fs->stats().cache_evictions + f.fs->stats().spent_evictions, 0u);
 }
 
 // Frames served whole leave first: the kernel caches what went out in
@@ -621,7 +621,36 @@ TEST(ModelFs, FramesServedWholeLeaveTheCacheFirst) {
   // ...and the first frame, served whole long ago, is not.
   read_range(0, 16);
   EXPECT_EQ(f.fs->stats().cache_misses, s.cache_misses + 1);
-  EXPECT_GT(f.fs->stats().cache_evictions, 0u);
+  EXPECT_GT(f.fs->stats().spent_evictions, 0u);
+  EXPECT_EQ(f.fs->stats().cache_evictions, 0u) << "the 64 MiB limit was never reached";
+  EXPECT_LE(f.fs->stats().spent_bytes, 1u << 20);
+}
+
+// A range served twice does not count twice: a frame whose first half is
+// read again before its second half is not "served whole", and stays.
+TEST(ModelFs, ARangeReadTwiceDoesNotMakeAFrameServedWhole) {
+  FsOptions o;
+  o.prefetch_workers = 0;
+  o.open_hint_bytes = 0;
+  o.spent_keep_bytes = 0;  // a frame served whole leaves at once
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  auto frames = frames_of(name);
+  size_t k = 0;
+  while (k < frames.size() && frames[k].out_len < (64u << 10)) ++k;
+  ASSERT_LT(k, frames.size());
+  const Frame& fr = frames[k];
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  const uint64_t half = fr.out_len / 2;
+  std::vector<uint8_t> b(fr.out_len);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(f.fs->read(ino, fr.out_offset, half, b.data()).ok());
+  EXPECT_EQ(f.fs->stats().spent_evictions, 0u) << "half a frame read twice counted as the whole frame";
+  auto r = f.fs->read(ino, fr.out_offset + half, fr.out_len - half, b.data() + half);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(f.fs->stats().frames_rebuilt, 1u) << "the frame left before its second half was read";
+  EXPECT_EQ(f.fs->stats().spent_evictions, 1u);
+  EXPECT_EQ(0, memcmp(b.data(), orig.data() + fr.out_offset, fr.out_len));
 }
 
 // A reader that overtakes the workers rebuilds a queued frame itself and

@@ -127,7 +127,10 @@ inline constexpr size_t kRebuildLatencyBucketCount = sizeof(kRebuildLatencyBucke
 struct FsStats {
   uint64_t reads = 0, bytes_served = 0;
   uint64_t frames_rebuilt = 0, bytes_rebuilt = 0;
-  uint64_t cache_hits = 0, cache_misses = 0, cache_evictions = 0;
+  uint64_t cache_hits = 0, cache_misses = 0, cache_evictions = 0;  // evictions: at the cache limit
+  // Frames served whole dropped from the short list they move to
+  // (FsOptions::spent_keep_bytes), and that list's bytes (within cache_bytes).
+  uint64_t spent_evictions = 0, spent_bytes = 0;
   uint64_t cache_bytes = 0, cache_limit = 0;
   uint64_t inflight_joins = 0;
   uint64_t prefetch_issued = 0, prefetch_hits = 0, prefetch_wasted = 0, prefetch_dropped = 0, prefetch_failed = 0;
