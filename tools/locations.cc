@@ -1,6 +1,5 @@
 #include "locations.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 #include "tenpak/cached_source.h"
 #include "tenpak/format.h"
 #include "tenpak/open_source.h"
+#include "tenpak/out_file.h"
 
 namespace tenpak::cli {
 
@@ -43,9 +43,7 @@ namespace {
 Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const std::shared_ptr<BlockCache>& cache,
                    const LogFn& log) {
   const Manifest& m = r.manifest();
-  std::vector<bool> needed(m.base_files.size(), false);
-  for (auto& f : m.frames)
-    if (f.base_file != kNoBase) needed[f.base_file] = true;
+  const std::vector<bool> needed = needed_base_files(m);
   size_t n_needed = std::count(needed.begin(), needed.end(), true);
   std::error_code ec;
   bool remote = is_remote_location(loc);
@@ -120,24 +118,17 @@ using Fill = std::function<Status(uint64_t off, size_t n, uint8_t* buf)>;
 // anything fails).
 Status write_file(const std::string& path, uint64_t size, const Fill& fill,
                   const std::function<void(uint64_t, uint64_t)>& progress) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return {Errc::io, path + ": cannot create: " + std::strerror(errno)};
+  OutFileWriter w;
+  TP_RETURN_IF_ERROR(w.open(path));
   std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(size, 8u << 20)));
-  Status st;
-  for (uint64_t off = 0; off < size && st.ok();) {
+  for (uint64_t off = 0; off < size;) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
-    st = fill(off, n, buf.data());
-    for (size_t w = 0; st.ok() && w < n;) {
-      ssize_t k = ::write(fd, buf.data() + w, n - w);
-      if (k < 0 && errno == EINTR) continue;
-      if (k < 0) st = {errno == ENOSPC ? Errc::no_space : Errc::io, path + ": write failed: " + std::strerror(errno)};
-      else w += static_cast<size_t>(k);
-    }
+    TP_RETURN_IF_ERROR(fill(off, n, buf.data()));
+    TP_RETURN_IF_ERROR(w.write(buf.data(), n));
     off += n;
     if (progress) progress(off, size);
   }
-  if (::close(fd) != 0 && st.ok()) st = {Errc::io, path + ": close failed: " + std::strerror(errno)};
-  return st;
+  return w.close();
 }
 
 Status download_file(BlockSource& src, const std::string& path, const std::function<void(uint64_t, uint64_t)>& progress) {

@@ -1,32 +1,13 @@
-// Small file-writing helpers shared by the builder and the rebuilder.
+// Small file-writing helpers shared by the builder and the rebuilder
+// (OutFileWriter is public: tenpak/out_file.h).
 #pragma once
 #include <cstdio>
 #include <string>
 
+#include "tenpak/out_file.h"
 #include "tenpak/status.h"
 
 namespace tenpak {
-
-// A file being written; the error it reports names the file and maps
-// ENOSPC/EDQUOT to Errc::no_space. Closing is explicit so errors surface.
-class OutFileWriter {
- public:
-  OutFileWriter() = default;
-  ~OutFileWriter();
-  OutFileWriter(const OutFileWriter&) = delete;
-  OutFileWriter& operator=(const OutFileWriter&) = delete;
-  Status open(const std::string& path, unsigned mode = 0644);
-  Status write(const void* p, size_t n);
-  Status close();  // flush + fsync + close
-  uint64_t written() const { return written_; }
-
- private:
-  Status error(const char* what, int err);
-  int fd_ = -1;
-  std::string path_;
-  uint64_t written_ = 0;
-  uint64_t synced_ = 0;  // writeback started up to here
-};
 
 // Creates the parent directories of `path`.
 Status make_parent_dirs(const std::string& path);

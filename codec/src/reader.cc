@@ -147,14 +147,14 @@ Result<std::string> base_file_path(const Manifest& m, const std::vector<bool>& n
   return base_path;
 }
 
+}  // namespace
+
 std::vector<bool> needed_base_files(const Manifest& m) {
   std::vector<bool> needed(m.base_files.size(), false);
   for (auto& f : m.frames)
     if (f.base_file != kNoBase) needed[f.base_file] = true;
   return needed;
 }
-
-}  // namespace
 
 Status check_local_base_sha256(const Manifest& m, const std::string& base_path, const Progress& progress) {
   const std::vector<bool> needed = needed_base_files(m);

@@ -102,6 +102,10 @@ class DeltaReader {
 // Opens a delta directory on local disk.
 Result<std::unique_ptr<DeltaReader>> open_delta_dir(const std::string& dir);
 
+// needed[i]: some frame of `m` reads base file i (the others need not be
+// present at all).
+std::vector<bool> needed_base_files(const Manifest& m);
+
 // Attaches the base at `base_path` (directory or single file) to `r`:
 // every base file is matched by name (a single file by its only entry),
 // its size checked, and, when `check_sha256`, its sha256 compared with the
