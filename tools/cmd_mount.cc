@@ -36,7 +36,7 @@ using json = nlohmann::ordered_json;
 struct MountArgs {
   std::string source, mountpoint, base, log;
   bool foreground = false, force_clean = false, no_verify_base = false, allow_other = false, json_out = false;
-  unsigned cache_mb = 64, prefetch_mb = 16, warm_mb = 16, workers = 2, threads = 8, readahead_kb = 4096;
+  unsigned cache_mb = 64, keep_served_mb = 4, prefetch_mb = 16, warm_mb = 16, workers = 2, threads = 8, readahead_kb = 4096;
   // Persistent block cache (LMDB), shared by every mount on the machine.
   std::string cache_dir, cache_size;
   bool no_cache = false;
@@ -193,6 +193,7 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   }
   FsOptions fo;
   fo.frame_cache_bytes = static_cast<size_t>(a.cache_mb) << 20;
+  fo.spent_keep_bytes = static_cast<size_t>(a.keep_served_mb) << 20;
   fo.prefetch_window_bytes = static_cast<size_t>(a.prefetch_mb) << 20;
   fo.prefetch_workers = a.workers;
   fo.warm_bytes = static_cast<uint64_t>(a.warm_mb) << 20;
@@ -446,6 +447,11 @@ void add_mount_commands(CLI::App& app, int& rc) {
   m->add_flag("--no-verify-base", a->no_verify_base, "check local base files by size only, not sha256");
   m->add_flag("--allow-other", a->allow_other, "let other users read the mount");
   m->add_option("--cache-mb", a->cache_mb, "in-memory frame cache (MiB)")->check(CLI::Range(4u, 65536u))->capture_default_str();
+  m->add_option("--keep-served-mb", a->keep_served_mb,
+                "of the frame cache (and within it), frames already read whole are kept only up to this many MiB "
+                "(the kernel's page cache holds them; raise it for readers that bypass it, e.g. O_DIRECT)")
+      ->check(CLI::Range(0u, 65536u))
+      ->capture_default_str();
   m->add_option("--prefetch-mb", a->prefetch_mb, "prefetch window ahead of a sequential reader (MiB, capped at cache/4)")
       ->capture_default_str();
   m->add_option("--warm-mb", a->warm_mb,

@@ -469,6 +469,26 @@ def t_sigterm_during_a_stalled_origin_read():
         srv.wait()
 
 
+def t_keep_served_mb():
+    """--keep-served-mb: frames read whole stay in the daemon's cache up to
+    that many MiB (default 4), then leave first."""
+    d = make_pair("gen")
+    mp = os.path.join(WORK, "keepmp")
+    for keep, expect_dropped in (("64", False), (None, True)):
+        extra = ("--keep-served-mb", keep) if keep else ()
+        mount(d + "/delta", mp, "--base", d + "/pair/base", "--no-cache", "--warm-mb", "0", *extra)
+        for name in os.listdir(d + "/pair/finetune"):
+            assert sha256(os.path.join(mp, name)) == sha256(os.path.join(d + "/pair/finetune", name)), name
+        fc = json.loads(tp("stats", mp, "--json").stdout)["frame_cache"]
+        unmount(mp)
+        assert (fc["spent_evictions"] > 0) == expect_dropped, (keep, fc)
+        assert fc["evictions"] == 0, fc  # the 64 MiB limit is never reached by this 8 MB model
+        if not expect_dropped:
+            assert fc["spent_bytes"] == fc["bytes"] > 4 << 20, fc
+        else:
+            assert fc["spent_bytes"] <= 4 << 20, fc
+
+
 def t_refusals():
     d = make_pair("gen")
     # Missing mountpoint.
@@ -675,7 +695,7 @@ def t_http_origin_and_cache():
 
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
-         t_sigterm_during_a_stalled_origin_read,
+         t_sigterm_during_a_stalled_origin_read, t_keep_served_mb,
          t_refusals, t_http_origin_and_cache]
 
 
