@@ -226,7 +226,6 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   // writes them in order.
   const size_t window = threads * 3;
   std::vector<Scratch<uint8_t>> bufs(window);
-  std::vector<size_t> lens(window);
   std::vector<Status> sts(window);
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
@@ -240,15 +239,15 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
     Sha256Hasher sha;
     auto produce = [&](size_t k, size_t slot) {
       const Frame& f = m.frames[of.first_frame + k];
-      lens[slot] = f.out_len;
       sts[slot] = r.read_frame(of.first_frame + static_cast<uint32_t>(k), bufs[slot].get(f.out_len));
     };
-    auto consume = [&](size_t, size_t slot) -> Status {
+    auto consume = [&](size_t k, size_t slot) -> Status {
       TP_RETURN_IF_ERROR(sts[slot]);
+      const size_t n = m.frames[of.first_frame + k].out_len;
       const uint8_t* buf = bufs[slot].data();
-      sha.update(buf, lens[slot]);
-      if (write) TP_RETURN_IF_ERROR(w.write(buf, lens[slot]));
-      done += lens[slot];
+      sha.update(buf, n);
+      if (write) TP_RETURN_IF_ERROR(w.write(buf, n));
+      done += n;
       if (opt.progress) opt.progress(done, total);
       return Status::Ok();
     };

@@ -851,8 +851,11 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   if (b - a > 1) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
   impl_->plan_prefetch(ino, *n, off, len, b);
   const Manifest& man = m.reader->manifest();
-  std::vector<uint64_t> gids;  // of each slice
-  std::vector<uint32_t> offs;  // where in its frame each slice starts
+  struct Served {
+    uint64_t gid;
+    uint32_t from, len;  // the slice's bytes within its frame
+  };
+  std::vector<Served> served;  // one per slice of `out`
   for (uint32_t k = a; k < b; ++k) {
     const Frame& f = man.frames[k];
     auto r = impl_->get(m.first_gid + k, Impl::Kind::demand);
@@ -868,12 +871,11 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
     if (s1 <= s0) continue;
     const FramePtr& fp = *r;
     out.push_back({fp, fp->data() + (s0 - f.out_offset), static_cast<size_t>(s1 - s0)});
-    gids.push_back(m.first_gid + k);
-    offs.push_back(static_cast<uint32_t>(s0 - f.out_offset));
+    served.push_back({m.first_gid + k, static_cast<uint32_t>(s0 - f.out_offset), static_cast<uint32_t>(s1 - s0)});
   }
   {
     std::lock_guard lk(impl_->mu);
-    for (size_t i = 0; i < out.size(); ++i) impl_->served_locked(gids[i], offs[i], static_cast<uint32_t>(out[i].len));
+    for (const Served& sv : served) impl_->served_locked(sv.gid, sv.from, sv.len);
   }
   impl_->c.bytes_served += len;
   if (impl_->opt.trace_reads)
