@@ -112,6 +112,8 @@ std::string fs_prometheus(const FsStats& st) {
   metric("inflight_joins_total", "counter", "reads that waited on another reader's rebuild", st.inflight_joins);
   metric("prefetch_issued_total", "counter", "frames queued for prefetch", st.prefetch_issued);
   metric("prefetch_hits_total", "counter", "reads served by a prefetched frame", st.prefetch_hits);
+  metric("sparse_rereads_total", "counter", "short re-reads of frames served whole (pages the kernel dropped): no prefetch",
+         st.sparse_rereads);
   metric("retries_total", "counter", "frame rebuilds retried", st.retries);
   out += "# HELP tenpak_fs_errors_total read requests failed with EIO, by cause\n# TYPE tenpak_fs_errors_total counter\n";
   out += "tenpak_fs_errors_total{cause=\"io\"} " + std::to_string(st.errors_io) + "\n";
@@ -393,6 +395,8 @@ int do_stats(const std::string& mp, bool json_out) {
   std::printf("  prefetch   %llu issued, %llu hits, %llu wasted, %llu dropped, %llu failed; %llu in-flight joins\n",
               (unsigned long long)u(pf["issued"]), (unsigned long long)u(pf["hits"]), (unsigned long long)u(pf["wasted"]),
               (unsigned long long)u(pf["dropped"]), (unsigned long long)u(pf["failed"]), (unsigned long long)u(j["inflight_joins"]));
+  if (uint64_t sr = pf.value("sparse_rereads", uint64_t{0}))
+    std::printf("  re-read    %llu short reads of frames served whole (pages the kernel dropped)\n", (unsigned long long)sr);
   if (j.contains("persistent_cache") && j["persistent_cache"].value("enabled", false)) {
     auto& pc = j["persistent_cache"];
     std::printf("  persistent %llu hits, %llu rejected; %llu frames stored, %llu skipped (--cache-frames %s)\n",

@@ -134,6 +134,7 @@ struct Counters {
   std::atomic<uint64_t> reads{0}, bytes_served{0}, frames_rebuilt{0}, bytes_rebuilt{0};
   std::atomic<uint64_t> cache_hits{0}, cache_misses{0}, cache_evictions{0}, spent_evictions{0}, inflight_joins{0};
   std::atomic<uint64_t> prefetch_issued{0}, prefetch_hits{0}, prefetch_wasted{0}, prefetch_dropped{0}, prefetch_failed{0};
+  std::atomic<uint64_t> sparse_rereads{0};
   std::atomic<uint64_t> persistent_hits{0}, persistent_rejected{0}, persistent_stored{0}, persistent_skipped{0};
   std::atomic<uint64_t> retries{0}, retried_ok{0};
   std::atomic<uint64_t> errors_io{0}, errors_corrupt{0}, errors_base_missing{0}, errors_other{0};
@@ -660,7 +661,7 @@ struct ModelFs::Impl {
 
   // Prefetch policy for a demand read of [off, off+len) of file node `n`
   // whose frames are [a, b) (local indices).
-  void plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t b) {
+  void plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t a, uint32_t b) {
     if (workers.empty()) return;
     const Model& m = models[n.model];
     const OutFile& of = m.reader->manifest().out_files[n.file];
@@ -668,12 +669,36 @@ struct ModelFs::Impl {
     // Kernel readahead requests of one window arrive out of order across
     // FUSE threads: within this distance of the last read counts as sequential.
     const uint64_t slack = 4u << 20;
+    // A short read of a frame already served whole means the kernel dropped
+    // some of its pages. When the file was read before and the kernel then
+    // let a few scattered pages go, a reader passing over it again asks for
+    // just those: short requests with gaps between them (readahead skips the
+    // pages still cached), which look sequential within `slack`. Prefetching
+    // then would rebuild frames whose bytes the kernel still holds. So such a
+    // read (short, frame served whole, not contiguous with the last one)
+    // plans nothing. A re-read of a file the kernel dropped as a whole asks
+    // for contiguous, growing requests: it is planned as usual from its
+    // second request on.
+    const uint64_t sparse_len = 128u << 10;
+    bool reread = false;
+    if (len < sparse_len) {
+      std::lock_guard lk(mu);
+      reread = served_whole[m.first_gid + a];
+    }
     SeqState& s = *seq[ino - 1];
     uint32_t from, to;
     {
       std::lock_guard lk(s.mu);
+      if (reread && off != s.next_off) {
+        s.next_off = off + len;
+        c.sparse_rereads++;
+        return;
+      }
       bool header = off == 0 && ends_with(of.name, ".safetensors");
       bool sequential = s.next_off != UINT64_MAX && off + slack >= s.next_off && off <= s.next_off + slack;
+      // A jump: frames requested ahead of the old position say nothing about
+      // this one (a second pass from the start must be prefetched again).
+      if (!sequential) s.ahead_to = b;
       if (header) s.window = max_window;
       else if (sequential) s.window = std::min<uint64_t>(max_window, s.window ? s.window * 2 : (2u << 20));
       else s.window = 0;  // far seek: read only what is asked
@@ -849,7 +874,7 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   // Frames after the first that this read needs go to the workers at once,
   // so they are rebuilt in parallel with the first (done here).
   if (b - a > 1) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
-  impl_->plan_prefetch(ino, *n, off, len, b);
+  impl_->plan_prefetch(ino, *n, off, len, a, b);
   const Manifest& man = m.reader->manifest();
   struct Served {
     uint64_t gid;
@@ -945,6 +970,7 @@ FsStats ModelFs::stats() const {
   s.prefetch_issued = c.prefetch_issued;
   s.prefetch_hits = c.prefetch_hits;
   s.prefetch_wasted = c.prefetch_wasted;
+  s.sparse_rereads = c.sparse_rereads;
   s.prefetch_dropped = c.prefetch_dropped;
   s.prefetch_failed = c.prefetch_failed;
   s.persistent_hits = c.persistent_hits;
@@ -990,7 +1016,8 @@ std::string ModelFs::stats_json() const {
                        {"spent_bytes", s.spent_bytes}, {"limit", s.cache_limit}}},
       {"inflight_joins", s.inflight_joins},
       {"prefetch", {{"issued", s.prefetch_issued}, {"hits", s.prefetch_hits}, {"wasted", s.prefetch_wasted},
-                    {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed}}},
+                    {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed},
+                    {"sparse_rereads", s.sparse_rereads}}},
       {"persistent_cache", {{"enabled", static_cast<bool>(impl_->opt.block_cache)},
                             {"frames", frame_cache_policy_name(impl_->opt.cache_frames)},
                             {"hits", s.persistent_hits},

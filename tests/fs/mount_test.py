@@ -489,6 +489,41 @@ def t_keep_served_mb():
             assert fc["spent_bytes"] <= 4 << 20, fc
 
 
+def t_scattered_rereads():
+    """After a whole read, the kernel drops scattered pages of the file
+    (posix_fadvise DONTNEED stands in for memory pressure); reading the file
+    again asks the daemon for just those pages, which must rebuild the frames
+    they touch and prefetch nothing (the rest is still in the page cache)."""
+    d = make_pair("gen")
+    mp = os.path.join(WORK, "rereadmp")
+    mount(d + "/delta", mp, "--base", d + "/pair/base", "--warm-mb", "0")
+    name = next(n for n in os.listdir(d + "/pair/finetune") if n.endswith(".safetensors"))
+    path, orig = os.path.join(mp, name), os.path.join(d + "/pair/finetune", name)
+    want = sha256(orig)
+    assert sha256(path) == want
+    s1 = json.loads(tp("stats", mp, "--json").stdout)
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        dropped = 0
+        for off in range(256 << 10, size - 4096, 192 << 10):
+            os.posix_fadvise(fd, off, 4096, os.POSIX_FADV_DONTNEED)
+            dropped += 1
+    finally:
+        os.close(fd)
+    assert sha256(path) == want
+    s2 = json.loads(tp("stats", mp, "--json").stdout)
+    unmount(mp)
+    asked = s2["reads"] - s1["reads"]
+    log(f"    {dropped} pages dropped: {asked} reads, {s2['frames_rebuilt'] - s1['frames_rebuilt']} frames rebuilt, "
+        f"prefetch issued {s1['prefetch']['issued']} -> {s2['prefetch']['issued']}, "
+        f"{s2['prefetch']['sparse_rereads']} sparse re-reads")
+    assert asked > 0, "no dropped page was read again: posix_fadvise did not drop pages of the FUSE file"
+    assert s2["prefetch"]["sparse_rereads"] > 0, (s1, s2)
+    assert s2["prefetch"]["issued"] == s1["prefetch"]["issued"], ("scattered re-reads prefetched", s1["prefetch"], s2["prefetch"])
+    assert s2["frames_rebuilt"] - s1["frames_rebuilt"] <= asked, (s1, s2)
+
+
 def t_refusals():
     d = make_pair("gen")
     # Missing mountpoint.
@@ -695,7 +730,7 @@ def t_http_origin_and_cache():
 
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
-         t_sigterm_during_a_stalled_origin_read, t_keep_served_mb,
+         t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads,
          t_refusals, t_http_origin_and_cache]
 
 

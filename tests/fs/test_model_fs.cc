@@ -693,6 +693,59 @@ TEST(ModelFs, FramesReadBeforeTheirPrefetchAreRebuiltOnce) {
   }
 }
 
+// After a whole read, the kernel may drop a few scattered pages of a file;
+// a reader passing over it again asks for just those: short requests with
+// gaps between them, within the sequential slack. They rebuild the frames
+// they touch and nothing else (the frames around them are still in the page
+// cache). A re-read of the whole file (the kernel dropped all of it) is
+// still prefetched.
+TEST(ModelFs, ScatteredRereadsPrefetchNothingWholeRereadsDo) {
+  FsOptions o;
+  o.prefetch_window_bytes = 4u << 20;
+  o.open_hint_bytes = 0;
+  o.spent_keep_bytes = 0;  // frames served whole leave at once (the page cache has them)
+  auto f = make_fs(o);
+  std::string name = safetensors_name();
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  auto frames = frames_of(name);
+  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+  auto read_all_of = [&](uint64_t chunk) {
+    std::vector<uint8_t> b(chunk);
+    for (uint64_t off = 0; off < orig.size(); off += chunk) {
+      auto r = f.fs->read(ino, off, chunk, b.data());
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << off;
+    }
+    f.fs->drain_prefetch();
+  };
+  read_all_of(1u << 20);
+  FsStats s1 = f.fs->stats();
+  ASSERT_GT(s1.prefetch_issued, 0u);
+  ASSERT_GT(s1.spent_evictions, 0u);
+  // One 4 KiB page every 192 KiB, from the second frame on (gaps below the
+  // 4 MiB slack: "sequential" by offsets alone).
+  std::set<uint64_t> touched;
+  std::vector<uint8_t> b(4096);
+  for (uint64_t off = frames[0].out_len + 8192; off + b.size() <= orig.size(); off += 192u << 10) {
+    auto r = f.fs->read(ino, off, b.size(), b.data());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, b.size())) << off;
+    for (size_t k = 0; k < frames.size(); ++k)
+      if (off >= frames[k].out_offset && off < frames[k].out_offset + frames[k].out_len) touched.insert(k);
+  }
+  f.fs->drain_prefetch();
+  FsStats s2 = f.fs->stats();
+  ASSERT_GT(touched.size(), 4u);
+  EXPECT_EQ(s2.prefetch_issued, s1.prefetch_issued) << "scattered re-reads prefetched frames the kernel still holds";
+  EXPECT_LE(s2.frames_rebuilt - s1.frames_rebuilt, touched.size());
+  EXPECT_GT(s2.sparse_rereads, 0u);
+  // The whole file again, as after the kernel dropped all of it.
+  read_all_of(1u << 20);
+  FsStats s3 = f.fs->stats();
+  EXPECT_GT(s3.prefetch_issued, s2.prefetch_issued) << "a whole re-read was not prefetched";
+  EXPECT_GT(s3.prefetch_hits, s2.prefetch_hits);
+}
+
 TEST(ModelFs, CatalogOfTwoModels) {
   auto f = make_fs({}, true);
   auto root = f.fs->readdir(ModelFs::kRootIno);
