@@ -207,6 +207,13 @@ struct ModelFs::Impl {
     // re-read) must not make a frame look served whole.
     std::vector<std::pair<uint32_t, uint32_t>> served;
     bool from_prefetch = false, used = false, is_spent = false;
+    // Rebuilt for a reader after it had been served whole: the kernel
+    // dropped some of its pages and asks for those; the rest it still
+    // holds. Once served it leaves first, like a frame served whole
+    // (keeping it for the pages the kernel holds would fill the cache for
+    // nothing). A few recent ones stay in `spent` for the next dropped page
+    // of the same frame.
+    bool reread = false;
   };
   // Who rebuilds a frame: a reader (demand), a worker ahead of a reader
   // (prefetch: speculative), or a worker on behalf of a reader that needs
@@ -223,6 +230,9 @@ struct ModelFs::Impl {
   const std::chrono::steady_clock::time_point t_start = std::chrono::steady_clock::now();
   std::vector<Model> models;
   std::vector<Node> nodes;  // ino = index + 1
+  // A read shorter than this, of a frame served whole before, is a page
+  // the kernel dropped asked for again (see plan_prefetch).
+  static constexpr uint64_t kShortRead = 128u << 10;
   std::vector<std::unique_ptr<SeqState>> seq;  // per node (files only)
   uint64_t total_frames = 0;
   Counters c;
@@ -362,13 +372,14 @@ struct ModelFs::Impl {
     return {mi, static_cast<uint32_t>(gid - models[mi].first_gid)};
   }
 
-  void insert_locked(uint64_t gid, FramePtr data, bool prefetch) {
+  void insert_locked(uint64_t gid, FramePtr data, bool prefetch, bool reread = false) {
     if (cache.count(gid)) return;
     lru.push_front(gid);
     Entry e;
     e.data = data;
     e.lru = lru.begin();
     e.from_prefetch = prefetch;
+    e.reread = reread;
     e.used = !prefetch;
     cache_bytes += data->footprint();
     cache.emplace(gid, std::move(e));
@@ -396,6 +407,10 @@ struct ModelFs::Impl {
     if (it == cache.end()) return;  // evicted meanwhile (its reply holds it)
     Entry& e = it->second;
     if (e.is_spent) return;
+    if (e.reread) {
+      make_spent_locked(gid, e);
+      return;
+    }
     // Merge [from, from+n) into the sorted, disjoint ranges (a frame is
     // served by a few requests: these lists stay short).
     uint32_t a = from, b = from + n;
@@ -411,6 +426,12 @@ struct ModelFs::Impl {
     i = v.erase(i, j);
     v.insert(i, {a, b});
     if (v.size() != 1 || v[0].first != 0 || v[0].second < e.data->size()) return;
+    make_spent_locked(gid, e);
+  }
+
+  // Frame `gid` (cached as `e`) is in the kernel's page cache as far as
+  // the daemon knows: it moves to `spent`, evicted first.
+  void make_spent_locked(uint64_t gid, Entry& e) {
     e.is_spent = true;
     served_whole[gid] = true;
     spent.splice(spent.begin(), lru, e.lru);
@@ -519,6 +540,7 @@ struct ModelFs::Impl {
     // A reader rebuilding a frame itself takes it off the workers' queues: a
     // job left there could run after the frame was served whole and evicted
     // (spent frames leave the cache soon), and rebuild it for nobody.
+    const bool reread = kind == Kind::demand && served_whole[gid];
     if (kind == Kind::demand) {
       unqueue_locked(gid);
       served_whole[gid] = false;
@@ -541,7 +563,7 @@ struct ModelFs::Impl {
     inf->done = true;
     if (r.ok()) {
       inf->data = *r;
-      insert_locked(gid, *r, kind == Kind::prefetch);
+      insert_locked(gid, *r, kind == Kind::prefetch, reread);
     } else {
       inf->st = r.status();
     }
@@ -662,7 +684,6 @@ struct ModelFs::Impl {
   // Prefetch policy for a demand read of [off, off+len) of file node `n`
   // whose frames are [a, b) (local indices).
   void plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t a, uint32_t b) {
-    if (workers.empty()) return;
     const Model& m = models[n.model];
     const OutFile& of = m.reader->manifest().out_files[n.file];
     const uint64_t max_window = std::max<uint64_t>(1, std::min<uint64_t>(opt.prefetch_window_bytes, opt.frame_cache_bytes / 4));
@@ -676,12 +697,13 @@ struct ModelFs::Impl {
     // pages still cached), which look sequential within `slack`. Prefetching
     // then would rebuild frames whose bytes the kernel still holds. So such a
     // read (short, frame served whole, not contiguous with the last one)
-    // plans nothing. A re-read of a file the kernel dropped as a whole asks
+    // plans nothing (and the frame it rebuilds leaves the frame cache first:
+    // Entry::reread). A re-read of a file the kernel dropped as a whole asks
     // for contiguous, growing requests: it is planned as usual from its
     // second request on.
-    const uint64_t sparse_len = 128u << 10;
+    if (workers.empty()) return;
     bool reread = false;
-    if (len < sparse_len) {
+    if (len < kShortRead) {
       std::lock_guard lk(mu);
       reread = served_whole[m.first_gid + a];
     }
@@ -872,8 +894,11 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   Impl::Model& m = impl_->models[n->model];
   auto [a, b] = m.reader->frames_for(n->file, off, len);
   // Frames after the first that this read needs go to the workers at once,
-  // so they are rebuilt in parallel with the first (done here).
-  if (b - a > 1) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
+  // so they are rebuilt in parallel with the first (done here). Not for a
+  // short read across a frame boundary: the two frames are rebuilt here in
+  // turn, as a reader's own (which a re-read of pages the kernel dropped
+  // needs to tell, see Entry::reread), for little latency.
+  if (b - a > 1 && len >= Impl::kShortRead) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
   impl_->plan_prefetch(ino, *n, off, len, a, b);
   const Manifest& man = m.reader->manifest();
   struct Served {
