@@ -244,6 +244,7 @@ TEST(Http2, NegotiatedOverTlsWithCorrectReads) {
 
 TEST_F(NginxTest, CacheSecondPassFetchesNothingAndSecondFineTuneNoBase) {
   std::string cdir = g_work + "/cache-nginx";
+  fs::remove_all(cdir);  // empty at the start, also when the test is repeated (--gtest_repeat)
   auto cache = open_lmdb_cache(cdir, 256 << 20);
   ASSERT_TRUE(cache->usable());
   const std::string base = ng_->url() + "/a/base/model.safetensors";
