@@ -65,8 +65,7 @@ bench_pair() {
 
   # tmpfs: the original from memory.
   $RD seq "$SHM" >/dev/null
-  local tmpfs_seq tmpfs_mmap tmpfs_first
-  tmpfs_seq=$(field "$($RD seq "$SHM")" gbps)
+  local tmpfs_seq="" tmpfs_mmap tmpfs_first
   tmpfs_mmap=$(field "$($RD mmap "$SHM")" gbps)
   tmpfs_first=$(field "$($RD first "$SHM")" ms)
   # The original on local disk, cold: what serving the plain fine-tune would cost.
@@ -85,14 +84,17 @@ bench_pair() {
   # Cold reads swing by up to 2x between runs on a VM: REPS rounds, each a
   # cold read of the trivial file then one of TenPak (a fresh daemon: empty
   # frame cache; dropped page cache), and the medians are compared.
-  local tp_cold="" tp_warm tp_mmap_warm tp_first="" tp_first_warm tp_first_nowarm="" tp_mmap_cold s1 s2 resident
+  local tp_cold="" tp_warm="" tp_mmap_warm tp_first="" tp_first_warm tp_first_nowarm="" tp_mmap_cold s1 s2 resident
   for rep in $(seq "$REPS"); do
     drop; triv_cold+="$(field "$($RD seq "$TMP/data")" gbps),"
     tp_mount; drop
     tp_cold+="$(field "$($RD seq "$MP/$name")" gbps),"
+    [ "$rep" = 1 ] && resident=$(fincore -n -b -o RES "$MP/$name" | tr -d ' ')
+    # Warm: the file from tmpfs, then the same bytes from the mount's page
+    # cache, in each round (single reads of ~50 ms swing as much as cold ones).
+    tmpfs_seq+="$(field "$($RD seq "$SHM")" gbps),"
+    tp_warm+="$(field "$($RD seq "$MP/$name")" gbps),"
     if [ "$rep" = 1 ]; then
-      resident=$(fincore -n -b -o RES "$MP/$name" | tr -d ' ')
-      tp_warm=$(field "$($RD seq "$MP/$name")" gbps)
       tp_mmap_warm=$(field "$($RD mmap "$MP/$name")" gbps)
       s1=$("$T" stats "$MP" --json)
     fi
