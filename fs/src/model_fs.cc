@@ -207,9 +207,10 @@ struct ModelFs::Impl {
     // re-read) must not make a frame look served whole.
     std::vector<std::pair<uint32_t, uint32_t>> served;
     bool from_prefetch = false, used = false, is_spent = false;
-    // Rebuilt for a reader after it had been served whole: the kernel
-    // dropped some of its pages and asks for those; the rest it still
-    // holds. Once served it leaves first, like a frame served whole
+    // Rebuilt for a sparse re-read (plan_prefetch) of a frame served whole:
+    // the kernel dropped some of its pages and asks for those; the rest it
+    // still holds. Once any byte of it is served it leaves first, like a
+    // frame served whole
     // (keeping it for the pages the kernel holds would fill the cache for
     // nothing). A few recent ones stay in `spent` for the next dropped page
     // of the same frame.
@@ -230,8 +231,9 @@ struct ModelFs::Impl {
   const std::chrono::steady_clock::time_point t_start = std::chrono::steady_clock::now();
   std::vector<Model> models;
   std::vector<Node> nodes;  // ino = index + 1
-  // A read shorter than this, of a frame served whole before, is a page
-  // the kernel dropped asked for again (see plan_prefetch).
+  // A read shorter than this, of a frame served whole before and not
+  // contiguous with the file's last read, is a page the kernel dropped asked
+  // for again (see plan_prefetch).
   static constexpr uint64_t kShortRead = 128u << 10;
   std::vector<std::unique_ptr<SeqState>> seq;  // per node (files only)
   uint64_t total_frames = 0;
@@ -255,10 +257,13 @@ struct ModelFs::Impl {
   // those a reader takes in parts.
   std::list<uint64_t> spent;  // front: most recent
   size_t cache_bytes = 0, spent_bytes = 0;  // spent_bytes: of `spent` (opt.spent_keep_bytes at most)
-  // Per global frame id: served whole since a reader or the queues last
-  // asked for it. A worker that took a job before a reader rebuilt the frame
-  // itself may get to it only after the frame was served and evicted: it
-  // then skips it instead of rebuilding it for nobody.
+  // Per global frame id: its bytes are in the kernel's page cache as far as
+  // the daemon knows: served whole (or rebuilt for a sparse re-read and
+  // served, Entry::reread) since a reader or the queues last asked for it. A
+  // worker that took a job before a reader rebuilt the frame itself may get
+  // to it only after the frame was served and evicted: it then skips it
+  // instead of rebuilding it for nobody. A short read of such a frame is a
+  // page the kernel dropped (plan_prefetch).
   std::vector<bool> served_whole;
   std::unordered_map<uint64_t, std::shared_ptr<Inflight>> inflight;
   // Two queues for the workers: `urgent` (frames a reader waits for, or the
@@ -502,7 +507,7 @@ struct ModelFs::Impl {
   // The verified bytes of frame `gid`: from the cache, by joining a rebuild
   // in flight, or by rebuilding it. Workers (kind prefetch or assist) return
   // at once when the frame is cached or in flight.
-  Result<FramePtr> get(uint64_t gid, Kind kind) {
+  Result<FramePtr> get(uint64_t gid, Kind kind, bool sparse_reread = false) {
     const bool prefetch = kind != Kind::demand;
     std::unique_lock lk(mu);
     bool rejoined = false;
@@ -540,10 +545,14 @@ struct ModelFs::Impl {
     // A reader rebuilding a frame itself takes it off the workers' queues: a
     // job left there could run after the frame was served whole and evicted
     // (spent frames leave the cache soon), and rebuild it for nobody.
-    const bool reread = kind == Kind::demand && served_whole[gid];
+    // A frame rebuilt for a sparse re-read keeps its served_whole bit: the
+    // kernel still holds the rest of it, and other short reads of it that
+    // arrive meanwhile (the kernel sends a readahead's holes at once) must
+    // also be seen as sparse.
+    const bool reread = sparse_reread && served_whole[gid];
     if (kind == Kind::demand) {
       unqueue_locked(gid);
-      served_whole[gid] = false;
+      if (!reread) served_whole[gid] = false;
     }
     auto inf = std::make_shared<Inflight>();
     inf->prefetch = kind == Kind::prefetch;
@@ -682,8 +691,9 @@ struct ModelFs::Impl {
   }
 
   // Prefetch policy for a demand read of [off, off+len) of file node `n`
-  // whose frames are [a, b) (local indices).
-  void plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t a, uint32_t b) {
+  // whose frames are [a, b) (local indices). Returns true for a sparse
+  // re-read (below), which plans nothing.
+  bool plan_prefetch(uint64_t ino, const Node& n, uint64_t off, uint64_t len, uint32_t a, uint32_t b) {
     const Model& m = models[n.model];
     const OutFile& of = m.reader->manifest().out_files[n.file];
     const uint64_t max_window = std::max<uint64_t>(1, std::min<uint64_t>(opt.prefetch_window_bytes, opt.frame_cache_bytes / 4));
@@ -697,11 +707,10 @@ struct ModelFs::Impl {
     // pages still cached), which look sequential within `slack`. Prefetching
     // then would rebuild frames whose bytes the kernel still holds. So such a
     // read (short, frame served whole, not contiguous with the last one)
-    // plans nothing (and the frame it rebuilds leaves the frame cache first:
+    // plans nothing (and the frames it rebuilds leave the frame cache first:
     // Entry::reread). A re-read of a file the kernel dropped as a whole asks
     // for contiguous, growing requests: it is planned as usual from its
-    // second request on.
-    if (workers.empty()) return;
+    // second request on (also when its first request looked sparse).
     bool reread = false;
     if (len < kShortRead) {
       std::lock_guard lk(mu);
@@ -713,29 +722,33 @@ struct ModelFs::Impl {
       std::lock_guard lk(s.mu);
       if (reread && off != s.next_off) {
         s.next_off = off + len;
+        s.ahead_to = b;  // a reader that goes on from here is planned from here
         c.sparse_rereads++;
-        return;
+        return true;
       }
+      if (workers.empty()) return false;
       bool header = off == 0 && ends_with(of.name, ".safetensors");
       bool sequential = s.next_off != UINT64_MAX && off + slack >= s.next_off && off <= s.next_off + slack;
       // A jump: frames requested ahead of the old position say nothing about
-      // this one (a second pass from the start must be prefetched again).
-      if (!sequential) s.ahead_to = b;
+      // this one (a second pass from the start must be prefetched again; a
+      // read at 0 is one, also in a file shorter than `slack`).
+      if (!sequential || off == 0) s.ahead_to = b;
       if (header) s.window = max_window;
       else if (sequential) s.window = std::min<uint64_t>(max_window, s.window ? s.window * 2 : (2u << 20));
       else s.window = 0;  // far seek: read only what is asked
       s.next_off = sequential ? std::max(s.next_off, off + len) : off + len;
       if (s.window == 0) {
         s.ahead_to = b;
-        return;
+        return false;
       }
       uint64_t end = std::min<uint64_t>(of.size, off + len + s.window);
       to = end > off + len ? m.reader->frames_for(n.file, off + len, end - off - len).second : b;
       from = std::max(s.ahead_to, b);
-      if (to <= from) return;
+      if (to <= from) return false;
       s.ahead_to = to;
     }
     enqueue(m.first_gid + from, m.first_gid + to);
+    return false;
   }
 
   void count_error(const Status& st) {
@@ -893,13 +906,13 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   const double t0 = impl_->opt.trace_reads ? impl_->now_ms() : 0;
   Impl::Model& m = impl_->models[n->model];
   auto [a, b] = m.reader->frames_for(n->file, off, len);
+  const bool sparse = impl_->plan_prefetch(ino, *n, off, len, a, b);
   // Frames after the first that this read needs go to the workers at once,
   // so they are rebuilt in parallel with the first (done here). Not for a
-  // short read across a frame boundary: the two frames are rebuilt here in
-  // turn, as a reader's own (which a re-read of pages the kernel dropped
-  // needs to tell, see Entry::reread), for little latency.
-  if (b - a > 1 && len >= Impl::kShortRead) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
-  impl_->plan_prefetch(ino, *n, off, len, a, b);
+  // sparse re-read across a frame boundary: both frames are rebuilt here in
+  // turn, as the reader's own, so that both are known as re-read frames
+  // (Entry::reread); a small cost in latency for a rare case.
+  if (b - a > 1 && !sparse) impl_->enqueue(m.first_gid + a + 1, m.first_gid + b, Impl::Kind::assist, true);
   const Manifest& man = m.reader->manifest();
   struct Served {
     uint64_t gid;
@@ -908,7 +921,7 @@ Result<std::vector<ModelFs::Slice>> ModelFs::read_slices(uint64_t ino, uint64_t 
   std::vector<Served> served;  // one per slice of `out`
   for (uint32_t k = a; k < b; ++k) {
     const Frame& f = man.frames[k];
-    auto r = impl_->get(m.first_gid + k, Impl::Kind::demand);
+    auto r = impl_->get(m.first_gid + k, Impl::Kind::demand, sparse);
     if (!r.ok()) {
       impl_->count_error(r.status());
       const OutFile& of = man.out_files[n->file];

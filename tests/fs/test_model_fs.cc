@@ -708,30 +708,43 @@ TEST(ModelFs, ScatteredRereadsPrefetchNothingWholeRereadsDo) {
   std::string name = safetensors_name();
   std::string orig = slurp(g_dir + "/pair/finetune/" + name);
   auto frames = frames_of(name);
+  ASSERT_GT(frames.size(), 8u);
   uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
-  auto read_all_of = [&](uint64_t chunk) {
-    std::vector<uint8_t> b(chunk);
-    for (uint64_t off = 0; off < orig.size(); off += chunk) {
-      auto r = f.fs->read(ino, off, chunk, b.data());
-      ASSERT_TRUE(r.ok());
-      ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << off;
-    }
+  auto read_at = [&](uint64_t off, uint64_t len) {
+    std::vector<uint8_t> b(len);
+    auto r = f.fs->read(ino, off, len, b.data());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << off;
+  };
+  auto read_from = [&](uint64_t from, uint64_t chunk) {
+    for (uint64_t off = from; off < orig.size(); off += chunk) read_at(off, std::min<uint64_t>(chunk, orig.size() - off));
     f.fs->drain_prefetch();
   };
-  read_all_of(1u << 20);
+  auto frame_of = [&](uint64_t off) {
+    size_t k = 0;
+    while (k + 1 < frames.size() && frames[k + 1].out_offset <= off) ++k;
+    return k;
+  };
+  read_from(0, 1u << 20);
   FsStats s1 = f.fs->stats();
   ASSERT_GT(s1.prefetch_issued, 0u);
   ASSERT_GT(s1.spent_evictions, 0u);
   // One 4 KiB page every 192 KiB, from the second frame on (gaps below the
-  // 4 MiB slack: "sequential" by offsets alone).
+  // 4 MiB slack: "sequential" by offsets alone), and one page across a
+  // frame boundary further on.
+  const size_t kx = frames.size() - 2;
+  ASSERT_GT(frames[kx].out_len, 8192u);
   std::set<uint64_t> touched;
-  std::vector<uint8_t> b(4096);
-  for (uint64_t off = frames[0].out_len + 8192; off + b.size() <= orig.size(); off += 192u << 10) {
-    auto r = f.fs->read(ino, off, b.size(), b.data());
-    ASSERT_TRUE(r.ok());
-    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, b.size())) << off;
-    for (size_t k = 0; k < frames.size(); ++k)
-      if (off >= frames[k].out_offset && off < frames[k].out_offset + frames[k].out_len) touched.insert(k);
+  for (uint64_t off = frames[0].out_len + 8192; off + 4096 <= orig.size(); off += 192u << 10) {
+    if (off + 4096 > frames[kx].out_offset) {
+      read_at(frames[kx].out_offset - 2048, 4096);
+      touched.insert(kx - 1);
+      touched.insert(kx);
+      break;
+    }
+    read_at(off, 4096);
+    touched.insert(frame_of(off));
+    touched.insert(frame_of(off + 4095));
   }
   f.fs->drain_prefetch();
   FsStats s2 = f.fs->stats();
@@ -739,14 +752,16 @@ TEST(ModelFs, ScatteredRereadsPrefetchNothingWholeRereadsDo) {
   EXPECT_EQ(s2.prefetch_issued, s1.prefetch_issued) << "scattered re-reads prefetched frames the kernel still holds";
   EXPECT_LE(s2.frames_rebuilt - s1.frames_rebuilt, touched.size());
   EXPECT_GT(s2.sparse_rereads, 0u);
-  // The frames rebuilt for a few pages leave first, like frames served whole.
+  // The frames rebuilt for a few pages (both frames of the read across a
+  // boundary too) leave first, like frames served whole.
   EXPECT_EQ(s2.cache_bytes, s2.spent_bytes) << "frames rebuilt for a few pages stayed in the frame cache";
-  EXPECT_LE(s2.spent_bytes, 2u << 20);
-  // The whole file again, as after the kernel dropped all of it.
-  read_all_of(1u << 20);
+  // The whole file again, as after the kernel dropped all of it; its first
+  // request is short (a loader reading the 8-byte header length), and looks
+  // like a sparse re-read.
+  read_at(0, 16384);
+  read_from(16384, 1u << 20);
   FsStats s3 = f.fs->stats();
   EXPECT_GT(s3.prefetch_issued, s2.prefetch_issued) << "a whole re-read was not prefetched";
-  EXPECT_GT(s3.prefetch_hits, s2.prefetch_hits);
 }
 
 TEST(ModelFs, CatalogOfTwoModels) {

@@ -134,9 +134,10 @@ struct FsStats {
   uint64_t cache_bytes = 0, cache_limit = 0;
   uint64_t inflight_joins = 0;
   uint64_t prefetch_issued = 0, prefetch_hits = 0, prefetch_wasted = 0, prefetch_dropped = 0, prefetch_failed = 0;
-  // Short reads of frames already served whole, not contiguous with the
-  // file's last read: pages the kernel dropped, asked for again one by one.
-  // They plan no prefetch (the frames around them are still in the page cache).
+  // Short reads (< 128 KiB) of frames already served whole, not contiguous
+  // with the file's last read: pages the kernel dropped, asked for again one
+  // by one. They plan no prefetch (the frames around them are still in the
+  // page cache), and the frames rebuilt for them leave the cache first.
   uint64_t sparse_rereads = 0;
   uint64_t persistent_hits = 0, persistent_rejected = 0;
   // Rebuilt frames put into the persistent cache / left out by the policy
