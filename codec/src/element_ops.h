@@ -60,4 +60,24 @@ inline void put_u32(std::string& s, uint32_t v) {
 }
 inline uint32_t get_u32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 
+// Calls f.template operator()<U, FloatLike>() for dt: U the unsigned
+// integer of dt's width (1, 2, 4 or, if MaxBytes allows, 8 bytes), FloatLike
+// whether dt is a float type; returns what f returns, or `otherwise` for a
+// width f is not made for. One place for the element-type dispatch of the
+// codecs' encode/decode entry points.
+template <size_t MaxBytes, class R, class F>
+R with_element_type(DType dt, R otherwise, F&& f) {
+  const bool fl = dtype_is_float(dt);
+  auto go = [&]<class U>() -> R { return fl ? f.template operator()<U, true>() : f.template operator()<U, false>(); };
+  switch (dtype_size(dt)) {
+    case 1: return go.template operator()<uint8_t>();
+    case 2: return go.template operator()<uint16_t>();
+    case 4: return go.template operator()<uint32_t>();
+    case 8:
+      if constexpr (MaxBytes >= 8) return go.template operator()<uint64_t>();
+      return otherwise;
+    default: return otherwise;
+  }
+}
+
 }  // namespace tenpak::elem

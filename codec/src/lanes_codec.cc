@@ -1345,7 +1345,6 @@ Path best_path() {
 }
 
 void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload, Path path) {
-  const bool fl = dtype_is_float(dt);
   // The encoder's AVX-512 needs CD (lzcnt) besides what the decoder's needs.
   const Path fs = path == Path::best     ? (cpu_has_avx512_enc() && simd_cap() == Path::avx512 ? Path::avx512
                                             : cpu_has_avx2() && simd_cap() != Path::scalar   ? Path::avx2
@@ -1353,23 +1352,17 @@ void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::st
                   : path == Path::avx512 ? (cpu_has_avx512_enc() ? path : Path::scalar)
                   : path == Path::avx2   ? (cpu_has_avx2() ? path : Path::scalar)
                                          : Path::scalar;
-  switch (dtype_size(dt)) {
-    case 1: fl ? encode_t<uint8_t, true>(out, base, n, dt, payload, fs) : encode_t<uint8_t, false>(out, base, n, dt, payload, fs); break;
-    case 2: fl ? encode_t<uint16_t, true>(out, base, n / 2, dt, payload, fs) : encode_t<uint16_t, false>(out, base, n / 2, dt, payload, fs); break;
-    case 4: fl ? encode_t<uint32_t, true>(out, base, n / 4, dt, payload, fs) : encode_t<uint32_t, false>(out, base, n / 4, dt, payload, fs); break;
-    default: break;  // not supported (see supports())
-  }
+  elem::with_element_type<4>(dt, false, [&]<class U, bool FL>() {  // 8 bytes: not supported (see supports())
+    encode_t<U, FL>(out, base, n / sizeof(U), dt, payload, fs);
+    return true;
+  });
 }
 
 bool decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out, Path path) {
   const Path p = path == Path::best ? best_path() : path_available(path) ? path : Path::scalar;
-  const bool fl = dtype_is_float(dt);
-  switch (dtype_size(dt)) {
-    case 1: return fl ? decode_t<uint8_t, true>(payload, len, base, n, dt, out, p) : decode_t<uint8_t, false>(payload, len, base, n, dt, out, p);
-    case 2: return fl ? decode_t<uint16_t, true>(payload, len, base, n / 2, dt, out, p) : decode_t<uint16_t, false>(payload, len, base, n / 2, dt, out, p);
-    case 4: return fl ? decode_t<uint32_t, true>(payload, len, base, n / 4, dt, out, p) : decode_t<uint32_t, false>(payload, len, base, n / 4, dt, out, p);
-    default: return false;
-  }
+  return elem::with_element_type<4>(dt, false, [&]<class U, bool FL>() {
+    return decode_t<U, FL>(payload, len, base, n / sizeof(U), dt, out, p);
+  });
 }
 
 }  // namespace tenpak::lanes

@@ -244,25 +244,19 @@ bool decode_t(const uint8_t* p, size_t len, const uint8_t* base, size_t count, D
 
 }  // namespace
 
+// Unknown dtypes never get here (refused when the model is parsed); a
+// width of 0 would encode nothing and fail to decode.
 void encode(const uint8_t* out, const uint8_t* base, size_t n, DType dt, std::string& payload) {
-  const bool fl = dtype_is_float(dt);
-  switch (dtype_size(dt)) {
-    case 1: fl ? encode_t<uint8_t, true>(out, base, n, dt, payload) : encode_t<uint8_t, false>(out, base, n, dt, payload); break;
-    case 2: fl ? encode_t<uint16_t, true>(out, base, n / 2, dt, payload) : encode_t<uint16_t, false>(out, base, n / 2, dt, payload); break;
-    case 4: fl ? encode_t<uint32_t, true>(out, base, n / 4, dt, payload) : encode_t<uint32_t, false>(out, base, n / 4, dt, payload); break;
-    default: fl ? encode_t<uint64_t, true>(out, base, n / 8, dt, payload) : encode_t<uint64_t, false>(out, base, n / 8, dt, payload); break;
-  }
+  elem::with_element_type<8>(dt, false, [&]<class U, bool FL>() {
+    encode_t<U, FL>(out, base, n / sizeof(U), dt, payload);
+    return true;
+  });
 }
 
 bool decode(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out) {
-  const bool fl = dtype_is_float(dt);
-  switch (dtype_size(dt)) {
-    case 1: return fl ? decode_t<uint8_t, true>(payload, len, base, n, dt, out) : decode_t<uint8_t, false>(payload, len, base, n, dt, out);
-    case 2: return fl ? decode_t<uint16_t, true>(payload, len, base, n / 2, dt, out) : decode_t<uint16_t, false>(payload, len, base, n / 2, dt, out);
-    case 4: return fl ? decode_t<uint32_t, true>(payload, len, base, n / 4, dt, out) : decode_t<uint32_t, false>(payload, len, base, n / 4, dt, out);
-    case 8: return fl ? decode_t<uint64_t, true>(payload, len, base, n / 8, dt, out) : decode_t<uint64_t, false>(payload, len, base, n / 8, dt, out);
-    default: return false;
-  }
+  return elem::with_element_type<8>(dt, false, [&]<class U, bool FL>() {
+    return decode_t<U, FL>(payload, len, base, n / sizeof(U), dt, out);
+  });
 }
 
 }  // namespace tenpak::rans
