@@ -36,6 +36,7 @@ using json = nlohmann::ordered_json;
 struct MountArgs {
   std::string source, mountpoint, base, log;
   bool foreground = false, force_clean = false, no_verify_base = false, allow_other = false, json_out = false;
+  bool buffered_base = false;
   unsigned cache_mb = 64, keep_served_mb = 4, prefetch_mb = 16, warm_mb = 16, workers = 2, threads = 8, readahead_kb = 4096;
   // Persistent block cache (LMDB), shared by every mount on the machine.
   std::string cache_dir, cache_size;
@@ -184,7 +185,9 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   for (auto& [dir, loc] : *found) {
     auto r = open_delta(loc, cache);
     if (!r.ok()) return failed(r.status());
-    Status st = attach_base_from(**r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); });
+    LocalFileOptions lo;
+    lo.direct_when_cold = !a.buffered_base;
+    Status st = attach_base_from(**r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); }, lo);
     if (!st.ok()) return failed(st);
     for (auto& f : (*r)->manifest().out_files) {
       ++files;
@@ -449,6 +452,9 @@ void add_mount_commands(CLI::App& app, int& rc) {
   m->add_option("--log", a->log, "log file (default in background: /tmp/tenpak-mount<mountpoint with _>.log)");
   m->add_flag("--force-clean", a->force_clean, "detach a stale mount (daemon gone) at MOUNTPOINT first");
   m->add_flag("--no-verify-base", a->no_verify_base, "check local base files by size only, not sha256");
+  m->add_flag("--buffered-base", a->buffered_base,
+              "read local base files through the page cache (default: base ranges not already cached are read with "
+              "O_DIRECT, so a cold read does not keep the base in memory beside the fine-tune)");
   m->add_flag("--allow-other", a->allow_other, "let other users read the mount");
   m->add_option("--cache-mb", a->cache_mb, "in-memory frame cache (MiB)")->check(CLI::Range(4u, 65536u))->capture_default_str();
   m->add_option("--keep-served-mb", a->keep_served_mb,

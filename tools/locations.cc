@@ -41,7 +41,7 @@ namespace {
 
 // Attaches every base file the delta needs from one base location.
 Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const std::shared_ptr<BlockCache>& cache,
-                   const LogFn& log) {
+                   const LogFn& log, const LocalFileOptions& local) {
   const Manifest& m = r.manifest();
   const std::vector<bool> needed = needed_base_files(m);
   size_t n_needed = std::count(needed.begin(), needed.end(), true);
@@ -57,6 +57,7 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
     std::string path = single ? loc : join_location(loc, bf.name);
     SourceOptions so;
     so.expected_size = bf.size;  // a base file of another size is refused (mismatch)
+    so.local = local;
     auto src = open_source(path, so);
     if (!src.ok()) return {Errc::mismatch, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
     if (verify && !remote) {
@@ -85,18 +86,18 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
 }  // namespace
 
 Status attach_base_from(DeltaReader& r, const std::string& base, bool verify_local,
-                        const std::shared_ptr<BlockCache>& cache, const LogFn& log) {
+                        const std::shared_ptr<BlockCache>& cache, const LogFn& log, const LocalFileOptions& local) {
   const Manifest& m = r.manifest();
   bool any = false;
   for (auto& f : m.frames)
     if (f.base_file != kNoBase) any = true;
   if (!any) return Status::Ok();
-  if (!base.empty()) return attach_from(r, base, verify_local, cache, log);
+  if (!base.empty()) return attach_from(r, base, verify_local, cache, log, local);
   if (m.base_locations.empty())
     return {Errc::invalid, r.name() + ": the delta records no base location; name the base model with --base BASE"};
   std::string errs;
   for (auto& loc : m.base_locations) {
-    Status st = attach_from(r, loc, verify_local, cache, log);
+    Status st = attach_from(r, loc, verify_local, cache, log, local);
     if (st.ok()) return st;
     if (st.code() == Errc::mismatch) return st;  // found, but wrong: never fall back silently
     errs += "\n  " + loc + ": " + st.message();

@@ -28,9 +28,10 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
 // but with other sizes or hashes is an error, never skipped). Sizes are
 // always checked; the sha256 of local base files too when `verify_local`
 // (remote ones rely on the per-frame hashes instead of downloading the whole
-// base first). `log` gets one line per verified base file.
+// base first). `log` gets one line per verified base file. Local base files
+// are opened with `local` (the mount reads cold ranges direct).
 Status attach_base_from(DeltaReader& r, const std::string& base, bool verify_local,
-                        const std::shared_ptr<BlockCache>& cache, const LogFn& log);
+                        const std::shared_ptr<BlockCache>& cache, const LogFn& log, const LocalFileOptions& local = {});
 
 // A local copy of the model directory at a remote location (URL or hub id),
 // for the commands that read a whole base (build, estimate). Removed with

@@ -57,7 +57,7 @@ HttpOptions http_options_for(const std::string& url, const SourceOptions& opt) {
 }
 
 Result<std::unique_ptr<BlockSource>> open_local_checked(const std::string& path, const SourceOptions& opt) {
-  auto r = open_local_file(path);
+  auto r = open_local_file(path, opt.local);
   if (!r.ok()) return r;
   if (opt.expected_size && (*r)->size() != *opt.expected_size)
     return Status{Errc::mismatch, path + ": the file is " + std::to_string((*r)->size()) + " bytes, expected " +

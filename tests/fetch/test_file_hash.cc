@@ -9,21 +9,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.h"
 #include "tenpak/block_source.h"
 
 using namespace tenpak;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "tenpak-test-hash-XXXXXX").string();
-    path = ::mkdtemp(t.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 void write(const std::string& p, const std::string& data) {
   std::ofstream(p, std::ios::binary | std::ios::trunc) << data;

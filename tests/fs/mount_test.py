@@ -530,6 +530,49 @@ def t_scattered_rereads():
     assert s2["frame_cache"]["bytes"] == s2["frame_cache"]["spent_bytes"], s2["frame_cache"]
 
 
+def resident_bytes(path):
+    r = subprocess.run(["fincore", "-n", "-b", "-o", "RES", path], capture_output=True, text=True)
+    return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
+
+
+def t_base_read_direct_when_cold():
+    """A cold read of the mount reads the base's ranges with O_DIRECT: the
+    base's pages do not stay in the page cache beside the fine-tune's;
+    --buffered-base reads it through the page cache. Bytes are right both ways."""
+    d = make_pair("gen")
+    base = next(os.path.join(d, "pair/base", n) for n in os.listdir(d + "/pair/base") if n.endswith(".safetensors"))
+    name = next(n for n in os.listdir(d + "/pair/finetune") if n.endswith(".safetensors"))
+    want = sha256(os.path.join(d + "/pair/finetune", name))
+    mp = os.path.join(WORK, "directmp")
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECT)
+        os.close(fd)
+    except OSError:
+        log("    (skipped: the work directory's file system does not take O_DIRECT)")
+        return
+    if resident_bytes(base) is None:
+        log("    (skipped: no fincore)")
+        return
+    seen = {}
+    for extra in ((), ("--buffered-base",)):
+        # Size-only base check: the sha256 check would read the base itself.
+        mount(d + "/delta", mp, "--base", d + "/pair/base", "--no-verify-base", "--warm-mb", "0", *extra)
+        fd = os.open(base, os.O_RDONLY)
+        os.fdatasync(fd)  # dirty pages (the fixture was just written) are not dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        if resident_bytes(base) != 0:
+            unmount(mp)
+            log("    (skipped: cannot empty the base's page cache here)")
+            return
+        assert sha256(os.path.join(mp, name)) == want, extra
+        seen[extra] = resident_bytes(base)
+        unmount(mp)
+    log(f"    base bytes in the page cache after a cold read: {seen[()]} (default), {seen[('--buffered-base',)]} (--buffered-base)")
+    assert seen[()] == 0, seen
+    assert seen[("--buffered-base",)] > 0, seen
+
+
 def t_refusals():
     d = make_pair("gen")
     # Missing mountpoint.
@@ -736,7 +779,7 @@ def t_http_origin_and_cache():
 
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
-         t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads,
+         t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_refusals, t_http_origin_and_cache]
 
 

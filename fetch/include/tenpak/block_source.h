@@ -67,6 +67,19 @@ struct LocalFileOptions {
   // in-process rebuild whose workers read one base in frame order gains from
   // every hint (cold `delta verify` of a 1 GiB pair 1.68 -> 1.19 s).
   bool hint_always = false;
+  // Ranges that are not (all) in the page cache are read with O_DIRECT into
+  // a buffer of the reading thread and copied out, bypassing the page cache;
+  // ranges already cached (another reader of the same file brought them in)
+  // are copied from it as usual. For a mount's base files: a cold read of a
+  // fine-tune would otherwise fill the page cache with the base beside the
+  // fine-tune's own pages (two copies of the model in memory, the base's
+  // read once), and filling it costs the daemon most of its system time
+  // (docs/BENCHMARKS.md, "Base reads that bypass the page cache"). The page cache
+  // is asked with cachestat(2) (Linux 6.5); where that is missing every
+  // range is read direct; where O_DIRECT cannot be opened (some file
+  // systems), every range is read through the page cache. will_need() does
+  // nothing then (a hint would fill the page cache).
+  bool direct_when_cold = false;
 };
 
 // A file on local disk, read with pread(2).

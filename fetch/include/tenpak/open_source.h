@@ -34,6 +34,8 @@ struct SourceOptions {
   // Tuning of HTTP origins (timeouts, retries). bearer_token is filled from
   // HF_TOKEN for hub ids and URLs under HF_ENDPOINT when left empty.
   HttpOptions http;
+  // How local files are read (open_local_file).
+  LocalFileOptions local;
 };
 
 // Opens one file at `location` (any kind above).

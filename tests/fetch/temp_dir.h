@@ -1,0 +1,17 @@
+// A temporary directory for one test, removed with the object.
+#pragma once
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+struct TempDir {
+  std::string path;
+  explicit TempDir(const std::string& tag = "fetch") {
+    std::string t = (std::filesystem::temp_directory_path() / ("tenpak-test-" + tag + "-XXXXXX")).string();
+    path = ::mkdtemp(t.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};

@@ -1,0 +1,134 @@
+// open_local_file with direct_when_cold: ranges not in the page cache are
+// read with O_DIRECT (aligned cover, copied out) and stay out of the page
+// cache; cached ranges are copied from it. Either way the bytes are the file's.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "temp_dir.h"
+#include "tenpak/block_source.h"
+
+using namespace tenpak;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Pages of `path` in the page cache (mincore on a mapping, which faults
+// nothing in).
+size_t resident_pages(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return SIZE_MAX;
+  const size_t size = fs::file_size(path), pages = (size + 4095) / 4096;
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) return SIZE_MAX;
+  std::vector<unsigned char> v(pages);
+  size_t n = SIZE_MAX;
+  if (::mincore(p, size, v.data()) == 0) {
+    n = 0;
+    for (unsigned char c : v) n += c & 1;
+  }
+  ::munmap(p, size);
+  return n;
+}
+
+void drop_pages(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+}  // namespace
+
+TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
+  TempDir d;
+  const std::string p = d.path + "/base.bin";
+  // Not a multiple of the 4 KiB alignment: the last range ends inside a block.
+  std::string data((3u << 20) + 12345, '\0');
+  std::mt19937_64 rng(7);
+  for (auto& c : data) c = static_cast<char>(rng());
+  std::ofstream(p, std::ios::binary) << data;
+  {
+    int fd = ::open(p.c_str(), O_RDONLY | O_DIRECT);
+    if (fd < 0) GTEST_SKIP() << "the temporary directory's file system does not take O_DIRECT";
+    ::close(fd);
+  }
+  drop_pages(p);
+  if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
+  LocalFileOptions lo;
+  lo.direct_when_cold = true;
+  auto src = open_local_file(p, lo);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  BlockSource& s = **src;
+  ASSERT_EQ(s.size(), data.size());
+  // Ranges of every alignment: starts and ends inside blocks, one byte, the
+  // last bytes of the file, a whole block, a range across many blocks.
+  std::vector<std::pair<uint64_t, size_t>> ranges = {
+      {0, 1}, {1, 4095}, {4095, 2}, {4096, 4096}, {100, 1u << 20}, {data.size() - 1, 1}, {data.size() - 5000, 5000}, {0, data.size()}};
+  std::uniform_int_distribution<uint64_t> off(0, data.size() - 1);
+  for (int i = 0; i < 200; ++i) {
+    uint64_t o = off(rng);
+    ranges.push_back({o, static_cast<size_t>(std::min<uint64_t>(data.size() - o, 1 + rng() % (300u << 10)))});
+  }
+  auto check_all = [&] {
+    std::vector<uint8_t> b;
+    for (auto [o, n] : ranges) {
+      b.assign(n, 0);
+      Status st = s.read(o, n, b.data());
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      ASSERT_EQ(0, memcmp(b.data(), data.data() + o, n)) << o << "+" << n;
+    }
+  };
+  check_all();
+  // Nothing of it went through the page cache (a buffered read would have
+  // left every page of the file there, readahead included).
+  EXPECT_EQ(resident_pages(p), 0u) << "direct reads filled the page cache";
+  // Cached now (another reader): the same ranges from the page cache.
+  { std::ifstream(p, std::ios::binary).ignore(data.size() + 1); }
+  ASSERT_GT(resident_pages(p), 0u);
+  check_all();
+  // Several threads at once (each has its own buffer).
+  drop_pages(p);
+  std::vector<std::thread> ts;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      std::vector<uint8_t> b;
+      for (size_t i = t; i < ranges.size(); i += 4) {
+        auto [o, n] = ranges[i];
+        b.assign(n, 0);
+        if (!s.read(o, n, b.data()).ok() || memcmp(b.data(), data.data() + o, n) != 0) bad++;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  // Past the end: an error, as without direct reads.
+  std::vector<uint8_t> b(16);
+  EXPECT_FALSE(s.read(data.size() - 8, 16, b.data()).ok());
+}
+
+// Without the option (the default, and the offline tools): the page cache.
+TEST(LocalFile, BufferedByDefault) {
+  TempDir d;
+  const std::string p = d.path + "/f.bin";
+  std::string data(256u << 10, 'x');
+  std::ofstream(p, std::ios::binary) << data;
+  drop_pages(p);
+  if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
+  auto src = open_local_file(p);
+  ASSERT_TRUE(src.ok());
+  std::vector<uint8_t> b(data.size());
+  ASSERT_TRUE((*src)->read(0, b.size(), b.data()).ok());
+  EXPECT_EQ(resident_pages(p), data.size() / 4096);
+}
