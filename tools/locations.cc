@@ -66,7 +66,7 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
                                     " was built against " + std::to_string(bf.size) + " bytes"};
       auto t0 = std::chrono::steady_clock::now();
       bool cached = false;
-      auto h = sha256_of_local_file(path, {}, &cached);
+      auto h = sha256_of_local_file(path, {}, &cached, local);
       if (!h.ok()) return h.status();
       if (*h != bf.sha256)
         return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*h) + " differs from " + hex(bf.sha256) +

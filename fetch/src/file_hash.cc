@@ -83,9 +83,9 @@ void prune(const std::string& dir) {
 }  // namespace
 
 Result<Sha256> sha256_of_local_file(const std::string& path, const std::function<void(uint64_t)>& on_bytes,
-                                    bool* from_cache) {
+                                    bool* from_cache, const LocalFileOptions& local) {
   if (from_cache) *from_cache = false;
-  auto src = open_local_file(path);
+  auto src = open_local_file(path, local);
   if (!src.ok()) return src.status();
   struct stat before;
   if (::stat(path.c_str(), &before) != 0) return Status{Errc::io, path + ": cannot stat: " + std::strerror(errno)};

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "tenpak/block_source.h"
 
@@ -26,26 +28,64 @@ struct Cachestat {
 };
 
 // O_DIRECT needs offsets, lengths and buffers aligned to the device's
-// logical block; 4 KiB covers 512-byte and 4 KiB devices.
+// logical block; 4 KiB covers 512-byte and 4 KiB devices (others fail with
+// EINVAL, and the file is read through the page cache from then on).
 constexpr uint64_t kDirectAlign = 4096;
+// Direct reads go through buffers of this size (a 1 MiB range and its
+// aligned cover in one read; longer ranges in pieces): memory stays bounded
+// whatever the range.
+constexpr size_t kDirectChunk = (1u << 20) + 2 * kDirectAlign;
 
-// The reading thread's buffer for direct reads. It grows to the largest
-// range read (a frame's base range: about a frame) and stays, so a thread
-// reuses the same pages instead of faulting fresh ones in for every read.
-struct DirectBuf {
-  uint8_t* p = nullptr;
-  size_t cap = 0;
-  ~DirectBuf() { std::free(p); }
-  uint8_t* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      cap = (n + (256u << 10) - 1) & ~size_t((256u << 10) - 1);
-      p = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, cap));
-      if (!p) cap = 0;
+// A few direct-read buffers shared by every file and thread: reused, so
+// reads do not fault fresh pages in each time; at most kKeep are kept (as
+// many reads run at once as there are cores to rebuild frames, not one
+// buffer per FUSE thread).
+class DirectBufPool {
+ public:
+  static DirectBufPool& get() {
+    static DirectBufPool pool;
+    return pool;
+  }
+  uint8_t* take() {
+    {
+      std::lock_guard lk(mu_);
+      if (!free_.empty()) {
+        uint8_t* b = free_.back();
+        free_.pop_back();
+        return b;
+      }
     }
-    return p;
+    return static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kDirectChunk));
+  }
+  void give(uint8_t* b) {
+    {
+      std::lock_guard lk(mu_);
+      if (free_.size() < kKeep) {
+        free_.push_back(b);
+        return;
+      }
+    }
+    std::free(b);
+  }
+
+ private:
+  static constexpr size_t kKeep = 4;
+  ~DirectBufPool() {
+    for (uint8_t* b : free_) std::free(b);
+  }
+  std::mutex mu_;
+  std::vector<uint8_t*> free_;
+};
+
+// One buffer of the pool for the scope of a read.
+struct PooledBuf {
+  uint8_t* p = DirectBufPool::get().take();
+  ~PooledBuf() {
+    if (p) DirectBufPool::get().give(p);
   }
 };
+
+const uint64_t kPageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
 class LocalFile final : public BlockSource {
  public:
@@ -63,7 +103,7 @@ class LocalFile final : public BlockSource {
                                  " is past the end of the file (" + std::to_string(size_) + " bytes)"};
     if (len == 0) return Status::Ok();
     last_end_.store(offset + len, std::memory_order_relaxed);
-    if (direct_fd_ >= 0 && !all_cached(offset, len)) return read_direct(offset, len, dst);
+    if (direct() && !all_cached(offset, len)) return read_direct(offset, len, dst);
     return read_buffered(offset, len, dst);
   }
   // A range near the end of the last read belongs to a sequential stream:
@@ -71,7 +111,7 @@ class LocalFile final : public BlockSource {
   // (pages without readahead marks) would stop that readahead. Otherwise
   // the kernel starts reading the range into the page cache and returns.
   void will_need(uint64_t offset, size_t len) override {
-    if (direct_fd_ >= 0) return;  // the point is not to fill the page cache
+    if (direct()) return;  // the point is not to fill the page cache
     constexpr uint64_t kNear = 8u << 20;
     const uint64_t last = last_end_.load(std::memory_order_relaxed);
     if (offset >= size_ || (!opt_.hint_always && offset + kNear >= last && offset <= last + kNear)) return;
@@ -93,43 +133,51 @@ class LocalFile final : public BlockSource {
     return Status::Ok();
   }
 
+  bool direct() const { return direct_fd_ >= 0 && direct_ok_.load(std::memory_order_relaxed); }
+
   // Whether every page of [offset, offset+len) is in the page cache. False
-  // when the kernel cannot tell (no cachestat: read direct).
+  // when the kernel cannot tell (no cachestat, or refused: read direct).
   bool all_cached(uint64_t offset, size_t len) {
     if (!cachestat_ok_.load(std::memory_order_relaxed)) return false;
-    const uint64_t a0 = offset & ~(kDirectAlign - 1), a1 = (offset + len + kDirectAlign - 1) & ~(kDirectAlign - 1);
-    CachestatRange range{a0, a1 - a0};
+    const uint64_t p0 = offset / kPageSize * kPageSize, p1 = (offset + len + kPageSize - 1) / kPageSize * kPageSize;
+    CachestatRange range{p0, p1 - p0};  // len > 0: 0 would mean "to the end of the file"
     Cachestat cs{};
     if (::syscall(kSysCachestat, fd_, &range, &cs, 0) != 0) {
       if (errno == ENOSYS || errno == EPERM || errno == EOPNOTSUPP) cachestat_ok_.store(false, std::memory_order_relaxed);
       return false;
     }
-    // Pages past the end of the file are never cached: count to the end only.
-    const uint64_t end = std::min<uint64_t>(a1, (size_ + 4095) & ~uint64_t(4095));
-    return cs.nr_cache >= (end - a0) / 4096;
+    return cs.nr_cache >= (p1 - p0) / kPageSize;  // a partial last page is a page
   }
 
-  // The aligned cover of the range read with O_DIRECT into the thread's
-  // buffer, then the range copied out. An O_DIRECT failure other than an
-  // I/O error (a file system that takes the open but not the read) turns
-  // direct reads off for this file and reads through the page cache.
+  // The aligned cover of the range read with O_DIRECT, a pooled buffer at a
+  // time, and the range copied out. EINVAL (a file system or device that
+  // takes the O_DIRECT open but not these reads) turns direct reads off for
+  // this file: it is read through the page cache from then on.
   Status read_direct(uint64_t offset, size_t len, uint8_t* dst) {
-    thread_local DirectBuf buf;
-    const uint64_t a0 = offset & ~(kDirectAlign - 1), a1 = (offset + len + kDirectAlign - 1) & ~(kDirectAlign - 1);
-    uint8_t* b = buf.get(a1 - a0);
-    if (!b) return read_buffered(offset, len, dst);
-    uint64_t got = 0;
-    while (a0 + got < offset + len) {
-      ssize_t r = ::pread(direct_fd_, b + got, a1 - a0 - got, static_cast<off_t>(a0 + got));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EINVAL) return read_buffered(offset, len, dst);  // alignment this device does not take
-        return {Errc::io, path_ + ": read failed: " + std::strerror(errno)};
+    PooledBuf buf;
+    if (!buf.p) return read_buffered(offset, len, dst);
+    const uint64_t end = offset + len;
+    uint64_t pos = offset & ~(kDirectAlign - 1);
+    while (pos < end) {
+      const uint64_t want = std::min<uint64_t>(kDirectChunk, ((end + kDirectAlign - 1) & ~(kDirectAlign - 1)) - pos);
+      uint64_t got = 0;
+      while (pos + got < end && got < want) {
+        ssize_t r = ::pread(direct_fd_, buf.p + got, want - got, static_cast<off_t>(pos + got));
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EINVAL) {
+            direct_ok_.store(false, std::memory_order_relaxed);
+            return read_buffered(offset, len, dst);
+          }
+          return {Errc::io, path_ + ": read failed: " + std::strerror(errno)};
+        }
+        if (r == 0) return {Errc::corrupt, path_ + ": file shrank while reading"};
+        got += static_cast<uint64_t>(r);
       }
-      if (r == 0) return {Errc::corrupt, path_ + ": file shrank while reading"};
-      got += static_cast<uint64_t>(r);
+      const uint64_t from = std::max(pos, offset), to = std::min(pos + got, end);
+      std::memcpy(dst + (from - offset), buf.p + (from - pos), to - from);
+      pos += want;
     }
-    std::memcpy(dst, b + (offset - a0), len);
     return Status::Ok();
   }
 
@@ -140,6 +188,7 @@ class LocalFile final : public BlockSource {
   LocalFileOptions opt_;
   std::atomic<uint64_t> last_end_{UINT64_MAX / 2};  // end of the last read (far from everything at first)
   std::atomic<bool> cachestat_ok_{true};
+  std::atomic<bool> direct_ok_{true};
 };
 
 }  // namespace
@@ -155,6 +204,11 @@ Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, co
   // A second descriptor for direct reads; none where the file system does
   // not take O_DIRECT (the page cache is used then).
   int direct_fd = opt.direct_when_cold ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT) : -1;
+  struct stat dst;
+  if (direct_fd >= 0 && (::fstat(direct_fd, &dst) != 0 || dst.st_dev != st.st_dev || dst.st_ino != st.st_ino)) {
+    ::close(direct_fd);  // replaced between the two opens: one file or none
+    direct_fd = -1;
+  }
   return std::unique_ptr<BlockSource>(new LocalFile(fd, direct_fd, static_cast<uint64_t>(st.st_size), path, opt));
 }
 

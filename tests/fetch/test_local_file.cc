@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -49,73 +51,114 @@ void drop_pages(const std::string& path) {
   ::close(fd);
 }
 
+// Bytes this thread read from storage so far (/proc/thread-self/io):
+// direct reads count, copies out of the page cache do not.
+uint64_t storage_read_bytes() {
+  std::ifstream in("/proc/thread-self/io");
+  std::string k;
+  uint64_t v = 0;
+  while (in >> k >> v)
+    if (k == "read_bytes:") return v;
+  return UINT64_MAX;
+}
+
+bool have_cachestat(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  uint64_t range[2] = {0, 4096}, cs[5] = {};
+  bool ok = ::syscall(451, fd, range, cs, 0) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Why direct reads cannot be tested in the temporary directory, or "".
+std::string direct_unusable(const std::string& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_DIRECT);
+  if (fd < 0) return "the temporary directory's file system does not take O_DIRECT";
+  void* b = std::aligned_alloc(4096, 4096);
+  ssize_t r = ::pread(fd, b, 4096, 0);
+  std::free(b);
+  ::close(fd);
+  if (r != 4096) return "O_DIRECT reads fail here";
+  if (resident_pages(p) != 0) return "O_DIRECT reads go through the page cache on this file system";
+  return "";
+}
+
 }  // namespace
 
 TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
-  TempDir d;
-  const std::string p = d.path + "/base.bin";
-  // Not a multiple of the 4 KiB alignment: the last range ends inside a block.
-  std::string data((3u << 20) + 12345, '\0');
-  std::mt19937_64 rng(7);
-  for (auto& c : data) c = static_cast<char>(rng());
-  std::ofstream(p, std::ios::binary) << data;
-  {
-    int fd = ::open(p.c_str(), O_RDONLY | O_DIRECT);
-    if (fd < 0) GTEST_SKIP() << "the temporary directory's file system does not take O_DIRECT";
-    ::close(fd);
-  }
-  drop_pages(p);
-  if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
-  LocalFileOptions lo;
-  lo.direct_when_cold = true;
-  auto src = open_local_file(p, lo);
-  ASSERT_TRUE(src.ok()) << src.status().to_string();
-  BlockSource& s = **src;
-  ASSERT_EQ(s.size(), data.size());
-  // Ranges of every alignment: starts and ends inside blocks, one byte, the
-  // last bytes of the file, a whole block, a range across many blocks.
-  std::vector<std::pair<uint64_t, size_t>> ranges = {
-      {0, 1}, {1, 4095}, {4095, 2}, {4096, 4096}, {100, 1u << 20}, {data.size() - 1, 1}, {data.size() - 5000, 5000}, {0, data.size()}};
-  std::uniform_int_distribution<uint64_t> off(0, data.size() - 1);
-  for (int i = 0; i < 200; ++i) {
-    uint64_t o = off(rng);
-    ranges.push_back({o, static_cast<size_t>(std::min<uint64_t>(data.size() - o, 1 + rng() % (300u << 10)))});
-  }
-  auto check_all = [&] {
-    std::vector<uint8_t> b;
-    for (auto [o, n] : ranges) {
-      b.assign(n, 0);
-      Status st = s.read(o, n, b.data());
-      ASSERT_TRUE(st.ok()) << st.to_string();
-      ASSERT_EQ(0, memcmp(b.data(), data.data() + o, n)) << o << "+" << n;
+  // Not a multiple of the 4 KiB alignment (the last range ends inside a
+  // block), and a multiple of it.
+  for (size_t size : {(3u << 20) + 12345u, 2u << 20}) {
+    SCOPED_TRACE(size);
+    TempDir d;
+    const std::string p = d.path + "/base.bin";
+    std::string data(size, '\0');
+    std::mt19937_64 rng(size);
+    for (auto& c : data) c = static_cast<char>(rng());
+    std::ofstream(p, std::ios::binary) << data;
+    drop_pages(p);
+    if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
+    if (auto why = direct_unusable(p); !why.empty()) GTEST_SKIP() << why;
+    LocalFileOptions lo;
+    lo.direct_when_cold = true;
+    auto src = open_local_file(p, lo);
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    BlockSource& s = **src;
+    ASSERT_EQ(s.size(), data.size());
+    // Ranges of every alignment: starts and ends inside blocks, one byte, the
+    // last bytes of the file, a whole block, 1 MiB, the whole file (several
+    // of the 1 MiB buffers).
+    std::vector<std::pair<uint64_t, size_t>> ranges = {{0, 1},        {1, 4095},         {4095, 2},
+                                                       {4096, 4096},  {100, 1u << 20},   {data.size() - 1, 1},
+                                                       {data.size() - 5000, 5000},       {0, data.size()}};
+    std::uniform_int_distribution<uint64_t> off(0, data.size() - 1);
+    for (int i = 0; i < 200; ++i) {
+      uint64_t o = off(rng);
+      ranges.push_back({o, static_cast<size_t>(std::min<uint64_t>(data.size() - o, 1 + rng() % (300u << 10)))});
     }
-  };
-  check_all();
-  // Nothing of it went through the page cache (a buffered read would have
-  // left every page of the file there, readahead included).
-  EXPECT_EQ(resident_pages(p), 0u) << "direct reads filled the page cache";
-  // Cached now (another reader): the same ranges from the page cache.
-  { std::ifstream(p, std::ios::binary).ignore(data.size() + 1); }
-  ASSERT_GT(resident_pages(p), 0u);
-  check_all();
-  // Several threads at once (each has its own buffer).
-  drop_pages(p);
-  std::vector<std::thread> ts;
-  std::atomic<int> bad{0};
-  for (int t = 0; t < 4; ++t)
-    ts.emplace_back([&, t] {
+    auto check_all = [&] {
       std::vector<uint8_t> b;
-      for (size_t i = t; i < ranges.size(); i += 4) {
-        auto [o, n] = ranges[i];
+      for (auto [o, n] : ranges) {
         b.assign(n, 0);
-        if (!s.read(o, n, b.data()).ok() || memcmp(b.data(), data.data() + o, n) != 0) bad++;
+        Status st = s.read(o, n, b.data());
+        ASSERT_TRUE(st.ok()) << st.to_string();
+        ASSERT_EQ(0, memcmp(b.data(), data.data() + o, n)) << o << "+" << n;
       }
-    });
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(bad.load(), 0);
-  // Past the end: an error, as without direct reads.
-  std::vector<uint8_t> b(16);
-  EXPECT_FALSE(s.read(data.size() - 8, 16, b.data()).ok());
+    };
+    check_all();
+    // Nothing of it went through the page cache (a buffered read would have
+    // left every page of the file there, readahead included).
+    EXPECT_EQ(resident_pages(p), 0u) << "direct reads filled the page cache";
+    EXPECT_TRUE(s.read(5, 0, nullptr).ok());
+    // Cached now (another reader): the same ranges, copied from the page
+    // cache, with no read from storage where the kernel can tell.
+    { std::ifstream(p, std::ios::binary).ignore(data.size() + 1); }
+    ASSERT_GT(resident_pages(p), 0u);
+    const uint64_t before = storage_read_bytes();
+    check_all();
+    if (have_cachestat(p) && resident_pages(p) == (data.size() + 4095) / 4096) {
+      EXPECT_EQ(storage_read_bytes(), before) << "cached ranges were read from storage";
+    }
+    // Several threads at once (each takes a pooled buffer).
+    drop_pages(p);
+    std::vector<std::thread> ts;
+    std::atomic<int> bad{0};
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&, t] {
+        std::vector<uint8_t> b;
+        for (size_t i = t; i < ranges.size(); i += 4) {
+          auto [o, n] = ranges[i];
+          b.assign(n, 0);
+          if (!s.read(o, n, b.data()).ok() || memcmp(b.data(), data.data() + o, n) != 0) bad++;
+        }
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(bad.load(), 0);
+    // Past the end: an error, as without direct reads.
+    std::vector<uint8_t> b(16);
+    EXPECT_FALSE(s.read(data.size() - 8, 16, b.data()).ok());
+  }
 }
 
 // Without the option (the default, and the offline tools): the page cache.

@@ -555,19 +555,25 @@ def t_base_read_direct_when_cold():
         return
     seen = {}
     for extra in ((), ("--buffered-base",)):
-        # Size-only base check: the sha256 check would read the base itself.
-        mount(d + "/delta", mp, "--base", d + "/pair/base", "--no-verify-base", "--warm-mb", "0", *extra)
         fd = os.open(base, os.O_RDONLY)
         os.fdatasync(fd)  # dirty pages (the fixture was just written) are not dropped
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
         if resident_bytes(base) != 0:
-            unmount(mp)
             log("    (skipped: cannot empty the base's page cache here)")
             return
+        # The base's sha256 is checked at mount with an empty hash cache: that
+        # check reads the whole base too.
+        hc = os.path.join(WORK, "hashcache" + str(len(seen)))
+        os.environ["TENPAK_HASH_CACHE"] = hc
+        try:
+            mount(d + "/delta", mp, "--base", d + "/pair/base", "--warm-mb", "0", *extra)
+        finally:
+            del os.environ["TENPAK_HASH_CACHE"]
         assert sha256(os.path.join(mp, name)) == want, extra
         seen[extra] = resident_bytes(base)
         unmount(mp)
+        assert os.listdir(hc), "the base's sha256 was not computed (hash cache not written)"
     log(f"    base bytes in the page cache after a cold read: {seen[()]} (default), {seen[('--buffered-base',)]} (--buffered-base)")
     assert seen[()] == 0, seen
     assert seen[("--buffered-base",)] > 0, seen

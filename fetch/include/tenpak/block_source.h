@@ -44,6 +44,31 @@ class BlockSource {
 // grow with the size). `on_bytes`, when set, is called with each chunk's length.
 Result<Sha256> sha256_of(BlockSource& src, const std::function<void(uint64_t)>& on_bytes = {});
 
+// How a local file is read.
+struct LocalFileOptions {
+  // will_need() passes every hint to the kernel (posix_fadvise WILLNEED).
+  // Default (false): only hints away from the last read, since forcing in the
+  // pages of a sequential stream stops the kernel's own readahead (measured:
+  // cold FUSE reads of a mostly-copied model 0.80 -> 0.55 GB/s), whereas an
+  // in-process rebuild whose workers read one base in frame order gains from
+  // every hint (cold `delta verify` of a 1 GiB pair 1.68 -> 1.19 s).
+  bool hint_always = false;
+  // Ranges that are not (all) in the page cache are read with O_DIRECT into
+  // a pooled buffer and copied out, bypassing the page cache;
+  // ranges already cached (another reader of the same file brought them in)
+  // are copied from it as usual. For a mount's base files: a cold read of a
+  // fine-tune would otherwise fill the page cache with the base beside the
+  // fine-tune's own pages (two copies of the model in memory, the base's
+  // read once), and filling it costs the daemon most of its system time
+  // (docs/BENCHMARKS.md, "Base reads that bypass the page cache"). The page cache
+  // is asked with cachestat(2) (Linux 6.5); where that is missing or
+  // refused, every range is read direct. Where O_DIRECT cannot be opened
+  // or its reads fail with EINVAL (some file systems and devices), the file
+  // is read through the page cache. While direct reads are on, will_need()
+  // does nothing (a hint would fill the page cache).
+  bool direct_when_cold = false;
+};
+
 // sha256 of a whole local file, remembered across runs: a base hashed once
 // is not read again by the next build, apply or mount against it while it
 // is unchanged. Entries are keyed by the file's real path and identity
@@ -55,32 +80,11 @@ Result<Sha256> sha256_of(BlockSource& src, const std::function<void(uint64_t)>& 
 // changed go first, then the oldest); a missing, unreadable or unwritable
 // cache is never an error. (Even an entry gone stale undetected could not make wrong bytes
 // pass: every rebuilt frame is still checked against its own hash.)
-// `from_cache`, when set, says whether the hash came from the cache.
+// `from_cache`, when set, says whether the hash came from the cache. The
+// file is read with `local` (the mount's base check reads direct, so that
+// checking a base does not leave it in the page cache).
 Result<Sha256> sha256_of_local_file(const std::string& path, const std::function<void(uint64_t)>& on_bytes = {},
-                                    bool* from_cache = nullptr);
-
-struct LocalFileOptions {
-  // will_need() passes every hint to the kernel (posix_fadvise WILLNEED).
-  // Default (false): only hints away from the last read, since forcing in the
-  // pages of a sequential stream stops the kernel's own readahead (measured:
-  // cold FUSE reads of a mostly-copied model 0.80 -> 0.55 GB/s), whereas an
-  // in-process rebuild whose workers read one base in frame order gains from
-  // every hint (cold `delta verify` of a 1 GiB pair 1.68 -> 1.19 s).
-  bool hint_always = false;
-  // Ranges that are not (all) in the page cache are read with O_DIRECT into
-  // a buffer of the reading thread and copied out, bypassing the page cache;
-  // ranges already cached (another reader of the same file brought them in)
-  // are copied from it as usual. For a mount's base files: a cold read of a
-  // fine-tune would otherwise fill the page cache with the base beside the
-  // fine-tune's own pages (two copies of the model in memory, the base's
-  // read once), and filling it costs the daemon most of its system time
-  // (docs/BENCHMARKS.md, "Base reads that bypass the page cache"). The page cache
-  // is asked with cachestat(2) (Linux 6.5); where that is missing every
-  // range is read direct; where O_DIRECT cannot be opened (some file
-  // systems), every range is read through the page cache. will_need() does
-  // nothing then (a hint would fill the page cache).
-  bool direct_when_cold = false;
-};
+                                    bool* from_cache = nullptr, const LocalFileOptions& local = {});
 
 // A file on local disk, read with pread(2).
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt = {});
