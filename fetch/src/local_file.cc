@@ -45,9 +45,10 @@ constexpr size_t kDirectChunk = (1u << 20) + 2 * kDirectAlign;
 // thread that reads (FUSE threads and prefetch workers), 1 MiB each.
 class DirectBufPool {
  public:
+  // Never destroyed: a thread still reading at exit keeps a valid buffer.
   static DirectBufPool& get() {
-    static DirectBufPool pool;
-    return pool;
+    static DirectBufPool* pool = new DirectBufPool;
+    return *pool;
   }
   uint8_t* take() {
     {
@@ -67,9 +68,6 @@ class DirectBufPool {
   }
 
  private:
-  ~DirectBufPool() {
-    for (uint8_t* b : free_) ::munmap(b, kDirectChunk);
-  }
   std::mutex mu_;
   std::vector<uint8_t*> free_;
 };
