@@ -661,6 +661,7 @@ struct ModelFs::Impl {
       ++busy_workers;
       if (is_urgent) ++demand_active;
       lk.unlock();
+      if (opt.on_job_taken) opt.on_job_taken(g);
       // Urgent jobs (also the guesses of an open hint) are about to be waited
       // for: a niced thread there would be a priority inversion.
       set_nice(is_urgent ? 0 : opt.prefetch_nice);

@@ -658,9 +658,8 @@ TEST(ModelFs, ARangeReadTwiceDoesNotMakeAFrameServedWhole) {
 // was served whole and left the cache.
 // Two readers share the requests of each file, as FUSE threads do. (A race:
 // without the unqueue, about one round in three shows it; 8 rounds. A job a
-// worker has already taken when a reader overtakes it, skipped through
-// served_whole, shows only under CPU contention: the mount bench's rebuild
-// count covers that one.)
+// worker has already taken when a reader overtakes it: see
+// AJobOvertakenByReadersIsSkipped.)
 TEST(ModelFs, FramesReadBeforeTheirPrefetchAreRebuiltOnce) {
   FsOptions o;
   o.prefetch_workers = 2;
@@ -762,6 +761,53 @@ TEST(ModelFs, ScatteredRereadsPrefetchNothingWholeRereadsDo) {
   read_from(16384, 1u << 20);
   FsStats s3 = f.fs->stats();
   EXPECT_GT(s3.prefetch_issued, s2.prefetch_issued) << "a whole re-read was not prefetched";
+}
+
+// A worker that took a job off the queue before a reader rebuilt that
+// frame itself, and gets to it only after the frame was served whole and
+// left the cache, skips it (served_whole) instead of rebuilding it for
+// nobody. The worker is held between taking the job and starting it.
+TEST(ModelFs, AJobOvertakenByReadersIsSkipped) {
+  std::mutex hm;
+  std::condition_variable hcv;
+  bool held = false, release = false;
+  FsOptions o;
+  o.prefetch_workers = 1;
+  o.open_hint_bytes = 0;
+  o.spent_keep_bytes = 0;  // a frame served whole leaves at once
+  o.on_job_taken = [&](uint64_t) {
+    std::unique_lock lk(hm);
+    if (held) return;  // the first job only
+    held = true;
+    hcv.notify_all();
+    hcv.wait(lk, [&] { return release; });
+  };
+  auto f = make_fs(o);
+  const size_t total = open_model(g_dir + "/delta", g_dir + "/pair/base").reader->manifest().frames.size();
+  ASSERT_GT(f.fs->warm_heads(), 0u);
+  {
+    std::unique_lock lk(hm);
+    ASSERT_TRUE(hcv.wait_for(lk, std::chrono::seconds(20), [&] { return held; })) << "no worker took a job";
+  }
+  // The reader overtakes the held worker: every file read whole.
+  for (auto& name : ft_files()) {
+    std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
+    std::vector<uint8_t> b(64u << 10);
+    for (uint64_t off = 0; off < orig.size(); off += b.size()) {
+      auto r = f.fs->read(ino, off, b.size(), b.data());
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << name << " " << off;
+    }
+  }
+  EXPECT_EQ(f.fs->stats().frames_rebuilt, total);
+  {
+    std::lock_guard lk(hm);
+    release = true;
+  }
+  hcv.notify_all();
+  f.fs->drain_prefetch();
+  EXPECT_EQ(f.fs->stats().frames_rebuilt, total) << "the held job rebuilt its frame again after readers served it";
 }
 
 TEST(ModelFs, CatalogOfTwoModels) {

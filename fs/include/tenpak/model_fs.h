@@ -93,6 +93,10 @@ struct FsOptions {
   bool trace_reads = false;
   // One line per event (errors, retries). Null: stderr.
   std::function<void(const std::string&)> log;
+  // For tests: called on a worker thread with the global frame id of a job
+  // it has just taken off a queue, before it starts it (no lock held). Lets
+  // a test hold a worker between the two, where a reader can overtake it.
+  std::function<void(uint64_t)> on_job_taken;
 };
 
 // One model of the mount: its delta reader (bases attached) shown at `dir`
