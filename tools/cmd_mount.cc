@@ -398,6 +398,13 @@ int do_stats(const std::string& mp, bool json_out) {
   std::printf("  prefetch   %llu issued, %llu hits, %llu wasted, %llu dropped, %llu failed; %llu in-flight joins\n",
               (unsigned long long)u(pf["issued"]), (unsigned long long)u(pf["hits"]), (unsigned long long)u(pf["wasted"]),
               (unsigned long long)u(pf["dropped"]), (unsigned long long)u(pf["failed"]), (unsigned long long)u(j["inflight_joins"]));
+  if (j.contains("base_reads")) {
+    auto& br = j["base_reads"];
+    const uint64_t d = br.value("direct_bytes", uint64_t{0}), pc = br.value("page_cache_bytes", uint64_t{0});
+    if (d + pc)
+      std::printf("  base       %s read direct (O_DIRECT), %s from the page cache\n", human_bytes(static_cast<double>(d)).c_str(),
+                  human_bytes(static_cast<double>(pc)).c_str());
+  }
   if (uint64_t sr = pf.value("sparse_rereads", uint64_t{0}))
     std::printf("  re-read    %llu short reads of frames served whole (pages the kernel dropped)\n", (unsigned long long)sr);
   if (j.contains("persistent_cache") && j["persistent_cache"].value("enabled", false)) {

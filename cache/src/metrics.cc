@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tenpak/block_source.h"
 #include "tenpak/http_source.h"
 
 namespace tenpak {
@@ -67,6 +68,11 @@ std::string render_prometheus(const std::vector<std::pair<std::string, const Blo
     o << "tenpak_fetch_latency_seconds_sum{origin=\"" << esc(url) << "\"} " << s.latency_sum_s << "\n";
     o << "tenpak_fetch_latency_seconds_count{origin=\"" << esc(url) << "\"} " << s.latency_count << "\n";
   }
+  const LocalReadStats lr = local_read_stats();
+  metric(o, "tenpak_local_read_bytes_total", "counter",
+         "Bytes read from local base files, by path: O_DIRECT from storage, or from the page cache (all pages there).");
+  o << "tenpak_local_read_bytes_total{path=\"direct\"} " << lr.direct_bytes << "\n";
+  o << "tenpak_local_read_bytes_total{path=\"page_cache\"} " << lr.page_cache_bytes << "\n";
   std::vector<std::pair<std::string, CacheStats>> cs;
   for (auto& [n, c] : caches)
     if (c) cs.emplace_back(n, c->stats());

@@ -82,6 +82,8 @@ struct PooledBuf {
 
 const uint64_t kPageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
+std::atomic<uint64_t> g_direct_bytes{0}, g_page_cache_bytes{0};  // local_read_stats()
+
 class LocalFile final : public BlockSource {
  public:
   LocalFile(int fd, int direct_fd, uint64_t size, std::string path, const LocalFileOptions& opt)
@@ -98,7 +100,10 @@ class LocalFile final : public BlockSource {
                                  " is past the end of the file (" + std::to_string(size_) + " bytes)"};
     if (len == 0) return Status::Ok();
     last_end_.store(offset + len, std::memory_order_relaxed);
-    if (direct() && !all_cached(offset, len)) return read_direct(offset, len, dst);
+    if (direct()) {
+      if (!all_cached(offset, len)) return read_direct(offset, len, dst);
+      g_page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
+    }
     return read_buffered(offset, len, dst);
   }
   // A range near the end of the last read belongs to a sequential stream:
@@ -173,6 +178,7 @@ class LocalFile final : public BlockSource {
       std::memcpy(dst + (from - offset), buf.p + (from - pos), to - from);
       pos += want;
     }
+    g_direct_bytes.fetch_add(len, std::memory_order_relaxed);
     return Status::Ok();
   }
 
@@ -187,6 +193,13 @@ class LocalFile final : public BlockSource {
 };
 
 }  // namespace
+
+LocalReadStats local_read_stats() {
+  LocalReadStats s;
+  s.direct_bytes = g_direct_bytes.load(std::memory_order_relaxed);
+  s.page_cache_bytes = g_page_cache_bytes.load(std::memory_order_relaxed);
+  return s;
+}
 
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

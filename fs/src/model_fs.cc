@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "tenpak/block_source.h"
 #include "tenpak/format.h"
 #include "tenpak/hash.h"
 
@@ -1057,6 +1058,8 @@ std::string ModelFs::stats_json() const {
       {"prefetch", {{"issued", s.prefetch_issued}, {"hits", s.prefetch_hits}, {"wasted", s.prefetch_wasted},
                     {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed},
                     {"sparse_rereads", s.sparse_rereads}}},
+      {"base_reads", {{"direct_bytes", local_read_stats().direct_bytes},
+                      {"page_cache_bytes", local_read_stats().page_cache_bytes}}},
       {"persistent_cache", {{"enabled", static_cast<bool>(impl_->opt.block_cache)},
                             {"frames", frame_cache_policy_name(impl_->opt.cache_frames)},
                             {"hits", s.persistent_hits},

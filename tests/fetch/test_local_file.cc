@@ -126,10 +126,16 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
         ASSERT_EQ(0, memcmp(b.data(), data.data() + o, n)) << o << "+" << n;
       }
     };
+    const LocalReadStats st0 = local_read_stats();
     check_all();
     // Nothing of it went through the page cache (a buffered read would have
     // left every page of the file there, readahead included).
     EXPECT_EQ(resident_pages(p), 0u) << "direct reads filled the page cache";
+    const LocalReadStats st1 = local_read_stats();
+    uint64_t asked = 0;
+    for (auto [o, n] : ranges) asked += n;
+    EXPECT_EQ(st1.direct_bytes - st0.direct_bytes, asked);
+    EXPECT_EQ(st1.page_cache_bytes, st0.page_cache_bytes);
     EXPECT_TRUE(s.read(5, 0, nullptr).ok());
     // Cached now (another reader): the same ranges, copied from the page
     // cache, with no read from storage where the kernel can tell.
@@ -139,6 +145,7 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
     check_all();
     if (have_cachestat(p) && resident_pages(p) == (data.size() + 4095) / 4096) {
       EXPECT_EQ(storage_read_bytes(), before) << "cached ranges were read from storage";
+      EXPECT_EQ(local_read_stats().page_cache_bytes - st1.page_cache_bytes, asked);
     }
     // Several threads at once (each takes a pooled buffer).
     drop_pages(p);

@@ -567,12 +567,17 @@ def t_base_read_direct_when_cold():
         hc = os.path.join(WORK, "hashcache" + str(len(seen)))
         os.environ["TENPAK_HASH_CACHE"] = hc
         try:
-            mount(d + "/delta", mp, "--base", d + "/pair/base", "--warm-mb", "0", *extra)
+            mount(d + "/delta", mp, "--base", d + "/pair/base", "--warm-mb", "0", "--metrics-port", "0", *extra)
         finally:
             del os.environ["TENPAK_HASH_CACHE"]
         assert sha256(os.path.join(mp, name)) == want, extra
         seen[extra] = resident_bytes(base)
+        br = json.loads(tp("stats", mp, "--json").stdout)["base_reads"]
+        direct_metric = [l for l in metrics_of(mp).splitlines() if l.startswith('tenpak_local_read_bytes_total{path="direct"}')]
         unmount(mp)
+        assert (br["direct_bytes"] > 0) == (not extra), (extra, br)  # counted, and only when direct
+        # The same counter in Prometheus (read after the stats: never less).
+        assert len(direct_metric) == 1 and int(direct_metric[0].rsplit(" ", 1)[1]) >= br["direct_bytes"], (direct_metric, br)
         assert os.listdir(hc), "the base's sha256 was not computed (hash cache not written)"
     log(f"    base bytes in the page cache after a cold read: {seen[()]} (default), {seen[('--buffered-base',)]} (--buffered-base)")
     assert seen[()] == 0, seen

@@ -89,4 +89,13 @@ Result<Sha256> sha256_of_local_file(const std::string& path, const std::function
 // A file on local disk, read with pread(2).
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt = {});
 
+// Bytes this process read from local files opened with direct_when_cold,
+// by the path they took: O_DIRECT from storage, or copied from the page
+// cache because every page of the range was there (the base shared with
+// another reader). Counted since the process started.
+struct LocalReadStats {
+  uint64_t direct_bytes = 0, page_cache_bytes = 0;
+};
+LocalReadStats local_read_stats();
+
 }  // namespace tenpak
