@@ -100,11 +100,11 @@ class LocalFile final : public BlockSource {
                                  " is past the end of the file (" + std::to_string(size_) + " bytes)"};
     if (len == 0) return Status::Ok();
     last_end_.store(offset + len, std::memory_order_relaxed);
-    if (direct()) {
-      if (!all_cached(offset, len)) return read_direct(offset, len, dst);
-      g_page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
-    }
-    return read_buffered(offset, len, dst);
+    if (!direct()) return read_buffered(offset, len, dst);
+    if (!all_cached(offset, len)) return read_direct(offset, len, dst);
+    Status st = read_buffered(offset, len, dst);
+    if (st.ok()) g_page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
+    return st;
   }
   // A range near the end of the last read belongs to a sequential stream:
   // the kernel's readahead already fetches it ahead of us, and forcing it in
