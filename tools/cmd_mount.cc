@@ -10,6 +10,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -182,19 +184,39 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   }
   std::vector<FsModel> models;
   uint64_t files = 0, bytes = 0;
+  // Which base each model reads (--base, else the first location its delta
+  // records): a local base that several models of this mount share is read
+  // through the page cache, so that they share its pages; one used by a
+  // single model is read direct when cold (--buffered-base: always cached).
+  auto base_key = [&](const DeltaReader& r) {
+    const auto& bl = r.manifest().base_locations;
+    return !a.base.empty() ? a.base : bl.empty() ? std::string() : bl[0];
+  };
+  std::vector<std::unique_ptr<DeltaReader>> readers;
+  std::map<std::string, unsigned> users;
+  std::set<std::string> logged;
   for (auto& [dir, loc] : *found) {
     auto r = open_delta(loc, cache);
     if (!r.ok()) return failed(r.status());
+    users[base_key(**r)]++;
+    readers.push_back(std::move(r.value()));
+  }
+  for (size_t i = 0; i < readers.size(); ++i) {
+    const auto& [dir, loc] = (*found)[i];
+    DeltaReader& r = *readers[i];
+    const unsigned shared_by = users[base_key(r)];
     LocalFileOptions lo;
-    lo.direct_when_cold = !a.buffered_base;
-    Status st = attach_base_from(**r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); }, lo);
+    lo.direct_when_cold = !a.buffered_base && shared_by < 2;
+    if (!a.buffered_base && shared_by >= 2 && logged.insert(base_key(r)).second)
+      log("base " + base_key(r) + " is shared by " + std::to_string(shared_by) + " models: read through the page cache");
+    Status st = attach_base_from(r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); }, lo);
     if (!st.ok()) return failed(st);
-    for (auto& f : (*r)->manifest().out_files) {
+    for (auto& f : r.manifest().out_files) {
       ++files;
       bytes += f.size;
     }
     log("model " + (dir.empty() ? std::string("/") : dir) + ": " + loc);
-    models.push_back({dir, std::move(r.value())});
+    models.push_back({dir, std::move(readers[i])});
   }
   FsOptions fo;
   fo.frame_cache_bytes = static_cast<size_t>(a.cache_mb) << 20;
@@ -461,7 +483,8 @@ void add_mount_commands(CLI::App& app, int& rc) {
   m->add_flag("--no-verify-base", a->no_verify_base, "check local base files by size only, not sha256");
   m->add_flag("--buffered-base", a->buffered_base,
               "read local base files through the page cache (default: base ranges not already cached are read with "
-              "O_DIRECT, so a cold read does not keep the base in memory beside the fine-tune)");
+              "O_DIRECT, so a cold read does not keep the base in memory beside the fine-tune; a base shared by "
+              "several models of the mount is always read through the page cache)");
   m->add_flag("--allow-other", a->allow_other, "let other users read the mount");
   m->add_option("--cache-mb", a->cache_mb, "in-memory frame cache (MiB)")->check(CLI::Range(4u, 65536u))->capture_default_str();
   m->add_option("--keep-served-mb", a->keep_served_mb,

@@ -277,11 +277,18 @@ def t_catalog_two_models():
     mp = os.path.join(WORK, "catmp")
     mount(cat, mp, "--base", d + "/pair/base")
     try:
+        drop_file_pages(d + "/pair/base")  # so that a direct read would show (below)
         assert os.listdir(mp) == ["org"], os.listdir(mp)
         assert sorted(os.listdir(mp + "/org")) == ["identity", "tuned"]
         for sub, src in (("tuned", d + "/pair/finetune"), ("identity", d + "/pair/base")):
             for name in os.listdir(src):
                 assert sha256(f"{mp}/org/{sub}/{name}") == sha256(f"{src}/{name}"), f"{sub}/{name}"
+        # Both models read one base: it is read through the page cache (shared
+        # by them), not direct.
+        br = json.loads(tp("stats", mp, "--json").stdout)["base_reads"]
+        assert br["direct_bytes"] == 0, br
+        with open(mp + ".log") as f:
+            assert "is shared by 2 models: read through the page cache" in f.read()
     finally:
         unmount(mp)
 
@@ -530,6 +537,18 @@ def t_scattered_rereads():
     assert s2["frame_cache"]["bytes"] == s2["frame_cache"]["spent_bytes"], s2["frame_cache"]
 
 
+def drop_file_pages(path):
+    """Drops the page cache of every file under `path` (or of the file)."""
+    files = [path] if os.path.isfile(path) else [os.path.join(r, n) for r, _, ns in os.walk(path) for n in ns]
+    for p in files:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)  # dirty pages (a file just written) are not dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def resident_bytes(path):
     r = subprocess.run(["fincore", "-n", "-b", "-o", "RES", path], capture_output=True, text=True)
     return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
@@ -555,10 +574,7 @@ def t_base_read_direct_when_cold():
         return
     seen = {}
     for extra in ((), ("--buffered-base",)):
-        fd = os.open(base, os.O_RDONLY)
-        os.fdatasync(fd)  # dirty pages (the fixture was just written) are not dropped
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.close(fd)
+        drop_file_pages(base)
         if resident_bytes(base) != 0:
             log("    (skipped: cannot empty the base's page cache here)")
             return
