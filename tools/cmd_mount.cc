@@ -10,11 +10,11 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <set>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -188,27 +188,26 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   // records): a local base that several models of this mount share is read
   // through the page cache, so that they share its pages; one used by a
   // single model is read direct when cold (--buffered-base: always cached).
-  auto base_key = [&](const DeltaReader& r) {
-    const auto& bl = r.manifest().base_locations;
-    return !a.base.empty() ? a.base : bl.empty() ? std::string() : bl[0];
-  };
   std::vector<std::unique_ptr<DeltaReader>> readers;
+  std::vector<std::string> base_of;  // per reader
   std::map<std::string, unsigned> users;
   std::set<std::string> logged;
   for (auto& [dir, loc] : *found) {
     auto r = open_delta(loc, cache);
     if (!r.ok()) return failed(r.status());
-    users[base_key(**r)]++;
+    const auto& bl = (*r)->manifest().base_locations;
+    base_of.push_back(!a.base.empty() ? a.base : bl.empty() ? std::string() : bl[0]);
+    users[base_of.back()]++;
     readers.push_back(std::move(r.value()));
   }
   for (size_t i = 0; i < readers.size(); ++i) {
     const auto& [dir, loc] = (*found)[i];
     DeltaReader& r = *readers[i];
-    const unsigned shared_by = users[base_key(r)];
+    const unsigned shared_by = users[base_of[i]];
     LocalFileOptions lo;
     lo.direct_when_cold = !a.buffered_base && shared_by < 2;
-    if (!a.buffered_base && shared_by >= 2 && logged.insert(base_key(r)).second)
-      log("base " + base_key(r) + " is shared by " + std::to_string(shared_by) + " models: read through the page cache");
+    if (!a.buffered_base && shared_by >= 2 && logged.insert(base_of[i]).second)
+      log("base " + base_of[i] + " is shared by " + std::to_string(shared_by) + " models: read through the page cache");
     Status st = attach_base_from(r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); }, lo);
     if (!st.ok()) return failed(st);
     for (auto& f : r.manifest().out_files) {

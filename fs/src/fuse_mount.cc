@@ -13,11 +13,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <chrono>
-#include <condition_variable>
 #include <ctime>
 #include <fstream>
 #include <mutex>

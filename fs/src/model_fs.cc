@@ -211,10 +211,9 @@ struct ModelFs::Impl {
     // Rebuilt for a sparse re-read (plan_prefetch) of a frame served whole:
     // the kernel dropped some of its pages and asks for those; the rest it
     // still holds. Once any byte of it is served it leaves first, like a
-    // frame served whole
-    // (keeping it for the pages the kernel holds would fill the cache for
-    // nothing). A few recent ones stay in `spent` for the next dropped page
-    // of the same frame.
+    // frame served whole (keeping it for the pages the kernel holds would
+    // fill the cache for nothing). A few recent ones stay in `spent` for the
+    // next dropped page of the same frame.
     bool reread = false;
   };
   // Who rebuilds a frame: a reader (demand), a worker ahead of a reader
@@ -739,10 +738,7 @@ struct ModelFs::Impl {
       else if (sequential) s.window = std::min<uint64_t>(max_window, s.window ? s.window * 2 : (2u << 20));
       else s.window = 0;  // far seek: read only what is asked
       s.next_off = sequential ? std::max(s.next_off, off + len) : off + len;
-      if (s.window == 0) {
-        s.ahead_to = b;
-        return false;
-      }
+      if (s.window == 0) return false;  // (ahead_to was reset above: no window means a jump)
       uint64_t end = std::min<uint64_t>(of.size, off + len + s.window);
       to = end > off + len ? m.reader->frames_for(n.file, off + len, end - off - len).second : b;
       from = std::max(s.ahead_to, b);
