@@ -7,7 +7,7 @@
 // The symbol's context is the exponent bucket of b_i alone. Nothing depends
 // on an earlier element, so a SIMD decoder runs 16 lanes per instruction:
 // gather the table entries, update the states, and refill only the lanes
-// that need a word with one masked load + expand (words are stored in the
+// that need a word with one load + expand (words are stored in the
 // order lanes ask for them).
 #include "lanes_codec.h"
 
@@ -254,8 +254,13 @@ TP_AVX512 inline __m512i rans_step(__m512i& x, __m512i q, __m512i offlo, __m512i
     s.bad = true;
     return _mm512_setzero_si512();
   }
-  const __m512i wv = _mm512_cvtepu16_epi32(
-      _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << nw) - 1), s.words + s.wpos));
+  // A full 32-byte load where the stream has room: its address depends on
+  // the previous steps only, so it issues before this step's mask is known
+  // (a load masked by nw would sit on the state's dependency chain).
+  const __m256i wl = s.wpos + 32 <= s.wlen
+                         ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.words + s.wpos))
+                         : _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << nw) - 1), s.words + s.wpos);
+  const __m512i wv = _mm512_cvtepu16_epi32(wl);
   s.wpos += 2 * nw;
   x = _mm512_mask_or_epi32(x, mr, _mm512_slli_epi32(x, 16), _mm512_maskz_expand_epi32(mr, wv));
   return _mm512_srli_epi32(e, 24);
@@ -292,7 +297,9 @@ TP_AVX512 __attribute__((always_inline)) inline bool dec16_half(State& s, const 
     s.bad = true;
     return false;
   }
-  __m512i rv = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << nf) - 1), s.raw + s.rpos));
+  __m512i rv = _mm512_cvtepu16_epi32(
+      s.rpos + 32 <= s.rlen ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.raw + s.rpos))
+                            : _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << nf) - 1), s.raw + s.rpos));
   s.rpos += 2 * nf;
   rv = _mm512_maskz_expand_epi32(mf, rv);
   buf = _mm512_or_si512(buf, _mm512_sllv_epi32(rv, cnt));
@@ -375,7 +382,9 @@ TP_AVX512 __attribute__((always_inline)) inline bool dec32_half(State& s, const 
       s.bad = true;
       return false;
     }
-    __m512i rv = _mm512_cvtepu32_epi64(_mm256_maskz_loadu_epi32(static_cast<__mmask8>((1u << nf) - 1), s.raw + s.rpos));
+    __m512i rv = _mm512_cvtepu32_epi64(
+        s.rpos + 32 <= s.rlen ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.raw + s.rpos))
+                              : _mm256_maskz_loadu_epi32(static_cast<__mmask8>((1u << nf) - 1), s.raw + s.rpos));
     s.rpos += 4 * nf;
     rv = _mm512_maskz_expand_epi64(mf, rv);
     buf = _mm512_or_si512(buf, _mm512_sllv_epi64(rv, cnt));
