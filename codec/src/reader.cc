@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "io_util.h"
@@ -12,6 +13,47 @@
 namespace fs = std::filesystem;
 
 namespace tenpak {
+
+// Buffers for the payload and the base range of one rebuild, lent to
+// whichever thread rebuilds and given back after: a mount's FUSE threads
+// come and go (libfuse runs up to ten), and a pair of its own per thread
+// would be up to 2-3 MiB of memory touched for the first time by each, a
+// page fault per 4 KiB (~15 us each on the 2-core VM of docs/BENCHMARKS.md).
+// Shared, the pool holds as many pairs as rebuilds ran at once.
+struct DeltaReader::ScratchPool {
+  struct Pair {
+    Scratch<uint8_t> payload, base;
+  };
+  std::mutex mu;
+  std::vector<std::unique_ptr<Pair>> free;
+
+  // A pair for the caller's rebuild, back in the pool when it goes.
+  class Lease {
+   public:
+    explicit Lease(ScratchPool& p) : pool_(p) {
+      std::lock_guard lk(pool_.mu);
+      if (!pool_.free.empty()) {
+        pair_ = std::move(pool_.free.back());
+        pool_.free.pop_back();
+      }
+      if (!pair_) pair_ = std::make_unique<Pair>();
+    }
+    ~Lease() {
+      std::lock_guard lk(pool_.mu);
+      pool_.free.push_back(std::move(pair_));
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Pair* operator->() const { return pair_.get(); }
+
+   private:
+    ScratchPool& pool_;
+    std::unique_ptr<Pair> pair_;
+  };
+};
+
+DeltaReader::DeltaReader() : scratch_(std::make_unique<ScratchPool>()) {}
+DeltaReader::~DeltaReader() = default;
 
 Result<std::unique_ptr<DeltaReader>> DeltaReader::open(std::unique_ptr<BlockSource> index,
                                                        std::unique_ptr<BlockSource> data,
@@ -84,21 +126,21 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
     if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
     return check();
   }
-  thread_local Scratch<uint8_t> payload_buf, base_buf;
+  ScratchPool::Lease scratch(*scratch_);
   // The base range is read after the payload: when the payload read is a
   // real one, let the base's source start on its range now, so the two
   // reads overlap. (Frames without a payload read just the base; a hint
   // there only costs.)
   if (f.base_file != kNoBase && bases_[f.base_file] && f.data_len >= kHintMinPayload)
     bases_[f.base_file]->will_need(f.base_offset, f.base_len);
-  uint8_t* payload = payload_buf.get(f.data_len);
+  uint8_t* payload = scratch->payload.get(f.data_len);
   Status st = data_->read(f.data_offset, f.data_len, payload);
   if (!st.ok()) return {st.code(), where() + ": " + st.message()};
   const uint8_t* bp = nullptr;
   if (f.base_file != kNoBase) {
     if (!bases_[f.base_file])
       return {Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
-    uint8_t* base = base_buf.get(f.base_len);
+    uint8_t* base = scratch->base.get(f.base_len);
     st = bases_[f.base_file]->read(f.base_offset, f.base_len, base);
     if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
     bp = base;

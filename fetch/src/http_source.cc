@@ -398,7 +398,7 @@ class HttpSourceImpl final : public HttpSource {
     if (cancelled_.load()) return;  // not a retry: read() stops
     m.counters->retries.fetch_add(1, std::memory_order_relaxed);
     double base = std::min<double>(opt_.backoff_max_ms, opt_.backoff_initial_ms * double(1u << std::min(attempt - 1, 20)));
-    thread_local std::mt19937 rng(std::random_device{}());
+    thread_local std::minstd_rand rng(std::random_device{}());  // jitter only; 8 bytes of TLS, not mt19937's 5 KB
     double ms = base * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000));
     while (!cancelled_.load()) {  // in slices, so that cancel() need not wait the whole pause

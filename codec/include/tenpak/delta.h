@@ -90,13 +90,17 @@ class DeltaReader {
   std::pair<uint32_t, uint32_t> frames_for(uint32_t file, uint64_t off, uint64_t len) const;
   const std::string& name() const { return name_; }
 
+  ~DeltaReader();
+
  private:
-  DeltaReader() = default;
+  struct ScratchPool;
+  DeltaReader();
   Status rebuild_frame(uint32_t k, uint8_t* out);
   Manifest m_;
   std::string name_;
   std::unique_ptr<BlockSource> data_;
   std::vector<std::unique_ptr<BlockSource>> bases_;
+  std::unique_ptr<ScratchPool> scratch_;
 };
 
 // Opens a delta directory on local disk.
