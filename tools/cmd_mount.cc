@@ -208,6 +208,9 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
     lo.direct_when_cold = !a.buffered_base && shared_by < 2;
     if (!a.buffered_base && shared_by >= 2 && logged.insert(base_of[i]).second)
       log("base " + base_of[i] + " is shared by " + std::to_string(shared_by) + " models: read through the page cache");
+    const std::string fs_name = lo.direct_when_cold ? no_direct_reads_on(base_of[i]) : std::string();
+    if (!fs_name.empty() && logged.insert(base_of[i]).second)
+      log("base " + base_of[i] + " is on " + fs_name + ": read through the page cache");
     Status st = attach_base_from(r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); }, lo);
     if (!st.ok()) return failed(st);
     for (auto& f : r.manifest().out_files) {
@@ -483,7 +486,8 @@ void add_mount_commands(CLI::App& app, int& rc) {
   m->add_flag("--buffered-base", a->buffered_base,
               "read local base files through the page cache (default: base ranges not already cached are read with "
               "O_DIRECT, so a cold read does not keep the base in memory beside the fine-tune; a base shared by "
-              "several models of the mount is always read through the page cache)");
+              "several models of the mount, or one on a network or FUSE file system, is always read through the page "
+              "cache)");
   m->add_flag("--allow-other", a->allow_other, "let other users read the mount");
   m->add_option("--cache-mb", a->cache_mb, "in-memory frame cache (MiB)")->check(CLI::Range(4u, 65536u))->capture_default_str();
   m->add_option("--keep-served-mb", a->keep_served_mb,

@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,6 +28,28 @@ struct CachestatRange {
 struct Cachestat {
   uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
+
+// File systems on which direct_when_cold is not used (statfs f_type, the
+// numbers of the kernel's magic.h): network and FUSE file systems, where
+// O_DIRECT skips the client's cache and readahead and every read becomes a
+// round trip to a server or a daemon (and other readers of the same files
+// there gain from the page cache).
+struct FsMagic {
+  uint32_t magic;
+  const char* name;
+};
+constexpr FsMagic kNoDirect[] = {
+    {0x6969, "nfs"},           {0x517B, "smb"},        {0xFF534D42, "cifs"},   {0xFE534D42, "smb2"},
+    {0x65735546, "fuse"},      {0x00C36400, "ceph"},   {0x01021997, "9p"},     {0x0BD00BD0, "lustre"},
+    {0x47504653, "gpfs"},      {0x5346414F, "afs"},    {0x6B414653, "afs"},    {0x19830326, "beegfs"},
+    {0x20030528, "orangefs"},
+};
+
+const char* no_direct_fs(uint32_t magic) {
+  for (const FsMagic& m : kNoDirect)
+    if (m.magic == magic) return m.name;
+  return nullptr;
+}
 
 // O_DIRECT needs offsets, lengths and buffers aligned to the device's
 // logical block; 4 KiB covers 512-byte and 4 KiB devices (others fail with
@@ -194,6 +217,13 @@ class LocalFile final : public BlockSource {
 
 }  // namespace
 
+std::string no_direct_reads_on(const std::string& path) {
+  struct statfs sf;
+  if (::statfs(path.c_str(), &sf) != 0) return {};
+  const char* name = no_direct_fs(static_cast<uint32_t>(sf.f_type));
+  return name ? name : "";
+}
+
 LocalReadStats local_read_stats() {
   LocalReadStats s;
   s.direct_bytes = g_direct_bytes.load(std::memory_order_relaxed);
@@ -210,8 +240,11 @@ Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, co
     return Status{Errc::invalid, path + ": not a regular file"};
   }
   // A second descriptor for direct reads; none where the file system does
-  // not take O_DIRECT (the page cache is used then).
-  int direct_fd = opt.direct_when_cold ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT) : -1;
+  // not take O_DIRECT or is one where direct reads do not pay (the page
+  // cache is used then).
+  struct statfs sf;
+  const bool direct_pays = !(::fstatfs(fd, &sf) == 0 && no_direct_fs(static_cast<uint32_t>(sf.f_type)));
+  int direct_fd = opt.direct_when_cold && direct_pays ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT) : -1;
   struct stat dst;
   if (direct_fd >= 0 && (::fstat(direct_fd, &dst) != 0 || dst.st_dev != st.st_dev || dst.st_ino != st.st_ino)) {
     ::close(direct_fd);  // replaced between the two opens: one file or none

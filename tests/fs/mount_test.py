@@ -600,6 +600,39 @@ def t_base_read_direct_when_cold():
     assert seen[("--buffered-base",)] > 0, seen
 
 
+def t_base_on_fuse_read_through_page_cache():
+    """A base on a network or FUSE file system is read through the page cache
+    even when cold (O_DIRECT there skips the client's cache and readahead):
+    here the base is served by another mount, a delta whose output is the
+    pair's base."""
+    d = make_pair("gen")
+    rev = os.path.join(WORK, "gen-rev")  # rebuilds pair/base from pair/finetune
+    if not os.path.exists(rev):
+        tp("delta", "build", d + "/pair/finetune", d + "/pair/base", "-o", rev)
+    mpa, mpb = os.path.join(WORK, "fusebase-a"), os.path.join(WORK, "fusebase-b")
+    name = next(n for n in os.listdir(d + "/pair/finetune") if n.endswith(".safetensors"))
+    mount(rev, mpa, "--base", d + "/pair/finetune", "--warm-mb", "0")
+    try:
+        try:
+            fd = os.open(os.path.join(mpa, name), os.O_RDONLY | os.O_DIRECT)
+            os.close(fd)
+        except OSError:
+            log("    (skipped: this kernel's FUSE does not take O_DIRECT, nothing to choose)")
+            return
+        mount(d + "/delta", mpb, "--base", mpa, "--warm-mb", "0")
+        try:
+            assert sha256(os.path.join(mpb, name)) == sha256(os.path.join(d + "/pair/finetune", name))
+            br = json.loads(tp("stats", mpb, "--json").stdout)["base_reads"]
+        finally:
+            unmount(mpb)
+        assert br["direct_bytes"] == 0, br
+        with open(mpb + ".log") as f:
+            text = f.read()
+        assert "is on fuse: read through the page cache" in text, text[-2000:]
+    finally:
+        unmount(mpa)
+
+
 def t_refusals():
     d = make_pair("gen")
     # Missing mountpoint.
@@ -807,6 +840,7 @@ def t_http_origin_and_cache():
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
+         t_base_on_fuse_read_through_page_cache,
          t_refusals, t_http_origin_and_cache]
 
 

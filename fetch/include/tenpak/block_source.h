@@ -64,10 +64,18 @@ struct LocalFileOptions {
   // is asked with cachestat(2) (Linux 6.5); where that is missing or
   // refused, every range is read direct. Where O_DIRECT cannot be opened
   // or its reads fail with EINVAL (some file systems and devices), the file
-  // is read through the page cache. While direct reads are on, will_need()
+  // is read through the page cache; so it is on network and FUSE file
+  // systems (no_direct_reads_on). While direct reads are on, will_need()
   // does nothing (a hint would fill the page cache).
   bool direct_when_cold = false;
 };
+
+// The name of the file system holding `path` ("nfs", "cifs", "fuse", "ceph",
+// "9p", "lustre", "gpfs"...) when it is one on which direct_when_cold reads
+// through the page cache anyway: there O_DIRECT skips the client's cache and
+// readahead, each read a round trip to a server or daemon. Empty otherwise
+// (local disks, tmpfs, overlay, or `path` not found).
+std::string no_direct_reads_on(const std::string& path);
 
 // sha256 of a whole local file, remembered across runs: a base hashed once
 // is not read again by the next build, apply or mount against it while it
