@@ -22,7 +22,8 @@ namespace tenpak {
 // Shared, the pool holds as many pairs as rebuilds ran at once.
 struct DeltaReader::ScratchPool {
   struct Pair {
-    Scratch<uint8_t> payload, base;
+    Scratch<uint8_t> payload;
+    AlignedScratch<BlockSource::kReadInAlign> base;  // for read_in
   };
   std::mutex mu;
   std::vector<std::unique_ptr<Pair>> free;
@@ -140,10 +141,11 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
   if (f.base_file != kNoBase) {
     if (!bases_[f.base_file])
       return {Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
-    uint8_t* base = scratch->base.get(f.base_len);
-    st = bases_[f.base_file]->read(f.base_offset, f.base_len, base);
-    if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
-    bp = base;
+    // read_in: a base read direct lands in the scratch, not copied there.
+    auto got = bases_[f.base_file]->read_in(f.base_offset, f.base_len,
+                                            scratch->base.get(f.base_len + 2 * BlockSource::kReadInAlign));
+    if (!got.ok()) return {got.status().code(), where() + ": base: " + got.status().message()};
+    bp = *got;
   }
   st = decode_frame(f, payload, bp, out);
   if (!st.ok()) return {Errc::corrupt, where() + ": " + st.message()};

@@ -1,6 +1,9 @@
 // Per-frame scratch memory.
 #pragma once
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <new>
 #include <memory>
 
 namespace tenpak {
@@ -27,6 +30,28 @@ class Scratch {
 
  private:
   std::unique_ptr<T[]> p_;
+  size_t cap_ = 0;
+};
+
+// The same for bytes aligned to `Align` (a power of two): buffers that
+// O_DIRECT reads may land in (BlockSource::read_in).
+template <size_t Align>
+class AlignedScratch {
+ public:
+  uint8_t* get(size_t n) {
+    if (n > cap_ || !p_) {
+      const size_t cap = (std::max<size_t>(n, 1) + Align - 1) / Align * Align;
+      p_.reset(static_cast<uint8_t*>(::operator new(cap, std::align_val_t(Align))));
+      cap_ = cap;
+    }
+    return p_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t(Align)); }
+  };
+  std::unique_ptr<uint8_t, Free> p_;
   size_t cap_ = 0;
 };
 

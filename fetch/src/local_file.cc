@@ -118,16 +118,32 @@ class LocalFile final : public BlockSource {
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return path_; }
   Status read(uint64_t offset, size_t len, uint8_t* dst) override {
-    if (offset > size_ || len > size_ - offset)
-      return {Errc::corrupt, path_ + ": range " + std::to_string(offset) + "+" + std::to_string(len) +
-                                 " is past the end of the file (" + std::to_string(size_) + " bytes)"};
+    TP_RETURN_IF_ERROR(check_range(offset, len));
     if (len == 0) return Status::Ok();
     last_end_.store(offset + len, std::memory_order_relaxed);
     if (!direct()) return read_buffered(offset, len, dst);
     if (!all_cached(offset, len)) return read_direct(offset, len, dst);
-    Status st = read_buffered(offset, len, dst);
-    if (st.ok()) g_page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
-    return st;
+    return read_cached(offset, len, dst);
+  }
+  // A cold range read direct lands in `buf` itself, at its offset within
+  // the aligned span read.
+  Result<const uint8_t*> read_in(uint64_t offset, size_t len, uint8_t* buf) override {
+    TP_RETURN_IF_ERROR(check_range(offset, len));
+    if (len > 0) {
+      last_end_.store(offset + len, std::memory_order_relaxed);
+      if (direct() && !all_cached(offset, len)) {
+        const uint64_t pos = offset & ~(kDirectAlign - 1);
+        const uint64_t want = ((offset + len + kDirectAlign - 1) & ~(kDirectAlign - 1)) - pos;
+        auto got = pread_direct(pos, want, offset + len - pos, buf);
+        if (got.ok()) {
+          g_direct_bytes.fetch_add(len, std::memory_order_relaxed);
+          return static_cast<const uint8_t*>(buf + (offset - pos));
+        }
+        if (got.status().code() != Errc::unsupported) return got.status();
+      }
+      TP_RETURN_IF_ERROR(direct() ? read_cached(offset, len, buf) : read_buffered(offset, len, buf));
+    }
+    return static_cast<const uint8_t*>(buf);
   }
   // A range near the end of the last read belongs to a sequential stream:
   // the kernel's readahead already fetches it ahead of us, and forcing it in
@@ -183,26 +199,51 @@ class LocalFile final : public BlockSource {
     uint64_t pos = offset & ~(kDirectAlign - 1);
     while (pos < end) {
       const uint64_t want = std::min<uint64_t>(kDirectChunk, ((end + kDirectAlign - 1) & ~(kDirectAlign - 1)) - pos);
-      uint64_t got = 0;
-      while (pos + got < end && got < want) {
-        ssize_t r = ::pread(direct_fd_, buf.p + got, want - got, static_cast<off_t>(pos + got));
-        if (r < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EINVAL) {
-            direct_ok_.store(false, std::memory_order_relaxed);
-            return read_buffered(offset, len, dst);
-          }
-          return {Errc::io, path_ + ": read failed: " + std::strerror(errno)};
-        }
-        if (r == 0) return {Errc::corrupt, path_ + ": file shrank while reading"};
-        got += static_cast<uint64_t>(r);
-      }
-      const uint64_t from = std::max(pos, offset), to = std::min(pos + got, end);
+      auto got = pread_direct(pos, want, std::min(want, end - pos), buf.p);
+      if (!got.ok()) return got.status().code() == Errc::unsupported ? read_buffered(offset, len, dst) : got.status();
+      const uint64_t from = std::max(pos, offset), to = std::min(pos + *got, end);
       std::memcpy(dst + (from - offset), buf.p + (from - pos), to - from);
       pos += want;
     }
     g_direct_bytes.fetch_add(len, std::memory_order_relaxed);
     return Status::Ok();
+  }
+
+  // Reads the aligned span [pos, pos+want) with O_DIRECT into `into`
+  // (aligned, want bytes) until at least `need` bytes are in (the span's
+  // tail past the end of the file comes back short). Returns the bytes
+  // read. Errc::unsupported: the file system refused the read (EINVAL),
+  // direct reads are now off for this file and the caller reads buffered.
+  Result<uint64_t> pread_direct(uint64_t pos, uint64_t want, uint64_t need, uint8_t* into) {
+    uint64_t got = 0;
+    while (got < need) {
+      ssize_t r = ::pread(direct_fd_, into + got, want - got, static_cast<off_t>(pos + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EINVAL) {
+          direct_ok_.store(false, std::memory_order_relaxed);
+          return Status{Errc::unsupported, path_ + ": O_DIRECT read refused"};
+        }
+        return Status{Errc::io, path_ + ": read failed: " + std::strerror(errno)};
+      }
+      if (r == 0) return Status{Errc::corrupt, path_ + ": file shrank while reading"};
+      got += static_cast<uint64_t>(r);
+    }
+    return got;
+  }
+
+  Status check_range(uint64_t offset, size_t len) const {
+    if (offset > size_ || len > size_ - offset)
+      return {Errc::corrupt, path_ + ": range " + std::to_string(offset) + "+" + std::to_string(len) +
+                                 " is past the end of the file (" + std::to_string(size_) + " bytes)"};
+    return Status::Ok();
+  }
+
+  // A range whose pages are all cached, copied out of the page cache.
+  Status read_cached(uint64_t offset, size_t len, uint8_t* dst) {
+    Status st = read_buffered(offset, len, dst);
+    if (st.ok()) g_page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
+    return st;
   }
 
   int fd_;

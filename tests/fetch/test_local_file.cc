@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <new>
 #include <random>
 #include <thread>
 #include <vector>
@@ -165,6 +167,35 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
     // Past the end: an error, as without direct reads.
     std::vector<uint8_t> b(16);
     EXPECT_FALSE(s.read(data.size() - 8, 16, b.data()).ok());
+    EXPECT_FALSE(s.read_in(data.size() - 8, 16, b.data()).ok());
+
+    // read_in: a cold range is read direct into the lent buffer itself, its
+    // bytes at their offset within the aligned span read (no copy); a cached
+    // one is copied to the buffer's start.
+    constexpr size_t kA = BlockSource::kReadInAlign;
+    auto lent = [](size_t n) {
+      return std::unique_ptr<uint8_t[], void (*)(uint8_t*)>(
+          static_cast<uint8_t*>(::operator new(n, std::align_val_t(kA))),
+          [](uint8_t* q) { ::operator delete(q, std::align_val_t(kA)); });
+    };
+    auto check_in = [&](bool cold) {
+      for (auto [o, n] : ranges) {
+        auto buf = lent(n + 2 * kA);
+        auto got = s.read_in(o, n, buf.get());
+        ASSERT_TRUE(got.ok()) << got.status().to_string();
+        ASSERT_EQ(*got, buf.get() + (cold ? o % kA : 0)) << o << "+" << n;
+        ASSERT_EQ(0, memcmp(*got, data.data() + o, n)) << o << "+" << n;
+      }
+    };
+    drop_pages(p);
+    const LocalReadStats st2 = local_read_stats();
+    check_in(true);
+    EXPECT_EQ(resident_pages(p), 0u) << "read_in filled the page cache";
+    EXPECT_EQ(local_read_stats().direct_bytes - st2.direct_bytes, asked);
+    if (have_cachestat(p)) {
+      { std::ifstream(p, std::ios::binary).ignore(data.size() + 1); }
+      if (resident_pages(p) == (data.size() + 4095) / 4096) check_in(false);
+    }
   }
 }
 
@@ -181,4 +212,9 @@ TEST(LocalFile, BufferedByDefault) {
   std::vector<uint8_t> b(data.size());
   ASSERT_TRUE((*src)->read(0, b.size(), b.data()).ok());
   EXPECT_EQ(resident_pages(p), data.size() / 4096);
+  // read_in reads into the buffer's start (BlockSource's default behaviour).
+  auto got = (*src)->read_in(100, 5000, b.data());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, b.data());
+  EXPECT_EQ(0, memcmp(b.data(), data.data() + 100, 5000));
 }

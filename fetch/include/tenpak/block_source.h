@@ -22,6 +22,18 @@ class BlockSource {
   // error or a range past the end is an error, never a short read.
   // Thread-safe: several threads may read concurrently.
   virtual Status read(uint64_t offset, size_t len, uint8_t* dst) = 0;
+  // Reads [offset, offset+len) like read(), into memory the caller lends,
+  // and returns where in it the bytes start. `buf` is aligned to
+  // kReadInAlign and holds at least len + 2 * kReadInAlign bytes, so that a
+  // source may read an aligned span around the range straight into it (a
+  // local file's O_DIRECT reads: no bounce buffer, no copy). Default:
+  // read(offset, len, buf), returning buf.
+  static constexpr size_t kReadInAlign = 4096;
+  virtual Result<const uint8_t*> read_in(uint64_t offset, size_t len, uint8_t* buf) {
+    Status st = read(offset, len, buf);
+    if (!st.ok()) return st;
+    return static_cast<const uint8_t*>(buf);
+  }
   // A human name (path or URL) for error messages.
   virtual const std::string& name() const = 0;
   // The caller found bytes of [offset, offset+len) wrong (a rebuilt frame
