@@ -1,10 +1,15 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <new>
 #include <thread>
 
 #include "pipeline.h"  // codec/src (private)
@@ -269,6 +274,61 @@ TEST(Delta, RandomFrameReadsMatch) {
       ASSERT_GT(f.out_offset + f.out_len, off);
     }
   }
+  fs::remove_all(p.root);
+}
+
+// read_frame_in: a frame that copies a base range read direct (a cold
+// range, direct_when_cold) lands in the lent buffer at the range's offset
+// within its aligned span, with no copy; every other frame at the buffer's
+// start. Bytes right either way.
+TEST(Delta, ReadFrameInLandsDirectCopiesInPlace) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  auto r = open_delta_dir(p.root + "/delta");
+  ASSERT_TRUE(r.ok());
+  const auto& m = (*r)->manifest();
+  const std::string base_file = p.base + "/model.safetensors";
+  {  // drop the base's pages: every range is cold
+    int fd = ::open(base_file.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ::fdatasync(fd);  // dirty pages would stay
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    const size_t size = fs::file_size(base_file);
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    ASSERT_NE(map, MAP_FAILED);
+    std::vector<unsigned char> pages((size + 4095) / 4096);
+    const bool known = ::mincore(map, size, pages.data()) == 0;
+    ::munmap(map, size);
+    for (unsigned char c : pages)
+      if (!known || (c & 1)) GTEST_SKIP() << "cannot empty the page cache of the base here";
+  }
+  int dfd = ::open(base_file.c_str(), O_RDONLY | O_DIRECT);
+  if (dfd < 0) GTEST_SKIP() << "the temporary directory's file system does not take O_DIRECT";
+  ::close(dfd);
+  LocalFileOptions lo;
+  lo.direct_when_cold = true;
+  for (uint32_t i = 0; i < m.base_files.size(); ++i) {
+    auto src = open_local_file(p.base + "/" + m.base_files[i].name, lo);
+    ASSERT_TRUE(src.ok());
+    ASSERT_TRUE((*r)->set_base(i, std::move(src.value())).ok());
+  }
+  constexpr size_t kA = BlockSource::kReadInAlign;
+  int in_place = 0;
+  for (uint32_t k = 0; k < m.frames.size(); ++k) {
+    const Frame& f = m.frames[k];
+    const std::string orig = tptest::read_file(p.ft + "/" + m.out_files[f.file].name);
+    std::unique_ptr<uint8_t, void (*)(uint8_t*)> buf(
+        static_cast<uint8_t*>(::operator new(f.out_len + 2 * kA, std::align_val_t(kA))),
+        [](uint8_t* q) { ::operator delete(q, std::align_val_t(kA)); });
+    auto got = (*r)->read_frame_in(k, buf.get());
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_EQ(0, std::memcmp(*got, orig.data() + f.out_offset, f.out_len)) << k;
+    const bool copy = f.codec == Codec::copy_base && f.data_len == 0 && f.base_dtype == f.dtype;
+    EXPECT_EQ(*got, buf.get() + (copy ? f.base_offset % kA : 0)) << "frame " << k;
+    in_place += copy && f.base_offset % kA != 0;
+  }
+  EXPECT_GT(in_place, 0) << "no copied frame at an unaligned base offset: the test proves nothing";
   fs::remove_all(p.root);
 }
 

@@ -90,42 +90,52 @@ Status DeltaReader::set_base(uint32_t i, std::unique_ptr<BlockSource> src) {
   return Status::Ok();
 }
 
-Status DeltaReader::read_frame(uint32_t k, uint8_t* out) {
-  if (k >= m_.frames.size()) return {Errc::invalid, "frame index out of range"};
-  Status st = rebuild_frame(k, out);
-  if (st.code() != Errc::corrupt) return st;
+Status DeltaReader::read_frame(uint32_t k, uint8_t* out) { return read_frame_at(k, out, false).status(); }
+
+Result<const uint8_t*> DeltaReader::read_frame_in(uint32_t k, uint8_t* buf) { return read_frame_at(k, buf, true); }
+
+Result<const uint8_t*> DeltaReader::read_frame_at(uint32_t k, uint8_t* out, bool lent) {
+  if (k >= m_.frames.size()) return Status{Errc::invalid, "frame index out of range"};
+  auto got = rebuild_frame(k, out, lent);
+  if (got.status().code() != Errc::corrupt) return got;
   // Wrong bytes may come from a cached copy of the payload or base range
   // (a block cache between us and the origin): drop those copies and
   // rebuild once more from the origins. Still wrong: the origin is corrupt.
   const Frame& f = m_.frames[k];
   data_->invalidate(f.data_offset, f.data_len);
   if (f.base_file != kNoBase && bases_[f.base_file]) bases_[f.base_file]->invalidate(f.base_offset, f.base_len);
-  Status again = rebuild_frame(k, out);
-  return again.ok() ? again : st;
+  auto again = rebuild_frame(k, out, lent);
+  return again.ok() ? again : got;
 }
 
 namespace {
 constexpr uint32_t kHintMinPayload = 4096;
 }  // namespace
 
-Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
+Result<const uint8_t*> DeltaReader::rebuild_frame(uint32_t k, uint8_t* out, bool lent) {
   const Frame& f = m_.frames[k];
   auto where = [&] {
     return name_ + ": file '" + m_.out_files[f.file].name + "' frame " + std::to_string(k) + " (offset " +
            std::to_string(f.out_offset) + ", " + std::to_string(f.out_len) + " bytes)";
   };
-  auto check = [&]() -> Status {
-    if (xxh128(out, f.out_len) != f.hash)
-      return {Errc::corrupt, where() + ": rebuilt bytes do not match the frame hash (corrupt delta or base)"};
-    return Status::Ok();
+  auto check = [&](const uint8_t* bytes) -> Result<const uint8_t*> {
+    if (xxh128(bytes, f.out_len) != f.hash)
+      return Status{Errc::corrupt, where() + ": rebuilt bytes do not match the frame hash (corrupt delta or base)"};
+    return bytes;
   };
   // A copy of the base range in the output's dtype: read straight into out
-  // (no scratch copy of up to 1 MiB), then checked like every frame.
+  // (no scratch copy of up to 1 MiB; with a lent buffer, read_in: a direct
+  // read lands where it lands, no copy at all), then checked like every frame.
   if (f.codec == Codec::copy_base && f.data_len == 0 && f.base_file != kNoBase && f.base_dtype == f.dtype &&
       f.base_len == f.out_len && bases_[f.base_file]) {
+    if (lent) {
+      auto got = bases_[f.base_file]->read_in(f.base_offset, f.base_len, out);
+      if (!got.ok()) return Status{got.status().code(), where() + ": base: " + got.status().message()};
+      return check(*got);
+    }
     Status st = bases_[f.base_file]->read(f.base_offset, f.base_len, out);
-    if (!st.ok()) return {st.code(), where() + ": base: " + st.message()};
-    return check();
+    if (!st.ok()) return Status{st.code(), where() + ": base: " + st.message()};
+    return check(out);
   }
   ScratchPool::Lease scratch(*scratch_);
   // The base range is read after the payload: when the payload read is a
@@ -136,20 +146,20 @@ Status DeltaReader::rebuild_frame(uint32_t k, uint8_t* out) {
     bases_[f.base_file]->will_need(f.base_offset, f.base_len);
   uint8_t* payload = scratch->payload.get(f.data_len);
   Status st = data_->read(f.data_offset, f.data_len, payload);
-  if (!st.ok()) return {st.code(), where() + ": " + st.message()};
+  if (!st.ok()) return Status{st.code(), where() + ": " + st.message()};
   const uint8_t* bp = nullptr;
   if (f.base_file != kNoBase) {
     if (!bases_[f.base_file])
-      return {Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
+      return Status{Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
     // read_in: a base read direct lands in the scratch, not copied there.
     auto got = bases_[f.base_file]->read_in(f.base_offset, f.base_len,
                                             scratch->base.get(f.base_len + 2 * BlockSource::kReadInAlign));
-    if (!got.ok()) return {got.status().code(), where() + ": base: " + got.status().message()};
+    if (!got.ok()) return Status{got.status().code(), where() + ": base: " + got.status().message()};
     bp = *got;
   }
   st = decode_frame(f, payload, bp, out);
-  if (!st.ok()) return {Errc::corrupt, where() + ": " + st.message()};
-  return check();
+  if (!st.ok()) return Status{Errc::corrupt, where() + ": " + st.message()};
+  return check(out);
 }
 
 void DeltaReader::cancel() {

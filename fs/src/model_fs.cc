@@ -30,17 +30,20 @@ namespace {
 // Memory for rebuilt frames. A fresh 4 KiB page costs a page fault on
 // first touch, and on virtual machines a fault costs 20-50 us: 5-15 ms per
 // 1 MiB frame, as much as decoding it. So large frames (the common case)
-// live in 1 MiB slots carved out of 2 MiB-aligned regions that ask for
-// transparent huge pages (one fault per 2 MiB), and slots are recycled when
-// a frame leaves the cache instead of going back to malloc (whose freed
-// memory may be returned to the kernel and faulted in again). Regions are
-// kept until the file system is destroyed; beyond `max_bytes` of them,
-// frames fall back to the heap.
+// live in slots of 1 MiB (and 8 KiB of room: read_frame_in) carved out of
+// 2 MiB-aligned regions that ask for transparent huge pages (one fault per
+// 2 MiB), and slots are recycled when a frame leaves the cache instead of
+// going back to malloc (whose freed memory may be returned to the kernel
+// and faulted in again). Regions are kept until the file system is
+// destroyed; beyond `max_bytes` of frames in them, frames fall back to the
+// heap.
 class FramePool : public std::enable_shared_from_this<FramePool> {
  public:
-  static constexpr size_t kSlot = kMaxFrameOut;            // the largest frame
-  static constexpr size_t kMinPooled = kSlot / 2;          // smaller frames: heap
-  static constexpr size_t kRegion = 32u << 20;             // 32 slots per mapping
+  // The largest frame and the room read_frame_in asks for around it (a
+  // copied base range read direct lands at its offset in an aligned span).
+  static constexpr size_t kSlot = kMaxFrameOut + 2 * BlockSource::kReadInAlign;
+  static constexpr size_t kMinPooled = kMaxFrameOut / 2;  // smaller frames: heap
+  static constexpr size_t kRegion = 32 * kSlot;           // 32 slots per mapping
   static constexpr size_t kHuge = 2u << 20;
 
   explicit FramePool(size_t max_bytes) : max_bytes_(max_bytes) {}
@@ -62,51 +65,59 @@ class FramePool : public std::enable_shared_from_this<FramePool> {
 
  private:
   bool grow_locked() {
-    if (mapped_ + kRegion > max_bytes_) return false;
+    // The limit counts frames of kMaxFrameOut, not the room around them.
+    if ((slots_ + kRegion / kSlot) * kMaxFrameOut > max_bytes_) return false;
     void* raw = mmap(nullptr, kRegion + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return false;
     regions_.emplace_back(raw, kRegion + kHuge);
     auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~uintptr_t(kHuge - 1));
     madvise(base, kRegion, MADV_HUGEPAGE);  // best effort (THP "never": plain pages, still recycled)
     for (size_t off = kRegion; off >= kSlot; off -= kSlot) free_.push_back(base + off - kSlot);
-    mapped_ += kRegion;
+    slots_ += kRegion / kSlot;
     return true;
   }
   std::mutex mu_;
-  size_t max_bytes_, mapped_ = 0;
+  size_t max_bytes_, slots_ = 0;
   std::vector<uint8_t*> free_;
   std::vector<std::pair<void*, size_t>> regions_;
 };
 
 // The bytes of one frame: a pool slot (returned when the last reference
-// goes) or a heap buffer.
+// goes) or a heap buffer. In a slot the bytes start where
+// DeltaReader::read_frame_in put them (set_start); elsewhere at the start.
 class FrameBuf {
  public:
   FrameBuf(size_t len, const std::shared_ptr<FramePool>& pool) : len_(len) {
-    if (pool && len >= FramePool::kMinPooled && len <= FramePool::kSlot) {
+    if (pool && len >= FramePool::kMinPooled && len <= kMaxFrameOut) {
       if (uint8_t* p = pool->take()) {
-        data_ = p;
+        room_ = data_ = p;
         pool_ = pool;
         return;
       }
     }
     heap_.reset(new uint8_t[len ? len : 1]);  // not zeroed: every byte is written by the rebuild
-    data_ = heap_.get();
+    room_ = data_ = heap_.get();
   }
   ~FrameBuf() {
-    if (pool_) pool_->give_back(data_);
+    if (pool_) pool_->give_back(room_);
   }
   FrameBuf(const FrameBuf&) = delete;
   FrameBuf& operator=(const FrameBuf&) = delete;
   uint8_t* data() { return data_; }
   const uint8_t* data() const { return data_; }
   size_t size() const { return len_; }
+  // A pool slot: aligned, with the room DeltaReader::read_frame_in asks for.
+  bool lendable() const { return pool_ != nullptr; }
+  uint8_t* room() { return room_; }
+  // Where the bytes start, inside room() (what read_frame_in returned).
+  void set_start(const uint8_t* p) { data_ = room_ + (p - room_); }
   // Memory it holds (what the cache limit counts).
   size_t footprint() const { return pool_ ? FramePool::kSlot : len_; }
 
  private:
   size_t len_;
-  uint8_t* data_ = nullptr;
+  uint8_t* room_ = nullptr;  // the slot or heap buffer
+  uint8_t* data_ = nullptr;  // the frame's bytes, within it
   std::unique_ptr<uint8_t[]> heap_;
   std::shared_ptr<FramePool> pool_;
 };
@@ -477,7 +488,13 @@ struct ModelFs::Impl {
     Status st;
     const auto t0 = std::chrono::steady_clock::now();
     for (unsigned attempt = 0;; ++attempt) {
-      st = r.read_frame(k, buf->data());
+      if (buf->lendable()) {
+        auto at = r.read_frame_in(k, buf->room());
+        st = at.status();
+        if (st.ok()) buf->set_start(*at);
+      } else {
+        st = r.read_frame(k, buf->data());
+      }
       if (st.ok()) {
         if (attempt > 0) c.retried_ok++;
         break;

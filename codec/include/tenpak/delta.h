@@ -83,6 +83,13 @@ class DeltaReader {
   // failure the ranges used are invalidated in their sources (dropping
   // cached copies) and the frame is rebuilt once more before failing.
   Status read_frame(uint32_t k, uint8_t* out);
+  // The same into a buffer the caller lends (aligned to
+  // BlockSource::kReadInAlign, out_len + 2 * kReadInAlign bytes), returning
+  // where in it the frame's checked bytes start: a frame that copies a base
+  // range which the base's source reads direct lands at that range's offset
+  // within its aligned span (BlockSource::read_in: no copy); any other
+  // frame at buf.
+  Result<const uint8_t*> read_frame_in(uint32_t k, uint8_t* buf);
   // BlockSource::cancel() on the delta's data and every base: reads in
   // progress and later ones fail soon. For shutting down.
   void cancel();
@@ -95,7 +102,8 @@ class DeltaReader {
  private:
   struct ScratchPool;
   DeltaReader();
-  Status rebuild_frame(uint32_t k, uint8_t* out);
+  Result<const uint8_t*> read_frame_at(uint32_t k, uint8_t* out, bool lent);
+  Result<const uint8_t*> rebuild_frame(uint32_t k, uint8_t* out, bool lent);
   Manifest m_;
   std::string name_;
   std::unique_ptr<BlockSource> data_;
