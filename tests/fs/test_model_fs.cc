@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -562,20 +563,27 @@ TEST(ModelFs, WarmHeadsRebuildsTheStartOfEveryFile) {
   EXPECT_EQ(h.fs->warm_heads(), 0u);  // no worker to run it: nothing claimed
 }
 
+// Reads fine-tune file `name` through `mfs` in requests of `chunk` bytes,
+// from start to end, checking every byte; `after_each` runs after each one.
+// (read_all reads in one request and then drains the prefetch queues.)
+void read_in_chunks(ModelFs& mfs, const std::string& name, size_t chunk, const std::function<void()>& after_each = {}) {
+  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
+  uint64_t ino = mfs.lookup(ModelFs::kRootIno, name)->ino;
+  std::vector<uint8_t> b(chunk);
+  for (uint64_t off = 0; off < orig.size(); off += b.size()) {
+    auto r = mfs.read(ino, off, b.size(), b.data());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << name << " " << off;
+    if (after_each) after_each();
+  }
+}
+
 TEST(ModelFs, MemoryStaysBounded) {
   FsOptions o;
   o.frame_cache_bytes = 3u << 20;
   auto f = make_fs(o);
-  std::string name = safetensors_name();
-  std::string orig = slurp(g_dir + "/pair/finetune/" + name);
-  uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
-  std::vector<uint8_t> b(1u << 20);
-  for (uint64_t off = 0; off < orig.size(); off += b.size()) {
-    auto r = f.fs->read(ino, off, b.size(), b.data());
-    ASSERT_TRUE(r.ok());
-    ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r));
-    EXPECT_LE(f.fs->stats().cache_bytes, (3u << 20) + (1u << 20));
-  }
+  ASSERT_NO_FATAL_FAILURE(read_in_chunks(*f.fs, safetensors_name(), 1u << 20,
+                                         [&] { EXPECT_LE(f.fs->stats().cache_bytes, (3u << 20) + (1u << 20)); }));
   f.fs->drain_prefetch();
   EXPECT_LE(f.fs->stats().cache_bytes, (3u << 20) + (1u << 20));
   EXPECT_GT(f.fs->stats().cache_evictions + f.fs->stats().spent_evictions, 0u);
@@ -790,16 +798,7 @@ TEST(ModelFs, AJobOvertakenByReadersIsSkipped) {
     ASSERT_TRUE(hcv.wait_for(lk, std::chrono::seconds(20), [&] { return held; })) << "no worker took a job";
   }
   // The reader overtakes the held worker: every file read whole.
-  for (auto& name : ft_files()) {
-    std::string orig = slurp(g_dir + "/pair/finetune/" + name);
-    uint64_t ino = f.fs->lookup(ModelFs::kRootIno, name)->ino;
-    std::vector<uint8_t> b(64u << 10);
-    for (uint64_t off = 0; off < orig.size(); off += b.size()) {
-      auto r = f.fs->read(ino, off, b.size(), b.data());
-      ASSERT_TRUE(r.ok());
-      ASSERT_EQ(0, memcmp(b.data(), orig.data() + off, *r)) << name << " " << off;
-    }
-  }
+  for (auto& name : ft_files()) ASSERT_NO_FATAL_FAILURE(read_in_chunks(*f.fs, name, 64u << 10));
   EXPECT_EQ(f.fs->stats().frames_rebuilt, total);
   {
     std::lock_guard lk(hm);

@@ -65,8 +65,9 @@ struct LocalFileOptions {
   // in-process rebuild whose workers read one base in frame order gains from
   // every hint (cold `delta verify` of a 1 GiB pair 1.68 -> 1.19 s).
   bool hint_always = false;
-  // Ranges that are not (all) in the page cache are read with O_DIRECT into
-  // a pooled buffer and copied out, bypassing the page cache;
+  // Ranges that are not (all) in the page cache are read with O_DIRECT,
+  // bypassing the page cache (read(): into a pooled buffer, copied out;
+  // read_in(): straight into the caller's buffer);
   // ranges already cached (another reader of the same file brought them in)
   // are copied from it as usual. For a mount's base files: a cold read of a
   // fine-tune would otherwise fill the page cache with the base beside the
