@@ -1,0 +1,9 @@
+// tenpak-ml's commands, one registration function per area; each adds its
+// subcommands to `app` and stores the exit code in `rc` (exit codes: cli_util.h).
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace tenpak::ml {
+// Declare each area's function here, e.g.
+//   void add_model_commands(CLI::App& app, int& rc);  // convert, eval, generate (cmd_model.cc)
+}  // namespace tenpak::ml

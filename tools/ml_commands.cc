@@ -1,0 +1,14 @@
+// The commands `tenpak` hands to tenpak-ml (see ml_dispatch.h). One line
+// each: the name and the one-line description shown by `tenpak --help`;
+// tenpak-ml defines the options and parses them.
+#include "commands.h"
+#include "ml_dispatch.h"
+
+namespace tenpak::cli {
+
+void add_ml_commands(CLI::App& app, int& rc) {
+  // One add_ml_command line per tenpak-ml command, e.g.
+  //   add_ml_command(app, "eval", "perplexity, KL divergence and speed of a model on a text", rc);
+}
+
+}  // namespace tenpak::cli
