@@ -267,6 +267,13 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
 
 }  // namespace
 
+int run_delta_apply(const std::string& delta, const std::string& base, const std::string& out, bool json, unsigned threads) {
+  return do_apply(delta, base, out, Common{json, threads});
+}
+int run_delta_inspect(const std::string& delta, bool json, unsigned threads) {
+  return do_inspect(delta, false, Common{json, threads});
+}
+
 void add_delta_commands(CLI::App& app, int& rc) {
   auto* delta = app.add_subcommand("delta", "Build, apply, verify, inspect and estimate model deltas");
   delta->require_subcommand(1);

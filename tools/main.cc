@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   tenpak::cli::set_process_args(argc, argv);
   int rc = 0;
   tenpak::cli::add_delta_commands(app, rc);
+  tenpak::cli::add_dataset_commands(app, rc);
   tenpak::cli::add_fixture_commands(app, rc);
   tenpak::cli::add_cache_commands(app, rc);
   tenpak::cli::add_mount_commands(app, rc);

@@ -16,6 +16,7 @@ const char* codec_name(Codec c) {
     case Codec::sub_ctx: return "sub_ctx";
     case Codec::sub_rans: return "sub_rans";
     case Codec::sub_lanes: return "sub_lanes";
+    case Codec::patch: return "patch";
   }
   return "?";
 }
@@ -181,7 +182,17 @@ Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& w
     if (f.out_len == 0 || f.out_len > kMaxFrameOut) return bad(fr + "output length out of range");
     if (f.data_len > kMaxFramePayload) return bad(fr + "payload length out of range");
     if (f.out_len % dtype_size(f.dtype) != 0) return bad(fr + "length not a multiple of the element size");
-    if (codec_needs_base(f.codec)) {
+    if (f.codec == Codec::patch) {
+      // The base range spans every extent the payload lists; only those are read.
+      if (f.dtype != DType::U8 || f.base_dtype != DType::U8) return bad(fr + "patch frames hold bytes (U8)");
+      if (f.base_file == kNoBase) {
+        if (f.base_offset != 0 || f.base_len != 0) return bad(fr + "base range without a base file");
+      } else {
+        if (f.base_file >= nb) return bad(fr + "base file index out of range");
+        const auto& bf = m.base_files[f.base_file];
+        if (f.base_offset > bf.size || f.base_len > bf.size - f.base_offset) return bad(fr + "base range out of range");
+      }
+    } else if (codec_needs_base(f.codec)) {
       if (f.base_file >= nb) return bad(fr + "base file index out of range");
       const auto& bf = m.base_files[f.base_file];
       if (f.base_offset > bf.size || f.base_len > bf.size - f.base_offset) return bad(fr + "base range out of range");

@@ -7,6 +7,7 @@
 #include "lanes_codec.h"
 #include "rans_codec.h"
 #include "scratch.h"
+#include "tenpak/patch_codec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -595,6 +596,8 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
   const size_t n = f.out_len;
   const size_t w = dtype_size(f.dtype);
   auto corrupt = [&](const char* why) { return Status{Errc::corrupt, std::string("payload does not decode: ") + why}; };
+  // base_raw is B, the payload's extents concatenated (DeltaReader reads them).
+  if (f.codec == Codec::patch) return decode_patch(f, payload, base_raw, out);
   // Delta codecs need the base in the output's dtype.
   thread_local Scratch<uint8_t> conv;
   const uint8_t* base = base_raw;

@@ -9,6 +9,7 @@
 #include "scratch.h"
 #include "tenpak/delta.h"
 #include "tenpak/model.h"
+#include "tenpak/patch_codec.h"
 
 namespace fs = std::filesystem;
 
@@ -103,7 +104,17 @@ Result<const uint8_t*> DeltaReader::read_frame_at(uint32_t k, uint8_t* out, bool
   // rebuild once more from the origins. Still wrong: the origin is corrupt.
   const Frame& f = m_.frames[k];
   data_->invalidate(f.data_offset, f.data_len);
-  if (f.base_file != kNoBase && bases_[f.base_file]) bases_[f.base_file]->invalidate(f.base_offset, f.base_len);
+  if (f.codec == Codec::patch) {
+    // Only the listed extents were read, not the whole span.
+    if (f.base_file != kNoBase && bases_[f.base_file]) {
+      std::vector<uint8_t> payload(f.data_len);
+      if (data_->read(f.data_offset, f.data_len, payload.data()).ok())
+        if (auto ext = patch_extents(f, payload.data()); ext.ok())
+          for (auto& e : *ext) bases_[f.base_file]->invalidate(e.offset, e.len);
+    }
+  } else if (f.base_file != kNoBase && bases_[f.base_file]) {
+    bases_[f.base_file]->invalidate(f.base_offset, f.base_len);
+  }
   auto again = rebuild_frame(k, out, lent);
   return again.ok() ? again : got;
 }
@@ -142,13 +153,29 @@ Result<const uint8_t*> DeltaReader::rebuild_frame(uint32_t k, uint8_t* out, bool
   // real one, let the base's source start on its range now, so the two
   // reads overlap. (Frames without a payload read just the base; a hint
   // there only costs.)
-  if (f.base_file != kNoBase && bases_[f.base_file] && f.data_len >= kHintMinPayload)
+  if (f.base_file != kNoBase && bases_[f.base_file] && f.data_len >= kHintMinPayload && f.codec != Codec::patch)
     bases_[f.base_file]->will_need(f.base_offset, f.base_len);
   uint8_t* payload = scratch->payload.get(f.data_len);
   Status st = data_->read(f.data_offset, f.data_len, payload);
   if (!st.ok()) return Status{st.code(), where() + ": " + st.message()};
   const uint8_t* bp = nullptr;
-  if (f.base_file != kNoBase) {
+  if (f.base_file != kNoBase && f.codec == Codec::patch) {
+    // A patch frame reads the extents its payload lists, concatenated (B).
+    if (!bases_[f.base_file])
+      return Status{Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
+    auto ext = patch_extents(f, payload);
+    if (!ext.ok()) return Status{Errc::corrupt, where() + ": " + ext.status().message()};
+    uint64_t blen = 0;
+    for (auto& e : *ext) blen += e.len;
+    uint8_t* b = scratch->base.get(blen + 2 * BlockSource::kReadInAlign);
+    uint64_t at = 0;
+    for (auto& e : *ext) {
+      st = bases_[f.base_file]->read(e.offset, e.len, b + at);
+      if (!st.ok()) return Status{st.code(), where() + ": base: " + st.message()};
+      at += e.len;
+    }
+    bp = b;
+  } else if (f.base_file != kNoBase) {
     if (!bases_[f.base_file])
       return Status{Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
     // read_in: a base read direct lands in the scratch, not copied there.

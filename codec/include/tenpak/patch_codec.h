@@ -1,0 +1,49 @@
+// Codec 10, patch: a frame rebuilt from ranges of one base file and new
+// bytes (docs/FORMAT.md, "Codec 10"). Dataset deltas use it for records
+// copied or edited from the base and for content-defined chunks found in it;
+// the mount decodes it through DeltaReader like every other codec.
+//
+// The payload lists the base ranges it reads (extents); their concatenation,
+// B, is the only base input. Output = a sequence of ops, each some literal
+// bytes followed by a copy of a range of B. The literal stream may be zstd
+// compressed with B as a raw-content prefix (long-range matches against the
+// base ranges cost a few bytes), so new text resembling the base is cheap.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tenpak/format.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+constexpr uint32_t kMaxPatchExtents = 4096;
+constexpr uint32_t kMaxPatchBase = 4u << 20;  // sum of extent lengths (|B|)
+
+struct PatchExtent {
+  uint64_t offset = 0;  // in the frame's base file
+  uint32_t len = 0;
+};
+
+struct PatchOp {
+  uint32_t lit = 0;    // literal bytes first
+  uint64_t src = 0;    // then a copy of B[src, src + copy)
+  uint32_t copy = 0;
+};
+
+// The extents a patch payload reads (validated: count, lengths, the sum).
+// `f` supplies the span every extent must lie in.
+Result<std::vector<PatchExtent>> patch_extents(const Frame& f, const uint8_t* payload);
+
+// Decodes a patch frame: `b` holds B (the extents' bytes, concatenated, in
+// order; null when there are none). Does not check the frame hash.
+Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, uint8_t* out);
+
+// Encodes ops and literals over extents. `level` <= 0 stores both streams
+// raw (decodable without zstd; golden files). `b` is B (for the literal
+// stream's prefix).
+std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
+                         const std::string& literals, const uint8_t* b, size_t b_len, int level);
+
+}  // namespace tenpak

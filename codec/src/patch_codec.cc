@@ -1,0 +1,211 @@
+#include "tenpak/patch_codec.h"
+
+#include <zstd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "scratch.h"
+
+namespace tenpak {
+namespace {
+
+uint32_t get_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+uint64_t get_u64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+void put_u32(std::string& s, uint32_t v) { s.append(reinterpret_cast<const char*>(&v), 4); }
+void put_u64(std::string& s, uint64_t v) { s.append(reinterpret_cast<const char*>(&v), 8); }
+void put_var(std::string& s, uint64_t v) {
+  while (v >= 0x80) { s.push_back(static_cast<char>((v & 0x7f) | 0x80)); v >>= 7; }
+  s.push_back(static_cast<char>(v));
+}
+// LEB128, at most 10 bytes; false on a truncated or over-long value.
+bool get_var(const uint8_t*& p, const uint8_t* e, uint64_t& v) {
+  v = 0;
+  for (int sh = 0; sh < 70; sh += 7) {
+    if (p == e) return false;
+    uint8_t b = *p++;
+    if (sh == 63 && b > 1) return false;
+    v |= uint64_t(b & 0x7f) << sh;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+ZSTD_CCtx* pcctx() {
+  thread_local struct C { ZSTD_CCtx* c = ZSTD_createCCtx(); ~C() { ZSTD_freeCCtx(c); } } t;
+  return t.c;
+}
+ZSTD_DCtx* pdctx() {
+  thread_local struct D { ZSTD_DCtx* d = ZSTD_createDCtx(); ~D() { ZSTD_freeDCtx(d); } } t;
+  return t.d;
+}
+
+// zstd of src with `prefix` as raw-content history; empty when it does not pay.
+std::string zstd_with_prefix(const uint8_t* src, size_t n, const uint8_t* prefix, size_t pn, int level) {
+  ZSTD_CCtx* c = pcctx();
+  ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  int wlog = 10;
+  while ((size_t(1) << wlog) < n + pn && wlog < 23) ++wlog;
+  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, wlog);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+  if (pn) ZSTD_CCtx_refPrefix(c, prefix, pn);
+  std::string out(ZSTD_compressBound(n), '\0');
+  size_t r = ZSTD_compress2(c, out.data(), out.size(), src, n);
+  if (ZSTD_isError(r) || r >= n) return {};
+  out.resize(r);
+  return out;
+}
+
+bool unzstd_with_prefix(const uint8_t* src, size_t sn, const uint8_t* prefix, size_t pn, uint8_t* dst, size_t n) {
+  ZSTD_DCtx* d = pdctx();
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  if (pn && ZSTD_isError(ZSTD_DCtx_refPrefix(d, prefix, pn))) return false;
+  size_t r = ZSTD_decompressDCtx(d, dst, n, src, sn);
+  return !ZSTD_isError(r) && r == n;
+}
+
+Status corrupt(const std::string& what) { return {Errc::corrupt, "patch frame: " + what}; }
+
+constexpr uint8_t kOpsZstd = 1, kLitZstd = 2;
+
+}  // namespace
+
+Result<std::vector<PatchExtent>> patch_extents(const Frame& f, const uint8_t* payload) {
+  if (f.data_len < 4) return corrupt("payload shorter than its header");
+  uint32_t ne = get_u32(payload);
+  if (ne > kMaxPatchExtents) return corrupt(std::to_string(ne) + " extents (at most 4096)");
+  if ((ne == 0) != (f.base_file == kNoBase)) return corrupt("extents without a base file, or a base file without extents");
+  if (4 + 12ull * ne > f.data_len) return corrupt("extent table truncated");
+  std::vector<PatchExtent> ext(ne);
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < ne; ++i) {
+    ext[i].offset = get_u64(payload + 4 + 12 * i);
+    ext[i].len = get_u32(payload + 12 + 12 * i);
+    if (ext[i].len == 0 || ext[i].offset < f.base_offset ||
+        ext[i].offset - f.base_offset > f.base_len || ext[i].len > f.base_offset + f.base_len - ext[i].offset)
+      return corrupt("extent " + std::to_string(i) + " empty or outside the frame's base range");
+    sum += ext[i].len;
+  }
+  if (sum > kMaxPatchBase) return corrupt("extents longer than 4 MiB in all");
+  return ext;
+}
+
+Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, uint8_t* out) {
+  auto ext = patch_extents(f, payload);
+  if (!ext.ok()) return ext.status();
+  uint64_t blen = 0;
+  for (auto& e : *ext) blen += e.len;
+  const size_t h = 4 + 12 * ext->size();
+  if (f.data_len < h + 17) return corrupt("payload shorter than its header");
+  const uint8_t* p = payload + h;
+  const uint8_t method = p[0];
+  const uint32_t nops = get_u32(p + 1), ops_raw = get_u32(p + 5), ops_stored = get_u32(p + 9), lit_raw = get_u32(p + 13);
+  if (method & ~3u) return corrupt("unknown stream method " + std::to_string(method));
+  if (nops > f.out_len + 1u || lit_raw > f.out_len || ops_raw > 3u * 11u * (nops + 1))
+    return corrupt("op or literal count out of range");
+  const uint64_t rest = f.data_len - h - 17;
+  if (ops_stored > rest) return corrupt("op stream truncated");
+  if (!(method & kOpsZstd) && ops_stored != ops_raw) return corrupt("stored op stream length differs from its size");
+  const uint8_t* ops_p = p + 17;
+  const uint8_t* lit_p = ops_p + ops_stored;
+  const uint64_t lit_stored = rest - ops_stored;
+  if (!(method & kLitZstd) && lit_stored != lit_raw) return corrupt("stored literal stream length differs from its size");
+
+  thread_local Scratch<uint8_t> ops_buf, lit_buf;
+  const uint8_t* ops = ops_p;
+  if (method & kOpsZstd) {
+    uint8_t* d = ops_buf.get(ops_raw);
+    if (!unzstd_with_prefix(ops_p, ops_stored, nullptr, 0, d, ops_raw)) return corrupt("op stream (zstd)");
+    ops = d;
+  }
+  const uint8_t* lit = lit_p;
+  if (method & kLitZstd) {
+    uint8_t* d = lit_buf.get(lit_raw);
+    if (!unzstd_with_prefix(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (zstd)");
+    lit = d;
+  }
+  // Three arrays of nops values (literal lengths, zigzagged copy source
+  // moves relative to the end of the previous copy, copy lengths), each as
+  // a plane of low bytes (nops bytes) then the values >> 8 in LEB128.
+  const uint8_t* qe = ops + ops_raw;
+  const uint8_t* lo[3];
+  const uint8_t* hi[3];
+  {
+    const uint8_t* s = ops;
+    for (int a = 0; a < 3; ++a) {
+      if (static_cast<uint64_t>(qe - s) < nops) return corrupt("op stream truncated");
+      lo[a] = s;
+      s += nops;
+      hi[a] = s;
+      uint64_t v;
+      for (uint32_t i = 0; i < nops; ++i)
+        if (!get_var(s, qe, v) || v > (~uint64_t(0) >> 8)) return corrupt("op stream truncated");
+    }
+    if (s != qe) return corrupt("trailing bytes in the op stream");
+  }
+  auto next = [&](int a, uint32_t i) {
+    uint64_t h;
+    get_var(hi[a], qe, h);
+    return (h << 8) | lo[a][i];
+  };
+  uint64_t pos = 0, litpos = 0, cursor = 0;
+  for (uint32_t i = 0; i < nops; ++i) {
+    const uint64_t l = next(0, i), z = next(1, i), c = next(2, i);
+    if (l > lit_raw - litpos || l > f.out_len - pos) return corrupt("op " + std::to_string(i) + ": literals overrun");
+    std::memcpy(out + pos, lit + litpos, l);
+    pos += l;
+    litpos += l;
+    const int64_t move = static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1);
+    const int64_t src = static_cast<int64_t>(cursor) + move;
+    if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src) || c > f.out_len - pos)
+      return corrupt("op " + std::to_string(i) + ": copy outside the base ranges or the frame");
+    if (c) std::memcpy(out + pos, b + src, c);
+    pos += c;
+    cursor = static_cast<uint64_t>(src) + c;
+  }
+  if (pos != f.out_len || litpos != lit_raw) return corrupt("ops cover " + std::to_string(pos) + " of " + std::to_string(f.out_len) + " bytes");
+  return Status::Ok();
+}
+
+std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
+                         const std::string& literals, const uint8_t* b, size_t b_len, int level) {
+  std::string s;
+  put_u32(s, static_cast<uint32_t>(ext.size()));
+  for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
+  std::vector<uint64_t> vals[3];
+  uint64_t cursor = 0;
+  for (auto& o : ops) {
+    int64_t mv = static_cast<int64_t>(o.src) - static_cast<int64_t>(cursor);
+    vals[0].push_back(o.lit);
+    vals[1].push_back((static_cast<uint64_t>(mv) << 1) ^ static_cast<uint64_t>(mv >> 63));
+    vals[2].push_back(o.copy);
+    cursor = o.src + o.copy;
+  }
+  std::string raw;
+  for (auto& v : vals) {
+    for (uint64_t x : v) raw.push_back(static_cast<char>(x & 0xff));
+    for (uint64_t x : v) put_var(raw, x >> 8);
+  }
+  std::string zo, zl;
+  if (level > 0) {
+    zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, level);
+    zl = zstd_with_prefix(reinterpret_cast<const uint8_t*>(literals.data()), literals.size(), b, b_len, level);
+  }
+  if (std::getenv("TENPAK_DEBUG_PATCH"))
+    std::fprintf(stderr, "patch: %zu extents (%zu bytes), %zu ops, ops %zu -> %zu, literals %zu -> %zu\n", ext.size(), b_len,
+                 ops.size(), raw.size(), zo.size(), literals.size(), zl.size());
+  uint8_t method = (zo.empty() ? 0 : kOpsZstd) | (zl.empty() ? 0 : kLitZstd);
+  s.push_back(static_cast<char>(method));
+  put_u32(s, static_cast<uint32_t>(ops.size()));
+  put_u32(s, static_cast<uint32_t>(raw.size()));
+  put_u32(s, static_cast<uint32_t>(zo.empty() ? raw.size() : zo.size()));
+  put_u32(s, static_cast<uint32_t>(literals.size()));
+  s += zo.empty() ? raw : zo;
+  s += zl.empty() ? literals : zl;
+  return s;
+}
+
+}  // namespace tenpak

@@ -1,0 +1,71 @@
+// Dataset deltas: a derived data set (a file or a directory of files) stored
+// as a delta of its base in the ordinary TenPak container, so that apply,
+// verify, inspect and the mount serve it exactly as they serve models.
+// Every frame uses codec 10 (patch: ranges of one base file plus literals,
+// tenpak/patch_codec.h), copy_base, zstd or store.
+//
+// Text files with records (JSON Lines, CSV/TSV, line- or blank-line-separated
+// text) are matched record by record: each derived record is found in the
+// base (same bytes, else the most similar record by shared content anchors,
+// else the record after the previous match) and written as a copy, an edit
+// of that record (copies of its pieces and new bytes), or new bytes. Other
+// files are cut into content-defined chunks (gear hash, 8-64 KiB) found in
+// the base by hash; new bytes are compressed by zstd with the frame's base
+// ranges (the matched records, the neighbouring base region, a sample of the
+// base as a dictionary) as its prefix.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tenpak/delta.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+struct DatasetBuildOptions {
+  int zstd_level = 19;     // literal and op streams of frames with few new bytes
+  int bulk_level = 9;      // frames with more than 256 KiB of new bytes
+  unsigned threads = 0;    // 0: hardware concurrency
+  Progress progress;       // bytes of the derived set processed
+  unsigned sample_every = 1;  // estimate: encode one frame in N and extrapolate
+  std::vector<std::string> base_locations;  // recorded; default: the base's absolute path
+};
+
+// How one derived file was handled (BuildReport::files holds the sizes).
+struct DatasetFileReport {
+  std::string name, mode, base;  // mode: "records" (lines|blocks) or "chunks"
+  uint64_t records = 0, exact = 0, edited = 0, fresh = 0;  // records: copied, edited, new
+};
+
+struct DatasetBuildReport {
+  BuildReport build;
+  std::vector<DatasetFileReport> files;
+};
+
+// Builds the delta of `derived` against `base` (each a file or a directory)
+// into `out_dir` (staged next to it, renamed when complete; refuses an
+// existing non-empty out_dir). File names must be safe relative paths.
+Result<DatasetBuildReport> build_dataset_delta(const std::string& base, const std::string& derived,
+                                               const std::string& out_dir, const DatasetBuildOptions& opt);
+
+// The same analysis, writing nothing: encodes one frame in opt.sample_every.
+Result<DatasetBuildReport> estimate_dataset_delta(const std::string& base, const std::string& derived,
+                                                  const DatasetBuildOptions& opt);
+
+// ---- building blocks, public for tests ------------------------------------
+
+// Record boundaries of a text file: the end offset of every record (each
+// record keeps its terminator; the last may have none). `blocks`: records
+// end at a blank line ("\n\n", also "\r\n\r\n"), else at every "\n".
+std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks);
+
+// Whether a file looks like text with records (no NUL in its first 64 KiB),
+// and whether blank lines separate its records (CoNLL-like).
+bool looks_like_records(const std::string& name, const uint8_t* p, uint64_t n);
+bool looks_like_blocks(const uint8_t* p, uint64_t n);
+
+// Content-defined chunk ends (gear hash; chunks of 8-64 KiB, 16 KiB on average).
+std::vector<uint64_t> cdc_chunks(const uint8_t* p, uint64_t n);
+
+}  // namespace tenpak

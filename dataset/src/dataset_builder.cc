@@ -1,0 +1,768 @@
+// Dataset delta building: choose a base file per derived file, describe the
+// derived file as ops (literal bytes, then a copy of a base range), cut the
+// ops into frames of at most 1 MiB, encode frames in parallel (codec 10
+// patch, copy_base, zstd), write payloads in order, then the index.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <functional>
+#include <unordered_map>
+
+#include "tenpak/block_source.h"
+#include "tenpak/dataset.h"
+#include "tenpak/frame_codec.h"
+#include "tenpak/model.h"
+#include "tenpak/out_file.h"
+#include "tenpak/patch_codec.h"
+
+namespace fs = std::filesystem;
+
+namespace tenpak {
+namespace {
+
+constexpr uint32_t kMinCopy = 8;        // shorter matches stay literal (an op costs ~2-3 bytes)
+// A copy that does not continue the previous one needs this many bytes: a
+// move costs more than zstd's match against B (GSM8K: 16: 0.050, 32: 0.044, 64: 0.042, 128: 0.041).
+constexpr uint64_t kMinJump = 128;
+constexpr uint64_t kMergeGap = 4096;    // base ranges this close share one extent
+constexpr uint64_t kBaseBudget = 2u << 20;  // |B| a frame aims at (the format allows 4 MiB)
+constexpr uint32_t kExtentBudget = 1024;
+constexpr uint64_t kDictSample = 64 << 10;  // base sample added to frames made mostly of new bytes
+
+struct InFile {
+  std::string name, path;
+  std::unique_ptr<Mapping> map;
+  uint32_t mode = 0644;
+  const uint8_t* data() const { return map->data(); }
+  uint64_t size() const { return map->size(); }
+};
+
+// A file or every regular file under a directory (sorted, .git skipped).
+Status list_files(const std::string& root, std::vector<InFile>& out) {
+  std::error_code ec;
+  std::vector<std::pair<std::string, std::string>> names;
+  if (fs::is_regular_file(root, ec)) {
+    names.push_back({fs::path(root).filename().string(), root});
+  } else if (fs::is_directory(root, ec)) {
+    for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      const auto& p = it->path();
+      if (it->is_directory() && (p.filename() == ".git" || p.filename() == ".cache")) {
+        it.disable_recursion_pending();
+        continue;
+      }
+      if (!it->is_regular_file()) continue;
+      names.push_back({fs::relative(p, root).generic_string(), p.string()});
+    }
+    if (ec) return {Errc::io, root + ": " + ec.message()};
+  } else {
+    return {Errc::invalid, root + ": not found"};
+  }
+  std::sort(names.begin(), names.end());
+  for (auto& [n, p] : names) {
+    if (!is_safe_relative_path(n)) return {Errc::unsupported, p + ": unsafe file name '" + n + "'"};
+    InFile f;
+    f.name = n;
+    f.path = p;
+    auto m = Mapping::open(p);
+    if (!m.ok()) return m.status();
+    f.map = std::move(m.value());
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0) f.mode = st.st_mode & 0777;
+    out.push_back(std::move(f));
+  }
+  return Status::Ok();
+}
+
+// Literal bytes (taken from the derived file at the current position), then
+// a copy of base[src, src + copy).
+struct Op {
+  uint64_t lit = 0;
+  uint64_t src = 0;
+  uint64_t copy = 0;
+};
+// A base range worth having in a frame's B beside its copies (the matched
+// record, the base region a changed chunk replaced): literals compress
+// against it.
+struct Context {
+  uint64_t out_pos, base_off, len;
+};
+
+class OpList {
+ public:
+  std::vector<Op> ops;
+  std::vector<Context> ctx;
+  uint64_t pos = 0;  // output bytes described so far
+  void literal(uint64_t n) { pending_ += n; pos += n; }
+  void copy(uint64_t src, uint64_t n) {
+    if (!n) return;
+    if (pending_ == 0 && !ops.empty() && ops.back().src + ops.back().copy == src) {
+      ops.back().copy += n;
+    } else {
+      ops.push_back({pending_, src, n});
+      pending_ = 0;
+    }
+    pos += n;
+  }
+  void context(uint64_t base_off, uint64_t len) {
+    if (len) ctx.push_back({pos, base_off, len});
+  }
+  void finish() {
+    if (pending_) ops.push_back({pending_, 0, 0});
+    pending_ = 0;
+  }
+
+ private:
+  uint64_t pending_ = 0;
+};
+
+inline uint64_t load64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+inline uint32_t hash8(const uint8_t* p, int bits) { return static_cast<uint32_t>((load64(p) * 0x9E3779B97F4A7C15ull) >> (64 - bits)); }
+
+// Encodes derived bytes r[0, rn) as an edit of base bytes b[0, bn) (base file
+// offset boff): greedy copies of at least kMinCopy bytes, preferring the
+// continuation of the previous copy; the rest literal.
+void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, uint64_t boff, OpList& ol) {
+  if (bn < kMinCopy || rn < kMinCopy) { ol.literal(rn); return; }
+  int bits = 8;
+  while ((uint64_t(1) << bits) < 2 * bn && bits < 26) ++bits;
+  thread_local std::vector<uint32_t> table;
+  table.assign(size_t(1) << bits, 0);
+  for (uint64_t j = 0; j + 8 <= bn; ++j) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
+  uint64_t i = 0, lit_start = 0, expect = 0;
+  while (i + 8 <= rn) {
+    int64_t cand = -1;
+    if (expect + 8 <= bn && load64(r + i) == load64(b + expect)) cand = static_cast<int64_t>(expect);
+    else if (uint32_t t = table[hash8(r + i, bits)]; t && load64(b + t - 1) == load64(r + i)) cand = t - 1;
+    if (cand < 0) { ++i; continue; }
+    uint64_t s = static_cast<uint64_t>(cand), L = 8;
+    while (i + L < rn && s + L < bn && r[i + L] == b[s + L]) ++L;
+    uint64_t back = 0;
+    while (i - back > lit_start && s > back && r[i - back - 1] == b[s - back - 1]) ++back;
+    // A copy from elsewhere in the record costs a move besides its length:
+    // short ones are cheaper as literals (zstd finds them in B anyway).
+    const uint64_t need = static_cast<uint64_t>(cand) == expect ? kMinCopy : kMinJump;
+    if (L + back < need) { ++i; continue; }
+    ol.literal(i - back - lit_start);
+    ol.copy(boff + s - back, L + back);
+    i += L;
+    lit_start = i;
+    expect = s + L;
+  }
+  ol.literal(rn - lit_start);
+}
+
+// ---- records ----------------------------------------------------------------
+
+struct BaseIndex {
+  const InFile* f = nullptr;
+  std::vector<uint64_t> ends;  // record ends
+  // (hash of record bytes, record index), sorted
+  std::vector<std::pair<uint64_t, uint32_t>> exact;
+  // (anchor hash, record index), sorted; built on first need
+  std::vector<std::pair<uint64_t, uint32_t>> anchors;
+  bool anchors_built = false;
+  uint64_t start(uint32_t k) const { return k ? ends[k - 1] : 0; }
+};
+
+// Content anchors of a record: 16-byte windows whose hash has its low 5
+// bits zero (one per 32 bytes on average), at most 48 per record.
+template <class F>
+void for_anchors(const uint8_t* p, uint64_t n, F&& f) {
+  if (n < 16) return;
+  int got = 0;
+  for (uint64_t i = 0; i + 16 <= n && got < 48; ++i) {
+    uint64_t h = xxh64(p + i, 16);
+    if ((h & 31) == 0) { f(h); ++got; }
+  }
+}
+
+void build_anchors(BaseIndex& bi) {
+  const uint8_t* p = bi.f->data();
+  for (uint32_t k = 0; k < bi.ends.size(); ++k) {
+    uint64_t s = bi.start(k);
+    for_anchors(p + s, bi.ends[k] - s, [&](uint64_t h) { bi.anchors.push_back({h, k}); });
+  }
+  std::sort(bi.anchors.begin(), bi.anchors.end());
+  bi.anchors_built = true;
+}
+
+void index_records(BaseIndex& bi, bool blocks) {
+  bi.ends = split_records(bi.f->data(), bi.f->size(), blocks);
+  bi.exact.reserve(bi.ends.size());
+  for (uint32_t k = 0; k < bi.ends.size(); ++k) {
+    uint64_t s = bi.start(k);
+    bi.exact.push_back({xxh64(bi.f->data() + s, bi.ends[k] - s), k});
+  }
+  std::sort(bi.exact.begin(), bi.exact.end());
+}
+
+int64_t find_exact(const BaseIndex& bi, const uint8_t* p, uint64_t n) {
+  uint64_t h = xxh64(p, n);
+  auto it = std::lower_bound(bi.exact.begin(), bi.exact.end(), std::make_pair(h, uint32_t(0)));
+  for (; it != bi.exact.end() && it->first == h; ++it) {
+    uint64_t s = bi.start(it->second);
+    if (bi.ends[it->second] - s == n && std::memcmp(bi.f->data() + s, p, n) == 0) return it->second;
+  }
+  return -1;
+}
+
+void encode_records(const InFile& d, BaseIndex& bi, bool blocks, OpList& ol, DatasetFileReport& rep) {
+  const uint8_t* p = d.data();
+  const uint8_t* bp = bi.f->data();
+  std::vector<uint64_t> ends = split_records(p, d.size(), blocks);
+  rep.records = ends.size();
+  int64_t prev = -1;
+  std::unordered_map<uint32_t, int> votes;
+  for (size_t k = 0; k < ends.size(); ++k) {
+    const uint64_t s = k ? ends[k - 1] : 0, n = ends[k] - s;
+    int64_t m = find_exact(bi, p + s, n);
+    if (m >= 0) {
+      ol.copy(bi.start(static_cast<uint32_t>(m)), n);
+      ++rep.exact;
+      prev = m;
+      continue;
+    }
+    // The most similar base record: most shared anchors; ties and records
+    // without anchors go to the record after the previous match.
+    if (!bi.anchors_built) build_anchors(bi);
+    votes.clear();
+    for_anchors(p + s, n, [&](uint64_t h) {
+      auto it = std::lower_bound(bi.anchors.begin(), bi.anchors.end(), std::make_pair(h, uint32_t(0)));
+      int seen = 0;
+      for (; it != bi.anchors.end() && it->first == h && seen < 8; ++it, ++seen) ++votes[it->second];
+    });
+    int64_t best = -1;
+    int bestv = 0;
+    const int64_t next = prev + 1;
+    for (auto& [rk, v] : votes)
+      if (v > bestv || (v == bestv && std::llabs(int64_t(rk) - next) < std::llabs(best - next))) { best = rk; bestv = v; }
+    if (best < 0 && next < static_cast<int64_t>(bi.ends.size())) best = next;
+    if (best < 0) {
+      ol.literal(n);
+      ++rep.fresh;
+      continue;
+    }
+    const uint64_t bs = bi.start(static_cast<uint32_t>(best)), bn = bi.ends[best] - bs;
+    ol.context(bs, bn);
+    uint64_t before = ol.ops.size();
+    encode_edit(p + s, n, bp + bs, bn, bs, ol);
+    if (ol.ops.size() == before && bestv == 0) ++rep.fresh; else ++rep.edited;
+    if (bestv > 0 || ol.ops.size() != before) prev = best;
+  }
+}
+
+// ---- chunks -------------------------------------------------------------------
+
+struct ChunkIndex {
+  std::vector<uint64_t> ends;
+  std::vector<std::pair<uint64_t, uint32_t>> by_hash;  // (xxh64 of chunk, chunk index), sorted
+};
+
+void index_chunks(const InFile& b, ChunkIndex& ci) {
+  ci.ends = cdc_chunks(b.data(), b.size());
+  for (uint32_t k = 0; k < ci.ends.size(); ++k) {
+    uint64_t s = k ? ci.ends[k - 1] : 0;
+    ci.by_hash.push_back({xxh64(b.data() + s, ci.ends[k] - s), k});
+  }
+  std::sort(ci.by_hash.begin(), ci.by_hash.end());
+}
+
+void encode_chunks(const InFile& d, const InFile& b, const ChunkIndex& ci, OpList& ol, DatasetFileReport& rep) {
+  const uint8_t* p = d.data();
+  std::vector<uint64_t> ends = cdc_chunks(p, d.size());
+  rep.records = ends.size();
+  // Matched chunk (or -1) for each derived chunk.
+  std::vector<int64_t> src(ends.size(), -1);
+  for (size_t k = 0; k < ends.size(); ++k) {
+    uint64_t s = k ? ends[k - 1] : 0, n = ends[k] - s;
+    uint64_t h = xxh64(p + s, n);
+    auto it = std::lower_bound(ci.by_hash.begin(), ci.by_hash.end(), std::make_pair(h, uint32_t(0)));
+    for (; it != ci.by_hash.end() && it->first == h; ++it) {
+      uint64_t bs = it->second ? ci.ends[it->second - 1] : 0;
+      if (ci.ends[it->second] - bs == n && std::memcmp(b.data() + bs, p + s, n) == 0) { src[k] = bs; break; }
+    }
+  }
+  for (size_t k = 0; k < ends.size();) {
+    uint64_t s = k ? ends[k - 1] : 0;
+    if (src[k] >= 0) {
+      ol.copy(static_cast<uint64_t>(src[k]), ends[k] - s);
+      ++rep.exact;
+      ++k;
+      continue;
+    }
+    // A run of new chunks: the base region between the neighbouring matches
+    // is probably their old version (context for zstd's long matches).
+    size_t e = k;
+    while (e < ends.size() && src[e] < 0) ++e;
+    uint64_t run = ends[e - 1] - s;
+    uint64_t lo, hi;
+    if (k > 0 && src[k - 1] >= 0) lo = static_cast<uint64_t>(src[k - 1]) + (ends[k - 1] - (k > 1 ? ends[k - 2] : 0));
+    else lo = std::min<uint64_t>(s, b.size());
+    if (e < ends.size() && src[e] >= 0 && static_cast<uint64_t>(src[e]) > lo) hi = static_cast<uint64_t>(src[e]);
+    else hi = lo + run;
+    hi = std::min({hi, b.size(), lo + std::max<uint64_t>(run, 1) + (256 << 10)});
+    if (hi > lo) ol.context(lo, std::min<uint64_t>(hi - lo, 1 << 20));
+    ol.literal(run);
+    rep.fresh += e - k;
+    k = e;
+  }
+}
+
+// ---- frames -------------------------------------------------------------------
+
+struct FrameJob {
+  uint64_t off = 0, len = 0;
+  std::vector<Op> ops;  // within the frame, src in base-file coordinates
+  std::vector<std::pair<uint64_t, uint64_t>> ctx;  // base ranges (offset, len)
+  bool sampled = true;
+};
+
+// Cuts ops into frames of at most kMaxFrameOut output bytes.
+std::vector<FrameJob> cut_frames(const OpList& ol, uint64_t size) {
+  std::vector<FrameJob> jobs;
+  uint64_t pos = 0;
+  size_t ci = 0;
+  FrameJob cur;
+  auto flush = [&] {
+    if (cur.len == 0) return;
+    while (ci < ol.ctx.size() && ol.ctx[ci].out_pos < cur.off + cur.len) {
+      cur.ctx.push_back({ol.ctx[ci].base_off, ol.ctx[ci].len});
+      ++ci;
+    }
+    jobs.push_back(std::move(cur));
+    cur = FrameJob{};
+    cur.off = pos;
+  };
+  for (const Op& o0 : ol.ops) {
+    Op o = o0;
+    while (o.lit || o.copy) {
+      uint64_t room = kMaxFrameOut - cur.len;
+      if (room == 0) { flush(); continue; }
+      Op part;
+      part.lit = std::min(o.lit, room);
+      room -= part.lit;
+      part.src = o.src;
+      part.copy = (part.lit == o.lit) ? std::min(o.copy, room) : 0;
+      cur.ops.push_back(part);
+      cur.len += part.lit + part.copy;
+      pos += part.lit + part.copy;
+      o.lit -= part.lit;
+      o.src += part.copy;
+      o.copy -= part.copy;
+    }
+  }
+  flush();
+  (void)size;
+  return jobs;
+}
+
+struct Encoded {
+  EncodedFrame e;
+  uint32_t base_file = kNoBase;
+  uint64_t base_off = 0, base_len = 0;
+  Xxh128 hash{};
+};
+
+// Extents for a frame: its copy sources and context ranges, sorted and
+// merged; contexts are dropped first, then the frame is split when over
+// budget (returns false).
+bool make_extents(const FrameJob& j, const uint8_t* base, uint64_t base_size, bool with_ctx, bool with_dict,
+                  std::vector<PatchExtent>& ext) {
+  std::vector<std::pair<uint64_t, uint64_t>> iv;
+  for (auto& o : j.ops)
+    if (o.copy) iv.push_back({o.src, o.src + o.copy});
+  if (with_ctx)
+    for (auto& c : j.ctx) iv.push_back({c.first, c.first + c.second});
+  if (with_dict && base_size) {
+    // A sample of the base spread over it: a raw-content dictionary for new records.
+    const uint64_t piece = 4096, count = std::min<uint64_t>(kDictSample / piece, base_size / piece + 1);
+    for (uint64_t k = 0; k < count; ++k) {
+      uint64_t o = base_size > piece ? (base_size - piece) * k / std::max<uint64_t>(count - 1, 1) : 0;
+      iv.push_back({o, std::min(base_size, o + piece)});
+    }
+  }
+  (void)base;
+  std::sort(iv.begin(), iv.end());
+  ext.clear();
+  uint64_t total = 0;
+  for (auto& [a, b] : iv) {
+    if (!ext.empty() && a <= ext.back().offset + ext.back().len + kMergeGap) {
+      uint64_t e = std::max<uint64_t>(ext.back().offset + ext.back().len, b);
+      total += e - (ext.back().offset + ext.back().len);
+      ext.back().len = static_cast<uint32_t>(e - ext.back().offset);
+    } else {
+      ext.push_back({a, static_cast<uint32_t>(b - a)});
+      total += b - a;
+    }
+    if (total > kMaxPatchBase || ext.size() > kMaxPatchExtents) return false;
+  }
+  return total <= kBaseBudget * (with_ctx ? 1 : 2) && ext.size() <= kExtentBudget * (with_ctx ? 1 : 4);
+}
+
+Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, uint32_t base_idx,
+                   const DatasetBuildOptions& opt) {
+  Encoded r;
+  r.hash = xxh128(out, j.len);
+  uint64_t lits = 0, copies = 0;
+  for (auto& o : j.ops) { lits += o.lit; copies += o.copy; }
+  const int level = lits > (256u << 10) ? std::min(opt.zstd_level, opt.bulk_level) : opt.zstd_level;
+  // One copy and nothing else: the frame is a base range.
+  if (j.ops.size() == 1 && j.ops[0].lit == 0 && base) {
+    r.e.codec = Codec::copy_base;
+    r.base_file = base_idx;
+    r.base_off = j.ops[0].src;
+    r.base_len = j.len;
+    return r;
+  }
+  if (!base || (copies == 0 && j.ctx.empty() && base->size() == 0)) {
+    r.e = encode_frame_with(Codec::zstd, out, j.len, DType::U8, nullptr, level);
+    if (r.e.payload.size() >= j.len) r.e = encode_frame_with(Codec::store, out, j.len, DType::U8, nullptr, level);
+    return r;
+  }
+  std::vector<PatchExtent> ext;
+  const bool dict = lits * 4 > j.len;
+  bool ok = make_extents(j, base->data(), base->size(), true, dict, ext) ||
+            make_extents(j, base->data(), base->size(), false, false, ext);
+  if (!ok) {
+    // Too many scattered base ranges for one frame: literal (the caller
+    // splits frames before this happens; a safety net).
+    r.e = encode_frame_with(Codec::zstd, out, j.len, DType::U8, nullptr, level);
+    return r;
+  }
+  std::string b;
+  std::vector<uint64_t> bstart;
+  for (auto& e : ext) { bstart.push_back(b.size()); b.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len); }
+  std::vector<PatchOp> ops;
+  std::string lit;
+  uint64_t pos = 0;
+  for (auto& o : j.ops) {
+    PatchOp po;
+    po.lit = static_cast<uint32_t>(o.lit);
+    lit.append(reinterpret_cast<const char*>(out + pos), o.lit);
+    pos += o.lit;
+    if (o.copy) {
+      size_t k = std::upper_bound(ext.begin(), ext.end(), o.src, [](uint64_t v, const PatchExtent& e) { return v < e.offset; }) - ext.begin() - 1;
+      po.src = bstart[k] + (o.src - ext[k].offset);
+    } else if (!ops.empty()) {
+      po.src = ops.back().src + ops.back().copy;  // a move of 0
+    }
+    po.copy = static_cast<uint32_t>(o.copy);
+    pos += o.copy;
+    ops.push_back(po);
+  }
+  if (ext.empty()) {
+    r.e = encode_frame_with(Codec::zstd, out, j.len, DType::U8, nullptr, level);
+    return r;
+  }
+  r.e.codec = Codec::patch;
+  r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level);
+  r.base_file = base_idx;
+  r.base_off = ext.front().offset;
+  uint64_t hi = 0;
+  for (auto& e : ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
+  r.base_len = hi - r.base_off;
+  if (r.base_len > 0xffffffffu) {  // the span field is 32 bits: fall back
+    r.e = encode_frame_with(Codec::zstd, out, j.len, DType::U8, nullptr, level);
+    r.base_file = kNoBase;
+    r.base_off = r.base_len = 0;
+  }
+  if (r.e.payload.size() >= j.len) {
+    r.e = encode_frame_with(Codec::store, out, j.len, DType::U8, nullptr, level);
+    r.base_file = kNoBase;
+    r.base_off = r.base_len = 0;
+  }
+  return r;
+}
+
+// Splits jobs whose base ranges exceed the budget (scattered copies) in halves.
+void split_heavy(std::vector<FrameJob>& jobs, const InFile* base) {
+  if (!base) return;
+  std::vector<FrameJob> out;
+  std::vector<FrameJob> stack(jobs.rbegin(), jobs.rend());
+  std::vector<PatchExtent> ext;
+  while (!stack.empty()) {
+    FrameJob j = std::move(stack.back());
+    stack.pop_back();
+    if (j.ops.size() <= 1 || make_extents(j, base->data(), base->size(), false, false, ext)) {
+      out.push_back(std::move(j));
+      continue;
+    }
+    size_t half = j.ops.size() / 2;
+    FrameJob a, b;
+    a.off = j.off;
+    a.ops.assign(j.ops.begin(), j.ops.begin() + half);
+    for (auto& o : a.ops) a.len += o.lit + o.copy;
+    b.off = j.off + a.len;
+    b.ops.assign(j.ops.begin() + half, j.ops.end());
+    b.len = j.len - a.len;
+    a.ctx = j.ctx;  // contexts may go to either half; they are optional
+    b.ctx = j.ctx;
+    stack.push_back(std::move(b));
+    stack.push_back(std::move(a));
+  }
+  jobs = std::move(out);
+}
+
+class Builder {
+ public:
+  explicit Builder(const DatasetBuildOptions& o) : opt_(o) {}
+
+  Result<DatasetBuildReport> run(const std::string& base_path, const std::string& der_path, const std::string* out_dir) {
+    auto t0 = std::chrono::steady_clock::now();
+    TP_RETURN_IF_ERROR(list_files(base_path, base_));
+    TP_RETURN_IF_ERROR(list_files(der_path, der_));
+    m_.base_locations = opt_.base_locations;
+    if (m_.base_locations.empty()) {
+      std::error_code ec;
+      fs::path bp = fs::absolute(base_path, ec);
+      if (!ec && fs::is_regular_file(bp, ec)) bp = bp.parent_path();
+      if (!ec) m_.base_locations.push_back(bp.lexically_normal().string());
+    }
+    for (auto& b : base_) m_.base_files.push_back({b.name, b.size(), {}});
+    for (auto& d : der_) rep_.build.finetune_bytes += d.size();
+
+    // Same-name base files first; otherwise the base file that most of a
+    // sample of the derived file's records (or chunks) are found in.
+    choose_bases();
+
+    std::string staged;
+    OutFileWriter data;
+    if (out_dir) {
+      TP_RETURN_IF_ERROR(stage(*out_dir, staged));
+      Status st = data.open(staged + "/" + kDataFile);
+      if (!st.ok()) { cleanup(staged); return st; }
+    }
+    data_ = out_dir ? &data : nullptr;
+    for (uint32_t fi = 0; fi < der_.size(); ++fi) {
+      Status st = build_file(fi);
+      if (!st.ok()) { if (out_dir) { data.close(); cleanup(staged); } return st; }
+    }
+    // sha256 of the base files the frames use (through the hash cache) and of every output.
+    std::vector<bool> used(base_.size(), false);
+    for (auto& f : m_.frames)
+      if (f.base_file != kNoBase) used[f.base_file] = true;
+    if (out_dir) {
+      for (size_t i = 0; i < base_.size(); ++i) {
+        auto h = sha256_of_local_file(base_[i].path);
+        m_.base_files[i].sha256 = h.ok() ? *h : sha256(base_[i].data(), base_[i].size());
+      }
+      for (size_t i = 0; i < der_.size(); ++i) m_.out_files[i].sha256 = sha256(der_[i].data(), der_[i].size());
+    }
+    std::string idx = serialize_manifest(m_);
+    rep_.build.index_bytes = idx.size();
+    rep_.build.frames = m_.frames.size();
+    if (out_dir) {
+      Status st = data.close();
+      if (st.ok()) {
+        OutFileWriter iw;
+        st = iw.open(staged + "/" + kIndexFile);
+        if (st.ok()) st = iw.write(idx.data(), idx.size());
+        if (st.ok()) st = iw.close();
+      }
+      if (st.ok()) st = commit(staged, *out_dir);
+      if (!st.ok()) { cleanup(staged); return st; }
+      rep_.build.delta_bytes = data_pos_ + idx.size();
+    } else {
+      double total = static_cast<double>(idx.size());
+      double ratio = sampled_out_ ? static_cast<double>(sampled_delta_) / sampled_out_ : 1.0;
+      total += ratio * static_cast<double>(rep_.build.finetune_bytes);
+      rep_.build.delta_bytes = static_cast<uint64_t>(total);
+      rep_.build.estimated = true;
+    }
+    rep_.build.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep_;
+  }
+
+ private:
+  Status stage(const std::string& final_dir, std::string& staged) {
+    std::error_code ec;
+    std::string f = fs::path(final_dir).lexically_normal().string();
+    while (f.size() > 1 && f.back() == '/') f.pop_back();
+    if (fs::exists(f, ec) && (!fs::is_directory(f, ec) || !fs::is_empty(f, ec)))
+      return {Errc::exists, f + ": already exists and is not an empty directory (refusing to overwrite)"};
+    staged = f + ".tenpak-tmp-" + std::to_string(::getpid());
+    fs::remove_all(staged, ec);
+    fs::create_directories(staged, ec);
+    if (ec) return {Errc::io, staged + ": cannot create: " + ec.message()};
+    return Status::Ok();
+  }
+  static void cleanup(const std::string& staged) {
+    std::error_code ec;
+    if (!staged.empty()) fs::remove_all(staged, ec);
+  }
+  static Status commit(const std::string& staged, const std::string& final_dir) {
+    std::error_code ec;
+    std::string f = fs::path(final_dir).lexically_normal().string();
+    while (f.size() > 1 && f.back() == '/') f.pop_back();
+    if (fs::exists(f, ec)) fs::remove(f, ec);
+    if (::rename(staged.c_str(), f.c_str()) != 0)
+      return {Errc::io, f + ": cannot rename the staged output into place: " + std::strerror(errno)};
+    return Status::Ok();
+  }
+
+  bool records_mode(const InFile& f) const { return looks_like_records(f.name, f.data(), f.size()); }
+
+  void choose_bases() {
+    choice_.assign(der_.size(), -1);
+    for (size_t d = 0; d < der_.size(); ++d) {
+      for (size_t b = 0; b < base_.size(); ++b)
+        if (base_[b].name == der_[d].name) choice_[d] = static_cast<int>(b);
+      if (choice_[d] < 0 && base_.size() == 1) choice_[d] = 0;
+      if (choice_[d] >= 0 || base_.empty()) continue;
+      // Vote with up to 64 pieces of 64 bytes sampled from the derived file.
+      const InFile& df = der_[d];
+      std::vector<int> score(base_.size(), 0);
+      const uint64_t piece = 64;
+      for (int k = 0; k < 64 && df.size() >= piece; ++k) {
+        uint64_t o = (df.size() - piece) * k / 63;
+        for (size_t b = 0; b < base_.size(); ++b) {
+          auto* bb = base_[b].data();
+          if (base_[b].size() >= piece &&
+              std::search(bb, bb + base_[b].size(), std::boyer_moore_horspool_searcher(df.data() + o, df.data() + o + piece)) !=
+                  bb + base_[b].size())
+            ++score[b];
+        }
+      }
+      int best = -1;
+      for (size_t b = 0; b < base_.size(); ++b)
+        if (score[b] > 0 && (best < 0 || score[b] > score[best])) best = static_cast<int>(b);
+      // Nothing in common: the largest base file with the same extension still lends a dictionary.
+      if (best < 0)
+        for (size_t b = 0; b < base_.size(); ++b)
+          if (fs::path(base_[b].name).extension() == fs::path(df.name).extension() &&
+              (best < 0 || base_[b].size() > base_[best].size()))
+            best = static_cast<int>(b);
+      choice_[d] = best;
+    }
+  }
+
+  BaseIndex& record_index(uint32_t b, bool blocks) {
+    auto key = std::make_pair(b, blocks);
+    auto it = rec_idx_.find(key);
+    if (it != rec_idx_.end()) return *it->second;
+    auto bi = std::make_unique<BaseIndex>();
+    bi->f = &base_[b];
+    index_records(*bi, blocks);
+    return *(rec_idx_[key] = std::move(bi));
+  }
+  ChunkIndex& chunk_index(uint32_t b) {
+    auto it = chunk_idx_.find(b);
+    if (it != chunk_idx_.end()) return *it->second;
+    auto ci = std::make_unique<ChunkIndex>();
+    index_chunks(base_[b], *ci);
+    return *(chunk_idx_[b] = std::move(ci));
+  }
+
+  Status build_file(uint32_t fi) {
+    const InFile& d = der_[fi];
+    OutFile of;
+    of.name = d.name;
+    of.size = d.size();
+    of.mode = d.mode;
+    of.first_frame = static_cast<uint32_t>(m_.frames.size());
+    DatasetFileReport fr;
+    fr.name = d.name;
+    const int bsel = choice_[fi];
+    const InFile* base = bsel >= 0 ? &base_[bsel] : nullptr;
+    fr.base = base ? base->name : "";
+    OpList ol;
+    if (!base) {
+      fr.mode = "new";
+      ol.literal(d.size());
+    } else if (records_mode(d) && records_mode(*base)) {
+      const bool blocks = looks_like_blocks(d.data(), d.size());
+      fr.mode = blocks ? "records (blocks)" : "records (lines)";
+      encode_records(d, record_index(bsel, blocks), blocks, ol, fr);
+    } else {
+      fr.mode = "chunks";
+      encode_chunks(d, *base, chunk_index(bsel), ol, fr);
+    }
+    ol.finish();
+    std::vector<FrameJob> jobs = cut_frames(ol, d.size());
+    split_heavy(jobs, base);
+    if (opt_.sample_every > 1)
+      for (size_t k = 0; k < jobs.size(); ++k) jobs[k].sampled = k % opt_.sample_every == 0;
+
+    const unsigned threads = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<Encoded> enc(jobs.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t k; (k = next.fetch_add(1)) < jobs.size();)
+        if (jobs[k].sampled) enc[k] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
+    };
+    {
+      std::vector<std::jthread> pool;
+      for (unsigned t = 1; t < std::min<size_t>(threads, jobs.size()); ++t) pool.emplace_back(work);
+      work();
+    }
+    uint64_t delta = 0;
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      const Encoded& e = enc[k];
+      Frame f;
+      f.file = fi;
+      f.out_offset = jobs[k].off;
+      f.out_len = static_cast<uint32_t>(jobs[k].len);
+      f.codec = e.e.codec;
+      f.dtype = f.base_dtype = DType::U8;
+      f.hash = e.hash;
+      f.base_file = e.base_file;
+      f.base_offset = e.base_off;
+      f.base_len = static_cast<uint32_t>(e.base_len);
+      f.data_offset = data_pos_;
+      f.data_len = static_cast<uint32_t>(e.e.payload.size());
+      if (data_) TP_RETURN_IF_ERROR(data_->write(e.e.payload.data(), e.e.payload.size()));
+      data_pos_ += e.e.payload.size();
+      delta += e.e.payload.size();
+      if (jobs[k].sampled) { sampled_out_ += jobs[k].len; sampled_delta_ += e.e.payload.size(); }
+      m_.frames.push_back(f);
+      done_ += jobs[k].len;
+      if (opt_.progress) opt_.progress(done_, rep_.build.finetune_bytes);
+    }
+    of.frame_count = static_cast<uint32_t>(m_.frames.size()) - of.first_frame;
+    FileReport r;
+    r.name = d.name;
+    r.out_bytes = d.size();
+    r.delta_bytes = delta;
+    r.frames = of.frame_count;
+    rep_.build.files.push_back(r);
+    rep_.files.push_back(fr);
+    m_.out_files.push_back(std::move(of));
+    return Status::Ok();
+  }
+
+  DatasetBuildOptions opt_;
+  std::vector<InFile> base_, der_;
+  std::vector<int> choice_;
+  std::map<std::pair<uint32_t, bool>, std::unique_ptr<BaseIndex>> rec_idx_;
+  std::map<uint32_t, std::unique_ptr<ChunkIndex>> chunk_idx_;
+  Manifest m_;
+  DatasetBuildReport rep_;
+  OutFileWriter* data_ = nullptr;
+  uint64_t data_pos_ = 0, done_ = 0, sampled_out_ = 0, sampled_delta_ = 0;
+};
+
+}  // namespace
+
+Result<DatasetBuildReport> build_dataset_delta(const std::string& base, const std::string& derived,
+                                               const std::string& out_dir, const DatasetBuildOptions& opt) {
+  Builder b(opt);
+  return b.run(base, derived, &out_dir);
+}
+
+Result<DatasetBuildReport> estimate_dataset_delta(const std::string& base, const std::string& derived,
+                                                  const DatasetBuildOptions& opt) {
+  DatasetBuildOptions o = opt;
+  if (o.sample_every < 1) o.sample_every = 1;
+  Builder b(o);
+  return b.run(base, derived, nullptr);
+}
+
+}  // namespace tenpak
