@@ -20,6 +20,8 @@ void add_cache_commands(CLI::App& app, int& rc) {
     std::string d = dir.empty() ? default_cache_dir() : dir;
     auto info = inspect_lmdb_cache(d);
     if (!info.ok()) {
+      if (json && info.status().code() == Errc::corrupt)  // damaged: say so to scripts too (exit 4)
+        std::printf("%s\n", nlohmann::json({{"dir", d}, {"damaged", true}, {"problem", info.status().message()}}).dump().c_str());
       rc = fail(info.status());
       return;
     }

@@ -8,10 +8,28 @@
 //      as every change, so a reopen (after a restart or kill -9) needs no scan.
 // Access ticks of hits are buffered in memory and written in batches (with
 // the next put, or every kTouchBatch hits): approximate LRU, no write
-// transaction per read. LMDB gives crash safety (copy-on-write B-trees) and
+// transaction per read.
+//
+// Damage (a truncated data.mdb, a damaged page: disk errors, an OS crash
+// with MDB_NOSYNC, a stray write) must never take a process down: LMDB
+// trusts its file and would fault (SIGBUS past the end of the file) or
+// abort on an assertion. So the file is checked before LMDB walks it: at
+// open, every B-tree page of the snapshot in use is read with pread and
+// checked (lmdb_check.h; milliseconds, values are not read); a value's own
+// overflow page header is checked with pread before the value is used or
+// its pages freed. A damaged environment is quarantined: data.mdb is
+// renamed to damaged-data.mdb (replacing an older one: one is kept for a
+// post-mortem, never more), lock.mdb removed, the event logged through
+// CacheOptions::warn and counted (CacheStats::quarantined); at open the
+// cache then starts empty, a process that finds damage later goes on
+// without cache (the next opener starts empty). tenpak.lock (flock)
+// serialises check-and-quarantine between processes, so one never sets
+// aside a file another has just created. LMDB gives crash safety (copy-on-write B-trees) and
 // multi-process sharing (its lock file); MDB_NOTLS lets read transactions
 // run on any thread; they are opened per get and closed at once.
+#include <fcntl.h>
 #include <lmdb.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -28,6 +46,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lmdb_check.h"
 #include "tenpak/cache.h"
 
 namespace tenpak {
@@ -53,6 +72,59 @@ std::string db_key(std::string_view key) {
   if (key.size() <= kMaxKey) return std::string(key);
   Xxh128 h = xxh128(key.data(), key.size());
   return "#" + hex(h);
+}
+
+// Errors that mean the environment itself is damaged (quarantined).
+bool damage_code(int rc) {
+  return rc == MDB_CORRUPTED || rc == MDB_PANIC || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH;
+}
+
+// An exclusive flock on DIR/tenpak.lock for the scope (best effort: when the
+// lock file cannot be made, nothing is serialised).
+struct DirLock {
+  int fd = -1;
+  explicit DirLock(const std::string& dir) {
+    fd = ::open((dir + "/tenpak.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0)
+      while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+      }
+  }
+  ~DirLock() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Sets data.mdb aside as damaged-data.mdb and removes lock.mdb. With
+// `only_ino` != 0, only when data.mdb is still that file (another process
+// may have replaced it already). Call under DirLock.
+bool set_aside(const std::string& dir, ino_t only_ino = 0) {
+  std::string data = dir + "/data.mdb";
+  struct stat st;
+  if (::stat(data.c_str(), &st) != 0) return false;
+  if (only_ino && st.st_ino != only_ino) return false;
+  if (::rename(data.c_str(), (dir + "/damaged-data.mdb").c_str()) != 0) return false;
+  ::unlink((dir + "/lock.mdb").c_str());
+  return true;
+}
+
+// The snapshot check of an open environment: a read transaction pins a
+// snapshot while its pages are checked with pread. Empty: no damage found.
+std::string check_env(MDB_env* env, int fd, uint32_t* page_size = nullptr) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    MDB_txn* t = nullptr;
+    int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &t);
+    if (rc == MDB_MAP_RESIZED) {
+      mdb_env_set_mapsize(env, 0);
+      rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &t);
+    }
+    if (rc) return damage_code(rc) ? std::string(mdb_strerror(rc)) : std::string();
+    lmdbcheck::FileCheck c = lmdbcheck::check_file(fd, mdb_txn_id(t));
+    mdb_txn_abort(t);
+    if (!c.snapshot_found) continue;  // a writer committed twice meanwhile: check the newer snapshot
+    if (page_size) *page_size = c.page_size;
+    return c.problem;
+  }
+  return "";  // busy with commits: another process is using it as we speak, and it checks too
 }
 
 MDB_val val(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
@@ -86,17 +158,22 @@ class LmdbCache final : public BlockCache {
     std::filesystem::create_directories(dir_, ec);
     if (ec) return dir_ + ": cannot create the cache directory: " + ec.message();
     if (::access(dir_.c_str(), R_OK | W_OK | X_OK) != 0) return dir_ + ": cache directory not writable: " + std::strerror(errno);
-    int rc = mdb_env_create(&env_);
-    if (rc) return "mdb_env_create: " + std::string(mdb_strerror(rc));
-    // Room for the values plus B-tree pages, copy-on-write and free pages.
-    // The file grows only as used; the map is just address space.
-    uint64_t map = std::max<uint64_t>(limit_ * 2 + (256ull << 20), 1ull << 30);
-    mdb_env_set_mapsize(env_, map);
-    mdb_env_set_maxdbs(env_, 8);
-    mdb_env_set_maxreaders(env_, 1024);
-    unsigned flags = MDB_NOTLS | MDB_NOMETASYNC | (opt_.sync ? 0 : MDB_NOSYNC);
-    rc = mdb_env_open(env_, dir_.c_str(), flags, 0644);
-    if (rc) return dir_ + ": cannot open the LMDB cache: " + mdb_strerror(rc);
+    DirLock lock(dir_);
+    for (int attempt = 0;; ++attempt) {
+      std::string damage;
+      int rc = open_env(damage);
+      if (rc == 0 && damage.empty()) break;
+      if (rc && !damage_code(rc)) return dir_ + ": cannot open the LMDB cache: " + mdb_strerror(rc);
+      if (rc) damage = mdb_strerror(rc);
+      mdb_env_close(env_);
+      env_ = nullptr;
+      if (attempt > 0) return dir_ + ": the LMDB cache is damaged again after a quarantine (" + damage + ")";
+      if (!set_aside(dir_)) return dir_ + ": the LMDB cache is damaged (" + damage + ") and cannot be set aside: " + std::strerror(errno);
+      quarantined_.fetch_add(1);
+      say("tenpak: warning: cache " + dir_ + ": data.mdb is damaged (" + damage +
+          "); set aside as damaged-data.mdb, starting with an empty cache");
+    }
+    int rc = 0;
     int dead = 0;
     mdb_reader_check(env_, &dead);  // slots of killed processes
     Txn tx;
@@ -107,10 +184,48 @@ class LmdbCache final : public BlockCache {
       return dir_ + ": cannot use the LMDB cache: " + mdb_strerror(rc);
     rc = tx.commit();
     if (rc) return dir_ + ": cannot use the LMDB cache: " + mdb_strerror(rc);
-    if ((rc = mdb_env_get_fd(env_, &fd_))) return dir_ + ": cannot use the LMDB cache: " + mdb_strerror(rc);
     opened_ = true;
     return "";
   }
+
+  // Opens the environment and checks its snapshot (fd_, page_size_ set).
+  // Returns an LMDB code; `damage` says what the check found.
+  int open_env(std::string& damage) {
+    int rc = mdb_env_create(&env_);
+    if (rc) return rc;
+    // Room for the values plus B-tree pages, copy-on-write and free pages
+    // (lmdb_file_bound): the map bounds the file, which grows only as used.
+    mdb_env_set_mapsize(env_, lmdb_file_bound(limit_));
+    mdb_env_set_maxdbs(env_, 8);
+    mdb_env_set_maxreaders(env_, 1024);
+    unsigned flags = MDB_NOTLS | MDB_NOMETASYNC | (opt_.sync ? 0 : MDB_NOSYNC);
+    if ((rc = mdb_env_open(env_, dir_.c_str(), flags, 0644))) return rc;
+    if ((rc = mdb_env_get_fd(env_, &fd_))) return rc;
+    struct stat st;
+    if (::fstat(fd_, &st) == 0) ino_ = st.st_ino;
+    damage = check_env(env_, fd_, &page_size_);
+    return 0;
+  }
+
+  void say(const std::string& msg) const {
+    if (opt_.warn) opt_.warn(msg);
+    else std::fprintf(stderr, "%s\n", msg.c_str());
+  }
+
+  // Damage found while in use: no more cache in this process, the file set
+  // aside for the next opener (unless someone replaced it already).
+  void damaged(const std::string& what) {
+    if (broken_.exchange(true)) return;
+    bool moved;
+    {
+      DirLock lock(dir_);
+      moved = set_aside(dir_, ino_);
+    }
+    if (moved) quarantined_.fetch_add(1);
+    say("tenpak: warning: cache " + dir_ + ": data.mdb is damaged (" + what + ")" +
+        (moved ? "; set aside as damaged-data.mdb" : "") + "; continuing without cache");
+  }
+
 
   bool get(std::string_view key_in, size_t len, uint8_t* out) override {
     if (broken_.load()) return miss();
@@ -128,6 +243,9 @@ class LmdbCache final : public BlockCache {
       const bool want = v.mv_size == kHdr + len;
       if (v.mv_size < kHdr) {
         corrupt = true;
+      } else if (!value_pages_ok(v)) {
+        damaged("the page header of a value is damaged");
+        return miss();
       } else if (!copy_value(v.mv_data, hdr, want ? out : nullptr, want ? len : 0)) {
         return miss();  // an I/O error: say miss, keep the entry
       } else {
@@ -189,15 +307,18 @@ class LmdbCache final : public BlockCache {
   // looked up again only for a `p` outside it; begin() forgets it when LMDB
   // maps the file anew. False when unknown (no /proc, or no file mapping
   // holds `p`): the caller copies from the map, and, until the next remap,
-  // without looking again.
-  bool file_offset(const void* p, uint64_t& off) {
+  // without looking again (unless `remember_failure` is false: a pointer
+  // that may lie outside the map).
+  bool file_offset(const void* p, uint64_t& off, bool remember_failure = true) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     std::lock_guard<std::mutex> g(map_mu_);
     if (!(a >= map_.start && a < map_.end)) {
-      if (map_failed_ || !find_mapping(a, map_)) {
-        map_failed_ = true;
+      MapRange found;
+      if (map_failed_ || !find_mapping(a, found)) {
+        if (remember_failure) map_failed_ = true;
         return false;
       }
+      map_ = found;
     }
     off = map_.file_off + (a - map_.start);
     return true;
@@ -224,6 +345,16 @@ class LmdbCache final : public BlockCache {
     return found;
   }
 
+  // Whether the pages of a value read in this transaction are sound (its
+  // overflow header, read with pread), before the value is read or freed.
+  bool value_pages_ok(const MDB_val& v) {
+    uint64_t off;
+    // Not in the file: a page of the current write transaction (or no
+    // /proc: then values are checked by their hash only).
+    if (!file_offset(v.mv_data, off, false)) return true;
+    return lmdbcheck::check_overflow_header(fd_, page_size_, off, v.mv_size);
+  }
+
   bool contains(std::string_view key_in) override {
     if (broken_.load()) return false;
     std::string key = db_key(key_in);
@@ -239,8 +370,13 @@ class LmdbCache final : public BlockCache {
     if (vsize > limit_ / 4 || len > 0xffffffffu) return;  // never let one value flush a quarter of the cache
     std::string key = db_key(key_in);
     uint64_t h = value_hash(key_in, data, len);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      int rc = put_txn(key, data, len, h, attempt > 0);
+    // A full map (free pages too fragmented for this value, or held by a
+    // long reader) makes room in a transaction of its own, since pages
+    // freed by a transaction are reused only after it commits: down to half
+    // the limit, then to nothing. The file never grows past the map.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      int rc = attempt == 0 ? 0 : make_room(attempt == 1 ? limit_ / 2 : 0);
+      if (rc == 0) rc = put_txn(key, data, len, h);
       if (rc == 0) {
         puts_.fetch_add(1);
         return;
@@ -250,7 +386,18 @@ class LmdbCache final : public BlockCache {
         return;
       }
     }
-    backend_error(MDB_MAP_FULL, "write");
+    errors_.fetch_add(1);  // still no room: this value is not stored (counted, not fatal)
+  }
+
+  // Evicts down to `target` bytes and commits.
+  int make_room(uint64_t target) {
+    Txn tx;
+    int rc = begin(0, tx);
+    if (rc) return rc;
+    uint64_t bytes = read_bytes(tx.t);
+    if ((rc = evict_to(tx.t, bytes, target))) return rc;
+    if ((rc = write_bytes(tx.t, bytes))) return rc;
+    return tx.commit();
   }
 
   void erase(std::string_view key) override { erase_key(db_key(key)); }
@@ -263,6 +410,7 @@ class LmdbCache final : public BlockCache {
     s.evictions = evictions_.load();
     s.corrupt_dropped = corrupt_.load();
     s.errors = errors_.load();
+    s.quarantined = quarantined_.load();
     s.bytes_limit = limit_;
     if (!broken_.load()) {
       Txn tx;
@@ -308,6 +456,7 @@ class LmdbCache final : public BlockCache {
     int rc = mdb_get(t, v_, &k, &v);
     if (rc == MDB_NOTFOUND) return 0;
     if (rc) return rc;
+    if (!value_pages_ok(v)) return MDB_CORRUPTED;  // freeing its pages would free by a damaged count
     removed = v.mv_size;
     if ((rc = mdb_del(t, v_, &k, nullptr))) return rc;
     MDB_val at;
@@ -369,7 +518,7 @@ class LmdbCache final : public BlockCache {
     return 0;
   }
 
-  int put_txn(const std::string& key, const uint8_t* data, size_t len, uint64_t h, bool make_room) {
+  int put_txn(const std::string& key, const uint8_t* data, size_t len, uint64_t h) {
     std::vector<std::pair<std::string, uint64_t>> touches = take_touches();
     Txn tx;
     int rc = begin(0, tx);
@@ -381,9 +530,9 @@ class LmdbCache final : public BlockCache {
     if ((rc = remove_in(tx.t, key, removed))) return rc;
     bytes -= std::min(bytes, removed);
     size_t vsize = kHdr + len;
-    // Evict in batches: down to 90% of the limit, or to half when LMDB said the map is full.
-    if (bytes + vsize > limit_ || make_room) {
-      uint64_t target = make_room ? limit_ / 2 : limit_ - limit_ / 10;
+    // Evict in batches: down to 90% of the limit.
+    if (bytes + vsize > limit_) {
+      uint64_t target = limit_ - limit_ / 10;
       target = target > vsize ? target - vsize : 0;
       if ((rc = evict_to(tx.t, bytes, target))) return rc;
     }
@@ -446,12 +595,15 @@ class LmdbCache final : public BlockCache {
     return false;
   }
   // Counts the error; errors that mean the cache cannot work any more
-  // (disk full, I/O error, corruption) disable it with one warning.
+  // (disk full, I/O error) disable it with one warning, damage quarantines it.
   bool backend_error(int rc, const char* what) {
     errors_.fetch_add(1);
     misses_.fetch_add(1);
-    bool fatal = rc == ENOSPC || rc == EIO || rc == EDQUOT || rc == EROFS || rc == MDB_PANIC || rc == MDB_CORRUPTED ||
-                 rc == MDB_INVALID || rc == MDB_MAP_FULL;
+    if (damage_code(rc)) {
+      damaged(std::string(what) + " failed: " + mdb_strerror(rc));
+      return false;
+    }
+    bool fatal = rc == ENOSPC || rc == EIO || rc == EDQUOT || rc == EROFS;
     if (fatal && !broken_.exchange(true)) {
       std::string msg = "tenpak: warning: cache " + dir_ + ": " + what + " failed (" + mdb_strerror(rc) +
                         "); continuing without cache";
@@ -466,13 +618,15 @@ class LmdbCache final : public BlockCache {
   CacheOptions opt_;
   MDB_env* env_ = nullptr;
   int fd_ = -1;  // data.mdb (LMDB's descriptor), for reading values
+  ino_t ino_ = 0;  // its inode: the file this process checked and uses
+  uint32_t page_size_ = 0;
   std::mutex map_mu_;
   MapRange map_;             // the mapping of data.mdb found last (file_offset)
   bool map_failed_ = false;  // none found since the last remap
   bool opened_ = false;
   MDB_dbi v_ = 0, a_ = 0, l_ = 0, m_ = 0;
   std::atomic<bool> broken_{false};
-  std::atomic<uint64_t> hits_{0}, misses_{0}, puts_{0}, evictions_{0}, corrupt_{0}, errors_{0};
+  std::atomic<uint64_t> hits_{0}, misses_{0}, puts_{0}, evictions_{0}, corrupt_{0}, errors_{0}, quarantined_{0};
   std::mutex touch_mu_;
   std::unordered_map<std::string, uint64_t> touches_;
 };
@@ -484,6 +638,7 @@ struct EnvHandle {
     if (env) mdb_env_close(env);
   }
 };
+// Errc::corrupt when the environment is damaged (checked before use).
 Status open_existing(const std::string& dir, EnvHandle& h) {
   struct stat st;
   if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return {Errc::invalid, dir + ": no TenPak cache here"};
@@ -491,7 +646,15 @@ Status open_existing(const std::string& dir, EnvHandle& h) {
   if (!rc) rc = mdb_env_set_maxdbs(h.env, 8);
   if (!rc) rc = mdb_env_set_maxreaders(h.env, 1024);
   if (!rc) rc = mdb_env_open(h.env, dir.c_str(), MDB_NOTLS, 0644);
+  auto damaged = [&](const std::string& why) {
+    return Status{Errc::corrupt, dir + ": the cache is damaged (" + why + "); `tenpak cache clear` removes it"};
+  };
+  if (rc && damage_code(rc)) return damaged(mdb_strerror(rc));
   if (rc) return {Errc::io, dir + ": cannot open the cache: " + mdb_strerror(rc)};
+  int fd = -1;
+  if ((rc = mdb_env_get_fd(h.env, &fd))) return {Errc::io, dir + ": cannot open the cache: " + mdb_strerror(rc)};
+  std::string problem = check_env(h.env, fd);
+  if (!problem.empty()) return damaged(problem);
   return Status::Ok();
 }
 
@@ -519,8 +682,26 @@ Result<LmdbCacheInfo> inspect_lmdb_cache(const std::string& dir) {
 }
 
 Status clear_lmdb_cache(const std::string& dir) {
+  DirLock lock(dir);
+  ::unlink((dir + "/damaged-data.mdb").c_str());
   EnvHandle h;
-  TP_RETURN_IF_ERROR(open_existing(dir, h));
+  Status open = open_existing(dir, h);
+  if (open.code() == Errc::corrupt) {
+    // Damaged: LMDB cannot be trusted to walk it (mdb_drop aborts on a bad
+    // page), so the files go. A process still using them keeps its open
+    // copy; the next opener creates a new environment.
+    mdb_env_close(h.env);
+    h.env = nullptr;
+    if (::unlink((dir + "/data.mdb").c_str()) != 0 && errno != ENOENT)
+      return {Errc::io, dir + "/data.mdb: cannot remove the damaged cache: " + std::strerror(errno)};
+    ::unlink((dir + "/lock.mdb").c_str());
+    int rc = mdb_env_create(&h.env);  // an empty environment in its place
+    if (!rc) rc = mdb_env_set_maxdbs(h.env, 8);
+    if (!rc) rc = mdb_env_open(h.env, dir.c_str(), MDB_NOTLS, 0644);
+    if (rc) return {Errc::io, dir + ": cannot create an empty cache: " + mdb_strerror(rc)};
+    return Status::Ok();
+  }
+  TP_RETURN_IF_ERROR(open);
   Txn tx;
   int rc = mdb_txn_begin(h.env, nullptr, 0, &tx.t);
   for (const char* name : {"v", "a", "l", "m"}) {
@@ -537,6 +718,8 @@ Status clear_lmdb_cache(const std::string& dir) {
   if (rc) return {Errc::io, dir + ": cannot clear the cache: " + mdb_strerror(rc)};
   return Status::Ok();
 }
+
+uint64_t lmdb_file_bound(uint64_t limit) { return limit + limit / 8 + (64ull << 20); }
 
 std::shared_ptr<BlockCache> open_lmdb_cache(const std::string& dir, uint64_t size_limit, const CacheOptions& opt) {
   auto c = std::make_shared<LmdbCache>(dir, size_limit, opt);

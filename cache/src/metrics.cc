@@ -87,6 +87,8 @@ std::string render_prometheus(const std::vector<std::pair<std::string, const Blo
   per_cache("tenpak_cache_corrupt_dropped_total", "counter", "Values that failed their checksum, dropped.",
             [](const CacheStats& s) { return s.corrupt_dropped; });
   per_cache("tenpak_cache_errors_total", "counter", "Backend errors turned into misses.", [](const CacheStats& s) { return s.errors; });
+  per_cache("tenpak_cache_quarantined_total", "counter", "Damaged environments set aside (the cache started empty or went on without).",
+            [](const CacheStats& s) { return s.quarantined; });
   per_cache("tenpak_cache_bytes", "gauge", "Bytes of values stored.", [](const CacheStats& s) { return s.bytes_used; });
   per_cache("tenpak_cache_limit_bytes", "gauge", "Size limit.", [](const CacheStats& s) { return s.bytes_limit; });
   o << extra;
