@@ -58,6 +58,15 @@ expect_rc 4 "corrupt safetensors refused" "$BIN" delta build "$W/bf16/base" "$W/
 grep -q "bad.safetensors" "$W/err.txt" && ok "error names the file" || bad "error does not name the file"
 expect_rc 2 "not a delta" "$BIN" delta inspect "$W/bf16/base"
 
+# A malformed .tenpak/stats.json (a field of another type): a clear error, no abort (both aborted with
+# an uncaught JSON type error before).
+mkdir -p "$W/fake/.tenpak"
+for bad_stats in '{"pid":"x"}' '[1,2]' '{"pid":1,"models":"a"}'; do
+  printf '%s' "$bad_stats" > "$W/fake/.tenpak/stats.json"
+  expect_rc 4 "stats on malformed stats.json $bad_stats" "$BIN" stats "$W/fake"
+  expect_rc 2 "unmount of a non-mount with malformed stats.json $bad_stats" "$BIN" unmount "$W/fake"
+done
+
 # Disk full while writing: a 1 MiB tmpfs (needs root; skipped otherwise).
 mkdir -p "$W/small"
 if mount -t tmpfs -o size=1m tmpfs "$W/small" 2>/dev/null; then

@@ -360,8 +360,9 @@ pid_t mount_pid(const std::string& mp) {
   std::stringstream ss;
   ss << f.rdbuf();
   auto j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.contains("pid")) return 0;
-  return j["pid"].get<pid_t>();
+  if (j.is_discarded() || !j.is_object() || !j.contains("pid") || !j["pid"].is_number_integer()) return 0;
+  int64_t pid = j["pid"].get<int64_t>();
+  return pid > 0 && pid <= INT32_MAX ? static_cast<pid_t>(pid) : 0;
 }
 
 int do_unmount(const std::string& mp_in, bool lazy, bool json_out) {
@@ -393,6 +394,8 @@ int do_unmount(const std::string& mp_in, bool lazy, bool json_out) {
   return kOk;
 }
 
+int print_stats(const std::string& mp, json j);
+
 int do_stats(const std::string& mp, bool json_out) {
   std::string path = mp + "/" + ModelFs::kControlDir + "/" + ModelFs::kStatsFile;
   std::ifstream f(path);
@@ -400,11 +403,21 @@ int do_stats(const std::string& mp, bool json_out) {
   std::stringstream ss;
   ss << f.rdbuf();
   auto j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) return fail(Status{Errc::corrupt, path + ": unreadable stats"});
+  if (j.is_discarded() || !j.is_object()) return fail(Status{Errc::corrupt, path + ": unreadable stats"});
   if (json_out) {
     std::cout << j.dump(2) << "\n";
     return kOk;
   }
+  // A field of the wrong type or missing (another version, a file that is
+  // not ours) is a clear error, not an abort.
+  try {
+    return print_stats(mp, j);
+  } catch (const json::exception& e) {
+    return fail(Status{Errc::corrupt, path + ": malformed stats (" + e.what() + ")"});
+  }
+}
+
+int print_stats(const std::string& mp, json j) {
   auto u = [&](const json& v) { return v.get<uint64_t>(); };
   auto& fc = j["frame_cache"];
   auto& pf = j["prefetch"];
