@@ -9,6 +9,9 @@ namespace tenpak::cli {
 void add_ml_commands(CLI::App& app, int& rc) {
   // One add_ml_command line per tenpak-ml command, e.g.
   //   add_ml_command(app, "eval", "perplexity, KL divergence and speed of a model on a text", rc);
+  add_ml_command(app, "convert", "convert a llama2.c checkpoint to a Hugging Face model directory", rc);
+  add_ml_command(app, "eval", "perplexity, KL divergence and speed of a model on a text", rc);
+  add_ml_command(app, "generate", "continue a prompt with a model (greedy or sampled)", rc);
 }
 
 }  // namespace tenpak::cli

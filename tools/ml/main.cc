@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tenpak 0.1.0 (tenpak-ml)");
   int rc = 0;
   // One call per area (ml_commands.h), e.g. tenpak::ml::add_model_commands(app, rc);
+  tenpak::ml::add_model_commands(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,4 +6,5 @@
 namespace tenpak::ml {
 // Declare each area's function here, e.g.
 //   void add_model_commands(CLI::App& app, int& rc);  // convert, eval, generate (cmd_model.cc)
+void add_model_commands(CLI::App& app, int& rc);  // convert, eval, generate (cmd_model.cc)
 }  // namespace tenpak::ml
