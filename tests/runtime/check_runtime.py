@@ -211,7 +211,7 @@ def llama2c_encode(pieces, scores, text):
 def sample_texts():
     texts = [STORY, "", "a", " leading space", "Hello\n\nworld\t tab", "Ünïcödé: naïve café, 日本語, emoji 🙂!",
              "<s> is not special here; neither is <0x41>."]
-    for rel, n in (("text/tinyshakespeare.txt", 1500), ("text/wikitext-2/test.txt", 1500)):
+    for rel, n in (("text/tinyshakespeare.txt", 1000), ("text/wikitext-2/test.txt", 1000)):
         p = os.path.join(DATA, rel)
         if os.path.exists(p):
             with open(p, encoding="utf-8") as f:
