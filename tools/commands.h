@@ -13,6 +13,7 @@ void add_dataset_commands(CLI::App& app, int& rc);
 // Shared with cmd_dataset.cc: the delta commands' apply/verify (out empty) and inspect.
 int run_delta_apply(const std::string& delta, const std::string& base, const std::string& out, bool json, unsigned threads);
 int run_delta_inspect(const std::string& delta, bool json, unsigned threads);
+void add_router_commands(CLI::App& app, int& rc);  // route, router eval, router train (tenpak-ml)
 // convert, eval, generate, quantize, presets, ...: handed to tenpak-ml (ml_commands.cc).
 void add_ml_commands(CLI::App& app, int& rc);
 }  // namespace tenpak::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   tenpak::cli::add_fixture_commands(app, rc);
   tenpak::cli::add_cache_commands(app, rc);
   tenpak::cli::add_mount_commands(app, rc);
+  tenpak::cli::add_router_commands(app, rc);
   // Offline model tools, carried out by tenpak-ml (libtorch; see ml_dispatch.h).
   tenpak::cli::add_ml_commands(app, rc);
   try {

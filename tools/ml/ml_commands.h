@@ -7,4 +7,5 @@ namespace tenpak::ml {
 // Declare each area's function here, e.g.
 //   void add_model_commands(CLI::App& app, int& rc);  // convert, eval, generate (cmd_model.cc)
 void add_model_commands(CLI::App& app, int& rc);  // convert, eval, generate (cmd_model.cc)
+void add_router_commands(CLI::App& app, int& rc);  // router train (cmd_router_train.cc)
 }  // namespace tenpak::ml
