@@ -57,6 +57,9 @@ printf 'garbage' > "$W/bad.safetensors"
 expect_rc 4 "corrupt safetensors refused" "$BIN" delta build "$W/bf16/base" "$W/bad.safetensors" -o "$W/bad"
 grep -q "bad.safetensors" "$W/err.txt" && ok "error names the file" || bad "error does not name the file"
 expect_rc 2 "not a delta" "$BIN" delta inspect "$W/bf16/base"
+# An unreachable base is unavailable (7), not a wrong base (3, as before).
+expect_rc 7 "unreachable base (connection refused)" "$BIN" delta verify "$W/bf16/delta" --base http://127.0.0.1:1/base
+expect_rc 7 "unreachable base (connection refused), apply" "$BIN" delta apply "$W/bf16/delta" --base http://127.0.0.1:1/base -o "$W/unreach"
 
 # A malformed .tenpak/stats.json (a field of another type): a clear error, no abort (both aborted with
 # an uncaught JSON type error before).

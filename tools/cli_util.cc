@@ -18,6 +18,7 @@ int exit_code(const Status& s) {
     case Errc::no_space: return kNoSpace;
     case Errc::exists: return kRefused;
     case Errc::unsupported: return kRefused;
+    case Errc::unavailable: return kUnavailable;
   }
   return kError;
 }

@@ -18,6 +18,7 @@ enum Exit : int {
   kCorrupt = 4,    // corrupt input (delta, safetensors, checkpoint)
   kNoSpace = 5,    // disk full
   kRefused = 6,    // refused input (pickle asking for code, unsafe path, existing output)
+  kUnavailable = 7,  // an origin (base, delta) unreachable or not serving: refused, 404, 503; retry later
 };
 int exit_code(const Status& s);
 // Prints "tenpak: error: <message>" to stderr and returns the exit code.

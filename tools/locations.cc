@@ -30,7 +30,12 @@ std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, con
 
 Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache) {
   auto idx = open_source(join_location(loc, kIndexFile));
-  if (!idx.ok()) return Status{Errc::invalid, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
+  if (!idx.ok()) {
+    // An origin that does not answer (refused, 5xx) is unavailable; one that
+    // answers without the index (404) does not hold a delta there.
+    Errc code = is_remote_location(loc) && idx.status().code() == Errc::io ? Errc::unavailable : Errc::invalid;
+    return Status{code, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
+  }
   auto dat = open_source(join_location(loc, kDataFile));
   if (!dat.ok()) return Status{Errc::corrupt, loc + ": delta data missing (" + dat.status().message() + ")"};
   return DeltaReader::open(through_cache(std::move(idx.value()), cache, loc),
@@ -59,7 +64,12 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
     so.expected_size = bf.size;  // a base file of another size is refused (mismatch)
     so.local = local;
     auto src = open_source(path, so);
-    if (!src.ok()) return {Errc::mismatch, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
+    if (!src.ok()) {
+      // Another size is a wrong base; a remote origin that does not answer
+      // or serve (refused, 404, 503) is unavailable, not wrong.
+      Errc code = src.status().code() == Errc::mismatch || !remote ? Errc::mismatch : Errc::unavailable;
+      return {code, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
+    }
     if (verify && !remote) {
       if ((*src)->size() != bf.size)
         return {Errc::mismatch, path + ": wrong base: " + std::to_string((*src)->size()) + " bytes, the delta " + r.name() +
@@ -96,13 +106,16 @@ Status attach_base_from(DeltaReader& r, const std::string& base, bool verify_loc
   if (m.base_locations.empty())
     return {Errc::invalid, r.name() + ": the delta records no base location; name the base model with --base BASE"};
   std::string errs;
+  bool unavailable = false;
   for (auto& loc : m.base_locations) {
     Status st = attach_from(r, loc, verify_local, cache, log, local);
     if (st.ok()) return st;
     if (st.code() == Errc::mismatch) return st;  // found, but wrong: never fall back silently
+    unavailable |= st.code() == Errc::unavailable;
     errs += "\n  " + loc + ": " + st.message();
   }
-  return {Errc::invalid, r.name() + ": no recorded base location is usable:" + errs + "\n(give --base BASE)"};
+  return {unavailable ? Errc::unavailable : Errc::invalid,
+          r.name() + ": no recorded base location is usable:" + errs + "\n(give --base BASE)"};
 }
 
 DownloadedModel::~DownloadedModel() {

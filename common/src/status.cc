@@ -12,6 +12,7 @@ const char* errc_name(Errc e) {
     case Errc::no_space: return "no_space";
     case Errc::exists: return "exists";
     case Errc::unsupported: return "unsupported";
+    case Errc::unavailable: return "unavailable";
   }
   return "?";
 }

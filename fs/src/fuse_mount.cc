@@ -54,6 +54,7 @@ int to_errno(const Status& s) {
     case Errc::corrupt:
     case Errc::mismatch:
     case Errc::invalid:
+    case Errc::unavailable:
     default: return EIO;
   }
 }

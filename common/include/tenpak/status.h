@@ -17,6 +17,7 @@ enum class Errc {
   no_space,       // ENOSPC / EDQUOT while writing
   exists,         // output already present
   unsupported,    // understood but refused (e.g. pickle asking for code)
+  unavailable,    // an origin that cannot be reached or does not serve (refused, 404, 503): retry later
 };
 
 const char* errc_name(Errc e);
