@@ -392,3 +392,71 @@ TEST(Delta, CopyBaseFrameFromAWrongBaseIsAnError) {
   }
   fs::remove_all(p.root);
 }
+
+namespace {
+// A large origin file of one repeated byte, counting the bytes read.
+class BigFakeSource : public BlockSource {
+ public:
+  BigFakeSource(uint64_t size, std::string head) : size_(size), head_(std::move(head)) {}
+  uint64_t size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  Status read(uint64_t off, size_t len, uint8_t* dst) override {
+    bytes_read += len;
+    for (size_t i = 0; i < len; ++i) dst[i] = off + i < head_.size() ? static_cast<uint8_t>(head_[off + i]) : 'x';
+    return Status::Ok();
+  }
+  uint64_t size_;
+  std::string head_, name_ = "http://origin/delta/tenpak.idx";
+  std::atomic<uint64_t> bytes_read{0};
+};
+}  // namespace
+
+// A remote tenpak.idx is bounded by its head before the rest is read: a
+// 300 MB file that is not an index, or an index head whose counts cannot
+// fill it, is refused after reading 32 bytes (the whole file was read
+// into memory before).
+TEST(Delta, IndexFromAnOriginIsBoundedBeforeItIsRead) {
+  for (int kind = 0; kind < 2; ++kind) {
+    std::string head;
+    if (kind == 1) {  // a valid head of a tiny index (1 file, 1 frame)
+      Manifest m;
+      m.out_files.push_back({"a.bin", 4, {}, 0644, 0, 1});
+      Frame f{};
+      f.file = 0, f.out_len = 4, f.codec = Codec::store, f.dtype = DType::U8, f.base_dtype = DType::U8, f.base_file = kNoBase;
+      m.frames.push_back(f);
+      head = serialize_manifest(m).substr(0, kIndexHeadSize);
+    }
+    auto idx = std::make_unique<BigFakeSource>(300ull << 20, head);
+    BigFakeSource* p = idx.get();
+    auto r = DeltaReader::open(std::move(idx), std::make_unique<BigFakeSource>(1000, ""), "delta");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Errc::corrupt);
+    EXPECT_NE(r.status().message().find(kind == 0 ? "bad magic" : "more than its counts allow"), std::string::npos)
+        << r.status().message();
+    EXPECT_LE(p->bytes_read.load(), kIndexHeadSize) << "read before the head was checked";
+  }
+}
+
+// A manifest with two output files of one name (or a name that is also the
+// directory of another) is refused by every reader: apply wrote the wrong
+// content and reported success before.
+TEST(Delta, DuplicateOutputNamesAreRefused) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  auto r0 = open_delta_dir(p.root + "/delta");
+  ASSERT_TRUE(r0.ok());
+  const Manifest good = (*r0)->manifest();
+  ASSERT_GE(good.out_files.size(), 3u);
+  for (int kind = 0; kind < 2; ++kind) {
+    Manifest m = good;
+    m.out_files[1].name = kind == 0 ? m.out_files[0].name : m.out_files[0].name + "/x";
+    tptest::write_file(p.root + "/delta/tenpak.idx", serialize_manifest(m));
+    auto r = open_delta_dir(p.root + "/delta");
+    ASSERT_FALSE(r.ok()) << "kind " << kind;
+    EXPECT_EQ(r.status().code(), Errc::corrupt);
+    EXPECT_NE(r.status().message().find(kind == 0 ? "two files named '" + m.out_files[0].name + "'" : "both a file and the directory"),
+              std::string::npos)
+        << r.status().message();
+  }
+  fs::remove_all(p.root);
+}

@@ -1,6 +1,8 @@
 #include "tenpak/format.h"
 
 #include <cstring>
+#include <set>
+#include <string_view>
 
 namespace tenpak {
 
@@ -120,6 +122,23 @@ std::string serialize_manifest(const Manifest& m) {
   return std::move(w.out());
 }
 
+Status check_index_head(const uint8_t* p, size_t n, uint64_t size, const std::string& what) {
+  if (n < kIndexHeadSize || std::memcmp(p, kMagic, 8) != 0) return {Errc::corrupt, what + ": not a TenPak index (bad magic)"};
+  uint32_t v[6];  // version, flags, base files, output files, frames, reserved
+  std::memcpy(v, p + 8, sizeof v);
+  if (v[0] != kFormatVersion)
+    return {Errc::unsupported, what + ": index format version " + std::to_string(v[0]) +
+                                   " is not supported (this build reads version " + std::to_string(kFormatVersion) + ")"};
+  if (v[2] > kMaxFiles || v[3] > kMaxFiles || v[4] > kMaxFrames) return {Errc::corrupt, what + ": count over the format's limits"};
+  // Records at their largest: a location or name of kMaxNameLen bytes.
+  const uint64_t str = 4 + uint64_t{kMaxNameLen};
+  const uint64_t bound = kIndexHeadSize + 4 + kMaxBaseLocations * str + v[2] * (str + 40) + v[3] * (str + 52) +
+                         uint64_t{v[4]} * 64 + 8;
+  if (size > bound)
+    return {Errc::corrupt, what + ": " + std::to_string(size) + " bytes, more than its counts allow (" + std::to_string(bound) + ")"};
+  return Status::Ok();
+}
+
 Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& what) {
   auto bad = [&](const std::string& why) { return Status{Errc::corrupt, what + ": " + why}; };
   if (n < 44 || std::memcmp(p, kMagic, 8) != 0) return bad("not a TenPak index (bad magic)");
@@ -163,6 +182,17 @@ Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& w
       return bad("truncated file table");
     if (!is_safe_relative_path(f.name)) return bad("unsafe file name '" + f.name + "'");
     if (f.mode & ~0777u) return bad("file '" + f.name + "' has an invalid mode");
+  }
+  {
+    // One output per name, and no name is a directory of another: two files
+    // of one name would be written over each other (apply) or be ambiguous.
+    std::set<std::string_view> names;
+    for (auto& f : m.out_files)
+      if (!names.insert(f.name).second) return bad("two files named '" + f.name + "'");
+    for (auto& f : m.out_files)
+      for (size_t s = f.name.find('/'); s != std::string::npos; s = f.name.find('/', s + 1))
+        if (names.count(std::string_view(f.name).substr(0, s)))
+          return bad("'" + f.name.substr(0, s) + "' is both a file and the directory of '" + f.name + "'");
   }
   m.frames.resize(nfr);
   for (size_t i = 0; i < nfr; ++i) {

@@ -62,6 +62,12 @@ Result<std::unique_ptr<DeltaReader>> DeltaReader::open(std::unique_ptr<BlockSour
                                                        const std::string& delta_name) {
   constexpr uint64_t kMaxIndex = 4ull << 30;
   if (index->size() > kMaxIndex) return Status{Errc::corrupt, index->name() + ": index larger than 4 GiB"};
+  // The head first: an origin's file that is not an index, or larger than
+  // its counts allow, is refused before the rest is read into memory.
+  uint8_t head[kIndexHeadSize];
+  const size_t nhead = static_cast<size_t>(std::min<uint64_t>(index->size(), kIndexHeadSize));
+  TP_RETURN_IF_ERROR(index->read(0, nhead, head));
+  TP_RETURN_IF_ERROR(check_index_head(head, nhead, index->size(), index->name()));
   std::vector<uint8_t> buf(index->size());
   TP_RETURN_IF_ERROR(index->read(0, buf.size(), buf.data()));
   auto m = parse_manifest(buf.data(), buf.size(), index->name());

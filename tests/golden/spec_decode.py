@@ -55,6 +55,9 @@ def parse_index(b):
     outs = []
     for _ in range(nf):
         outs.append(dict(name=r.s(), size=r.u(8), sha=r.raw(32), mode=r.u(4), first=r.u(4), count=r.u(4)))
+    names = {o["name"] for o in outs}
+    assert len(names) == len(outs), "two files of one name"
+    assert not any(n[:i] in names for n in names for i, c in enumerate(n) if c == "/"), "a name is a file and a directory"
     frames = []
     for _ in range(nfr):
         f = dict(file=r.u(4), out_offset=r.u(8), out_len=r.u(4), data_offset=r.u(8), data_len=r.u(4),

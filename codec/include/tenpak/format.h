@@ -90,6 +90,13 @@ std::string serialize_manifest(const Manifest& m);
 // safe relative paths (no "..", no absolute paths, no empty components),
 // codec/dtype/base references are in range. `what` names the file in errors.
 Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& what);
+// The fixed head of an index (magic, version, flags, counts).
+constexpr size_t kIndexHeadSize = 32;
+// From the first kIndexHeadSize bytes of an index of `size` bytes: the
+// magic, version and counts checked, and `size` no larger than those counts
+// allow (every name at its longest); an error otherwise. Lets a reader
+// bound what it reads from an origin before trusting it.
+Status check_index_head(const uint8_t* head, size_t n, uint64_t size, const std::string& what);
 
 // True for a relative path without "..", ".", empty components, NUL or a leading "/".
 bool is_safe_relative_path(const std::string& s);
