@@ -132,11 +132,51 @@ std::string fs_prometheus(const FsStats& st) {
   return out;
 }
 
-std::string default_log_path(const std::string& mp) {
+// The default log of a background mount: DIR/mount<mountpoint, '/' -> '_'>.log
+// in the user's state directory ($XDG_STATE_HOME/tenpak, else
+// ~/.local/state/tenpak, else $XDG_RUNTIME_DIR/tenpak), never a predictable
+// name in a directory others can write to (/tmp: another user could plant a
+// link there and have root append to any file). DIR is created 0700 and
+// must be a directory of ours, not a link.
+Result<std::string> default_log_path(const std::string& mp) {
+  auto env = [](const char* k) -> std::string {
+    const char* v = std::getenv(k);
+    return v && *v == '/' ? v : "";
+  };
+  std::string dir;
+  if (auto d = env("XDG_STATE_HOME"); !d.empty()) dir = d + "/tenpak";
+  else if (auto h = env("HOME"); !h.empty()) dir = h + "/.local/state/tenpak";
+  else if (auto r = env("XDG_RUNTIME_DIR"); !r.empty()) dir = r + "/tenpak";
+  else return Status{Errc::invalid, "no state directory for the mount log (HOME unset): give --log FILE"};
+  std::error_code ec;
+  fs::create_directories(fs::path(dir).parent_path(), ec);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return Status{Errc::io, dir + ": cannot create the log directory: " + std::strerror(errno)};
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
+    return Status{Errc::unsupported, dir + ": not a directory of this user (a link?); give --log FILE"};
   std::string s = mp;
   for (char& c : s)
     if (c == '/') c = '_';
-  return "/tmp/tenpak-mount" + s + ".log";
+  if (s.size() > 200) s = s.substr(0, 160) + "-" + hex(xxh128(mp.data(), mp.size())).substr(0, 16);
+  return dir + "/mount" + s + ".log";
+}
+
+// Opens a log for appending without following a link in its last
+// component, created 0600 if absent; refuses anything but a regular file
+// of this user (a FIFO, a device, another user's file).
+Result<int> open_log(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
+  if (fd < 0)
+    return Status{errno == ELOOP ? Errc::unsupported : Errc::io,
+                  path + ": cannot open the log file: " + (errno == ELOOP ? std::string("it is a symbolic link") : std::strerror(errno))};
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) {
+    ::close(fd);
+    return Status{Errc::unsupported, path + ": not a regular file of this user; refused as the log"};
+  }
+  ::fcntl(fd, F_SETFL, O_WRONLY | O_APPEND);  // blocking writes from here
+  return fd;
 }
 
 // Opens the models, checks bases, serves until unmounted. `notify_fd` >= 0:
@@ -295,16 +335,24 @@ int do_mount(MountArgs a) {
   if (a.foreground) {
     FILE* lf = stderr;
     if (!a.log.empty()) {
-      lf = std::fopen(a.log.c_str(), "a");
+      auto fd = open_log(a.log);
+      if (!fd.ok()) return fail(fd.status());
+      lf = ::fdopen(*fd, "a");
       if (!lf) return fail(Status{Errc::io, a.log + ": cannot open the log file: " + std::strerror(errno)});
     }
     Logger log(lf);
     return serve(a, -1, log);
   }
-  if (a.log.empty()) a.log = default_log_path(a.mountpoint);
-  else a.log = fs::absolute(a.log, ec).string();
-  int lfd = open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (lfd < 0) return fail(Status{Errc::io, a.log + ": cannot open the log file: " + std::strerror(errno)});
+  if (a.log.empty()) {
+    auto p = default_log_path(a.mountpoint);
+    if (!p.ok()) return fail(p.status());
+    a.log = *p;
+  } else {
+    a.log = fs::absolute(a.log, ec).string();
+  }
+  auto lfd_or = open_log(a.log);
+  if (!lfd_or.ok()) return fail(lfd_or.status());
+  int lfd = *lfd_or;
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) != 0) return fail(Status{Errc::io, std::string("pipe: ") + std::strerror(errno)});
   std::fflush(nullptr);
@@ -493,7 +541,7 @@ void add_mount_commands(CLI::App& app, int& rc) {
   m->add_option("MOUNTPOINT", a->mountpoint, "an existing empty directory")->required();
   m->add_option("--base", a->base, "base model (directory or single file); default: the locations recorded in the delta");
   m->add_flag("--foreground,-f", a->foreground, "stay attached (log to stderr unless --log); Ctrl-C unmounts");
-  m->add_option("--log", a->log, "log file (default in background: /tmp/tenpak-mount<mountpoint with _>.log)");
+  m->add_option("--log", a->log, "log file (default in background: $XDG_STATE_HOME/tenpak or ~/.local/state/tenpak/mount<mountpoint with _>.log; never a link)");
   m->add_flag("--force-clean", a->force_clean, "detach a stale mount (daemon gone) at MOUNTPOINT first");
   m->add_flag("--no-verify-base", a->no_verify_base, "check local base files by size only, not sha256");
   m->add_flag("--buffered-base", a->buffered_base,

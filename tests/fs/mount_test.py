@@ -837,11 +837,46 @@ def t_http_origin_and_cache():
         proc.wait(timeout=10)
 
 
+def t_default_log_in_state_dir():
+    """A background mount without --log logs to $HOME/.local/state/tenpak
+    (0700 directory, 0600 file), never to a predictable /tmp name; a link
+    planted at the default name is refused, its target untouched."""
+    d = make_pair("gen")
+    home = os.path.join(WORK, "home")
+    os.makedirs(home, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_STATE_HOME",)}
+    env["HOME"] = home
+    mp = os.path.join(WORK, "logmp")
+    os.makedirs(mp, exist_ok=True)
+    r = subprocess.run([BIN, "mount", d + "/delta", mp, "--no-cache", "--json"], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    MOUNTS.append(mp)
+    logf = json.loads(r.stdout)["log"]
+    state = os.path.join(home, ".local/state/tenpak")
+    assert os.path.dirname(logf) == state, logf
+    assert not os.path.exists("/tmp/tenpak-mount" + mp.replace("/", "_") + ".log"), "a log in /tmp"
+    assert os.stat(state).st_mode & 0o777 == 0o700, oct(os.stat(state).st_mode)
+    assert os.stat(logf).st_mode & 0o777 == 0o600, oct(os.stat(logf).st_mode)
+    assert "mounted" in open(logf).read()
+    unmount(mp)
+    # A link at the default name (as another user could plant in /tmp before): refused, target untouched.
+    victim = os.path.join(WORK, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    os.remove(logf)
+    os.symlink(victim, logf)
+    r = subprocess.run([BIN, "mount", d + "/delta", mp, "--no-cache"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 6 and "symbolic link" in r.stderr, (r.returncode, r.stderr)
+    assert not is_mounted(mp)
+    assert open(victim).read() == "precious\n"
+
+
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_base_on_fuse_read_through_page_cache,
-         t_refusals, t_http_origin_and_cache]
+         t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir]
 
 
 def fuse_usable():
