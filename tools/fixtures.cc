@@ -1,3 +1,4 @@
+#include "dataset_fixtures.h"
 #include "fixtures.h"
 
 #include <fcntl.h>
@@ -419,12 +420,21 @@ void add_fixture_commands(CLI::App& app, int& rc) {
                 "bf16 | fp32 | frozen | lora | vocab | dtype | sharded | trained | trained-fp32 (trained*: real "
                 "AdamW fine-tune by tenpak-train, built only with libtorch)")
       ->required()
-      ->check(CLI::IsMember({"bf16", "fp32", "frozen", "lora", "vocab", "dtype", "sharded", "trained", "trained-fp32"}));
+      ->check(CLI::IsMember({"bf16", "fp32", "frozen", "lora", "vocab", "dtype", "sharded", "trained", "trained-fp32",
+                             // data set pairs (OUT/base, OUT/derived): dataset_fixtures.h
+                             "ds-append", "ds-delete", "ds-edit", "ds-reorder", "ds-addfield", "ds-shards", "ds-csv",
+                             "ds-conll"}));
   f->add_option("OUT", out, "Directory to create")->required();
   auto* size_opt =
       f->add_option("--size-mb", spec.size_mb, "Approximate base size in MiB")->check(CLI::Range(1, 65536));
   f->add_option("--seed", spec.seed, "Random seed");
   f->callback([&, size_opt] {
+    if (fixtures::is_dataset_fixture_kind(spec.kind)) {
+      Status st = fixtures::generate_dataset_pair(spec.kind, spec.size_mb, spec.seed, out);
+      rc = st.ok() ? kOk : fail(st);
+      if (st.ok()) std::printf("wrote %s/base and %s/derived\n", out.c_str(), out.c_str());
+      return;
+    }
     Status st = spec.kind.rfind("trained", 0) == 0
                     ? fixtures::run_trainer(spec, size_opt->count() ? spec.size_mb : 0, out)
                     : fixtures::generate_pair(spec, out);

@@ -2,8 +2,7 @@
 
 #include <zstd.h>
 
-#include <cstdio>
-#include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "scratch.h"
@@ -69,7 +68,7 @@ bool unzstd_with_prefix(const uint8_t* src, size_t sn, const uint8_t* prefix, si
 
 Status corrupt(const std::string& what) { return {Errc::corrupt, "patch frame: " + what}; }
 
-constexpr uint8_t kOpsZstd = 1, kLitZstd = 2;
+constexpr uint8_t kOpsZstd = 1, kLitZstd = 2, kLitPrefix = 4;
 
 }  // namespace
 
@@ -103,7 +102,8 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* p = payload + h;
   const uint8_t method = p[0];
   const uint32_t nops = get_u32(p + 1), ops_raw = get_u32(p + 5), ops_stored = get_u32(p + 9), lit_raw = get_u32(p + 13);
-  if (method & ~3u) return corrupt("unknown stream method " + std::to_string(method));
+  if ((method & ~7u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix)
+    return corrupt("unknown stream method " + std::to_string(method));
   if (nops > f.out_len + 1u || lit_raw > f.out_len || ops_raw > 3u * 11u * (nops + 1))
     return corrupt("op or literal count out of range");
   const uint64_t rest = f.data_len - h - 17;
@@ -124,7 +124,9 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* lit = lit_p;
   if (method & kLitZstd) {
     uint8_t* d = lit_buf.get(lit_raw);
-    if (!unzstd_with_prefix(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (zstd)");
+    const bool pre = (method & kLitPrefix) && blen;
+    if (!unzstd_with_prefix(lit_p, lit_stored, pre ? b : nullptr, pre ? blen : 0, d, lit_raw))
+      return corrupt("literal stream (zstd)");
     lit = d;
   }
   // Three arrays of nops values (literal lengths, zigzagged copy source
@@ -171,7 +173,9 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 }
 
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
-                         const std::string& literals, const uint8_t* b, size_t b_len, int level) {
+                         const std::string& literals, const uint8_t* b, size_t b_len, int level,
+                         bool prefix) {
+  if (!b_len) prefix = false;
   std::string s;
   put_u32(s, static_cast<uint32_t>(ext.size()));
   for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
@@ -192,12 +196,24 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   std::string zo, zl;
   if (level > 0) {
     zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, level);
-    zl = zstd_with_prefix(reinterpret_cast<const uint8_t*>(literals.data()), literals.size(), b, b_len, level);
+    const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
+    const size_t ln = literals.size();
+    // Trials at level 3 (fast even with a 4 MiB prefix) decide what is
+    // worth the time of `level`: literals that compress 8:1 alone are
+    // repetitive (high levels crawl on those and gain little: level 9);
+    // B as the prefix must save 10% (loading it at level 19 costs ~0.3 s
+    // per MiB).
+    std::string t0 = zstd_with_prefix(lp, ln, nullptr, 0, 3);
+    const size_t s0 = t0.empty() ? ln : t0.size();
+    const int lit_level = s0 * 8 < ln ? std::min(level, 9) : level;
+    if (prefix) {
+      std::string t1 = zstd_with_prefix(lp, ln, b, b_len, 3);
+      prefix = !t1.empty() && t1.size() * 10 < s0 * 9;
+    }
+    zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
+    if (zl.empty()) prefix = false;
   }
-  if (std::getenv("TENPAK_DEBUG_PATCH"))
-    std::fprintf(stderr, "patch: %zu extents (%zu bytes), %zu ops, ops %zu -> %zu, literals %zu -> %zu\n", ext.size(), b_len,
-                 ops.size(), raw.size(), zo.size(), literals.size(), zl.size());
-  uint8_t method = (zo.empty() ? 0 : kOpsZstd) | (zl.empty() ? 0 : kLitZstd);
+  uint8_t method = (zo.empty() ? 0 : kOpsZstd) | (zl.empty() ? 0 : kLitZstd) | (zl.empty() || !prefix ? 0 : kLitPrefix);
   s.push_back(static_cast<char>(method));
   put_u32(s, static_cast<uint32_t>(ops.size()));
   put_u32(s, static_cast<uint32_t>(raw.size()));

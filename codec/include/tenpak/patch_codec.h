@@ -41,9 +41,10 @@ Result<std::vector<PatchExtent>> patch_extents(const Frame& f, const uint8_t* pa
 Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, uint8_t* out);
 
 // Encodes ops and literals over extents. `level` <= 0 stores both streams
-// raw (decodable without zstd; golden files). `b` is B (for the literal
-// stream's prefix).
+// raw (decodable without zstd; golden files). `b` is B; with `prefix` the
+// literal stream is compressed with B as its prefix (smaller when the
+// literals resemble B; costs time in proportion to |B| at high levels).
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
-                         const std::string& literals, const uint8_t* b, size_t b_len, int level);
+                         const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true);
 
 }  // namespace tenpak

@@ -1,0 +1,306 @@
+// Dataset deltas: every file comes back bit-exact, sizes stay near what is
+// new, and bad input is refused with the error the README promises.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "tenpak/dataset.h"
+#include "tenpak/delta.h"
+#include "tenpak/patch_codec.h"
+
+namespace fs = std::filesystem;
+using namespace tenpak;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "tenpak-test-dataset-XXXXXX").string();
+    path = ::mkdtemp(t.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write(const std::string& p, const std::string& s) {
+  fs::create_directories(fs::path(p).parent_path());
+  std::ofstream(p, std::ios::binary) << s;
+}
+std::string read(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+std::string words(std::mt19937_64& r, int n) {
+  static const char* w[] = {"alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa",
+                            "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon"};
+  std::string s;
+  for (int i = 0; i < n; ++i) s += std::string(i ? " " : "") + w[r() % 20] + std::to_string(r() % 50);
+  return s;
+}
+std::string jsonl(int n, uint64_t seed) {
+  std::mt19937_64 r(seed);
+  std::string s;
+  for (int i = 0; i < n; ++i)
+    s += "{\"id\": " + std::to_string(i) + ", \"text\": \"" + words(r, 10 + r() % 30) + "\"}\n";
+  return s;
+}
+
+// Builds, verifies and applies; returns delta bytes / derived bytes.
+double round_trip(const std::string& base, const std::string& derived, const std::string& work) {
+  auto rep = build_dataset_delta(base, derived, work + "/delta", DatasetBuildOptions{});
+  EXPECT_TRUE(rep.ok()) << rep.status().to_string();
+  if (!rep.ok()) return 1e9;
+  auto r = open_delta_dir(work + "/delta");
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  if (!r.ok()) return 1e9;
+  Status st = attach_local_base(**r, base, true);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  auto n = apply_delta(**r, work + "/out", ApplyOptions{});
+  EXPECT_TRUE(n.ok()) << n.status().to_string();
+  // Every derived file back, byte for byte.
+  if (fs::is_regular_file(derived)) {
+    EXPECT_EQ(read(work + "/out/" + fs::path(derived).filename().string()), read(derived));
+  } else {
+    for (auto& e : fs::recursive_directory_iterator(derived))
+      if (e.is_regular_file())
+        EXPECT_EQ(read(work + "/out/" + fs::relative(e.path(), derived).string()), read(e.path().string()))
+            << e.path();
+  }
+  return rep->build.finetune_bytes ? double(rep->build.delta_bytes) / rep->build.finetune_bytes : 0;
+}
+
+}  // namespace
+
+TEST(Patch, RoundTripAndRefusals) {
+  std::string b = "hello base world, the quick brown fox";
+  std::vector<PatchExtent> ext = {{100, 10}, {200, static_cast<uint32_t>(b.size() - 10)}};
+  std::vector<PatchOp> ops = {{3, 0, 5}, {0, 12, 10}, {4, 0, 0}};
+  std::string lit = "abcWXYZ";
+  for (int level : {0, 3}) {
+    std::string p = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level);
+    Frame f;
+    f.codec = Codec::patch;
+    f.out_len = 22;
+    f.data_len = static_cast<uint32_t>(p.size());
+    f.base_file = 0;
+    f.base_offset = 100;
+    f.base_len = 200 + b.size() - 10 - 100;
+    std::string out(22, '\0');
+    ASSERT_TRUE(decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), reinterpret_cast<const uint8_t*>(b.data()),
+                             reinterpret_cast<uint8_t*>(out.data()))
+                    .ok());
+    EXPECT_EQ(out, "abchello" + b.substr(12, 10) + "WXYZ");
+    // Every truncation is refused, never read past.
+    for (size_t cut = 0; cut < p.size(); ++cut) {
+      Frame g = f;
+      g.data_len = static_cast<uint32_t>(cut);
+      std::string q = p.substr(0, cut);
+      EXPECT_FALSE(decode_patch(g, reinterpret_cast<const uint8_t*>(q.data()), reinterpret_cast<const uint8_t*>(b.data()),
+                                reinterpret_cast<uint8_t*>(out.data()))
+                       .ok())
+          << cut;
+    }
+    // An extent outside the frame's base range.
+    Frame g = f;
+    g.base_len = 50;
+    EXPECT_EQ(decode_patch(g, reinterpret_cast<const uint8_t*>(p.data()), reinterpret_cast<const uint8_t*>(b.data()),
+                           reinterpret_cast<uint8_t*>(out.data()))
+                  .code(),
+              Errc::corrupt);
+  }
+}
+
+TEST(Dataset, SplitRecords) {
+  std::string s = "a\nbb\r\n\nccc";
+  auto e = split_records(reinterpret_cast<const uint8_t*>(s.data()), s.size(), false);
+  EXPECT_EQ(e, (std::vector<uint64_t>{2, 6, 7, 10}));
+  std::string c = "w1 O\nw2 B\n\nw3 O\n\n\nw4 O\n";
+  auto b = split_records(reinterpret_cast<const uint8_t*>(c.data()), c.size(), true);
+  EXPECT_EQ(b, (std::vector<uint64_t>{11, 18, 23}));
+  EXPECT_TRUE(split_records(nullptr, 0, false).empty());
+}
+
+TEST(Dataset, CdcChunksAreContentDefined) {
+  std::mt19937_64 r(1);
+  std::string s(1 << 20, '\0');
+  for (auto& c : s) c = static_cast<char>(r());
+  auto a = cdc_chunks(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    uint64_t len = a[k] - (k ? a[k - 1] : 0);
+    EXPECT_LE(len, 64u << 10);
+    if (k + 1 < a.size()) EXPECT_GE(len, 8u << 10);
+  }
+  // Bytes inserted at the front move the cut points with the content.
+  std::string t = "inserted!" + s;
+  auto b = cdc_chunks(reinterpret_cast<const uint8_t*>(t.data()), t.size());
+  size_t shared = 0;
+  for (auto x : a) shared += std::binary_search(b.begin(), b.end(), x + 9);
+  EXPECT_GE(shared, a.size() - 2);
+}
+
+TEST(Dataset, RevisionsCostAboutWhatIsNew) {
+  TempDir t;
+  std::string base = jsonl(4000, 1);
+  write(t.path + "/base/data.jsonl", base);
+  std::mt19937_64 r(9);
+  // Appended rows (5% new), deleted rows, edited rows, re-ordered rows, a field added to every record.
+  std::string appended = base + jsonl(200, 2);
+  std::string deleted, edited, added;
+  std::vector<std::string> lines;
+  for (size_t p = 0, q; p < base.size(); p = q + 1) {
+    q = base.find('\n', p);
+    lines.push_back(base.substr(p, q - p + 1));
+  }
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i % 10 != 3) deleted += lines[i];
+    edited += (i % 10 == 5) ? lines[i].substr(0, 20) + " changed" + lines[i].substr(20) : lines[i];
+    added += lines[i].substr(0, lines[i].size() - 2) + ", \"split\": \"train\"}\n";
+  }
+  std::vector<std::string> shuffled = lines;
+  std::shuffle(shuffled.begin(), shuffled.end(), r);
+  std::string reordered;
+  for (auto& l : shuffled) reordered += l;
+  struct Case { const char* name; std::string bytes; double max_ratio; };
+  std::vector<Case> cases = {{"appended", appended, 0.04},   {"deleted", deleted, 0.01}, {"edited", edited, 0.02},
+                             {"reordered", reordered, 0.05}, {"added", added, 0.03}};
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string w = t.path + "/" + c.name;
+    write(w + "/derived/data.jsonl", c.bytes);
+    double ratio = round_trip(t.path + "/base", w + "/derived", w);
+    EXPECT_LE(ratio, c.max_ratio);
+  }
+}
+
+TEST(Dataset, AwkwardFilesComeBackBitExact) {
+  TempDir t;
+  std::mt19937_64 r(3);
+  std::string big_line(3u << 20, 'x');  // one line longer than three frames
+  for (auto& c : big_line) c = "abcdefgh"[r() % 8];
+  std::string invalid = "{\"a\": \"\xff\xfe\"}\n{not json\n\xc3\x28\n";
+  std::string crlf = "a,b\r\n1,2\r\n3,4";  // CRLF, no final newline
+  std::string binary(200000, '\0');
+  for (auto& c : binary) c = static_cast<char>(r());
+  write(t.path + "/base/long.txt", big_line + "\nend\n");
+  write(t.path + "/base/bad.jsonl", invalid);
+  write(t.path + "/base/t.csv", crlf);
+  write(t.path + "/base/blob.bin", binary);
+  write(t.path + "/base/empty.jsonl", "");
+  write(t.path + "/derived/long.txt", "start\n" + big_line.substr(0, 2000000) + "Y" + big_line.substr(2000000) + "\nend");
+  write(t.path + "/derived/bad.jsonl", invalid + "\xff\n");
+  write(t.path + "/derived/t.csv", "a,b\r\n1,2\r\n3,5");
+  write(t.path + "/derived/blob.bin", binary.substr(0, 100000) + "XYZ" + binary.substr(100000));
+  write(t.path + "/derived/empty.jsonl", "");
+  write(t.path + "/derived/sub/new.conll", "w1\tO\nw2\tB\n\nw3\tO\n");
+  double ratio = round_trip(t.path + "/base", t.path + "/derived", t.path);
+  EXPECT_LT(ratio, 0.1);
+}
+
+TEST(Dataset, WrongBaseIsRefusedBeforeWriting) {
+  TempDir t;
+  write(t.path + "/base/d.jsonl", jsonl(500, 1));
+  write(t.path + "/derived/d.jsonl", jsonl(520, 1));
+  ASSERT_TRUE(build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", {}).ok());
+  // Same size, other bytes.
+  std::string other = jsonl(500, 1);
+  other[10] = other[10] == '1' ? '2' : '1';
+  write(t.path + "/other/d.jsonl", other);
+  auto r = open_delta_dir(t.path + "/delta");
+  ASSERT_TRUE(r.ok());
+  Status st = attach_local_base(**r, t.path + "/other", true);
+  EXPECT_EQ(st.code(), Errc::mismatch) << st.to_string();
+  EXPECT_NE(st.message().find("sha256"), std::string::npos) << st.message();
+  // apply with the check beside the rebuild: nothing left under the output name.
+  auto r2 = open_delta_dir(t.path + "/delta");
+  ASSERT_TRUE(attach_local_base(**r2, t.path + "/other", false).ok());
+  ApplyOptions o;
+  const Manifest& m = (*r2)->manifest();
+  std::string other_dir = t.path + "/other";
+  o.concurrent_check = [&] { return check_local_base_sha256(m, other_dir); };
+  auto n = apply_delta(**r2, t.path + "/out", o);
+  EXPECT_FALSE(n.ok());
+  EXPECT_EQ(n.status().code(), Errc::mismatch);
+  EXPECT_FALSE(fs::exists(t.path + "/out"));
+}
+
+TEST(Dataset, CorruptFrameNamesFileAndFrame) {
+  TempDir t;
+  write(t.path + "/base/d.jsonl", jsonl(3000, 1));
+  write(t.path + "/derived/d.jsonl", jsonl(3000, 1) + jsonl(300, 5));
+  ASSERT_TRUE(build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", {}).ok());
+  std::string dat = read(t.path + "/delta/tenpak.dat");
+  ASSERT_GT(dat.size(), 100u);
+  dat[dat.size() / 2] ^= 0x20;
+  write(t.path + "/delta/tenpak.dat", dat);
+  auto r = open_delta_dir(t.path + "/delta");
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(attach_local_base(**r, t.path + "/base", true).ok());
+  auto n = apply_delta(**r, "", ApplyOptions{});
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().code(), Errc::corrupt);
+  EXPECT_NE(n.status().message().find("file 'd.jsonl' frame "), std::string::npos) << n.status().message();
+}
+
+TEST(Dataset, PathTraversalIsRefused) {
+  TempDir t;
+  write(t.path + "/base/d.txt", "one\ntwo\n");
+  write(t.path + "/derived/d.txt", "one\ntwo\nthree\n");
+  ASSERT_TRUE(build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", {}).ok());
+  // Rename the output to "../d.txt" in the index (same length: "xd.txt" -> "../d.txt" would not fit, so
+  // rewrite with the serializer) and check the reader refuses it.
+  std::string idx = read(t.path + "/delta/tenpak.idx");
+  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), "idx");
+  ASSERT_TRUE(m.ok());
+  m->out_files[0].name = "../d.txt";
+  std::string bad = serialize_manifest(*m);
+  auto p = parse_manifest(reinterpret_cast<const uint8_t*>(bad.data()), bad.size(), "idx");
+  EXPECT_EQ(p.status().code(), Errc::corrupt);
+  EXPECT_NE(p.status().message().find("unsafe file name"), std::string::npos);
+}
+
+TEST(Dataset, ExistingOutputIsRefused) {
+  TempDir t;
+  write(t.path + "/base/d.txt", "a\n");
+  write(t.path + "/derived/d.txt", "b\n");
+  write(t.path + "/delta/keep", "x");
+  auto r = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", {});
+  EXPECT_EQ(r.status().code(), Errc::exists);
+}
+
+TEST(Dataset, DiskFullLeavesNothing) {
+  // /dev/full: every write fails with ENOSPC. A delta directory on it cannot
+  // be staged; use a small tmpfs when we may mount one, else skip.
+  TempDir t;
+  std::string mnt = t.path + "/small";
+  fs::create_directories(mnt);
+  if (std::system(("mount -t tmpfs -o size=64k tmpfs " + mnt + " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "cannot mount a small tmpfs here (not root?)";
+  write(t.path + "/base/d.bin", std::string(1 << 20, 'a'));
+  std::mt19937_64 r(4);
+  std::string rnd(1 << 20, '\0');
+  for (auto& c : rnd) c = static_cast<char>(r());
+  write(t.path + "/derived/d.bin", rnd);
+  auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", mnt + "/delta", {});
+  EXPECT_EQ(rep.status().code(), Errc::no_space) << rep.status().to_string();
+  EXPECT_TRUE(fs::is_empty(mnt));
+  std::system(("umount " + mnt).c_str());
+}
+
+TEST(Dataset, Gsm8kSocraticMeetsTheTarget) {
+  const char* shared = std::getenv("TENPAK_SHARED");
+  std::string dir = std::string(shared ? shared : "../shared") + "/data/datasets/gsm8k";
+  if (!fs::exists(dir + "/test.jsonl")) GTEST_SKIP() << dir << " absent (../shared/data not mounted)";
+  TempDir t;
+  fs::create_directories(t.path + "/base");
+  fs::create_directories(t.path + "/derived");
+  fs::copy_file(dir + "/test.jsonl", t.path + "/base/data.jsonl");
+  fs::copy_file(dir + "/test_socratic.jsonl", t.path + "/derived/data.jsonl");
+  double ratio = round_trip(t.path + "/base", t.path + "/derived", t.path);
+  // SOURCES.md: best baseline (zstd -19 --patch-from) 0.051; target 0.8x that, overhead included.
+  EXPECT_LE(ratio, 0.041);
+}
