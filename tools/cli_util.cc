@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "tenpak/open_source.h"
+
 namespace tenpak::cli {
 
 int exit_code(const Status& s) {
@@ -24,7 +26,7 @@ int exit_code(const Status& s) {
 }
 
 int fail(const Status& s) {
-  std::fprintf(stderr, "tenpak: error: %s\n", s.message().c_str());
+  std::fprintf(stderr, "tenpak: error: %s\n", redact_urls(s.message()).c_str());
   return exit_code(s);
 }
 

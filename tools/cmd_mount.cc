@@ -58,7 +58,8 @@ class Logger {
     struct tm tm;
     gmtime_r(&t, &tm);
     std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    std::fprintf(f_, "%s tenpak[%d]: %s\n", ts, static_cast<int>(getpid()), line.c_str());
+    // Locations in lines come from the user and from deltas: never their credentials.
+    std::fprintf(f_, "%s tenpak[%d]: %s\n", ts, static_cast<int>(getpid()), redact_urls(line).c_str());
     std::fflush(f_);
   }
 
@@ -289,15 +290,15 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   }
   MountConfig mc;
   mc.mountpoint = a.mountpoint;
-  mc.fsname = "tenpak:" + a.source;
+  mc.fsname = "tenpak:" + redact_urls(a.source);  // /proc/mounts is world-readable
   mc.max_threads = a.threads;
   mc.readahead_kb = a.readahead_kb;
   mc.allow_other = a.allow_other;
   mc.log = fo.log;
-  json info = {{"mountpoint", a.mountpoint}, {"source", a.source}, {"models", n_models}, {"files", files},
+  json info = {{"mountpoint", a.mountpoint}, {"source", redact_urls(a.source)}, {"models", n_models}, {"files", files},
                {"bytes", bytes}, {"pid", static_cast<int64_t>(getpid())}};
   if (notify_fd >= 0) info["log"] = a.log;
-  info["message"] = "mounted " + a.source + " at " + a.mountpoint + " (" + std::to_string(n_models) + " model(s), " +
+  info["message"] = "mounted " + redact_urls(a.source) + " at " + a.mountpoint + " (" + std::to_string(n_models) + " model(s), " +
                     std::to_string(files) + " files, " + human_bytes(static_cast<double>(bytes)) + "; pid " +
                     std::to_string(getpid()) + (notify_fd >= 0 ? ", log " + a.log : std::string(", Ctrl-C to unmount")) + ")";
   Status st = serve_fuse(**mfs, mc, [&](const Status& s) {
@@ -393,7 +394,7 @@ int do_mount(MountArgs a) {
   std::string text = tab == std::string::npos ? msg : msg.substr(tab + 1);
   while (!text.empty() && text.back() == '\n') text.pop_back();
   if (code != kOk) {
-    std::cerr << "tenpak: error: " << text << "\n";
+    std::cerr << "tenpak: error: " << redact_urls(text) << "\n";
     return code;
   }
   if (a.json_out) std::cout << text << "\n";

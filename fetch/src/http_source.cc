@@ -6,6 +6,7 @@
 // DNS and TLS sessions. Every request is a single "Range: bytes=a-b" GET
 // whose response is checked before a byte of it is accepted.
 #include "tenpak/http_source.h"
+#include "tenpak/open_source.h"
 
 #include <curl/curl.h>
 
@@ -251,7 +252,8 @@ FetchCause classify_curl(CURLcode c) {
 // ---- the source ------------------------------------------------------------
 
 struct Mirror {
-  std::string url;
+  std::string url;    // as given, credentials included: for libcurl only
+  std::string shown;  // redacted (redact_urls): for names, messages, labels
   std::shared_ptr<Counters> counters;
   std::mutex mu;          // guards etag / probed
   bool probed = false;
@@ -264,7 +266,8 @@ class HttpSourceImpl final : public HttpSource {
     for (auto& u : urls) {
       auto m = std::make_unique<Mirror>();
       m->url = u;
-      m->counters = counters_for(u);
+      m->shown = redact_urls(u);
+      m->counters = counters_for(m->shown);
       mirrors_.push_back(std::move(m));
     }
     if (!opt_.bearer_token.empty()) {
@@ -274,14 +277,14 @@ class HttpSourceImpl final : public HttpSource {
   }
 
   uint64_t size() const override { return size_; }
-  const std::string& name() const override { return mirrors_[preferred_.load()]->url; }
+  const std::string& name() const override { return mirrors_[preferred_.load()]->shown; }
   // A transfer in progress sees the flag in its progress callback (libcurl
   // calls it at least about once a second, even on a stalled connection)
   // and is aborted; retries and back-off sleeps check it too.
   void cancel() override { cancelled_ = true; }
   const std::string& etag() const override { return etag_; }
   std::string validator() const override {
-    return strip_query(mirrors_[0]->url) + "|" + std::to_string(size_) + "|" + etag_;
+    return strip_query(mirrors_[0]->shown) + "|" + std::to_string(size_) + "|" + etag_;
   }
 
   // Finds the size on the first mirror that answers.
@@ -299,7 +302,7 @@ class HttpSourceImpl final : public HttpSource {
       if (o.ok) {
         if (opt_.expected_size && sz != *opt_.expected_size) {
           m.counters->errors[static_cast<int>(FetchCause::changed)]++;
-          last = {Errc::mismatch, m.url + ": the origin file is " + std::to_string(sz) + " bytes, expected " +
+          last = {Errc::mismatch, m.shown + ": the origin file is " + std::to_string(sz) + " bytes, expected " +
                                       std::to_string(*opt_.expected_size) +
                                       " (it changed since the delta was built; refusing to mix versions)"};
           continue;
@@ -309,7 +312,7 @@ class HttpSourceImpl final : public HttpSource {
         preferred_ = i;
         return Status::Ok();
       }
-      last = {o.cause == FetchCause::http_4xx ? Errc::invalid : Errc::io, m.url + ": " + o.msg};
+      last = {o.cause == FetchCause::http_4xx ? Errc::invalid : Errc::io, m.shown + ": " + o.msg};
     }
     return last;
   }
@@ -341,7 +344,7 @@ class HttpSourceImpl final : public HttpSource {
       }
       if (o.cause == FetchCause::changed) code = Errc::mismatch;
       if (!errors.empty()) errors += "; ";
-      errors += m.url + ": " + o.msg + " (" + std::to_string(std::min(a + 1, opt_.attempts_per_mirror)) + " attempts)";
+      errors += m.shown + ": " + o.msg + " (" + std::to_string(std::min(a + 1, opt_.attempts_per_mirror)) + " attempts)";
     }
     return {code, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: " + errors};
   }
@@ -583,7 +586,7 @@ std::vector<std::pair<std::string, FetchStats>> fetch_stats_all() {
 FetchStats fetch_stats(const std::string& url) {
   auto& r = registry();
   std::lock_guard<std::mutex> g(r.mu);
-  auto it = r.by_url.find(strip_query(url));
+  auto it = r.by_url.find(strip_query(redact_urls(url)));
   return it == r.by_url.end() ? FetchStats{} : it->second->snapshot();
 }
 

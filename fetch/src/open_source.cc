@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cstdlib>
 
 namespace tenpak {
@@ -116,6 +117,24 @@ std::string hub_url(const HubRef& ref) {
   std::string u = hf_endpoint() + "/" + ref.org + "/" + ref.name + "/resolve/" + encode_path(ref.revision, false);
   if (!ref.path.empty()) u += "/" + encode_path(ref.path, true);
   return u;
+}
+
+std::string redact_urls(const std::string& text) {
+  std::string out;
+  size_t from = 0;
+  for (size_t p = text.find("://"); p != std::string::npos; p = text.find("://", p + 3)) {
+    size_t host = p + 3, end = host;
+    while (end < text.size() && text[end] != '/' && text[end] != '?' && text[end] != '#' && !std::isspace(static_cast<unsigned char>(text[end])) &&
+           text[end] != '"' && text[end] != '\'')
+      ++end;
+    size_t at = text.rfind('@', end == host ? host : end - 1);
+    if (at == std::string::npos || at < host || at >= end) continue;
+    out.append(text, from, host - from);
+    out += "***";
+    from = at;  // keeps the '@' and what follows
+  }
+  out.append(text, from, std::string::npos);
+  return out;
 }
 
 bool is_remote_location(const std::string& location) {

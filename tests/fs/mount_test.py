@@ -872,11 +872,44 @@ def t_default_log_in_state_dir():
     assert open(victim).read() == "precious\n"
 
 
+def t_credentials_redacted():
+    """User info in a URL (http://user:secret@host/...) never shows: not in
+    the mount message, the log, /proc/mounts, stats, Prometheus labels, nor
+    in the errors of an unreachable origin."""
+    d = make_pair("cred", "bf16", 4)
+    www = os.path.join(WORK, "www-cred")
+    os.makedirs(www, exist_ok=True)
+    proc, url = start_nginx(www, os.path.join(WORK, "nginx-cred"))
+    try:
+        shutil.copytree(d + "/pair/base", www + "/base")
+        shutil.copytree(d + "/delta", www + "/delta")
+        curl = url.replace("http://", "http://alice:s3cr3tpw@")
+        mp = os.path.join(WORK, "mp-cred")
+        info = mount(curl + "/delta", mp, "--base", curl + "/base", "--metrics-port", "0")
+        ft = d + "/pair/finetune"
+        for name in os.listdir(ft):
+            assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), name
+        shown = {"mount --json": json.dumps(info), "log": open(mp + ".log").read(),
+                 "/proc/mounts": open("/proc/mounts").read(), "stats": tp("stats", mp, "--json").stdout,
+                 "metrics": metrics_of(mp)}
+        unmount(mp)
+        for what, text in shown.items():
+            assert "s3cr3tpw" not in text, f"password in {what}: " + "".join(
+                l for l in text.splitlines(True) if "s3cr3tpw" in l)[:500]
+        assert "tenpak_fetch_bytes_total" in shown["metrics"] and "***@" in shown["metrics"], "origin labels missing"
+        r = tp("delta", "verify", curl + "/delta", "--base", "http://bob:hunter2pw@127.0.0.1:1/base", check=False)
+        assert r.returncode == 7 and "hunter2pw" not in r.stderr and "127.0.0.1:1" in r.stderr, (r.returncode, r.stderr)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_base_on_fuse_read_through_page_cache,
-         t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir]
+         t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir,
+         t_credentials_redacted]
 
 
 def fuse_usable():

@@ -622,3 +622,25 @@ TEST(Locations, HubIdsAndJoin) {
 }
 
 }  // namespace
+
+// User info in URLs is redacted in every text shown (issue 15: the mount
+// message, log and Prometheus labels showed http://user:pass@...).
+TEST(Locations, CredentialsAreRedacted) {
+  EXPECT_EQ(redact_urls("http://u:p@h:8/x?q=1"), "http://***@h:8/x?q=1");
+  EXPECT_EQ(redact_urls("base http://u:p@h/a and https://v@g/b: failed"), "base http://***@h/a and https://***@g/b: failed");
+  EXPECT_EQ(redact_urls("http://h/p@q"), "http://h/p@q") << "an @ in the path is not user info";
+  EXPECT_EQ(redact_urls("no url here, a@b"), "no url here, a@b");
+  EXPECT_EQ(redact_urls("http://a:b@"), "http://***@");
+  EXPECT_EQ(redact_urls("\"http://a:b@h\""), "\"http://***@h\"");
+  // An unreachable origin's error, name and counters never carry them.
+  SourceOptions so;
+  so.http = fast_opts();
+  so.http.attempts_per_mirror = 1;
+  auto r = open_source("http://alice:s3cret@127.0.0.1:9/x", so);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message().find("s3cret"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("http://***@127.0.0.1:9/x"), std::string::npos) << r.status().message();
+  std::string prom = render_prometheus({});
+  EXPECT_EQ(prom.find("s3cret"), std::string::npos);
+  EXPECT_NE(prom.find("origin=\"http://***@127.0.0.1:9/x\""), std::string::npos) << "the origin's counters are labelled, redacted";
+}

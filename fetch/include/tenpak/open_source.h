@@ -53,6 +53,11 @@ Result<std::unique_ptr<BlockSource>> open_source_mirrors(const std::vector<std::
 // query string, if any, stays at the end).
 std::string join_location(const std::string& dir_location, const std::string& name);
 
+// `text` with the user info of every URL in it ("scheme://user:password@")
+// replaced by "***@": for every message, log line, label and name shown.
+// Credentials stay only in what is sent to the origin.
+std::string redact_urls(const std::string& text);
+
 // True when `location` names something remote (an URL or a hub id).
 bool is_remote_location(const std::string& location);
 
