@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "tenpak/pytorch.h"
 
 namespace fs = std::filesystem;
@@ -105,6 +107,46 @@ Status load_file(ModelFile& f, const LoadOptions& opt) {
   return Status::Ok();
 }
 
+// With checkpoints converted to safetensors, their index must follow: a
+// pytorch_model.bin.index.json names .bin shards the model no longer has,
+// and transformers' from_pretrained would take it (it looks for the
+// safetensors index first, then this one). It becomes
+// model.safetensors.index.json with every shard name mapped as the shards
+// themselves were (safetensors_name_for); metadata (total_size) stays: the
+// tensors' bytes are the same. When the model has a safetensors index of
+// its own, that one is kept and the .bin index dropped.
+Status convert_checkpoint_indexes(Model& model) {
+  const std::string bin_index = "pytorch_model.bin.index.json";
+  for (size_t i = 0; i < model.files.size();) {
+    ModelFile& f = *model.files[i];
+    const size_t slash = f.name.rfind('/');
+    const std::string dir = slash == std::string::npos ? "" : f.name.substr(0, slash + 1);
+    if (f.name.substr(dir.size()) != bin_index) {
+      ++i;
+      continue;
+    }
+    const std::string st_index = dir + "model.safetensors.index.json";
+    bool own = std::any_of(model.files.begin(), model.files.end(), [&](const auto& g) { return g->name == st_index; });
+    if (own) {
+      model.files.erase(model.files.begin() + static_cast<long>(i));
+      continue;
+    }
+    auto j = nlohmann::ordered_json::parse(f.bytes(), f.bytes() + f.size, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      return Status{Errc::corrupt, f.path + ": not a checkpoint index (no weight_map object)"};
+    for (auto& [tensor, shard] : j["weight_map"].items()) {
+      if (!shard.is_string()) return Status{Errc::corrupt, f.path + ": weight_map['" + tensor + "'] is not a file name"};
+      if (is_checkpoint_name(shard.get<std::string>())) shard = safetensors_name_for(shard.get<std::string>());
+    }
+    std::string text = j.dump(2) + "\n";
+    f.synthesized.assign(text.begin(), text.end());
+    f.size = f.synthesized.size();
+    f.name = st_index;
+    ++i;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Model> load_model(const std::string& path, const LoadOptions& opt) {
@@ -145,6 +187,7 @@ Result<Model> load_model(const std::string& path, const LoadOptions& opt) {
     model.files.push_back(std::move(f));
   }
   if (model.files.empty()) return Status{Errc::invalid, path + ": the directory holds no files"};
+  if (opt.convert_checkpoints) TP_RETURN_IF_ERROR(convert_checkpoint_indexes(model));
   return model;
 }
 

@@ -274,7 +274,9 @@ Result<std::vector<uint8_t>> checkpoint_to_safetensors(const Checkpoint& ck, con
     i.end = t.nbytes;
     infos.push_back(std::move(i));
   }
-  std::string head = make_safetensors_header(infos);
+  // {"format": "pt"}: what safetensors.torch / transformers' save_pretrained
+  // write; transformers before 4.48 refuses a file without it (docs/FORMAT.md).
+  std::string head = make_safetensors_header(infos, {{"format", "pt"}});
   uint64_t total = head.size();
   for (auto& i : infos) total += i.nbytes();
   std::vector<uint8_t> out(total);

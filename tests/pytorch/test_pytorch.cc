@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "ckpt_fixtures.h"
 #include "pickle_reader.h"
+#include <nlohmann/json.hpp>
+
+#include "tenpak/delta.h"
 #include "tenpak/model.h"
 #include "tenpak/pytorch.h"
 #include "test_util.h"
@@ -380,4 +384,58 @@ TEST(PyTorchReal, EndToEnd) {
     end_to_end(dir + "/base.pt", dir + "/" + n + ".pt", want, n + ".safetensors", true);
     end_to_end(dir + "/base.safetensors", dir + "/" + n + ".pt", want, n + ".safetensors", true);
   }
+}
+
+namespace {
+// The __metadata__ object of a safetensors file's header.
+nlohmann::json st_metadata(const std::string& file) {
+  uint64_t n;
+  std::memcpy(&n, file.data(), 8);
+  auto j = nlohmann::json::parse(file.substr(8, n));
+  return j.contains("__metadata__") ? j["__metadata__"] : nlohmann::json();
+}
+}  // namespace
+
+// A fine-tune published as sharded pytorch_model-0000N-of-0000M.bin with its
+// pytorch_model.bin.index.json is rebuilt as loaders expect converted files:
+// model-0000N-of-0000M.safetensors shards, each with __metadata__
+// {"format": "pt"} (transformers < 4.48 refuses files without it), and a
+// model.safetensors.index.json naming those shards; the stale .bin index,
+// which pointed at files that no longer exist, is gone. Before: the .bin
+// index was kept unchanged, no safetensors index, no metadata.
+TEST(PyTorch, ShardedCheckpointServedWithSafetensorsIndex) {
+  std::string d = tptest::temp_dir("ptshard");
+  auto b = ckpt::plain_state_dict(0), s1 = ckpt::plain_state_dict(1), s2 = ckpt::module_checkpoint(2, "best");
+  tptest::write_file(d + "/base/pytorch_model.bin", b.pt);
+  tptest::write_file(d + "/ft/pytorch_model-00001-of-00002.bin", s1.pt);
+  tptest::write_file(d + "/ft/pytorch_model-00002-of-00002.bin", s2.pt);
+  nlohmann::ordered_json idx;
+  idx["metadata"] = {{"total_size", 12345}};
+  for (auto& t : s1.expect) idx["weight_map"][t.name] = "pytorch_model-00001-of-00002.bin";
+  for (auto& t : s2.expect) idx["weight_map"]["m2." + t.name] = "pytorch_model-00002-of-00002.bin";
+  tptest::write_file(d + "/ft/pytorch_model.bin.index.json", idx.dump(2));
+  tptest::write_file(d + "/ft/config.json", "{}");
+  ASSERT_TRUE(build_delta(d + "/base", d + "/ft", d + "/delta", {}).ok());
+  auto r = open_delta_dir(d + "/delta");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_TRUE(attach_local_base(**r, d + "/base", true).ok());
+  ASSERT_TRUE(apply_delta(**r, d + "/out", {}).ok());
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(d + "/out")) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                             "model.safetensors.index.json"}));
+  auto j = nlohmann::json::parse(tptest::read_file(d + "/out/model.safetensors.index.json"));
+  EXPECT_EQ(j["metadata"]["total_size"], 12345);
+  ASSERT_EQ(j["weight_map"].size(), s1.expect.size() + s2.expect.size());
+  for (auto& t : s1.expect) EXPECT_EQ(j["weight_map"][t.name], "model-00001-of-00002.safetensors");
+  for (auto& t : s2.expect) EXPECT_EQ(j["weight_map"]["m2." + t.name], "model-00002-of-00002.safetensors");
+  for (auto* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}) {
+    SCOPED_TRACE(shard);
+    auto md = st_metadata(tptest::read_file(d + "/out/" + shard));
+    ASSERT_TRUE(md.is_object());
+    EXPECT_EQ(md["format"], "pt");
+  }
+  expect_same_tensors(st_tensors(tptest::read_file(d + "/out/model-00001-of-00002.safetensors"), "shard 1"), expected(s1));
+  fs::remove_all(d);
 }
