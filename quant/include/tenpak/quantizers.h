@@ -1,0 +1,116 @@
+// Quantizers of one linear layer (libtorch, CPU, float32). Each returns the
+// integer codes and parameters the checkpoint stores (quant_formats.h packs
+// them) and its own dequantized result `deq`, computed with the stored
+// (fp16-rounded) scales, so that a loader's dequantization equals `deq`.
+//
+// Weights are nn.Linear's [out, in]; activations x are [..., in].
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "tenpak/quant_formats.h"
+
+namespace tenpak::quant {
+
+// How a group's scale and zero point are chosen (both asymmetric, codes
+// 0 .. 2^bits-1, w ~ scale * (q - zero)):
+//  - gptq: GPTQ's Quantizer.find_params (sym=False): the range always
+//    includes 0 (min(w,0) .. max(w,0)); the zero point is kept in 1 .. 2^bits-1
+//    because the GPTQ format stores zero-1 in `bits` bits (a zero of 0 would
+//    wrap to 2^bits when reloaded; AutoGPTQ itself writes that wrong value);
+//    a group whose zero would round to 0 takes scale = max / (2^bits - 2).
+//  - awq: AutoAWQ's w_quantize: scale = (max - min) / (2^bits-1) (at least
+//    1e-5 / (2^bits-1)), zero = clamp(-round(min / scale), 0, 2^bits-1).
+// Scales are rounded to fp16 (what the file holds) before the codes are chosen.
+enum class GridStyle { gptq, awq };
+
+struct GroupQuant {
+  int bits = 4;
+  int64_t group_size = 128;  // effective: the layer's in_features when the preset's group is larger
+  torch::Tensor codes;       // int32 [out, in]
+  torch::Tensor scales;      // float32 [G, out], fp16-representable
+  torch::Tensor zeros;       // int32 [G, out]
+  torch::Tensor g_idx;       // int32 [in]: group of each input channel
+  torch::Tensor deq;         // float32 [out, in]
+};
+
+// Groups of `group_size` consecutive input channels (<= 0: one group per
+// row), G = ceil(in / group_size).
+GroupQuant rtn_quantize(const torch::Tensor& w, int bits, int64_t group_size, GridStyle style);
+
+// Scale and zero of each row of `w` [rows, cols] (one group per row).
+void group_params(const torch::Tensor& w, int bits, GridStyle style, torch::Tensor& scale, torch::Tensor& zero);
+// scale * (clamp(round(w / scale) + zero, 0, maxq) - zero); `codes` (may be
+// null) receives the integer codes. scale, zero broadcast against w.
+torch::Tensor fake_quant(const torch::Tensor& w, const torch::Tensor& scale, const torch::Tensor& zero, int bits,
+                         torch::Tensor* codes = nullptr);
+
+// H = 2/n * sum over the n rows x of x x^T (float64 accumulation), GPTQ's
+// Hessian of the layer-wise squared error.
+class Hessian {
+ public:
+  explicit Hessian(int64_t in);
+  void add(const torch::Tensor& x);  // [..., in]
+  torch::Tensor matrix() const;      // float32 [in, in]
+  int64_t samples() const { return n_; }
+
+ private:
+  torch::Tensor sum_;  // float64
+  int64_t n_ = 0;
+};
+
+struct GptqOptions {
+  int bits = 4;
+  int64_t group_size = 128;  // <= 0: one group per row
+  double damp_percent = 0.01;
+  bool act_order = false;    // desc_act: columns by decreasing Hessian diagonal, g_idx records groups
+  int64_t block_size = 128;  // lazy batch updates
+};
+// GPTQ (Frantar et al. 2022, Algorithm 1) as the reference implementation
+// runs it: dead inputs (zero Hessian diagonal) zeroed, dampening
+// damp_percent * mean(diag H), the upper Cholesky factor of H^-1, columns
+// quantized one at a time with the error spread over the later columns of the
+// block and, once per block, over the rest; group parameters (GridStyle::gptq)
+// computed from the updated weights when a group starts.
+GroupQuant gptq_quantize(const torch::Tensor& w, const torch::Tensor& H, const GptqOptions& opt);
+
+// AWQ's per-input-channel scale search for one set of linears sharing an
+// input (Lin et al. 2023; AutoAWQ's _search_best_scale with duo scaling):
+// x_mean = mean |x| per input channel, w_mean = mean over the linears' rows of
+// |w| / max |w| of its group; for ratio r in {0, 1/n, .., (n-1)/n}:
+// s = clamp(x_mean^r / (w_mean^(1-r) + 1e-4), 1e-4), s /= sqrt(max s * min s);
+// `loss(s)` (the caller's output error with the linears quantized as
+// Q(w * s) / s) picks the best. s = 1 (plain RTN) is a candidate too, so the
+// result is never worse than RTN on the caller's loss.
+torch::Tensor awq_search_scales(const torch::Tensor& x_mean, const std::vector<torch::Tensor>& weights,
+                                int64_t group_size, int n_grid, const std::function<double(const torch::Tensor&)>& loss);
+// AutoAWQ's clipping search (_compute_best_clip): per output row and group,
+// the max |w| shrunk by (1 - k/n_grid), k = 0 .. max_shrink*n_grid-1, that
+// minimises the group's partial output error on sample inputs x [n, in];
+// returns w clamped to +-best (k = 0: unclipped). GridStyle::awq.
+torch::Tensor awq_clip(const torch::Tensor& w, const torch::Tensor& x, int bits, int64_t group_size, int n_grid = 20,
+                       double max_shrink = 0.5);
+// One linear by itself (the layer-level AWQ of the tests and of callers
+// without a preceding op): scales searched on this layer's output error,
+// clipping, 4-bit groups. Returns the quantization of w * s (what the file
+// stores) and s; the layer then computes deq @ (x / s).
+GroupQuant awq_quantize_linear(const torch::Tensor& w, const torch::Tensor& x, int bits, int64_t group_size,
+                               torch::Tensor* s_out);
+
+// bitsandbytes blockwise 4-bit and LLM.int8 (quant_formats.h) with the
+// dequantized result.
+struct Bnb4Quant {
+  Bnb4 stored;
+  torch::Tensor deq;
+};
+Bnb4Quant nf4_fp4_quantize(const torch::Tensor& w, const std::string& type, int64_t blocksize, bool double_quant,
+                           const std::string& dtype);
+struct Bnb8Quant {
+  Bnb8 stored;
+  torch::Tensor deq;
+};
+Bnb8Quant int8_quantize(const torch::Tensor& w);
+
+}  // namespace tenpak::quant
