@@ -22,6 +22,7 @@
 #include "tenpak/format.h"
 #include "tenpak/frame_codec.h"
 #include "tenpak/hash.h"
+#include "tenpak/patch_codec.h"
 
 namespace fs = std::filesystem;
 using namespace tenpak;
@@ -461,6 +462,125 @@ int write_lanes_golden(const std::string& root) {
   return 0;
 }
 
+// Adds valid-patch/ (codec 10, patch: extents of the base, ops, literals)
+// against the EXISTING base/base.bin and the invalid/patch-* cases, leaving
+// every older golden file as it is. Raw streams (decodable with no zstd:
+// spec_decode.py checks them), zstd streams, zstd literals with B as prefix,
+// a frame with no base, a file cut into two frames.
+int write_patch_golden(const std::string& root) {
+  Built b;
+  b.base = read_file(root + "/base/base.bin");
+  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = b.base.size();
+  bf.sha256 = sha256(b.base.data(), b.base.size());
+  b.m.base_files.push_back(bf);
+  std::string expected = "ok\n";
+  struct PatchCase {
+    const char* name;
+    std::vector<PatchExtent> ext;
+    std::vector<PatchOp> ops;  // src in B coordinates
+    std::string lit;
+    int level;  // 0: raw streams
+  };
+  // Literals that repeat base bytes (so B as the zstd prefix pays) with a few changes.
+  std::string echo = b.base.substr(300, 400);
+  for (size_t i = 0; i < echo.size(); i += 37) echo[i] = 'Z';
+  const PatchCase pcs[] = {
+      // Two extents; a forward move, a backward move (negative), a copy crossing the extent boundary.
+      {"patch-raw", {{16, 200}, {600, 300}}, {{5, 0, 50}, {3, 210, 40}, {0, 100, 150}, {7, 40, 0}}, "hello, world!!!", 0},
+      {"patch-zstd", {{0, 1000}}, {{400, 0, 300}, {0, 700, 300}}, echo, 3},
+      {"patch-nobase", {}, {{64, 0, 0}}, std::string(64, 'q'), 0},
+  };
+  auto add_frame = [&](const PatchCase& c, uint64_t out_off, std::string& out) -> bool {
+    std::string B;
+    for (auto& e : c.ext) B += b.base.substr(e.offset, e.len);
+    std::string o;
+    size_t lp = 0;
+    for (auto& op : c.ops) {
+      o += c.lit.substr(lp, op.lit);
+      lp += op.lit;
+      o += B.substr(op.src, op.copy);
+    }
+    std::string pay = encode_patch(c.ext, c.ops, c.lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), c.level);
+    Frame fr;
+    fr.file = static_cast<uint32_t>(b.m.out_files.size());
+    fr.out_offset = out_off;
+    fr.out_len = static_cast<uint32_t>(o.size());
+    fr.data_offset = b.data.size();
+    fr.data_len = static_cast<uint32_t>(pay.size());
+    fr.codec = Codec::patch;
+    fr.dtype = fr.base_dtype = DType::U8;
+    if (!c.ext.empty()) {
+      fr.base_file = 0;
+      fr.base_offset = c.ext.front().offset;
+      uint64_t hi = 0;
+      for (auto& e : c.ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
+      fr.base_len = static_cast<uint32_t>(hi - fr.base_offset);
+    }
+    fr.hash = xxh128(o.data(), o.size());
+    std::vector<uint8_t> dec(o.size());
+    if (!decode_frame(fr, reinterpret_cast<const uint8_t*>(pay.data()), reinterpret_cast<const uint8_t*>(B.data()), dec.data()).ok() ||
+        std::memcmp(dec.data(), o.data(), o.size()) != 0) {
+      std::fprintf(stderr, "%s: does not decode back\n", c.name);
+      return false;
+    }
+    b.data += pay;
+    b.m.frames.push_back(fr);
+    out += o;
+    return true;
+  };
+  auto add_file = [&](const std::string& name, const std::vector<const PatchCase*>& frames) -> bool {
+    OutFile of;
+    of.name = name;
+    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
+    std::string out;
+    for (auto* c : frames)
+      if (!add_frame(*c, out.size(), out)) return false;
+    of.size = out.size();
+    of.sha256 = sha256(out.data(), out.size());
+    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+    b.m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+    return true;
+  };
+  for (auto& c : pcs)
+    if (!add_file(std::string(c.name) + ".bin", {&c})) return 1;
+  if (!add_file("patch-two-frames.bin", {&pcs[0], &pcs[2]})) return 1;
+  write_delta(root + "/valid-patch", serialize_manifest(b.m), b.data, expected);
+  std::printf("wrote %s/valid-patch\n", root.c_str());
+
+  const std::string corrupt = "error corrupt read\n";
+  auto one = [&](const std::string& file) { return subset(b, {file}); };
+  {
+    // Payload cut by one byte (the raw literal stream is one byte short).
+    auto [m, dat] = one("patch-raw.bin");
+    m.frames[0].data_len -= 1;
+    write_delta(root + "/invalid/patch-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
+  }
+  {
+    // Extent 1 moved past the frame's base range.
+    auto [m, dat] = one("patch-raw.bin");
+    const uint64_t off = 1000;
+    std::memcpy(&dat[m.frames[0].data_offset + 4 + 12], &off, 8);
+    write_delta(root + "/invalid/patch-extent-outside", serialize_manifest(m), dat, corrupt);
+  }
+  {
+    // The last op's copy length (low-byte plane of the third array) made 200: past the end of the frame.
+    auto [m, dat] = one("patch-raw.bin");
+    const size_t h = m.frames[0].data_offset + 4 + 12 * 2;
+    uint32_t nops;
+    std::memcpy(&nops, &dat[h + 1], 4);
+    const size_t ops_at = h + 17;
+    // Arrays: nops low bytes + nops LEB128 high parts each (all high parts are one byte here).
+    dat[ops_at + 2 * (2 * nops) + (nops - 1)] = static_cast<char>(200);
+    write_delta(root + "/invalid/patch-copy-past-frame", serialize_manifest(m), dat, corrupt);
+  }
+  std::printf("wrote %s/invalid/patch-*\n", root.c_str());
+  return 0;
+}
+
 // invalid/unknown-codec was written with codec kMaxCodec + 1 = 8, now sub_rans:
 // the case was refused only because that store frame has no base. Patches
 // frame 0's codec byte to kUnknownCodec and re-seals the checksum (reseal), so
@@ -480,9 +600,10 @@ int fix_unknown_codec(const std::string& root) {
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--patch-only") return write_patch_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --fix-unknown-codec]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];
