@@ -67,6 +67,8 @@ Result<std::string> local_base(const std::string& base, const std::string& near,
   bar.finish();
   if (!d.ok()) return d.status();
   keep = std::move(d.value());
+  // The URL of one file: that file, as a local file path would be.
+  if (std::string file = remote_file_name(base); !file.empty()) return keep->dir() + "/" + file;
   return keep->dir();
 }
 

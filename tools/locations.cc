@@ -28,6 +28,21 @@ std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, con
   return wrap_with_cache(std::move(src), cache, std::move(identity));
 }
 
+std::string remote_file_name(const std::string& loc) {
+  if (!is_remote_location(loc)) return "";
+  std::string url = resolve_url(loc);
+  url = url.substr(0, url.find_first_of("?#"));
+  const size_t slash = url.rfind('/');
+  const size_t scheme = url.find("://");
+  if (slash == std::string::npos || (scheme != std::string::npos && slash < scheme + 3)) return "";
+  std::string name = url.substr(slash + 1);
+  for (const char* ext : {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}) {
+    const size_t n = std::strlen(ext);
+    if (name.size() > n && name.compare(name.size() - n, n, ext) == 0) return name;
+  }
+  return "";
+}
+
 Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache) {
   auto idx = open_source(join_location(loc, kIndexFile));
   if (!idx.ok()) {
@@ -52,7 +67,8 @@ Status attach_from(DeltaReader& r, const std::string& loc, bool verify, const st
   size_t n_needed = std::count(needed.begin(), needed.end(), true);
   std::error_code ec;
   bool remote = is_remote_location(loc);
-  bool single = !remote && fs::is_regular_file(loc, ec);
+  // A single file: a local one, or the URL / hub path of one.
+  bool single = remote ? !remote_file_name(loc).empty() : fs::is_regular_file(loc, ec);
   if (!remote && !single && !fs::is_directory(loc, ec)) return {Errc::invalid, loc + ": base not found"};
   if (single && n_needed > 1)
     return {Errc::mismatch, loc + ": the delta needs " + std::to_string(n_needed) + " base files; give the base model directory"};
@@ -162,6 +178,13 @@ Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& l
   std::set<std::string> optional = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                                     "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt"};
   const std::string index = "model.safetensors.index.json";
+  if (std::string file = remote_file_name(loc); !file.empty()) {
+    // The URL of one model file: that file alone, as a local file path.
+    auto src = open_source(loc);
+    if (!src.ok()) return Status{src.status().code(), "base " + loc + ": " + src.status().message()};
+    TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + file, progress));
+    return model;
+  }
   if (auto src = open_source(join_location(loc, index)); src.ok()) {
     // Read once, into memory: parsed here, then written for the builder.
     constexpr uint64_t kMaxIndex = 64u << 20;

@@ -19,6 +19,11 @@ using LogFn = std::function<void(const std::string&)>;
 std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, const std::shared_ptr<BlockCache>& cache,
                                            const std::string& location, std::string identity = "");
 
+// The name of the one model file a remote location names (the URL or hub
+// path of a .safetensors, .bin, .pt, .pth or .ckpt file: a base given as a
+// file, like a local file path), else "" (a model directory).
+std::string remote_file_name(const std::string& loc);
+
 // Opens the delta directory at `loc` (path, URL or hub id).
 Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache);
 

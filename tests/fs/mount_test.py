@@ -966,12 +966,51 @@ def t_sharded_bin_finetune_as_loader_sees():
         unmount(mp)
 
 
+def t_base_as_file_url():
+    """A base given as the URL of a file (or a hub path of one) works as a
+    local file path does, wherever a BASE is accepted: mount --base, verify,
+    apply, build (downloaded, recorded) and a mount from the recorded
+    location. Before, the URL was taken as a directory (.../x.safetensors/x.safetensors: 404)."""
+    d = make_pair("fileurl", "bf16", 4)
+    www = os.path.join(WORK, "www-fileurl")
+    os.makedirs(www + "/b", exist_ok=True)
+    proc, url = start_nginx(www, os.path.join(WORK, "nginx-fileurl"))
+    try:
+        st = [n for n in os.listdir(d + "/pair/base") if n.endswith(".safetensors")][0]
+        shutil.copy(d + "/pair/base/" + st, www + "/b/" + st)
+        furl = url + "/b/" + st
+        ft = d + "/pair/finetune"
+        # Built against the local file, then the same file by URL everywhere.
+        tp("delta", "build", d + "/pair/base/" + st, ft, "-o", d + "/delta-file")
+        tp("delta", "verify", d + "/delta-file", "--base", furl)
+        tp("delta", "apply", d + "/delta-file", "--base", furl, "-o", d + "/out-fileurl")
+        for name in os.listdir(ft):
+            assert sha256(os.path.join(d + "/out-fileurl", name)) == sha256(os.path.join(ft, name)), name
+        mp = os.path.join(WORK, "mp-fileurl")
+        mount(d + "/delta-file", mp, "--base", furl)
+        for name in os.listdir(ft):
+            assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), f"{name} through the mount"
+        unmount(mp)
+        # build with BASE = the file URL: downloaded, recorded; mounted from the record.
+        tp("delta", "build", furl, ft, "-o", d + "/delta-url")
+        info = json.loads(tp("delta", "inspect", d + "/delta-url", "--json").stdout)
+        assert info["base_locations"] == [furl], info["base_locations"]
+        mount(d + "/delta-url", mp)
+        for name in os.listdir(ft):
+            assert sha256(os.path.join(mp, name)) == sha256(os.path.join(ft, name)), f"{name} from the recorded URL"
+        unmount(mp)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_base_on_fuse_read_through_page_cache,
          t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir,
-         t_credentials_redacted, t_sharded_bin_finetune_as_loader_sees]
+         t_credentials_redacted, t_sharded_bin_finetune_as_loader_sees,
+         t_base_as_file_url]
 
 
 def fuse_usable():
