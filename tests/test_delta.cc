@@ -460,3 +460,65 @@ TEST(Delta, DuplicateOutputNamesAreRefused) {
   }
   fs::remove_all(p.root);
 }
+
+// Symbolic links in a model directory: files are named lexically, links
+// followed for content only into the directory or the Hugging Face cache's
+// blobs, any other target refused. Before: a snapshot's files were named
+// "../../blobs/HASH" (every later command refused the index, 0 tensors
+// matched) and a link to a file outside put its content into the delta.
+TEST(Delta, SymlinksNamedLexicallyAndFollowedOnlyWithinReason) {
+  Pair p = make_pair();
+  // An HF cache layout of the fine-tune: snapshots/REV/* -> ../../blobs/*.
+  std::string repo = p.root + "/hub/models--org--ft", snap = repo + "/snapshots/abc123";
+  fs::create_directories(repo + "/blobs");
+  std::vector<std::string> names;
+  for (auto& e : fs::recursive_directory_iterator(p.ft))
+    if (e.is_regular_file()) names.push_back(e.path().lexically_relative(p.ft).generic_string());
+  int n = 0;
+  for (auto& name : names) {
+    std::string blob = repo + "/blobs/" + std::to_string(n++) + "f00d";
+    fs::copy_file(p.ft + "/" + name, blob);
+    fs::create_directories(fs::path(snap + "/" + name).parent_path());
+    std::string up = "../..";
+    for (char c : name) if (c == '/') up += "/..";
+    fs::create_symlink(up + "/blobs/" + fs::path(blob).filename().string(), snap + "/" + name);
+  }
+  auto direct = build_delta(p.base, p.ft, p.root + "/d-direct", {});
+  ASSERT_TRUE(direct.ok());
+  auto r = build_delta(p.base, snap + "/", p.root + "/d-snap", {});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->tensors_matched, direct->tensors_matched);
+  EXPECT_GT(r->tensors_matched, 0u);
+  EXPECT_EQ(r->followed_links.size(), names.size());
+  ASSERT_FALSE(r->followed_links.empty());
+  EXPECT_NE(r->followed_links[0].find("fine-tune: "), std::string::npos);
+  EXPECT_NE(r->followed_links[0].find("/blobs/"), std::string::npos);
+  auto rd = open_delta_dir(p.root + "/d-snap");
+  ASSERT_TRUE(rd.ok()) << rd.status().message();
+  std::vector<std::string> got;
+  for (auto& f : (*rd)->manifest().out_files) got.push_back(f.name);
+  std::sort(got.begin(), got.end());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(got, names);
+  ASSERT_TRUE(attach_local_base(**rd, p.base, true).ok());
+  ASSERT_TRUE(apply_delta(**rd, p.root + "/out-snap", {}).ok());
+  for (auto& name : names)
+    EXPECT_EQ(tptest::read_file(p.root + "/out-snap/" + name), tptest::read_file(p.ft + "/" + name)) << name;
+  // A link out of the model directory (not a cache blob) is refused, naming both.
+  tptest::write_file(p.root + "/secret", "root:x:0:0\n");
+  fs::create_symlink(p.root + "/secret", p.ft + "/notes.txt");
+  auto bad = build_delta(p.base, p.ft, p.root + "/d-bad", {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Errc::unsupported);
+  EXPECT_NE(bad.status().message().find("notes.txt: a symbolic link to " + fs::canonical(p.root + "/secret").string()),
+            std::string::npos)
+      << bad.status().message();
+  EXPECT_FALSE(fs::exists(p.root + "/d-bad"));
+  // A link within the directory is followed.
+  fs::remove(p.ft + "/notes.txt");
+  fs::create_symlink("config.json", p.ft + "/config-copy.json");
+  auto ok = build_delta(p.base, p.ft, p.root + "/d-inside", {});
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->followed_links.size(), 1u);
+  fs::remove_all(p.root);
+}

@@ -26,7 +26,8 @@ json report_json(const BuildReport& r, bool tensors) {
             {"tensors_matched", r.tensors_matched},
             {"tensors_identical", r.tensors_identical},
             {"seconds", r.seconds},
-            {"estimated", r.estimated}};
+            {"estimated", r.estimated},
+            {"followed_links", r.followed_links}};
   json files = json::array();
   for (auto& f : r.files)
     files.push_back({{"name", f.name}, {"bytes", f.out_bytes}, {"delta_bytes", f.delta_bytes}, {"frames", f.frames}});
@@ -49,6 +50,7 @@ void print_report(const BuildReport& r, const char* verb) {
   std::printf("  %llu tensors, %llu matched to the base, %llu bit-identical; %llu frames, index %s\n",
               (unsigned long long)r.tensors, (unsigned long long)r.tensors_matched,
               (unsigned long long)r.tensors_identical, (unsigned long long)r.frames, human_bytes(r.index_bytes).c_str());
+  for (auto& l : r.followed_links) std::printf("  followed symbolic link %s\n", l.c_str());
 }
 
 struct Common {

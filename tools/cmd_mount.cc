@@ -82,7 +82,8 @@ Result<std::vector<std::pair<std::string, std::string>>> find_models(const std::
     if (ec) return Status{Errc::io, source + ": cannot list the catalog: " + ec.message()};
     if (!it->is_directory(ec)) continue;
     if (fs::exists(it->path() / kIndexFile, ec)) {
-      out.emplace_back(fs::relative(it->path(), source).generic_string(), it->path().string());
+      // Named lexically: a model directory that is a symbolic link keeps its name in the catalog.
+      out.emplace_back(it->path().lexically_relative(source).generic_string(), it->path().string());
       it.disable_recursion_pending();  // a model's own sub-directories are its files
     }
   }

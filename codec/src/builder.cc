@@ -179,6 +179,8 @@ class Builder {
     if (!ft.ok()) return ft.status();
     base_ = &base.value();
     ft_ = &ft.value();
+    for (auto& l : base_->followed_links) report_.followed_links.push_back("base: " + l);
+    for (auto& l : ft_->followed_links) report_.followed_links.push_back("fine-tune: " + l);
     m_.base_locations = opt_.base_locations;
     if (m_.base_locations.empty()) {
       std::error_code ec;

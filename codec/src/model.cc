@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -164,6 +165,19 @@ Result<Model> load_model(const std::string& path, const LoadOptions& opt) {
     return model;
   }
   if (!fs::is_directory(st)) return Status{Errc::invalid, path + ": not a file or directory"};
+  // Files are named lexically, by their place in the directory, and
+  // symbolic links followed for their content only where that stays within
+  // reason: a target inside the model directory, or a blob of the Hugging
+  // Face cache the directory is a snapshot of (.../snapshots/REV ->
+  // .../blobs/HASH). Any other target (a link to /etc/shadow) is refused:
+  // its content would go into the delta.
+  const fs::path root = fs::weakly_canonical(path, ec);
+  std::optional<fs::path> blobs;
+  if (root.parent_path().filename() == "snapshots") blobs = root.parent_path().parent_path() / "blobs";
+  auto under = [](const fs::path& p, const fs::path& dir) {
+    auto [d, q] = std::mismatch(dir.begin(), dir.end(), p.begin(), p.end());
+    return d == dir.end();
+  };
   std::vector<std::string> names;
   for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     std::string fname = it->path().filename().string();
@@ -173,7 +187,17 @@ Result<Model> load_model(const std::string& path, const LoadOptions& opt) {
     }
     if (it->is_symlink() && !fs::is_regular_file(it->path())) continue;
     if (!fs::is_regular_file(it->path())) continue;
-    names.push_back(fs::relative(it->path(), path).generic_string());
+    std::string name = it->path().lexically_relative(path).generic_string();
+    if (it->is_symlink()) {
+      std::error_code lec;
+      fs::path target = fs::canonical(it->path(), lec);
+      if (lec) continue;
+      if (!under(target, root) && !(blobs && under(target, *blobs)))
+        return Status{Errc::unsupported, (fs::path(path) / name).string() + ": a symbolic link to " + target.string() +
+                                             ", outside the model directory (and not a Hugging Face cache blob); refused"};
+      model.followed_links.push_back(name + " -> " + target.string());
+    }
+    names.push_back(std::move(name));
   }
   if (ec) return Status{Errc::io, path + ": cannot list: " + ec.message()};
   std::sort(names.begin(), names.end());

@@ -1004,13 +1004,32 @@ def t_base_as_file_url():
         proc.wait()
 
 
+def t_catalog_with_symlinked_model_dirs():
+    """A catalog whose model directories are symbolic links serves each at
+    the link's name (before: named by the resolved path, the mount failed)."""
+    d = make_pair("gen")
+    cat = os.path.join(WORK, "catalog-links")
+    os.makedirs(cat + "/org", exist_ok=True)
+    if not os.path.lexists(cat + "/org/linked"):
+        os.symlink(d + "/delta", cat + "/org/linked")
+    mp = os.path.join(WORK, "mp-catlinks")
+    mount(cat, mp, "--base", d + "/pair/base")
+    try:
+        ft = d + "/pair/finetune"
+        assert sorted(os.listdir(mp + "/org/linked")) == sorted(os.listdir(ft)), os.listdir(mp)
+        for name in os.listdir(ft):
+            assert sha256(os.path.join(mp, "org/linked", name)) == sha256(os.path.join(ft, name)), name
+    finally:
+        unmount(mp)
+
+
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_base_on_fuse_read_through_page_cache,
          t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir,
          t_credentials_redacted, t_sharded_bin_finetune_as_loader_sees,
-         t_base_as_file_url]
+         t_base_as_file_url, t_catalog_with_symlinked_model_dirs]
 
 
 def fuse_usable():

@@ -47,6 +47,7 @@ struct FileReport {
 };
 
 struct BuildReport {
+  std::vector<std::string> followed_links;  // "base: name -> target", "fine-tune: ..." (load_model)
   uint64_t finetune_bytes = 0;   // total size of the fine-tune as served
   uint64_t delta_bytes = 0;      // tenpak.dat + tenpak.idx (estimated when sampling)
   uint64_t index_bytes = 0;

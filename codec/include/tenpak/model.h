@@ -46,6 +46,9 @@ struct ModelFile {
 struct Model {
   std::string root;
   std::vector<std::unique_ptr<ModelFile>> files;
+  // Symbolic links of the directory followed for their content, as
+  // "name -> target" (named by the link, read from the target).
+  std::vector<std::string> followed_links;
 };
 
 struct LoadOptions {
