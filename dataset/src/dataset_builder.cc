@@ -413,7 +413,7 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   r.hash = xxh128(out, j.len);
   uint64_t lits = 0, copies = 0;
   for (auto& o : j.ops) { lits += o.lit; copies += o.copy; }
-  const int level = lits > (256u << 10) ? std::min(opt.zstd_level, opt.bulk_level) : opt.zstd_level;
+  const int level = opt.zstd_level;
   // One copy and nothing else: the frame is a base range.
   if (j.ops.size() == 1 && j.ops[0].lit == 0 && base) {
     r.e.codec = Codec::copy_base;

@@ -24,8 +24,7 @@
 namespace tenpak {
 
 struct DatasetBuildOptions {
-  int zstd_level = 19;     // literal and op streams of frames with few new bytes
-  int bulk_level = 9;      // frames with more than 256 KiB of new bytes
+  int zstd_level = 19;     // op and literal streams (literals that compress 8:1 alone: at most 9)
   unsigned threads = 0;    // 0: hardware concurrency
   Progress progress;       // bytes of the derived set processed
   unsigned sample_every = 1;  // estimate: encode one frame in N and extrapolate
