@@ -5,6 +5,7 @@
 
 #include "fuzz_targets.h"
 #include "lanes_codec.h"
+#include "tenpak/patch_codec.h"
 #include "pytorch/ckpt_fixtures.h"
 #include "tenpak/format.h"
 #include "test_util.h"
@@ -85,6 +86,31 @@ inline std::vector<std::string> lanes_seeds() {
       tenpak::lanes::encode(ft.data(), base.data(), ft.size(), dt, s);
       out.push_back(s);
     }
+  return out;
+}
+
+// Valid patch payloads (raw and zstd streams, with and without extents),
+// each prefixed by the two out_len bytes of tpfuzz::patch.
+inline std::vector<std::string> patch_seeds() {
+  using tenpak::PatchExtent;
+  using tenpak::PatchOp;
+  const std::vector<uint8_t>& base = patch_base();
+  std::vector<std::string> out;
+  struct S { std::vector<PatchExtent> ext; std::vector<PatchOp> ops; std::string lit; int level; };
+  std::string words = "the quick brown fox jumps over the lazy dog; the quick brown fox again";
+  const S ss[] = {{{{100, 300}, {5000, 200}}, {{4, 0, 100}, {2, 350, 50}, {0, 120, 30}, {3, 0, 0}}, "abcdefghi", 0},
+                  {{{0, 4096}}, {{30, 0, 1000}, {40, 3000, 500}}, words, 3},
+                  {{}, {{static_cast<uint32_t>(words.size()), 0, 0}}, words, 3},
+                  {{}, {{5, 0, 0}}, "hello", 0}};
+  for (const S& s : ss) {
+    std::string b;
+    for (auto& e : s.ext) b.append(reinterpret_cast<const char*>(base.data()) + e.offset, e.len);
+    uint64_t n = 0;
+    for (auto& o : s.ops) n += o.lit + o.copy;
+    std::string p = tenpak::encode_patch(s.ext, s.ops, s.lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), s.level);
+    const uint32_t v = static_cast<uint32_t>(n - 1);
+    out.push_back(std::string{static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} + p);
+  }
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lanes_codec.h"
+#include "tenpak/patch_codec.h"
 #include "pytorch/ckpt_writer.h"
 #include "tenpak/format.h"
 #include "tenpak/pytorch.h"
@@ -160,6 +161,32 @@ std::string lanes(const uint8_t* data, size_t size) {
       if (other != portable) return std::string(path == Path::avx512 ? "AVX-512" : "AVX2") + " and portable encoders disagree";
     }
   }
+  return "";
+}
+
+std::string patch(const uint8_t* data, size_t size) {
+  if (size < 2) return "";
+  tenpak::Frame f;
+  f.codec = tenpak::Codec::patch;
+  f.out_len = 1 + ((data[0] | (uint32_t(data[1]) << 8)) % 8192);
+  f.data_len = static_cast<uint32_t>(size - 2);
+  const std::vector<uint8_t>& base = patch_base();
+  const uint8_t* payload = data + 2;
+  // Base file 0 when the payload lists extents (its count word says so), none otherwise.
+  uint32_t ne = 0;
+  if (size >= 6) std::memcpy(&ne, payload, 4);
+  if (ne) { f.base_file = 0; f.base_offset = 0; f.base_len = static_cast<uint32_t>(base.size()); }
+  auto ext = tenpak::patch_extents(f, payload);
+  if (!ext.ok()) return "";
+  std::vector<uint8_t> b;
+  for (auto& e : *ext) {
+    if (e.offset + e.len > base.size()) return "patch_extents accepted an extent outside the base range";
+    b.insert(b.end(), base.begin() + e.offset, base.begin() + e.offset + e.len);
+  }
+  std::vector<uint8_t> out(f.out_len), again(f.out_len);
+  const bool a = tenpak::decode_patch(f, payload, b.data(), out.data()).ok();
+  const bool c = tenpak::decode_patch(f, payload, b.data(), again.data()).ok();
+  if (a != c || (a && out != again)) return "decoding the same payload twice differs";
   return "";
 }
 

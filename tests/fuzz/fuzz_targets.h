@@ -29,6 +29,22 @@ std::string manifest(const uint8_t* data, size_t size);
 // decoder, which must agree on validity and bytes.
 std::string lanes(const uint8_t* data, size_t size);
 
+// A codec 10 (patch) frame: bytes 0-1 give out_len (1 + value mod 8192), the
+// rest is the payload; the frame's base range is all of patch_base() (the
+// extents it lists are read from there, as DeltaReader does). Accepted
+// payloads must decode to the same bytes twice; nothing may read out of
+// bounds (ASan in the libFuzzer build).
+std::string patch(const uint8_t* data, size_t size);
+inline const std::vector<uint8_t>& patch_base() {
+  static const std::vector<uint8_t> b = [] {
+    std::vector<uint8_t> v(1 << 16);
+    uint64_t x = 99;
+    for (auto& c : v) { x = x * 6364136223846793005ull + 1442695040888963407ull; c = static_cast<uint8_t>(x >> 56); }
+    return v;
+  }();
+  return b;
+}
+
 // sub_lanes fuzzing: the dtype of a selector byte, and the fixed base.
 inline tenpak::DType lanes_dtype(uint8_t sel) {
   using tenpak::DType;

@@ -72,3 +72,5 @@ TEST(FuzzMutations, Safetensors) { run(tpfuzz::safetensors, tpfuzz::safetensors_
 TEST(FuzzMutations, Manifest) { run(tpfuzz::manifest, tpfuzz::manifest_seeds(), 5000, 4); }
 
 TEST(FuzzMutations, SubLanes) { run(tpfuzz::lanes, tpfuzz::lanes_seeds(), 20000, 5); }
+
+TEST(FuzzMutations, Patch) { run(tpfuzz::patch, tpfuzz::patch_seeds(), 20000, 6); }
