@@ -12,6 +12,8 @@ void add_ml_commands(CLI::App& app, int& rc) {
   add_ml_command(app, "convert", "convert a llama2.c checkpoint to a Hugging Face model directory", rc);
   add_ml_command(app, "eval", "perplexity, KL divergence and speed of a model on a text", rc);
   add_ml_command(app, "generate", "continue a prompt with a model (greedy or sampled)", rc);
+  add_ml_command(app, "quantize", "quantize a model with a preset (GPTQ, AWQ, bitsandbytes NF4/FP4/INT8, RTN)", rc);
+  add_ml_command(app, "presets", "the quantization presets: formats, loaders, measured quality", rc);
 }
 
 }  // namespace tenpak::cli

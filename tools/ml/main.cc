@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   // One call per area (ml_commands.h), e.g. tenpak::ml::add_model_commands(app, rc);
   tenpak::ml::add_model_commands(app, rc);
   tenpak::ml::add_router_commands(app, rc);
+  tenpak::ml::add_quant_commands(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
