@@ -403,8 +403,17 @@ class BigFakeSource : public BlockSource {
   Status read(uint64_t off, size_t len, uint8_t* dst) override {
     bytes_read += len;
     for (size_t i = 0; i < len; ++i) dst[i] = off + i < head_.size() ? static_cast<uint8_t>(head_[off + i]) : 'x';
+    if (len > 64 && flip_first > 0) {  // a damaged transfer of more than the head
+      --flip_first;
+      dst[len / 2] ^= 0x10;
+    }
     return Status::Ok();
   }
+  void invalidate(uint64_t, size_t) override {
+    if (invalidated) ++*invalidated;
+  }
+  int flip_first = 0;
+  int* invalidated = nullptr;  // counts invalidate() calls (outlives the source)
   uint64_t size_;
   std::string head_, name_ = "http://origin/delta/tenpak.idx";
   std::atomic<uint64_t> bytes_read{0};
@@ -520,5 +529,33 @@ TEST(Delta, SymlinksNamedLexicallyAndFollowedOnlyWithinReason) {
   auto ok = build_delta(p.base, p.ft, p.root + "/d-inside", {});
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   EXPECT_EQ(ok->followed_links.size(), 1u);
+  fs::remove_all(p.root);
+}
+
+// An index damaged on the way (the first download flipped) is read again
+// before it counts as corrupt: the delta opens. Before: a corrupted
+// tenpak.idx download failed the mount with no retry. A persistently
+// damaged index is still refused (corrupt).
+TEST(Delta, IndexDamagedInTransitIsReadAgain) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  std::string idx = tptest::read_file(p.root + "/delta/tenpak.idx");
+  for (int bad_reads : {1, 2, 1000}) {
+    auto src = std::make_unique<BigFakeSource>(idx.size(), idx);
+    src->flip_first = bad_reads;
+    int invalidated = 0;
+    src->invalidated = &invalidated;
+    auto dat = open_local_file(p.root + "/delta/tenpak.dat");
+    ASSERT_TRUE(dat.ok());
+    auto r = DeltaReader::open(std::move(src), std::move(dat.value()), "delta");
+    if (bad_reads < 3) {
+      ASSERT_TRUE(r.ok()) << bad_reads << ": " << r.status().message();
+      EXPECT_EQ(invalidated, bad_reads);
+    } else {
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.status().code(), Errc::corrupt);
+      EXPECT_NE(r.status().message().find("checksum"), std::string::npos) << r.status().message();
+    }
+  }
   fs::remove_all(p.root);
 }

@@ -69,8 +69,16 @@ Result<std::unique_ptr<DeltaReader>> DeltaReader::open(std::unique_ptr<BlockSour
   TP_RETURN_IF_ERROR(index->read(0, nhead, head));
   TP_RETURN_IF_ERROR(check_index_head(head, nhead, index->size(), index->name()));
   std::vector<uint8_t> buf(index->size());
-  TP_RETURN_IF_ERROR(index->read(0, buf.size(), buf.data()));
-  auto m = parse_manifest(buf.data(), buf.size(), index->name());
+  // An index that fails its checksum may have been damaged on the way (a
+  // flipped bit in transit, a bad cached copy): dropped and read again,
+  // twice, before it counts as corrupt.
+  Result<Manifest> m = Status{Errc::corrupt, index->name()};
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) index->invalidate(0, buf.size());
+    TP_RETURN_IF_ERROR(index->read(0, buf.size(), buf.data()));
+    m = parse_manifest(buf.data(), buf.size(), index->name());
+    if (m.ok() || m.status().code() != Errc::corrupt) break;
+  }
   if (!m.ok()) return m.status();
   for (size_t k = 0; k < m->frames.size(); ++k) {
     const Frame& f = m->frames[k];

@@ -464,10 +464,11 @@ struct ModelFs::Impl {
   }
 
   // Rebuilds frame `gid`; the persistent cache first when there is one.
-  // Only io errors (an origin read that failed: transient) are retried here;
-  // a corrupt frame was already rebuilt a second time from the origins by
-  // DeltaReader::read_frame (cached copies dropped), so trying again could
-  // only give the same wrong bytes; a missing base does not heal by waiting.
+  // io errors (an origin read that failed) and corrupt frames (wrong bytes:
+  // DeltaReader already rebuilt once more from the origins, cached copies
+  // dropped; bytes flipped in transit or served wrong for a while heal on a
+  // later fetch) are retried with back-off; a missing base does not heal by
+  // waiting.
   Result<FramePtr> rebuild(uint64_t gid) {
     auto [mi, k] = locate(gid);
     DeltaReader& r = *models[mi].reader;
@@ -499,7 +500,7 @@ struct ModelFs::Impl {
         if (attempt > 0) c.retried_ok++;
         break;
       }
-      if (st.code() != Errc::io || attempt >= opt.retries || shutting_down.load()) break;
+      if ((st.code() != Errc::io && st.code() != Errc::corrupt) || attempt >= opt.retries || shutting_down.load()) break;
       c.retries++;
       log("retrying frame rebuild (attempt " + std::to_string(attempt + 2) + "): " + st.message());
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<uint64_t>(opt.retry_delay_ms) << attempt));

@@ -13,9 +13,11 @@
 //     by the workers in parallel; speculative prefetch waits while a reader
 //     rebuilds and runs at a lower CPU priority; opening a file starts the
 //     rebuild of its first bytes (the safetensors header and first tensor),
-//   - retries of rebuilds that failed on an origin read (io errors) before
-//     an error is returned (corrupt frames are not retried here: DeltaReader
-//     already rebuilt them once more from the origins).
+//   - retries of rebuilds that failed on an origin read (io errors) or
+//     gave bytes that fail the frame's hash (corrupt: DeltaReader already
+//     rebuilt them once more from the origins, dropping cached copies; bytes
+//     corrupted in transit, or by an origin for a while, heal on a later
+//     fetch, e.g. with --no-cache) before an error is returned.
 // Every frame served was checked against its xxh3-128 from the index
 // (DeltaReader::read_frame, or the check here for persistent-cache hits):
 // bytes that cannot be verified are never returned.
@@ -81,7 +83,7 @@ struct FsOptions {
   // (capped at frame_cache_bytes / 4; 0: off). A loader that starts after
   // the mount then finds its first reads in memory.
   uint64_t warm_bytes = 16u << 20;
-  unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io
+  unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io or corrupt
   unsigned retry_delay_ms = 20;              // first back-off, doubled each attempt
   // Persistent frame cache (key frame_cache_key(hash), value the frame's
   // bytes, re-checked against the hash on every get). Null: none. Used only
