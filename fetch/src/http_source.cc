@@ -325,6 +325,8 @@ class HttpSourceImpl final : public HttpSource {
     std::string errors;
     Errc code = Errc::io;
     size_t start = preferred_.load();
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = opt_.read_deadline_s > 0 ? Clock::now() + std::chrono::seconds(opt_.read_deadline_s) : Clock::time_point::max();
     for (size_t k = 0; k < mirrors_.size(); ++k) {
       size_t i = (start + k) % mirrors_.size();
       Mirror& m = *mirrors_[i];
@@ -333,8 +335,15 @@ class HttpSourceImpl final : public HttpSource {
       for (; a < opt_.attempts_per_mirror; ++a) {
         if (a > 0) backoff(a, m);
         if (cancelled_.load()) break;
-        o = get_once(m, offset, len, dst);
+        if (Clock::now() >= deadline) {
+          m.counters->errors[static_cast<int>(FetchCause::timeout)]++;
+          return {Errc::io, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: the read's deadline of " +
+                                std::to_string(opt_.read_deadline_s) + " s passed" + (errors.empty() ? "" : " (" + errors + ")") +
+                                (o.msg.empty() ? "" : "; last: " + m.shown + ": " + o.msg)};
+        }
+        o = get_once(m, offset, len, dst, deadline);
         if (o.ok || o.fatal) break;
+        if (o.cause == FetchCause::timeout && k + 1 < mirrors_.size()) break;  // too slow: the next mirror first
       }
       if (!o.ok && cancelled_.load())  // also when the transfer aborted was the last attempt
         return {Errc::io, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) + ": cancelled"};
@@ -518,11 +527,23 @@ class HttpSourceImpl final : public HttpSource {
     return Outcome{true, false, FetchCause::other, ""};
   }
 
-  Outcome get_once(Mirror& m, uint64_t offset, size_t len, uint8_t* dst) {
+  Outcome get_once(Mirror& m, uint64_t offset, size_t len, uint8_t* dst,
+                   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max()) {
     Easy e = take_handle();
     if (!e) return fail(m, FetchCause::other, "curl_easy_init failed");
     Response resp;
     common_opts(e.get(), m.url, &resp);
+    {
+      // This request's time: the minimum rate for its length, the request
+      // timeout, and what is left of the read's deadline, whichever is least.
+      long long ms = opt_.request_timeout_s * 1000LL;
+      if (opt_.min_rate > 0) ms = std::min<long long>(ms, opt_.range_base_ms + static_cast<long long>(len) * 1000 / opt_.min_rate);
+      if (deadline != std::chrono::steady_clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+        ms = std::min<long long>(ms, std::max<long long>(left, 1));
+      }
+      curl_easy_setopt(e.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(ms));
+    }
     std::string range = std::to_string(offset) + "-" + std::to_string(offset + len - 1);
     curl_easy_setopt(e.get(), CURLOPT_RANGE, range.c_str());
     Sink sink;

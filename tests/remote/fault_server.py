@@ -17,6 +17,7 @@ Modes:
     badrange  206 with a Content-Range shifted by one byte
     full200   200 with the whole file (a server ignoring the range)
     stall     206, 1 KiB of the body, a STALL_S second pause, the rest
+    trickle   206, the body at ~4 KiB/s (above a stall threshold, far below a useful rate)
     flip      206 with one bit flipped every 4096 bytes of the body
     changed   206 whose Content-Range says the file has another size
     etag      206 with another ETag than HEAD gave
@@ -148,6 +149,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data) - 1))
             self.end_headers()
             return self.wfile.write(data[:-1])
+        if mode == "trickle":  # the whole body at ~4 KiB/s: above any stall threshold, far below a useful rate
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (a, b, size))
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", self.etag(full))
+            self.end_headers()
+            try:
+                for i in range(0, len(data), 1024):
+                    self.wfile.write(data[i:i + 1024])
+                    self.wfile.flush()
+                    time.sleep(0.25)
+            except OSError:
+                self.close_connection = True
+            return
         if mode in ("trunc", "stall"):
             self.send_response(206)
             self.send_header("Content-Range", "bytes %d-%d/%d" % (a, b, size))

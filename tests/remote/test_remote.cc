@@ -479,6 +479,47 @@ TEST_F(FaultTest, NextMirrorAfterPersistentFailure) {
   EXPECT_EQ(fetch_stats(bad).requests, bad_req);
 }
 
+// An origin trickling above the stall threshold (~4 KiB/s) no longer holds
+// a read for minutes: the range request is cut off at its minimum rate and
+// the next mirror asked; with no other mirror the read's deadline ends it
+// (EIO in a mount). Both counted as timeouts. Before: a 64 KiB read took the
+// 16 s the trickle needed, from the slow mirror.
+TEST_F(FaultTest, TrickleIsCutOffByMinRateAndDeadline) {
+  using Clock = std::chrono::steady_clock;
+  std::string local = tptest::read_file(g_root + "/blob");
+  HttpOptions o = fast_opts();
+  o.low_speed_limit = 1024;  // the trickle stays above it
+  o.min_rate = 64 * 1024;
+  o.range_base_ms = 500;     // 64 KiB: 1.5 s
+  o.read_deadline_s = 4;
+  std::vector<uint8_t> buf(64 * 1024);
+  {
+    std::string slow = url("trickle", "inf"), good = fs_->url() + "/blob";
+    auto src = open_http_source({slow, good}, o);
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    auto t0 = Clock::now();
+    Status st = (*src)->read(4096, buf.size(), buf.data());
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    EXPECT_EQ(std::memcmp(buf.data(), local.data() + 4096, buf.size()), 0);
+    EXPECT_LT(s, 3.5) << "the slow mirror held the read";
+    EXPECT_GE(fetch_stats(slow).errors[static_cast<int>(FetchCause::timeout)], 1u);
+  }
+  {
+    std::string slow = url("trickle", "inf");
+    auto src = open_http_source({slow}, o);
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    auto t0 = Clock::now();
+    Status st = (*src)->read(4096, buf.size(), buf.data());
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    ASSERT_FALSE(st.ok()) << "a read at 4 KiB/s must not succeed after " << s << " s";
+    EXPECT_EQ(st.code(), Errc::io);
+    EXPECT_NE(st.message().find("deadline"), std::string::npos) << st.message();
+    EXPECT_LT(s, o.read_deadline_s + 2.0);
+    EXPECT_GE(fetch_stats(slow).errors[static_cast<int>(FetchCause::timeout)], 2u);
+  }
+}
+
 // Flipped bits pass HTTP (nothing there can see them) but never reach a
 // caller: the frame xxh3 rejects them; a cached bad block is dropped with
 // invalidate() and refetched.

@@ -30,6 +30,16 @@ struct HttpOptions {
   long low_speed_limit = 1024;
   long low_speed_time_s = 10;
   long request_timeout_s = 300;  // whole request, last resort
+  // A range request must finish within range_base_ms + its length at
+  // min_rate bytes/s (1 MiB: 2 + 16 s): an origin trickling above the stall
+  // threshold (say 2 KiB/s) is cut off, counted as a timeout, and the range
+  // asked of the next mirror (a slow mirror is not retried while others
+  // remain). 0: no minimum rate.
+  long min_rate = 64 * 1024;
+  long range_base_ms = 2000;
+  // All attempts of one read(), over every mirror, end within this: then the
+  // read fails (EIO in a mount), counted as a timeout. 0: no deadline.
+  long read_deadline_s = 60;
   int attempts_per_mirror = 5;   // tries of one request on one mirror
   int backoff_initial_ms = 100;  // doubled per retry, with +-50% jitter
   int backoff_max_ms = 5000;
