@@ -5,6 +5,7 @@
 # training is deterministic for a seed (when tenpak-ml was built).
 set -u
 BIN=${1:?usage: router_cli_test.sh TENPAK_BIN}
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 W=$(mktemp -d /tmp/tenpak-router-cli-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 pass=0; fail=0

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -26,7 +28,7 @@ struct TrainArgs {
   double lr = 0.02, l2 = 1e-2;
   uint32_t hidden = 0, hash_bits = 12, kfold = 0, fold = 0;
   std::string label = "weak-wrong";
-  bool dense_only = false;
+  bool dense_only = false, balance_groups = false;
   bool json = false;
 };
 
@@ -84,6 +86,16 @@ int run_train(const TrainArgs& a, const std::string& command) {
     ya[i][0] = label_of(ex[i], a.label);
     positives += ya[i][0] > 0.5f;
   }
+  // --balance-groups: every group (MMLU subject, GSM8K, MT-Bench) weighs the
+  // same in the loss, so the largest subjects do not decide what "hard" means
+  // for subjects never seen.
+  auto Wt = torch::ones({N, 1});
+  if (a.balance_groups) {
+    std::map<std::string, int64_t> per;
+    for (auto& e : ex) per[e.group]++;
+    auto wa = Wt.accessor<float, 2>();
+    for (int64_t i = 0; i < N; ++i) wa[i][0] = static_cast<float>(double(N) / (per.size() * per[ex[i].group]));
+  }
   if (positives == 0 || positives == N)
     return cli::fail({Errc::invalid, "every training label is the same (" + std::to_string(positives) + " of " + std::to_string(N) + " positive)"});
 
@@ -98,7 +110,7 @@ int run_train(const TrainArgs& a, const std::string& command) {
   cli::ProgressBar tbar("train");
   for (int e = 0; e < a.epochs; ++e) {
     opt.zero_grad();
-    auto loss = torch::binary_cross_entropy_with_logits(forward(X), Y);
+    auto loss = torch::binary_cross_entropy_with_logits(forward(X), Y, Wt);
     loss.backward();
     opt.step();
     loss_v = loss.item<float>();
@@ -122,7 +134,14 @@ int run_train(const TrainArgs& a, const std::string& command) {
   }
   nlohmann::json meta = {{"command", command}, {"seed", a.seed}, {"examples", N}, {"positives", positives},
                          {"label", a.label}, {"epochs", a.epochs}, {"lr", a.lr}, {"l2", a.l2}, {"hidden", a.hidden},
-                         {"hash_bits", a.hash_bits}, {"dense_only", a.dense_only}, {"final_loss", loss_v}, {"data", a.data}};
+                         {"hash_bits", a.hash_bits}, {"dense_only", a.dense_only}, {"balance_groups", a.balance_groups}, {"final_loss", loss_v}};
+  // Absolute paths: `router eval` compares them with what it scores (warns on overlap).
+  meta["data"] = nlohmann::json::array();
+  for (auto& d : a.data) {
+    std::error_code ec;
+    auto abs = std::filesystem::weakly_canonical(d, ec);
+    meta["data"].push_back(ec ? d : abs.string());
+  }
   if (a.kfold) meta["excluded_fold"] = {{"k", a.kfold}, {"fold", a.fold}};
   m.meta = meta.dump();
   // A router that does not survive its own loader is never written.
@@ -162,6 +181,7 @@ void add_router_commands(CLI::App& app, int& rc) {
       ->capture_default_str()->check(CLI::IsMember({"gain", "weak-wrong"}));
   t->add_option("--kfold", a->kfold, "with --fold: leave out fold FOLD of K (by prompt hash)")->check(CLI::Range(2, 100));
   t->add_option("--fold", a->fold, "the fold left out (0..K-1)");
+  t->add_flag("--balance-groups", a->balance_groups, "weigh every group (file / MMLU subject) equally in the loss");
   t->add_flag("--dense-only", a->dense_only, "train on the dense features only (n-gram weights stay 0)");
   t->add_flag("--json", a->json, "print a JSON report");
   t->callback([a, &rc, t] {
@@ -173,6 +193,7 @@ void add_router_commands(CLI::App& app, int& rc) {
         << " --hidden " << a->hidden << " --hash-bits " << a->hash_bits << " --label " << a->label;
     if (a->kfold) cmd << " --kfold " << a->kfold << " --fold " << a->fold;
     if (a->dense_only) cmd << " --dense-only";
+    if (a->balance_groups) cmd << " --balance-groups";
     rc = run_train(*a, cmd.str());
   });
 }
