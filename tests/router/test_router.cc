@@ -25,6 +25,14 @@ std::string tmpdir() {
   return t;
 }
 
+// The temporary directory goes when the test binary exits.
+struct RemoveTmpdir {
+  ~RemoveTmpdir() {
+    std::error_code ec;
+    fs::remove_all(tmpdir(), ec);
+  }
+} remove_tmpdir_at_exit;
+
 std::string write(const std::string& name, const std::string& text) {
   std::string p = tmpdir() + "/" + name;
   std::ofstream(p, std::ios::binary) << text;
