@@ -57,6 +57,9 @@ printf 'garbage' > "$W/bad.safetensors"
 expect_rc 4 "corrupt safetensors refused" "$BIN" delta build "$W/bf16/base" "$W/bad.safetensors" -o "$W/bad"
 grep -q "bad.safetensors" "$W/err.txt" && ok "error names the file" || bad "error does not name the file"
 expect_rc 2 "not a delta" "$BIN" delta inspect "$W/bf16/base"
+# A delta never records credentials: a base location with user:password@ is refused (6), not written.
+expect_rc 6 "base location with credentials refused" "$BIN" delta build "$W/bf16/base" "$W/bf16/finetune" -o "$W/credloc" --base-location http://u:s3cretpw@127.0.0.1:1/base
+[ ! -e "$W/credloc" ] && ! grep -q s3cretpw "$W/err.txt" && ok "no delta, no password in the message" || bad "credentials: delta written or password shown"
 # An unreachable base is unavailable (7), not a wrong base (3, as before).
 expect_rc 7 "unreachable base (connection refused)" "$BIN" delta verify "$W/bf16/delta" --base http://127.0.0.1:1/base
 expect_rc 7 "unreachable base (connection refused), apply" "$BIN" delta apply "$W/bf16/delta" --base http://127.0.0.1:1/base -o "$W/unreach"

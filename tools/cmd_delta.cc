@@ -82,6 +82,13 @@ int do_build(const std::string& base, const std::string& ft, const std::string& 
   o.base_locations = base_locations;
   // A remote base is recorded where it came from, not where it was downloaded.
   if (o.base_locations.empty() && is_remote_location(base)) o.base_locations = {base};
+  // A delta is published: it never records credentials (give them at mount
+  // time with --base, or through HF_TOKEN for the hub).
+  for (auto& l : o.base_locations)
+    if (redact_urls(l) != l)
+      return fail(Status{Errc::unsupported, redact_urls(l) + ": a base location with credentials (user:password@) would be "
+                                            "written into the delta; record it without them (--base-location) and give "
+                                            "them at mount time (--base)"});
   o.threads = c.threads;
   std::unique_ptr<DownloadedModel> download;
   auto lb = local_base(base, out, download);
