@@ -86,7 +86,7 @@ std::string edit(std::string rec, Rng& r) {
   int n = 1 + static_cast<int>(r.below(3));
   for (int k = 0; k < n && rec.size() > 16; ++k) {
     size_t at = 8 + r.below(rec.size() - 16);
-    while (at < rec.size() && rec[at] != ' ') ++at;
+    while (at < rec.size() && rec[at] != ' ' && rec[at] != '\t') ++at;  // CoNLL lines separate by tabs
     if (at >= rec.size() - 2) continue;
     rec.insert(at, " " + w.pick(r));
   }
