@@ -55,12 +55,19 @@ Result<QualityResult> evaluate_quality(const Model& model, const std::vector<int
     auto target = toks.slice(1, first + 1, ctx).unsqueeze(-1);
     auto nll = -logp.gather(-1, target).squeeze(-1).to(torch::kFloat64);  // [nb, per_window]
     nll_sum += nll.sum().item<double>();
+    auto wn = nll.mean(1).contiguous();
+    for (int64_t b = 0; b < nb; ++b) r.window_nll.push_back(wn[b].item<double>());
     nll2_sum += nll.pow(2).sum().item<double>();
     if (reference) {
       auto ref_logp = torch::log_softmax(forward(*reference, toks).slice(1, first, ctx - 1), -1);
       ref_nll_sum += -ref_logp.gather(-1, target).to(torch::kFloat64).sum().item<double>();
       auto kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1).to(torch::kFloat64).contiguous().view(-1);
       auto kd = kl.data_ptr<double>();
+      for (int64_t b = 0; b < nb; ++b) {
+        double s = 0;
+        for (int64_t i = 0; i < per_window; ++i) s += std::max(0.0, kd[b * per_window + i]);
+        r.window_kl.push_back(s / per_window);
+      }
       for (int64_t i = 0; i < kl.numel(); ++i) kls.push_back(std::max(0.0, kd[i]));
       agree += (ref_logp.argmax(-1) == logp.argmax(-1)).sum().item<int64_t>();
     }

@@ -549,6 +549,10 @@ TEST(RuntimeEval, PerplexityScoresTheSecondHalfOfEachWindow) {
     for (int j = 8; j < 15; ++j) nll -= lp[j][win[j + 1]].item<double>();
   }
   EXPECT_NEAR(q->nll, nll / 42, 1e-6);
+  ASSERT_EQ(q->window_nll.size(), 6u);  // every window holds 7 scored tokens: their means average to the NLL
+  double wsum = 0;
+  for (double x : q->window_nll) wsum += x;
+  EXPECT_NEAR(wsum / 6, q->nll, 1e-9);
   EXPECT_NEAR(q->perplexity, std::exp(nll / 42), 1e-4);
   // Against itself: no divergence, full agreement; against a perturbed copy: both move.
   auto self = rt::evaluate_quality(m, ids, o, &m);
@@ -563,6 +567,10 @@ TEST(RuntimeEval, PerplexityScoresTheSecondHalfOfEachWindow) {
   EXPECT_GE(d->kl_p99, d->kl_mean);
   EXPECT_GE(d->kl_max, d->kl_p99);
   EXPECT_LT(d->top1_agreement, 1.0);
+  ASSERT_EQ(d->window_kl.size(), 6u);
+  double ksum = 0;
+  for (double x : d->window_kl) ksum += x;
+  EXPECT_NEAR(ksum / 6, d->kl_mean, 1e-9);
   EXPECT_NEAR(d->ref_perplexity, q->perplexity, 1e-6);
   auto again = rt::evaluate_quality(other, ids, o, &m);  // deterministic
   EXPECT_EQ(again->kl_mean, d->kl_mean);

@@ -2,7 +2,9 @@
 // (runtime/include/tenpak/{llama,tokenizer,eval,convert}.h; docs/RUNTIME.md).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -50,6 +52,73 @@ Result<rt::Tokenizer> tokenizer_for(const std::string& dir, const rt::Model& m) 
   return tok;
 }
 
+std::string xml_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '&') r += "&amp;";
+    else if (c == '<') r += "&lt;";
+    else if (c == '>') r += "&gt;";
+    else if (c == '"') r += "&quot;";
+    else r += c;
+  }
+  return r;
+}
+
+// One line chart per series (x: window index), stacked, as a standalone SVG.
+std::string svg_chart(const std::string& title, const std::vector<std::pair<std::string, std::vector<double>>>& series) {
+  const int W = 760, PH = 200, top = 40, left = 70, right = 20, gap = 50;
+  const int H = top + static_cast<int>(series.size()) * (PH + gap);
+  std::ostringstream o;
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    << "<text x=\"" << left << "\" y=\"22\" font-size=\"14\">" << xml_escape(title) << "</text>\n";
+  int y0 = top;
+  for (auto& [name, v] : series) {
+    double lo = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+    double hi = v.empty() ? 1 : *std::max_element(v.begin(), v.end());
+    if (hi <= lo) hi = lo + 1e-12 + std::abs(lo) * 1e-6;
+    const int pw = W - left - right;
+    o << "<rect x=\"" << left << "\" y=\"" << y0 << "\" width=\"" << pw << "\" height=\"" << PH
+      << "\" fill=\"none\" stroke=\"#888\"/>\n";
+    o << "<text x=\"" << left << "\" y=\"" << y0 - 6 << "\">" << name << "</text>\n";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4g", hi);
+    o << "<text x=\"" << left - 6 << "\" y=\"" << y0 + 10 << "\" text-anchor=\"end\">" << buf << "</text>\n";
+    std::snprintf(buf, sizeof buf, "%.4g", lo);
+    o << "<text x=\"" << left - 6 << "\" y=\"" << y0 + PH << "\" text-anchor=\"end\">" << buf << "</text>\n";
+    o << "<text x=\"" << left + pw << "\" y=\"" << y0 + PH + 16 << "\" text-anchor=\"end\">window "
+      << (v.empty() ? 0 : v.size() - 1) << "</text>\n<polyline fill=\"none\" stroke=\"#1f77b4\" points=\"";
+    for (size_t i = 0; i < v.size(); ++i) {
+      double x = left + (v.size() > 1 ? pw * static_cast<double>(i) / (v.size() - 1) : pw / 2.0);
+      double y = y0 + PH - PH * (v[i] - lo) / (hi - lo);
+      std::snprintf(buf, sizeof buf, "%.1f,%.1f ", x, y);
+      o << buf;
+    }
+    o << "\"/>\n";
+    y0 += PH + gap;
+  }
+  o << "</svg>\n";
+  return o.str();
+}
+
+Status write_text_atomic(const std::string& path, const std::string& s) {
+  const std::string tmp = path + ".tenpak-tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << s;
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      return {Errc::io, path + ": write failed"};
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return {Errc::io, path + ": cannot rename from " + tmp};
+  }
+  return Status::Ok();
+}
+
 // ------------------------------------------------------------------ convert
 
 struct ConvertArgs {
@@ -86,7 +155,7 @@ int run_convert(const ConvertArgs& a) {
 // --------------------------------------------------------------------- eval
 
 struct EvalArgs {
-  std::string model, text, reference;
+  std::string model, text, reference, svg;
   int64_t ctx = 512, chunks = 0, batch = 4, prompt_tokens = 128, decode_tokens = 64, runs = 10;
   int threads = 0;
   bool json = false, no_speed = false;
@@ -118,6 +187,13 @@ int run_eval(const EvalArgs& a) {
   auto q = rt::evaluate_quality(*model, ids, eo, ref ? &*ref : nullptr);
   bar.finish();
   if (!q.ok()) return cli::fail({q.status().code(), a.text + ": " + q.status().message()});
+  if (!a.svg.empty()) {
+    std::vector<std::pair<std::string, std::vector<double>>> series{{"mean NLL per window (nats/token)", q->window_nll}};
+    if (q->has_reference) series.push_back({"mean KL(reference || model) per window (nats)", q->window_kl});
+    Status st = write_text_atomic(a.svg, svg_chart("tenpak eval " + a.model + " on " + a.text + " (ctx " +
+                                                       std::to_string(q->ctx) + ")", series));
+    if (!st.ok()) return cli::fail(st);
+  }
   rt::SpeedResult sp;
   if (!a.no_speed) {
     rt::SpeedOptions so;
@@ -259,6 +335,7 @@ void add_model_commands(CLI::App& app, int& rc) {
   ev->add_option("--decode-tokens", ea->decode_tokens, "tokens decoded for the throughput")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   ev->add_option("--runs", ea->runs, "timed forwards for the latency percentiles")->capture_default_str()->check(CLI::Range(1, 100000));
   ev->add_flag("--no-speed", ea->no_speed, "skip the latency and throughput measurement");
+  ev->add_option("--svg", ea->svg, "write a plot of the per-window NLL (and KL) to this SVG file");
   ev->add_flag("--json", ea->json, "print a JSON report");
   ev->callback([ea, &rc] { rc = run_eval(*ea); });
 

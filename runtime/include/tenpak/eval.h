@@ -35,6 +35,9 @@ struct QualityResult {
   double ref_perplexity = 0;
   double kl_mean = 0, kl_p99 = 0, kl_max = 0;  // nats
   double top1_agreement = 0;                    // fraction of scored positions
+  // Per window, in text order: mean NLL of its scored tokens, and (with a
+  // reference) mean KL divergence. For plots of where a model does worse.
+  std::vector<double> window_nll, window_kl;
 };
 
 // `tokens`: the whole text encoded once (with <s> first). Errc::invalid when
