@@ -339,10 +339,19 @@ Result<std::vector<std::vector<int64_t>>> calibration_windows(const std::string&
                                                                const QuantizeOptions& opt) {
   auto tok = rt::Tokenizer::load(model_dir);
   if (!tok.ok()) return tok.status();
-  auto ids = tok->encode(text, /*bos=*/false);
-  const int64_t need = opt.calib_samples * opt.seq_len;
   if (opt.calib_samples <= 0 || opt.seq_len < 2)
     return Status{Errc::invalid, "calibration: --calib-samples must be >= 1 and --seq-len >= 2"};
+  const int64_t need = opt.calib_samples * opt.seq_len;
+  // Only the text's head is used: encode a prefix (cut at a line end) of
+  // about 8 bytes per token needed, the whole text if that falls short.
+  std::vector<int64_t> ids;
+  size_t cut = std::min(text.size(), static_cast<size_t>(need) * 8 + 4096);
+  if (cut < text.size()) {
+    auto nl = text.rfind('\n', cut);
+    if (nl != std::string::npos && nl > cut / 2) cut = nl + 1;
+    ids = tok->encode(text.substr(0, cut), /*bos=*/false);
+  }
+  if (static_cast<int64_t>(ids.size()) < need) ids = tok->encode(text, /*bos=*/false);
   if (static_cast<int64_t>(ids.size()) < need) {
     const double bpt = ids.empty() ? 4.0 : static_cast<double>(text.size()) / ids.size();
     std::ostringstream m;
