@@ -21,6 +21,7 @@
 #include "cli_util.h"
 #include "rng.h"
 #include "commands.h"
+#include "ml_dispatch.h"
 #include "tenpak/delta.h"
 #include "tenpak/frame_codec.h"
 #include "tenpak/safetensors.h"
@@ -418,17 +419,28 @@ void add_fixture_commands(CLI::App& app, int& rc) {
   auto* f = app.add_subcommand("fixture", "Generate a synthetic base/fine-tune pair (OUT/base, OUT/finetune)");
   f->add_option("KIND", spec.kind,
                 "bf16 | fp32 | frozen | lora | vocab | dtype | sharded | trained | trained-fp32 (trained*: real "
-                "AdamW fine-tune by tenpak-train, built only with libtorch)")
+                "AdamW fine-tune by tenpak-train, built only with libtorch) | stories-ft (stories260K fine-tuned on "
+                "TinyShakespeare by tenpak-ml; its options: tenpak-ml fixture stories-ft --help)")
       ->required()
       ->check(CLI::IsMember({"bf16", "fp32", "frozen", "lora", "vocab", "dtype", "sharded", "trained", "trained-fp32",
                              // data set pairs (OUT/base, OUT/derived): dataset_fixtures.h
                              "ds-append", "ds-delete", "ds-edit", "ds-reorder", "ds-addfield", "ds-shards", "ds-csv",
-                             "ds-conll"}));
+                             "ds-conll", "stories-ft"}));
   f->add_option("OUT", out, "Directory to create")->required();
   auto* size_opt =
       f->add_option("--size-mb", spec.size_mb, "Approximate base size in MiB")->check(CLI::Range(1, 65536));
   f->add_option("--seed", spec.seed, "Random seed");
-  f->callback([&, size_opt] {
+  // stories-ft's own options (--lora, --steps, ...) are parsed by tenpak-ml.
+  f->allow_extras();
+  f->callback([&, f, size_opt] {
+    if (spec.kind == "stories-ft") {
+      rc = exec_ml();
+      return;
+    }
+    if (!f->remaining().empty()) {
+      rc = fail({Errc::invalid, "fixture " + spec.kind + ": unknown argument " + f->remaining().front()});
+      return;
+    }
     if (fixtures::is_dataset_fixture_kind(spec.kind)) {
       Status st = fixtures::generate_dataset_pair(spec.kind, spec.size_mb, spec.seed, out);
       rc = st.ok() ? kOk : fail(st);
