@@ -19,7 +19,7 @@ expect_rc() {  # WANT CMD...: runs CMD, checks its exit code, keeps stdout/stder
   "$@" >"$T/out" 2>"$T/err"; local rc=$?
   [ "$rc" = "$want" ] || { cat "$T/err"; fail "$* exited $rc, expected $want"; }
 }
-FAST=(--steps 40 --eval-chunks 16 --json)
+FAST=(--steps 25 --batch 8 --eval-chunks 8 --json)
 
 # Missing data: exit 2, the missing file named; nothing written.
 expect_rc 2 "$TENPAK" fixture stories-ft "$T/none" --data-dir "$T/nodata"
@@ -39,9 +39,9 @@ expect_rc 6 "$TENPAK" fixture stories-ft "$T/a" "${FAST[@]}"
 "$PY" - "$T/a.json" <<'PY' || fail "full fine-tune report"
 import json, sys
 j = json.load(open(sys.argv[1]))
-assert j["method"] == "full" and j["steps"] == 40, j
+assert j["method"] == "full" and j["steps"] == 25, j
 assert j["finetune_heldout_nll"] < j["base_heldout_nll"] - 0.05, j   # held-out loss clearly lower
-assert j["eval_windows"] == 16 and j["heldout_tokens"] > 10000, j
+assert j["eval_windows"] == 8 and j["heldout_tokens"] > 10000, j
 PY
 
 # LoRA rank 4, merged: every q/k/v/o delta has rank <= 4 and equals B·A of
