@@ -103,4 +103,20 @@ Status StagingDir::commit() {
   return Status::Ok();
 }
 
+Status write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts) {
+  const std::string tmp = path + ".tenpak-tmp-" + std::to_string(::getpid());
+  OutFileWriter w;
+  Status st = w.open(tmp);
+  for (auto& [p, n] : parts)
+    if (st.ok()) st = w.write(p, n);
+  if (st.ok()) st = w.close();
+  std::error_code ec;
+  if (st.ok()) {
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) st = {Errc::io, path + ": cannot rename from " + tmp + ": " + ec.message()};
+  }
+  if (!st.ok()) std::filesystem::remove(tmp, ec);
+  return st;
+}
+
 }  // namespace tenpak

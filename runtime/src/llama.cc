@@ -458,25 +458,6 @@ torch::Tensor forward_cached(const Model& m, const torch::Tensor& tokens, KVCach
 
 // ------------------------------------------------------------------ writing
 
-namespace {
-
-Status write_bytes(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts) {
-  const std::string tmp = path + ".tenpak-tmp-" + std::to_string(::getpid());
-  OutFileWriter w;
-  Status st = w.open(tmp);
-  for (auto& [p, n] : parts)
-    if (st.ok()) st = w.write(p, n);
-  if (st.ok()) st = w.close();
-  std::error_code ec;
-  if (st.ok()) {
-    fs::rename(tmp, path, ec);
-    if (ec) st = {Errc::io, path + ": cannot rename from " + tmp + ": " + ec.message()};
-  }
-  if (!st.ok()) fs::remove(tmp, ec);
-  return st;
-}
-
-}  // namespace
 
 Status write_model_dir(const Model& m, const std::string& dir) {
   TP_RETURN_IF_ERROR(check_model(m));
@@ -499,8 +480,8 @@ Status write_model_dir(const Model& m, const std::string& dir) {
   LlamaConfig c = m.cfg;
   c.torch_dtype = "float32";
   std::string cfg = config_to_json(c).dump(2) + "\n";
-  TP_RETURN_IF_ERROR(write_bytes((fs::path(dir) / "config.json").string(), {{cfg.data(), cfg.size()}}));
-  return write_bytes((fs::path(dir) / "model.safetensors").string(), parts);
+  TP_RETURN_IF_ERROR(write_file_atomic((fs::path(dir) / "config.json").string(), {{cfg.data(), cfg.size()}}));
+  return write_file_atomic((fs::path(dir) / "model.safetensors").string(), parts);
 }
 
 }  // namespace tenpak::rt

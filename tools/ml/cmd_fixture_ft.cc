@@ -36,6 +36,7 @@
 
 #include "cli_util.h"
 #include "ml_commands.h"
+#include "text_file.h"
 #include "tenpak/convert.h"
 #include "tenpak/eval.h"
 #include "tenpak/llama.h"
@@ -60,15 +61,6 @@ struct FtOptions {
   int64_t eval_chunks = 0;  // 0: the whole held-out part
   bool json = false;
 };
-
-Result<std::string> read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status{Errc::invalid, path + ": cannot open"};
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return Status{Errc::io, path + ": read failed"};
-  return ss.str();
-}
 
 // The forward of rt::forward (transformers' modeling_llama.py), with autograd
 // and the effective weight of each linear given by `weight(name)`.
@@ -117,22 +109,6 @@ struct TrainForward {
     return torch::linear(x, c.tie_embeddings ? weight("model.embed_tokens.weight") : weight("lm_head.weight"));
   }
 };
-
-Status write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts) {
-  const std::string tmp = path + ".tenpak-tmp-" + std::to_string(::getpid());
-  OutFileWriter w;
-  Status st = w.open(tmp);
-  for (auto& [p, n] : parts)
-    if (st.ok()) st = w.write(p, n);
-  if (st.ok()) st = w.close();
-  std::error_code ec;
-  if (st.ok()) {
-    fs::rename(tmp, path, ec);
-    if (ec) st = {Errc::io, path + ": cannot rename from " + tmp + ": " + ec.message()};
-  }
-  if (!st.ok()) fs::remove(tmp, ec);
-  return st;
-}
 
 // The adapter in PEFT's layout: adapter_model.safetensors with
 // "base_model.model.<module>.lora_A.weight" [r, in] and ".lora_B.weight"
@@ -208,7 +184,7 @@ int run_stories_ft(FtOptions o) {
   if (!base.ok()) return cleanup_fail(base.status());
   auto tok = rt::Tokenizer::load((stage / "base").string());
   if (!tok.ok()) return cleanup_fail(tok.status());
-  auto text = read_all(textf);
+  auto text = read_text_file(textf);
   if (!text.ok()) return cleanup_fail(text.status());
 
   // Held out: from the first newline at or after 90% of the bytes.

@@ -13,6 +13,7 @@
 
 #include "cli_util.h"
 #include "ml_commands.h"
+#include "text_file.h"
 #include "tenpak/convert.h"
 #include "tenpak/eval.h"
 #include "tenpak/llama.h"
@@ -32,15 +33,6 @@ void set_threads(int threads) {
     torch::set_num_threads(threads);
     torch::set_num_interop_threads(1);
   }
-}
-
-Result<std::string> read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status{Errc::invalid, path + ": cannot open"};
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return Status{Errc::io, path + ": read failed"};
-  return ss.str();
 }
 
 Result<rt::Tokenizer> tokenizer_for(const std::string& dir, const rt::Model& m) {
@@ -174,7 +166,7 @@ int run_eval(const EvalArgs& a) {
   }
   auto tok = tokenizer_for(a.model, *model);
   if (!tok.ok()) return cli::fail(tok.status());
-  auto text = read_text(a.text);
+  auto text = read_text_file(a.text);
   if (!text.ok()) return cli::fail(text.status());
   auto ids = tok->encode(*text, /*bos=*/true);
 

@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tenpak/status.h"
 
@@ -28,5 +30,10 @@ class OutFileWriter {
   uint64_t written_ = 0;
   uint64_t synced_ = 0;  // writeback started up to here
 };
+
+// Writes `parts` one after another to PATH.tenpak-tmp-PID, then renames it
+// to `path`: a reader never sees a partial file under the final name, and on
+// any error the temporary file is removed.
+Status write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts);
 
 }  // namespace tenpak
