@@ -10,6 +10,7 @@
 // Throughput: MB of fine-tune per second on one core (build in process with
 // threads = 1; rebuild by `tenpak delta apply -j1` in a child process, whose
 // peak RSS is taken from wait4), plus single-thread decode speed per codec.
+#include <algorithm>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -311,16 +312,27 @@ int main(int argc, char** argv) {
     a.work = ::mkdtemp(t.data());
   }
   std::vector<Row> rows;
-  const char* yolo[] = {"dna-origami-train1", "dna-origami-train5", "knives-guns"};
+  // Every ft-NAME.safetensors beside base.safetensors is a pair (the shared YOLOv5n fine-tunes, or any
+  // other real fine-tunes of one base put in a folder the same way), in name order.
   if (fs::exists(a.data + "/base.safetensors")) {
-    for (const char* y : yolo) {
-      std::string ft = a.data + "/ft-" + y + ".safetensors";
-      if (!fs::exists(ft)) continue;
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(a.data)) {
+      std::string f = e.path().filename().string();
+      const std::string pre = "ft-", suf = ".safetensors";
+      if (f.size() > pre.size() + suf.size() && f.compare(0, pre.size(), pre) == 0 &&
+          f.compare(f.size() - suf.size(), suf.size(), suf) == 0)
+        names.push_back(f.substr(pre.size(), f.size() - pre.size() - suf.size()));
+    }
+    std::sort(names.begin(), names.end());
+    std::string label = fs::weakly_canonical(fs::path(a.data)).filename().string();
+    if (label.empty()) label = "data";
+    for (const auto& y : names) {
       rows.emplace_back();
-      measure(a, std::string("yolov5n/") + y, a.data + "/base.safetensors", ft, rows.back());
+      measure(a, label + "/" + y, a.data + "/base.safetensors", a.data + "/ft-" + y + ".safetensors",
+              rows.back());
     }
   } else {
-    std::fprintf(stderr, "skipping the YOLOv5n pairs: %s/base.safetensors not found\n", a.data.c_str());
+    std::fprintf(stderr, "skipping the fine-tune pairs: %s/base.safetensors not found\n", a.data.c_str());
   }
   if (a.generated) {
     for (const char* kind : {"bf16", "fp32"}) {
