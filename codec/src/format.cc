@@ -19,6 +19,7 @@ const char* codec_name(Codec c) {
     case Codec::sub_rans: return "sub_rans";
     case Codec::sub_lanes: return "sub_lanes";
     case Codec::patch: return "patch";
+    case Codec::approx: return "approx";
   }
   return "?";
 }
@@ -26,7 +27,7 @@ const char* codec_name(Codec c) {
 bool codec_needs_base(Codec c) {
   return c == Codec::copy_base || c == Codec::xor_planes || c == Codec::sub_planes || c == Codec::sub_split ||
          c == Codec::sub_ctx || c == Codec::sub_rans ||
-         c == Codec::sub_lanes;
+         c == Codec::sub_lanes || c == Codec::approx;
 }
 
 bool is_safe_relative_path(const std::string& s) {

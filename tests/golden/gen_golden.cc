@@ -11,6 +11,7 @@
 // the point of these files is that today's reader must keep decoding
 // yesterday's bytes. Inputs are deterministic (own generator, fixed seeds).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iterator>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "tenpak/approx_codec.h"
 #include "tenpak/format.h"
 #include "tenpak/frame_codec.h"
 #include "tenpak/hash.h"
@@ -581,6 +583,178 @@ int write_patch_golden(const std::string& root) {
   return 0;
 }
 
+// Adds valid-approx/ (codec 11, approx: lossy frames) against the EXISTING
+// base/base.bin and the invalid/approx-* cases. Every sub-method (sparse,
+// sign, low-rank with float32, float16 and 2..8-bit factors, a frame that
+// starts mid-row), every output dtype (F32, F16, BF16, and BF16 from an F32
+// base); raw bodies (spec_decode.py decodes them without zstd) and one zstd
+// body. Base ranges are chosen where the bytes read as finite floats of
+// magnitude < 1000, so the float arithmetic stays away from NaN and overflow.
+int write_approx_golden(const std::string& root) {
+  Built b;
+  b.base = read_file(root + "/base/base.bin");
+  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
+  Rng g{11};
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = b.base.size();
+  bf.sha256 = sha256(b.base.data(), b.base.size());
+  b.m.base_files.push_back(bf);
+  std::string expected = "ok\n";
+  // First offset (multiple of the element size) of n elements of dt that are finite with |x| < 1000.
+  auto find_range = [&](DType dt, size_t n) -> int64_t {
+    const size_t w = dtype_size(dt);
+    for (size_t off = 0; off + n * w <= b.base.size(); off += w) {
+      std::vector<float> f(n);
+      convert_dtype(reinterpret_cast<const uint8_t*>(b.base.data()) + off, dt, n, DType::F32,
+                    reinterpret_cast<uint8_t*>(f.data()));
+      bool ok = true;
+      for (float x : f) ok = ok && std::isfinite(x) && std::fabs(x) < 1000;
+      if (ok) return static_cast<int64_t>(off);
+    }
+    return -1;
+  };
+  struct ApproxCase {
+    std::string name;
+    DType dt, bdt;
+    ApproxTensor t;
+    std::vector<uint32_t> frame_elems;  // frame cuts in elements (sum = rows * cols)
+    int level;                          // 0: raw body
+  };
+  auto lowrank = [&](uint64_t rows, uint64_t cols, std::vector<uint8_t> bits) {
+    ApproxTensor t;
+    t.method = ApproxMethod::lowrank;
+    t.rows = rows;
+    t.cols = cols;
+    t.rank = static_cast<uint32_t>(bits.size());
+    t.bits = bits;
+    for (uint64_t i = 0; i < rows * t.rank; ++i) t.u.push_back(static_cast<float>(0.05 * g.sym()));
+    for (uint64_t i = 0; i < t.rank * cols; ++i) t.v.push_back(static_cast<float>(0.05 * g.sym()));
+    return t;
+  };
+  std::vector<ApproxCase> cs;
+  {
+    ApproxTensor t;
+    t.method = ApproxMethod::sparse;
+    t.rows = 10;
+    t.cols = 15;
+    for (uint64_t e = 0; e < 150; ++e)
+      if (g.uni() < 0.15 || e == 0 || e == 149) { t.pos.push_back(e); t.val.push_back(static_cast<float>(0.01 * g.sym())); }
+    std::sort(t.pos.begin(), t.pos.end());
+    t.pos.erase(std::unique(t.pos.begin(), t.pos.end()), t.pos.end());
+    t.val.resize(t.pos.size(), 0.003f);
+    // A gap of 128 needs a two-byte LEB128.
+    t.pos.erase(std::remove_if(t.pos.begin(), t.pos.end(), [](uint64_t e) { return e > 20 && e < 149; }), t.pos.end());
+    t.val.resize(t.pos.size());
+    cs.push_back({"approx-sparse-F32", DType::F32, DType::F32, t, {150}, 0});
+    cs.push_back({"approx-sparse-F16-zstd", DType::F16, DType::F16, t, {90, 60}, 19});
+  }
+  {
+    ApproxTensor t;
+    t.method = ApproxMethod::sign;
+    t.rows = 3;
+    t.cols = 41;  // 123 elements: padding bits in the last byte of each frame
+    t.scale = 0.0123f;
+    for (uint64_t e = 0; e < 123; ++e) t.negative.push_back(g.next() & 1);
+    cs.push_back({"approx-sign-BF16", DType::BF16, DType::BF16, t, {123}, 0});
+    cs.push_back({"approx-sign-BF16-from-F32", DType::BF16, DType::F32, t, {60, 63}, 0});
+  }
+  cs.push_back({"approx-lowrank-F32", DType::F32, DType::F32, lowrank(12, 16, {0, 0, 0}), {192}, 0});
+  cs.push_back({"approx-lowrank-F16-mixed", DType::F16, DType::F16, lowrank(12, 12, {8, 16, 3, 2, 5}), {50, 60, 34}, 0});
+  cs.push_back({"approx-lowrank-BF16-bits", DType::BF16, DType::BF16, lowrank(9, 10, {7, 6, 4, 8, 2}), {90}, 0});
+  for (auto& c : cs) {
+    const size_t w = dtype_size(c.dt), bw = dtype_size(c.bdt);
+    const uint64_t count = c.t.rows * c.t.cols;
+    const int64_t at = find_range(c.bdt, count);
+    if (at < 0) { std::fprintf(stderr, "%s: no usable base range\n", c.name.c_str()); return 1; }
+    OutFile of;
+    of.name = c.name + ".bin";
+    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
+    std::string out;
+    uint64_t e0 = 0;
+    for (uint32_t ne : c.frame_elems) {
+      auto pay = encode_approx_frame(c.t, e0, ne, c.level);
+      if (!pay.ok()) { std::fprintf(stderr, "%s: %s\n", c.name.c_str(), pay.status().message().c_str()); return 1; }
+      Frame fr;
+      fr.file = static_cast<uint32_t>(b.m.out_files.size());
+      fr.out_offset = e0 * w;
+      fr.out_len = static_cast<uint32_t>(ne * w);
+      fr.data_offset = b.data.size();
+      fr.data_len = static_cast<uint32_t>(pay->size());
+      fr.codec = Codec::approx;
+      fr.dtype = c.dt;
+      fr.base_dtype = c.bdt;
+      fr.base_file = 0;
+      fr.base_offset = static_cast<uint64_t>(at) + e0 * bw;
+      fr.base_len = static_cast<uint32_t>(ne * bw);
+      std::vector<uint8_t> dec(fr.out_len);
+      Status st = decode_frame(fr, reinterpret_cast<const uint8_t*>(pay->data()),
+                               reinterpret_cast<const uint8_t*>(b.base.data()) + fr.base_offset, dec.data());
+      if (!st.ok()) { std::fprintf(stderr, "%s: %s\n", c.name.c_str(), st.message().c_str()); return 1; }
+      fr.hash = xxh128(dec.data(), dec.size());
+      out.append(reinterpret_cast<const char*>(dec.data()), dec.size());
+      b.data += *pay;
+      b.m.frames.push_back(fr);
+      e0 += ne;
+    }
+    of.size = out.size();
+    of.sha256 = sha256(out.data(), out.size());
+    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+    b.m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+  }
+  write_delta(root + "/valid-approx", serialize_manifest(b.m), b.data, expected);
+  std::printf("wrote %s/valid-approx\n", root.c_str());
+
+  const std::string corrupt = "error corrupt read\n";
+  auto one = [&](const std::string& file) { return subset(b, {file}); };
+  {
+    // Payload one byte short: the raw body differs from its stated length.
+    auto [m, dat] = one("approx-lowrank-F32.bin");
+    m.frames[0].data_len -= 1;
+    write_delta(root + "/invalid/approx-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
+  }
+  {
+    // Sub-method byte 3 (unknown).
+    auto [m, dat] = one("approx-sign-BF16.bin");
+    dat[m.frames[0].data_offset] = 3;
+    write_delta(root + "/invalid/approx-bad-method", serialize_manifest(m), dat, corrupt);
+  }
+  {
+    // A padding bit of the sign bits set (123 elements: bits 123..127 of the last byte).
+    auto [m, dat] = one("approx-sign-BF16.bin");
+    const size_t last = m.frames[0].data_offset + m.frames[0].data_len - 1;
+    dat[last] = static_cast<char>(static_cast<uint8_t>(dat[last]) | 0x80);
+    write_delta(root + "/invalid/approx-padding", serialize_manifest(m), dat, corrupt);
+  }
+  {
+    // A factor bit width of 9.
+    auto [m, dat] = one("approx-lowrank-BF16-bits.bin");
+    dat[m.frames[0].data_offset + 6 + 12] = 9;
+    write_delta(root + "/invalid/approx-bad-bits", serialize_manifest(m), dat, corrupt);
+  }
+  {
+    // A sparse position past the frame (count 1, position 5000).
+    auto [m, dat] = one("approx-sparse-F32.bin");
+    std::string pay;
+    pay.push_back(0);
+    pay.push_back(0);
+    const uint32_t raw = 4 + 2 + 4;
+    pay.append(reinterpret_cast<const char*>(&raw), 4);
+    const uint32_t k = 1;
+    pay.append(reinterpret_cast<const char*>(&k), 4);
+    pay.push_back(static_cast<char>(0x88));
+    pay.push_back(static_cast<char>(0x27));  // 5000
+    const float v = 0.5f;
+    pay.append(reinterpret_cast<const char*>(&v), 4);
+    m.frames[0].data_offset = dat.size();
+    m.frames[0].data_len = static_cast<uint32_t>(pay.size());
+    write_delta(root + "/invalid/approx-position-past-frame", serialize_manifest(m), dat + pay, corrupt);
+  }
+  std::printf("wrote %s/invalid/approx-*\n", root.c_str());
+  return 0;
+}
+
 // invalid/unknown-codec was written with codec kMaxCodec + 1 = 8, now sub_rans:
 // the case was refused only because that store frame has no base. Patches
 // frame 0's codec byte to kUnknownCodec and re-seals the checksum (reseal), so
@@ -601,9 +775,10 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--patch-only") return write_patch_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--approx-only") return write_approx_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --fix-unknown-codec]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An independent decoder written from docs/FORMAT.md alone (Python stdlib only).
 
-It parses tenpak.idx of tests/golden/valid, valid-rans and valid-lanes,
+It parses tenpak.idx of tests/golden/valid, valid-rans, valid-lanes, valid-patch and valid-approx
+(codec 11, lossy frames: float32 arithmetic in the order FORMAT.md defines),
 decodes every output file whose frames use only codecs that need no zstd
 (store, copy_base, sub_ctx, sub_rans, sub_lanes) from tenpak.dat and
 base/base.bin, and compares the sha256 with expected.txt. Then every
@@ -446,17 +447,167 @@ class Skip(Exception):
     pass
 
 
+# ---- codec 11: approx (FORMAT.md, "Codec 11") --------------------------------
+# float32 arithmetic by Python floats: a product or sum of two float32 values
+# computed in double and rounded once to float32 equals the float32 operation
+# (double has more than 2 x 24 + 2 bits), so f32(a * b) and f32(a + b) below are
+# exactly IEEE binary32 multiply and add, round to nearest even.
+
+def f32(x):
+    if x != x:
+        return x
+    try:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return float("inf") if x > 0 else float("-inf")
+
+
+def f32_bits(u):
+    return struct.unpack("<f", struct.pack("<I", u))[0]
+
+
+def to_f32(b, dt):
+    """The element bytes b of dt widened to float32 (exact)."""
+    if dt == 2:
+        return struct.unpack("<f", b)[0]
+    u = int.from_bytes(b, "little")
+    if dt == 4:
+        return f32_bits(u << 16)
+    return struct.unpack("<e", b)[0]
+
+
+def from_f32(x, dt):
+    """float32 x rounded to dt (nearest, ties to even), as bytes."""
+    if dt == 2:
+        return struct.pack("<f", x)
+    u = struct.unpack("<I", struct.pack("<f", x))[0]
+    if dt == 4:
+        if (u & 0x7FFFFFFF) > 0x7F800000:
+            return ((u >> 16) | 0x40).to_bytes(2, "little")
+        return (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF).to_bytes(2, "little")
+    try:
+        return struct.pack("<e", x)
+    except OverflowError:
+        return struct.pack("<e", float("inf") if x > 0 else float("-inf"))
+
+
+class Body:
+    def __init__(self, b):
+        self.b, self.i = b, 0
+
+    def take(self, n):
+        need(len(self.b) - self.i >= n, "approx: body truncated")
+        v = self.b[self.i:self.i + n]
+        self.i += n
+        return v
+
+    def u32(self):
+        return int.from_bytes(self.take(4), "little")
+
+    def f32(self):
+        return struct.unpack("<f", self.take(4))[0]
+
+    def leb(self):
+        x = 0
+        for k in range(5):
+            c = self.take(1)[0]
+            x |= (c & 0x7F) << (7 * k)
+            if not c & 0x80:
+                need(x < 1 << 32, "approx: LEB128 value too large")
+                return x
+        raise Corrupt("approx: LEB128 longer than 5 bytes")
+
+
+def approx_vector(r, m, b):
+    """m values stored with b bits (0: float32, 16: float16, 2..8: scale + codes)."""
+    if b == 0:
+        return [r.f32() for _ in range(m)]
+    if b == 16:
+        return [struct.unpack("<e", r.take(2))[0] for _ in range(m)]
+    s = r.f32()
+    nbytes = (m * b + 7) // 8
+    raw = int.from_bytes(r.take(nbytes), "little")
+    need(raw >> (m * b) == 0, "approx: padding bits set")
+    z = ((1 << b) - 1) / 2
+    return [f32(s * (((raw >> (i * b)) & ((1 << b) - 1)) - z)) for i in range(m)]
+
+
+def approx(payload, base, n, dt, bdt):
+    need(dt in (2, 3, 4), "approx: output dtype not F32, F16 or BF16")
+    w = DTYPES[dt][1]
+    count = n // w
+    if bdt != dt:  # FORMAT.md "Decoding a frame": the base converted to dtype first
+        bw = DTYPES[bdt][1]
+        base = b"".join(from_f32(to_f32(base[i * bw:(i + 1) * bw], bdt), dt) for i in range(count))
+    need(len(payload) >= 6, "approx: header truncated")
+    method, flags, raw = payload[0], payload[1], int.from_bytes(payload[2:6], "little")
+    need(method <= 2, "approx: unknown method")
+    need(flags & ~1 == 0, "approx: unknown flags")
+    need(raw <= 64 << 20, "approx: body over 64 MiB")
+    if flags & 1:
+        if zstandard is None:
+            raise Skip("approx body is zstd (no zstandard module)")
+        try:
+            body = zstandard.ZstdDecompressor().decompress(payload[6:], max_output_size=raw)
+        except zstandard.ZstdError as e:
+            raise Corrupt(f"approx: zstd: {e}")
+        need(len(body) == raw, "approx: zstd body length")
+    else:
+        body = payload[6:]
+        need(len(body) == raw, "approx: raw body length")
+    r = Body(body)
+    d = [0.0] * count
+    if method == 0:
+        k = r.u32()
+        need(k <= count, "approx: sparse count")
+        pos, p = [], -1
+        for i in range(k):
+            g = r.leb()
+            p = g if i == 0 else p + 1 + g
+            need(p < count, "approx: sparse position past the frame")
+            pos.append(p)
+        for p in pos:
+            d[p] = r.f32()
+    elif method == 1:
+        s = r.f32()
+        bits = int.from_bytes(r.take((count + 7) // 8), "little")
+        need(bits >> count == 0, "approx: sign padding bits set")
+        d = [-s if (bits >> i) & 1 else s for i in range(count)]
+    else:
+        cols, skip, rank = r.u32(), r.u32(), r.u32()
+        need(cols >= 1 and skip < cols, "approx: cols/skip")
+        need(1 <= rank <= 65535, "approx: rank")
+        bits = list(r.take(rank))
+        need(all(b in (0, 16) or 2 <= b <= 8 for b in bits), "approx: factor bits")
+        rows = (skip + count + cols - 1) // cols
+        need((rows + cols) * rank <= raw * 4 + 8, "approx: factors larger than the body")
+        U = [approx_vector(r, rows, b) for b in bits]   # U[j][row]
+        V = [approx_vector(r, cols, b) for b in bits]   # V[j][col]
+        for i in range(count):
+            row, col = divmod(skip + i, cols)
+            acc = 0.0
+            for j in range(rank):
+                acc = f32(acc + f32(U[j][row] * V[j][col]))
+            d[i] = acc
+    need(r.i == len(body), "approx: body longer than its content")
+    out = bytearray()
+    for i in range(count):
+        out += from_f32(f32(to_f32(base[i * w:(i + 1) * w], dt) + d[i]), dt)
+    return bytes(out)
+
+
 try:
     import zstandard  # optional: only for patch frames with zstd streams
 except ImportError:
     zstandard = None
 
-CODECS = {0: lambda p, b, n, dt: p, 2: lambda p, b, n, dt: b, 7: sub_ctx, 8: sub_rans, 9: sub_lanes, 10: patch}
+CODECS = {0: lambda p, b, n, dt: p, 2: lambda p, b, n, dt: b, 7: sub_ctx, 8: sub_rans, 9: sub_lanes, 10: patch,
+          11: approx}
 
 
 def decodable(fr):
-    """Frames this decoder handles: no zstd (codecs 1, 3-6) and no dtype conversion."""
-    return all(f["codec"] in CODECS and (f["dtype"] == f["base_dtype"] or f["codec"] == 0) for f in fr)
+    """Frames this decoder handles: no zstd (codecs 1, 3-6) and no dtype conversion (except codec 11)."""
+    return all(f["codec"] in CODECS and (f["dtype"] == f["base_dtype"] or f["codec"] in (0, 11)) for f in fr)
 
 
 def rebuild(delta, base, of, frames):
@@ -468,6 +619,9 @@ def rebuild(delta, base, of, frames):
         need(len(p) == f["data_len"], "payload past the end of tenpak.dat")
         if f["codec"] == 10:
             o = patch(p, base, f["out_len"], f["dtype"], f)
+        elif f["codec"] == 11:
+            b = base[f["base_offset"]:f["base_offset"] + f["base_len"]]
+            o = approx(p, b, f["out_len"], f["dtype"], f["base_dtype"])
         else:
             b = base[f["base_offset"]:f["base_offset"] + f["base_len"]] if f["codec"] != 0 else b""
             o = CODECS[f["codec"]](p, b, f["out_len"], f["dtype"])
@@ -550,12 +704,13 @@ def main():
     # valid/ also holds zstd-based frames (skipped); valid-rans/ and valid-lanes/ must decode entirely.
     if not (check_valid(root, "valid", base, False, 6) and check_valid(root, "valid-rans", base, True, 5) and
             check_valid(root, "valid-lanes", base, True, 7) and
-            check_valid(root, "valid-patch", base, True, 2 if zstandard is None else 4)):
+            check_valid(root, "valid-patch", base, True, 2 if zstandard is None else 4) and
+            check_valid(root, "valid-approx", base, True, 6)):
         return 1
     n = check_invalid(root, base)
     if n < 0:
         return 1
-    if n < 8:
+    if n < 13:
         print(f"FAIL: only {n} invalid cases checked")
         return 1
     print(f"valid and {n} invalid golden deltas decoded from the specification alone")

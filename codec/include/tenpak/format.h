@@ -37,8 +37,9 @@ enum class Codec : uint8_t {
   sub_rans = 8,     // zigzag ulp differences: bit length by static-model rANS, raw low bits
   sub_lanes = 9,    // as sub_rans, base-only contexts and 32 independent lanes (SIMD decode)
   patch = 10,       // ranges of one base file (listed in the payload) and literals (tenpak/patch_codec.h)
+  approx = 11,      // LOSSY deltas: round(float32(base) + d), d rebuilt from the payload (tenpak/approx_codec.h)
 };
-constexpr uint8_t kMaxCodec = 10;
+constexpr uint8_t kMaxCodec = 11;
 const char* codec_name(Codec c);
 // Codecs whose output is computed from a base range.
 bool codec_needs_base(Codec c);

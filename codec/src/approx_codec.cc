@@ -1,0 +1,323 @@
+// Codec 11 (approx). docs/FORMAT.md ("Codec 11") is the normative text; the
+// float operations below are in exactly its order. This file is compiled
+// with -ffp-contract=off (codec/CMakeLists.txt): a fused multiply-add would
+// round once where the specification rounds twice.
+#include "tenpak/approx_codec.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "element_ops.h"
+#include "tenpak/frame_codec.h"
+
+namespace tenpak {
+namespace {
+
+constexpr size_t kHead = 6;                    // method, flags, u32 raw_len
+constexpr uint32_t kMaxBody = 64u << 20;       // raw body limit (a bound for readers' memory)
+constexpr uint32_t kMaxRank = 65535;
+
+void put32(std::string& s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void putf(std::string& s, float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  put32(s, u);
+}
+void put_leb(std::string& s, uint64_t v) {
+  do {
+    uint8_t b = v & 0x7f;
+    v >>= 7;
+    s.push_back(static_cast<char>(b | (v ? 0x80 : 0)));
+  } while (v);
+}
+
+// A cursor over the body that refuses to read past its end.
+struct Body {
+  const uint8_t* p;
+  size_t n, i = 0;
+  bool u32(uint32_t& v) {
+    if (n - i < 4) return false;
+    v = uint32_t(p[i]) | uint32_t(p[i + 1]) << 8 | uint32_t(p[i + 2]) << 16 | uint32_t(p[i + 3]) << 24;
+    i += 4;
+    return true;
+  }
+  bool f32(float& f) {
+    uint32_t u;
+    if (!u32(u)) return false;
+    std::memcpy(&f, &u, 4);
+    return true;
+  }
+  // LEB128 of at most 5 bytes with a value < 2^32.
+  bool leb(uint32_t& v) {
+    uint64_t x = 0;
+    for (int k = 0; k < 5; ++k) {
+      if (i >= n) return false;
+      uint8_t b = p[i++];
+      x |= uint64_t(b & 0x7f) << (7 * k);
+      if (!(b & 0x80)) {
+        if (x >> 32) return false;
+        v = static_cast<uint32_t>(x);
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+bool valid_bits(uint8_t b) { return b == 0 || b == 16 || (b >= 2 && b <= 8); }
+
+// Quantizes m values to b bits (scale = max|x| / ((2^b - 1) / 2)); b = 0
+// stores float32, b = 16 float16 (rounded to nearest even).
+void put_vector(std::string& s, const float* x, size_t m, size_t stride, unsigned b) {
+  if (b == 0) {
+    for (size_t i = 0; i < m; ++i) putf(s, x[i * stride]);
+    return;
+  }
+  if (b == 16) {
+    for (size_t i = 0; i < m; ++i) {
+      uint8_t h[2];
+      convert_dtype(reinterpret_cast<const uint8_t*>(x + i * stride), DType::F32, 1, DType::F16, h);
+      s.push_back(static_cast<char>(h[0]));
+      s.push_back(static_cast<char>(h[1]));
+    }
+    return;
+  }
+  const float z = static_cast<float>((1u << b) - 1) / 2.0f;
+  float mx = 0;
+  for (size_t i = 0; i < m; ++i) mx = std::max(mx, std::fabs(x[i * stride]));
+  const float sc = mx / z;
+  putf(s, sc);
+  const uint32_t qmax = (1u << b) - 1;
+  uint64_t acc = 0;
+  unsigned nb = 0;
+  for (size_t i = 0; i < m; ++i) {
+    uint32_t q = 0;
+    if (sc > 0) {
+      double r = std::nearbyint(static_cast<double>(x[i * stride]) / sc + z);
+      q = static_cast<uint32_t>(r < 0 ? 0 : (r > qmax ? qmax : r));
+    }
+    acc |= uint64_t(q) << nb;
+    nb += b;
+    while (nb >= 8) {
+      s.push_back(static_cast<char>(acc & 0xff));
+      acc >>= 8;
+      nb -= 8;
+    }
+  }
+  if (nb) s.push_back(static_cast<char>(acc & 0xff));
+}
+
+bool get_vector(Body& r, size_t m, unsigned b, float* dst, size_t stride) {
+  if (b == 0) {
+    for (size_t i = 0; i < m; ++i)
+      if (!r.f32(dst[i * stride])) return false;
+    return true;
+  }
+  if (b == 16) {
+    if (r.n - r.i < 2 * m) return false;
+    for (size_t i = 0; i < m; ++i) convert_dtype(r.p + r.i + 2 * i, DType::F16, 1, DType::F32, reinterpret_cast<uint8_t*>(dst + i * stride));
+    r.i += 2 * m;
+    return true;
+  }
+  float sc;
+  if (!r.f32(sc)) return false;
+  const size_t bytes = (m * b + 7) / 8;
+  if (r.n - r.i < bytes) return false;
+  const uint8_t* p = r.p + r.i;
+  for (size_t i = 0; i < m; ++i) {
+    const size_t bit = i * b;
+    uint32_t w = p[bit / 8] | (bit / 8 + 1 < bytes ? uint32_t(p[bit / 8 + 1]) << 8 : 0u);
+    uint32_t q = (w >> (bit % 8)) & ((1u << b) - 1);
+    dst[i * stride] = approx_dequant(sc, q, b);
+  }
+  // Padding bits of the last byte are zero.
+  const unsigned used = static_cast<unsigned>((m * b) % 8);
+  if (used && (p[bytes - 1] >> used)) return false;
+  r.i += bytes;
+  return true;
+}
+
+}  // namespace
+
+float approx_dequant(float s, uint32_t q, unsigned b) {
+  const float z = static_cast<float>((1u << b) - 1) / 2.0f;  // exact: a half-integer below 2^8
+  const float c = static_cast<float>(q) - z;                 // exact
+  return s * c;                                              // one rounding
+}
+
+Result<std::string> encode_approx_frame(const ApproxTensor& t, uint64_t first, uint64_t count, int zstd_level) {
+  if (t.cols == 0 || first + count > t.rows * t.cols || count == 0)
+    return Status{Errc::invalid, "approx: frame range outside the tensor"};
+  std::string body;
+  switch (t.method) {
+    case ApproxMethod::sparse: {
+      if (t.pos.size() != t.val.size()) return Status{Errc::invalid, "approx: sparse positions and values differ in number"};
+      auto lo = std::lower_bound(t.pos.begin(), t.pos.end(), first);
+      auto hi = std::lower_bound(lo, t.pos.end(), first + count);
+      put32(body, static_cast<uint32_t>(hi - lo));
+      uint64_t prev = 0;
+      bool start = true;
+      for (auto it = lo; it != hi; ++it) {
+        uint64_t p = *it - first;
+        put_leb(body, start ? p : p - prev - 1);
+        prev = p;
+        start = false;
+      }
+      for (auto it = lo; it != hi; ++it) putf(body, t.val[it - t.pos.begin()]);
+      break;
+    }
+    case ApproxMethod::sign: {
+      if (t.negative.size() != t.rows * t.cols) return Status{Errc::invalid, "approx: sign bits do not cover the tensor"};
+      putf(body, t.scale);
+      std::string bits((count + 7) / 8, '\0');
+      for (uint64_t i = 0; i < count; ++i)
+        if (t.negative[first + i]) bits[i / 8] = static_cast<char>(bits[i / 8] | (1u << (i % 8)));
+      body += bits;
+      break;
+    }
+    case ApproxMethod::lowrank: {
+      if (t.rank == 0 || t.rank > kMaxRank || t.u.size() != t.rows * t.rank || t.v.size() != uint64_t(t.rank) * t.cols ||
+          t.bits.size() != t.rank)
+        return Status{Errc::invalid, "approx: low-rank factors do not match rows x rank x cols"};
+      for (uint8_t b : t.bits)
+        if (!valid_bits(b)) return Status{Errc::invalid, "approx: factor bits must be 0 (float32), 16 (float16) or 2..8"};
+      const uint64_t r0 = first / t.cols, skip = first % t.cols;
+      const uint64_t rows = (skip + count + t.cols - 1) / t.cols;
+      put32(body, static_cast<uint32_t>(t.cols));
+      put32(body, static_cast<uint32_t>(skip));
+      put32(body, t.rank);
+      for (uint8_t b : t.bits) body.push_back(static_cast<char>(b));
+      for (uint32_t j = 0; j < t.rank; ++j) put_vector(body, t.u.data() + r0 * t.rank + j, rows, t.rank, t.bits[j]);
+      for (uint32_t j = 0; j < t.rank; ++j) put_vector(body, t.v.data() + uint64_t(j) * t.cols, t.cols, 1, t.bits[j]);
+      break;
+    }
+    default:
+      return Status{Errc::invalid, "approx: unknown method"};
+  }
+  if (body.size() > kMaxBody) return Status{Errc::invalid, "approx: frame body over 64 MiB"};
+  std::string out;
+  out.push_back(static_cast<char>(t.method));
+  std::string z;
+  if (zstd_level > 0) {
+    z.resize(ZSTD_compressBound(body.size()));
+    size_t r = ZSTD_compress(z.data(), z.size(), body.data(), body.size(), zstd_level);
+    if (ZSTD_isError(r)) z.clear();
+    else z.resize(r);
+  }
+  const bool use_z = !z.empty() && z.size() < body.size();
+  out.push_back(use_z ? 1 : 0);
+  put32(out, static_cast<uint32_t>(body.size()));
+  out += use_z ? z : body;
+  return out;
+}
+
+Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out) {
+  auto corrupt = [](const std::string& why) { return Status{Errc::corrupt, "payload does not decode: approx: " + why}; };
+  if (dt != DType::F32 && dt != DType::F16 && dt != DType::BF16) return corrupt("output dtype is not F32, F16 or BF16");
+  const size_t w = dtype_size(dt), count = n / w;
+  if (len < kHead) return corrupt("payload shorter than its header");
+  const uint8_t method = payload[0], flags = payload[1];
+  const uint32_t raw = uint32_t(payload[2]) | uint32_t(payload[3]) << 8 | uint32_t(payload[4]) << 16 |
+                       uint32_t(payload[5]) << 24;
+  if (method > 2) return corrupt("unknown method " + std::to_string(method));
+  if (flags & ~1u) return corrupt("unknown flag bits");
+  if (raw > kMaxBody) return corrupt("body length over 64 MiB");
+  std::vector<uint8_t> zbuf;
+  const uint8_t* bp = payload + kHead;
+  if (flags & 1) {
+    zbuf.resize(raw);
+    size_t r = ZSTD_decompress(zbuf.data(), raw, payload + kHead, len - kHead);
+    if (ZSTD_isError(r) || r != raw) return corrupt("zstd body does not decompress to its stated length");
+    bp = zbuf.data();
+  } else if (len - kHead != raw) {
+    return corrupt("raw body length differs from its stated length");
+  }
+  Body r{bp, raw};
+  std::vector<float> d(count, 0.0f);
+  switch (static_cast<ApproxMethod>(method)) {
+    case ApproxMethod::sparse: {
+      uint32_t k;
+      if (!r.u32(k) || k > count) return corrupt("sparse count");
+      std::vector<uint32_t> pos(k);
+      uint64_t p = 0;
+      for (uint32_t i = 0; i < k; ++i) {
+        uint32_t g;
+        if (!r.leb(g)) return corrupt("sparse position");
+        p = i == 0 ? g : p + 1 + g;
+        if (p >= count) return corrupt("sparse position past the frame");
+        pos[i] = static_cast<uint32_t>(p);
+      }
+      for (uint32_t i = 0; i < k; ++i)
+        if (!r.f32(d[pos[i]])) return corrupt("sparse values truncated");
+      break;
+    }
+    case ApproxMethod::sign: {
+      float s;
+      if (!r.f32(s)) return corrupt("sign scale");
+      const size_t bytes = (count + 7) / 8;
+      if (r.n - r.i < bytes) return corrupt("sign bits truncated");
+      const uint8_t* bits = r.p + r.i;
+      const float neg = -s;
+      for (size_t i = 0; i < count; ++i) d[i] = (bits[i / 8] >> (i % 8)) & 1 ? neg : s;
+      if (count % 8 && (bits[bytes - 1] >> (count % 8))) return corrupt("sign padding bits set");
+      r.i += bytes;
+      break;
+    }
+    case ApproxMethod::lowrank: {
+      uint32_t cols, skip, rank;
+      if (!r.u32(cols) || !r.u32(skip) || !r.u32(rank)) return corrupt("low-rank header truncated");
+      if (cols == 0 || skip >= cols) return corrupt("low-rank cols/skip");
+      if (rank == 0 || rank > kMaxRank) return corrupt("low-rank rank");
+      if (r.n - r.i < rank) return corrupt("low-rank bits truncated");
+      std::vector<uint8_t> bits(r.p + r.i, r.p + r.i + rank);
+      r.i += rank;
+      for (uint8_t b : bits)
+        if (!valid_bits(b)) return corrupt("low-rank factor bits not 0, 16 or 2..8");
+      const uint64_t rows = (uint64_t(skip) + count + cols - 1) / cols;
+      // Each stored value takes at least a quarter byte: bound the factors by the body before allocating.
+      if ((rows + cols) * rank > uint64_t(raw) * 4 + 8) return corrupt("low-rank factors larger than the body");
+      std::vector<float> u(rows * rank), v(uint64_t(rank) * cols);
+      for (uint32_t j = 0; j < rank; ++j)
+        if (!get_vector(r, rows, bits[j], u.data() + j, rank)) return corrupt("low-rank U truncated or bad padding");
+      for (uint32_t j = 0; j < rank; ++j)
+        if (!get_vector(r, cols, bits[j], v.data() + uint64_t(j) * cols, 1))
+          return corrupt("low-rank V truncated or bad padding");
+      // d[e] = sum over j = 0..rank-1, in that order, of u[row][j] * v[j][col],
+      // each product rounded to float32, then added (rounded), from 0.
+      for (size_t i = 0; i < count; ++i) {
+        const uint64_t t = skip + i, row = t / cols, col = t % cols;
+        const float* ur = u.data() + row * rank;
+        float acc = 0.0f;
+        for (uint32_t j = 0; j < rank; ++j) {
+          const float prod = ur[j] * v[uint64_t(j) * cols + col];
+          acc = acc + prod;
+        }
+        d[i] = acc;
+      }
+      break;
+    }
+  }
+  if (r.i != r.n) return corrupt("body longer than its content");
+  // out = round_to_dtype(float32(base) + d): the base widened exactly, one
+  // float32 addition, then F16/BF16 rounded to nearest even by convert_dtype.
+  std::vector<float> sum(count);
+  for (size_t i = 0; i < count; ++i) {
+    float b;
+    switch (dt) {
+      case DType::F32: b = elem::load<float>(base + 4 * i); break;
+      default: convert_dtype(base + 2 * i, dt, 1, DType::F32, reinterpret_cast<uint8_t*>(&b)); break;
+    }
+    sum[i] = b + d[i];
+  }
+  if (dt == DType::F32) std::memcpy(out, sum.data(), n);
+  else convert_dtype(reinterpret_cast<const uint8_t*>(sum.data()), DType::F32, count, dt, out);
+  (void)w;
+  return Status::Ok();
+}
+
+}  // namespace tenpak
