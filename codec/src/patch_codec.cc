@@ -68,7 +68,25 @@ bool unzstd_with_prefix(const uint8_t* src, size_t sn, const uint8_t* prefix, si
 
 Status corrupt(const std::string& what) { return {Errc::corrupt, "patch frame: " + what}; }
 
-constexpr uint8_t kOpsZstd = 1, kLitZstd = 2, kLitPrefix = 4;
+constexpr uint8_t kOpsZstd = 1, kLitZstd = 2, kLitPrefix = 4, kLineOps = 8;
+
+// Line starts of B and its end: T[0] = 0, every i + 1 < |B| with B[i] = '\n',
+// then |B| (when |B| > 0). Strictly increasing; K = T.size() - 1 lines.
+void line_table(const uint8_t* b, uint64_t n, std::vector<uint32_t>& t) {
+  t.clear();
+  t.push_back(0);
+  for (const uint8_t* p = b; n && p < b + n;) {
+    const void* q = std::memchr(p, '\n', static_cast<size_t>(b + n - p));
+    if (!q) break;
+    p = static_cast<const uint8_t*>(q) + 1;
+    if (p < b + n) t.push_back(static_cast<uint32_t>(p - b));
+  }
+  if (n) t.push_back(static_cast<uint32_t>(n));
+}
+// Index of the first line start at or after c (K for c = |B|).
+uint64_t line_index(const std::vector<uint32_t>& t, uint64_t c) {
+  return static_cast<uint64_t>(std::lower_bound(t.begin(), t.end(), c) - t.begin());
+}
 
 }  // namespace
 
@@ -102,7 +120,7 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* p = payload + h;
   const uint8_t method = p[0];
   const uint32_t nops = get_u32(p + 1), ops_raw = get_u32(p + 5), ops_stored = get_u32(p + 9), lit_raw = get_u32(p + 13);
-  if ((method & ~7u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix)
+  if ((method & ~15u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix)
     return corrupt("unknown stream method " + std::to_string(method));
   if (nops > f.out_len + 1u || lit_raw > f.out_len || ops_raw > 3u * 11u * (nops + 1))
     return corrupt("op or literal count out of range");
@@ -153,14 +171,35 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
     get_var(hi[a], qe, h);
     return (h << 8) | lo[a][i];
   };
+  // Line ops (method bit 3): the copy value's low bit says whether the op
+  // counts in lines of B (its move and its length) or in bytes.
+  const bool lines = method & kLineOps;
+  thread_local std::vector<uint32_t> t;
+  if (lines) line_table(b, blen, t);
+  const uint64_t nlines = lines ? t.size() - 1 : 0;
   uint64_t pos = 0, litpos = 0, cursor = 0;
   for (uint32_t i = 0; i < nops; ++i) {
-    const uint64_t l = next(0, i), z = next(1, i), c = next(2, i);
+    const uint64_t l = next(0, i), z = next(1, i);
+    uint64_t c = next(2, i);
     if (l > lit_raw - litpos || l > f.out_len - pos) return corrupt("op " + std::to_string(i) + ": literals overrun");
     std::memcpy(out + pos, lit + litpos, l);
     pos += l;
     litpos += l;
     const int64_t move = static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1);
+    if (lines && (c & 1)) {
+      const int64_t s = static_cast<int64_t>(line_index(t, cursor)) + move;
+      const uint64_t count = c >> 1;
+      if (s < 0 || static_cast<uint64_t>(s) > nlines || count > nlines - static_cast<uint64_t>(s))
+        return corrupt("op " + std::to_string(i) + ": lines outside the base ranges");
+      const uint64_t src = t[s];
+      c = t[s + count] - src;
+      if (c > f.out_len - pos) return corrupt("op " + std::to_string(i) + ": copy outside the frame");
+      if (c) std::memcpy(out + pos, b + src, c);
+      pos += c;
+      cursor = src + c;
+      continue;
+    }
+    if (lines) c >>= 1;
     const int64_t src = static_cast<int64_t>(cursor) + move;
     if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src) || c > f.out_len - pos)
       return corrupt("op " + std::to_string(i) + ": copy outside the base ranges or the frame");
@@ -174,28 +213,52 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
                          const std::string& literals, const uint8_t* b, size_t b_len, int level,
-                         bool prefix) {
+                         bool prefix, int line_ops) {
   if (!b_len) prefix = false;
   std::string s;
   put_u32(s, static_cast<uint32_t>(ext.size()));
   for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
-  std::vector<uint64_t> vals[3];
-  uint64_t cursor = 0;
-  for (auto& o : ops) {
-    int64_t mv = static_cast<int64_t>(o.src) - static_cast<int64_t>(cursor);
-    vals[0].push_back(o.lit);
-    vals[1].push_back((static_cast<uint64_t>(mv) << 1) ^ static_cast<uint64_t>(mv >> 63));
-    vals[2].push_back(o.copy);
-    cursor = o.src + o.copy;
+  // The op stream in byte units, or (with_lines) with every copy that is
+  // whole lines of B counted in lines.
+  std::vector<uint32_t> t;
+  if (line_ops) line_table(b, b_len, t);
+  auto op_stream = [&](bool with_lines) {
+    std::vector<uint64_t> vals[3];
+    uint64_t cursor = 0;
+    for (auto& o : ops) {
+      bool whole = false;
+      uint64_t a = 0, e = 0;
+      if (with_lines && o.copy) {
+        a = line_index(t, o.src);
+        e = line_index(t, o.src + o.copy);
+        whole = a < t.size() && t[a] == o.src && e < t.size() && t[e] == o.src + o.copy;
+      }
+      int64_t mv = whole ? static_cast<int64_t>(a) - static_cast<int64_t>(line_index(t, cursor))
+                         : static_cast<int64_t>(o.src) - static_cast<int64_t>(cursor);
+      vals[0].push_back(o.lit);
+      vals[1].push_back((static_cast<uint64_t>(mv) << 1) ^ static_cast<uint64_t>(mv >> 63));
+      vals[2].push_back(!with_lines ? o.copy : whole ? ((e - a) << 1) | 1 : uint64_t(o.copy) << 1);
+      cursor = o.src + o.copy;
+    }
+    std::string raw;
+    for (auto& v : vals) {
+      for (uint64_t x : v) raw.push_back(static_cast<char>(x & 0xff));
+      for (uint64_t x : v) put_var(raw, x >> 8);
+    }
+    return raw;
+  };
+  std::string raw = op_stream(line_ops == 1), zo;
+  bool lines = line_ops == 1;
+  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, level);
+  if (line_ops == 2) {
+    // Whichever stream is smaller as stored.
+    std::string raw2 = op_stream(true), zo2;
+    if (level > 0) zo2 = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw2.data()), raw2.size(), nullptr, 0, level);
+    const size_t s1 = zo.empty() ? raw.size() : zo.size(), s2 = zo2.empty() ? raw2.size() : zo2.size();
+    if (s2 < s1) { raw = std::move(raw2); zo = std::move(zo2); lines = true; }
   }
-  std::string raw;
-  for (auto& v : vals) {
-    for (uint64_t x : v) raw.push_back(static_cast<char>(x & 0xff));
-    for (uint64_t x : v) put_var(raw, x >> 8);
-  }
-  std::string zo, zl;
+  std::string zl;
   if (level > 0) {
-    zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, level);
     const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
     const size_t ln = literals.size();
     // Trials at level 3 (fast even with a 4 MiB prefix) decide what is
@@ -213,7 +276,8 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
     if (zl.empty()) prefix = false;
   }
-  uint8_t method = (zo.empty() ? 0 : kOpsZstd) | (zl.empty() ? 0 : kLitZstd) | (zl.empty() || !prefix ? 0 : kLitPrefix);
+  uint8_t method = (zo.empty() ? 0 : kOpsZstd) | (zl.empty() ? 0 : kLitZstd) | (zl.empty() || !prefix ? 0 : kLitPrefix) |
+                   (lines ? kLineOps : 0);
   s.push_back(static_cast<char>(method));
   put_u32(s, static_cast<uint32_t>(ops.size()));
   put_u32(s, static_cast<uint32_t>(raw.size()));

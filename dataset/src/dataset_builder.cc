@@ -386,10 +386,14 @@ bool make_extents(const FrameJob& j, const uint8_t* base, uint64_t base_size, bo
     const uint64_t piece = 4096, count = std::min<uint64_t>(kDictSample / piece, base_size / piece + 1);
     for (uint64_t k = 0; k < count; ++k) {
       uint64_t o = base_size > piece ? (base_size - piece) * k / std::max<uint64_t>(count - 1, 1) : 0;
-      iv.push_back({o, std::min(base_size, o + piece)});
+      // Ends just after a line end when one is near, so that the lines of
+      // B stay the base's lines past the piece (copies count in lines).
+      uint64_t e = std::min(base_size, o + piece);
+      if (const void* nl = std::memchr(base + e - 1, '\n', std::min<uint64_t>(base_size - e + 1, 1024)))
+        e = static_cast<uint64_t>(static_cast<const uint8_t*>(nl) - base) + 1;
+      iv.push_back({o, e});
     }
   }
-  (void)base;
   std::sort(iv.begin(), iv.end());
   ext.clear();
   uint64_t total = 0;
@@ -467,7 +471,7 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   // to pay: loading a 2 MiB prefix at level 19 costs ~0.5 s, and a frame of
   // copies with a few edited words gains a few bytes from it.
   const bool prefix = lits * 64 >= b.size() || lits >= (64u << 10);
-  r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level, prefix);
+  r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level, prefix, 2);
   r.base_file = base_idx;
   r.base_off = ext.front().offset;
   uint64_t hi = 0;

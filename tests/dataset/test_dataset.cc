@@ -115,6 +115,60 @@ TEST(Patch, RoundTripAndRefusals) {
   }
 }
 
+// Line ops (method bit 3): copies that are whole lines of B count lines.
+TEST(Patch, LineOpsRoundTripAndRefusals) {
+  // Lines of B start at 0, 4, 9, 15; |B| = 20 (its last line has no '\n').
+  const std::string b = "aaa\nbbbb\nccccc\ndddde";
+  std::vector<PatchExtent> ext = {{0, static_cast<uint32_t>(b.size())}};
+  // Line 2, lines 0-1 (move back), bytes 1..3 (mid-line), line 3 (the cursor
+  // rounds up to line 1: move +2), a trailing literal.
+  std::vector<PatchOp> ops = {{2, 9, 6}, {0, 0, 9}, {0, 1, 2}, {0, 15, 5}, {1, 20, 0}};
+  const std::string lit = "xyz";
+  const std::string want = "xyccccc\naaa\nbbbb\naadddde" "z";
+  Frame f;
+  f.codec = Codec::patch;
+  f.out_len = static_cast<uint32_t>(want.size());
+  f.base_file = 0;
+  f.base_offset = 0;
+  f.base_len = static_cast<uint32_t>(b.size());
+  const auto* bp = reinterpret_cast<const uint8_t*>(b.data());
+  for (int level : {0, 3}) {
+    std::string p = encode_patch(ext, ops, lit, bp, b.size(), level, true, 1);
+    ASSERT_EQ(p[16] & 8, 8) << "method bit 3 set";
+    f.data_len = static_cast<uint32_t>(p.size());
+    std::string out(want.size(), '\0');
+    ASSERT_TRUE(decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), bp, reinterpret_cast<uint8_t*>(out.data())).ok());
+    EXPECT_EQ(out, want);
+    for (size_t cut = 0; cut < p.size(); ++cut) {
+      Frame g = f;
+      g.data_len = static_cast<uint32_t>(cut);
+      EXPECT_FALSE(decode_patch(g, reinterpret_cast<const uint8_t*>(p.data()), bp, reinterpret_cast<uint8_t*>(out.data())).ok()) << cut;
+    }
+    // Without bit 3 the same stream means byte counts: refused or other bytes, never the same output.
+    if (level == 0) {
+      std::string q = p;
+      q[16] = static_cast<char>(q[16] & ~8);
+      Status st = decode_patch(f, reinterpret_cast<const uint8_t*>(q.data()), bp, reinterpret_cast<uint8_t*>(out.data()));
+      EXPECT_TRUE(!st.ok() || out != want);
+    }
+  }
+  // Raw op stream (level 0): 5 low bytes per array, then 5 high parts. A line
+  // count past the last line (op 0: line 2 + 3 lines > K = 4) is refused.
+  std::string p = encode_patch(ext, ops, lit, bp, b.size(), 0, true, 1);
+  const size_t copies = 4 + 12 + 17 + 2 * (5 + 5);  // header, extents, method..lit_raw, two arrays
+  ASSERT_EQ(static_cast<uint8_t>(p[copies]), (1u << 1) | 1u) << "op 0 copies one line";
+  p[copies] = static_cast<char>((3u << 1) | 1u);
+  std::string out(want.size(), '\0');
+  EXPECT_EQ(decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), bp, reinterpret_cast<uint8_t*>(out.data())).code(),
+            Errc::corrupt);
+  // Choosing (2) is never larger than bytes only (0), and picks lines here.
+  for (int level : {0, 3}) {
+    const size_t b0 = encode_patch(ext, ops, lit, bp, b.size(), level, true, 0).size();
+    const size_t b2 = encode_patch(ext, ops, lit, bp, b.size(), level, true, 2).size();
+    EXPECT_LE(b2, b0);
+  }
+}
+
 TEST(Dataset, SplitRecords) {
   std::string s = "a\nbb\r\n\nccc";
   auto e = split_records(reinterpret_cast<const uint8_t*>(s.data()), s.size(), false);

@@ -485,6 +485,7 @@ int write_patch_golden(const std::string& root) {
     std::vector<PatchOp> ops;  // src in B coordinates
     std::string lit;
     int level;  // 0: raw streams
+    int line_ops = 0;  // encode_patch's line_ops
   };
   // Literals that repeat base bytes (so B as the zstd prefix pays) with a few changes.
   std::string echo = b.base.substr(300, 400);
@@ -494,6 +495,13 @@ int write_patch_golden(const std::string& root) {
       {"patch-raw", {{16, 200}, {600, 300}}, {{5, 0, 50}, {3, 210, 40}, {0, 100, 150}, {7, 40, 0}}, "hello, world!!!", 0},
       {"patch-zstd", {{0, 1000}}, {{400, 0, 300}, {0, 700, 300}}, echo, 3},
       {"patch-nobase", {}, {{64, 0, 0}}, std::string(64, 'q'), 0},
+      // Line ops (method bit 3). base.bin has one '\n', at 201: extents that end
+      // there (they may overlap) make B's lines start at 0, 102, 154, 166 (K = 4,
+      // |B| = 466). A copy of line 2 after 4 literals, lines 0-1 (move -3), bytes
+      // 110..130 (a byte op), line 3 from mid-line (the cursor's index rounds
+      // up to 2: move +1), 3 trailing literals.
+      {"patch-lines", {{100, 102}, {150, 52}, {190, 12}, {202, 300}},
+       {{4, 154, 12}, {0, 0, 154}, {0, 110, 20}, {0, 166, 300}, {3, 466, 0}}, "line!!!", 0, 1},
   };
   auto add_frame = [&](const PatchCase& c, uint64_t out_off, std::string& out) -> bool {
     std::string B;
@@ -505,7 +513,8 @@ int write_patch_golden(const std::string& root) {
       lp += op.lit;
       o += B.substr(op.src, op.copy);
     }
-    std::string pay = encode_patch(c.ext, c.ops, c.lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), c.level);
+    std::string pay = encode_patch(c.ext, c.ops, c.lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), c.level,
+                                   true, c.line_ops);
     Frame fr;
     fr.file = static_cast<uint32_t>(b.m.out_files.size());
     fr.out_offset = out_off;

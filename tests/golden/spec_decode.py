@@ -403,7 +403,7 @@ def patch(payload, base, n, dt, fr=None):
     need(len(B) <= 4 << 20, "extents longer than 4 MiB")
     method = payload[h]
     nops, ops_raw, ops_stored, lit_raw = struct.unpack_from("<IIII", payload, h + 1)
-    need(method & ~7 == 0 and (method & 6) != 4, "unknown stream method")
+    need(method & ~15 == 0 and (method & 6) != 4, "unknown stream method")
     need(nops <= n + 1 and lit_raw <= n and ops_raw <= 33 * (nops + 1), "counts out of range")
     rest = payload[h + 17:]
     need(ops_stored <= len(rest), "op stream truncated")
@@ -430,12 +430,25 @@ def patch(payload, base, n, dt, fr=None):
             vals.append(hi << 8 | low[i])
         arrays.append(vals)
     need(p == len(ops), "trailing bytes in the op stream")
+    # Line ops (method bit 8): T = line starts of B, then |B|.
+    T = [0] + [i + 1 for i in range(len(B) - 1) if B[i] == 10] + ([len(B)] if B else [])
     out, lp, cursor = bytearray(), 0, 0
     for l, z, c in zip(*arrays):
         need(lp + l <= lit_raw and len(out) + l <= n, "literals overrun")
         out += lit[lp:lp + l]
         lp += l
-        src = cursor + ((z >> 1) ^ -(z & 1))
+        m = (z >> 1) ^ -(z & 1)
+        if method & 8:
+            kind, c = c & 1, c >> 1
+            if kind:
+                s = next(j for j, t in enumerate(T) if t >= cursor) + m
+                need(0 <= s and s + c <= len(T) - 1, "lines outside the base ranges")
+                src, c = T[s], T[s + c] - T[s]
+                need(len(out) + c <= n, "copy outside the frame")
+                out += B[src:src + c]
+                cursor = src + c
+                continue
+        src = cursor + m
         need(0 <= src and src + c <= len(B) and len(out) + c <= n, "copy outside the base ranges or the frame")
         out += B[src:src + c]
         cursor = src + c
@@ -704,7 +717,7 @@ def main():
     # valid/ also holds zstd-based frames (skipped); valid-rans/ and valid-lanes/ must decode entirely.
     if not (check_valid(root, "valid", base, False, 6) and check_valid(root, "valid-rans", base, True, 5) and
             check_valid(root, "valid-lanes", base, True, 7) and
-            check_valid(root, "valid-patch", base, True, 2 if zstandard is None else 4) and
+            check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
             check_valid(root, "valid-approx", base, True, 6)):
         return 1
     n = check_invalid(root, base)

@@ -44,7 +44,11 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 // raw (decodable without zstd; golden files). `b` is B; with `prefix` the
 // literal stream is compressed with B as its prefix (smaller when the
 // literals resemble B; costs time in proportion to |B| at high levels).
+// `line_ops`: 0 counts every copy in bytes; 1 counts copies that are whole
+// lines of B in lines (method bit 3: deleted or re-ordered records cost a
+// line count, not a byte offset); 2 writes whichever op stream is smaller.
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
-                         const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true);
+                         const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true,
+                         int line_ops = 0);
 
 }  // namespace tenpak
