@@ -76,20 +76,13 @@ for mb in "${SIZES[@]}"; do
     rm -rf "$WORK/fx"
   done
 done
-# A Parquet pair (rows appended and a column edited), written by pyarrow when the test virtualenv has it.
+# Real Parquet pairs (rows appended; a column recomputed and one answer in ten edited), written by
+# pyarrow from the test virtualenv (bench/dataset_parquet_pairs.py, PARQUET_ROWS rows in the base).
 PY=${TENPAK_VENV:-.venv}/bin/python
 if [ -x "$PY" ] && "$PY" -c 'import pyarrow' 2>/dev/null; then
-  mkdir -p "$WORK/pq/base" "$WORK/pq/derived"
-  "$PY" - "$WORK/pq" <<'PYEOF'
-import sys, random, pyarrow as pa, pyarrow.parquet as pq
-out = sys.argv[1]; r = random.Random(1)
-n = 400000
-t = pa.table({"id": list(range(n)), "x": [r.random() for _ in range(n)], "s": ["row %d %d" % (i, r.randrange(1000)) for i in range(n)]})
-pq.write_table(t, out + "/base/data.parquet", row_group_size=50000)
-t2 = pa.concat_tables([t, t.slice(0, 20000)])
-pq.write_table(t2, out + "/derived/data.parquet", row_group_size=50000)
-PYEOF
-  bench_pair parquet "$WORK/pq/base" "$WORK/pq/derived"
+  "$PY" "$(dirname "$0")/dataset_parquet_pairs.py" "$WORK/pq" "${PARQUET_ROWS:-200000}"
+  for k in pq-append pq-column; do bench_pair "$k" "$WORK/pq/$k/base" "$WORK/pq/$k/derived"; done
+  rm -rf "$WORK/pq"
 else
   echo "(parquet skipped: no pyarrow in ${TENPAK_VENV:-.venv})"
 fi
