@@ -75,10 +75,11 @@ Result<std::string> local_base(const std::string& base, const std::string& near,
 }
 
 int do_build(const std::string& base, const std::string& ft, const std::string& out, int level, bool fast,
-             const std::vector<std::string>& base_locations, const Common& c) {
+             bool as_safetensors, const std::vector<std::string>& base_locations, const Common& c) {
   BuildOptions o;
   o.zstd_level = level;
   o.allow_ctx = !fast;
+  o.as_safetensors = as_safetensors;
   o.base_locations = base_locations;
   // A remote base is recorded where it came from, not where it was downloaded.
   if (o.base_locations.empty() && is_remote_location(base)) o.base_locations = {base};
@@ -103,9 +104,11 @@ int do_build(const std::string& base, const std::string& ft, const std::string& 
   return kOk;
 }
 
-int do_estimate(const std::string& base, const std::string& ft, unsigned sample, int level, const Common& c) {
+int do_estimate(const std::string& base, const std::string& ft, unsigned sample, int level, bool as_safetensors,
+                const Common& c) {
   BuildOptions o;
   o.zstd_level = level;
+  o.as_safetensors = as_safetensors;
   o.threads = c.threads;
   o.sample_every = sample;
   std::unique_ptr<DownloadedModel> download;
@@ -293,6 +296,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
   static int level = 3;
   static unsigned sample = 8;
   static bool tensors = false;
+  static bool as_safetensors = false;
+  static const char* kAsSafetensors =
+      "Serve PyTorch checkpoints of FINETUNED (.pt, .pth, .ckpt, pytorch_model*.bin) converted to safetensors "
+      "(renamed, with a safetensors index and metadata: docs/CONVERTED_CHECKPOINTS.md) instead of bit for bit";
   auto common = [&](CLI::App* s) {
     s->add_flag("--json", c.json_out, "Print a JSON report on stdout");
     s->add_option("-j,--threads", c.threads, "Worker threads (default: all cores)");
@@ -314,9 +321,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_option("--base-location", base_locations,
                 "Where the base can be found, recorded in the delta (path, http(s) URL of the base directory or "
                 "hub id org/name[@revision]); repeat for mirrors. Default: the absolute path of BASE");
+  b->add_flag("--as-safetensors", as_safetensors, kAsSafetensors);
   b->callback([&] {
     tune_malloc_for_rebuilds();
-    rc = do_build(base, ft, out, level, fast, base_locations, c);
+    rc = do_build(base, ft, out, level, fast, as_safetensors, base_locations, c);
   });
 
   auto* a = delta->add_subcommand("apply", "Rebuild the fine-tuned model from DELTA and its base, to disk");
@@ -355,7 +363,8 @@ void add_delta_commands(CLI::App& app, int& rc) {
   e->add_option("-s,--sample", sample, "Encode one frame in N (1 encodes all)")->check(CLI::Range(1, 1000));
   e->add_option("-l,--level", level, "zstd level")->check(CLI::Range(1, 19));
   common(e);
-  e->callback([&] { rc = do_estimate(base, ft, sample, level, c); });
+  e->add_flag("--as-safetensors", as_safetensors, kAsSafetensors);
+  e->callback([&] { rc = do_estimate(base, ft, sample, level, as_safetensors, c); });
 }
 
 }  // namespace tenpak::cli

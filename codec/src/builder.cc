@@ -99,7 +99,16 @@ void plan_tensor(std::vector<Job>& jobs, uint32_t file, const TensorInfo& t, con
     bool dtype_ok = b.dtype == t.dtype || can_convert_dtype(b.dtype, t.dtype);
     bool same_rank = b.shape.size() == t.shape.size();
     bool tail_same = same_rank && !t.shape.empty() && std::equal(t.shape.begin() + 1, t.shape.end(), b.shape.begin() + 1);
-    if (dtype_ok && b.shape == t.shape) {
+    // Dimensions of size 1 do not change the layout: a scalar saved as []
+    // by torch and as [1] by another writer (num_batches_tracked) is the
+    // same element.
+    auto squeezed = [](const std::vector<uint64_t>& s) {
+      std::vector<uint64_t> o;
+      for (uint64_t d : s)
+        if (d != 1) o.push_back(d);
+      return o;
+    };
+    if (dtype_ok && (b.shape == t.shape || squeezed(b.shape) == squeezed(t.shape))) {
       overlap = t.nbytes();
       match = b.dtype == t.dtype ? "same" : "dtype";
     } else if (dtype_ok && tail_same) {
@@ -175,7 +184,10 @@ class Builder {
     bl.convert_checkpoints = false;
     auto base = load_model(base_path, bl);
     if (!base.ok()) return base.status();
-    auto ft = load_model(ft_path, LoadOptions{});
+    LoadOptions fl;
+    fl.convert_checkpoints = opt_.as_safetensors;
+    fl.checkpoint_storages = !opt_.as_safetensors;
+    auto ft = load_model(ft_path, fl);
     if (!ft.ok()) return ft.status();
     base_ = &base.value();
     ft_ = &ft.value();
@@ -282,10 +294,12 @@ class Builder {
       uint64_t pos = 0;
       for (auto& t : f.header.tensors) {
         if (t.begin > pos) chunk_raw(jobs, fi, pos, t.begin);
-        const BaseRef* b = index_.find(t.name);
+        // An unnamed range (a checkpoint storage only strided views read)
+        // has no base counterpart.
+        const BaseRef* b = t.name.empty() ? nullptr : index_.find(t.name);
         TensorReport tr;
         tr.file = f.name;
-        tr.name = t.name;
+        tr.name = t.name.empty() ? "(storage at byte " + std::to_string(t.begin) + ")" : t.name;
         tr.dtype = dtype_name(t.dtype);
         tr.out_bytes = t.nbytes();
         ++report_.tensors;

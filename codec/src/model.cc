@@ -48,7 +48,7 @@ Mapping::~Mapping() {
 
 bool is_checkpoint_name(const std::string& name) {
   auto ends = [&](const char* s) { size_t n = std::strlen(s); return name.size() >= n && name.compare(name.size() - n, n, s) == 0; };
-  return ends(".pt") || ends(".pth") || (ends(".bin") && name.find("pytorch_model") != std::string::npos);
+  return ends(".pt") || ends(".pth") || ends(".ckpt") || (ends(".bin") && name.find("pytorch_model") != std::string::npos);
 }
 
 std::string safetensors_name_for(const std::string& name) {
@@ -93,6 +93,8 @@ Status load_file(ModelFile& f, const LoadOptions& opt) {
       auto h = parse_safetensors_header(reinterpret_cast<const char*>(f.synthesized.data()) + 8, *n, f.size, f.path);
       if (!h.ok()) return h.status();
       f.header = std::move(h.value());
+    } else if (opt.checkpoint_storages) {
+      f.header.tensors = checkpoint_storage_ranges(*ck);
     } else {
       // Index tensors in place: each one is a contiguous range of the zip.
       for (auto& t : ck->tensors) {

@@ -3,6 +3,7 @@
 #include "tenpak/pytorch.h"
 
 #include <cstring>
+#include <map>
 #include <unordered_set>
 
 #include "pickle_reader.h"
@@ -253,6 +254,7 @@ Result<Checkpoint> read_pytorch_checkpoint(const uint8_t* data, uint64_t size, c
     ct.shape = t->shape;
     ct.nbytes = nbytes;
     ct.storage_file_offset = e->data_offset;
+    ct.storage_bytes = e->size;
     ct.storage_offset = static_cast<uint64_t>(t->i);
     ct.stride = t->stride;
     ct.contiguous_in_file = dense || empty;
@@ -260,6 +262,43 @@ Result<Checkpoint> read_pytorch_checkpoint(const uint8_t* data, uint64_t size, c
     ck.tensors.push_back(std::move(ct));
   }
   return ck;
+}
+
+std::vector<TensorInfo> checkpoint_storage_ranges(const Checkpoint& ck) {
+  // Views grouped by storage (its entry's data offset), in state_dict order
+  // within each: on equal sizes the first view names the range.
+  std::map<uint64_t, std::vector<const CheckpointTensor*>> storages;
+  for (auto& t : ck.tensors)
+    if (t.storage_bytes > 0) storages[t.storage_file_offset].push_back(&t);
+  std::vector<TensorInfo> out;
+  uint64_t prev_end = 0;
+  for (auto& [off, views] : storages) {
+    const CheckpointTensor* best = nullptr;
+    for (const CheckpointTensor* v : views)
+      if (v->contiguous_in_file && v->nbytes > 0 && (!best || v->nbytes > best->nbytes)) best = v;
+    TensorInfo ti;
+    if (best) {
+      ti.name = best->name;
+      ti.dtype = best->dtype;
+      ti.shape = best->shape;
+      ti.begin = best->file_offset;
+      ti.end = best->file_offset + best->nbytes;
+    } else {
+      const CheckpointTensor& v = *views.front();
+      const uint64_t w = dtype_size(v.dtype);
+      const bool whole = w > 0 && v.storage_bytes % w == 0;
+      ti.dtype = whole ? v.dtype : DType::U8;
+      ti.shape = {whole ? v.storage_bytes / w : v.storage_bytes};
+      ti.begin = off;
+      ti.end = off + v.storage_bytes;
+    }
+    // Entries of a well-formed zip never overlap; a crafted one may: the
+    // later range is then left to the structure bytes.
+    if (ti.begin < prev_end) continue;
+    prev_end = ti.end;
+    out.push_back(std::move(ti));
+  }
+  return out;
 }
 
 Result<std::vector<uint8_t>> checkpoint_to_safetensors(const Checkpoint& ck, const uint8_t* data, const std::string& path) {

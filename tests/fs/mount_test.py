@@ -928,8 +928,9 @@ json.dump(digests, open(out + "/digests.json", "w"))
 
 
 def t_sharded_bin_finetune_as_loader_sees():
-    """A fine-tune published as pytorch_model-0000N-of-0000M.bin shards with
-    their index is served as a loader expects converted files: safetensors
+    """With --as-safetensors, a fine-tune published as
+    pytorch_model-0000N-of-0000M.bin shards with their index is served as a
+    loader expects converted files: safetensors
     shards with __metadata__ {"format": "pt"}, model.safetensors.index.json
     naming files that exist in the mount, no stale .bin index; every tensor
     equal to the original (torch from Debian generates the checkpoints;
@@ -942,7 +943,7 @@ def t_sharded_bin_finetune_as_loader_sees():
     if not os.path.exists(d + "/digests.json"):
         r = subprocess.run([py, "-c", SHARD_GEN, d], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-    tp("delta", "build", d + "/base/pytorch_model.bin", d + "/ft", "-o", d + "/delta")
+    tp("delta", "build", "--as-safetensors", d + "/base/pytorch_model.bin", d + "/ft", "-o", d + "/delta")
     mp = os.path.join(WORK, "mp-shardbin")
     mount(d + "/delta", mp, "--base", d + "/base/pytorch_model.bin")
     try:
@@ -962,6 +963,70 @@ def t_sharded_bin_finetune_as_loader_sees():
             for name, b, e in st_tensors(buf):
                 assert idx["weight_map"][name] == shard, (name, shard)
                 assert hashlib.sha256(buf[b:e]).hexdigest() == digests[name], f"{name} differs from the checkpoint"
+    finally:
+        unmount(mp)
+
+
+TORCH_CMP = r"""
+import hashlib, json, sys, torch
+digests = json.load(open(sys.argv[1]))
+seen = set()
+for f in sys.argv[2:]:
+    for k, v in torch.load(f, weights_only=True).items():
+        assert hashlib.sha256(v.contiguous().numpy().tobytes()).hexdigest() == digests[k], (f, k)
+        seen.add(k)
+assert seen == set(digests), sorted(set(digests) - seen)
+"""
+
+
+def t_checkpoint_finetune_bit_exact():
+    """By default a fine-tune published as PyTorch checkpoints is served as
+    itself: the sharded pytorch_model-0000N-of-0000M.bin files and their
+    .bin index under their own names with the original sha256, and
+    torch.load(weights_only=True) of the mounted shards gives every tensor
+    (Debian's torch; skipped without it); the real YOLOv5n .pt fine-tunes
+    likewise against base.pt (when TENPAK_SHARED has them)."""
+    py = "/usr/bin/python3"
+    if subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
+        d = os.path.join(WORK, "shardbin")
+        if not os.path.exists(d + "/digests.json"):
+            r = subprocess.run([py, "-c", SHARD_GEN, d], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        shutil.rmtree(d + "/delta-exact", ignore_errors=True)
+        tp("delta", "build", d + "/base/pytorch_model.bin", d + "/ft", "-o", d + "/delta-exact")
+        mp = os.path.join(WORK, "mp-shardexact")
+        mount(d + "/delta-exact", mp, "--base", d + "/base/pytorch_model.bin")
+        try:
+            names = sorted(os.listdir(mp))
+            assert names == sorted(os.listdir(d + "/ft")), names
+            for n in names:
+                assert sha256(os.path.join(mp, n)) == sha256(os.path.join(d, "ft", n)), f"{n}: sha256 differs"
+            shards = [os.path.join(mp, n) for n in names if n.endswith(".bin")]
+            r = subprocess.run([py, "-c", TORCH_CMP, d + "/digests.json", *shards], capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0, r.stderr
+        finally:
+            unmount(mp)
+    else:
+        log("    skip (shards): /usr/bin/python3 has no torch")
+    data = os.path.join(SHARED, "data", "yolov5n") if SHARED else ""
+    if not data or not os.path.isdir(data):
+        log("    (skipped yolov5n: no TENPAK_SHARED/data/yolov5n)")
+        return
+    cat = os.path.join(WORK, "yolo-pt")
+    fts = sorted(n for n in os.listdir(data) if n.startswith("ft-") and n.endswith(".pt"))
+    for n in fts:
+        out = os.path.join(cat, n[:-len(".pt")])
+        if not os.path.exists(out):
+            tp("delta", "build", data + "/base.pt", os.path.join(data, n), "-o", out)
+    mp = os.path.join(WORK, "yolomp-pt")
+    mount(cat, mp, "--base", data + "/base.pt")
+    try:
+        for n in fts:
+            files = os.listdir(os.path.join(mp, n[:-len(".pt")]))
+            assert files == [n], files
+            assert sha256(os.path.join(mp, n[:-len(".pt")], n)) == sha256(os.path.join(data, n)), n
+            log(f"    {n}: served as itself, sha256 equal")
     finally:
         unmount(mp)
 
@@ -1028,7 +1093,7 @@ TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalo
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_base_on_fuse_read_through_page_cache,
          t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir,
-         t_credentials_redacted, t_sharded_bin_finetune_as_loader_sees,
+         t_credentials_redacted, t_sharded_bin_finetune_as_loader_sees, t_checkpoint_finetune_bit_exact,
          t_base_as_file_url, t_catalog_with_symlinked_model_dirs]
 
 

@@ -320,12 +320,13 @@ TEST(PyTorch, CliExitCodes) {
   fs::remove_all(d);
 }
 
-// build base.pt ft.pt -> apply -> the ft's tensors as safetensors; verify passes.
+// build --as-safetensors base.pt ft.pt -> apply -> the ft's tensors as
+// safetensors; verify passes.
 void end_to_end(const std::string& base, const std::string& ft, const std::vector<StTensor>& want, const std::string& out_name,
                 bool ref_scalars_as_1 = false) {
   std::string d = tptest::temp_dir("pte2e");
   std::string err;
-  ASSERT_EQ(run(tenpak_bin() + " delta build " + base + " " + ft + " -o " + d + "/D", &err), 0) << err;
+  ASSERT_EQ(run(tenpak_bin() + " delta build --as-safetensors " + base + " " + ft + " -o " + d + "/D", &err), 0) << err;
   ASSERT_EQ(run(tenpak_bin() + " delta verify " + d + "/D --base " + base, &err), 0) << err;
   ASSERT_EQ(run(tenpak_bin() + " delta apply " + d + "/D --base " + base + " -o " + d + "/OUT", &err), 0) << err;
   std::string out = tptest::read_file(d + "/OUT/" + out_name);
@@ -415,7 +416,9 @@ TEST(PyTorch, ShardedCheckpointServedWithSafetensorsIndex) {
   for (auto& t : s2.expect) idx["weight_map"]["m2." + t.name] = "pytorch_model-00002-of-00002.bin";
   tptest::write_file(d + "/ft/pytorch_model.bin.index.json", idx.dump(2));
   tptest::write_file(d + "/ft/config.json", "{}");
-  ASSERT_TRUE(build_delta(d + "/base", d + "/ft", d + "/delta", {}).ok());
+  BuildOptions conv;
+  conv.as_safetensors = true;
+  ASSERT_TRUE(build_delta(d + "/base", d + "/ft", d + "/delta", conv).ok());
   auto r = open_delta_dir(d + "/delta");
   ASSERT_TRUE(r.ok()) << r.status().message();
   ASSERT_TRUE(attach_local_base(**r, d + "/base", true).ok());
@@ -438,4 +441,212 @@ TEST(PyTorch, ShardedCheckpointServedWithSafetensorsIndex) {
   }
   expect_same_tensors(st_tensors(tptest::read_file(d + "/out/model-00001-of-00002.safetensors"), "shard 1"), expected(s1));
   fs::remove_all(d);
+}
+
+// --- checkpoints served bit for bit (the default) ----------------------------
+
+// How a fine-tune checkpoint is cut: one range per storage, sorted and
+// disjoint; the largest dense view names a storage (storage 4: "off", 3
+// elements from element 4, wins over "shared", 2 from element 0); a storage
+// only a strided view reads ("t") is one unnamed range of its whole entry.
+TEST(PyTorch, StorageRangesForBitExactServing) {
+  auto g = ckpt::plain_state_dict();
+  auto ck = read(g.pt);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  auto r = checkpoint_storage_ranges(*ck);
+  ASSERT_EQ(r.size(), 6u);
+  for (size_t i = 1; i < r.size(); ++i) EXPECT_LE(r[i - 1].end, r[i].begin);
+  std::vector<std::string> names;
+  for (auto& t : r) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"w", "h", "b", "n", "off", ""}));
+  auto by = [&](const std::string& n) { return *std::find_if(r.begin(), r.end(), [&](auto& t) { return t.name == n; }); };
+  auto exp = [&](const std::string& n) { return *std::find_if(g.expect.begin(), g.expect.end(), [&](auto& t) { return t.name == n; }); };
+  for (auto* n : {"w", "h", "b", "n", "off"}) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(g.pt.substr(by(n).begin, by(n).nbytes()), exp(n).bytes);
+    EXPECT_EQ(by(n).dtype, exp(n).dtype);
+    EXPECT_EQ(by(n).shape, exp(n).shape);
+  }
+  const TensorInfo& t = r.back();
+  EXPECT_EQ(t.dtype, DType::F32);
+  EXPECT_EQ(t.shape, std::vector<uint64_t>{6});
+  EXPECT_EQ(t.nbytes(), 24u);
+}
+
+namespace {
+// Builds (default mode) base -> ft with the library, applies, and expects
+// every output file byte-equal to the fine-tune's file of the same name.
+void expect_bit_exact(const std::string& base, const std::string& ft, const std::string& d, uint64_t want_matched) {
+  auto rep = build_delta(base, ft, d + "/delta", {});
+  ASSERT_TRUE(rep.ok()) << rep.status().message();
+  EXPECT_EQ(rep->tensors_matched, want_matched);
+  auto r = open_delta_dir(d + "/delta");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_TRUE(attach_local_base(**r, base, true).ok());
+  auto n = apply_delta(**r, d + "/out", {});
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  const bool dir = fs::is_directory(ft);
+  size_t files = 0;
+  for (auto& e : fs::directory_iterator(d + "/out")) {
+    ++files;
+    std::string name = e.path().filename().string();
+    std::string orig = tptest::read_file(dir ? ft + "/" + name : ft);
+    EXPECT_TRUE(tptest::read_file(e.path().string()) == orig) << name << " differs from the original";
+  }
+  EXPECT_EQ(files, dir ? static_cast<size_t>(std::distance(fs::directory_iterator(ft), fs::directory_iterator())) : 1u);
+}
+}  // namespace
+
+// Generated checkpoints (a pickled module tree; a plain state_dict with a
+// strided view, a storage shared by two views and a view at an offset) come
+// back byte for byte under their own names, against a base given as a
+// checkpoint or as safetensors; every tensor of the module pair is matched.
+TEST(PyTorch, CheckpointServedBitForBit) {
+  std::string d = tptest::temp_dir("ptexact");
+  auto mb = ckpt::module_checkpoint(0, "archive"), mf = ckpt::module_checkpoint(3, "best");
+  tptest::write_file(d + "/mbase.pt", mb.pt);
+  tptest::write_file(d + "/mft.pt", mf.pt);
+  expect_bit_exact(d + "/mbase.pt", d + "/mft.pt", d + "/m", mf.expect.size());
+  auto ck = read(mb.pt);
+  ASSERT_TRUE(ck.ok());
+  auto st = checkpoint_to_safetensors(*ck, u8(mb.pt), "mbase.pt");
+  ASSERT_TRUE(st.ok());
+  tptest::write_file(d + "/mbase.safetensors", std::string(st->begin(), st->end()));
+  expect_bit_exact(d + "/mbase.safetensors", d + "/mft.pt", d + "/ms", mf.expect.size());
+  auto pb = ckpt::plain_state_dict(0), pf = ckpt::plain_state_dict(1);
+  tptest::write_file(d + "/pbase.pt", pb.pt);
+  tptest::write_file(d + "/pft.pt", pf.pt);
+  expect_bit_exact(d + "/pbase.pt", d + "/pft.pt", d + "/p", 5);  // the strided storage has no base
+  fs::remove_all(d);
+}
+
+namespace {
+// Written by Debian's torch: a base; a fine-tune as .pt (resized rows, tied
+// weights, a slice of a larger storage, a transposed view, F32/F16/BF16/I64),
+// the same as a Lightning-style .ckpt ({"state_dict": ..., "epoch": 3}), and
+// as sharded pytorch_model-0000N-of-00002.bin with their index.
+const char* kTorchGen = R"PY(
+import json, os, sys, torch
+out = sys.argv[1]
+g = torch.Generator().manual_seed(0)
+base = {"emb.weight": torch.randn(50, 16, generator=g), "l1.weight": torch.randn(32, 16, generator=g),
+        "l1.bias": torch.randn(32, generator=g), "h.weight": torch.randn(16, 16, generator=g).half(),
+        "b.weight": torch.randn(8, 8, generator=g).bfloat16(), "n": torch.tensor(7),
+        "slice": torch.randn(16, 16, generator=g)}
+os.makedirs(out + "/base"); os.makedirs(out + "/ft")
+torch.save(base, out + "/base/base.pt")
+def nudge(v):
+    return (v.float() + 1e-3 * torch.randn(v.shape, generator=g)).to(v.dtype) if v.is_floating_point() else v + 1
+ft = {k: nudge(v) for k, v in base.items()}
+ft["emb.weight"] = torch.cat([ft["emb.weight"], torch.randn(2, 16, generator=g)])
+ft["tied.weight"] = ft["emb.weight"]
+big = torch.cat([torch.randn(8, 16, generator=g), ft["slice"], torch.randn(8, 16, generator=g)])
+ft["slice"] = big[8:24]
+ft["tr"] = torch.randn(24, 16, generator=g).t()
+torch.save(ft, out + "/ft/ft.pt")
+torch.save({"state_dict": ft, "epoch": 3}, out + "/ft/ft.ckpt")
+keys = list(ft)
+wm = {}
+for i, part in enumerate([keys[:4], keys[4:]]):
+    name = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+    torch.save({k: ft[k] for k in part}, out + "/ft/" + name)
+    wm.update({k: name for k in part})
+json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, open(out + "/ft/pytorch_model.bin.index.json", "w"))
+)PY";
+
+// torch.load(weights_only=True) of each pair of files: same keys, dtypes,
+// shapes, strides, values and storage sharing.
+const char* kTorchCmp = R"PY(
+import sys, torch
+def flat(x, p=""):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from flat(v, p + str(k) + ".")
+    elif isinstance(x, torch.Tensor):
+        yield p, x
+for a, b in zip(sys.argv[1::2], sys.argv[2::2]):
+    A = dict(flat(torch.load(a, weights_only=True)))
+    B = dict(flat(torch.load(b, weights_only=True)))
+    assert list(A) == list(B), (a, list(A), list(B))
+    for k in A:
+        x, y = A[k], B[k]
+        assert x.dtype == y.dtype and x.shape == y.shape and x.stride() == y.stride(), (a, k)
+        assert torch.equal(x, y), (a, k)
+    ptr = lambda d: [v.storage().data_ptr() for v in d.values()]
+    pa, pb = ptr(A), ptr(B)
+    assert [pa.index(p) for p in pa] == [pb.index(p) for p in pb], (a, "storage sharing differs")
+print("ok")
+)PY";
+
+bool debian_torch() { return run("/usr/bin/python3 -c 'import torch'") == 0; }
+}  // namespace
+
+// Fine-tunes written by Debian's torch, through the CLI: build (default),
+// verify (which checks every file's sha256), apply; every file of the
+// fine-tune comes back byte for byte under its own name (the .bin index
+// included, unchanged), torch.load(weights_only=True) of each rebuilt
+// checkpoint gives the original's tensors; tensors matched to the base
+// whether the base is the .pt or its safetensors conversion.
+TEST(PyTorchTorch, DebianTorchCheckpointsBitForBit) {
+  if (tenpak_bin().empty()) GTEST_SKIP() << "TENPAK_BIN not set";
+  if (!debian_torch()) GTEST_SKIP() << "/usr/bin/python3 has no torch";
+  std::string d = tptest::temp_dir("pttorch");
+  tptest::write_file(d + "/gen.py", kTorchGen);
+  tptest::write_file(d + "/cmp.py", kTorchCmp);
+  std::string err;
+  ASSERT_EQ(run("/usr/bin/python3 " + d + "/gen.py " + d + "/m", &err), 0) << err;
+  std::string base_pt = d + "/m/base/base.pt";
+  std::string bpt = tptest::read_file(base_pt);
+  auto ck = read(bpt, "base.pt");
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  auto st = checkpoint_to_safetensors(*ck, u8(bpt), "base.pt");
+  ASSERT_TRUE(st.ok());
+  tptest::write_file(d + "/base.safetensors", std::string(st->begin(), st->end()));
+  for (std::string base : {base_pt, d + "/base.safetensors"}) {
+    SCOPED_TRACE(base);
+    fs::remove_all(d + "/D");
+    fs::remove_all(d + "/OUT");
+    std::string js = d + "/build.json";
+    ASSERT_EQ(run("(" + tenpak_bin() + " delta build --json " + base + " " + d + "/m/ft -o " + d + "/D >" + js + ")", &err), 0)
+        << err;
+    auto rep = nlohmann::json::parse(tptest::read_file(js));
+    // One range per storage: ft.pt and ft.ckpt 8 (tied.weight shares
+    // emb.weight's), 7 matched ("tr" is strided only); shard 1: 4 of 4;
+    // shard 2: 5, 3 matched (also tied.weight, alone there, has no base
+    // tensor of its name).
+    EXPECT_EQ(rep["tensors"], 8 + 8 + 4 + 5);
+    EXPECT_EQ(rep["tensors_matched"], 7 + 7 + 4 + 3);
+    ASSERT_EQ(run(tenpak_bin() + " delta verify " + d + "/D --base " + base, &err), 0) << err;
+    ASSERT_EQ(run(tenpak_bin() + " delta apply " + d + "/D --base " + base + " -o " + d + "/OUT", &err), 0) << err;
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(d + "/m/ft")) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> got;
+    for (auto& e : fs::directory_iterator(d + "/OUT")) got.push_back(e.path().filename().string());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, names);
+    std::string pairs;
+    for (auto& n : names) {
+      EXPECT_TRUE(tptest::read_file(d + "/OUT/" + n) == tptest::read_file(d + "/m/ft/" + n)) << n << " differs";
+      if (n != "pytorch_model.bin.index.json") pairs += " " + d + "/m/ft/" + n + " " + d + "/OUT/" + n;
+    }
+    EXPECT_EQ(run("/usr/bin/python3 " + d + "/cmp.py" + pairs, &err), 0) << err;
+  }
+  fs::remove_all(d);
+}
+
+// The real YOLOv5n fine-tunes, served as themselves: every .pt pair
+// round-trips byte for byte, against base.pt and base.safetensors; all 349
+// tensors are matched by name (the 6 head tensors as resized).
+TEST(PyTorchReal, CheckpointsRoundTripBitExact) {
+  std::string dir = shared_yolo();
+  if (dir.empty()) GTEST_SKIP() << "../shared/data/yolov5n not present";
+  for (std::string n : {"ft-dna-origami-train1", "ft-dna-origami-train5", "ft-knives-guns"}) {
+    for (std::string b : {"base.pt", "base.safetensors"}) {
+      SCOPED_TRACE(n + " against " + b);
+      std::string d = tptest::temp_dir("ptreal");
+      expect_bit_exact(dir + "/" + b, dir + "/" + n + ".pt", d, 349);
+      fs::remove_all(d);
+    }
+  }
 }

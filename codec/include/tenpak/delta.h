@@ -32,6 +32,12 @@ struct BuildOptions {
   // URLs of the base directory, hub ids). Empty: the absolute path of the
   // base directory (of the base file's directory for a single file).
   std::vector<std::string> base_locations;
+  // Fine-tune PyTorch checkpoints (.pt, .pth, .ckpt, pytorch_model*.bin):
+  // false serves each file itself, bit for bit (structure bytes coded
+  // losslessly, each storage's payload against the base tensor of its
+  // name); true serves the safetensors conversion instead
+  // (docs/CONVERTED_CHECKPOINTS.md: renamed files, index, metadata).
+  bool as_safetensors = false;
 };
 
 struct TensorReport {

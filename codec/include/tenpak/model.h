@@ -52,9 +52,14 @@ struct Model {
 };
 
 struct LoadOptions {
-  // Fine-tunes: PyTorch checkpoints are converted to safetensors (output
-  // name changes). Bases: they are indexed in place.
+  // PyTorch checkpoints converted to safetensors (output name changes, the
+  // --as-safetensors view of a fine-tune); else read in place, as below.
   bool convert_checkpoints = true;
+  // In place: false indexes every dense view by name (a base: any name may
+  // be matched); true cuts the file into its storages
+  // (checkpoint_storage_ranges: a fine-tune served bit for bit; a range
+  // with an empty name is never matched to a base).
+  bool checkpoint_storages = false;
 };
 
 // Loads a directory (recursively, skipping .git and hidden cache folders)
