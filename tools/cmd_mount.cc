@@ -24,6 +24,7 @@
 #include "tenpak/cache.h"
 #include "tenpak/delta.h"
 #include "tenpak/env.h"
+#include "tenpak/frame_cache.h"
 #include "tenpak/metrics.h"
 #include "tenpak/fuse_mount.h"
 #include "tenpak/model_fs.h"
@@ -272,8 +273,9 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   // Every read request in the log (the cache traces its fetches under the
   // same switch).
   fo.trace_reads = env_flag("TENPAK_TRACE_READS");
-  fo.block_cache = cache;  // rebuilt frames, keyed by their hash
-  fo.cache_frames = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
+  // Rebuilt frames, keyed by their hash, under the --cache-frames policy.
+  const FrameCachePolicy policy = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
+  fo.wrap_frames = [cache, policy](std::unique_ptr<FrameSource> s) { return cache_frames(std::move(s), cache, policy); };
   size_t n_models = models.size();
   auto mfs = ModelFs::create(std::move(models), fo);
   if (!mfs.ok()) return failed(mfs.status());

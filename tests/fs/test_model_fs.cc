@@ -21,6 +21,7 @@
 #include "tenpak/cache.h"
 #include "tenpak/delta.h"
 #include "tenpak/format.h"
+#include "tenpak/frame_cache.h"
 #include "tenpak/metrics.h"
 #include "tenpak/model_fs.h"
 
@@ -890,6 +891,12 @@ class FakeCache : public BlockCache {
   std::map<std::string, std::string> values;
 };
 
+// The mount's way of putting a persistent cache in: each model's frames
+// decorated by cache_frames under `p`.
+void use_cache(FsOptions& opt, std::shared_ptr<BlockCache> cache, FrameCachePolicy p) {
+  opt.wrap_frames = [cache, p](std::unique_ptr<FrameSource> s) { return cache_frames(std::move(s), cache, p); };
+}
+
 // Reads every file of the test model once, whole, and checks its bytes.
 void read_all(ModelFs& mfs) {
   for (auto& name : ft_files()) {
@@ -910,9 +917,9 @@ TEST(ModelFs, FrameCachePolicyNamesAndCodecs) {
   for (uint8_t c = 0; c <= kMaxCodec; ++c) {
     Codec codec = static_cast<Codec>(c);
     bool fast = codec == Codec::copy_base || codec == Codec::store || codec == Codec::sub_lanes;
-    EXPECT_EQ(frame_cache_policy_stores(FrameCachePolicy::slow, codec), !fast) << codec_name(codec);
-    EXPECT_TRUE(frame_cache_policy_stores(FrameCachePolicy::all, codec)) << codec_name(codec);
-    EXPECT_FALSE(frame_cache_policy_stores(FrameCachePolicy::none, codec)) << codec_name(codec);
+    EXPECT_EQ(frame_cache_policy_stores(FrameCachePolicy::slow, codec_name(codec)), !fast) << codec_name(codec);
+    EXPECT_TRUE(frame_cache_policy_stores(FrameCachePolicy::all, codec_name(codec))) << codec_name(codec);
+    EXPECT_FALSE(frame_cache_policy_stores(FrameCachePolicy::none, codec_name(codec))) << codec_name(codec);
   }
 }
 
@@ -926,7 +933,7 @@ TEST(ModelFs, FrameCachePolicyDecidesWhichFramesArePut) {
   }();
   // The test delta must hold both kinds, or `slow` would not be tested.
   size_t slow_frames = 0;
-  for (auto& fr : m.frames) slow_frames += frame_cache_policy_stores(FrameCachePolicy::slow, fr.codec);
+  for (auto& fr : m.frames) slow_frames += frame_cache_policy_stores(FrameCachePolicy::slow, codec_name(fr.codec));
   ASSERT_GT(slow_frames, 0u) << "no slow-codec frame in the test delta";
   ASSERT_LT(slow_frames, m.frames.size()) << "no fast-codec frame in the test delta";
   for (auto p : {FrameCachePolicy::slow, FrameCachePolicy::all, FrameCachePolicy::none}) {
@@ -934,12 +941,11 @@ TEST(ModelFs, FrameCachePolicyDecidesWhichFramesArePut) {
     std::set<std::string> want, all;
     for (auto& fr : m.frames) {
       all.insert(frame_cache_key(fr.hash));
-      if (frame_cache_policy_stores(p, fr.codec)) want.insert(frame_cache_key(fr.hash));
+      if (frame_cache_policy_stores(p, codec_name(fr.codec))) want.insert(frame_cache_key(fr.hash));
     }
     auto cache = std::make_shared<FakeCache>();
     FsOptions opt;
-    opt.block_cache = cache;
-    opt.cache_frames = p;
+    use_cache(opt, cache, p);
     auto f = make_fs(opt);
     read_all(*f.fs);
     std::lock_guard lk(cache->mu);
@@ -961,8 +967,7 @@ TEST(ModelFs, CachedFramesAreReadUnderEveryPolicyAndCheckedOnRead) {
   auto cache = std::make_shared<FakeCache>();
   {
     FsOptions opt;
-    opt.block_cache = cache;
-    opt.cache_frames = FrameCachePolicy::all;
+    use_cache(opt, cache, FrameCachePolicy::all);
     auto f = make_fs(opt);
     read_all(*f.fs);
   }
@@ -977,8 +982,7 @@ TEST(ModelFs, CachedFramesAreReadUnderEveryPolicyAndCheckedOnRead) {
     cache->puts.clear();
   }
   FsOptions opt;
-  opt.block_cache = cache;
-  opt.cache_frames = FrameCachePolicy::none;
+  use_cache(opt, cache, FrameCachePolicy::none);
   auto f = make_fs(opt);
   read_all(*f.fs);  // checks every byte
   FsStats st = f.fs->stats();

@@ -19,8 +19,15 @@
 //     corrupted in transit, or by an origin for a while, heal on a later
 //     fetch, e.g. with --no-cache) before an error is returned.
 // Every frame served was checked against its xxh3-128 from the index
-// (DeltaReader::read_frame, or the check here for persistent-cache hits):
-// bytes that cannot be verified are never returned.
+// (DeltaReader::read_frame, or the persistent cache's decorator for its
+// hits): bytes that cannot be verified are never returned.
+//
+// The parts, each in fs/src/ with its own tests: InodeTable (the tree),
+// FramePool/FrameBuf (frame memory), FrameLru (the in-memory frame cache
+// and served ranges), WorkQueues (the workers' two lines), PrefetchPlanner
+// (what to rebuild ahead), FrameService (in-flight de-duplication, workers,
+// readers first), delta_frames/retry_frames (a delta's frames as a
+// FrameSource, and retries). ModelFs maps files to frames and counts.
 //
 // Knows nothing of FUSE: fs/src/fuse_mount.cc adapts it, tests drive it
 // directly. Not-found and not-a-directory are answered with std::nullopt
@@ -36,31 +43,12 @@
 #include <string_view>
 #include <vector>
 
-#include "tenpak/cache.h"
 #include "tenpak/delta.h"
 #include "tenpak/format.h"
+#include "tenpak/frame_source.h"
 #include "tenpak/status.h"
 
 namespace tenpak {
-
-// Which rebuilt frames are stored in the persistent cache
-// (FsOptions::block_cache). Lookups are the same under every policy: a
-// frame found there is served (after its hash check) whatever its codec.
-enum class FrameCachePolicy : uint8_t {
-  // Only frames that rebuild slower than they read back from the cache:
-  // not copy_base (the frame is base bytes), store (delta bytes) or
-  // sub_lanes (decodes faster than an LMDB read, roughly). Their inputs,
-  // the base and delta blocks, are what a remote mount caches instead.
-  slow,
-  all,   // every rebuilt frame (frames shared by several fine-tunes, slow disks)
-  none,  // no frame: the cache holds only what the origins' decorators put there
-};
-// "slow", "all", "none".
-const char* frame_cache_policy_name(FrameCachePolicy p);
-std::optional<FrameCachePolicy> parse_frame_cache_policy(std::string_view s);
-// Whether a frame of codec `c`, once rebuilt, is stored under policy `p`.
-// Codecs unknown to this list count as slow (stored under `slow`).
-bool frame_cache_policy_stores(FrameCachePolicy p, Codec c);
 
 struct FsOptions {
   size_t frame_cache_bytes = 64u << 20;     // in-memory frame cache (LRU by bytes)
@@ -85,12 +73,11 @@ struct FsOptions {
   uint64_t warm_bytes = 16u << 20;
   unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io or corrupt
   unsigned retry_delay_ms = 20;              // first back-off, doubled each attempt
-  // Persistent frame cache (key frame_cache_key(hash), value the frame's
-  // bytes, re-checked against the hash on every get). Null: none. Used only
-  // when tenpak_cache was linked in (TENPAK_HAVE_CACHE), else ignored.
-  std::shared_ptr<BlockCache> block_cache;
-  // Which rebuilt frames are put into `block_cache` (see FrameCachePolicy).
-  FrameCachePolicy cache_frames = FrameCachePolicy::slow;
+  // Decorates each model's frame source (already wrapped in the retries
+  // above) before the frame service reads from it: how a persistent frame
+  // cache (cache/frame_cache.h: cache_frames) is put in, and which frames it
+  // stores is its own policy. Null: the frames as the delta rebuilds them.
+  std::function<std::unique_ptr<FrameSource>(std::unique_ptr<FrameSource>)> wrap_frames;
   // Log every read request (offset, length) of a model file (debugging).
   bool trace_reads = false;
   // One line per event (errors, retries). Null: stderr.
@@ -147,7 +134,7 @@ struct FsStats {
   uint64_t sparse_rereads = 0;
   uint64_t persistent_hits = 0, persistent_rejected = 0;
   // Rebuilt frames put into the persistent cache / left out by the policy
-  // (FsOptions::cache_frames); both 0 without a persistent cache.
+  // (its FrameCachePolicy); both 0 without a persistent cache.
   uint64_t persistent_stored = 0, persistent_skipped = 0;
   uint64_t retries = 0, retried_ok = 0;
   uint64_t errors_io = 0, errors_corrupt = 0, errors_base_missing = 0, errors_other = 0;
