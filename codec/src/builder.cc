@@ -73,6 +73,7 @@ struct Job {
   int klass = 0;    // estimate class
   bool sampled = true;
   bool no_ctx = false;  // never sub_ctx (a file's small first frame)
+  bool structure = false;  // zip/pickle bytes of a checkpoint served as it is
   FrameLayout layout;  // kernel layout hint for the sub_ctx predictor
 };
 
@@ -310,6 +311,14 @@ class Builder {
         pos = std::max(pos, t.end);
       }
       if (pos < f.size) chunk_raw(jobs, fi, pos, f.size);
+      // A checkpoint served as it is: its structure bytes (data.pkl, zip
+      // headers, attribute tensors outside the state_dict) are a small part
+      // of the file and have no base counterpart worth a delta (YOLOv5n:
+      // zstd --patch-from of the base's data.pkl saves 8%), so they get
+      // zstd's strongest level.
+      if (!opt_.as_safetensors && f.synthesized.empty() && is_checkpoint_name(f.name))
+        for (auto& j : jobs)
+          if (j.tensor < 0) j.structure = true;
     } else {
       chunk_raw(jobs, fi, 0, f.size);
       // config.json, tokenizer files...: a byte delta against the base's
@@ -359,7 +368,7 @@ class Builder {
           }
         }
         EncodeOptions eo;
-        eo.zstd_level = opt_.zstd_level;
+        eo.zstd_level = j.structure ? std::max(opt_.zstd_level, 19) : opt_.zstd_level;
         eo.layout = j.layout;
         eo.allow_ctx = opt_.allow_ctx && !j.no_ctx;
         e.e = encode_frame(out, j.len, j.dt, base, eo);
