@@ -20,14 +20,10 @@
 
 #include "cli_util.h"
 #include "commands.h"
-#include "locations.h"
-#include "tenpak/cache.h"
-#include "tenpak/delta.h"
 #include "tenpak/env.h"
-#include "tenpak/frame_cache.h"
-#include "tenpak/metrics.h"
 #include "tenpak/fuse_mount.h"
 #include "tenpak/model_fs.h"
+#include "tenpak/mount.h"
 #include "tenpak/open_source.h"
 
 namespace tenpak::cli {
@@ -68,72 +64,6 @@ class Logger {
   std::mutex mu_;
   FILE* f_;
 };
-
-// Single delta (has tenpak.idx, or a URL) or a catalog directory of deltas.
-Result<std::vector<std::pair<std::string, std::string>>> find_models(const std::string& source) {
-  std::vector<std::pair<std::string, std::string>> out;  // (dir in mount, location)
-  std::error_code ec;
-  if (is_remote_location(source) || fs::exists(fs::path(source) / kIndexFile, ec)) {
-    out.emplace_back("", source);
-    return out;
-  }
-  if (!fs::is_directory(source, ec)) return Status{Errc::invalid, source + ": no such delta or catalog directory"};
-  for (auto it = fs::recursive_directory_iterator(source, fs::directory_options::skip_permission_denied, ec);
-       it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) return Status{Errc::io, source + ": cannot list the catalog: " + ec.message()};
-    if (!it->is_directory(ec)) continue;
-    if (fs::exists(it->path() / kIndexFile, ec)) {
-      // Named lexically: a model directory that is a symbolic link keeps its name in the catalog.
-      out.emplace_back(it->path().lexically_relative(source).generic_string(), it->path().string());
-      it.disable_recursion_pending();  // a model's own sub-directories are its files
-    }
-  }
-  if (out.empty())
-    return Status{Errc::invalid, source + ": neither a delta (no " + kIndexFile + ") nor a catalog holding deltas"};
-  return out;
-}
-
-// The mount's own counters in Prometheus text format (fetch and cache
-// counters come from render_prometheus).
-std::string fs_prometheus(const FsStats& st) {
-  std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help, uint64_t v) {
-    out += std::string("# HELP tenpak_fs_") + name + " " + help + "\n# TYPE tenpak_fs_" + name + " " + type + "\n" +
-           "tenpak_fs_" + name + " " + std::to_string(v) + "\n";
-  };
-  metric("reads_total", "counter", "read requests answered", st.reads);
-  metric("bytes_served_total", "counter", "bytes returned to readers", st.bytes_served);
-  metric("frames_rebuilt_total", "counter", "frames rebuilt from base and delta", st.frames_rebuilt);
-  metric("bytes_rebuilt_total", "counter", "bytes of frames rebuilt", st.bytes_rebuilt);
-  metric("frame_cache_hits_total", "counter", "in-memory frame cache hits", st.cache_hits);
-  metric("frame_cache_misses_total", "counter", "in-memory frame cache misses", st.cache_misses);
-  metric("frame_cache_evictions_total", "counter", "frames evicted at the in-memory cache limit", st.cache_evictions);
-  metric("frame_cache_spent_evictions_total", "counter", "frames served whole, dropped from the in-memory cache",
-         st.spent_evictions);
-  metric("persistent_hits_total", "counter", "frames served from the persistent cache", st.persistent_hits);
-  metric("persistent_rejected_total", "counter", "persistent cache frames that failed their hash", st.persistent_rejected);
-  metric("persistent_stored_total", "counter", "rebuilt frames put into the persistent cache", st.persistent_stored);
-  metric("persistent_skipped_total", "counter", "rebuilt frames not cached (fast codec, --cache-frames)",
-         st.persistent_skipped);
-  metric("inflight_joins_total", "counter", "reads that waited on another reader's rebuild", st.inflight_joins);
-  metric("prefetch_issued_total", "counter", "frames queued for prefetch", st.prefetch_issued);
-  metric("prefetch_hits_total", "counter", "reads served by a prefetched frame", st.prefetch_hits);
-  metric("sparse_rereads_total", "counter", "short re-reads of frames served whole (pages the kernel dropped): no prefetch",
-         st.sparse_rereads);
-  metric("retries_total", "counter", "frame rebuilds retried", st.retries);
-  out += "# HELP tenpak_fs_errors_total read requests failed with EIO, by cause\n# TYPE tenpak_fs_errors_total counter\n";
-  out += "tenpak_fs_errors_total{cause=\"io\"} " + std::to_string(st.errors_io) + "\n";
-  out += "tenpak_fs_errors_total{cause=\"corrupt\"} " + std::to_string(st.errors_corrupt) + "\n";
-  out += "tenpak_fs_errors_total{cause=\"base_missing\"} " + std::to_string(st.errors_base_missing) + "\n";
-  out += "tenpak_fs_errors_total{cause=\"other\"} " + std::to_string(st.errors_other) + "\n";
-  metric("rss_bytes", "gauge", "resident memory of the daemon", st.rss_bytes);
-  out += render_prometheus_histogram(
-      "tenpak_fs_rebuild_latency_seconds", "time to rebuild one frame from base and delta (retries included)",
-      std::vector<double>(std::begin(kRebuildLatencyBuckets), std::end(kRebuildLatencyBuckets)),
-      std::vector<uint64_t>(std::begin(st.rebuild_latency_buckets), std::end(st.rebuild_latency_buckets)),
-      st.rebuild_latency_sum_s, st.rebuild_latency_count);
-  return out;
-}
 
 // The default log of a background mount: DIR/mount<mountpoint, '/' -> '_'>.log
 // in the user's state directory ($XDG_STATE_HOME/tenpak, else
@@ -182,7 +112,7 @@ Result<int> open_log(const std::string& path) {
   return fd;
 }
 
-// Opens the models, checks bases, serves until unmounted. `notify_fd` >= 0:
+// Opens the mount (Mount::open), serves it until unmounted. `notify_fd` >= 0:
 // the pipe to the waiting parent ("<exit code>\t<message>\n" once).
 int serve(const MountArgs& a, int notify_fd, Logger& log) {
   bool notified = false;
@@ -207,115 +137,54 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
     return code;
   };
   tune_malloc_for_rebuilds(16u << 20);
-  auto found = find_models(a.source);
-  if (!found.ok()) return failed(found.status());
-  // Opened here, after daemonizing (LMDB handles must not cross a fork). An
-  // unusable cache directory degrades to no cache with a warning.
-  std::shared_ptr<BlockCache> cache;
-  if (!a.no_cache) {
-    uint64_t limit = kDefaultCacheSize;
-    if (!a.cache_size.empty()) {
-      auto p = parse_size(a.cache_size);
-      if (!p.ok()) return failed(p.status());
-      limit = *p;
-    }
-    std::string dir = a.cache_dir.empty() ? default_cache_dir() : a.cache_dir;
-    CacheOptions co;
-    co.warn = [&log](const std::string& w) { log("warning: " + w); };
-    cache = open_lmdb_cache(dir, limit, co);
-    log("cache: " + cache->describe());
-  }
-  std::vector<FsModel> models;
-  uint64_t files = 0, bytes = 0;
-  // Which base each model reads (--base, else the first location its delta
-  // records): a local base that several models of this mount share is read
-  // through the page cache, so that they share its pages; one used by a
-  // single model is read direct when cold (--buffered-base: always cached).
-  std::vector<std::unique_ptr<DeltaReader>> readers;
-  std::vector<std::string> base_of;  // per reader
-  std::map<std::string, unsigned> users;
-  std::set<std::string> logged;
-  for (auto& [dir, loc] : *found) {
-    auto r = open_delta(loc, cache);
-    if (!r.ok()) return failed(r.status());
-    const auto& bl = (*r)->manifest().base_locations;
-    base_of.push_back(!a.base.empty() ? a.base : bl.empty() ? std::string() : bl[0]);
-    users[base_of.back()]++;
-    readers.push_back(std::move(r.value()));
-  }
-  for (size_t i = 0; i < readers.size(); ++i) {
-    const auto& [dir, loc] = (*found)[i];
-    DeltaReader& r = *readers[i];
-    const unsigned shared_by = users[base_of[i]];
-    LocalFileOptions lo;
-    lo.direct_when_cold = !a.buffered_base && shared_by < 2;
-    if (!a.buffered_base && shared_by >= 2 && logged.insert(base_of[i]).second)
-      log("base " + base_of[i] + " is shared by " + std::to_string(shared_by) + " models: read through the page cache");
-    const std::string fs_name = lo.direct_when_cold ? no_direct_reads_on(base_of[i]) : std::string();
-    if (!fs_name.empty() && logged.insert(base_of[i]).second)
-      log("base " + base_of[i] + " is on " + fs_name + ": read through the page cache");
-    Status st = attach_base_from(r, a.base, !a.no_verify_base, cache, [&log](const std::string& l) { log(l); }, lo);
-    if (!st.ok()) return failed(st);
-    for (auto& f : r.manifest().out_files) {
-      ++files;
-      bytes += f.size;
-    }
-    log("model " + (dir.empty() ? std::string("/") : dir) + ": " + loc);
-    models.push_back({dir, std::move(readers[i])});
-  }
-  FsOptions fo;
-  fo.frame_cache_bytes = static_cast<size_t>(a.cache_mb) << 20;
-  fo.spent_keep_bytes = static_cast<size_t>(a.keep_served_mb) << 20;
-  fo.prefetch_window_bytes = static_cast<size_t>(a.prefetch_mb) << 20;
-  fo.prefetch_workers = a.workers;
-  fo.warm_bytes = static_cast<uint64_t>(a.warm_mb) << 20;
-  fo.log = [&log](const std::string& l) { log(l); };
+  MountOptions mo;
+  mo.source = a.source;
+  mo.base = a.base;
+  mo.verify_base = !a.no_verify_base;
+  mo.buffered_base = a.buffered_base;
+  mo.persistent_cache = !a.no_cache;
+  mo.cache_dir = a.cache_dir;
+  mo.cache_size = a.cache_size;
+  mo.cache_frames = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
+  mo.fs.frame_cache_bytes = static_cast<size_t>(a.cache_mb) << 20;
+  mo.fs.spent_keep_bytes = static_cast<size_t>(a.keep_served_mb) << 20;
+  mo.fs.prefetch_window_bytes = static_cast<size_t>(a.prefetch_mb) << 20;
+  mo.fs.prefetch_workers = a.workers;
+  mo.fs.warm_bytes = static_cast<uint64_t>(a.warm_mb) << 20;
   // Every read request in the log (the cache traces its fetches under the
   // same switch).
-  fo.trace_reads = env_flag("TENPAK_TRACE_READS");
-  // Rebuilt frames, keyed by their hash, under the --cache-frames policy.
-  const FrameCachePolicy policy = parse_frame_cache_policy(a.cache_frames).value_or(FrameCachePolicy::slow);  // checked by CLI
-  fo.wrap_frames = [cache, policy](std::unique_ptr<FrameSource> s) { return cache_frames(std::move(s), cache, policy); };
-  size_t n_models = models.size();
-  auto mfs = ModelFs::create(std::move(models), fo);
-  if (!mfs.ok()) return failed(mfs.status());
-  std::unique_ptr<MetricsExporter> exporter;  // lives as long as the mount
-  if (a.metrics_port >= 0) {
-    ModelFs* fsp = mfs->get();
-    auto ex = MetricsExporter::start(static_cast<uint16_t>(a.metrics_port), [fsp, cache] {
-      std::vector<std::pair<std::string, const BlockCache*>> caches;
-      if (cache) caches.emplace_back("shared", cache.get());
-      return render_prometheus(caches, fs_prometheus(fsp->stats()));
-    });
-    if (!ex.ok()) return failed(ex.status());
-    exporter = std::move(ex.value());
-    log("metrics: http://127.0.0.1:" + std::to_string(exporter->port()) + "/metrics");
-  }
+  mo.fs.trace_reads = env_flag("TENPAK_TRACE_READS");
+  mo.metrics_port = a.metrics_port;
+  mo.log = [&log](const std::string& l) { log(l); };
+  auto mounted = Mount::open(std::move(mo));
+  if (!mounted.ok()) return failed(mounted.status());
+  Mount& mt = **mounted;
   MountConfig mc;
   mc.mountpoint = a.mountpoint;
   mc.fsname = "tenpak:" + redact_urls(a.source);  // /proc/mounts is world-readable
   mc.max_threads = a.threads;
   mc.readahead_kb = a.readahead_kb;
   mc.allow_other = a.allow_other;
-  mc.log = fo.log;
-  json info = {{"mountpoint", a.mountpoint}, {"source", redact_urls(a.source)}, {"models", n_models}, {"files", files},
-               {"bytes", bytes}, {"pid", static_cast<int64_t>(getpid())}};
+  mc.log = [&log](const std::string& l) { log(l); };
+  json info = {{"mountpoint", a.mountpoint}, {"source", redact_urls(a.source)}, {"models", mt.models()},
+               {"files", mt.files()}, {"bytes", mt.bytes()}, {"pid", static_cast<int64_t>(getpid())}};
   if (notify_fd >= 0) info["log"] = a.log;
-  info["message"] = "mounted " + redact_urls(a.source) + " at " + a.mountpoint + " (" + std::to_string(n_models) + " model(s), " +
-                    std::to_string(files) + " files, " + human_bytes(static_cast<double>(bytes)) + "; pid " +
-                    std::to_string(getpid()) + (notify_fd >= 0 ? ", log " + a.log : std::string(", Ctrl-C to unmount")) + ")";
-  Status st = serve_fuse(**mfs, mc, [&](const Status& s) {
+  info["message"] = "mounted " + redact_urls(a.source) + " at " + a.mountpoint + " (" + std::to_string(mt.models()) +
+                    " model(s), " + std::to_string(mt.files()) + " files, " +
+                    human_bytes(static_cast<double>(mt.bytes())) + "; pid " + std::to_string(getpid()) +
+                    (notify_fd >= 0 ? ", log " + a.log : std::string(", Ctrl-C to unmount")) + ")";
+  Status st = serve_fuse(mt.fs(), mc, [&](const Status& s) {
     if (s.ok()) {
       log(info["message"].get<std::string>());
       report(kOk, info.dump());
-      (*mfs)->warm_heads();
+      mt.fs().warm_heads();
     } else {
       log("error: " + s.message());
       report(exit_code(s), s.message());
     }
   });
   if (!notified) report(st.ok() ? kError : exit_code(st), st.ok() ? "mount ended before it was ready" : st.message());
-  log("unmounted " + a.mountpoint + "; final stats: " + (*mfs)->stats_json());
+  log("unmounted " + a.mountpoint + "; final stats: " + mt.fs().stats_json());
   if (!st.ok()) {
     log("error: " + st.message());
     return exit_code(st);

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -7,7 +8,9 @@
 #include "io_util.h"
 #include "pipeline.h"
 #include "scratch.h"
+#include "tenpak/base_attach.h"
 #include "tenpak/delta.h"
+#include "tenpak/open_source.h"
 #include "tenpak/model.h"
 #include "tenpak/patch_codec.h"
 
@@ -275,28 +278,62 @@ Status check_local_base_sha256(const Manifest& m, const std::string& base_path, 
 }
 
 Status attach_local_base(DeltaReader& r, const std::string& base_path, bool check_sha256, const Progress& progress) {
+  BaseAttachOptions o;
+  o.check_sha256 = check_sha256;
+  o.progress = progress;
+  // apply and verify read the base in frame order from several workers:
+  // every base-range hint helps there (see LocalFileOptions).
+  o.local.hint_always = true;
+  return attach_base(r, base_path, o);
+}
+
+Status attach_base(DeltaReader& r, const std::string& loc, const BaseAttachOptions& o) {
   const Manifest& m = r.manifest();
   const std::vector<bool> needed = needed_base_files(m);
+  const size_t n_needed = std::count(needed.begin(), needed.end(), true);
   std::error_code ec;
-  bool single = fs::is_regular_file(base_path, ec);
-  if (!single && !fs::is_directory(base_path, ec)) return {Errc::invalid, base_path + ": base not found"};
+  const bool remote = is_remote_location(loc);
+  // A single file: a local one, or the URL / hub path of one.
+  const bool single = remote ? !remote_file_name(loc).empty() : fs::is_regular_file(loc, ec);
+  if (!remote && !single && !fs::is_directory(loc, ec)) return {Errc::invalid, loc + ": base not found"};
+  if (single && n_needed > 1)
+    return {Errc::mismatch, loc + ": the delta needs " + std::to_string(n_needed) + " base files; give the base model directory"};
+  uint64_t total = 0, done = 0;
+  for (size_t i = 0; i < needed.size(); ++i)
+    if (needed[i]) total += m.base_files[i].size;
   for (uint32_t i = 0; i < m.base_files.size(); ++i) {
     if (!needed[i]) continue;
     const BaseFile& bf = m.base_files[i];
-    auto path = base_file_path(m, needed, base_path, single, i);
-    if (!path.ok()) return path.status();
-    // apply and verify read the base in frame order from several workers:
-    // every base-range hint helps there (see LocalFileOptions).
-    LocalFileOptions lo;
-    lo.hint_always = true;
-    auto src = open_local_file(*path, lo);
-    if (!src.ok()) return {Errc::mismatch, *path + ": base file '" + bf.name + "' needed by the delta: " + src.status().message()};
-    if ((*src)->size() != bf.size)
-      return {Errc::mismatch, *path + ": wrong base: " + std::to_string((*src)->size()) +
-                                  " bytes, the delta was built against " + std::to_string(bf.size) + " bytes"};
-    TP_RETURN_IF_ERROR(r.set_base(i, std::move(src.value())));
+    const std::string path = single ? loc : join_location(loc, bf.name);
+    SourceOptions so;
+    so.expected_size = bf.size;  // a base file of another size is refused (mismatch)
+    so.local = o.local;
+    auto src = open_source(path, so);
+    if (!src.ok()) {
+      // Another size is a wrong base; a remote origin that does not answer
+      // or serve (refused, 404, 503) is unavailable, not wrong.
+      Errc code = src.status().code() == Errc::mismatch || !remote ? Errc::mismatch : Errc::unavailable;
+      return {code, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
+    }
+    if (o.check_sha256 && !remote) {
+      const auto t0 = std::chrono::steady_clock::now();
+      bool cached = false;
+      auto h = sha256_of_local_file(path, [&](uint64_t n) {
+        done += n;
+        if (o.progress) o.progress(done, total);
+      }, &cached, o.local);
+      if (!h.ok()) return h.status();
+      if (*h != bf.sha256)
+        return {Errc::mismatch, path + ": wrong base: sha256 " + hex(*h) + " differs from " + hex(bf.sha256) +
+                                    " recorded in the delta " + r.name()};
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (o.on_verified) o.on_verified(path, bf.size, cached, s);
+    }
+    std::unique_ptr<BlockSource> b = std::move(src.value());
+    if (o.wrap) b = o.wrap(std::move(b), path, bf);
+    TP_RETURN_IF_ERROR(r.set_base(i, std::move(b)));
   }
-  return check_sha256 ? check_local_base_sha256(m, base_path, progress) : Status::Ok();
+  return Status::Ok();
 }
 
 Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const ApplyOptions& opt) {

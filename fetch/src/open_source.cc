@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 
 namespace tenpak {
 namespace {
@@ -196,6 +197,21 @@ std::string join_location(const std::string& dir_location, const std::string& na
   }
   if (dir.back() != '/') dir += "/";
   return dir + name + query;
+}
+
+std::string remote_file_name(const std::string& loc) {
+  if (!is_remote_location(loc)) return "";
+  std::string url = resolve_url(loc);
+  url = url.substr(0, url.find_first_of("?#"));
+  const size_t slash = url.rfind('/');
+  const size_t scheme = url.find("://");
+  if (slash == std::string::npos || (scheme != std::string::npos && slash < scheme + 3)) return "";
+  std::string name = url.substr(slash + 1);
+  for (const char* ext : {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}) {
+    const size_t n = std::strlen(ext);
+    if (name.size() > n && name.compare(name.size() - n, n, ext) == 0) return name;
+  }
+  return "";
 }
 
 }  // namespace tenpak

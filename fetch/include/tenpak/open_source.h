@@ -64,6 +64,11 @@ bool is_remote_location(const std::string& location);
 // The URL a location resolves to ("" for local paths), e.g. for messages.
 std::string resolve_url(const std::string& location);
 
+// The name of the one model file a remote location names (the URL or hub
+// path of a .safetensors, .bin, .pt, .pth or .ckpt file: a base given as a
+// file, like a local file path), else "" (a model directory, or a local path).
+std::string remote_file_name(const std::string& location);
+
 struct HubRef {
   std::string org, name, revision = "main", path;  // path: the file in the repo ("" for the repo itself)
 };

@@ -1,0 +1,173 @@
+// Mount::open (fs/include/tenpak/mount.h): a mount built from its options
+// serves the fine-tune's bytes; bases attached from --base or the recorded
+// location, a single base file, wrong and missing bases refused with their
+// own codes; catalogs; the metrics exporter. Pairs are made by `tenpak
+// fixture` + `tenpak delta build` (env TENPAK_BIN). No FUSE session.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "tenpak/base_attach.h"
+#include "tenpak/mount.h"
+#include "temp_dir.h"
+
+namespace fs = std::filesystem;
+using namespace tenpak;
+
+namespace {
+
+std::string g_dir;
+
+std::string slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+class Env : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const char* bin = std::getenv("TENPAK_BIN");
+    ASSERT_NE(bin, nullptr) << "TENPAK_BIN not set";
+    g_dir = dir_.path;
+    std::string b = bin;
+    auto run = [](const std::string& c) { ASSERT_EQ(std::system((c + " >/dev/null").c_str()), 0) << c; };
+    run(b + " fixture bf16 " + g_dir + "/pair --size-mb 3");
+    run(b + " delta build " + g_dir + "/pair/base " + g_dir + "/pair/finetune -o " + g_dir + "/cat/org/a");
+    run(b + " delta build " + g_dir + "/pair/base " + g_dir + "/pair/finetune -o " + g_dir + "/cat/org/b");
+  }
+
+ private:
+  tenpak::fakes::TempDir dir_{"mount"};
+};
+
+MountOptions options(const std::string& source) {
+  MountOptions o;
+  o.source = source;
+  o.persistent_cache = false;
+  o.fs.prefetch_workers = 0;
+  o.log = [](const std::string&) {};
+  return o;
+}
+
+// Every file of the fine-tune read through `mfs` at `dir` equals the original.
+void expect_served(ModelFs& mfs, const std::string& dir) {
+  uint64_t parent = ModelFs::kRootIno;
+  for (auto& comp : fs::path(dir)) {
+    if (comp.empty()) continue;
+    auto a = mfs.lookup(parent, comp.string());
+    ASSERT_TRUE(a.has_value()) << dir;
+    parent = a->ino;
+  }
+  for (auto& e : fs::directory_iterator(g_dir + "/pair/finetune")) {
+    std::string want = slurp(e.path().string());
+    auto a = mfs.lookup(parent, e.path().filename().string());
+    ASSERT_TRUE(a.has_value()) << e.path();
+    std::string got(want.size(), '\0');
+    auto n = mfs.read(a->ino, 0, got.size(), reinterpret_cast<uint8_t*>(got.data()));
+    ASSERT_TRUE(n.ok()) << n.status().to_string();
+    EXPECT_EQ(got, want) << e.path();
+  }
+}
+
+}  // namespace
+
+TEST(Mount, OpensADeltaWithItsRecordedBase) {
+  auto m = Mount::open(options(g_dir + "/cat/org/a"));
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_EQ((*m)->models(), 1u);
+  EXPECT_GT((*m)->files(), 0u);
+  expect_served((*m)->fs(), "");
+  EXPECT_EQ((*m)->metrics_port(), -1);
+}
+
+TEST(Mount, CatalogOfDeltasWithABaseGivenAndMetrics) {
+  MountOptions o = options(g_dir + "/cat");
+  o.base = g_dir + "/pair/base";
+  o.metrics_port = 0;
+  auto m = Mount::open(o);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_EQ((*m)->models(), 2u);
+  expect_served((*m)->fs(), "org/a");
+  expect_served((*m)->fs(), "org/b");
+  EXPECT_GT((*m)->metrics_port(), 0);
+  std::string p = (*m)->prometheus();
+  EXPECT_NE(p.find("tenpak_fs_reads_total "), std::string::npos);
+  EXPECT_NE(p.find("tenpak_fs_rebuild_latency_seconds_count"), std::string::npos);
+}
+
+TEST(Mount, WrongMissingAndSingleFileBasesAreRefused) {
+  std::string single;
+  for (auto& e : fs::directory_iterator(g_dir + "/pair/base"))
+    if (e.path().extension() == ".safetensors") single = e.path().string();
+  ASSERT_FALSE(single.empty());
+  {
+    // This delta needs several base files: one file cannot be its base.
+    MountOptions o = options(g_dir + "/cat/org/a");
+    o.base = single;
+    auto m = Mount::open(o);
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), Errc::mismatch);
+    EXPECT_NE(m.status().message().find("give the base model directory"), std::string::npos) << m.status().message();
+  }
+  // Same size, other bytes: a wrong base, found by its sha256.
+  const std::string wrong = g_dir + "/wrong";
+  fs::create_directories(wrong);
+  fs::copy(g_dir + "/pair/base", wrong, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(wrong + "/" + fs::path(single).filename().string(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x55');
+  }
+  MountOptions o = options(g_dir + "/cat/org/a");
+  o.base = wrong;
+  auto bad = Mount::open(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Errc::mismatch) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("wrong base"), std::string::npos);
+  o.verify_base = false;  // sizes only: accepted (frames are checked when read)
+  EXPECT_TRUE(Mount::open(o).ok());
+  o.base = g_dir + "/no-such-base";
+  auto missing = Mount::open(o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().code(), Errc::mismatch) << "a base that is not there is not a wrong base";
+  EXPECT_NE(missing.status().message().find("base not found"), std::string::npos) << missing.status().message();
+}
+
+TEST(Mount, NotADeltaNorACatalog) {
+  auto m = Mount::open(options(g_dir + "/pair/base"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("neither a delta"), std::string::npos) << m.status().message();
+}
+
+// attach_base: the one base attachment; attach_local_base is it with apply's read hints.
+TEST(AttachBase, ReportsEachVerifiedFileAndPassesSourcesThroughWrap) {
+  auto r = open_delta(g_dir + "/cat/org/a", nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  BaseAttachOptions o;
+  o.check_sha256 = true;
+  int verified = 0, wrapped = 0;
+  uint64_t last_done = 0, last_total = 0;
+  o.on_verified = [&](const std::string&, uint64_t bytes, bool, double) { verified += bytes > 0; };
+  o.wrap = [&](std::unique_ptr<BlockSource> s, const std::string&, const BaseFile&) {
+    ++wrapped;
+    return s;
+  };
+  o.progress = [&](uint64_t d, uint64_t t) {
+    last_done = d;
+    last_total = t;
+  };
+  ASSERT_TRUE(attach_base(**r, g_dir + "/pair/base", o).ok());
+  EXPECT_GT(verified, 0);
+  EXPECT_EQ(verified, wrapped);
+  EXPECT_EQ(last_done, last_total);
+  EXPECT_GT(last_total, 0u);
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new Env);
+  return RUN_ALL_TESTS();
+}
