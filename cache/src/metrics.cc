@@ -37,23 +37,47 @@ void metric(std::ostringstream& o, const char* name, const char* type, const cha
   o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
 }
 
+// One row per counter of a layer's stats: its metric, type and help. The
+// exporter's per-origin and per-cache metrics are generated from these
+// tables (a counter is added here once).
+template <class Stats>
+struct CounterRow {
+  const char* name;
+  const char* type;
+  const char* help;
+  uint64_t Stats::*field;
+};
+
+constexpr CounterRow<FetchStats> kFetchCounters[] = {
+    {"tenpak_fetch_bytes_total", "counter", "Body bytes received from the origin.", &FetchStats::bytes},
+    {"tenpak_fetch_requests_total", "counter", "HTTP requests sent to the origin.", &FetchStats::requests},
+    {"tenpak_fetch_retries_total", "counter", "Requests repeated after a failure.", &FetchStats::retries},
+    {"tenpak_fetch_http2_responses_total", "counter", "Requests answered over HTTP/2.", &FetchStats::http2_responses},
+};
+
+constexpr CounterRow<CacheStats> kCacheCounters[] = {
+    {"tenpak_cache_hits_total", "counter", "Cache lookups answered.", &CacheStats::hits},
+    {"tenpak_cache_misses_total", "counter", "Cache lookups not answered.", &CacheStats::misses},
+    {"tenpak_cache_puts_total", "counter", "Values stored.", &CacheStats::puts},
+    {"tenpak_cache_evictions_total", "counter", "Values evicted (LRU).", &CacheStats::evictions},
+    {"tenpak_cache_corrupt_dropped_total", "counter", "Values that failed their checksum, dropped.",
+     &CacheStats::corrupt_dropped},
+    {"tenpak_cache_errors_total", "counter", "Backend errors turned into misses.", &CacheStats::errors},
+    {"tenpak_cache_quarantined_total", "counter",
+     "Damaged environments set aside (the cache started empty or went on without).", &CacheStats::quarantined},
+    {"tenpak_cache_bytes", "gauge", "Bytes of values stored.", &CacheStats::bytes_used},
+    {"tenpak_cache_limit_bytes", "gauge", "Size limit.", &CacheStats::bytes_limit},
+};
+
 }  // namespace
 
 std::string render_prometheus(const std::vector<std::pair<std::string, const BlockCache*>>& caches, const std::string& extra) {
   std::ostringstream o;
   auto origins = fetch_stats_all();
-  auto per_origin = [&](const char* name, const char* type, const char* help, auto get) {
-    metric(o, name, type, help);
-    for (auto& [url, s] : origins) o << name << "{origin=\"" << esc(url) << "\"} " << get(s) << "\n";
-  };
-  per_origin("tenpak_fetch_bytes_total", "counter", "Body bytes received from the origin.",
-             [](const FetchStats& s) { return s.bytes; });
-  per_origin("tenpak_fetch_requests_total", "counter", "HTTP requests sent to the origin.",
-             [](const FetchStats& s) { return s.requests; });
-  per_origin("tenpak_fetch_retries_total", "counter", "Requests repeated after a failure.",
-             [](const FetchStats& s) { return s.retries; });
-  per_origin("tenpak_fetch_http2_responses_total", "counter", "Requests answered over HTTP/2.",
-             [](const FetchStats& s) { return s.http2_responses; });
+  for (const auto& row : kFetchCounters) {
+    metric(o, row.name, row.type, row.help);
+    for (auto& [url, s] : origins) o << row.name << "{origin=\"" << esc(url) << "\"} " << s.*row.field << "\n";
+  }
   metric(o, "tenpak_fetch_errors_total", "counter", "Failed requests by cause.");
   for (auto& [url, s] : origins)
     for (int c = 0; c < static_cast<int>(FetchCause::count_); ++c)
@@ -76,21 +100,10 @@ std::string render_prometheus(const std::vector<std::pair<std::string, const Blo
   std::vector<std::pair<std::string, CacheStats>> cs;
   for (auto& [n, c] : caches)
     if (c) cs.emplace_back(n, c->stats());
-  auto per_cache = [&](const char* name, const char* type, const char* help, auto get) {
-    metric(o, name, type, help);
-    for (auto& [n, s] : cs) o << name << "{cache=\"" << esc(n) << "\"} " << get(s) << "\n";
-  };
-  per_cache("tenpak_cache_hits_total", "counter", "Cache lookups answered.", [](const CacheStats& s) { return s.hits; });
-  per_cache("tenpak_cache_misses_total", "counter", "Cache lookups not answered.", [](const CacheStats& s) { return s.misses; });
-  per_cache("tenpak_cache_puts_total", "counter", "Values stored.", [](const CacheStats& s) { return s.puts; });
-  per_cache("tenpak_cache_evictions_total", "counter", "Values evicted (LRU).", [](const CacheStats& s) { return s.evictions; });
-  per_cache("tenpak_cache_corrupt_dropped_total", "counter", "Values that failed their checksum, dropped.",
-            [](const CacheStats& s) { return s.corrupt_dropped; });
-  per_cache("tenpak_cache_errors_total", "counter", "Backend errors turned into misses.", [](const CacheStats& s) { return s.errors; });
-  per_cache("tenpak_cache_quarantined_total", "counter", "Damaged environments set aside (the cache started empty or went on without).",
-            [](const CacheStats& s) { return s.quarantined; });
-  per_cache("tenpak_cache_bytes", "gauge", "Bytes of values stored.", [](const CacheStats& s) { return s.bytes_used; });
-  per_cache("tenpak_cache_limit_bytes", "gauge", "Size limit.", [](const CacheStats& s) { return s.bytes_limit; });
+  for (const auto& row : kCacheCounters) {
+    metric(o, row.name, row.type, row.help);
+    for (auto& [n, s] : cs) o << row.name << "{cache=\"" << esc(n) << "\"} " << s.*row.field << "\n";
+  }
   o << extra;
   return o.str();
 }

@@ -343,43 +343,79 @@ FsStats ModelFs::stats() const {
   std::tie(s.cache_bytes, s.spent_bytes) = impl_->frames->cache_bytes();
   s.cache_limit = impl_->opt.frame_cache_bytes;
   read_rss(s.rss_bytes, s.peak_rss_bytes);
+  const LocalReadStats lr = local_read_stats();
+  s.base_direct_bytes = lr.direct_bytes;
+  s.base_page_cache_bytes = lr.page_cache_bytes;
   return s;
+}
+
+const std::vector<FsCounter>& fs_counters() {
+  static const std::vector<FsCounter> rows = {
+      {"", "reads", "reads_total", "counter", "read requests answered", &FsStats::reads},
+      {"", "bytes_served", "bytes_served_total", "counter", "bytes returned to readers", &FsStats::bytes_served},
+      {"", "frames_rebuilt", "frames_rebuilt_total", "counter", "frames rebuilt from base and delta", &FsStats::frames_rebuilt},
+      {"", "bytes_rebuilt", "bytes_rebuilt_total", "counter", "bytes of frames rebuilt", &FsStats::bytes_rebuilt},
+      {"frame_cache", "hits", "frame_cache_hits_total", "counter", "in-memory frame cache hits", &FsStats::cache_hits},
+      {"frame_cache", "misses", "frame_cache_misses_total", "counter", "in-memory frame cache misses", &FsStats::cache_misses},
+      {"frame_cache", "evictions", "frame_cache_evictions_total", "counter", "frames evicted at the in-memory cache limit",
+       &FsStats::cache_evictions},
+      {"frame_cache", "spent_evictions", "frame_cache_spent_evictions_total", "counter",
+       "frames served whole, dropped from the in-memory cache", &FsStats::spent_evictions},
+      {"frame_cache", "bytes", nullptr, "gauge", "bytes of frames held", &FsStats::cache_bytes},
+      {"frame_cache", "spent_bytes", nullptr, "gauge", "of them, frames served whole", &FsStats::spent_bytes},
+      {"frame_cache", "limit", nullptr, "gauge", "the in-memory frame cache's limit", &FsStats::cache_limit},
+      {"", "inflight_joins", "inflight_joins_total", "counter", "reads that waited on another reader's rebuild",
+       &FsStats::inflight_joins},
+      {"prefetch", "issued", "prefetch_issued_total", "counter", "frames queued for prefetch", &FsStats::prefetch_issued},
+      {"prefetch", "hits", "prefetch_hits_total", "counter", "reads served by a prefetched frame", &FsStats::prefetch_hits},
+      {"prefetch", "wasted", nullptr, "counter", "prefetched frames evicted unused", &FsStats::prefetch_wasted},
+      {"prefetch", "dropped", nullptr, "counter", "prefetch requests dropped (queue full)", &FsStats::prefetch_dropped},
+      {"prefetch", "failed", nullptr, "counter", "prefetches that failed (a reader retries)", &FsStats::prefetch_failed},
+      {"prefetch", "sparse_rereads", "sparse_rereads_total", "counter",
+       "short re-reads of frames served whole (pages the kernel dropped): no prefetch", &FsStats::sparse_rereads},
+      {"base_reads", "direct_bytes", nullptr, "counter", "base bytes read with O_DIRECT", &FsStats::base_direct_bytes},
+      {"base_reads", "page_cache_bytes", nullptr, "counter", "base bytes copied from the page cache",
+       &FsStats::base_page_cache_bytes},
+      {"persistent_cache", "hits", "persistent_hits_total", "counter", "frames served from the persistent cache",
+       &FsStats::persistent_hits},
+      {"persistent_cache", "rejected", "persistent_rejected_total", "counter",
+       "persistent cache frames that failed their hash", &FsStats::persistent_rejected},
+      {"persistent_cache", "stored", "persistent_stored_total", "counter", "rebuilt frames put into the persistent cache",
+       &FsStats::persistent_stored},
+      {"persistent_cache", "skipped", "persistent_skipped_total", "counter",
+       "rebuilt frames not cached (fast codec, --cache-frames)", &FsStats::persistent_skipped},
+      {"", "retries", "retries_total", "counter", "frame rebuilds retried", &FsStats::retries},
+      {"", "retried_ok", nullptr, "counter", "frame rebuilds that succeeded on a retry", &FsStats::retried_ok},
+      {"errors", "io", "errors_total{cause=\"io\"}", "counter", "read requests failed with EIO, by cause", &FsStats::errors_io},
+      {"errors", "corrupt", "errors_total{cause=\"corrupt\"}", "counter", "read requests failed with EIO, by cause",
+       &FsStats::errors_corrupt},
+      {"errors", "base_missing", "errors_total{cause=\"base_missing\"}", "counter",
+       "read requests failed with EIO, by cause", &FsStats::errors_base_missing},
+      {"errors", "other", "errors_total{cause=\"other\"}", "counter", "read requests failed with EIO, by cause",
+       &FsStats::errors_other},
+      {"", "rss_bytes", "rss_bytes", "gauge", "resident memory of the daemon", &FsStats::rss_bytes},
+      {"", "peak_rss_bytes", nullptr, "gauge", "peak resident memory of the daemon", &FsStats::peak_rss_bytes},
+  };
+  return rows;
 }
 
 std::string ModelFs::stats_json() const {
   FsStats s = stats();
   const FrameSourceStats ss = impl_->frames->source_stats();
-  nlohmann::ordered_json j = {
-      {"pid", static_cast<int64_t>(getpid())},
-      {"models", impl_->models.size()},
-      {"reads", s.reads},
-      {"bytes_served", s.bytes_served},
-      {"frames_rebuilt", s.frames_rebuilt},
-      {"bytes_rebuilt", s.bytes_rebuilt},
-      {"frame_cache", {{"hits", s.cache_hits}, {"misses", s.cache_misses}, {"evictions", s.cache_evictions},
-                       {"spent_evictions", s.spent_evictions}, {"bytes", s.cache_bytes},
-                       {"spent_bytes", s.spent_bytes}, {"limit", s.cache_limit}}},
-      {"inflight_joins", s.inflight_joins},
-      {"prefetch", {{"issued", s.prefetch_issued}, {"hits", s.prefetch_hits}, {"wasted", s.prefetch_wasted},
-                    {"dropped", s.prefetch_dropped}, {"failed", s.prefetch_failed},
-                    {"sparse_rereads", s.sparse_rereads}}},
-      {"base_reads", {{"direct_bytes", local_read_stats().direct_bytes},
-                      {"page_cache_bytes", local_read_stats().page_cache_bytes}}},
+  nlohmann::ordered_json j = {{"pid", static_cast<int64_t>(getpid())}, {"models", impl_->models.size()}};
+  for (const FsCounter& c : fs_counters()) {
+    if (!*c.group) {
+      j[c.key] = s.*c.field;
+      continue;
+    }
+    if (!j.contains(c.group) && std::string_view(c.group) == "persistent_cache") {
       // "frames": the decorator's policy; "none" when no persistent cache
       // decorator is in the chain at all (nothing can be stored).
-      {"persistent_cache", {{"enabled", ss.persistent},
-                            {"frames", ss.persistent_policy.empty() ? std::string("none") : ss.persistent_policy},
-                            {"hits", s.persistent_hits},
-                            {"rejected", s.persistent_rejected},
-                            {"stored", s.persistent_stored},
-                            {"skipped", s.persistent_skipped}}},
-      {"retries", s.retries},
-      {"retried_ok", s.retried_ok},
-      {"errors", {{"io", s.errors_io}, {"corrupt", s.errors_corrupt}, {"base_missing", s.errors_base_missing},
-                  {"other", s.errors_other}}},
-      {"rss_bytes", s.rss_bytes},
-      {"peak_rss_bytes", s.peak_rss_bytes},
-  };
+      j[c.group] = {{"enabled", ss.persistent},
+                    {"frames", ss.persistent_policy.empty() ? std::string("none") : ss.persistent_policy}};
+    }
+    j[c.group][c.key] = s.*c.field;
+  }
   // Cumulative counts per upper bound, as in the Prometheus export.
   nlohmann::ordered_json le = nlohmann::ordered_json::array(), counts = nlohmann::ordered_json::array();
   for (size_t i = 0; i < kRebuildLatencyBucketCount; ++i) {

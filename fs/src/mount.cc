@@ -200,37 +200,17 @@ std::string Mount::prometheus() const {
 }
 
 std::string fs_prometheus(const FsStats& st) {
-  std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help, uint64_t v) {
-    out += std::string("# HELP tenpak_fs_") + name + " " + help + "\n# TYPE tenpak_fs_" + name + " " + type + "\n" +
-           "tenpak_fs_" + name + " " + std::to_string(v) + "\n";
-  };
-  metric("reads_total", "counter", "read requests answered", st.reads);
-  metric("bytes_served_total", "counter", "bytes returned to readers", st.bytes_served);
-  metric("frames_rebuilt_total", "counter", "frames rebuilt from base and delta", st.frames_rebuilt);
-  metric("bytes_rebuilt_total", "counter", "bytes of frames rebuilt", st.bytes_rebuilt);
-  metric("frame_cache_hits_total", "counter", "in-memory frame cache hits", st.cache_hits);
-  metric("frame_cache_misses_total", "counter", "in-memory frame cache misses", st.cache_misses);
-  metric("frame_cache_evictions_total", "counter", "frames evicted at the in-memory cache limit", st.cache_evictions);
-  metric("frame_cache_spent_evictions_total", "counter", "frames served whole, dropped from the in-memory cache",
-         st.spent_evictions);
-  metric("persistent_hits_total", "counter", "frames served from the persistent cache", st.persistent_hits);
-  metric("persistent_rejected_total", "counter", "persistent cache frames that failed their hash", st.persistent_rejected);
-  metric("persistent_stored_total", "counter", "rebuilt frames put into the persistent cache", st.persistent_stored);
-  metric("persistent_skipped_total", "counter", "rebuilt frames not cached (fast codec, --cache-frames)",
-         st.persistent_skipped);
-  metric("inflight_joins_total", "counter", "reads that waited on another reader's rebuild", st.inflight_joins);
-  metric("prefetch_issued_total", "counter", "frames queued for prefetch", st.prefetch_issued);
-  metric("prefetch_hits_total", "counter", "reads served by a prefetched frame", st.prefetch_hits);
-  metric("sparse_rereads_total", "counter", "short re-reads of frames served whole (pages the kernel dropped): no prefetch",
-         st.sparse_rereads);
-  metric("retries_total", "counter", "frame rebuilds retried", st.retries);
-  out += "# HELP tenpak_fs_errors_total read requests failed with EIO, by cause\n# TYPE tenpak_fs_errors_total counter\n";
-  out += "tenpak_fs_errors_total{cause=\"io\"} " + std::to_string(st.errors_io) + "\n";
-  out += "tenpak_fs_errors_total{cause=\"corrupt\"} " + std::to_string(st.errors_corrupt) + "\n";
-  out += "tenpak_fs_errors_total{cause=\"base_missing\"} " + std::to_string(st.errors_base_missing) + "\n";
-  out += "tenpak_fs_errors_total{cause=\"other\"} " + std::to_string(st.errors_other) + "\n";
-  metric("rss_bytes", "gauge", "resident memory of the daemon", st.rss_bytes);
+  std::string out, family;
+  for (const FsCounter& c : fs_counters()) {
+    if (!c.prom) continue;
+    const std::string name = std::string("tenpak_fs_") + c.prom;
+    const std::string base = name.substr(0, name.find('{'));
+    if (base != family) {  // HELP and TYPE once per family
+      out += "# HELP " + base + " " + c.help + "\n# TYPE " + base + " " + c.type + "\n";
+      family = base;
+    }
+    out += name + " " + std::to_string(st.*c.field) + "\n";
+  }
   out += render_prometheus_histogram(
       "tenpak_fs_rebuild_latency_seconds", "time to rebuild one frame from base and delta (retries included)",
       std::vector<double>(std::begin(kRebuildLatencyBuckets), std::end(kRebuildLatencyBuckets)),

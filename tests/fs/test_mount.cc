@@ -166,6 +166,42 @@ TEST(AttachBase, ReportsEachVerifiedFileAndPassesSourcesThroughWrap) {
   EXPECT_GT(last_total, 0u);
 }
 
+// The counter table generates stats.json and the exporter: every name that
+// scripts and dashboards read is still there, under the same key.
+TEST(FsCounters, StatsJsonAndPrometheusKeepTheirNames) {
+  auto m = Mount::open(options(g_dir + "/cat/org/a"));
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  const std::string j = (*m)->fs().stats_json();
+  for (const char* key :
+       {"\"pid\"", "\"models\"", "\"reads\"", "\"bytes_served\"", "\"frames_rebuilt\"", "\"bytes_rebuilt\"", "\"frame_cache\"",
+        "\"hits\"", "\"misses\"", "\"evictions\"", "\"spent_evictions\"", "\"bytes\"", "\"spent_bytes\"", "\"limit\"",
+        "\"inflight_joins\"", "\"prefetch\"", "\"issued\"", "\"wasted\"", "\"dropped\"", "\"failed\"", "\"sparse_rereads\"",
+        "\"base_reads\"", "\"direct_bytes\"", "\"page_cache_bytes\"", "\"persistent_cache\"", "\"enabled\"", "\"frames\"",
+        "\"rejected\"", "\"stored\"", "\"skipped\"", "\"retries\"", "\"retried_ok\"", "\"errors\"", "\"io\"", "\"corrupt\"",
+        "\"base_missing\"", "\"other\"", "\"rss_bytes\"", "\"peak_rss_bytes\"", "\"rebuild_latency\"", "\"le_s\"",
+        "\"cumulative_counts\"", "\"count\"", "\"sum_s\""})
+    EXPECT_NE(j.find(key), std::string::npos) << key << " missing from\n" << j;
+  const std::string p = fs_prometheus((*m)->fs().stats());
+  for (const char* name :
+       {"tenpak_fs_reads_total ", "tenpak_fs_bytes_served_total ", "tenpak_fs_frames_rebuilt_total ",
+        "tenpak_fs_bytes_rebuilt_total ", "tenpak_fs_frame_cache_hits_total ", "tenpak_fs_frame_cache_misses_total ",
+        "tenpak_fs_frame_cache_evictions_total ", "tenpak_fs_frame_cache_spent_evictions_total ",
+        "tenpak_fs_persistent_hits_total ", "tenpak_fs_persistent_rejected_total ", "tenpak_fs_persistent_stored_total ",
+        "tenpak_fs_persistent_skipped_total ", "tenpak_fs_inflight_joins_total ", "tenpak_fs_prefetch_issued_total ",
+        "tenpak_fs_prefetch_hits_total ", "tenpak_fs_sparse_rereads_total ", "tenpak_fs_retries_total ",
+        "tenpak_fs_errors_total{cause=\"io\"} ", "tenpak_fs_errors_total{cause=\"corrupt\"} ",
+        "tenpak_fs_errors_total{cause=\"base_missing\"} ", "tenpak_fs_errors_total{cause=\"other\"} ",
+        "tenpak_fs_rss_bytes ", "# TYPE tenpak_fs_rss_bytes gauge\n",
+        "# HELP tenpak_fs_errors_total read requests failed with EIO, by cause\n",
+        "tenpak_fs_rebuild_latency_seconds_count "})
+    EXPECT_NE(p.find(name), std::string::npos) << name << " missing from\n" << p;
+  size_t helps = 0;
+  for (size_t at = p.find("# HELP tenpak_fs_errors_total"); at != std::string::npos;
+       at = p.find("# HELP tenpak_fs_errors_total", at + 1))
+    ++helps;
+  EXPECT_EQ(helps, 1u) << "one HELP per family";
+}
+
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::AddGlobalTestEnvironment(new Env);

@@ -139,6 +139,8 @@ struct FsStats {
   uint64_t retries = 0, retried_ok = 0;
   uint64_t errors_io = 0, errors_corrupt = 0, errors_base_missing = 0, errors_other = 0;
   uint64_t rss_bytes = 0, peak_rss_bytes = 0;
+  // Bytes this process read from local base files, by path (local_read_stats()).
+  uint64_t base_direct_bytes = 0, base_page_cache_bytes = 0;
   // Latency of every frame rebuilt from the origins (frames_rebuilt of
   // them; retries included, persistent-cache hits not): cumulative counts
   // per bucket of kRebuildLatencyBuckets (Prometheus style), their sum.
@@ -146,6 +148,23 @@ struct FsStats {
   uint64_t rebuild_latency_count = 0;
   double rebuild_latency_sum_s = 0;
 };
+
+// One row per counter of FsStats: where stats.json shows it and, when it
+// is exported, its Prometheus metric. stats.json (and so `tenpak stats`)
+// and the exporter's tenpak_fs_* metrics are generated from this table:
+// a counter is added here once.
+struct FsCounter {
+  const char* group;  // the stats.json object holding it ("" = the top level)
+  const char* key;    // its key there
+  // The metric tenpak_fs_<prom>; a labelled family spells its label
+  // ("errors_total{cause=\"io\"}"), its rows adjacent. Null: stats.json only.
+  const char* prom;
+  const char* type;  // Prometheus type: "counter" or "gauge"
+  const char* help;
+  uint64_t FsStats::*field;
+};
+// The table, in stats.json order.
+const std::vector<FsCounter>& fs_counters();
 
 class ModelFs {
  public:

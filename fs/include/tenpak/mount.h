@@ -106,7 +106,8 @@ class Mount {
   uint64_t files_ = 0, bytes_ = 0;
 };
 
-// The file system's counters in Prometheus text format (tenpak_fs_*).
+// The file system's counters in Prometheus text format (tenpak_fs_*),
+// generated from fs_counters().
 std::string fs_prometheus(const FsStats& st);
 
 }  // namespace tenpak
