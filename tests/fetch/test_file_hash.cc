@@ -12,6 +12,8 @@
 #include "temp_dir.h"
 #include "tenpak/block_source.h"
 
+using tenpak::fakes::TempDir;  // tests/support/temp_dir.h
+
 using namespace tenpak;
 namespace fs = std::filesystem;
 
