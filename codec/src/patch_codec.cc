@@ -178,6 +178,7 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   if (lines) line_table(b, blen, t);
   const uint64_t nlines = lines ? t.size() - 1 : 0;
   uint64_t pos = 0, litpos = 0, cursor = 0;
+  int64_t cursor_line = 0;  // idx(cursor) after a line op, else -1 (searched when needed)
   for (uint32_t i = 0; i < nops; ++i) {
     const uint64_t l = next(0, i), z = next(1, i);
     uint64_t c = next(2, i);
@@ -187,7 +188,8 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
     litpos += l;
     const int64_t move = static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1);
     if (lines && (c & 1)) {
-      const int64_t s = static_cast<int64_t>(line_index(t, cursor)) + move;
+      if (cursor_line < 0) cursor_line = static_cast<int64_t>(line_index(t, cursor));
+      const int64_t s = cursor_line + move;
       const uint64_t count = c >> 1;
       if (s < 0 || static_cast<uint64_t>(s) > nlines || count > nlines - static_cast<uint64_t>(s))
         return corrupt("op " + std::to_string(i) + ": lines outside the base ranges");
@@ -197,8 +199,10 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
       if (c) std::memcpy(out + pos, b + src, c);
       pos += c;
       cursor = src + c;
+      cursor_line = s + static_cast<int64_t>(count);
       continue;
     }
+    cursor_line = -1;
     if (lines) c >>= 1;
     const int64_t src = static_cast<int64_t>(cursor) + move;
     if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src) || c > f.out_len - pos)
