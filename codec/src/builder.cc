@@ -292,8 +292,26 @@ class Builder {
     of.first_frame = static_cast<uint32_t>(m_.frames.size());
     std::vector<Job> jobs;
     if (f.has_tensors) {
+      // A checkpoint served as it is: a storage of at most kTinyStorage
+      // bytes stays in the structure around it (its local header, the
+      // next one's): as tensor frames it would cost two frames (its own
+      // and the header's after it), 128 bytes of index, more than its
+      // content. YOLOv5n (273 of 349 storages): 2,225,047 -> 2,189,778 B.
+      constexpr uint64_t kTinyStorage = 256;
+      const bool ckpt_as_is = !opt_.as_safetensors && f.synthesized.empty() && is_checkpoint_name(f.name);
       uint64_t pos = 0;
       for (auto& t : f.header.tensors) {
+        if (ckpt_as_is && t.nbytes() <= kTinyStorage) {
+          TensorReport tr;
+          tr.file = f.name;
+          tr.name = t.name.empty() ? "(storage at byte " + std::to_string(t.begin) + ")" : t.name;
+          tr.dtype = dtype_name(t.dtype);
+          tr.out_bytes = t.nbytes();
+          tr.match = "structure";
+          tr.codecs = "(in structure frames)";
+          report_.tensors_detail.push_back(std::move(tr));
+          continue;
+        }
         if (t.begin > pos) chunk_raw(jobs, fi, pos, t.begin);
         // An unnamed range (a checkpoint storage only strided views read)
         // has no base counterpart.

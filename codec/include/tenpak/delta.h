@@ -41,7 +41,10 @@ struct BuildOptions {
 };
 
 struct TensorReport {
-  std::string file, name, dtype, match;  // match: "same", "resized", "dtype", "none", "identical"
+  // match: "same", "resized", "dtype", "none", "identical"; "structure": a
+  // checkpoint storage too small for frames of its own, coded with the zip
+  // structure around it
+  std::string file, name, dtype, match;
   uint64_t out_bytes = 0, delta_bytes = 0;
   std::string codecs;  // comma-separated codecs used by its frames
 };
