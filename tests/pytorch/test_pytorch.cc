@@ -300,7 +300,7 @@ TEST(PyTorch, RefusesCallsAndBadFiles) {
 }
 
 // The CLI maps refusals to exit 6 and corrupt checkpoints to exit 4, and
-// writes no output.
+// writes no output, for a base or a fine-tune, in either mode.
 TEST(PyTorch, CliExitCodes) {
   if (tenpak_bin().empty()) GTEST_SKIP() << "TENPAK_BIN not set";
   std::string d = tptest::temp_dir("ptcli");
@@ -317,6 +317,15 @@ TEST(PyTorch, CliExitCodes) {
   EXPECT_EQ(run(tenpak_bin() + " delta build " + d + "/cut.pt " + d + "/base.pt -o " + d + "/D2", &err), 4);
   EXPECT_NE(err.find("cut.pt"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(d + "/D2"));
+  // The same refusals for a fine-tune in either mode (served as itself by
+  // default, converted with --as-safetensors).
+  EXPECT_EQ(run(tenpak_bin() + " delta build " + d + "/base.pt " + d + "/cut.pt -o " + d + "/D3", &err), 4);
+  EXPECT_NE(err.find("cut.pt"), std::string::npos) << err;
+  EXPECT_EQ(run(tenpak_bin() + " delta build --as-safetensors " + d + "/base.pt " + d + "/evil.pt -o " + d + "/D4", &err), 6);
+  EXPECT_NE(err.find("evil.pt"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(d + "/pwned"));
+  EXPECT_FALSE(fs::exists(d + "/D3"));
+  EXPECT_FALSE(fs::exists(d + "/D4"));
   fs::remove_all(d);
 }
 
