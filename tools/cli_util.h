@@ -19,6 +19,7 @@ enum Exit : int {
   kNoSpace = 5,    // disk full
   kRefused = 6,    // refused input (pickle asking for code, unsafe path, existing output)
   kUnavailable = 7,  // an origin (base, delta) unreachable or not serving: refused, 404, 503; retry later
+  kTargetNotMet = 8,  // nothing meets the constraints (optimize; delta build --lossy --max-kld/--max-ppl-delta)
 };
 int exit_code(const Status& s);
 // Prints "tenpak: error: <message>" to stderr and returns the exit code.

@@ -14,6 +14,7 @@ void add_ml_commands(CLI::App& app, int& rc) {
   add_ml_command(app, "generate", "continue a prompt with a model (greedy or sampled)", rc);
   add_ml_command(app, "quantize", "quantize a model with a preset (GPTQ, AWQ, bitsandbytes NF4/FP4/INT8, RTN)", rc);
   add_ml_command(app, "presets", "the quantization presets: formats, loaders, measured quality", rc);
+  add_ml_command(app, "optimize", "pick the cheapest quantization that meets your constraints, from measurements", rc);
 }
 
 }  // namespace tenpak::cli
