@@ -21,6 +21,8 @@ int exit_code(const Status& s) {
     case Errc::exists: return kRefused;
     case Errc::unsupported: return kRefused;
     case Errc::unavailable: return kUnavailable;
+    case Errc::not_found: return kUsage;  // README: 2 = usage error or input not found
+    case Errc::cancelled: return kError;
   }
   return kError;
 }

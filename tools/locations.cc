@@ -93,7 +93,7 @@ Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& l
         return Status{Errc::invalid, join_location(loc, index) + ": unsafe shard name '" + s + "'"};
       required.push_back(s);
     }
-  } else if (src.status().code() == Errc::invalid) {
+  } else if (src.status().code() == Errc::not_found) {
     required.push_back("model.safetensors");  // no index (404): a single file
   } else {
     return src.status();
@@ -107,7 +107,7 @@ Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& l
   for (auto& name : optional) {
     auto src = open_source(join_location(loc, name));
     if (!src.ok()) {
-      if (src.status().code() == Errc::invalid) continue;  // absent (4xx): fine
+      if (src.status().code() == Errc::not_found) continue;  // absent (4xx): fine
       return src.status();
     }
     TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + name, progress));

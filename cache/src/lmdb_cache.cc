@@ -642,7 +642,7 @@ struct EnvHandle {
 // Errc::corrupt when the environment is damaged (checked before use).
 Status open_existing(const std::string& dir, EnvHandle& h) {
   struct stat st;
-  if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return {Errc::invalid, dir + ": no TenPak cache here"};
+  if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return {Errc::not_found, dir + ": no TenPak cache here"};
   int rc = mdb_env_create(&h.env);
   if (!rc) rc = mdb_env_set_maxdbs(h.env, 8);
   if (!rc) rc = mdb_env_set_maxreaders(h.env, 1024);

@@ -179,7 +179,7 @@ Result<const uint8_t*> DeltaReader::rebuild_frame(uint32_t k, uint8_t* out, bool
   if (f.base_file != kNoBase && f.codec == Codec::patch) {
     // A patch frame reads the extents its payload lists, concatenated (B).
     if (!bases_[f.base_file])
-      return Status{Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
+      return Status{Errc::not_found, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
     auto ext = patch_extents(f, payload);
     if (!ext.ok()) return Status{Errc::corrupt, where() + ": " + ext.status().message()};
     uint64_t blen = 0;
@@ -194,7 +194,7 @@ Result<const uint8_t*> DeltaReader::rebuild_frame(uint32_t k, uint8_t* out, bool
     bp = b;
   } else if (f.base_file != kNoBase) {
     if (!bases_[f.base_file])
-      return Status{Errc::invalid, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
+      return Status{Errc::not_found, where() + ": base file '" + m_.base_files[f.base_file].name + "' is not available"};
     // read_in: a base read direct lands in the scratch, not copied there.
     auto got = bases_[f.base_file]->read_in(f.base_offset, f.base_len,
                                             scratch->base.get(f.base_len + 2 * BlockSource::kReadInAlign));
@@ -295,7 +295,7 @@ Status attach_base(DeltaReader& r, const std::string& loc, const BaseAttachOptio
   const bool remote = is_remote_location(loc);
   // A single file: a local one, or the URL / hub path of one.
   const bool single = remote ? !remote_file_name(loc).empty() : fs::is_regular_file(loc, ec);
-  if (!remote && !single && !fs::is_directory(loc, ec)) return {Errc::invalid, loc + ": base not found"};
+  if (!remote && !single && !fs::is_directory(loc, ec)) return {Errc::not_found, loc + ": base not found"};
   if (single && n_needed > 1)
     return {Errc::mismatch, loc + ": the delta needs " + std::to_string(n_needed) + " base files; give the base model directory"};
   uint64_t total = 0, done = 0;

@@ -13,6 +13,8 @@ const char* errc_name(Errc e) {
     case Errc::exists: return "exists";
     case Errc::unsupported: return "unsupported";
     case Errc::unavailable: return "unavailable";
+    case Errc::not_found: return "not_found";
+    case Errc::cancelled: return "cancelled";
   }
   return "?";
 }

@@ -312,7 +312,7 @@ class HttpSourceImpl final : public HttpSource {
         preferred_ = i;
         return Status::Ok();
       }
-      last = {o.cause == FetchCause::http_4xx ? Errc::invalid : Errc::io, m.shown + ": " + o.msg};
+      last = {o.cause == FetchCause::http_4xx ? Errc::not_found : Errc::io, m.shown + ": " + o.msg};
     }
     return last;
   }
@@ -346,7 +346,7 @@ class HttpSourceImpl final : public HttpSource {
         if (o.cause == FetchCause::timeout && k + 1 < mirrors_.size()) break;  // too slow: the next mirror first
       }
       if (!o.ok && cancelled_.load())  // also when the transfer aborted was the last attempt
-        return {Errc::io, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) + ": cancelled"};
+        return {Errc::cancelled, name() + ": range " + std::to_string(offset) + "+" + std::to_string(len) + ": cancelled"};
       if (o.ok) {
         if (i != start) preferred_ = i;  // stay on the mirror that works
         return Status::Ok();

@@ -274,7 +274,7 @@ LocalReadStats local_read_stats() {
 
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status{Errc::io, path + ": cannot open: " + std::strerror(errno)};
+  if (fd < 0) return Status{errno == ENOENT ? Errc::not_found : Errc::io, path + ": cannot open: " + std::strerror(errno)};
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);

@@ -99,9 +99,10 @@ struct ModelFs::Impl {
 
   void count_error(const Status& st) {
     switch (st.code()) {
-      case Errc::io: c.errors_io++; break;
+      case Errc::io:
+      case Errc::cancelled: c.errors_io++; break;  // (cancelled: an origin read cut off at shutdown)
       case Errc::corrupt: c.errors_corrupt++; break;
-      case Errc::invalid: c.errors_base_missing++; break;
+      case Errc::not_found: c.errors_base_missing++; break;
       default: c.errors_other++; break;
     }
   }
@@ -109,7 +110,7 @@ struct ModelFs::Impl {
     switch (e) {
       case Errc::io: return "io (origin read failed)";
       case Errc::corrupt: return "corrupt (frame does not decode to its hash)";
-      case Errc::invalid: return "base_missing";
+      case Errc::not_found: return "base_missing";
       default: return errc_name(e);
     }
   }

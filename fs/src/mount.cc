@@ -26,7 +26,7 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
   if (!idx.ok()) {
     // An origin that does not answer (refused, 5xx) is unavailable; one that
     // answers without the index (404) does not hold a delta there.
-    Errc code = is_remote_location(loc) && idx.status().code() == Errc::io ? Errc::unavailable : Errc::invalid;
+    Errc code = is_remote_location(loc) && idx.status().code() == Errc::io ? Errc::unavailable : Errc::not_found;
     return Status{code, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
   }
   auto dat = open_source(join_location(loc, kDataFile));
@@ -87,7 +87,7 @@ Status attach_base_from(DeltaReader& r, const std::string& base, bool verify_loc
     unavailable |= st.code() == Errc::unavailable;
     errs += "\n  " + loc + ": " + st.message();
   }
-  return {unavailable ? Errc::unavailable : Errc::invalid,
+  return {unavailable ? Errc::unavailable : Errc::not_found,
           r.name() + ": no recorded base location is usable:" + errs + "\n(give --base BASE)"};
 }
 
@@ -98,7 +98,7 @@ Result<std::vector<std::pair<std::string, std::string>>> find_models(const std::
     out.emplace_back("", source);
     return out;
   }
-  if (!fs::is_directory(source, ec)) return Status{Errc::invalid, source + ": no such delta or catalog directory"};
+  if (!fs::is_directory(source, ec)) return Status{Errc::not_found, source + ": no such delta or catalog directory"};
   for (auto it = fs::recursive_directory_iterator(source, fs::directory_options::skip_permission_denied, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) return Status{Errc::io, source + ": cannot list the catalog: " + ec.message()};
@@ -109,7 +109,7 @@ Result<std::vector<std::pair<std::string, std::string>>> find_models(const std::
     }
   }
   if (out.empty())
-    return Status{Errc::invalid, source + ": neither a delta (no " + kIndexFile + ") nor a catalog holding deltas"};
+    return Status{Errc::not_found, source + ": neither a delta (no " + kIndexFile + ") nor a catalog holding deltas"};
   return out;
 }
 

@@ -132,13 +132,16 @@ TEST(Mount, WrongMissingAndSingleFileBasesAreRefused) {
   o.base = g_dir + "/no-such-base";
   auto missing = Mount::open(o);
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().code(), Errc::mismatch) << "a base that is not there is not a wrong base";
+  EXPECT_EQ(missing.status().code(), Errc::not_found) << "a base that is not there is not a wrong base";
   EXPECT_NE(missing.status().message().find("base not found"), std::string::npos) << missing.status().message();
 }
 
 TEST(Mount, NotADeltaNorACatalog) {
   auto m = Mount::open(options(g_dir + "/pair/base"));
   ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), Errc::not_found);
+  EXPECT_EQ(Mount::open(options(g_dir + "/no-such-dir")).status().code(), Errc::not_found);
+  EXPECT_EQ(open_delta(g_dir + "/pair", nullptr).status().code(), Errc::not_found);
   EXPECT_NE(m.status().message().find("neither a delta"), std::string::npos) << m.status().message();
 }
 
@@ -200,6 +203,35 @@ TEST(FsCounters, StatsJsonAndPrometheusKeepTheirNames) {
        at = p.find("# HELP tenpak_fs_errors_total", at + 1))
     ++helps;
   EXPECT_EQ(helps, 1u) << "one HELP per family";
+}
+
+// A read that needs a base file the mount does not have fails with
+// not_found and is counted as base_missing (before: `invalid`, shared with
+// usage errors).
+TEST(Mount, AReadNeedingAMissingBaseIsCountedAsBaseMissing) {
+  auto r = open_delta(g_dir + "/cat/org/a", nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<FsModel> models;
+  models.push_back({"", std::move(r.value())});
+  FsOptions o;
+  o.prefetch_workers = 0;
+  o.retry_delay_ms = 1;
+  o.log = [](const std::string&) {};
+  auto mfs = ModelFs::create(std::move(models), o);
+  ASSERT_TRUE(mfs.ok());
+  Status failed;
+  for (auto& e : fs::directory_iterator(g_dir + "/pair/finetune")) {
+    auto a = (*mfs)->lookup(ModelFs::kRootIno, e.path().filename().string());
+    std::string buf(a->size, '\0');
+    auto n = (*mfs)->read(a->ino, 0, buf.size(), reinterpret_cast<uint8_t*>(buf.data()));
+    if (!n.ok()) failed = n.status();
+  }
+  ASSERT_FALSE(failed.ok()) << "no file of the bf16 pair needs its base?";
+  EXPECT_EQ(failed.code(), Errc::not_found) << failed.message();
+  FsStats s = (*mfs)->stats();
+  EXPECT_GE(s.errors_base_missing, 1u);
+  EXPECT_EQ(s.errors_other, 0u);
+  EXPECT_EQ(s.retries, 0u) << "a missing base does not heal by waiting";
 }
 
 int main(int argc, char** argv) {

@@ -46,7 +46,7 @@ class BlockSource {
   // Never an error, never required; default: nothing.
   virtual void will_need(uint64_t offset, size_t len) {}
   // Makes reads in progress, and every later one, end soon with an error
-  // (Errc::io, "cancelled"): for shutting down when nothing more will be
+  // (Errc::cancelled): for shutting down when nothing more will be
   // read, without waiting out a stalled transfer and its retries. Default:
   // nothing (sources whose reads cannot block for long).
   virtual void cancel() {}
