@@ -1,12 +1,14 @@
 // tenpak delta build|apply|verify|inspect|estimate
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
 #include "commands.h"
 #include "locations.h"
+#include "ml_dispatch.h"
 #include "tenpak/delta.h"
 #include "tenpak/open_source.h"
 #include "tenpak/safetensors.h"
@@ -124,6 +126,58 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   return kOk;
 }
 
+// A lossy delta's side file, DIR/tenpak.lossy.json (docs/FORMAT.md, "Lossy
+// deltas"): null when absent (remote deltas are read as their two files);
+// otherwise it must be format "tenpak.lossy" version 1 and name every output
+// file with the sha256 the index records, or the delta is refused as corrupt
+// (a side file from another build would report quality it does not have).
+Result<json> lossy_info(const std::string& dir, const Manifest& m) {
+  const std::filesystem::path p = std::filesystem::path(dir) / "tenpak.lossy.json";
+  std::error_code ec;
+  if (is_remote_location(dir) || !std::filesystem::exists(p, ec)) return json();
+  std::ifstream f(p);
+  json j = json::parse(f, nullptr, false);
+  auto bad = [&](const std::string& why) { return Status{Errc::corrupt, p.string() + ": " + why}; };
+  if (j.is_discarded() || !j.is_object()) return bad("not JSON");
+  if (j.value("format", "") != "tenpak.lossy") return bad("format is not \"tenpak.lossy\"");
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != 1)
+    return bad("unknown version (this reader knows 1)");
+  if (!j.contains("quality") || !j["quality"].is_object() || !j.contains("rebuilt") || !j["rebuilt"].is_array() ||
+      !j.contains("method") || !j["method"].is_string())
+    return bad("method, quality or rebuilt missing");
+  std::map<std::string, std::string> sha;
+  for (auto& r : j["rebuilt"]) {
+    if (!r.is_object() || !r.contains("name") || !r.contains("sha256") || !r["name"].is_string() || !r["sha256"].is_string())
+      return bad("a rebuilt entry without name and sha256");
+    sha[r["name"].get<std::string>()] = r["sha256"].get<std::string>();
+  }
+  if (sha.size() != m.out_files.size()) return bad("does not list the index's output files");
+  for (auto& of : m.out_files) {
+    auto it = sha.find(of.name);
+    if (it == sha.end() || it->second != hex(of.sha256))
+      return bad(of.name + ": sha256 differs from the index (the side file belongs to another delta)");
+  }
+  return j;
+}
+
+bool has_approx_frames(const Manifest& m) {
+  for (auto& f : m.frames)
+    if (f.codec == Codec::approx) return true;
+  return false;
+}
+
+// One line saying what a lossy delta loses, from its side file.
+std::string lossy_line(const json& j) {
+  const json& q = j["quality"];
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "LOSSY delta (%s): measured against the true fine-tune on %s: perplexity ratio %.5f, KL %.4g nats, "
+                "top-1 agreement %.4f",
+                j["method"].get<std::string>().c_str(), q.value("eval_text", std::string("?")).c_str(),
+                q.value("ppl_ratio", 0.0), q.value("kl_mean", 0.0), q.value("top1_agreement", 0.0));
+  return buf;
+}
+
 // The delta at `loc`: a local directory, or (URL, hub id) any location
 // open_source takes, read without a persistent cache (a one-off rebuild).
 Result<std::unique_ptr<DeltaReader>> open_any_delta(const std::string& loc) {
@@ -136,6 +190,11 @@ int do_apply(const std::string& delta, const std::string& base, const std::strin
   ApplyOptions o;
   o.threads = c.threads;
   const Manifest& man = (*r)->manifest();
+  auto lossy = lossy_info(delta, man);
+  if (!lossy.ok()) return fail(lossy.status());
+  if (lossy->is_null() && has_approx_frames(man))
+    std::fprintf(stderr, "warning: %s has lossy frames (codec 11) but no tenpak.lossy.json: its quality is unknown\n",
+                 delta.c_str());
   if (!base.empty() && !is_remote_location(base)) {
     // A local base: sizes now, its sha256 beside the rebuild (nothing is
     // committed before it matched).
@@ -160,10 +219,12 @@ int do_apply(const std::string& delta, const std::string& base, const std::strin
   if (c.json_out) {
     json j = {{"ok", true}, {"files", m.out_files.size()}, {"frames", m.frames.size()}, {"bytes", *n}, {"seconds", secs}};
     if (!out.empty()) j["output"] = out;
+    if (!lossy->is_null()) j["lossy"] = *lossy;
     std::cout << j.dump(2) << "\n";
   } else if (out.empty()) {
     std::printf("verified %zu files, %zu frames, %s: every frame hash and file sha256 matches (%.2f s)\n",
                 m.out_files.size(), m.frames.size(), human_bytes(*n).c_str(), secs);
+    if (!lossy->is_null()) std::printf("%s\n", lossy_line(*lossy).c_str());
   } else {
     std::printf("rebuilt %zu files (%s) into %s; every sha256 matches (%.2f s)\n", m.out_files.size(),
                 human_bytes(*n).c_str(), out.c_str(), secs);
@@ -244,11 +305,14 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
   }
   json base = json::array();
   for (auto& b : m.base_files) base.push_back({{"name", b.name}, {"bytes", b.size}, {"sha256", hex(b.sha256)}});
+  auto lossy = lossy_info(delta, m);
+  if (!lossy.ok()) return fail(lossy.status());
   json j = {{"delta", delta}, {"format_version", kFormatVersion}, {"finetune_bytes", total_out},
             {"delta_bytes", total_delta}, {"index_bytes", idx_size},
             {"ratio", total_out ? static_cast<double>(total_delta) / total_out : 0.0},
             {"frames", m.frames.size()}, {"base_locations", m.base_locations}, {"base_files", base},
             {"files", files}};
+  j["lossy"] = lossy->is_null() ? json(has_approx_frames(m)) : *lossy;
   if (c.json_out) {
     std::cout << j.dump(2) << "\n";
     return kOk;
@@ -257,6 +321,8 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
               human_bytes(total_out).c_str(), human_bytes(total_delta).c_str(),
               total_out ? static_cast<double>(total_delta) / total_out : 0.0, m.frames.size(),
               human_bytes(idx_size).c_str());
+  if (!lossy->is_null()) std::printf("%s\n", lossy_line(*lossy).c_str());
+  else if (has_approx_frames(m)) std::printf("LOSSY delta (codec 11 frames), no tenpak.lossy.json: quality unknown\n");
   std::printf("base: %zu files\n", m.base_files.size());
   for (auto& l : m.base_locations) std::printf("  at %s\n", l.c_str());
   for (auto& b : m.base_files) std::printf("  %-50s %12s  %s\n", b.name.c_str(), human_bytes(b.size).c_str(), hex(b.sha256).substr(0, 16).c_str());
@@ -322,7 +388,31 @@ void add_delta_commands(CLI::App& app, int& rc) {
                 "Where the base can be found, recorded in the delta (path, http(s) URL of the base directory or "
                 "hub id org/name[@revision]); repeat for mirrors. Default: the absolute path of BASE");
   b->add_flag("--as-safetensors", as_safetensors, kAsSafetensors);
+  // Lossy deltas are chosen and measured with libtorch: these options hand
+  // the whole command to tenpak-ml (tools/ml/cmd_delta_lossy.cc, docs/LOSSY.md).
+  static std::string lossy, eval_text, data_dir;
+  static double max_kld = -1, max_ppl = -1;
+  static bool lossy_emb = false;
+  static int64_t eval_ctx = 0, eval_chunks = 0;
+  b->add_option("--lossy", lossy,
+                "LOSSY delta: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS or lowrank:R (with a target also auto, "
+                "or a method name alone to sweep its setting); quality measured and recorded (tenpak-ml)");
+  b->add_option("--eval-text", eval_text, "--lossy: text to measure on (default: held-out TinyShakespeare)");
+  b->add_option("--max-kld", max_kld, "--lossy: smallest delta with mean KL divergence <= X (nats)");
+  b->add_option("--max-ppl-delta", max_ppl, "--lossy: smallest delta with perplexity <= PCT % above the fine-tune's");
+  b->add_flag("--lossy-embeddings", lossy_emb, "--lossy: approximate the embedding and LM head too");
+  b->add_option("--eval-ctx", eval_ctx, "--lossy: window of the quality measurement");
+  b->add_option("--eval-chunks", eval_chunks, "--lossy: windows to score (0: all)");
+  b->add_option("--data-dir", data_dir, "--lossy: shared data folder of the default eval text");
   b->callback([&] {
+    if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty()) {
+      if (lossy.empty()) {
+        rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text and --lossy-embeddings need --lossy METHOD"});
+        return;
+      }
+      rc = exec_ml();
+      return;
+    }
     tune_malloc_for_rebuilds();
     rc = do_build(base, ft, out, level, fast, as_safetensors, base_locations, c);
   });

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Lossy deltas (docs/LOSSY.md): size against quality for every method over a
+# sweep of its setting, on the real stories260K fine-tunes (tenpak fixture
+# stories-ft: full fine-tune and LoRA r=8 merged), the lossless delta beside
+# them, in one run. Writes OUT/lossy.tsv, OUT/lossy.md (the table) and
+# OUT/lossy.svg (delta size vs KL divergence, log axes).
+#
+#   bench/lossy_bench.sh BUILD_DIR [OUT] [FIXTURES]
+#   EVAL_CHUNKS=0 (all held-out windows, default) or N; EVAL_CTX=256
+#
+# FIXTURES: a folder with full/ and lora8/ from earlier `tenpak fixture
+# stories-ft` runs (made here when absent: about 4 minutes on 2 cores).
+set -euo pipefail
+BUILD=${1:?usage: bench/lossy_bench.sh BUILD_DIR [OUT] [FIXTURES]}
+OUT=${2:-/tmp/lossy_bench}
+FIX=${3:-$OUT/fixtures}
+TENPAK=$BUILD/tenpak
+EVAL_CHUNKS=${EVAL_CHUNKS:-0}
+EVAL_CTX=${EVAL_CTX:-256}
+HERE=$(cd "$(dirname "$0")" && pwd)
+export TENPAK_SHARED=${TENPAK_SHARED:-$(cd "$HERE/../../shared" && pwd)}
+mkdir -p "$OUT" "$FIX"
+[ -d "$FIX/full" ] || "$TENPAK" fixture stories-ft "$FIX/full" --json > "$FIX/full.json"
+[ -d "$FIX/lora8" ] || "$TENPAK" fixture stories-ft "$FIX/lora8" --lora 8 --json > "$FIX/lora8.json"
+
+# Sparse thresholds keeping a fixed fraction of the block matrices' changed entries.
+thresholds() {  # PAIR
+  python3 - "$1" <<'PY'
+import json, struct, sys
+from array import array
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    out = {}
+    for k, v in h.items():
+        s, e = v["data_offsets"]; a = array("f"); a.frombytes(b[8 + n + s:8 + n + e]); out[k] = a
+    return out
+B = load(sys.argv[1] + "/base/model.safetensors"); F = load(sys.argv[1] + "/finetune/model.safetensors")
+mats = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+d = sorted((abs(f - b) for k in F if ".layers." in k and any(m in k for m in mats) for f, b in zip(F[k], B[k])), reverse=True)
+for keep in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
+    print("%.6g" % d[int(keep * len(d))])
+PY
+}
+
+TSV=$OUT/lossy.tsv
+printf "pair\tmethod\tdelta_bytes\tvs_fp16\tppl_ratio\tkl_mean\ttop1\tseconds\n" > "$TSV"
+for pair in full lora8; do
+  P=$FIX/$pair
+  FP16=$(python3 -c "import json,struct,sys;b=open(sys.argv[1],'rb').read(8);n=struct.unpack('<Q',b)[0];h=json.loads(open(sys.argv[1],'rb').read()[8:8+n]);h.pop('__metadata__',None);import math;print(sum(2*math.prod(v['shape']) for v in h.values()))" "$P/finetune/model.safetensors")
+  rm -rf "$OUT/d"
+  "$TENPAK" delta build "$P/base" "$P/finetune" -o "$OUT/d" --json > "$OUT/lossless.json"
+  LB=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['delta_bytes'])" "$OUT/lossless.json")
+  printf "%s\tlossless\t%s\t%.4f\t1\t0\t1\t-\n" "$pair" "$LB" "$(python3 -c "print($LB/$FP16)")" >> "$TSV"
+  methods=()
+  for t in $(thresholds "$P"); do methods+=("sparse:$t"); done
+  for p in 0.99 0.98 0.95 0.9 0.8; do methods+=("dare:$p"); done
+  methods+=(bitdelta)
+  for b in 1 2 3 4 6; do methods+=("qdelta:$b"); done
+  for r in 1 2 4 8 16 32; do methods+=("lowrank:$r"); done
+  # The embedding (and tied head) too: it is 13% of stories260K's weights, and
+  # lossless it alone can exceed a 1/16-of-fp16 budget.
+  for m in qdelta:1 qdelta:2 qdelta:3 lowrank:4 lowrank:8 lowrank:16 bitdelta; do methods+=("$m+emb"); done
+  for m in "${methods[@]}"; do
+    rm -rf "$OUT/d"
+    t0=$(date +%s.%N)
+    emb=()
+    [ "${m%+emb}" != "$m" ] && emb=(--lossy-embeddings)
+    if ! "$TENPAK" delta build "$P/base" "$P/finetune" -o "$OUT/d" --lossy "${m%+emb}" "${emb[@]}" --eval-ctx "$EVAL_CTX" \
+         --eval-chunks "$EVAL_CHUNKS" --json > "$OUT/r.json" 2> "$OUT/r.err"; then
+      echo "$pair $m: failed: $(tail -1 "$OUT/r.err")" >&2; continue
+    fi
+    t1=$(date +%s.%N)
+    python3 - "$OUT/r.json" "$pair" "$m" "$FP16" "$(python3 -c "print($t1-$t0)")" >> "$TSV" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); q = j["quality"]
+print("\t".join([sys.argv[2], sys.argv[3], str(j["delta_bytes"]), "%.4f" % (j["delta_bytes"] / int(sys.argv[4])),
+                 "%.5f" % q["ppl_ratio"], "%.4g" % q["kl_mean"], "%.4f" % q["top1_agreement"], "%.1f" % float(sys.argv[5])]))
+PY
+    tail -1 "$TSV"
+  done
+done
+rm -rf "$OUT/d"
+python3 "$HERE/lossy_plot.py" "$TSV" "$OUT/lossy.svg" "$OUT/lossy.md"
+echo "wrote $TSV $OUT/lossy.md $OUT/lossy.svg"

@@ -1,0 +1,719 @@
+// tenpak delta build BASE FT -o DIR --lossy METHOD: a LOSSY delta whose
+// quality is measured before it is kept (docs/LOSSY.md). `tenpak` hands the
+// command here (tools/cmd_delta.cc) because choosing the approximation (SVD)
+// and measuring it (the runtime) need libtorch; decoding it does not (codec
+// 11, codec/src/approx_codec.cc), so the mount, apply and verify serve the
+// result like any other delta.
+//
+// How a lossy delta is made: the ordinary lossless delta of the pair is
+// built first (the template: every file, frame cuts, base ranges); then the
+// frames of every approximated tensor (the 2-D weights of the transformer
+// blocks; embeddings with --lossy-embeddings) are re-encoded with codec 11,
+// each frame's hash is that of its rebuilt bytes and each file's sha256 that
+// of the rebuilt file. A tensor whose approximation is not smaller than its
+// lossless frames stays lossless. The rebuilt model is then written by
+// apply_delta (exactly what the mount serves), loaded by the runtime and
+// compared with the true fine-tune on held-out text; the numbers go into
+// DIR/tenpak.lossy.json beside the index (docs/FORMAT.md, "Lossy deltas").
+#include <torch/torch.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "cli_util.h"
+#include "ml_commands.h"
+#include "text_file.h"
+#include "tenpak/approx_codec.h"
+#include "tenpak/delta.h"
+#include "tenpak/eval.h"
+#include "tenpak/hash.h"
+#include "tenpak/llama.h"
+#include "tenpak/out_file.h"
+#include "tenpak/safetensors.h"
+#include "tenpak/tokenizer.h"
+
+namespace tenpak::ml {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+constexpr int kTargetNotMet = cli::kTargetNotMet;
+
+struct LossyOptions {
+  std::string base, ft, out, lossy, eval_text, data_dir;
+  double max_kld = -1, max_ppl_delta = -1;
+  bool embeddings = false, json = false, fast = false, as_safetensors = false;
+  int level = 3;
+  unsigned threads = 0;
+  int64_t eval_ctx = 256, eval_chunks = 0;
+  std::vector<std::string> base_locations;
+};
+
+struct Method {
+  std::string kind;  // sparse, dare, bitdelta, qdelta, lowrank
+  double p = 0;
+  std::string spelled() const {
+    if (kind == "bitdelta") return kind;
+    std::ostringstream s;
+    s << kind << ":" << p;
+    return s.str();
+  }
+};
+
+Status bad_method(const std::string& s, const std::string& why) {
+  return {Errc::invalid, "--lossy '" + s + "': " + why +
+                             " (methods: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS, lowrank:R; with --max-kld or "
+                             "--max-ppl-delta also auto or a method name alone, to sweep its setting)"};
+}
+
+// A number that is all of `s`.
+bool parse_number(const std::string& s, double& v) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  v = std::strtod(s.c_str(), &end);
+  return end == s.c_str() + s.size() && std::isfinite(v);
+}
+
+// One method with its setting. `sweep` accepts a bare family name.
+Result<Method> parse_method(const std::string& s, bool sweep) {
+  const size_t colon = s.find(':');
+  Method m;
+  m.kind = s.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : s.substr(colon + 1);
+  static const std::set<std::string> kinds = {"sparse", "dare", "bitdelta", "qdelta", "lowrank"};
+  if (!kinds.count(m.kind)) return bad_method(s, "unknown method '" + m.kind + "'");
+  if (m.kind == "bitdelta") {
+    if (colon != std::string::npos) return bad_method(s, "bitdelta takes no setting");
+    return m;
+  }
+  if (colon == std::string::npos) {
+    if (sweep) return m;
+    return bad_method(s, m.kind + " needs a setting after ':'");
+  }
+  if (!parse_number(arg, m.p)) return bad_method(s, "setting '" + arg + "' is not a number");
+  if (m.kind == "sparse" && !(m.p > 0)) return bad_method(s, "THRESHOLD must be > 0");
+  if (m.kind == "dare" && !(m.p > 0 && m.p < 1)) return bad_method(s, "P (the fraction dropped) must be in (0, 1)");
+  if (m.kind == "qdelta" && !(m.p == std::floor(m.p) && m.p >= 1 && m.p <= 8))
+    return bad_method(s, "BITS must be an integer 1..8 (average bits per delta element)");
+  if (m.kind == "lowrank" && !(m.p == std::floor(m.p) && m.p >= 1 && m.p <= 4096))
+    return bad_method(s, "R must be an integer 1..4096");
+  return m;
+}
+
+bool approximable(const std::string& name, const rt::LlamaConfig& cfg, bool embeddings) {
+  if (embeddings && (name == "model.embed_tokens.weight" || name == "lm_head.weight")) return true;
+  for (int l = 0; l < cfg.num_layers; ++l)
+    for (const auto& n : rt::linear_names(cfg, l))
+      if (n == name) return true;
+  return false;
+}
+
+// The change to approximate, float32 [rows, cols].
+struct Change {
+  std::string name;
+  torch::Tensor d;
+};
+
+void put_lowrank(ApproxTensor& a, const torch::Tensor& U, const torch::Tensor& V, std::vector<uint8_t> bits) {
+  a.method = ApproxMethod::lowrank;
+  a.rank = static_cast<uint32_t>(U.size(1));
+  auto u = U.to(torch::kFloat32).contiguous(), v = V.to(torch::kFloat32).contiguous();
+  a.u.assign(u.data_ptr<float>(), u.data_ptr<float>() + u.numel());
+  a.v.assign(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+  a.bits = std::move(bits);
+}
+
+// The approximation of one change by `m`; `detail` says what was kept.
+ApproxTensor approximate(const Change& c, const Method& m, uint64_t seed, json& detail) {
+  ApproxTensor a;
+  const auto d = c.d.contiguous();
+  a.rows = static_cast<uint64_t>(d.size(0));
+  a.cols = static_cast<uint64_t>(d.size(1));
+  const float* dp = d.data_ptr<float>();
+  const uint64_t n = a.rows * a.cols;
+  if (m.kind == "sparse" || m.kind == "dare") {
+    a.method = ApproxMethod::sparse;
+    // DARE: drop each entry with probability p, rescale the kept by 1/(1-p);
+    // a fixed seed per tensor makes the build repeatable.
+    std::mt19937_64 rng(0x44415245ull ^ seed);
+    std::uniform_real_distribution<double> uni(0.0, 1.0);
+    const float scale = m.kind == "dare" ? static_cast<float>(1.0 / (1.0 - m.p)) : 1.0f;
+    for (uint64_t e = 0; e < n; ++e) {
+      const bool keep = m.kind == "sparse" ? std::fabs(dp[e]) > m.p : (uni(rng) >= m.p && dp[e] != 0.0f);
+      if (keep) {
+        a.pos.push_back(e);
+        a.val.push_back(dp[e] * scale);
+      }
+    }
+    detail["kept"] = a.pos.size();
+    detail["kept_fraction"] = n ? static_cast<double>(a.pos.size()) / n : 0.0;
+  } else if (m.kind == "bitdelta") {
+    a.method = ApproxMethod::sign;
+    double s = 0;
+    for (uint64_t e = 0; e < n; ++e) s += std::fabs(dp[e]);
+    a.scale = static_cast<float>(s / static_cast<double>(n));
+    a.negative.resize(n);
+    for (uint64_t e = 0; e < n; ++e) a.negative[e] = dp[e] < 0;
+    detail["scale"] = a.scale;
+  } else {
+    // Truncated SVD in float64; each factor carries sqrt(S) so U's columns
+    // and V's rows have like magnitudes (one quantization scale each).
+    auto [U, S, Vh] = torch::linalg_svd(d.to(torch::kFloat64), false);
+    const int64_t k = S.size(0);
+    std::vector<uint8_t> bits;
+    int64_t r = 0;
+    if (m.kind == "lowrank") {
+      r = std::min<int64_t>(k, static_cast<int64_t>(m.p));
+      bits.assign(r, 16);  // float16 factors
+    } else {
+      // qdelta:BITS, mixed precision over singular directions as Delta-CoMe:
+      // 8 bits for the top directions, 3 for the next, 2 for the rest, until
+      // the budget of BITS bits per delta element is spent.
+      const double budget = m.p * static_cast<double>(n);
+      double used = 0;
+      const int64_t r8 = std::max<int64_t>(1, k / 32), r3 = std::max<int64_t>(r8 + 1, k / 4);
+      for (int64_t j = 0; j < k; ++j) {
+        const unsigned b = j < r8 ? 8 : (j < r3 ? 3 : 2);
+        const double cost = static_cast<double>(a.rows + a.cols) * b + 64;
+        if (used + cost > budget) break;
+        used += cost;
+        bits.push_back(static_cast<uint8_t>(b));
+      }
+      r = static_cast<int64_t>(bits.size());
+      if (r == 0) {
+        bits.push_back(2);
+        r = 1;
+      }
+    }
+    auto sq = S.slice(0, 0, r).sqrt();
+    auto Uf = U.slice(1, 0, r) * sq.unsqueeze(0);
+    auto Vf = Vh.slice(0, 0, r) * sq.unsqueeze(1);
+    put_lowrank(a, Uf, Vf, bits);
+    detail["rank"] = r;
+    detail["bits"] = bits;
+    const double tot = S.pow(2).sum().item<double>();
+    detail["energy_kept"] = tot > 0 ? S.slice(0, 0, r).pow(2).sum().item<double>() / tot : 1.0;
+  }
+  return a;
+}
+
+// The lossless delta of the pair and what the lossy writer needs of it.
+struct Template {
+  std::string dir, base_dir;
+  Manifest m;
+  std::string dat;
+  uint64_t bytes = 0;  // index + data
+  // Per output file: its safetensors header (files that are not safetensors: absent).
+  std::map<uint32_t, SafetensorsHeader> headers;
+};
+
+Result<std::string> read_range(const std::string& path, uint64_t off, uint64_t len) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status{Errc::io, path + ": cannot open"};
+  std::string s(len, '\0');
+  f.seekg(static_cast<std::streamoff>(off));
+  f.read(s.data(), static_cast<std::streamsize>(len));
+  if (!f) return Status{Errc::io, path + ": short read"};
+  return s;
+}
+
+struct Candidate {
+  Method m;
+  std::string stage;     // its delta directory (temporary name until chosen)
+  uint64_t bytes = 0;    // index + data
+  json tensors = json::array();
+  json quality;          // filled when measured
+  bool measured = false;
+  double kl = 0, ppl_delta_pct = 0;
+};
+
+// Writes `cand.stage` (tenpak.idx + tenpak.dat) from the template with the
+// approximated tensors re-encoded as codec 11.
+Status write_candidate(const Template& t, const std::vector<Change>& changes, Candidate& cand, int level) {
+  const std::string base_dir = t.base_dir;
+  Manifest nm = t.m;
+  std::map<uint32_t, std::string> repl;  // frame index -> codec-11 payload
+  std::set<uint32_t> changed_files;
+  std::map<std::string, const Change*> by_name;
+  for (auto& c : changes) by_name[c.name] = &c;
+  uint64_t seed = 0;
+  for (auto& [fi, h] : t.headers) {
+    const OutFile& of = t.m.out_files[fi];
+    for (const auto& ti : h.tensors) {
+      auto it = by_name.find(ti.name);
+      if (it == by_name.end()) continue;
+      ++seed;
+      json detail = {{"name", ti.name}, {"file", of.name}};
+      const DType dt = ti.dtype;
+      const size_t w = dtype_size(dt);
+      std::vector<uint32_t> frames;
+      bool ok = dt == DType::F32 || dt == DType::F16 || dt == DType::BF16;
+      uint64_t lossless = 0;
+      for (uint32_t k = of.first_frame; ok && k < of.first_frame + of.frame_count; ++k) {
+        const Frame& f = t.m.frames[k];
+        if (f.out_offset + f.out_len <= ti.begin || f.out_offset >= ti.end) continue;
+        if (f.out_offset < ti.begin || f.out_offset + f.out_len > ti.end || f.dtype != dt) ok = false;
+        if (f.codec == Codec::copy_base) ok = false;  // unchanged: nothing to approximate
+        if (!codec_needs_base(f.codec) || f.base_file == kNoBase) ok = false;
+        frames.push_back(k);
+        lossless += f.data_len;
+      }
+      if (!ok || frames.empty()) continue;
+      ApproxTensor a = approximate(*it->second, cand.m, seed, detail);
+      std::map<uint32_t, std::string> mine;
+      uint64_t lossy = 0;
+      for (uint32_t k : frames) {
+        const Frame& f = t.m.frames[k];
+        auto p = encode_approx_frame(a, (f.out_offset - ti.begin) / w, f.out_len / w, level);
+        if (!p.ok()) return p.status();
+        if (p->size() > kMaxFramePayload)
+          return {Errc::unsupported, ti.name + ": a codec-11 frame payload exceeds " + std::to_string(kMaxFramePayload) +
+                                         " bytes (low-rank V repeated per frame; use a smaller rank)"};
+        lossy += p->size();
+        mine[k] = std::move(*p);
+      }
+      detail["lossless_bytes"] = lossless;
+      detail["lossy_bytes"] = lossy;
+      if (lossy >= lossless) {
+        detail["stored"] = "lossless";  // the approximation is not smaller: keep it exact
+      } else {
+        detail["stored"] = "approx";
+        for (auto& [k, p] : mine) repl[k] = std::move(p);
+        changed_files.insert(fi);
+      }
+      cand.tensors.push_back(detail);
+    }
+  }
+  // New data file, frame by frame; replaced frames decoded for their hash.
+  std::string dat;
+  std::map<uint32_t, std::string> base_cache;
+  for (uint32_t k = 0; k < nm.frames.size(); ++k) {
+    Frame& f = nm.frames[k];
+    auto it = repl.find(k);
+    if (it == repl.end()) {
+      const uint64_t off = f.data_offset;
+      f.data_offset = dat.size();
+      dat.append(t.dat, off, f.data_len);
+      continue;
+    }
+    f.codec = Codec::approx;
+    f.data_offset = dat.size();
+    f.data_len = static_cast<uint32_t>(it->second.size());
+    dat += it->second;
+    const std::string bpath = (fs::path(base_dir) / t.m.base_files[f.base_file].name).string();
+    auto braw = read_range(bpath, f.base_offset, f.base_len);
+    if (!braw.ok()) return braw.status();
+    std::vector<uint8_t> out(f.out_len);
+    Status st = decode_frame(f, reinterpret_cast<const uint8_t*>(it->second.data()),
+                             reinterpret_cast<const uint8_t*>(braw->data()), out.data());
+    if (!st.ok()) return {Errc::corrupt, "codec 11 frame " + std::to_string(k) + " does not decode back: " + st.message()};
+    f.hash = xxh128(out.data(), out.size());
+  }
+  std::error_code ec;
+  fs::create_directories(cand.stage, ec);
+  if (ec) return {Errc::io, cand.stage + ": cannot create: " + ec.message()};
+  TP_RETURN_IF_ERROR(write_file_atomic((fs::path(cand.stage) / kDataFile).string(), {{dat.data(), dat.size()}}));
+  // Rebuilt files' sha256: read through a reader of the new delta.
+  std::string idx = serialize_manifest(nm);
+  TP_RETURN_IF_ERROR(write_file_atomic((fs::path(cand.stage) / kIndexFile).string(), {{idx.data(), idx.size()}}));
+  {
+    auto r = open_delta_dir(cand.stage);
+    if (!r.ok()) return r.status();
+    TP_RETURN_IF_ERROR(attach_local_base(**r, base_dir, false));
+    for (uint32_t fi : changed_files) {
+      const OutFile& of = nm.out_files[fi];
+      Sha256Hasher h;
+      for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) {
+        std::vector<uint8_t> buf(nm.frames[k].out_len);
+        TP_RETURN_IF_ERROR((*r)->read_frame(k, buf.data()));
+        h.update(buf.data(), buf.size());
+      }
+      nm.out_files[fi].sha256 = h.finish();
+    }
+  }
+  idx = serialize_manifest(nm);
+  TP_RETURN_IF_ERROR(write_file_atomic((fs::path(cand.stage) / kIndexFile).string(), {{idx.data(), idx.size()}}));
+  cand.bytes = idx.size() + dat.size();
+  return Status::Ok();
+}
+
+struct EvalSet {
+  std::vector<int64_t> ids;
+  std::string file, sha256, part;
+};
+
+// Rebuilds the candidate with apply_delta (what the mount serves), loads it
+// with the runtime and compares it with the true fine-tune.
+Status measure(const Template& t, Candidate& c, const rt::Model& ft, const rt::Model& base, const EvalSet& ev,
+               const LossyOptions& o) {
+  const std::string rebuilt = c.stage + ".rebuilt";
+  std::error_code ec;
+  fs::remove_all(rebuilt, ec);
+  auto r = open_delta_dir(c.stage);
+  if (!r.ok()) return r.status();
+  TP_RETURN_IF_ERROR(attach_local_base(**r, t.base_dir, true));
+  ApplyOptions ao;
+  ao.threads = 1;
+  auto n = apply_delta(**r, rebuilt, ao);
+  if (!n.ok()) return n.status();
+  auto model = rt::load_model_dir(rebuilt);
+  fs::remove_all(rebuilt, ec);
+  if (!model.ok()) return {model.status().code(), "the rebuilt model does not load: " + model.status().message()};
+  rt::EvalOptions eo;
+  eo.ctx = o.eval_ctx;
+  eo.chunks = o.eval_chunks;
+  auto q = rt::evaluate_quality(*model, ev.ids, eo, &ft);
+  if (!q.ok()) return q.status();
+  // Relative error of the approximated weights: ||rebuilt - ft|| / ||ft - base||.
+  double num = 0, den = 0;
+  for (auto& jt : c.tensors) {
+    const std::string name = jt["name"];
+    auto diff = (model->w.at(name) - ft.w.at(name)).to(torch::kFloat64);
+    auto chg = (ft.w.at(name) - base.w.at(name)).to(torch::kFloat64);
+    const double a = diff.pow(2).sum().item<double>(), b = chg.pow(2).sum().item<double>();
+    jt["rel_error"] = b > 0 ? std::sqrt(a / b) : 0.0;
+    num += a;
+    den += b;
+  }
+  c.kl = q->kl_mean;
+  c.ppl_delta_pct = (q->perplexity / q->ref_perplexity - 1.0) * 100.0;
+  c.quality = {{"eval_text", ev.file},
+               {"eval_part", ev.part},
+               {"eval_text_sha256", ev.sha256},
+               {"ctx", q->ctx},
+               {"windows", q->windows},
+               {"scored_tokens", q->scored_tokens},
+               {"ppl_finetune", q->ref_perplexity},
+               {"ppl_rebuilt", q->perplexity},
+               {"ppl_ratio", q->perplexity / q->ref_perplexity},
+               {"ppl_delta_pct", c.ppl_delta_pct},
+               {"kl_mean", q->kl_mean},
+               {"kl_p99", q->kl_p99},
+               {"kl_max", q->kl_max},
+               {"top1_agreement", q->top1_agreement},
+               {"weights_rel_error", den > 0 ? std::sqrt(num / den) : 0.0}};
+  c.measured = true;
+  return Status::Ok();
+}
+
+bool meets(const Candidate& c, const LossyOptions& o) {
+  if (o.max_kld >= 0 && !(c.kl <= o.max_kld)) return false;
+  if (o.max_ppl_delta >= 0 && !(c.ppl_delta_pct <= o.max_ppl_delta)) return false;
+  return true;
+}
+
+// The settings tried for a family, smallest delta first (sparse: thresholds
+// keeping 0.5% .. 30% of the changed entries, from the changes' magnitudes).
+std::vector<Method> sweep(const std::string& kind, const std::vector<Change>& changes) {
+  std::vector<Method> v;
+  if (kind == "lowrank")
+    for (double r : {1, 2, 4, 8, 16, 32}) v.push_back({kind, r});
+  if (kind == "qdelta")
+    for (double b : {1, 2, 3, 4}) v.push_back({kind, b});
+  if (kind == "bitdelta") v.push_back({kind, 0});
+  if (kind == "dare")
+    for (double p : {0.99, 0.95, 0.9, 0.7}) v.push_back({kind, p});
+  if (kind == "sparse" && !changes.empty()) {
+    std::vector<torch::Tensor> all;
+    for (auto& c : changes) all.push_back(c.d.abs().flatten());
+    auto a = std::get<0>(torch::cat(all).sort(0, true));
+    for (double keep : {0.005, 0.01, 0.03, 0.1, 0.3}) {
+      const int64_t i = std::min<int64_t>(a.numel() - 1, static_cast<int64_t>(keep * a.numel()));
+      const double thr = a[i].item<double>();
+      if (thr > 0) v.push_back({kind, thr});
+    }
+  }
+  return v;
+}
+
+Result<EvalSet> eval_set(const LossyOptions& o) {
+  EvalSet ev;
+  std::string text;
+  if (!o.eval_text.empty()) {
+    auto t = read_text_file(o.eval_text);
+    if (!t.ok()) return t.status();
+    ev.file = o.eval_text;
+    ev.part = "whole file";
+    text = *t;
+  } else {
+    std::string dd = o.data_dir;
+    if (dd.empty()) {
+      const char* env = std::getenv("TENPAK_SHARED");
+      dd = env && *env ? (fs::path(env) / "data").string() : "../shared/data";
+    }
+    ev.file = (fs::path(dd) / "text/tinyshakespeare.txt").string();
+    auto t = read_text_file(ev.file);
+    if (!t.ok())
+      return Status{Errc::invalid, ev.file + ": the default held-out text is not there (" + t.status().message() +
+                                       "); give --eval-text FILE or --data-dir"};
+    // As tenpak fixture stories-ft: the last 10%, from the first newline after 90% of the bytes.
+    size_t cut = t->find('\n', t->size() * 9 / 10);
+    cut = cut == std::string::npos ? t->size() * 9 / 10 : cut + 1;
+    text = t->substr(cut);
+    ev.part = "bytes " + std::to_string(cut) + ".." + std::to_string(t->size()) + " (held-out last 10%)";
+  }
+  ev.sha256 = hex(sha256(text.data(), text.size()));
+  auto tok = rt::Tokenizer::load(o.ft);
+  if (!tok.ok())
+    return Status{tok.status().code(), o.ft + ": no tokenizer the runtime reads (" + tok.status().message() +
+                                           "); lossy deltas are measured on text"};
+  ev.ids = tok->encode(text, true);
+  return ev;
+}
+
+json true_files(const Template& t, const std::string& ft_dir) {
+  json a = json::array();
+  for (auto& of : t.m.out_files) a.push_back({{"name", of.name}, {"size", of.size}, {"sha256", hex(of.sha256)}});
+  (void)ft_dir;
+  return a;
+}
+
+int run_lossy(LossyOptions o) {
+  using cli::fail;
+  const auto t0 = std::chrono::steady_clock::now();
+  torch::set_num_threads(1);
+  const bool target = o.max_kld >= 0 || o.max_ppl_delta >= 0;
+  // Methods to try.
+  std::vector<std::string> families;
+  Method single;
+  bool is_single = false;
+  if (o.lossy == "auto") {
+    if (!target) return fail(bad_method(o.lossy, "auto needs --max-kld or --max-ppl-delta"));
+    families = {"lowrank", "qdelta", "bitdelta", "sparse", "dare"};
+  } else {
+    auto m = parse_method(o.lossy, target);
+    if (!m.ok()) return fail(m.status());
+    if (m->kind != "bitdelta" && o.lossy.find(':') == std::string::npos) families = {m->kind};
+    else { single = *m; is_single = true; }
+  }
+  if (fs::exists(o.out) && !fs::is_empty(o.out))
+    return fail({Errc::exists, o.out + ": already exists and is not empty; choose a new output directory"});
+  if (!fs::is_directory(o.base) || !fs::is_directory(o.ft))
+    return fail({Errc::unsupported, "lossy deltas need model directories the runtime loads (config.json + "
+                                    "safetensors); got " + o.base + " and " + o.ft +
+                                    ". A lossless delta (without --lossy) works for any pair"});
+  auto refuse_load = [&](const std::string& which, const Status& st) {
+    return fail({Errc::unsupported, which + ": the model runtime cannot load it (" + st.message() +
+                                        "), so a lossy delta's quality cannot be measured: refused. A lossless "
+                                        "delta of the same pair still works (tenpak delta build without --lossy)"});
+  };
+  auto base = rt::load_model_dir(o.base);
+  if (!base.ok()) return refuse_load(o.base, base.status());
+  auto ft = rt::load_model_dir(o.ft);
+  if (!ft.ok()) return refuse_load(o.ft, ft.status());
+  auto ev = eval_set(o);
+  if (!ev.ok()) return fail(ev.status());
+
+  std::vector<Change> changes;
+  for (auto& [name, w] : ft->w) {
+    if (w.dim() != 2 || !approximable(name, ft->cfg, o.embeddings)) continue;
+    auto it = base->w.find(name);
+    if (it == base->w.end() || !it->second.sizes().equals(w.sizes())) continue;
+    auto d = (w - it->second).contiguous();
+    if (d.abs().max().item<float>() == 0) continue;
+    changes.push_back({name, d});
+  }
+
+  // The lossless template.
+  const fs::path out(o.out);
+  const std::string tag = "." + out.filename().string() + ".tenpak-tmp-" + std::to_string(::getpid());
+  const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  Template t;
+  t.dir = (parent / (tag + "-lossless")).string();
+  t.base_dir = o.base;
+  std::vector<std::string> cleanup{t.dir};
+  auto done = [&](int rc) {
+    std::error_code e;
+    for (auto& p : cleanup) fs::remove_all(p, e);
+    return rc;
+  };
+  {
+    BuildOptions bo;
+    bo.zstd_level = o.level;
+    bo.allow_ctx = !o.fast;
+    bo.threads = o.threads ? o.threads : 1;
+    bo.base_locations = o.base_locations;
+    auto r = build_delta(o.base, o.ft, t.dir, bo);
+    if (!r.ok()) return done(fail(r.status()));
+    auto rd = open_delta_dir(t.dir);
+    if (!rd.ok()) return done(fail(rd.status()));
+    t.m = (*rd)->manifest();
+    auto dat = read_text_file((fs::path(t.dir) / kDataFile).string());
+    if (!dat.ok()) return done(fail(dat.status()));
+    t.dat = *dat;
+    t.bytes = t.dat.size() + serialize_manifest(t.m).size();
+    for (uint32_t fi = 0; fi < t.m.out_files.size(); ++fi) {
+      const auto& name = t.m.out_files[fi].name;
+      if (name.size() < 12 || name.substr(name.size() - 12) != ".safetensors") continue;
+      auto h = read_safetensors_header((fs::path(o.ft) / name).string());
+      if (!h.ok()) return done(fail(h.status()));
+      t.headers[fi] = *h;
+    }
+  }
+
+  std::vector<Candidate> cands;
+  auto add = [&](const Method& m) {
+    cands.emplace_back();
+    cands.back().m = m;
+  };
+  if (is_single) add(single);
+  for (auto& f : families)
+    for (auto& m : sweep(f, changes)) add(m);
+  for (size_t i = 0; i < cands.size(); ++i) {
+    cands[i].stage = (parent / (tag + "-" + std::to_string(i))).string();
+    cleanup.push_back(cands[i].stage);
+    cleanup.push_back(cands[i].stage + ".rebuilt");
+    Status st = write_candidate(t, changes, cands[i], o.level);
+    if (!st.ok()) return done(fail(st));
+  }
+  // Smallest first; measure until one meets the target (or the only one).
+  std::vector<size_t> order(cands.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cands[a].bytes < cands[b].bytes; });
+  int chosen = -1;
+  cli::ProgressBar bar("measure");
+  size_t measured = 0;
+  for (size_t i : order) {
+    Status st = measure(t, cands[i], *ft, *base, *ev, o);
+    if (!st.ok()) return done(fail(st));
+    bar.update(++measured, order.size());
+    if (!o.json)
+      std::fprintf(stderr, "  %-22s %9llu bytes  ppl %+.3f%%  KL %.3g  top-1 %.4f\n", cands[i].m.spelled().c_str(),
+                   static_cast<unsigned long long>(cands[i].bytes), cands[i].ppl_delta_pct, cands[i].kl,
+                   cands[i].quality["top1_agreement"].get<double>());
+    if (!target || meets(cands[i], o)) {
+      chosen = static_cast<int>(i);
+      break;
+    }
+  }
+  bar.finish();
+  json cj = json::array();
+  for (size_t i : order) {
+    json e = {{"method", cands[i].m.spelled()}, {"delta_bytes", cands[i].bytes}};
+    if (cands[i].measured) {
+      e["kl_mean"] = cands[i].kl;
+      e["ppl_delta_pct"] = cands[i].ppl_delta_pct;
+      e["top1_agreement"] = cands[i].quality["top1_agreement"];
+    }
+    cj.push_back(e);
+  }
+  json tj = json::object();
+  if (o.max_kld >= 0) tj["max_kld"] = o.max_kld;
+  if (o.max_ppl_delta >= 0) tj["max_ppl_delta_pct"] = o.max_ppl_delta;
+  if (chosen < 0) {
+    // The best reached: lowest KL among those measured.
+    size_t best = order.front();
+    for (size_t i : order)
+      if (cands[i].measured && cands[i].kl < cands[best].kl) best = i;
+    const auto& b = cands[best];
+    if (o.json)
+      std::printf("%s\n", json({{"ok", false}, {"target", tj}, {"best_method", b.m.spelled()}, {"best_delta_bytes", b.bytes},
+                                {"best_kl_mean", b.kl}, {"best_ppl_delta_pct", b.ppl_delta_pct}, {"candidates", cj}})
+                              .dump(2)
+                              .c_str());
+    std::fprintf(stderr,
+                 "tenpak: error: no method tried meets the target (%s%s%s); the best reached: %s, %llu bytes, KL %.4g, "
+                 "perplexity %+.3f%%; nothing written to %s\n",
+                 o.max_kld >= 0 ? ("KL <= " + std::to_string(o.max_kld)).c_str() : "",
+                 o.max_kld >= 0 && o.max_ppl_delta >= 0 ? ", " : "",
+                 o.max_ppl_delta >= 0 ? ("perplexity +" + std::to_string(o.max_ppl_delta) + "%").c_str() : "",
+                 b.m.spelled().c_str(), static_cast<unsigned long long>(b.bytes), b.kl, b.ppl_delta_pct, o.out.c_str());
+    return done(kTargetNotMet);
+  }
+  Candidate& c = cands[chosen];
+  uint64_t ft_bytes = 0;
+  for (auto& of : t.m.out_files) ft_bytes += of.size;
+  auto rd = open_delta_dir(c.stage);
+  if (!rd.ok()) return done(fail(rd.status()));
+  json rebuilt = json::array();
+  for (auto& of : (*rd)->manifest().out_files) rebuilt.push_back({{"name", of.name}, {"sha256", hex(of.sha256)}});
+  json side = {{"format", "tenpak.lossy"},
+               {"version", 1},
+               {"lossy", true},
+               {"method", c.m.spelled()},
+               {"embeddings", o.embeddings},
+               {"target", tj},
+               {"delta_bytes", c.bytes},
+               {"lossless_delta_bytes", t.bytes},
+               {"finetune_bytes", ft_bytes},
+               {"quality", c.quality},
+               {"true_finetune", true_files(t, o.ft)},
+               {"rebuilt", rebuilt},
+               {"tensors", c.tensors},
+               {"candidates", cj}};
+  const std::string s = side.dump(2) + "\n";
+  Status st = write_file_atomic((fs::path(c.stage) / "tenpak.lossy.json").string(), {{s.data(), s.size()}});
+  if (!st.ok()) return done(fail(st));
+  std::error_code ec;
+  if (fs::exists(out)) fs::remove(out, ec);  // an empty directory (checked above)
+  fs::rename(c.stage, out, ec);
+  if (ec) return done(fail({Errc::io, o.out + ": cannot rename from " + c.stage + ": " + ec.message()}));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.json) {
+    json j = {{"ok", true},           {"delta", o.out},           {"lossy", true},
+              {"method", c.m.spelled()}, {"delta_bytes", c.bytes}, {"lossless_delta_bytes", t.bytes},
+              {"finetune_bytes", ft_bytes}, {"quality", c.quality}, {"candidates", cj},
+              {"seconds", secs}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    const auto& q = c.quality;
+    std::printf("built %s: LOSSY delta, %s, %s (lossless would be %s; fine-tune %s) in %.1f s\n", o.out.c_str(),
+                c.m.spelled().c_str(), cli::human_bytes(c.bytes).c_str(), cli::human_bytes(t.bytes).c_str(),
+                cli::human_bytes(ft_bytes).c_str(), secs);
+    std::printf("  measured against the true fine-tune on %s (%lld tokens scored): perplexity %.4f vs %.4f (%+.3f%%), "
+                "KL %.4g nats, top-1 agreement %.4f\n",
+                ev->file.c_str(), static_cast<long long>(q["scored_tokens"].get<int64_t>()), q["ppl_rebuilt"].get<double>(),
+                q["ppl_finetune"].get<double>(), c.ppl_delta_pct, c.kl, q["top1_agreement"].get<double>());
+  }
+  return done(cli::kOk);
+}
+
+}  // namespace
+
+void add_delta_lossy_commands(CLI::App& app, int& rc) {
+  static LossyOptions o;
+  auto* d = app.add_subcommand("delta", "lossy deltas (libtorch: choosing and measuring the approximation)");
+  d->require_subcommand(1);
+  auto* b = d->add_subcommand("build", "Build a LOSSY delta of FINETUNED against BASE (--lossy METHOD), its quality "
+                                       "measured on held-out text and recorded in DIR/tenpak.lossy.json");
+  b->add_option("BASE", o.base, "Base model directory")->required();
+  b->add_option("FINETUNED", o.ft, "Fine-tuned model directory")->required();
+  b->add_option("-o,--output", o.out, "Delta directory to create")->required();
+  b->add_option("--lossy", o.lossy,
+                "sparse:THRESHOLD | dare:P | bitdelta | qdelta:BITS | lowrank:R; with a target also auto or a "
+                "method name alone (its settings are swept)")
+      ->required();
+  b->add_option("--eval-text", o.eval_text,
+                "Text to measure quality on (default: the held-out last 10% of ../shared/data/text/tinyshakespeare.txt)");
+  b->add_option("--data-dir", o.data_dir, "Shared data folder (default: $TENPAK_SHARED/data, else ../shared/data)");
+  b->add_option("--max-kld", o.max_kld, "Keep the smallest delta whose mean KL divergence (nats) is at most X")
+      ->check(CLI::NonNegativeNumber);
+  b->add_option("--max-ppl-delta", o.max_ppl_delta,
+                "Keep the smallest delta whose perplexity is at most PCT percent above the true fine-tune's")
+      ->check(CLI::NonNegativeNumber);
+  b->add_flag("--lossy-embeddings", o.embeddings, "Approximate the embedding and LM head too");
+  b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
+  b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
+  b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));
+  b->add_flag("--fast", o.fast, "Lossless frames without sub_ctx");
+  b->add_flag("--as-safetensors", o.as_safetensors, "(lossless option; lossy deltas need safetensors models)");
+  b->add_option("--base-location", o.base_locations, "Where the base can be found, recorded in the delta");
+  b->add_option("-j,--threads", o.threads, "Worker threads");
+  b->add_flag("--json", o.json, "Print a JSON report on stdout");
+  b->callback([&rc] { rc = run_lossy(o); });
+}
+
+}  // namespace tenpak::ml
