@@ -70,7 +70,7 @@ c = {r["name"]: r for r in j["candidates"]}
 assert len(c) == 10, c.keys()
 w = j["winner"]; assert w and c[w]["winner"] and c[w]["feasible"], w
 assert c[w]["kl_mean"] <= 0.2 and c[w]["estimated"] is True
-assert "error" in c["awq-4bit-128g"], c["awq-4bit-128g"]        # no stories260K linear fits AWQ at group 128
+assert "error" in c["awq-4bit-128g"] or "not measured" in c["awq-4bit-128g"].get("skipped", ""), c["awq-4bit-128g"]
 assert j["hardware"]["name"] == "T4" and j["hardware"]["price_source"]
 assert [s["against"] for s in j["savings"]] == ["unquantized", "gptq-4bit-128g"] and all(s["available"] for s in j["savings"])
 assert j["search"]["exhaustive"] is False and j["output"]
@@ -84,6 +84,7 @@ expect_rc 0 "$TENPAK" optimize "$T/m" "${SMALL[@]}" --max-kld 0.2 --hardware T4 
 jq_py "
 s = json.load(open('$T/smart.json'))
 assert j['winner'] == s['winner'], (j['winner'], s['winner'])
+assert 'error' in next(r for r in j['candidates'] if r['name'] == 'awq-4bit-128g')  # no stories260K linear fits AWQ at group 128: reported, the others go on
 assert j['search']['evaluations'] == 8 and s['search']['evaluations'] < 8, (j['search'], s['search'])
 print('smart', s['search'], 'all', j['search'])
 " "--all disagrees with the smart search"
