@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config python3 zstd xdelta3
       libzstd-dev libxxhash-dev libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
       fuse3 libfuse3-dev liblmdb-dev libcurl4-openssl-dev nginx-light
-      libtorch-dev libopenblas0-serial python3-venv python3-torch)
+      libtorch-dev libopenblas0-serial python3-venv python3-torch
+      libsentencepiece-dev sentencepiece)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,15 +1,127 @@
 #include "tenpak/tokenizer.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <queue>
 #include <sstream>
+#include <type_traits>
+#include <vector>
+
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+#include <dlfcn.h>
+#include <mutex>
+#endif
 
 namespace fs = std::filesystem;
 
 namespace tenpak::rt {
+
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+namespace {
+
+// libtenpak_spm's C interface (spm_shim.cc).
+struct SpmApi {
+  void* (*load)(const char*, size_t, char*, size_t) = nullptr;
+  void (*free)(void*) = nullptr;
+  int (*size)(void*) = nullptr;
+  int (*piece)(void*, int, char*, int) = nullptr;
+  float (*score)(void*, int) = nullptr;
+  int (*kind)(void*, int) = nullptr;
+  int (*special)(void*, int) = nullptr;
+  int (*encode)(void*, const char*, size_t, int*, int) = nullptr;
+  int (*decode)(void*, const int*, int, char*, int) = nullptr;
+  std::string error;  // why it could not be loaded
+};
+
+const SpmApi& spm_api() {
+  static SpmApi api;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::vector<std::string> paths;
+    if (const char* e = std::getenv("TENPAK_SPM_MODULE")) paths.push_back(e);
+    std::error_code ec;
+    auto exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) paths.push_back((exe.parent_path() / "libtenpak_spm.so").string());
+    paths.push_back(TENPAK_SPM_MODULE);
+    void* h = nullptr;
+    std::string tried;
+    for (auto& p : paths) {
+      if (!fs::exists(p, ec)) continue;
+      h = ::dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      if (h) break;
+      tried += " " + p + ": " + ::dlerror() + ";";
+    }
+    if (!h) {
+      api.error = "libtenpak_spm (the sentencepiece module) not found or not loadable:" +
+                  (tried.empty() ? std::string(" looked at $TENPAK_SPM_MODULE, next to the executable and ") +
+                                       TENPAK_SPM_MODULE
+                                 : tried);
+      return;
+    }
+    auto sym = [&](auto& f, const char* name) { f = reinterpret_cast<std::decay_t<decltype(f)>>(::dlsym(h, name)); };
+    sym(api.load, "tp_spm_load");
+    sym(api.free, "tp_spm_free");
+    sym(api.size, "tp_spm_size");
+    sym(api.piece, "tp_spm_piece");
+    sym(api.score, "tp_spm_score");
+    sym(api.kind, "tp_spm_kind");
+    sym(api.special, "tp_spm_special");
+    sym(api.encode, "tp_spm_encode");
+    sym(api.decode, "tp_spm_decode");
+    if (!api.load || !api.free || !api.size || !api.piece || !api.score || !api.kind || !api.special ||
+        !api.encode || !api.decode) {
+      api.load = nullptr;
+      api.error = "libtenpak_spm lacks a tp_spm_* function (a module from another build?)";
+    }
+  });
+  return api;
+}
+
+}  // namespace
+#endif
+
+bool tokenizer_has_sentencepiece() {
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+  return spm_api().load != nullptr;
+#else
+  return false;
+#endif
+}
+
+Result<Tokenizer> Tokenizer::from_sentencepiece(const std::string& bytes, const std::string& file) {
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+  const auto& api = spm_api();
+  if (!api.load) return Status{Errc::unsupported, file + ": sentencepiece tokenizer, but " + api.error};
+  char err[512] = {0};
+  void* h = api.load(bytes.data(), bytes.size(), err, sizeof err);
+  if (!h) return Status{Errc::corrupt, file + ": not a sentencepiece model: " + err};
+  Tokenizer t;
+  t.spm_ = std::shared_ptr<void>(h, api.free);
+  const int n = api.size(h);
+  std::vector<char> buf(256);
+  for (int i = 0; i < n; ++i) {
+    int len = api.piece(h, i, buf.data(), static_cast<int>(buf.size()));
+    if (len > static_cast<int>(buf.size())) {
+      buf.resize(len);
+      len = api.piece(h, i, buf.data(), len);
+    }
+    t.pieces_.emplace_back(buf.data(), len);
+    t.scores_.push_back(api.score(h, i));
+    t.ids_.emplace(t.pieces_.back(), i);
+  }
+  t.bos_ = api.special(h, 0);
+  t.eos_ = api.special(h, 1);
+  t.unk_ = api.special(h, 2);
+  return t;
+#else
+  (void)bytes;
+  return Status{Errc::unsupported, file + ": sentencepiece tokenizer, but this build has no libsentencepiece "
+                                          "(Debian: apt install libsentencepiece-dev, then reconfigure)"};
+#endif
+}
 
 Result<Tokenizer> Tokenizer::from_llama2c(const std::string& b, const std::string& file, int64_t vocab_size) {
   Tokenizer t;
@@ -67,20 +179,21 @@ Result<Tokenizer> Tokenizer::load(const std::string& path) {
     if (fs::exists(d / "tokenizer.bin")) {
       file = (d / "tokenizer.bin").string();
     } else if (fs::exists(d / "tokenizer.model")) {
-      return Status{Errc::unsupported, (d / "tokenizer.model").string() +
-                                           ": sentencepiece tokenizers are not supported yet (only llama2.c's "
-                                           "tokenizer.bin)"};
+      file = (d / "tokenizer.model").string();
     } else if (fs::exists(d / "tokenizer.json")) {
-      return Status{Errc::unsupported, (d / "tokenizer.json").string() +
-                                           ": Hugging Face tokenizers are not supported (only llama2.c's tokenizer.bin)"};
+      return Status{Errc::unsupported,
+                    (d / "tokenizer.json").string() +
+                        ": Hugging Face tokenizers (tokenizer.json) are not supported: only llama2.c's tokenizer.bin "
+                        "and sentencepiece's tokenizer.model"};
     } else {
-      return Status{Errc::invalid, path + ": no tokenizer (tokenizer.bin) in the model directory"};
+      return Status{Errc::invalid, path + ": no tokenizer (tokenizer.bin or tokenizer.model) in the model directory"};
     }
   }
   std::ifstream f(file, std::ios::binary);
   if (!f) return Status{Errc::invalid, file + ": cannot open"};
   std::stringstream ss;
   ss << f.rdbuf();
+  if (file.size() >= 6 && file.ends_with(".model")) return from_sentencepiece(ss.str(), file);
   return from_llama2c(ss.str(), file);
 }
 
@@ -95,6 +208,22 @@ int64_t Tokenizer::find(const std::string& piece) const {
 // at every step (list order equals original position order), in
 // O(n log n) instead of llama2.c's O(n^2), which matters for whole corpora.
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool bos) const {
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+  if (spm_) {
+    const auto& api = spm_api();
+    std::vector<int> ids(text.size() + 8);
+    int n = api.encode(spm_.get(), text.data(), text.size(), ids.data(), static_cast<int>(ids.size()));
+    if (n > static_cast<int>(ids.size())) {
+      ids.resize(n);
+      n = api.encode(spm_.get(), text.data(), text.size(), ids.data(), n);
+    }
+    std::vector<int64_t> out;
+    out.reserve(n + 1);
+    if (bos && bos_ >= 0) out.push_back(bos_);
+    out.insert(out.end(), ids.begin(), ids.begin() + n);
+    return out;
+  }
+#endif
   std::vector<int64_t> syms;
   if (!text.empty()) {
     int64_t sp = find(" ");
@@ -153,6 +282,26 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool bos) const 
 }
 
 std::string Tokenizer::piece_text(int64_t prev, int64_t id) const {
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+  if (spm_) {
+    if (id < 0 || id >= vocab_size()) return {};
+    const int kind = spm_api().kind(spm_.get(), static_cast<int>(id));
+    if (kind & 3) return {};  // control or unknown
+    const std::string& p = pieces_[id];
+    if ((kind & 4) && p.size() == 6) return std::string(1, static_cast<char>(std::stoi(p.substr(3, 2), nullptr, 16)));
+    std::string out;
+    for (size_t i = 0; i < p.size();) {
+      if (p.compare(i, 3, "\xE2\x96\x81") == 0) {  // U+2581, sentencepiece's whitespace mark
+        out += ' ';
+        i += 3;
+      } else {
+        out += p[i++];
+      }
+    }
+    if (prev == bos_ && !out.empty() && out[0] == ' ') out.erase(0, 1);
+    return out;
+  }
+#endif
   if (id < 0 || id >= vocab_size() || id == 0 || id == bos_id() || id == eos_id()) return {};
   if (id >= 3 && id < 3 + 256) return std::string(1, static_cast<char>(id - 3));
   const std::string& p = pieces_[id];
@@ -161,6 +310,22 @@ std::string Tokenizer::piece_text(int64_t prev, int64_t id) const {
 }
 
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
+#ifdef TENPAK_HAVE_SENTENCEPIECE
+  if (spm_) {
+    const auto& api = spm_api();
+    std::vector<int> v;
+    for (int64_t id : ids)
+      if (id >= 0 && id < vocab_size()) v.push_back(static_cast<int>(id));
+    std::string out(v.size() * 8 + 16, '\0');
+    int n = api.decode(spm_.get(), v.data(), static_cast<int>(v.size()), out.data(), static_cast<int>(out.size()));
+    if (n > static_cast<int>(out.size())) {
+      out.resize(n);
+      n = api.decode(spm_.get(), v.data(), static_cast<int>(v.size()), out.data(), n);
+    }
+    out.resize(n);
+    return out;
+  }
+#endif
   std::string out;
   int64_t prev = bos_id();  // the first piece's dummy prefix goes, with or without <s>
   for (int64_t id : ids) {
