@@ -30,6 +30,8 @@ std::string short_name(const std::string& name) {
 
 int64_t eff_group(int64_t g, int64_t in) { return g <= 0 ? in : g; }
 
+const std::string kHead = "lm_head.weight";
+
 // Whether the preset's format can hold a linear of this shape; `why` says why not.
 bool fits_format(const Preset& p, int64_t out, int64_t in, std::string& why) {
   switch (p.method) {
@@ -118,6 +120,11 @@ void store_gptq(Ctx& c, const std::string& wname, const GroupQuant& g) {
   c.q.stored.emplace_back(base + ".qzeros", t.qzeros);
   c.q.stored.emplace_back(base + ".scales", t.scales);
   c.q.stored.emplace_back(base + ".g_idx", t.g_idx);
+  // A zero fp16 bias where the linear has none, as AutoGPTQ's pack() saves
+  // it: optimum builds every QuantLinear with a bias buffer, and one missing
+  // from the file is left uninitialised by transformers (garbage outputs).
+  if (!c.work.w.count(base + ".bias"))
+    c.q.stored.emplace_back(base + ".bias", torch::zeros({g.deq.size(0)}, torch::kHalf));
   c.q.quantized_weights.push_back(wname);
   c.work.w[wname] = g.deq;
 }
@@ -172,7 +179,10 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
   go.bits = c.p.bits;
   go.group_size = c.p.group_size;
   go.damp_percent = c.opt.damp_percent;
-  go.act_order = c.opt.act_order;
+  const auto choice = gptq_choice(c.p, c.opt);
+  go.act_order = choice.act_order;
+  go.static_groups = choice.static_groups;
+  go.mse = choice.mse;
   for (int l = 0; l < cfg.num_layers; ++l) {
     progress(c.opt, "gptq", l, cfg.num_layers);
     auto names = rt::linear_names(cfg, l);
@@ -194,6 +204,13 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
       for (auto& n : todo) store_gptq(c, n, gptq_quantize(c.work.w.at(n), H.at(n).matrix(), go));
     }
     h = run_block(c.work, l, h);
+  }
+  if (c.fits.count(kHead)) {
+    // The head's input: the final RMSNorm of the last (quantized) layer's output.
+    Hessian H(c.work.w.at(kHead).size(1));
+    const auto& nw = c.work.w.at("model.norm.weight");
+    for (auto& x : h) H.add(x * torch::rsqrt(x.pow(2).mean(-1, true) + cfg.rms_eps) * nw);
+    store_gptq(c, kHead, gptq_quantize(c.work.w.at(kHead), H.matrix(), go));
   }
 }
 
@@ -269,9 +286,12 @@ nlohmann::json make_quant_config(const Preset& p, const QuantizeOptions& opt, co
                                  const std::vector<LinearReport>& lin) {
   nlohmann::ordered_json j;
   std::vector<std::string> skipped, kept;
+  bool head = false;
+  for (auto& r : lin) head = head || (r.name == kHead && r.quantized);
   {
     std::set<std::string> sk, kp;
-    for (auto& r : lin) (r.quantized ? kp : sk).insert(short_name(r.name));
+    for (auto& r : lin)
+      if (r.name != kHead) (r.quantized ? kp : sk).insert(short_name(r.name));
     for (auto& s : sk)
       if (!kp.count(s)) skipped.push_back(s);
     // Keep the execution order for GPTQ's sub-lists.
@@ -285,13 +305,14 @@ nlohmann::json make_quant_config(const Preset& p, const QuantizeOptions& opt, co
       j["bits"] = p.bits;
       j["group_size"] = p.group_size;
       j["damp_percent"] = opt.damp_percent;
-      j["desc_act"] = p.method == Method::gptq && opt.act_order;
-      j["static_groups"] = false;
+      j["desc_act"] = p.method == Method::gptq && gptq_choice(p, opt).act_order;
+      j["static_groups"] = p.method == Method::gptq && gptq_choice(p, opt).static_groups;
       j["sym"] = false;
       j["true_sequential"] = true;
       j["model_name_or_path"] = nullptr;
       j["model_file_base_name"] = "model";
       j["checkpoint_format"] = "gptq";
+      if (head) j["lm_head"] = true;
       if (!skipped.empty()) {
         nlohmann::json blocks = nlohmann::json::array();
         for (auto& k : kept) blocks.push_back(nlohmann::json::array({k}));
@@ -316,7 +337,10 @@ nlohmann::json make_quant_config(const Preset& p, const QuantizeOptions& opt, co
       j["load_in_4bit"] = four;
       j["load_in_8bit"] = !four;
       j["llm_int8_threshold"] = 6.0;
-      j["llm_int8_skip_modules"] = nullptr;
+      // null: transformers keeps lm_head (get_keys_to_not_convert); a list
+      // replaces that default, so [] converts the head as well.
+      if (head) j["llm_int8_skip_modules"] = nlohmann::json::array();
+      else j["llm_int8_skip_modules"] = nullptr;
       j["llm_int8_enable_fp32_cpu_offload"] = false;
       j["llm_int8_has_fp16_weight"] = false;
       j["bnb_4bit_quant_type"] = p.method == Method::fp4 ? "fp4" : "nf4";
@@ -388,22 +412,38 @@ Result<QuantizedModel> quantize_model(const rt::Model& m, const Preset& p,
     std::string why = q.linears.empty() ? "no layers" : q.linears.front().reason;
     return Status{Errc::unsupported, "preset " + p.name + ": no linear layer of this model fits its format: " + why};
   }
+  if (opt.quantize_head) {
+    if (p.method == Method::awq)
+      return Status{Errc::unsupported,
+                    "preset " + p.name + ": --quantize-head: AWQ loaders keep lm_head unquantized (AutoAWQ quantizes "
+                    "decoder layers only; transformers' AWQ integration always adds lm_head to modules_to_not_convert)"};
+    const auto it = m.w.find(kHead);
+    const torch::Tensor hw = it != m.w.end() ? it->second : m.w.at("model.embed_tokens.weight");
+    LinearReport r;
+    r.name = kHead;
+    r.quantized = fits_format(p, hw.size(0), hw.size(1), r.reason);
+    if (!r.quantized) return Status{Errc::unsupported, "preset " + p.name + ": --quantize-head: lm_head: " + r.reason};
+    q.deq.w[kHead] = hw.clone();
+    q.deq.cfg.tie_embeddings = false;
+    c.fits.insert(kHead);
+    q.linears.push_back(r);
+  }
   torch::NoGradGuard ng;
   switch (p.method) {
     case Method::rtn:
       for (auto& r : q.linears)
-        if (r.quantized) store_gptq(c, r.name, rtn_quantize(m.w.at(r.name), p.bits, p.group_size, GridStyle::gptq));
+        if (r.quantized) store_gptq(c, r.name, rtn_quantize(q.deq.w.at(r.name), p.bits, p.group_size, GridStyle::gptq, opt.mse.value_or(false)));
       break;
     case Method::gptq: run_gptq(c, calib); break;
     case Method::awq: run_awq(c, calib); break;
     case Method::nf4:
     case Method::fp4:
       for (auto& r : q.linears)
-        store_bnb4(c, r.name, nf4_fp4_quantize(m.w.at(r.name), p.method == Method::nf4 ? "nf4" : "fp4",
+        store_bnb4(c, r.name, nf4_fp4_quantize(q.deq.w.at(r.name), p.method == Method::nf4 ? "nf4" : "fp4",
                                                p.group_size, p.double_quant, m.cfg.torch_dtype));
       break;
     case Method::int8:
-      for (auto& r : q.linears) store_bnb8(c, r.name, int8_quantize(m.w.at(r.name)));
+      for (auto& r : q.linears) store_bnb8(c, r.name, int8_quantize(q.deq.w.at(r.name)));
       break;
   }
   // The loader sees the folded norms in their stored dtype.
@@ -481,7 +521,7 @@ Result<QuantizeReport> quantize_model_dir(const std::string& model_dir, const Pr
     if (k != q->stored.size()) return Status{Errc::invalid, "internal: stored tensors out of order"};
   }
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (auto& [name, shape] : rt::expected_tensors(model->cfg)) {
+  for (auto& [name, shape] : rt::expected_tensors(q->deq.cfg)) {
     if (qset.count(name)) {
       for (auto& e : stored_by_weight[name]) out.push_back(e);
       continue;
@@ -517,6 +557,7 @@ Result<QuantizeReport> quantize_model_dir(const std::string& model_dir, const Pr
     if (cfg.is_discarded() || !cfg.is_object()) return fail({Errc::corrupt, model_dir + "/config.json: not JSON"});
   }
   cfg["quantization_config"] = q->quantization_config;
+  if (model->cfg.tie_embeddings && !q->deq.cfg.tie_embeddings) cfg["tie_word_embeddings"] = false;
   auto st = write_text(tmp / "config.json", cfg.dump(2) + "\n");
   if (st.ok() && (p.method == Method::gptq || p.method == Method::rtn))
     st = write_text(tmp / "quantize_config.json", q->quantization_config.dump(2) + "\n");
@@ -627,8 +668,12 @@ Result<rt::Model> load_model_any(const std::string& dir) {
     return Status{Errc::unsupported, cfg_path + ": AWQ checkpoints other than 4-bit GEMM with zero points are not read"};
   if (method == "gptq" && qc.value("checkpoint_format", "gptq") != std::string("gptq"))
     return Status{Errc::unsupported, cfg_path + ": GPTQ checkpoint_format '" + qc.value("checkpoint_format", "") + "'"};
+  std::vector<std::string> lin_names;
   for (int l = 0; l < m.cfg.num_layers; ++l)
-    for (auto& n : rt::linear_names(m.cfg, l)) {
+    for (auto& n : rt::linear_names(m.cfg, l)) lin_names.push_back(n);
+  if (!m.cfg.tie_embeddings) lin_names.push_back(kHead);
+  {
+    for (auto& n : lin_names) {
       const std::string base = strip_weight(n);
       const auto& shapes = rt::expected_tensors(m.cfg);
       int64_t out = 0, in = 0;
@@ -637,6 +682,17 @@ Result<rt::Model> load_model_any(const std::string& dir) {
       Result<torch::Tensor> w = Status{Errc::invalid, ""};
       if (method == "gptq" && raw.count(base + ".qweight")) {
         w = load_gptq_linear(raw, base, bits, group, out, in, dir);
+        // AutoGPTQ's zero bias of a linear the architecture gives none.
+        const bool has_bias = m.cfg.qkv_bias && (n.find("q_proj") != std::string::npos ||
+                                                 n.find("k_proj") != std::string::npos ||
+                                                 n.find("v_proj") != std::string::npos);
+        if (w.ok() && !has_bias && raw.count(base + ".bias")) {
+          const auto b = raw.at(base + ".bias");
+          if (b.numel() != out || torch::any(b.to(torch::kFloat) != 0).item<bool>())
+            return Status{Errc::corrupt, dir + ": tensor '" + base + ".bias': a non-zero bias on a linear " +
+                                             m.cfg.architecture + " has none"};
+          raw.erase(base + ".bias");
+        }
       } else if (method == "awq" && raw.count(base + ".qweight")) {
         w = load_awq_linear(raw, base, group, out, in, dir);
       } else if (method == "bitsandbytes" && raw.count(n) && raw.at(n).scalar_type() == torch::kUInt8) {
@@ -670,6 +726,7 @@ Result<rt::Model> load_model_any(const std::string& dir) {
       if (!w.ok()) return w.status();
       m.w[n] = *w;
     }
+  }
   for (auto& [name, t] : raw) {
     if (name.size() >= 20 && name.ends_with("rotary_emb.inv_freq")) continue;
     const auto st = t.scalar_type();

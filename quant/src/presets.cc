@@ -32,7 +32,24 @@ const std::vector<Preset>& presets() {
       {"bnb-fp4", Method::fp4, 4, 64, false, "bitsandbytes 4-bit float (E2M1), no calibration"},
       {"bnb-int8", Method::int8, 8, 0, false, "LLM.int8: near lossless 8-bit, no calibration; transformers + bitsandbytes"},
   };
-  return p;
+  static const std::vector<Preset> with_choices = [] {
+    auto v = p;
+    for (auto& x : v)
+      // Measured on stories260K (docs/BENCHMARKS.md): the clipping search
+      // helps at every group size; act-order (with static groups) helped at
+      // group 32 but hurt at group 128 on top of it, so it stays opt-in.
+      if (x.method == Method::gptq) x.gptq_mse = true;
+    return v;
+  }();
+  return with_choices;
+}
+
+GptqChoice gptq_choice(const Preset& p, const QuantizeOptions& opt) {
+  GptqChoice c;
+  c.act_order = opt.desc_act.value_or(opt.act_order || p.gptq_act_order);
+  c.static_groups = opt.static_groups.value_or(p.gptq_static_groups);
+  c.mse = opt.mse.value_or(p.gptq_mse);
+  return c;
 }
 
 Result<Preset> find_preset(const std::string& name) {

@@ -17,28 +17,57 @@ int64_t eff_group(int64_t group_size, int64_t in) { return group_size <= 0 ? in 
 
 }  // namespace
 
+namespace {
+
+// GPTQ-style asymmetric grid for a range xmin <= 0 <= xmax per row.
+void gptq_grid(torch::Tensor xmin, torch::Tensor xmax, int bits, torch::Tensor& scale, torch::Tensor& zero) {
+  const double maxq = (1 << bits) - 1;
+  auto both0 = (xmin == 0) & (xmax == 0);
+  xmin = torch::where(both0, torch::full_like(xmin, -1), xmin);
+  xmax = torch::where(both0, torch::full_like(xmax, 1), xmax);
+  auto s = (xmax - xmin) / maxq;
+  auto z = torch::round(-xmin / s);
+  // Stored as zero-1 in `bits` bits: keep zero >= 1 by giving such a group
+  // (all weights >= -scale/2) one step below 0 and the rest above.
+  s = torch::where(z < 1, xmax / (maxq - 1), s);
+  s = to_half_grid(s);
+  zero = torch::clamp(torch::round(-xmin / s), 1, maxq).unsqueeze(1);
+  scale = s.unsqueeze(1);
+}
+
+}  // namespace
+
 void group_params(const torch::Tensor& w, int bits, GridStyle style, torch::Tensor& scale, torch::Tensor& zero) {
   const double maxq = (1 << bits) - 1;
   auto wf = w.to(torch::kFloat);
   auto mx = std::get<0>(wf.max(1));
   auto mn = std::get<0>(wf.min(1));
   if (style == GridStyle::gptq) {
-    auto xmin = mn.clamp_max(0), xmax = mx.clamp_min(0);
-    auto both0 = (xmin == 0) & (xmax == 0);
-    xmin = torch::where(both0, torch::full_like(xmin, -1), xmin);
-    xmax = torch::where(both0, torch::full_like(xmax, 1), xmax);
-    auto s = (xmax - xmin) / maxq;
-    auto z = torch::round(-xmin / s);
-    // Stored as zero-1 in `bits` bits: keep zero >= 1 by giving such a group
-    // (all weights >= -scale/2) one step below 0 and the rest above.
-    s = torch::where(z < 1, xmax / (maxq - 1), s);
-    s = to_half_grid(s);
-    zero = torch::clamp(torch::round(-xmin / s), 1, maxq).unsqueeze(1);
-    scale = s.unsqueeze(1);
+    gptq_grid(mn.clamp_max(0), mx.clamp_min(0), bits, scale, zero);
   } else {
     auto s = to_half_grid((mx - mn).clamp_min(1e-5) / maxq);
     zero = torch::clamp(-torch::round(mn / s), 0, maxq).unsqueeze(1);
     scale = s.unsqueeze(1);
+  }
+}
+
+void group_params_mse(const torch::Tensor& w, int bits, torch::Tensor& scale, torch::Tensor& zero, double norm,
+                      int grid, double maxshrink) {
+  auto wf = w.to(torch::kFloat);
+  auto xmin = std::get<0>(wf.min(1)).clamp_max(0);
+  auto xmax = std::get<0>(wf.max(1)).clamp_min(0);
+  gptq_grid(xmin, xmax, bits, scale, zero);
+  auto best = (fake_quant(wf, scale, zero, bits) - wf).abs_().pow_(norm).sum(1);
+  const int steps = static_cast<int>(maxshrink * grid);
+  for (int k = 1; k < steps; ++k) {
+    const double p = 1.0 - static_cast<double>(k) / grid;
+    torch::Tensor s1, z1;
+    gptq_grid(xmin * p, xmax * p, bits, s1, z1);
+    auto err = (fake_quant(wf, s1, z1, bits) - wf).abs_().pow_(norm).sum(1);
+    auto better = err < best;
+    best = torch::where(better, err, best);
+    scale = torch::where(better.unsqueeze(1), s1, scale);
+    zero = torch::where(better.unsqueeze(1), z1, zero);
   }
 }
 
@@ -50,7 +79,7 @@ torch::Tensor fake_quant(const torch::Tensor& w, const torch::Tensor& scale, con
   return scale * (q - zero);
 }
 
-GroupQuant rtn_quantize(const torch::Tensor& w0, int bits, int64_t group_size, GridStyle style) {
+GroupQuant rtn_quantize(const torch::Tensor& w0, int bits, int64_t group_size, GridStyle style, bool mse) {
   auto w = w0.to(torch::kFloat).contiguous();
   const int64_t out = w.size(0), in = w.size(1), g = eff_group(group_size, in);
   const int64_t G = (in + g - 1) / g;
@@ -65,7 +94,8 @@ GroupQuant rtn_quantize(const torch::Tensor& w0, int bits, int64_t group_size, G
     const int64_t a = k * g, b = std::min(in, a + g);
     auto blk = w.slice(1, a, b);
     torch::Tensor s, z, c;
-    group_params(blk, bits, style, s, z);
+    if (mse && style == GridStyle::gptq) group_params_mse(blk, bits, s, z);
+    else group_params(blk, bits, style, s, z);
     r.deq.slice(1, a, b).copy_(fake_quant(blk, s, z, bits, &c));
     r.codes.slice(1, a, b).copy_(c);
     r.scales[k].copy_(s.squeeze(1));
@@ -102,6 +132,19 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
     H.diagonal().masked_fill_(dead, 1.0);
     W.index_put_({torch::indexing::Slice(), dead}, 0.0);
   }
+  auto params = [&](const torch::Tensor& cols, torch::Tensor& sc, torch::Tensor& ze) {
+    if (opt.mse) group_params_mse(cols, bits, sc, ze);
+    else group_params(cols, bits, GridStyle::gptq, sc, ze);
+  };
+  // Static groups: parameters from the weights as they are before any update.
+  std::vector<torch::Tensor> st_scale, st_zero;
+  if (opt.static_groups)
+    for (int64_t k = 0; k < G; ++k) {
+      torch::Tensor sc, ze;
+      params(W.slice(1, k * g, std::min(in, (k + 1) * g)), sc, ze);
+      st_scale.push_back(sc);
+      st_zero.push_back(ze);
+    }
   torch::Tensor perm, invperm;
   if (opt.act_order) {
     perm = torch::argsort(H.diagonal(), /*dim=*/0, /*descending=*/true);
@@ -131,11 +174,15 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
     auto Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2);
     for (int64_t i = 0; i < count; ++i) {
       const int64_t col = i1 + i;
-      if (col % g == 0) {
+      if (opt.static_groups) {
+        const int64_t k = (opt.act_order ? perm[col].item<int64_t>() : col) / g;
+        scale = st_scale[k];
+        zero = st_zero[k];
+      } else if (col % g == 0) {
         const int64_t gend = std::min(in, col + g);
         torch::Tensor cols = W1.slice(1, i, std::min(count, i + (gend - col)));
         if (gend > i2) cols = torch::cat({cols, W.slice(1, i2, gend)}, 1);
-        group_params(cols, bits, GridStyle::gptq, scale, zero);
+        params(cols, scale, zero);
         r.scales[col / g].copy_(scale.squeeze(1));
         r.zeros[col / g].copy_(zero.squeeze(1).to(torch::kInt32));
       }
@@ -152,7 +199,17 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
     if (i2 < in) W.slice(1, i2).sub_(Err1.matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
   }
   auto g_of_pos = torch::arange(in, torch::kLong).div(g, "floor");
-  if (opt.act_order) {
+  if (opt.static_groups) {
+    for (int64_t k = 0; k < G; ++k) {
+      r.scales[k].copy_(st_scale[k].squeeze(1));
+      r.zeros[k].copy_(st_zero[k].squeeze(1).to(torch::kInt32));
+    }
+    if (opt.act_order) {
+      Q = Q.index_select(1, invperm);
+      codes = codes.index_select(1, invperm);
+    }
+    r.g_idx = g_of_pos.to(torch::kInt32);
+  } else if (opt.act_order) {
     Q = Q.index_select(1, invperm);
     codes = codes.index_select(1, invperm);
     r.g_idx = torch::empty({in}, torch::kLong);

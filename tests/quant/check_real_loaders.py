@@ -12,6 +12,7 @@ AWQ (autoawq, CUDA only), bitsandbytes (no build for torch 1.13) cannot be loade
 docs/BENCHMARKS.md. Run with a venv that has them (pinned versions in the docs), e.g.
   python -m venv --system-site-packages V && V/bin/pip install --no-deps auto-gptq==0.7.1 optimum==1.19.2 ...
 """
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,13 @@ def main():
             d = os.path.join(tmp, "dump.safetensors")
             subprocess.run([dump, out, d], check=True)
             mine = load_file(d)
-        model = AutoModelForCausalLM.from_pretrained(out, torch_dtype=torch.float16, device_map="cpu")
+        # On a CPU optimum refuses its default exllama kernels; the loading
+        # attributes passed here are merged into the file's own config.
+        from transformers import GPTQConfig
+        with open(os.path.join(out, "config.json")) as fh:
+            bits = json.load(fh)["quantization_config"]["bits"]
+        model = AutoModelForCausalLM.from_pretrained(out, torch_dtype=torch.float16, device_map="cpu",
+                                                     quantization_config=GPTQConfig(bits=bits, use_exllama=False))
         orig = torch.matmul
 
         def matmul_f32(a, b):

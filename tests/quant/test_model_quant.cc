@@ -172,6 +172,74 @@ TEST_F(Fixture, QuantizedLogitsStayClose) {
   EXPECT_LT(k_rtn3, 1.0);
 }
 
+// --quantize-head: lm_head quantized too, on an untied and a tied model (the
+// output unties it: the embedding keeps its bytes, config says
+// tie_word_embeddings false); reloads to the quantizer's result; the loader
+// keys say so (GPTQ "lm_head": true; bitsandbytes llm_int8_skip_modules []);
+// AWQ refused with nothing written.
+TEST_F(Fixture, QuantizeHeadUntiesAndReloads) {
+  // GPTQ packs only out_features multiple of 32: a vocabulary of 288 (the
+  // tokenizer's 259 padded, as models pad theirs).
+  auto m288 = synthetic_model(9);
+  m288.cfg.vocab_size = 288;
+  m288.w["model.embed_tokens.weight"] = torch::randn({288, 128});
+  m288.w["lm_head.weight"] = torch::randn({288, 128}) / std::sqrt(128.0);
+  const auto untied = root / "untied";
+  fs::create_directories(untied);
+  ASSERT_TRUE(rt::write_model_dir(m288, untied.string()).ok());
+  write_byte_tokenizer(untied / "tokenizer.bin");
+  m288.w.erase("lm_head.weight");
+  m288.cfg.tie_embeddings = true;
+  const auto tied = root / "tied";
+  fs::create_directories(tied);
+  ASSERT_TRUE(rt::write_model_dir(m288, tied.string()).ok());
+  write_byte_tokenizer(tied / "tokenizer.bin");
+  auto o = opts();
+  o.quantize_head = true;
+  for (const fs::path& src : {untied, tied}) {
+    auto orig = rt::load_model_dir(src.string());
+    ASSERT_TRUE(orig.ok());
+    const bool is_tied = orig->cfg.tie_embeddings;
+    const auto head0 = is_tied ? orig->w.at("model.embed_tokens.weight") : orig->w.at("lm_head.weight");
+    for (std::string name : {"gptq-4bit-128g", "rtn-4bit-32g", "bnb-nf4", "bnb-int8"}) {
+      SCOPED_TRACE(name + (is_tied ? " tied" : " untied"));
+      const auto out = root / ("head-" + name + (is_tied ? "-tied" : ""));
+      auto rep = quantize_model_dir(src.string(), *find_preset(name), out.string(), calib.string(), o);
+      ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+      EXPECT_EQ(rep->model.quantized_weights.size(), 15u);
+      EXPECT_EQ(rep->model.quantized_weights.back(), "lm_head.weight");
+      auto back = load_model_any(out.string());
+      ASSERT_TRUE(back.ok()) << back.status().to_string();
+      EXPECT_FALSE(back->cfg.tie_embeddings);
+      ASSERT_TRUE(back->w.count("lm_head.weight"));
+      EXPECT_TRUE(torch::equal(back->w.at("lm_head.weight"), rep->model.deq.w.at("lm_head.weight")));
+      EXPECT_FALSE(torch::equal(back->w.at("lm_head.weight"), head0));
+      EXPECT_LT((back->w.at("lm_head.weight") - head0).abs().max().item<double>(), 0.5 * head0.abs().max().item<double>());
+      EXPECT_TRUE(torch::equal(back->w.at("model.embed_tokens.weight"), orig->w.at("model.embed_tokens.weight")));
+      std::ifstream cf(out / "config.json");
+      auto cfg = nlohmann::json::parse(cf);
+      EXPECT_EQ(cfg["tie_word_embeddings"], false);
+      const auto& qc = cfg["quantization_config"];
+      if (qc["quant_method"] == "gptq") EXPECT_EQ(qc["lm_head"], true);
+      else EXPECT_EQ(qc["llm_int8_skip_modules"], nlohmann::json::array());
+      std::map<std::string, torch::Tensor> raw;
+      ASSERT_TRUE(read_model_tensors(out.string(), raw).ok());
+      EXPECT_EQ(raw.count(qc["quant_method"] == "gptq" ? "lm_head.qweight" : "lm_head.weight"), 1u);
+    }
+  }
+  // Without the flag the head is not quantized (the default of the issue).
+  auto plain = quantize_model_dir(model.string(), *find_preset("bnb-nf4"), (root / "nohead").string(), "", opts());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->model.quantized_weights.size(), 14u);
+  for (std::string name : {"awq-4bit-128g", "gptq-4bit-128g"}) {  // AWQ never; GPTQ: 259 rows do not pack
+    auto r = quantize_model_dir(model.string(), *find_preset(name), (root / "refused").string(), calib.string(), o);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.status().code(), Errc::unsupported) << name;
+    EXPECT_NE(r.status().message().find("lm_head"), std::string::npos) << r.status().message();
+    EXPECT_FALSE(fs::exists(root / "refused"));
+  }
+}
+
 TEST_F(Fixture, BadInput) {
   // Unknown preset: lists them.
   auto p = find_preset("gptq-5bit");

@@ -169,3 +169,59 @@ TEST(Bnb, Nf4BeatsFp4OnGaussianWeights) {
   auto fp4 = nf4_fp4_quantize(w, "fp4", 64, false, "float32");
   EXPECT_LT((nf4.deq - w).pow(2).mean().item<double>(), (fp4.deq - w).pow(2).mean().item<double>());
 }
+
+// GPTQ's clipping search (Quantizer.find_params with mse): per row never a
+// larger |error|^2.4 sum than plain min/max, zero points stay storable, and on
+// weights with a few large entries it really clips (a smaller scale).
+TEST(Rtn, MseSearchNeverWorseAndKeepsZeroAtLeastOne) {
+  auto w = layer_weight(64, 128, 31);
+  w.index_put_({torch::indexing::Slice(), 9}, w.select(1, 9) * 8.0);  // a wide input channel
+  for (int bits : {3, 4}) {
+    torch::Tensor s0, z0, s1, z1;
+    group_params(w, bits, GridStyle::gptq, s0, z0);
+    group_params_mse(w, bits, s1, z1);
+    auto e0 = (fake_quant(w, s0, z0, bits) - w).abs().pow(2.4).sum(1);
+    auto e1 = (fake_quant(w, s1, z1, bits) - w).abs().pow(2.4).sum(1);
+    EXPECT_TRUE(torch::all(e1 <= e0).item<bool>()) << bits;
+    EXPECT_LT(e1.sum().item<double>(), e0.sum().item<double>()) << bits;
+    EXPECT_GE(z1.min().item<double>(), 1);
+    EXPECT_LE(z1.max().item<double>(), (1 << bits) - 1);
+    EXPECT_TRUE(torch::any(s1 < s0).item<bool>()) << bits;
+    EXPECT_TRUE(torch::equal(s1.to(torch::kHalf).to(torch::kFloat), s1));  // fp16 as stored
+    auto r = rtn_quantize(w, bits, 32, GridStyle::gptq, /*mse=*/true);
+    auto t = gptq_pack(r.codes, r.zeros, r.scales, r.g_idx, bits);
+    EXPECT_TRUE(torch::equal(gptq_dequantize(t, bits), r.deq));
+  }
+}
+
+// AutoGPTQ's static_groups with act-order: every group's parameters come
+// from the original weights, g_idx stays i // group (what every loader's
+// kernel reads), columns are still processed by decreasing Hessian
+// diagonal, and the layer's output error stays below RTN's.
+TEST(Gptq, StaticGroupsWithActOrderKeepContiguousGroups) {
+  const int64_t in = 256, out = 96;
+  auto x = outlier_inputs(4096, in, 41);
+  auto w = layer_weight(out, in, 42);
+  Hessian H(in);
+  H.add(x);
+  for (bool mse : {false, true}) {
+    GptqOptions o;
+    o.bits = 4;
+    o.group_size = 64;
+    o.act_order = true;
+    o.static_groups = true;
+    o.mse = mse;
+    auto q = gptq_quantize(w, H.matrix(), o);
+    auto rtn = rtn_quantize(w, 4, 64, GridStyle::gptq, mse);
+    EXPECT_TRUE(torch::equal(q.g_idx, rtn.g_idx)) << mse;
+    EXPECT_TRUE(torch::equal(q.scales, rtn.scales)) << mse;  // from the original weights, as RTN's
+    EXPECT_TRUE(torch::equal(q.zeros, rtn.zeros)) << mse;
+    EXPECT_LT(out_err(x, w, q.deq), out_err(x, w, rtn.deq)) << mse;
+    auto t = gptq_pack(q.codes, q.zeros, q.scales, q.g_idx, 4);
+    EXPECT_TRUE(torch::equal(gptq_dequantize(t, 4), q.deq)) << mse;
+    // Act-order changes the result (the column order matters).
+    GptqOptions plain = o;
+    plain.act_order = false;
+    EXPECT_FALSE(torch::equal(gptq_quantize(w, H.matrix(), plain).deq, q.deq)) << mse;
+  }
+}

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
@@ -17,7 +18,10 @@ struct QuantizeArgs {
   std::string model, preset, out, calib;
   int64_t samples = 64, seq_len = 256;
   int threads = 2;
-  bool act_order = false, json = false;
+  bool act_order = false, no_act_order = false, json = false, quantize_head = false;
+  // Unset: the preset's own choice (quant::Preset::gptq_*).
+  std::optional<bool> static_groups, mse;
+  std::optional<double> damp;
 };
 
 int run_quantize(const QuantizeArgs& a) {
@@ -31,6 +35,11 @@ int run_quantize(const QuantizeArgs& a) {
   opt.calib_samples = a.samples;
   opt.seq_len = a.seq_len;
   opt.act_order = a.act_order;
+  if (a.no_act_order) opt.desc_act = false;
+  opt.quantize_head = a.quantize_head;
+  if (a.static_groups) opt.static_groups = *a.static_groups;
+  if (a.mse) opt.mse = *a.mse;
+  if (a.damp) opt.damp_percent = *a.damp;
   std::unique_ptr<cli::ProgressBar> bar;
   std::string stage;
   opt.progress = [&](const std::string& s, int64_t done, int64_t total) {
@@ -133,8 +142,17 @@ void add_quant_commands(CLI::App& app, int& rc) {
   q->add_option("--calib", qa->calib, "calibration text (GPTQ and AWQ presets)");
   q->add_option("--calib-samples", qa->samples, "calibration windows (default 64)");
   q->add_option("--seq-len", qa->seq_len, "tokens per calibration window (default 256, at most max_position)");
-  q->add_flag("--act-order", qa->act_order, "GPTQ: quantize input channels by decreasing Hessian diagonal (desc_act)");
+  q->add_flag("--act-order", qa->act_order,
+              "GPTQ: quantize input channels by decreasing Hessian diagonal (desc_act; the GPTQ presets' default)");
+  q->add_flag("--no-act-order", qa->no_act_order, "GPTQ: input channels in their order");
   q->add_option("--threads", qa->threads, "CPU threads (default 2)");
+  q->add_flag("--quantize-head", qa->quantize_head,
+              "quantize lm_head too (unties a tied embedding; GPTQ/RTN and bitsandbytes presets, not AWQ)");
+  q->add_option("--static-groups", qa->static_groups,
+                "GPTQ: group scales from the original weights, contiguous groups even with --act-order (true/false; "
+                "default: the preset's, true for gptq-*)");
+  q->add_option("--mse", qa->mse, "choose group ranges by GPTQ's clipping search (true/false; default true for gptq-*, false for rtn-*)");
+  q->add_option("--damp", qa->damp, "GPTQ: dampening, fraction of the mean Hessian diagonal (default 0.01)");
   q->add_flag("--json", qa->json, "print a JSON report");
   q->callback([qa, &rc] { rc = run_quantize(*qa); });
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,13 @@ struct Preset {
   int64_t group_size = 128;  // GPTQ/AWQ/RTN group; bitsandbytes 4-bit block size; 0 for int8
   bool double_quant = false;  // NF4: absmax double-quantized
   std::string use_case;
+  // GPTQ presets' algorithm choices (QuantizeOptions may override each):
+  // act-order with static groups (g_idx stays i // group) and the clipping
+  // search of the group ranges. Measured on stories260K and chosen there
+  // (docs/BENCHMARKS.md); RTN presets ignore them.
+  bool gptq_act_order = false;
+  bool gptq_static_groups = false;
+  bool gptq_mse = false;
 };
 
 // The nine presets of the table, in order.
@@ -59,8 +67,23 @@ struct QuantizeOptions {
   int64_t calib_samples = 64;  // windows of seq_len tokens taken in order from the calibration text
   int64_t seq_len = 256;       // clamped to the model's max_position
   int64_t batch = 8;           // windows per forward call (memory only)
-  bool act_order = false;      // GPTQ desc_act
+  bool act_order = false;      // GPTQ desc_act on (the preset's choice otherwise; desc_act below wins)
   double damp_percent = 0.01;  // GPTQ
+  // Explicit GPTQ choices; unset = the preset's (Preset::gptq_*), act_order
+  // true also turns act-order on.
+  std::optional<bool> desc_act;
+  // GPTQ static_groups (quantizers.h GptqOptions): with act-order, g_idx
+  // stays i // group_size. Recorded in quantization_config.
+  std::optional<bool> static_groups;
+  // Group ranges by the clipping search (group_params_mse): GPTQ, and RTN
+  // when set (RTN presets default to plain min/max).
+  std::optional<bool> mse;
+  // Quantize lm_head too (with tied embeddings: a quantized copy of the
+  // embedding; the output unties them, tie_word_embeddings false). GPTQ/RTN
+  // write "lm_head": true (vLLM's and GPTQModel's key), bitsandbytes
+  // llm_int8_skip_modules [] (transformers then converts lm_head); AWQ is
+  // refused (Errc::unsupported: its loaders never quantize the head).
+  bool quantize_head = false;
   // Stage name, done, total (may be empty).
   std::function<void(const std::string&, int64_t, int64_t)> progress;
 };
@@ -95,6 +118,12 @@ struct QuantizedModel {
 };
 // `calib` may be empty for presets that need none. `dtype`: the compute dtype
 // recorded for bitsandbytes ("float32", "float16", "bfloat16").
+// The GPTQ choices quantize_model applies for this preset and options.
+struct GptqChoice {
+  bool act_order = false, static_groups = false, mse = false;
+};
+GptqChoice gptq_choice(const Preset& p, const QuantizeOptions& opt);
+
 Result<QuantizedModel> quantize_model(const rt::Model& m, const Preset& p,
                                       const std::vector<std::vector<int64_t>>& calib, const QuantizeOptions& opt);
 

@@ -38,10 +38,20 @@ struct GroupQuant {
 
 // Groups of `group_size` consecutive input channels (<= 0: one group per
 // row), G = ceil(in / group_size).
-GroupQuant rtn_quantize(const torch::Tensor& w, int bits, int64_t group_size, GridStyle style);
+// `mse` (GridStyle::gptq only): each group's range by group_params_mse, the
+// clipping search GPTQ's reference offers, still rounding to nearest.
+GroupQuant rtn_quantize(const torch::Tensor& w, int bits, int64_t group_size, GridStyle style, bool mse = false);
 
 // Scale and zero of each row of `w` [rows, cols] (one group per row).
 void group_params(const torch::Tensor& w, int bits, GridStyle style, torch::Tensor& scale, torch::Tensor& zero);
+// GPTQ's Quantizer.find_params with mse=True (GridStyle::gptq): the range
+// min(w,0) .. max(w,0) shrunk by p = 1 - k/grid, k = 0 .. maxshrink*grid-1,
+// keeping per row the p with the least sum |fake_quant(w) - w|^norm (the
+// reference's defaults: norm 2.4, grid 100, maxshrink 0.8). Scales are
+// fp16-rounded and zero points kept in 1 .. 2^bits-1 as in group_params, and
+// p = 1 is group_params' own result, so the chosen error is never larger.
+void group_params_mse(const torch::Tensor& w, int bits, torch::Tensor& scale, torch::Tensor& zero, double norm = 2.4,
+                      int grid = 100, double maxshrink = 0.8);
 // scale * (clamp(round(w / scale) + zero, 0, maxq) - zero); `codes` (may be
 // null) receives the integer codes. scale, zero broadcast against w.
 torch::Tensor fake_quant(const torch::Tensor& w, const torch::Tensor& scale, const torch::Tensor& zero, int bits,
@@ -67,6 +77,14 @@ struct GptqOptions {
   double damp_percent = 0.01;
   bool act_order = false;    // desc_act: columns by decreasing Hessian diagonal, g_idx records groups
   int64_t block_size = 128;  // lazy batch updates
+  // AutoGPTQ's static_groups: every group's scale and zero computed from the
+  // original weights before any column is quantized, so with act_order the
+  // groups stay the contiguous i // group_size (g_idx trivial: every loader's
+  // kernel reads it, the torch fallback included) while the columns are still
+  // processed by decreasing Hessian diagonal.
+  bool static_groups = false;
+  // Group parameters by group_params_mse instead of min/max.
+  bool mse = false;
 };
 // GPTQ (Frantar et al. 2022, Algorithm 1) as the reference implementation
 // runs it: dead inputs (zero Hessian diagonal) zeroed, dampening
