@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   tenpak::ml::add_router_commands(app, rc);
   tenpak::ml::add_quant_commands(app, rc);
   tenpak::ml::add_fixture_ft_commands(app, rc);
+  tenpak::ml::add_fixture_gen_commands(app, rc);
   tenpak::ml::add_delta_lossy_commands(app, rc);
   tenpak::ml::add_optimize_commands(app, rc);
   try {
