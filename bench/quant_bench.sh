@@ -11,11 +11,19 @@
 #
 # usage: bench/quant_bench.sh [BUILD_DIR]   (default build; needs tenpak-ml)
 # env:   SHARED (default ../shared), EVAL_CHUNKS (windows of 256 tokens, default 64),
-#        CALIB_SAMPLES (default 64), THREADS (default 2), WORK (default a temp dir)
+#        CALIB_SAMPLES (default 64), THREADS (default 2), WORK (default a temp dir),
+#        TENPAK (default BUILD_DIR/tenpak; BUILD_DIR/tenpak-ml works too),
+#        MODEL_DIR (an HF model directory to measure instead of stories260K, e.g. one
+#        `tenpak-ml fixture llama-gen` wrote), MODEL_LABEL (its name in the table),
+#        MARK (table markers in docs/BENCHMARKS.md, default quant_bench),
+#        MEASURED_JSON (default docs/quant_measured.json; "-" = WORK/measured.json only),
+#        PRESETS (space-separated list; an entry NAME@mse runs NAME with --mse true:
+#        the clipping search alone, to separate it from GPTQ's own gain),
+#        GPTQ_FLAGS (extra `tenpak quantize` flags for gptq-* entries)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
-tenpak=$build/tenpak
+tenpak=${TENPAK:-$build/tenpak}
 shared=${SHARED:-$here/../shared}
 chunks=${EVAL_CHUNKS:-64}
 samples=${CALIB_SAMPLES:-64}
@@ -25,24 +33,37 @@ bin=$shared/data/llama2c/stories260K.bin
 tok=$shared/data/llama2c/tok512.bin
 calib=$shared/data/text/tinyshakespeare.txt
 wiki=$shared/data/text/wikitext-2/test.txt
-for f in "$tenpak" "$bin" "$tok" "$calib" "$wiki"; do
+model_dir=${MODEL_DIR:-}
+label=${MODEL_LABEL:-stories260K float32}
+mark=${MARK:-quant_bench}
+measured_json=${MEASURED_JSON:-$here/docs/quant_measured.json}
+need=("$tenpak" "$calib" "$wiki")
+[ -n "$model_dir" ] || need+=("$bin" "$tok")
+for f in "${need[@]}"; do
   [ -e "$f" ] || { echo "missing $f" >&2; exit 2; }
 done
 mkdir -p "$work"
 echo "work dir: $work" >&2
 
-fp32=$work/fp32
-[ -d "$fp32" ] || "$tenpak" convert llama2c "$bin" --tokenizer "$tok" -o "$fp32" >/dev/null
+if [ -n "$model_dir" ]; then
+  fp32=$(cd "$model_dir" && pwd)
+else
+  fp32=$work/fp32
+  [ -d "$fp32" ] || "$tenpak" convert llama2c "$bin" --tokenizer "$tok" -o "$fp32" >/dev/null
+fi
 "$tenpak" eval "$fp32" --text "$wiki" --ctx 256 --chunks "$chunks" --threads "$threads" --json > "$work/fp32.eval.json"
 
-presets="gptq-4bit-128g rtn-4bit-128g gptq-4bit-32g rtn-4bit-32g gptq-3bit-128g rtn-3bit-128g
-gptq-8bit-128g rtn-8bit-128g awq-4bit-128g awq-4bit-64g rtn-4bit-64g bnb-nf4 bnb-fp4 bnb-int8"
+presets=${PRESETS:-"gptq-4bit-128g rtn-4bit-128g rtn-4bit-128g@mse gptq-4bit-32g rtn-4bit-32g rtn-4bit-32g@mse
+gptq-3bit-128g rtn-3bit-128g rtn-3bit-128g@mse gptq-8bit-128g rtn-8bit-128g awq-4bit-128g awq-4bit-64g rtn-4bit-64g
+bnb-nf4 bnb-fp4 bnb-int8"}
 for p in $presets; do
   out=$work/$p
   rm -rf "$out"
+  extra=()
+  case $p in *@mse) extra=(--mse true);; gptq-*) read -r -a extra <<< "${GPTQ_FLAGS:-}";; esac
   t0=$(date +%s.%N)
-  if "$tenpak" quantize "$fp32" --preset "$p" -o "$out" --calib "$calib" --calib-samples "$samples" --seq-len 256 \
-       --threads "$threads" --json > "$work/$p.quant.json" 2> "$work/$p.quant.err"; then
+  if "$tenpak" quantize "$fp32" --preset "${p%@*}" -o "$out" --calib "$calib" --calib-samples "$samples" --seq-len 256 \
+       --threads "$threads" "${extra[@]}" --json > "$work/$p.quant.json" 2> "$work/$p.quant.err"; then
     t1=$(date +%s.%N)
     echo "$t0 $t1" > "$work/$p.time"
     "$tenpak" eval "$out" --text "$wiki" --ctx 256 --chunks "$chunks" --reference "$fp32" --threads "$threads" \
@@ -54,9 +75,10 @@ for p in $presets; do
   fi
 done
 
-/usr/bin/python3 - "$work" "$here" "$presets" "$chunks" "$samples" "$threads" <<'EOF'
+/usr/bin/python3 - "$work" "$here" "$presets" "$chunks" "$samples" "$threads" "$fp32" "$label" "$mark" "$measured_json" <<'EOF'
 import json, os, struct, sys, datetime
 work, here, presets, chunks, samples, threads = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6]
+fp32, label, mark, measured_json = sys.argv[7], sys.argv[8], sys.argv[9], sys.argv[10]
 
 def st_bytes(d):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".safetensors"))
@@ -78,7 +100,6 @@ def fp16_bytes(d):
                     n += 2 * e
     return n
 
-fp32 = os.path.join(work, "fp32")
 ref = json.load(open(os.path.join(work, "fp32.eval.json")))
 f16 = fp16_bytes(fp32)
 rows, measured = [], {}
@@ -103,7 +124,7 @@ for p in presets:
     rows.append((p, m, ""))
 
 out = {
-    "model": "stories260K (llama2.c, converted to float32)",
+    "model": label,
     "source": "bench/quant_bench.sh",
     "date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
     "eval": {"text": "WikiText-2 test", "ctx": 256, "windows": ref["windows"], "scored_tokens": ref["scored_tokens"]},
@@ -112,11 +133,14 @@ out = {
              "size_bytes": st_bytes(fp32), "fp16_bytes": f16},
     "presets": measured,
 }
-with open(os.path.join(here, "docs", "quant_measured.json"), "w") as fh:
-    json.dump(out, fh, indent=2)
-    fh.write("\n")
+for path in [os.path.join(work, "measured.json")] + ([] if measured_json == "-" else [measured_json]):
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=2)
+        fh.write("\n")
 
 def rtn_of(p):
+    if "@" in p:
+        return None
     if p.startswith("gptq-"):
         return "rtn-" + p[5:]
     if p.startswith("awq-"):
@@ -125,7 +149,7 @@ def rtn_of(p):
 
 lines = []
 lines.append(f"Run {out['date']}, `bench/quant_bench.sh` (EVAL_CHUNKS={chunks}, CALIB_SAMPLES={samples}, THREADS={threads}): "
-             f"stories260K float32, perplexity {ref['perplexity']:.3f} on WikiText-2 test "
+             f"{label}, perplexity {ref['perplexity']:.3f} on WikiText-2 test "
              f"({ref['windows']} windows of 256, {ref['scored_tokens']} tokens scored), decode {ref['speed']['decode_tokens_per_s']:.0f} tok/s; "
              f"fp16 size {f16} bytes. KL = mean KL(fp32 || quantized) of next-token distributions, nats.")
 lines.append("")
@@ -148,12 +172,12 @@ with open(os.path.join(work, "table.md"), "w") as fh:
     fh.write(table)
 bm = os.path.join(here, "docs", "BENCHMARKS.md")
 s = open(bm).read()
-b, e = "<!-- quant_bench:begin -->", "<!-- quant_bench:end -->"
+b, e = f"<!-- {mark}:begin -->", f"<!-- {mark}:end -->"
 if b in s and e in s:
     s = s[: s.index(b) + len(b)] + "\n" + table + s[s.index(e):]
     open(bm, "w").write(s)
     print("updated", bm, file=sys.stderr)
 else:
-    print("docs/BENCHMARKS.md has no quant_bench markers; table in", os.path.join(work, "table.md"), file=sys.stderr)
+    print(f"docs/BENCHMARKS.md has no {mark} markers; table in", os.path.join(work, "table.md"), file=sys.stderr)
 print(table)
 EOF
