@@ -1,36 +1,26 @@
 // ckpt_bench: delta sizes of fine-tunes published as PyTorch checkpoints,
 // served as themselves (the default) and as the --as-safetensors view, each
-// beside the XOR/byte-plane baseline of what is served (the method of
-// codec_bench's xor_planes_size: tensors matched by name, dtype and shape
-// XORed with the base, byte planes of equal significance concatenated,
-// every stream and all other bytes zstd -19).
+// beside the XOR/byte-plane baseline of what is served (bench/xor_baseline.h,
+// the same as codec_bench's).
 //
 //   ckpt_bench [--data DIR] [--work DIR]
 //
 // DIR holds base.pt and ft-*.pt (default ../shared/data/yolov5n); prints a
 // markdown table (docs/BENCHMARKS.md, "PyTorch checkpoints").
-#include <zstd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "tenpak/delta.h"
 #include "tenpak/model.h"
+#include "xor_baseline.h"
 
 namespace fs = std::filesystem;
 using namespace tenpak;
 
 namespace {
-
-size_t zstd19(const uint8_t* p, size_t n) {
-  std::vector<uint8_t> out(ZSTD_compressBound(n));
-  size_t r = ZSTD_compress(out.data(), out.size(), p, n, 19);
-  return ZSTD_isError(r) ? n : r;
-}
 
 // The fine-tune loaded as it is served in each mode.
 Result<uint64_t> xor_planes_size(const std::string& base_path, const std::string& ft_path, bool as_safetensors) {
@@ -43,32 +33,7 @@ Result<uint64_t> xor_planes_size(const std::string& base_path, const std::string
   fl.checkpoint_storages = !as_safetensors;
   auto ft = load_model(ft_path, fl);
   if (!ft.ok()) return ft.status();
-  std::map<std::string, std::pair<const ModelFile*, const TensorInfo*>> bt;
-  for (auto& f : base->files)
-    for (auto& t : f->header.tensors) bt[t.name] = {f.get(), &t};
-  std::map<std::pair<size_t, size_t>, std::vector<uint8_t>> streams;  // (width, plane) -> bytes
-  std::vector<uint8_t> rest;
-  for (auto& f : ft->files) {
-    const uint8_t* p = f->bytes();
-    uint64_t pos = 0;
-    for (auto& t : f->header.tensors) {
-      if (t.begin > pos) rest.insert(rest.end(), p + pos, p + t.begin);
-      const size_t w = dtype_size(t.dtype), n = t.nbytes();
-      const uint8_t* b = nullptr;
-      if (auto it = bt.find(t.name); !t.name.empty() && it != bt.end() && it->second.second->dtype == t.dtype &&
-                                     it->second.second->shape == t.shape)
-        b = it->second.first->bytes() + it->second.second->begin;
-      for (size_t k = 0; k < w; ++k) {
-        auto& s = streams[{w, k}];
-        for (size_t i = k; i < n; i += w) s.push_back(b ? uint8_t(p[t.begin + i] ^ b[i]) : p[t.begin + i]);
-      }
-      pos = std::max(pos, t.end);
-    }
-    if (pos < f->size) rest.insert(rest.end(), p + pos, p + f->size);
-  }
-  uint64_t total = zstd19(rest.data(), rest.size());
-  for (auto& [k, s] : streams) total += zstd19(s.data(), s.size());
-  return total;
+  return bench::xor_planes_size(*base, *ft);
 }
 
 }  // namespace

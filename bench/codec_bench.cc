@@ -14,7 +14,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <chrono>
 #include <ctime>
@@ -29,6 +28,7 @@
 
 #include "tenpak/delta.h"
 #include "tenpak/model.h"
+#include "xor_baseline.h"
 
 namespace fs = std::filesystem;
 using namespace tenpak;
@@ -127,52 +127,14 @@ std::string base_for(const std::map<std::string, std::string>& base, const std::
   return {};
 }
 
-size_t zstd19(const uint8_t* p, size_t n) {
-  std::vector<uint8_t> out(ZSTD_compressBound(n));
-  size_t r = ZSTD_compress(out.data(), out.size(), p, n, 19);
-  return ZSTD_isError(r) ? n : r;
-}
-
-// ZipLLM/BitX baseline: tensors matched by name with the same dtype and
-// shape are XORed with the base; every tensor is split into byte planes; the
-// planes of equal significance (per element width) are concatenated and
-// each stream is compressed with zstd -19. Non-tensor bytes and other files:
-// zstd -19 as they are.
+// The XOR/byte-plane baseline (bench/xor_baseline.h), the fine-tune loaded
+// as `delta build` serves it by default.
 Result<uint64_t> xor_planes_size(const std::string& base_path, const std::string& ft_path) {
   auto base = load_model(base_path, LoadOptions{false});
   if (!base.ok()) return base.status();
   auto ft = load_model(ft_path, LoadOptions{});
   if (!ft.ok()) return ft.status();
-  std::map<std::string, std::pair<const ModelFile*, const TensorInfo*>> bt;
-  for (auto& f : base->files)
-    for (auto& t : f->header.tensors) bt[t.name] = {f.get(), &t};
-  std::map<std::pair<size_t, size_t>, std::vector<uint8_t>> streams;  // (width, plane) -> bytes
-  std::vector<uint8_t> rest;
-  for (auto& f : ft->files) {
-    const uint8_t* p = f->bytes();
-    if (!f->has_tensors) {
-      rest.insert(rest.end(), p, p + f->size);
-      continue;
-    }
-    uint64_t pos = 0;
-    for (auto& t : f->header.tensors) {
-      if (t.begin > pos) rest.insert(rest.end(), p + pos, p + t.begin);
-      const size_t w = dtype_size(t.dtype), n = t.nbytes();
-      const uint8_t* b = nullptr;
-      if (auto it = bt.find(t.name); it != bt.end() && it->second.second->dtype == t.dtype &&
-                                     it->second.second->shape == t.shape)
-        b = it->second.first->bytes() + it->second.second->begin;
-      for (size_t k = 0; k < w; ++k) {
-        auto& s = streams[{w, k}];
-        for (size_t i = k; i < n; i += w) s.push_back(b ? uint8_t(p[t.begin + i] ^ b[i]) : p[t.begin + i]);
-      }
-      pos = std::max(pos, t.end);
-    }
-    if (pos < f->size) rest.insert(rest.end(), p + pos, p + f->size);
-  }
-  uint64_t total = zstd19(rest.data(), rest.size());
-  for (auto& [k, s] : streams) total += zstd19(s.data(), s.size());
-  return total;
+  return bench::xor_planes_size(*base, *ft);
 }
 
 struct Row {
