@@ -14,6 +14,7 @@
 
 #include "tenpak/convert.h"
 #include "tenpak/eval.h"
+#include "shared_data.h"
 #include "tenpak/quant.h"
 #include "tenpak/tokenizer.h"
 
@@ -22,10 +23,7 @@ using namespace tenpak;
 
 namespace {
 
-std::string shared_dir() {
-  const char* s = std::getenv("TENPAK_SHARED");
-  return s ? s : "../shared";
-}
+std::string shared_dir() { return fakes::shared_root(); }
 
 std::string slurp(const fs::path& p, size_t max_bytes) {
   std::ifstream f(p, std::ios::binary);

@@ -17,6 +17,8 @@
 #include "tenpak/eval.h"
 #include "tenpak/llama.h"
 #include "tenpak/safetensors.h"
+#include "shared_data.h"
+#include "temp_dir.h"
 #include "tenpak/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -25,31 +27,16 @@ using nlohmann::json;
 
 namespace {
 
-std::string shared_data() {
-  const char* s = std::getenv("TENPAK_SHARED");
-  return (fs::path(s ? s : "../shared") / "data").string();
-}
+using fakes::shared_data;
 std::string stories_bin() { return shared_data() + "/llama2c/stories260K.bin"; }
 std::string stories_tok() { return shared_data() + "/llama2c/tok512.bin"; }
 bool have_stories() { return fs::exists(stories_bin()) && fs::exists(stories_tok()); }
 #define REQUIRE_STORIES() \
   if (!have_stories()) GTEST_SKIP() << stories_bin() << " absent (../shared/data not mounted)"
 
-class TmpDir {
- public:
-  TmpDir() {
-    char t[] = "/tmp/tenpak-rt-XXXXXX";
-    path_ = ::mkdtemp(t);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& s) const { return (fs::path(path_) / s).string(); }
-  const std::string& str() const { return path_; }
-
- private:
-  std::string path_;
+// Removed with the object (tests/support/temp_dir.h).
+struct TmpDir : fakes::TempDir {
+  TmpDir() : fakes::TempDir("rt") {}
 };
 
 std::string read_all(const std::string& p) {

@@ -17,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "shared_data.h"
+#include "temp_dir.h"
 #include "tenpak/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -24,10 +26,7 @@ using namespace tenpak;
 
 namespace {
 
-std::string shared_data() {
-  const char* s = std::getenv("TENPAK_SHARED");
-  return (fs::path(s ? s : "../shared") / "data").string();
-}
+using fakes::shared_data;
 
 std::string read_all(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
@@ -45,21 +44,9 @@ bool on_path(const std::string& exe) {
   return std::system(("command -v " + exe + " >/dev/null 2>&1").c_str()) == 0;
 }
 
-class TmpDir {
- public:
-  TmpDir() {
-    char t[] = "/tmp/tenpak-spm-XXXXXX";
-    path_ = ::mkdtemp(t);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& s) const { return (fs::path(path_) / s).string(); }
-  const std::string& str() const { return path_; }
-
- private:
-  std::string path_;
+// Removed with the object (tests/support/temp_dir.h).
+struct TmpDir : fakes::TempDir {
+  TmpDir() : fakes::TempDir("spm") {}
 };
 
 // A llama2.c tokenizer.bin of a sentencepiece vocabulary, as llama2.c's

@@ -17,6 +17,8 @@ struct TempDir {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
   }
+  std::string operator/(const std::string& name) const { return (std::filesystem::path(path) / name).string(); }
+  const std::string& str() const { return path; }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };
