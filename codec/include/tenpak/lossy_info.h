@@ -1,0 +1,66 @@
+// What a lossy delta loses: its side file `tenpak.lossy.json`, the index's
+// companion (docs/FORMAT.md, "Lossy deltas"). Read by `delta inspect`,
+// `delta verify`, `delta apply` and the mount (stats.json, `tenpak stats`).
+//
+// Contract: a side file is accepted only when it is format "tenpak.lossy"
+// version 1 and lists exactly the index's output files, each with the
+// sha256 the index records for it; anything else is Errc::corrupt (it would
+// report the quality of another delta). A delta without a side file is not
+// an error: its quality is unknown (std::nullopt), whether it is lossy
+// (has_approx_frames) or not. The index format has no field for it, so the
+// side file travels beside the index and is fetched from the same kind of
+// location (local directory, URL, hub id).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tenpak/block_source.h"
+#include "tenpak/format.h"
+#include "tenpak/status.h"
+
+namespace tenpak {
+
+inline constexpr const char* kLossyFile = "tenpak.lossy.json";
+// A side file larger than this is refused before it is read (a bound for
+// readers' memory; a real one is a few KiB per hundred tensors).
+inline constexpr uint64_t kMaxLossyFileBytes = 16u << 20;
+
+// The summary every reader shows, and the file itself for --json output.
+struct LossyInfo {
+  std::string method;      // the method and setting chosen ("bitdelta", "lowrank:8")
+  std::string eval_text;   // the text measured on, as recorded
+  double ppl_ratio = 0;    // perplexity of the rebuilt model / the true fine-tune's
+  double ppl_delta_pct = 0;
+  double kl_mean = 0;      // nats per scored token, KL(P_finetune || P_rebuilt)
+  double top1_agreement = 0;
+  uint64_t scored_tokens = 0;
+  uint64_t delta_bytes = 0, finetune_bytes = 0;  // 0 when not recorded
+  std::string json;        // the side file's text as read
+};
+
+// Checks `text` (a side file) against the index `m`; `what` names it in errors.
+Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, const std::string& what);
+
+// Reads and checks the side file from `src`.
+Result<LossyInfo> read_lossy_info(BlockSource& src, const Manifest& m);
+
+// The side file of the delta at `delta_loc` (path, URL or hub id),
+// opened with open_source and passed through `wrap` when given (the mount
+// puts its block cache there, as for the index). nullopt when the origin
+// has none (Errc::not_found); other open errors (an origin that does not
+// answer) are returned as they are.
+using WrapSource = std::function<std::unique_ptr<BlockSource>(std::unique_ptr<BlockSource>)>;
+Result<std::optional<LossyInfo>> load_lossy_info(const std::string& delta_loc, const Manifest& m,
+                                                 const WrapSource& wrap = nullptr);
+
+// True when the index has codec-11 (approx) frames: the delta is lossy.
+bool has_approx_frames(const Manifest& m);
+
+// One line for people: "LOSSY delta (METHOD): measured against ...".
+std::string lossy_summary_line(const LossyInfo& li);
+
+}  // namespace tenpak
