@@ -14,9 +14,12 @@
 # Throughput: MB of derived set per CPU-second (user + sys of the process, /usr/bin/time; wall time
 # on this shared machine says more about the neighbours): TenPak build (-j1), rebuild to disk
 # (`dataset apply -j1`) and in memory (`dataset verify -j1`); apply and verify include the sha256 of
-# the base files and of every output.
+# every output and the start of the process; the base's sha256 comes from the hash cache (filled by
+# a verify before the timed runs), as for a user who rebuilds again. Apply and verify run REPS times
+# (default 10) and the CPU time is their sum: /usr/bin/time counts in 10 ms steps, a 16 MiB rebuild
+# takes 20-60 ms.
 # Environment: BASELINES (default "zstd patchfrom xdelta3 cdc"; a left-out one prints "-"),
-# KINDS (default every ds-* fixture), PAIRS (default "gsm8k fixtures parquet"), FAST=0 skips
+# KINDS (default every ds-* fixture), PAIRS (default "gsm8k fixtures parquet"), REPS, FAST=0 skips
 # --fast, PARQUET_ROWS (200000), SVG_OUT (default dataset_bench.svg: size fraction per pair, TenPak
 # and each baseline, log scale), TSV_OUT (the same numbers, tab-separated).
 set -euo pipefail
@@ -28,6 +31,7 @@ BASELINES=${BASELINES:-zstd patchfrom xdelta3 cdc}
 KINDS=${KINDS:-ds-append ds-delete ds-edit ds-reorder ds-addfield ds-shards ds-csv ds-conll}
 PAIRS=${PAIRS:-gsm8k fixtures parquet}
 FAST=${FAST:-1}
+REPS=${REPS:-10}
 SVG_OUT=${SVG_OUT:-dataset_bench.svg}
 TENPAK=$BUILD/tenpak
 CDC=$BUILD/bench/dataset_cdc_baseline
@@ -43,6 +47,14 @@ cat_dir() { if [ -d "$1" ]; then find "$1" -type f | LC_ALL=C sort | xargs cat; 
 has() { [[ " $BASELINES " == *" $1 "* ]]; }
 # CPU seconds (user + sys) of a command, its stdout discarded.
 cpu() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" >/dev/null; awk '{ printf "%.3f", $1 + $2 }' "$WORK/time"; }
+# The same per run over REPS runs of it (time counts the waited-for children); `rm -rf OUT` between runs
+# when a second argument names the output the command writes.
+cpu_reps() {
+  local out=$1; shift
+  /usr/bin/time -f "%U %S" -o "$WORK/time" bash -c 'out=$1; n=$2; shift 2; for ((i = 0; i < n; i++)); do
+    [ -n "$out" ] && rm -rf "$out"; "$@" >/dev/null || exit 1; done' _ "$out" "$REPS" "$@"
+  awk -v n="$REPS" '{ printf "%.4f", ($1 + $2) / n }' "$WORK/time"
+}
 
 printf '| pair | derived MB | zstd -19 | patch-from | xdelta3 -9 | CDC 64K | TenPak | TenPak --fast | TenPak / best | build MB/cpu-s | build --fast MB/cpu-s | apply MB/cpu-s | verify MB/cpu-s |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
@@ -67,10 +79,11 @@ bench_pair() {
     tpf=$(( $(size_of "$w/df/tenpak.idx") + $(size_of "$w/df/tenpak.dat") ))
     rm -rf "$w/df"
   fi
-  ta=$(cpu $TENPAK dataset apply "$w/d" --base "$base" -o "$w/out" -j1)
+  $TENPAK dataset verify "$w/d" --base "$base" -j1 >/dev/null  # the base's sha256 into the hash cache
+  ta=$(cpu_reps "$w/out" $TENPAK dataset apply "$w/d" --base "$base" -o "$w/out" -j1)
   cmp <(cat_dir "$w/out") <(cat_dir "$derived") || { echo "MISMATCH $name"; exit 3; }
   rm -rf "$w/out"
-  tv=$(cpu $TENPAK dataset verify "$w/d" --base "$base" -j1)
+  tv=$(cpu_reps "" $TENPAK dataset verify "$w/d" --base "$base" -j1)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$n" "$z19" "$pf" "$xd" "$cdc" "$tp" "$tpf" >> "$TSV"
   awk -v name="$name" -v n="$n" -v z="$z19" -v pf="$pf" -v xd="$xd" -v c="$cdc" -v tp="$tp" -v tpf="$tpf" \
       -v tb="$tb" -v tf="$tf" -v ta="$ta" -v tv="$tv" '
