@@ -5,7 +5,8 @@
 // and element i belongs to lane i mod 32, each lane with its own rANS state
 // and its own raw-bit buffer. 16 or 32 consecutive elements then decode as
 // one SIMD step. docs/FORMAT.md ("codec 9") is the normative description.
-// Private to tenpak_codec: frame_codec.cc dispatches here.
+// Private to codec/: frame_decode.cc and frame_encode.cc dispatch here
+// (the files implementing it: lanes_internal.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -2,7 +2,8 @@
 // bit-length symbol (entropy coded with a static per-frame model and four
 // interleaved rANS states) and the raw bits under the leading one.
 // docs/FORMAT.md ("codec 8") is the normative description.
-// Private to tenpak_codec: frame_codec.cc dispatches here.
+// Private to codec/: frame_decode.cc and frame_encode.cc dispatch here
+// (rans_decode.cc, rans_encode.cc).
 #pragma once
 #include <cstddef>
 #include <cstdint>

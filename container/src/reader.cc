@@ -7,7 +7,7 @@
 
 #include "io_util.h"
 #include "pipeline.h"
-#include "scratch.h"
+#include "tenpak/scratch.h"
 #include "tenpak/base_attach.h"
 #include "tenpak/delta.h"
 #include "tenpak/open_source.h"

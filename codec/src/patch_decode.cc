@@ -1,23 +1,21 @@
-#include "tenpak/patch_codec.h"
-
+// Codec 10 (patch): the decoder (tenpak_codec_decode); the encoder is
+// patch_encode.cc. tenpak/patch_codec.h describes the payload.
 #include <zstd.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "scratch.h"
+#include "patch_internal.h"
+#include "tenpak/patch_codec.h"
+#include "tenpak/scratch.h"
 
 namespace tenpak {
 namespace {
 
+using namespace patch_detail;
+
 uint32_t get_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 uint64_t get_u64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
-void put_u32(std::string& s, uint32_t v) { s.append(reinterpret_cast<const char*>(&v), 4); }
-void put_u64(std::string& s, uint64_t v) { s.append(reinterpret_cast<const char*>(&v), 8); }
-void put_var(std::string& s, uint64_t v) {
-  while (v >= 0x80) { s.push_back(static_cast<char>((v & 0x7f) | 0x80)); v >>= 7; }
-  s.push_back(static_cast<char>(v));
-}
 // LEB128, at most 10 bytes; false on a truncated or over-long value.
 bool get_var(const uint8_t*& p, const uint8_t* e, uint64_t& v) {
   v = 0;
@@ -31,31 +29,9 @@ bool get_var(const uint8_t*& p, const uint8_t* e, uint64_t& v) {
   return false;
 }
 
-ZSTD_CCtx* pcctx() {
-  thread_local struct C { ZSTD_CCtx* c = ZSTD_createCCtx(); ~C() { ZSTD_freeCCtx(c); } } t;
-  return t.c;
-}
 ZSTD_DCtx* pdctx() {
   thread_local struct D { ZSTD_DCtx* d = ZSTD_createDCtx(); ~D() { ZSTD_freeDCtx(d); } } t;
   return t.d;
-}
-
-// zstd of src with `prefix` as raw-content history; empty when it does not pay.
-std::string zstd_with_prefix(const uint8_t* src, size_t n, const uint8_t* prefix, size_t pn, int level) {
-  ZSTD_CCtx* c = pcctx();
-  ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
-  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
-  int wlog = 10;
-  while ((size_t(1) << wlog) < n + pn && wlog < 23) ++wlog;
-  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, wlog);
-  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
-  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
-  if (pn) ZSTD_CCtx_refPrefix(c, prefix, pn);
-  std::string out(ZSTD_compressBound(n), '\0');
-  size_t r = ZSTD_compress2(c, out.data(), out.size(), src, n);
-  if (ZSTD_isError(r) || r >= n) return {};
-  out.resize(r);
-  return out;
 }
 
 bool unzstd_with_prefix(const uint8_t* src, size_t sn, const uint8_t* prefix, size_t pn, uint8_t* dst, size_t n) {
@@ -67,26 +43,6 @@ bool unzstd_with_prefix(const uint8_t* src, size_t sn, const uint8_t* prefix, si
 }
 
 Status corrupt(const std::string& what) { return {Errc::corrupt, "patch frame: " + what}; }
-
-constexpr uint8_t kOpsZstd = 1, kLitZstd = 2, kLitPrefix = 4, kLineOps = 8;
-
-// Line starts of B and its end: T[0] = 0, every i + 1 < |B| with B[i] = '\n',
-// then |B| (when |B| > 0). Strictly increasing; K = T.size() - 1 lines.
-void line_table(const uint8_t* b, uint64_t n, std::vector<uint32_t>& t) {
-  t.clear();
-  t.push_back(0);
-  for (const uint8_t* p = b; n && p < b + n;) {
-    const void* q = std::memchr(p, '\n', static_cast<size_t>(b + n - p));
-    if (!q) break;
-    p = static_cast<const uint8_t*>(q) + 1;
-    if (p < b + n) t.push_back(static_cast<uint32_t>(p - b));
-  }
-  if (n) t.push_back(static_cast<uint32_t>(n));
-}
-// Index of the first line start at or after c (K for c = |B|).
-uint64_t line_index(const std::vector<uint32_t>& t, uint64_t c) {
-  return static_cast<uint64_t>(std::lower_bound(t.begin(), t.end(), c) - t.begin());
-}
 
 }  // namespace
 
@@ -213,83 +169,6 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   }
   if (pos != f.out_len || litpos != lit_raw) return corrupt("ops cover " + std::to_string(pos) + " of " + std::to_string(f.out_len) + " bytes");
   return Status::Ok();
-}
-
-std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
-                         const std::string& literals, const uint8_t* b, size_t b_len, int level,
-                         bool prefix, int line_ops) {
-  if (!b_len) prefix = false;
-  std::string s;
-  put_u32(s, static_cast<uint32_t>(ext.size()));
-  for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
-  // The op stream in byte units, or (with_lines) with every copy that is
-  // whole lines of B counted in lines.
-  std::vector<uint32_t> t;
-  if (line_ops) line_table(b, b_len, t);
-  auto op_stream = [&](bool with_lines) {
-    std::vector<uint64_t> vals[3];
-    uint64_t cursor = 0;
-    for (auto& o : ops) {
-      bool whole = false;
-      uint64_t a = 0, e = 0;
-      if (with_lines && o.copy) {
-        a = line_index(t, o.src);
-        e = line_index(t, o.src + o.copy);
-        whole = a < t.size() && t[a] == o.src && e < t.size() && t[e] == o.src + o.copy;
-      }
-      int64_t mv = whole ? static_cast<int64_t>(a) - static_cast<int64_t>(line_index(t, cursor))
-                         : static_cast<int64_t>(o.src) - static_cast<int64_t>(cursor);
-      vals[0].push_back(o.lit);
-      vals[1].push_back((static_cast<uint64_t>(mv) << 1) ^ static_cast<uint64_t>(mv >> 63));
-      vals[2].push_back(!with_lines ? o.copy : whole ? ((e - a) << 1) | 1 : uint64_t(o.copy) << 1);
-      cursor = o.src + o.copy;
-    }
-    std::string raw;
-    for (auto& v : vals) {
-      for (uint64_t x : v) raw.push_back(static_cast<char>(x & 0xff));
-      for (uint64_t x : v) put_var(raw, x >> 8);
-    }
-    return raw;
-  };
-  std::string raw = op_stream(line_ops == 1), zo;
-  bool lines = line_ops == 1;
-  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, level);
-  if (line_ops == 2) {
-    // Whichever stream is smaller as stored.
-    std::string raw2 = op_stream(true), zo2;
-    if (level > 0) zo2 = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw2.data()), raw2.size(), nullptr, 0, level);
-    const size_t s1 = zo.empty() ? raw.size() : zo.size(), s2 = zo2.empty() ? raw2.size() : zo2.size();
-    if (s2 < s1) { raw = std::move(raw2); zo = std::move(zo2); lines = true; }
-  }
-  std::string zl;
-  if (level > 0) {
-    const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
-    const size_t ln = literals.size();
-    // Trials at level 3 (fast even with a 4 MiB prefix) decide what is
-    // worth the time of `level`: literals that compress 8:1 alone are
-    // repetitive (high levels crawl on those and gain little: level 9);
-    // B as the prefix must save 10% (loading it at level 19 costs ~0.3 s
-    // per MiB).
-    std::string t0 = zstd_with_prefix(lp, ln, nullptr, 0, 3);
-    const size_t s0 = t0.empty() ? ln : t0.size();
-    const int lit_level = s0 * 8 < ln ? std::min(level, 9) : level;
-    if (prefix) {
-      std::string t1 = zstd_with_prefix(lp, ln, b, b_len, 3);
-      prefix = !t1.empty() && t1.size() * 10 < s0 * 9;
-    }
-    zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
-    if (zl.empty()) prefix = false;
-  }
-  uint8_t method = (zo.empty() ? 0 : kOpsZstd) | (zl.empty() ? 0 : kLitZstd) | (zl.empty() || !prefix ? 0 : kLitPrefix) |
-                   (lines ? kLineOps : 0);
-  s.push_back(static_cast<char>(method));
-  put_u32(s, static_cast<uint32_t>(ops.size()));
-  put_u32(s, static_cast<uint32_t>(raw.size()));
-  put_u32(s, static_cast<uint32_t>(zo.empty() ? raw.size() : zo.size()));
-  put_u32(s, static_cast<uint32_t>(literals.size()));
-  s += zo.empty() ? raw : zo;
-  s += zl.empty() ? literals : zl;
-  return s;
 }
 
 }  // namespace tenpak
