@@ -148,16 +148,26 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
   if (bn < kMinCopy || rn < kMinCopy) { ol.literal(rn); return; }
   int bits = 8;
   while ((uint64_t(1) << bits) < 2 * bn && bits < 26) ++bits;
+  // The 8-byte hash table of b, built when the continuation first fails
+  // (most edited records are copies along one diagonal and a literal).
   thread_local std::vector<uint32_t> table;
-  table.assign(size_t(1) << bits, 0);
-  for (uint64_t j = 0; j + 8 <= bn; ++j) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
+  bool indexed = false;
   uint64_t i = 0, lit_start = 0, expect = 0;
   while (i + 8 <= rn) {
     int64_t cand = -1;
-    if (expect + 8 <= bn && load64(r + i) == load64(b + expect)) cand = static_cast<int64_t>(expect);
-    else if (uint32_t t = table[hash8(r + i, bits)]; t && load64(b + t - 1) == load64(r + i)) cand = t - 1;
+    if (expect + 8 <= bn && load64(r + i) == load64(b + expect)) {
+      cand = static_cast<int64_t>(expect);
+    } else {
+      if (!indexed) {
+        table.assign(size_t(1) << bits, 0);
+        for (uint64_t j = 0; j + 8 <= bn; ++j) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
+        indexed = true;
+      }
+      if (uint32_t t = table[hash8(r + i, bits)]; t && load64(b + t - 1) == load64(r + i)) cand = t - 1;
+    }
     if (cand < 0) { ++i; continue; }
     uint64_t s = static_cast<uint64_t>(cand), L = 8;
+    while (i + L + 8 <= rn && s + L + 8 <= bn && load64(r + i + L) == load64(b + s + L)) L += 8;
     while (i + L < rn && s + L < bn && r[i + L] == b[s + L]) ++L;
     uint64_t back = 0;
     while (i - back > lit_start && s > back && r[i - back - 1] == b[s - back - 1]) ++back;
@@ -308,17 +318,34 @@ void encode_records(const InFile& d, BaseIndex& bi, bool blocks, OpList& ol, Dat
       const uint8_t *x = p + s, *y = bp + bs;
       const uint64_t mn = std::min(n, bn);
       uint64_t pre = 0, suf = 0;
+      while (pre + 8 <= mn && load64(x + pre) == load64(y + pre)) pre += 8;
       while (pre < mn && x[pre] == y[pre]) ++pre;
       while (suf < mn - pre && x[n - 1 - suf] == y[bn - 1 - suf]) ++suf;
       near = pre + suf;
     }
+    // Edits against `next` first when it shares some prefix or suffix: kept
+    // when it keeps half of this record as prefix + suffix, or its edit
+    // leaves at most half of the record literal; otherwise also against the
+    // record with most shared anchors (ties and records without anchors go
+    // to `next`), keeping the edit with fewer literal bytes (the tie to
+    // `next`). The anchor index is built only when first needed.
+    auto trial = [&](int64_t k, OpList& t) {
+      t.clear();
+      const uint64_t bs = bi.start(static_cast<uint32_t>(k)), bn = bi.ends[k] - bs;
+      t.context(bs, bn);
+      encode_edit(p + s, n, bp + bs, bn, bs, k == next && prev_in_place, t);
+      return t.literals();
+    };
+    thread_local OpList a, b;
     int64_t best = -1;
     int bestv = 0;
-    if (near >= 16 && 2 * near >= n) {
+    uint64_t lits = n;
+    if (near >= 16) {
+      lits = trial(next, a);
       best = next;
-    } else {
-      // Otherwise the most similar base record: most shared anchors; ties
-      // and records without anchors go to the record after the previous match.
+      bestv = 1;
+    }
+    if (best < 0 || (2 * near < n && 2 * lits > n)) {
       if (!bi.anchors_built) build_anchors(bi);
       votes.clear();
       for_anchors(p + s, n, [&](uint64_t h) {
@@ -326,30 +353,21 @@ void encode_records(const InFile& d, BaseIndex& bi, bool blocks, OpList& ol, Dat
         int seen = 0;
         for (; it != bi.anchors.end() && it->first == h && seen < 8; ++it, ++seen) ++votes[it->second];
       });
+      int64_t vb = -1;
+      int vv = 0;
       for (auto& [rk, v] : votes)
-        if (v > bestv || (v == bestv && std::llabs(int64_t(rk) - next) < std::llabs(best - next))) { best = rk; bestv = v; }
-      if (best < 0 && has_next) best = next;
+        if (v > vv || (v == vv && std::llabs(int64_t(rk) - next) < std::llabs(vb - next))) { vb = rk; vv = v; }
+      if (vb < 0 && has_next && best < 0) vb = next;
+      if (vb >= 0 && vb != best) {
+        const uint64_t lv = trial(vb, b);
+        if (best < 0 || lv < lits) { std::swap(a, b); lits = lv; best = vb; bestv = vv; }
+      }
     }
     if (best < 0) {
       ol.literal(n);
       ++rep.fresh;
+      prev_in_place = false;
       continue;
-    }
-    // Edits against the chosen record; when the votes chose another record
-    // than `next` and `next` shares some prefix or suffix, against both,
-    // keeping the one with fewer literal bytes (the tie goes to `next`).
-    auto trial = [&](int64_t k, OpList& t) {
-      const uint64_t bs = bi.start(static_cast<uint32_t>(k)), bn = bi.ends[k] - bs;
-      t.context(bs, bn);
-      encode_edit(p + s, n, bp + bs, bn, bs, k == next && prev_in_place, t);
-      return t.literals();
-    };
-    thread_local OpList a, b;
-    a.clear();
-    uint64_t lits = trial(best, a);
-    if (best != next && has_next && near >= 16) {
-      b.clear();
-      if (uint64_t lb = trial(next, b); lb <= lits) { std::swap(a, b); lits = lb; best = next; bestv = 1; }
     }
     ol.append(a);
     if (lits == n && bestv == 0) { ++rep.fresh; prev_in_place = false; continue; }
