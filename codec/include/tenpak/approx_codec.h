@@ -7,7 +7,7 @@
 // bytes, whose hash and sha256 the index records.
 //
 // Contract: decoding is plain C++ in float32 with no fused multiply-add
-// (approx_codec.cc is compiled with -ffp-contract=off) and a fixed order of
+// (approx_decode.cc, approx_encode.cc: -ffp-contract=off) and a fixed order of
 // operations, so the output is bit-identical on every conforming machine.
 // Encoding (tenpak-ml's lossy builder) chooses what to keep; any payload
 // that parses decodes, and the frame hash says whether it is the one meant.
