@@ -23,6 +23,7 @@
 #include "tenpak/env.h"
 #include "tenpak/fuse_mount.h"
 #include "tenpak/model_fs.h"
+#include "tenpak/stats_text.h"
 #include "tenpak/mount.h"
 #include "tenpak/open_source.h"
 
@@ -339,42 +340,14 @@ int do_stats(const std::string& mp, bool json_out) {
 }
 
 int print_stats(const std::string& mp, json j) {
-  auto u = [&](const json& v) { return v.get<uint64_t>(); };
-  auto& fc = j["frame_cache"];
-  auto& pf = j["prefetch"];
-  auto& er = j["errors"];
   std::printf("mount %s (pid %lld, %llu model(s))\n", mp.c_str(), (long long)j["pid"].get<int64_t>(),
-              (unsigned long long)u(j["models"]));
-  std::printf("  served     %s in %llu reads\n", human_bytes(static_cast<double>(u(j["bytes_served"]))).c_str(),
-              (unsigned long long)u(j["reads"]));
-  std::printf("  rebuilt    %llu frames (%s)\n", (unsigned long long)u(j["frames_rebuilt"]),
-              human_bytes(static_cast<double>(u(j["bytes_rebuilt"]))).c_str());
-  std::printf("  cache      %llu hits, %llu misses, %llu evictions at the limit, %llu served whole and dropped, %s of %s\n",
-              (unsigned long long)u(fc["hits"]), (unsigned long long)u(fc["misses"]), (unsigned long long)u(fc["evictions"]),
-              (unsigned long long)fc.value("spent_evictions", uint64_t{0}), human_bytes(static_cast<double>(u(fc["bytes"]))).c_str(),
-              human_bytes(static_cast<double>(u(fc["limit"]))).c_str());
-  std::printf("  prefetch   %llu issued, %llu hits, %llu wasted, %llu dropped, %llu failed; %llu in-flight joins\n",
-              (unsigned long long)u(pf["issued"]), (unsigned long long)u(pf["hits"]), (unsigned long long)u(pf["wasted"]),
-              (unsigned long long)u(pf["dropped"]), (unsigned long long)u(pf["failed"]), (unsigned long long)u(j["inflight_joins"]));
-  if (j.contains("base_reads")) {
-    auto& br = j["base_reads"];
-    const uint64_t d = br.value("direct_bytes", uint64_t{0}), pc = br.value("page_cache_bytes", uint64_t{0});
-    if (d + pc)
-      std::printf("  base       %s read direct (O_DIRECT), %s from the page cache\n", human_bytes(static_cast<double>(d)).c_str(),
-                  human_bytes(static_cast<double>(pc)).c_str());
-  }
-  if (uint64_t sr = pf.value("sparse_rereads", uint64_t{0}))
-    std::printf("  re-read    %llu short reads of frames served whole (pages the kernel dropped)\n", (unsigned long long)sr);
-  if (j.contains("persistent_cache") && j["persistent_cache"].value("enabled", false)) {
-    auto& pc = j["persistent_cache"];
-    std::printf("  persistent %llu hits, %llu rejected; %llu frames stored, %llu skipped (--cache-frames %s)\n",
-                (unsigned long long)u(pc["hits"]), (unsigned long long)u(pc["rejected"]),
-                (unsigned long long)pc.value("stored", uint64_t{0}), (unsigned long long)pc.value("skipped", uint64_t{0}),
-                pc.value("frames", std::string("?")).c_str());
-  }
-  std::printf("  errors     io %llu, corrupt %llu, base_missing %llu, other %llu; retries %llu (%llu recovered)\n",
-              (unsigned long long)u(er["io"]), (unsigned long long)u(er["corrupt"]), (unsigned long long)u(er["base_missing"]),
-              (unsigned long long)u(er["other"]), (unsigned long long)u(j["retries"]), (unsigned long long)u(j["retried_ok"]));
+              (unsigned long long)j["models"].get<uint64_t>());
+  // The counters, from the table that also generates stats.json and the
+  // Prometheus metrics (tenpak/stats_text.h); then the latency histogram.
+  auto text = fs_stats_text(j.dump());
+  if (!text.ok()) return fail(Status{text.status().code(), mp + ": " + text.status().message()});
+  std::fputs(text->c_str(), stdout);
+  auto u = [&](const json& v) { return v.get<uint64_t>(); };
   if (j.contains("rebuild_latency")) {
     // Per-bucket counts from the cumulative ones, and the bucket holding the median and the 99th percentile.
     auto& rl = j["rebuild_latency"];
@@ -400,8 +373,6 @@ int print_stats(const std::string& mp, json j) {
                 n ? ms(rl["sum_s"].get<double>() / static_cast<double>(n)).c_str() : "-", p50.c_str(), p99.c_str(),
                 line.empty() ? " none" : line.c_str());
   }
-  std::printf("  memory     rss %s, peak %s\n", human_bytes(static_cast<double>(u(j["rss_bytes"]))).c_str(),
-              human_bytes(static_cast<double>(u(j["peak_rss_bytes"]))).c_str());
   return kOk;
 }
 

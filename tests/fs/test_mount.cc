@@ -9,9 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "tenpak/base_attach.h"
 #include "tenpak/mount.h"
+#include "tenpak/stats_text.h"
 #include "temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -203,6 +205,53 @@ TEST(FsCounters, StatsJsonAndPrometheusKeepTheirNames) {
        at = p.find("# HELP tenpak_fs_errors_total", at + 1))
     ++helps;
   EXPECT_EQ(helps, 1u) << "one HELP per family";
+}
+
+// `tenpak stats` text, stats.json and the exporter are generated from one
+// table: after the files are read, every row of fs_counters() shows in all
+// three with the same value (the exporter's from FsStats rebuilt from
+// stats.json, so that the three describe one moment).
+TEST(FsCounters, TextJsonAndPrometheusShowTheSameCounters) {
+  auto m = Mount::open(options(g_dir + "/cat/org/a"));
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  expect_served((*m)->fs(), "");
+  const std::string js = (*m)->fs().stats_json();
+  const auto j = nlohmann::json::parse(js);
+  auto text = fs_stats_text(js);
+  ASSERT_TRUE(text.ok()) << text.status().to_string();
+  FsStats st;
+  for (const FsCounter& c : fs_counters()) {
+    const nlohmann::json& holder = *c.group ? j.at(c.group) : j;
+    ASSERT_TRUE(holder.contains(c.key)) << c.group << "." << c.key << " missing from stats.json\n" << js;
+    st.*c.field = holder.at(c.key).get<uint64_t>();
+  }
+  EXPECT_GT(st.reads, 0u);
+  EXPECT_GT(st.bytes_served, 0u);
+  EXPECT_GT(st.frames_rebuilt, 0u);
+  const std::string p = fs_prometheus(st);
+  for (const FsCounter& c : fs_counters()) {
+    const uint64_t v = st.*c.field;
+    if (c.prom) {
+      const std::string line = std::string("tenpak_fs_") + c.prom + " " + std::to_string(v) + "\n";
+      EXPECT_NE(p.find(line), std::string::npos) << line << "missing from\n" << p;
+    }
+    // The persistent cache's group is shown only when it is enabled.
+    if (std::string_view(c.group) == "persistent_cache" && !j.at(c.group).value("enabled", false)) {
+      EXPECT_EQ(text->find("persistent_cache"), std::string::npos) << *text;
+      continue;
+    }
+    const std::string_view key = c.key;
+    const bool bytes = key == "limit" || key.find("bytes") != std::string_view::npos;
+    const std::string shown = std::string(key) + " " + (bytes ? fs_human_bytes(static_cast<double>(v)) : std::to_string(v));
+    EXPECT_NE(text->find(shown), std::string::npos) << shown << " missing from\n" << *text;
+  }
+  // Each group on its own line, labelled by its stats.json name.
+  for (const char* g : {"  mount ", "  frame_cache ", "  prefetch ", "  base_reads ", "  errors "})
+    EXPECT_NE(text->find(g), std::string::npos) << g << " missing from\n" << *text;
+  // Not ours: a clear error, not an abort.
+  EXPECT_EQ(fs_stats_text("[1]").status().code(), Errc::corrupt);
+  EXPECT_EQ(fs_stats_text(R"({"reads": "many"})").status().code(), Errc::corrupt);
+  EXPECT_EQ(fs_stats_text(R"({"frame_cache": 3})").status().code(), Errc::corrupt);
 }
 
 // A read that needs a base file the mount does not have fails with
