@@ -10,6 +10,7 @@
 #include "locations.h"
 #include "ml_dispatch.h"
 #include "tenpak/delta.h"
+#include "tenpak/lossy_info.h"
 #include "tenpak/open_source.h"
 #include "tenpak/safetensors.h"
 
@@ -126,56 +127,26 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   return kOk;
 }
 
-// A lossy delta's side file, DIR/tenpak.lossy.json (docs/FORMAT.md, "Lossy
-// deltas"): null when absent (remote deltas are read as their two files);
-// otherwise it must be format "tenpak.lossy" version 1 and name every output
-// file with the sha256 the index records, or the delta is refused as corrupt
-// (a side file from another build would report quality it does not have).
+// A lossy delta's side file (tenpak/lossy_info.h: checked against the
+// index, fetched from wherever the delta is): null when there is none.
 Result<json> lossy_info(const std::string& dir, const Manifest& m) {
-  const std::filesystem::path p = std::filesystem::path(dir) / "tenpak.lossy.json";
-  std::error_code ec;
-  if (is_remote_location(dir) || !std::filesystem::exists(p, ec)) return json();
-  std::ifstream f(p);
-  json j = json::parse(f, nullptr, false);
-  auto bad = [&](const std::string& why) { return Status{Errc::corrupt, p.string() + ": " + why}; };
-  if (j.is_discarded() || !j.is_object()) return bad("not JSON");
-  if (j.value("format", "") != "tenpak.lossy") return bad("format is not \"tenpak.lossy\"");
-  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != 1)
-    return bad("unknown version (this reader knows 1)");
-  if (!j.contains("quality") || !j["quality"].is_object() || !j.contains("rebuilt") || !j["rebuilt"].is_array() ||
-      !j.contains("method") || !j["method"].is_string())
-    return bad("method, quality or rebuilt missing");
-  std::map<std::string, std::string> sha;
-  for (auto& r : j["rebuilt"]) {
-    if (!r.is_object() || !r.contains("name") || !r.contains("sha256") || !r["name"].is_string() || !r["sha256"].is_string())
-      return bad("a rebuilt entry without name and sha256");
-    sha[r["name"].get<std::string>()] = r["sha256"].get<std::string>();
-  }
-  if (sha.size() != m.out_files.size()) return bad("does not list the index's output files");
-  for (auto& of : m.out_files) {
-    auto it = sha.find(of.name);
-    if (it == sha.end() || it->second != hex(of.sha256))
-      return bad(of.name + ": sha256 differs from the index (the side file belongs to another delta)");
-  }
-  return j;
-}
-
-bool has_approx_frames(const Manifest& m) {
-  for (auto& f : m.frames)
-    if (f.codec == Codec::approx) return true;
-  return false;
+  auto li = load_lossy_info(dir, m);
+  if (!li.ok()) return li.status();
+  if (!*li) return json();
+  return json::parse((*li)->json);
 }
 
 // One line saying what a lossy delta loses, from its side file.
 std::string lossy_line(const json& j) {
   const json& q = j["quality"];
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "LOSSY delta (%s): measured against the true fine-tune on %s: perplexity ratio %.5f, KL %.4g nats, "
-                "top-1 agreement %.4f",
-                j["method"].get<std::string>().c_str(), q.value("eval_text", std::string("?")).c_str(),
-                q.value("ppl_ratio", 0.0), q.value("kl_mean", 0.0), q.value("top1_agreement", 0.0));
-  return buf;
+  LossyInfo li;
+  li.method = j["method"].get<std::string>();
+  li.eval_text = q.value("eval_text", std::string("?"));
+  li.ppl_ratio = q.value("ppl_ratio", 0.0);
+  li.ppl_delta_pct = q.value("ppl_delta_pct", 0.0);
+  li.kl_mean = q.value("kl_mean", 0.0);
+  li.top1_agreement = q.value("top1_agreement", 0.0);
+  return lossy_summary_line(li);
 }
 
 // The delta at `loc`: a local directory, or (URL, hub id) any location
@@ -390,9 +361,10 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_flag("--as-safetensors", as_safetensors, kAsSafetensors);
   // Lossy deltas are chosen and measured with libtorch: these options hand
   // the whole command to tenpak-ml (tools/ml/cmd_delta_lossy.cc, docs/LOSSY.md).
-  static std::string lossy, eval_text, data_dir;
-  static double max_kld = -1, max_ppl = -1;
-  static bool lossy_emb = false;
+  static std::string lossy, eval_text, data_dir, calib_text;
+  static double max_kld = -1, max_ppl = -1, tune_lr = 0;
+  static bool lossy_emb = false, no_tune = false;
+  static int tune_steps = 0;
   static int64_t eval_ctx = 0, eval_chunks = 0;
   b->add_option("--lossy", lossy,
                 "LOSSY delta: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS or lowrank:R (with a target also auto, "
@@ -404,10 +376,16 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_option("--eval-ctx", eval_ctx, "--lossy: window of the quality measurement");
   b->add_option("--eval-chunks", eval_chunks, "--lossy: windows to score (0: all)");
   b->add_option("--data-dir", data_dir, "--lossy: shared data folder of the default eval text");
+  b->add_option("--calib-text", calib_text, "--lossy bitdelta: text its scales are tuned on (never the eval text)");
+  b->add_flag("--no-tune", no_tune, "--lossy bitdelta: scales = mean |delta|, not tuned");
+  b->add_option("--tune-steps", tune_steps, "--lossy bitdelta: Adam steps of the scale tuning");
+  b->add_option("--tune-lr", tune_lr, "--lossy bitdelta: learning rate of the scale tuning");
   b->callback([&] {
-    if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty()) {
+    if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty() || !calib_text.empty() ||
+        no_tune || tune_steps || tune_lr) {
       if (lossy.empty()) {
-        rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text and --lossy-embeddings need --lossy METHOD"});
+        rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text, --lossy-embeddings, --calib-text, "
+                                  "--no-tune and --tune-* need --lossy METHOD"});
         return;
       }
       rc = exec_ml();

@@ -62,6 +62,7 @@ struct ModelFs::Impl {
   struct Model {
     std::string dir;
     DeltaReader* reader = nullptr;  // owned by `readers`
+    std::optional<LossyInfo> lossy;
   };
   FsOptions opt;
   const std::chrono::steady_clock::time_point t_start = std::chrono::steady_clock::now();
@@ -133,7 +134,7 @@ Result<std::unique_ptr<ModelFs>> ModelFs::create(std::vector<FsModel> models, Fs
       return Status{Errc::invalid, "'" + m.dir + "': not a safe relative path for a model"};
     if (m.dir == kControlDir || m.dir.rfind(std::string(kControlDir) + "/", 0) == 0)
       return Status{Errc::invalid, "'" + m.dir + "': reserved name"};
-    impl->models.push_back({m.dir, m.reader.get()});
+    impl->models.push_back({m.dir, m.reader.get(), std::move(m.lossy)});
     impl->readers.push_back(std::move(m.reader));
   }
   for (uint32_t mi = 0; mi < impl->models.size(); ++mi) {
@@ -425,6 +426,36 @@ std::string ModelFs::stats_json() const {
   }
   j["rebuild_latency"] = {{"le_s", le}, {"cumulative_counts", counts}, {"count", s.rebuild_latency_count},
                           {"sum_s", s.rebuild_latency_sum_s}};
+  // Lossy models and their recorded quality (docs/LOSSY.md); the file has a
+  // fixed size, so models past what fits are counted, not listed.
+  nlohmann::ordered_json lossy = nlohmann::ordered_json::array();
+  size_t lossy_models = 0;
+  bool full = false;
+  for (const Impl::Model& m : impl_->models) {
+    if (!m.lossy && !has_approx_frames(m.reader->manifest())) continue;
+    ++lossy_models;
+    nlohmann::ordered_json e = {{"model", m.dir.empty() ? std::string("/") : m.dir}};
+    if (m.lossy) {
+      e["method"] = m.lossy->method;
+      e["ppl_ratio"] = m.lossy->ppl_ratio;
+      e["ppl_delta_pct"] = m.lossy->ppl_delta_pct;
+      e["kl_mean"] = m.lossy->kl_mean;
+      e["top1_agreement"] = m.lossy->top1_agreement;
+      e["scored_tokens"] = m.lossy->scored_tokens;
+      e["eval_text"] = m.lossy->eval_text;
+    } else {
+      e["quality"] = "unknown";  // codec-11 frames without a side file
+    }
+    if (full || j.dump(1).size() + lossy.dump(1).size() + e.dump(1).size() + 256 > kStatsFileSize) {
+      full = true;
+      continue;
+    }
+    lossy.push_back(std::move(e));
+  }
+  if (lossy_models) {
+    j["lossy"] = std::move(lossy);
+    if (j["lossy"].size() < lossy_models) j["lossy_not_listed"] = lossy_models - j["lossy"].size();
+  }
   return j.dump(1);
 }
 

@@ -8,6 +8,7 @@
 #include "tenpak/base_attach.h"
 #include "tenpak/cached_source.h"
 #include "tenpak/format.h"
+#include "tenpak/lossy_info.h"
 #include "tenpak/open_source.h"
 
 namespace tenpak {
@@ -168,7 +169,21 @@ Result<std::unique_ptr<Mount>> Mount::open(MountOptions a) {
       mt->bytes_ += f.size;
     }
     log("model " + (dir.empty() ? std::string("/") : dir) + ": " + loc);
-    models.push_back({dir, std::move(readers[i])});
+    // Its recorded quality, fetched as the index was (through the cache when
+    // remote). A side file that does not match the index is refused, as by
+    // delta apply/verify; one that cannot be fetched leaves it unknown.
+    auto li = load_lossy_info(loc, r.manifest(), [&cache, &loc](std::unique_ptr<BlockSource> s) {
+      return through_cache(std::move(s), cache, loc);
+    });
+    std::optional<LossyInfo> lossy;
+    if (li.ok()) lossy = std::move(li.value());
+    else if (li.status().code() == Errc::corrupt) return li.status();
+    else log("warning: " + loc + ": " + kLossyFile + " not read (" + li.status().message() + "): quality unknown");
+    if (lossy) log("model " + (dir.empty() ? std::string("/") : dir) + ": " + lossy_summary_line(*lossy));
+    else if (has_approx_frames(r.manifest()))
+      log("warning: model " + (dir.empty() ? std::string("/") : dir) + " is a LOSSY delta without " + kLossyFile +
+          ": quality unknown");
+    models.push_back({dir, std::move(readers[i]), std::move(lossy)});
   }
   mt->models_ = models.size();
   FsOptions fo = std::move(a.fs);

@@ -46,6 +46,7 @@
 #include "tenpak/delta.h"
 #include "tenpak/format.h"
 #include "tenpak/frame_source.h"
+#include "tenpak/lossy_info.h"
 #include "tenpak/status.h"
 
 namespace tenpak {
@@ -93,6 +94,9 @@ struct FsOptions {
 struct FsModel {
   std::string dir;
   std::unique_ptr<DeltaReader> reader;
+  // A lossy delta's recorded quality (its side file, tenpak/lossy_info.h),
+  // shown in stats.json; nullopt: none read (a lossy delta's quality unknown).
+  std::optional<LossyInfo> lossy;
 };
 
 struct FsAttr {
