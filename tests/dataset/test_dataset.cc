@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -113,6 +114,47 @@ TEST(Patch, RoundTripAndRefusals) {
                   .code(),
               Errc::corrupt);
   }
+}
+
+// Very repetitive literals (a field added to every record) compress worse at
+// zstd levels 6-19 than at 3: a high level must never store them larger than
+// the level-3 trial it already made, and the frame must still decode.
+TEST(Patch, HighLevelNeverStoresLiteralsLargerThanLevel3) {
+  std::mt19937_64 r(3);
+  std::string b, lit, want;
+  std::vector<PatchOp> ops;
+  for (int i = 0; i < 20000; ++i) {
+    std::string row = "{\"id\": " + std::to_string(i) + ", \"label\": " + std::to_string(r() % 5);
+    std::string add = ", \"source\": \"gen-" + std::to_string(r() % 4) + "\"}\n";
+    ops.push_back({static_cast<uint32_t>(i ? add.size() : 0), b.size(), static_cast<uint32_t>(row.size())});
+    if (i) lit += add;
+    want += (i ? add : "") + row;
+    b += row + "}\n";
+  }
+  ops.push_back({21, b.size(), 0});
+  lit += ", \"source\": \"gen-0\"}\n";
+  want += ", \"source\": \"gen-0\"}\n";
+  std::vector<PatchExtent> ext = {{0, static_cast<uint32_t>(b.size())}};
+  const auto* bp = reinterpret_cast<const uint8_t*>(b.data());
+  const std::string p3 = encode_patch(ext, ops, lit, bp, b.size(), 3, false);
+  const std::string p19 = encode_patch(ext, ops, lit, bp, b.size(), 19, false);
+  const size_t ops3 = 4 + 12 + 17, ops_stored = [&](const std::string& p) {
+    uint32_t v;
+    std::memcpy(&v, p.data() + ops3 - 8, 4);
+    return v;
+  }(p3);
+  uint32_t ops19;
+  std::memcpy(&ops19, p19.data() + ops3 - 8, 4);
+  EXPECT_LE(p19.size() - ops19, p3.size() - ops_stored) << "literal stream at 19 vs 3";
+  Frame f;
+  f.codec = Codec::patch;
+  f.out_len = static_cast<uint32_t>(want.size());
+  f.data_len = static_cast<uint32_t>(p19.size());
+  f.base_file = 0;
+  f.base_len = static_cast<uint32_t>(b.size());
+  std::string out(want.size(), '\0');
+  ASSERT_TRUE(decode_patch(f, reinterpret_cast<const uint8_t*>(p19.data()), bp, reinterpret_cast<uint8_t*>(out.data())).ok());
+  EXPECT_EQ(out, want);
 }
 
 // Line ops (method bit 3): copies that are whole lines of B count lines.
