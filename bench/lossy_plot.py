@@ -29,7 +29,7 @@ for e in range(y0, y1 + 1):
 out.append(f'<text x="{(L+W-R)/2}" y="{H-12}" text-anchor="middle">delta size (bytes, index + data)</text>')
 out.append(f'<text x="15" y="{(T+H-B)/2}" transform="rotate(-90 15 {(T+H-B)/2})" text-anchor="middle">mean KL (nats)</text>')
 legend = 0
-for pair, dash in (("full", ""), ("lora8", "4,3")):
+for pair, dash in (("full", ""), ("hub", "1,2"), ("lora8", "4,3")):
     for m, c in colors.items():
         s = sorted((p[2], p[3]) for p in pts if p[0] == pair and p[1].split(":")[0] == m)
         if not s:

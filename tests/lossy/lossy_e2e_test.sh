@@ -88,6 +88,25 @@ for m in "sparse:$T5" dare:0.9 bitdelta qdelta:3 lowrank:4; do
   echo "ok   $m"
 done
 
+# bitdelta: scales tuned on the first 90% of TinyShakespeare (the measured
+# text is the held-out rest); the fit on calibration windows improves.
+"$PY" -c '
+import json, sys
+t = json.load(open(sys.argv[1]))["bitdelta_tuning"]
+assert t["tuned"] and "first 90%" in t["calib_part"], t
+assert t["logit_mse_after"] < t["logit_mse_before"], t
+print("ok   bitdelta tuned: logit MSE", t["logit_mse_before"], "->", t["logit_mse_after"])' "$T/d-bitdelta/tenpak.lossy.json" || fail "bitdelta tuning"
+expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-nt" --lossy bitdelta --no-tune "${EV[@]}" --json
+"$PY" -c '
+import json, sys
+j = json.load(open(sys.argv[1])); t = j["bitdelta_tuning"]
+assert not t["tuned"] and t["why"] == "--no-tune", t
+assert all(x["scale"] == x["scale_mean_abs"] for x in j["tensors"]), "untuned scales are mean |delta|"' "$T/d-nt/tenpak.lossy.json" || fail "--no-tune"
+head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --eval-text "$T/ev.txt" --calib-text "$T/ev.txt" "${EV[@]}"
+grep -q "calibration text is the text the quality is measured on" "$T/err" || { cat "$T/err"; fail "calib = eval not refused"; }
+[ ! -e "$T/bad" ] || fail "calib = eval: output written"
+
 # Merged LoRA rank 4: lowrank:4 rebuilds it with KL < 1e-4.
 expect_rc 0 "$TENPAK" delta build "$T/l/base" "$T/l/finetune" -o "$T/dl" --lossy lowrank:4 "${EV[@]}" --json
 check_delta "$T/dl" "$T/l"
@@ -103,7 +122,17 @@ if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
   mkdir -p "$T/mnt"
   if "$TENPAK" mount "$T/dl" "$T/mnt" --base "$T/l/base" >"$T/out" 2>"$T/err"; then
     got=$(sha256sum "$T/mnt/model.safetensors" | cut -d' ' -f1)
+    # Its recorded quality in the mount's stats (text and JSON).
+    "$TENPAK" stats "$T/mnt" > "$T/stats.txt" 2>&1 || { fusermount3 -u "$T/mnt"; fail "tenpak stats"; }
+    "$TENPAK" stats "$T/mnt" --json > "$T/stats.json" 2>&1 || { fusermount3 -u "$T/mnt"; fail "tenpak stats --json"; }
     fusermount3 -u "$T/mnt"
+    grep -q "lossy      /: lowrank:4, measured perplexity" "$T/stats.txt" || { cat "$T/stats.txt"; fail "stats: no lossy line"; }
+    "$PY" -c '
+import json, sys
+s = json.load(open(sys.argv[1])); j = json.load(open(sys.argv[2]))
+l = s["lossy"][0]
+assert l["method"] == j["method"] and l["kl_mean"] == j["quality"]["kl_mean"], (l, j["quality"])
+print("ok   mount stats show the recorded quality")' "$T/stats.json" "$T/dl/tenpak.lossy.json" || fail "stats json"
     "$PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -124,7 +153,7 @@ assert j["quality"]["kl_mean"] <= 0.05 and j["method"].startswith("lowrank:"), j
 print("ok   --max-kld 0.05 chose", j["method"])' "$T/dt/tenpak.lossy.json" || fail "target"
 
 # Bad input.
-for bad in foo sparse sparse:abc sparse:-1 dare:1.5 qdelta:9 lowrank:0 bitdelta:3; do
+for bad in foo sparse sparse:abc sparse:-1 dare:1.5 qdelta:9 qdelta:0 lowrank:0 bitdelta:3; do
   expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy "$bad"
   grep -q -- "--lossy '$bad'" "$T/err" || { cat "$T/err"; fail "$bad: the method string is not named"; }
   [ ! -e "$T/bad" ] || fail "$bad: output written"

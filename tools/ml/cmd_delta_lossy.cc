@@ -35,6 +35,7 @@
 #include "cli_util.h"
 #include "ml_commands.h"
 #include "text_file.h"
+#include "train_forward.h"
 #include "tenpak/approx_codec.h"
 #include "tenpak/delta.h"
 #include "tenpak/eval.h"
@@ -53,9 +54,13 @@ using json = nlohmann::ordered_json;
 constexpr int kTargetNotMet = cli::kTargetNotMet;
 
 struct LossyOptions {
-  std::string base, ft, out, lossy, eval_text, data_dir;
+  std::string base, ft, out, lossy, eval_text, data_dir, calib_text;
   double max_kld = -1, max_ppl_delta = -1;
   bool embeddings = false, json = false, fast = false, as_safetensors = false;
+  // BitDelta scale distillation (tune_bitdelta): off with --no-tune.
+  bool no_tune = false;
+  int tune_steps = 200, tune_batch = 4, tune_ctx = 128;
+  double tune_lr = 1e-2;
   int level = 3;
   unsigned threads = 0;
   int64_t eval_ctx = 256, eval_chunks = 0;
@@ -106,8 +111,8 @@ Result<Method> parse_method(const std::string& s, bool sweep) {
   if (!parse_number(arg, m.p)) return bad_method(s, "setting '" + arg + "' is not a number");
   if (m.kind == "sparse" && !(m.p > 0)) return bad_method(s, "THRESHOLD must be > 0");
   if (m.kind == "dare" && !(m.p > 0 && m.p < 1)) return bad_method(s, "P (the fraction dropped) must be in (0, 1)");
-  if (m.kind == "qdelta" && !(m.p == std::floor(m.p) && m.p >= 1 && m.p <= 8))
-    return bad_method(s, "BITS must be an integer 1..8 (average bits per delta element)");
+  if (m.kind == "qdelta" && !(m.p > 0 && m.p <= 8))
+    return bad_method(s, "BITS must be in (0, 8] (average bits per delta element; below 1 keeps fewer directions)");
   if (m.kind == "lowrank" && !(m.p == std::floor(m.p) && m.p >= 1 && m.p <= 4096))
     return bad_method(s, "R must be an integer 1..4096");
   return m;
@@ -137,7 +142,9 @@ void put_lowrank(ApproxTensor& a, const torch::Tensor& U, const torch::Tensor& V
 }
 
 // The approximation of one change by `m`; `detail` says what was kept.
-ApproxTensor approximate(const Change& c, const Method& m, uint64_t seed, json& detail) {
+// `scales`: BitDelta's tuned scale per tensor name (tune_bitdelta); absent: mean |Δ|.
+ApproxTensor approximate(const Change& c, const Method& m, uint64_t seed, json& detail,
+                         const std::map<std::string, float>& scales) {
   ApproxTensor a;
   const auto d = c.d.contiguous();
   a.rows = static_cast<uint64_t>(d.size(0));
@@ -165,6 +172,8 @@ ApproxTensor approximate(const Change& c, const Method& m, uint64_t seed, json& 
     double s = 0;
     for (uint64_t e = 0; e < n; ++e) s += std::fabs(dp[e]);
     a.scale = static_cast<float>(s / static_cast<double>(n));
+    detail["scale_mean_abs"] = a.scale;
+    if (auto it = scales.find(c.name); it != scales.end()) a.scale = it->second;
     a.negative.resize(n);
     for (uint64_t e = 0; e < n; ++e) a.negative[e] = dp[e] < 0;
     detail["scale"] = a.scale;
@@ -236,6 +245,7 @@ struct Candidate {
   uint64_t bytes = 0;    // index + data
   json tensors = json::array();
   json quality;          // filled when measured
+  std::map<std::string, float> scales;  // bitdelta: tuned scales (empty: mean |Δ|)
   bool measured = false;
   double kl = 0, ppl_delta_pct = 0;
 };
@@ -272,7 +282,7 @@ Status write_candidate(const Template& t, const std::vector<Change>& changes, Ca
         lossless += f.data_len;
       }
       if (!ok || frames.empty()) continue;
-      ApproxTensor a = approximate(*it->second, cand.m, seed, detail);
+      ApproxTensor a = approximate(*it->second, cand.m, seed, detail, cand.scales);
       std::map<uint32_t, std::string> mine;
       uint64_t lossy = 0;
       for (uint32_t k : frames) {
@@ -422,7 +432,7 @@ std::vector<Method> sweep(const std::string& kind, const std::vector<Change>& ch
   if (kind == "lowrank")
     for (double r : {1, 2, 4, 8, 16, 32}) v.push_back({kind, r});
   if (kind == "qdelta")
-    for (double b : {1, 2, 3, 4}) v.push_back({kind, b});
+    for (double b : {0.25, 0.5, 1.0, 2.0, 3.0, 4.0}) v.push_back({kind, b});
   if (kind == "bitdelta") v.push_back({kind, 0});
   if (kind == "dare")
     for (double p : {0.99, 0.95, 0.9, 0.7}) v.push_back({kind, p});
@@ -472,6 +482,133 @@ Result<EvalSet> eval_set(const LossyOptions& o) {
                                            "); lossy deltas are measured on text"};
   ev.ids = tok->encode(text, true);
   return ev;
+}
+
+// The calibration text of BitDelta's scale tuning: --calib-text FILE whole,
+// else the part of TinyShakespeare `tenpak fixture stories-ft` trains on
+// (before the held-out cut), when the default held-out text is the one
+// measured on. Never the text the quality is measured on: a calibration
+// text equal to it is refused. ids empty: none available (no tuning).
+Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
+  EvalSet cs;
+  std::string text;
+  if (!o.calib_text.empty()) {
+    auto t = read_text_file(o.calib_text);
+    if (!t.ok()) return t.status();
+    cs.file = o.calib_text;
+    cs.part = "whole file";
+    text = *t;
+  } else if (o.eval_text.empty()) {
+    cs.file = ev.file;
+    auto t = read_text_file(ev.file);
+    if (!t.ok()) return t.status();
+    size_t cut = t->find('\n', t->size() * 9 / 10);
+    cut = cut == std::string::npos ? t->size() * 9 / 10 : cut + 1;
+    text = t->substr(0, cut);
+    cs.part = "bytes 0.." + std::to_string(cut) + " (the first 90%, before the held-out part)";
+  } else {
+    return cs;  // --eval-text without --calib-text: nothing known to be disjoint from it
+  }
+  cs.sha256 = hex(sha256(text.data(), text.size()));
+  if (cs.sha256 == ev.sha256)
+    return Status{Errc::invalid, cs.file + ": the calibration text is the text the quality is measured on; give "
+                                           "another --calib-text (or --no-tune)"};
+  auto tok = rt::Tokenizer::load(o.ft);
+  if (!tok.ok()) return tok.status();
+  cs.ids = tok->encode(text, true);
+  return cs;
+}
+
+// BitDelta's scale distillation (Liu et al. 2024, step 2): with every sign
+// and every other weight frozen (approximated matrices = base + α·sign(Δ),
+// the rest the fine-tune's), train one scale α per matrix so that the
+// model's logits match the fine-tune's (mean squared error) on windows of
+// the calibration text, Adam. The scales start at mean |Δ| and are trained
+// as multipliers of it. Deterministic: one torch thread, seeded windows.
+// `report` gets the text, steps and the logit MSE on fixed calibration
+// windows before and after.
+Status tune_bitdelta(const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes, const EvalSet& cs,
+                     const LossyOptions& o, std::map<std::string, float>& scales, json& report) {
+  const int64_t ctx = o.tune_ctx;
+  if (static_cast<int64_t>(cs.ids.size()) < ctx + 2)
+    return {Errc::invalid, cs.file + ": the calibration text is too short for windows of " + std::to_string(ctx)};
+  std::map<std::string, size_t> index;
+  std::vector<torch::Tensor> sign;
+  std::vector<double> init;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    index[changes[i].name] = i;
+    sign.push_back(torch::where(changes[i].d < 0, -1.0f, 1.0f).to(torch::kFloat32));
+    init.push_back(changes[i].d.abs().mean().item<double>());
+  }
+  auto init_t = torch::tensor(init, torch::kFloat64).to(torch::kFloat32);
+  auto mult = torch::ones({static_cast<int64_t>(changes.size())}, torch::kFloat32);
+  mult.set_requires_grad(true);
+  auto student_w = [&](const std::string& n) -> torch::Tensor {
+    auto it = index.find(n);
+    if (it == index.end()) return ft.w.at(n);
+    const int64_t i = static_cast<int64_t>(it->second);
+    return base.w.at(n) + (mult[i] * init_t[i]) * sign[it->second];
+  };
+  TrainForward student{ft.cfg, student_w};
+  TrainForward teacher{ft.cfg, [&](const std::string& n) { return ft.w.at(n); }};
+  auto ids = torch::tensor(cs.ids, torch::kInt64);
+  {
+    const double diff = train_forward_difference(teacher, ft, ids.slice(0, 0, ctx).unsqueeze(0));
+    if (!(diff <= 1e-4))
+      return {Errc::mismatch, "the tuning forward differs from rt::forward by " + std::to_string(diff) +
+                                  " (max |logit|); the runtime's model changed"};
+  }
+  std::mt19937_64 rng(0x42495444ull);
+  std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(cs.ids.size()) - ctx - 1);
+  auto windows = [&](int n) {
+    std::vector<torch::Tensor> rows;
+    for (int b = 0; b < n; ++b) rows.push_back(ids.slice(0, start(rng)).slice(0, 0, ctx));
+    return torch::stack(rows);
+  };
+  // Fixed windows on which the fit is reported (drawn first, like the rest from the calibration text).
+  const auto probe = windows(8);
+  torch::Tensor probe_teacher;
+  {
+    torch::NoGradGuard ng;
+    probe_teacher = teacher(probe);
+  }
+  auto probe_mse = [&] {
+    torch::NoGradGuard ng;
+    return torch::mse_loss(student(probe), probe_teacher).item<double>();
+  };
+  const double before = probe_mse();
+  torch::optim::Adam opt({mult}, torch::optim::AdamOptions(o.tune_lr));
+  cli::ProgressBar bar("tune bitdelta");
+  for (int step = 0; step < o.tune_steps; ++step) {
+    auto x = windows(o.tune_batch);
+    torch::Tensor target;
+    {
+      torch::NoGradGuard ng;
+      target = teacher(x);
+    }
+    auto loss = torch::mse_loss(student(x), target);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    {
+      torch::NoGradGuard ng;
+      mult.clamp_(0.0, 8.0);  // a scale stays a magnitude
+    }
+    bar.update(step + 1, o.tune_steps);
+  }
+  bar.finish();
+  const double after = probe_mse();
+  auto m = mult.detach();
+  for (auto& [n, i] : index) scales[n] = static_cast<float>(m[static_cast<int64_t>(i)].item<double>() * init[i]);
+  report = {{"calib_text", cs.file},        {"calib_part", cs.part},  {"calib_text_sha256", cs.sha256},
+            {"steps", o.tune_steps},        {"batch", o.tune_batch},  {"ctx", ctx},
+            {"lr", o.tune_lr},              {"objective", "logit MSE against the fine-tune"},
+            {"logit_mse_before", before},   {"logit_mse_after", after},
+            {"scale_multiplier_min", m.min().item<double>()}, {"scale_multiplier_max", m.max().item<double>()}};
+  if (!o.json)
+    std::fprintf(stderr, "  bitdelta scales tuned on %s (%s): logit MSE %.4g -> %.4g (%d steps)\n", cs.file.c_str(),
+                 cs.part.c_str(), before, after, o.tune_steps);
+  return Status::Ok();
 }
 
 json true_files(const Template& t, const std::string& ft_dir) {
@@ -572,6 +709,27 @@ int run_lossy(LossyOptions o) {
   if (is_single) add(single);
   for (auto& f : families)
     for (auto& m : sweep(f, changes)) add(m);
+  // BitDelta: scales distilled on calibration text unless --no-tune.
+  json tuning;
+  bool any_bitdelta = false;
+  for (auto& c : cands) any_bitdelta |= c.m.kind == "bitdelta";
+  if (any_bitdelta && !o.no_tune) {
+    auto cs = calib_set(o, *ev);
+    if (!cs.ok()) return done(fail(cs.status()));
+    if (cs->ids.empty()) {
+      tuning = {{"tuned", false}, {"why", "no calibration text (--eval-text without --calib-text)"}};
+      if (!o.json) std::fprintf(stderr, "  bitdelta: scales = mean |delta| (no --calib-text given with --eval-text)\n");
+    } else {
+      std::map<std::string, float> scales;
+      Status st = tune_bitdelta(*base, *ft, changes, *cs, o, scales, tuning);
+      if (!st.ok()) return done(fail(st));
+      tuning["tuned"] = true;
+      for (auto& c : cands)
+        if (c.m.kind == "bitdelta") c.scales = scales;
+    }
+  } else if (any_bitdelta) {
+    tuning = {{"tuned", false}, {"why", "--no-tune"}};
+  }
   for (size_t i = 0; i < cands.size(); ++i) {
     cands[i].stage = (parent / (tag + "-" + std::to_string(i))).string();
     cleanup.push_back(cands[i].stage);
@@ -654,6 +812,7 @@ int run_lossy(LossyOptions o) {
                {"rebuilt", rebuilt},
                {"tensors", c.tensors},
                {"candidates", cj}};
+  if (c.m.kind == "bitdelta" && !tuning.is_null()) side["bitdelta_tuning"] = tuning;
   const std::string s = side.dump(2) + "\n";
   Status st = write_file_atomic((fs::path(c.stage) / "tenpak.lossy.json").string(), {{s.data(), s.size()}});
   if (!st.ok()) return done(fail(st));
@@ -667,6 +826,7 @@ int run_lossy(LossyOptions o) {
               {"method", c.m.spelled()}, {"delta_bytes", c.bytes}, {"lossless_delta_bytes", t.bytes},
               {"finetune_bytes", ft_bytes}, {"quality", c.quality}, {"candidates", cj},
               {"seconds", secs}};
+    if (c.m.kind == "bitdelta" && !tuning.is_null()) j["bitdelta_tuning"] = tuning;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     const auto& q = c.quality;
@@ -705,6 +865,12 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
                 "Keep the smallest delta whose perplexity is at most PCT percent above the true fine-tune's")
       ->check(CLI::NonNegativeNumber);
   b->add_flag("--lossy-embeddings", o.embeddings, "Approximate the embedding and LM head too");
+  b->add_option("--calib-text", o.calib_text,
+                "bitdelta: text its scales are tuned on (default: the first 90% of TinyShakespeare when measuring on "
+                "its held-out part; with --eval-text and no --calib-text, no tuning)");
+  b->add_flag("--no-tune", o.no_tune, "bitdelta: scales = mean |delta|, not tuned on calibration text");
+  b->add_option("--tune-steps", o.tune_steps, "bitdelta: Adam steps of the scale tuning")->check(CLI::Range(1, 100000));
+  b->add_option("--tune-lr", o.tune_lr, "bitdelta: Adam learning rate on the scale multipliers")->check(CLI::PositiveNumber);
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
   b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
   b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));

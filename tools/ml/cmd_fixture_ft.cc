@@ -14,10 +14,10 @@
 // trained on; the perplexity of both models on it is measured with the
 // runtime's evaluate_quality and reported.
 //
-// The runtime's forward runs under NoGradGuard (inference only), so the
-// training forward below restates it with autograd on; before training it is
-// checked against rt::forward on the base (max |Δlogit| <= 1e-4), so the
-// loss trained is the model the runtime evaluates.
+// The runtime's forward runs under NoGradGuard (inference only), so training
+// uses TrainForward (train_forward.h), checked against rt::forward on the
+// base (max |Δlogit| <= 1e-4) first: the loss trained is the model the
+// runtime evaluates.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -37,6 +37,7 @@
 #include "cli_util.h"
 #include "ml_commands.h"
 #include "text_file.h"
+#include "train_forward.h"
 #include "tenpak/convert.h"
 #include "tenpak/eval.h"
 #include "tenpak/llama.h"
@@ -56,58 +57,11 @@ struct FtOptions {
   int steps = 300;
   uint64_t seed = 1;
   double lr = 0;      // 0: 1e-3 full, 5e-3 LoRA
+  bool hub_lr = false;  // --hub-lr: kHubLr (a full fine-tune as released fine-tunes are made)
   int batch = 16, ctx = 128;
   int eval_ctx = 256;
   int64_t eval_chunks = 0;  // 0: the whole held-out part
   bool json = false;
-};
-
-// The forward of rt::forward (transformers' modeling_llama.py), with autograd
-// and the effective weight of each linear given by `weight(name)`.
-struct TrainForward {
-  const rt::LlamaConfig& c;
-  std::function<torch::Tensor(const std::string&)> weight;
-
-  torch::Tensor rms(const torch::Tensor& x, const torch::Tensor& w) const {
-    return w * (x * torch::rsqrt(x.pow(2).mean(-1, true) + c.rms_eps));
-  }
-  static torch::Tensor rotate_half(const torch::Tensor& x) {
-    const int64_t h = x.size(-1) / 2;
-    return torch::cat({-x.slice(-1, h), x.slice(-1, 0, h)}, -1);
-  }
-  torch::Tensor operator()(const torch::Tensor& tokens) const {
-    const int64_t B = tokens.size(0), T = tokens.size(1), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
-    auto idx = torch::arange(0, hd, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(hd);
-    auto inv_freq = 1.0 / torch::pow(torch::scalar_tensor(c.rope_theta, torch::kFloat32), idx);
-    auto freqs = torch::outer(torch::arange(0, T, torch::kInt64).to(torch::kFloat32), inv_freq);
-    auto emb = torch::cat({freqs, freqs}, -1);
-    auto cos = emb.cos(), sin = emb.sin();
-    auto mask = torch::arange(0, T, torch::kInt64).unsqueeze(0) > torch::arange(0, T, torch::kInt64).unsqueeze(1);
-    auto h = torch::embedding(weight("model.embed_tokens.weight"), tokens);
-    for (int l = 0; l < c.num_layers; ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      auto x = rms(h, weight(p + "input_layernorm.weight"));
-      auto q = torch::linear(x, weight(p + "self_attn.q_proj.weight")).view({B, T, H, hd}).transpose(1, 2);
-      auto k = torch::linear(x, weight(p + "self_attn.k_proj.weight")).view({B, T, KV, hd}).transpose(1, 2);
-      auto v = torch::linear(x, weight(p + "self_attn.v_proj.weight")).view({B, T, KV, hd}).transpose(1, 2);
-      q = q * cos + rotate_half(q) * sin;
-      k = k * cos + rotate_half(k) * sin;
-      if (H != KV) {
-        k = k.repeat_interleave(H / KV, 1);
-        v = v.repeat_interleave(H / KV, 1);
-      }
-      auto s = torch::matmul(q, k.transpose(2, 3)) / std::sqrt(static_cast<double>(hd));
-      s = s.masked_fill(mask, -std::numeric_limits<float>::infinity());
-      auto a = torch::matmul(torch::softmax(s, -1), v).transpose(1, 2).reshape({B, T, H * hd});
-      h = h + torch::linear(a, weight(p + "self_attn.o_proj.weight"));
-      auto y = rms(h, weight(p + "post_attention_layernorm.weight"));
-      h = h + torch::linear(torch::silu(torch::linear(y, weight(p + "mlp.gate_proj.weight"))) *
-                                torch::linear(y, weight(p + "mlp.up_proj.weight")),
-                            weight(p + "mlp.down_proj.weight"));
-    }
-    auto x = rms(h, weight("model.norm.weight"));
-    return torch::linear(x, c.tie_embeddings ? weight("model.embed_tokens.weight") : weight("lm_head.weight"));
-  }
 };
 
 // The adapter in PEFT's layout: adapter_model.safetensors with
@@ -163,6 +117,15 @@ int run_stories_ft(FtOptions o) {
       return fail({Errc::invalid, f + ": not found; stories-ft needs the shared data (--data-dir, or TENPAK_SHARED "
                                       "pointing at the folder that holds data/)"});
   if (fs::exists(o.out)) return fail({Errc::exists, o.out + ": already exists; choose a new output directory"});
+  // A released full fine-tune trains at a small fraction of its base's
+  // pretraining learning rate: Alpaca 2e-5 (tatsu-lab/stanford_alpaca
+  // README) on LLaMA-7B, pretrained at 3e-4 (Touvron et al. 2023, table 2).
+  // The same ratio on stories260K's pretraining 1e-3 (karpathy/llama2.c
+  // doc/stories260K.md) is 6.67e-5; the default 1e-3 equals the
+  // pretraining rate: a domain change, larger than any hub fine-tune.
+  constexpr double kHubLr = 1e-3 * 2e-5 / 3e-4;
+  if (o.hub_lr && o.lr > 0) return fail({Errc::invalid, "--hub-lr and --lr: give one"});
+  if (o.hub_lr) o.lr = kHubLr;
   if (o.lr <= 0) o.lr = o.lora ? 5e-3 : 1e-3;
   torch::set_num_threads(1);
   torch::set_num_interop_threads(1);
@@ -242,8 +205,7 @@ int run_stories_ft(FtOptions o) {
   // The training forward is the runtime's model (see the file comment).
   {
     auto probe = train_t.slice(0, 0, o.ctx).unsqueeze(0);
-    torch::NoGradGuard ng;
-    const double diff = (fwd(probe) - rt::forward(*base, probe)).abs().max().item<double>();
+    const double diff = train_forward_difference(fwd, *base, probe);
     if (!(diff <= 1e-4))
       return cleanup_fail({Errc::mismatch, "the training forward differs from rt::forward by " + std::to_string(diff) +
                                                " (max |logit|); the runtime's model changed"});
@@ -377,7 +339,10 @@ void add_fixture_ft_commands(CLI::App& app, int& rc) {
       ->check(CLI::Range(0, 64));
   c->add_option("--steps", o.steps, "AdamW steps")->check(CLI::Range(0, 1000000));
   c->add_option("--seed", o.seed, "Seed of the adapter init and of the batches");
-  c->add_option("--lr", o.lr, "Peak learning rate (default 1e-3 full, 5e-3 LoRA)");
+  c->add_option("--lr", o.lr, "Peak learning rate (default 1e-3 full, 5e-3 LoRA: stories260K's own pretraining rate)");
+  c->add_flag("--hub-lr", o.hub_lr,
+              "Peak learning rate 6.67e-5: stories260K's pretraining 1e-3 times Alpaca's fine-tune / LLaMA's pretraining "
+              "rate (2e-5 / 3e-4), as released full fine-tunes are trained (docs/BENCHMARKS.md)");
   c->add_option("--batch", o.batch, "Sequences per step")->check(CLI::Range(1, 1024));
   c->add_option("--ctx", o.ctx, "Tokens per training sequence")->check(CLI::Range(8, 512));
   c->add_option("--eval-ctx", o.eval_ctx, "Window of the held-out perplexity")->check(CLI::Range(8, 512));
