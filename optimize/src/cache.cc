@@ -17,7 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kVersion = 1;
+// 2: probes carry this machine's measured peak RSS (local_peak_rss_bytes);
+// version-1 entries lack it and are measured again, never read as 0.
+constexpr int kVersion = 2;
 
 // NaN and infinities are not JSON numbers: stored as null, read back as NaN.
 json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
@@ -78,6 +80,9 @@ json probe_to_json(const Probe& p) {
   j["local_ms_p50"] = num(p.local_ms_p50);
   j["local_ms_p95"] = num(p.local_ms_p95);
   j["local_tokens_per_s"] = num(p.local_tokens_per_s);
+  j["local_peak_rss_bytes"] = num(p.local_peak_rss_bytes);
+  j["local_baseline_rss_bytes"] = num(p.local_baseline_rss_bytes);
+  j["local_tokens"] = p.local_tokens;
   j["recon_error"] = num(p.recon_error);
   j["linears_quantized"] = p.linears_quantized;
   j["linears_total"] = p.linears_total;
@@ -99,6 +104,9 @@ Result<Probe> probe_from_json(const json& j) {
     p.local_ms_p50 = get(j, "local_ms_p50");
     p.local_ms_p95 = get(j, "local_ms_p95");
     p.local_tokens_per_s = get(j, "local_tokens_per_s");
+    p.local_peak_rss_bytes = j.at("local_peak_rss_bytes").get<double>();  // required: 0 would read as "not measured"
+    p.local_baseline_rss_bytes = j.at("local_baseline_rss_bytes").get<double>();
+    p.local_tokens = j.at("local_tokens").get<int64_t>();
     p.recon_error = get(j, "recon_error");
     p.linears_quantized = j.at("linears_quantized").get<int64_t>();
     p.linears_total = j.at("linears_total").get<int64_t>();

@@ -161,11 +161,15 @@ Figures figures(const Probe& p, const CandidateSpec& c, const HardwareProfile& h
   if (!p.ok) return f;
   if (hw.measured) {
     // This machine: the runtime decodes one sequence of float32 weights (it
-    // dequantizes every checkpoint) with a float32 KV cache.
+    // dequantizes every checkpoint) with a float32 KV cache. Memory is the
+    // measured peak RSS of the process that did it; the estimate only stands
+    // in for a probe that carries no measurement (injected ones).
     f.latency_ms_p50 = p.local_ms_p50;
     f.latency_ms_p95 = p.local_ms_p95;
     f.tokens_per_s = p.local_tokens_per_s;
-    f.peak_memory_bytes = p.runtime_bytes + m.context * shape.kv_values_per_token() * 4.0;
+    f.memory_measured = p.local_peak_rss_bytes > 0;
+    f.peak_memory_bytes = f.memory_measured ? p.local_peak_rss_bytes
+                                            : p.runtime_bytes + m.context * shape.kv_values_per_token() * 4.0;
   } else {
     f.estimated = true;
     auto it = m.efficiency.find(c.format);
@@ -210,7 +214,8 @@ void check_candidate(CandidateResult& r, const Constraints& c, const HardwarePro
   bool decided_all = true;
   if (!r.fig.fits) {
     Check k{"memory", false, r.fig.peak_memory_bytes, hw.memory_gb * kGiB, "", 0};
-    k.why = "needs " + fmt(r.fig.peak_memory_bytes / kGiB) + " GiB (weights + KV cache), " + hw.name + " has " +
+    k.why = std::string(r.fig.memory_measured ? "measured peak RSS " : "needs ") + fmt(r.fig.peak_memory_bytes / kGiB) +
+            " GiB" + (r.fig.memory_measured ? "" : " (weights + KV cache, estimated)") + ", " + hw.name + " has " +
             fmt(hw.memory_gb) + " GiB";
     k.miss = r.fig.peak_memory_bytes / (hw.memory_gb * kGiB) - 1;
     r.checks.push_back(k);

@@ -24,6 +24,15 @@ void log(const SearchCallbacks& cb, const std::string& s) {
   if (cb.log) cb.log(s);
 }
 
+std::string peak_memory_what(const Figures& f, const Probe& p) {
+  if (f.memory_measured)
+    return "measured: peak RSS of a fresh tenpak-ml process that loaded this candidate with TenPak's runtime "
+           "(float32) and decoded " + std::to_string(p.local_tokens) + " tokens (baseline before loading: " +
+           fmt(p.local_baseline_rss_bytes / 1048576.0) + " MiB, included)";
+  if (f.estimated) return "estimated: serving bytes + the batch's KV cache (docs/OPTIMIZE.md)";
+  return "estimated: float32 weights + float32 KV cache (no measurement in this probe)";
+}
+
 }  // namespace
 
 bool ranks_before(const CandidateResult& a, const CandidateResult& b) {
@@ -227,7 +236,9 @@ json decision_json(const Decision& d, const Constraints& c, const CostModel& m, 
   j["hardware"] = {{"name", hw.name},          {"measured", hw.measured},         {"memory_gb", hw.memory_gb},
                    {"bandwidth_gbs", hw.bandwidth_gbs}, {"price_per_hour", hw.price_per_hour},
                    {"price_source", hw.price_source},   {"spec_source", hw.spec_source}, {"date", hw.date}};
-  j["cost_model"] = hw.measured ? json{{"speed", "measured on this machine, batch 1"}, {"context", m.context}}
+  j["cost_model"] = hw.measured ? json{{"speed", "measured on this machine, batch 1"},
+                                       {"memory", "measured: peak RSS of a fresh process that loads and decodes each candidate"},
+                                       {"note", kThisMachineNote}}
                                 : json{{"speed", "estimated: decode bound by weight + KV bytes / (bandwidth x efficiency)"},
                                        {"batch", m.batch},
                                        {"context", m.context},
@@ -265,7 +276,10 @@ json decision_json(const Decision& d, const Constraints& c, const CostModel& m, 
         x["latency_ms_p95"] = r.fig.latency_ms_p95;
         x["tokens_per_s"] = r.fig.tokens_per_s;
         x["peak_memory_bytes"] = r.fig.peak_memory_bytes;
-        x["peak_memory_estimated"] = true;
+        x["peak_memory_measured"] = r.fig.memory_measured;
+        x["peak_memory_estimated"] = !r.fig.memory_measured;
+        x["peak_memory_what"] = peak_memory_what(r.fig, p);
+        if (r.fig.memory_measured) x["baseline_rss_bytes"] = p.local_baseline_rss_bytes;
         x["fits"] = r.fig.fits;
         x["cost_per_mtok"] = r.fig.cost_per_mtok;
         if (tokens_per_month) x["cost_per_month"] = r.fig.cost_per_mtok * *tokens_per_month / 1e6;
@@ -291,6 +305,7 @@ json decision_json(const Decision& d, const Constraints& c, const CostModel& m, 
     rows.push_back(x);
   }
   j["candidates"] = rows;
+  if (hw.measured) j["note"] = kThisMachineNote;
   j["winner"] = d.winner >= 0 ? json(d.table[static_cast<size_t>(d.winner)].spec.name) : json(nullptr);
   json closest = json::array();
   for (int i : d.closest) {
@@ -326,6 +341,7 @@ std::string decision_svg(const Decision& d, const Constraints& c, const std::str
     std::string name;
     double cost, kl;
     bool win, feasible;
+    std::string tip;  // every figure of the row, each marked measured or estimated
   };
   std::vector<Pt> pts;
   for (size_t i = 0; i < d.table.size(); ++i) {
@@ -335,7 +351,15 @@ std::string decision_svg(const Decision& d, const Constraints& c, const std::str
     if (r.spec.unquantized) kl = 0;
     else if (r.eval && r.eval->ok) kl = r.eval->kl_mean;
     else continue;
-    pts.push_back({r.spec.name, r.fig.cost_per_mtok, kl, static_cast<int>(i) == d.winner, r.feasible});
+    const char* speed = r.fig.estimated ? "estimated" : "measured";
+    std::string tip = r.spec.name + ": KL " + fmt(kl) + " (measured); cost " + fmt(r.fig.cost_per_mtok) +
+                      " USD/Mtok, latency p50 " + fmt(r.fig.latency_ms_p50) + " / p95 " + fmt(r.fig.latency_ms_p95) +
+                      " ms, " + fmt(r.fig.tokens_per_s) + " tok/s (" + speed + "); peak memory " +
+                      fmt(r.fig.peak_memory_bytes / 1048576.0) + " MiB (" +
+                      (r.fig.memory_measured ? "measured peak RSS" : "estimated") + "); " +
+                      fmt(r.probe->disk_bytes ? static_cast<double>(r.probe->fp16_bytes) / r.probe->disk_bytes : 0) +
+                      "x compression (measured)";
+    pts.push_back({r.spec.name, r.fig.cost_per_mtok, kl, static_cast<int>(i) == d.winner, r.feasible, tip});
   }
   const int W = 820, H = 520, L = 90, R = 200, T = 50, B = 60;
   double x0 = kInf, x1 = 0, y1 = 0;
@@ -398,14 +422,17 @@ std::string decision_svg(const Decision& d, const Constraints& c, const std::str
   if (c.min_compression) note("min compression " + fmt(*c.min_compression) + "x");
   for (auto& p : pts) {
     const char* color = p.win ? "#2ca02c" : p.feasible ? "#1f77b4" : "#999";
-    std::snprintf(b, sizeof b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"/>", X(p.cost), Y(p.kl), p.win ? 7 : 4,
+    std::snprintf(b, sizeof b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\">", X(p.cost), Y(p.kl), p.win ? 7 : 4,
                   color);
-    o << b;
+    o << b << "<title>" << esc(p.tip) << "</title></circle>";
     std::snprintf(b, sizeof b, "<text x=\"%.1f\" y=\"%.1f\" fill=\"%s\">%s%s</text>\n", X(p.cost) + 8, Y(p.kl) - 4, color,
                   esc(p.name).c_str(), p.win ? " (winner)" : "");
     o << b;
   }
   o << "<text x=\"" << W - R + 4 << "\" y=\"" << H - B << "\" fill=\"#555\">grey: misses a constraint</text>\n";
+  if (d.hardware.measured)
+    o << "<text x=\"" << L << "\" y=\"" << H - 4 << "\" fill=\"#555\" font-size=\"10\">every candidate runs dequantized "
+         "to float32 here: cost differences are noise, not quantization (docs/OPTIMIZE.md)</text>\n";
   o << "</svg>\n";
   return o.str();
 }

@@ -253,7 +253,61 @@ TEST(OptimizeCostModel, ArithmeticOfTheStatedModel) {
   EXPECT_EQ(lf.tokens_per_s, 400);
   EXPECT_NEAR(lf.cost_per_mtok, 0.36 / (400 * 3600.0) * 1e6, 1e-12);
   EXPECT_NEAR(lf.peak_memory_bytes, 4e6 + 100 * 64 * 4.0, 1e-6);
+  EXPECT_FALSE(lf.memory_measured);  // no measurement in this probe: the estimate, labelled so
   EXPECT_EQ(cost_lower_bound(c, local, m, s), 0);
+}
+
+TEST(OptimizeCostModel, ThisMachineUsesTheMeasuredPeakMemoryForItsMemoryCheck) {
+  Probe p;
+  p.ok = true;
+  p.disk_bytes = 1000;
+  p.fp16_bytes = 2000;
+  p.serving_bytes = 1e6;
+  p.runtime_bytes = 4e6;  // the estimate would fit easily...
+  p.local_tokens_per_s = 400;
+  p.local_peak_rss_bytes = 3 * kGiB;  // ...the measured process did not
+  p.local_baseline_rss_bytes = 0.2 * kGiB;
+  p.local_tokens = 40;
+  CandidateSpec c{"bnb-nf4", "nf4", false, 0};
+  HardwareProfile local = gpu(2, 1, 0.36);
+  local.name = "this-machine";
+  local.measured = true;
+  CandidateResult r;
+  r.spec = c;
+  r.probe = p;
+  r.fig = figures(p, c, local, cost_model(), shape());
+  EXPECT_TRUE(r.fig.memory_measured);
+  EXPECT_FALSE(r.fig.estimated);
+  EXPECT_EQ(r.fig.peak_memory_bytes, 3 * kGiB);  // nothing subtracted, nothing added
+  EXPECT_FALSE(r.fig.fits);
+  check_candidate(r, Constraints{}, local);
+  ASSERT_EQ(r.checks.size(), 1u);
+  EXPECT_EQ(r.checks[0].constraint, "memory");
+  EXPECT_NE(r.checks[0].why.find("measured peak RSS 3 GiB"), std::string::npos) << r.checks[0].why;
+  EXPECT_FALSE(r.feasible);
+  // The JSON labels it measured, and carries the note that this machine's
+  // speed differences between candidates are noise (float32 runtime).
+  Decision d;
+  d.hardware = local;
+  d.table.push_back(r);
+  auto j = decision_json(d, Constraints{}, cost_model(), std::nullopt);
+  const auto& row = j["candidates"][0];
+  EXPECT_EQ(row["peak_memory_measured"], true);
+  EXPECT_EQ(row["peak_memory_estimated"], false);
+  EXPECT_NE(row["peak_memory_what"].get<std::string>().find("measured: peak RSS"), std::string::npos);
+  EXPECT_EQ(row["baseline_rss_bytes"].get<double>(), 0.2 * kGiB);
+  ASSERT_TRUE(j.contains("note"));
+  EXPECT_NE(j["note"].get<std::string>().find("noise"), std::string::npos);
+  EXPECT_NE(decision_svg(d, Constraints{}, "t").find("noise"), std::string::npos);
+  // On a GPU profile the same probe's memory is the estimate, labelled so.
+  r.fig = figures(p, c, gpu(), cost_model(), shape());
+  EXPECT_FALSE(r.fig.memory_measured);
+  d.hardware = gpu();
+  d.table[0] = r;
+  j = decision_json(d, Constraints{}, cost_model(), std::nullopt);
+  EXPECT_EQ(j["candidates"][0]["peak_memory_measured"], false);
+  EXPECT_EQ(j["candidates"][0]["peak_memory_estimated"], true);
+  EXPECT_FALSE(j.contains("note"));
 }
 
 TEST(OptimizeChecks, EveryConstraintKindPassesAndFailsWithItsReason) {
@@ -529,9 +583,15 @@ TEST(OptimizeCache, RoundTripAndOnlyCompleteEntriesCount) {
   p.recon_error = std::nan("");  // AWQ: stored as null, read back as NaN
   p.sample_kl = {0.1, 0.2};
   p.sample_nll_delta = {-0.01, 0.02};
+  p.local_peak_rss_bytes = 5.5e8;
+  p.local_baseline_rss_bytes = 2.5e8;
+  p.local_tokens = 40;
   ASSERT_TRUE(cache.put_probe(sha, "bnb-nf4", settings, p).ok());
   auto g = cache.get_probe(sha, "bnb-nf4", settings);
   ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->local_peak_rss_bytes, 5.5e8);
+  EXPECT_EQ(g->local_baseline_rss_bytes, 2.5e8);
+  EXPECT_EQ(g->local_tokens, 40);
   EXPECT_EQ(g->disk_bytes, 123u);
   EXPECT_EQ(g->serving_bytes, 78.5);
   EXPECT_TRUE(std::isnan(g->recon_error));
@@ -549,6 +609,22 @@ TEST(OptimizeCache, RoundTripAndOnlyCompleteEntriesCount) {
       EXPECT_EQ(e.path().filename().string().find("tmp"), std::string::npos) << e.path();
     }
   EXPECT_EQ(files, 1);
+  // An entry of the previous schema (version 1: complete, but without the
+  // measured peak memory) is measured again, not read with memory 0.
+  {
+    std::ifstream f(cache.path(sha, "bnb-nf4", settings, "probe"));
+    auto j = nlohmann::json::parse(f);
+    j["version"] = 1;
+    j["value"].erase("local_peak_rss_bytes");
+    j["value"].erase("local_baseline_rss_bytes");
+    j["value"].erase("local_tokens");
+    std::ofstream(cache.path(sha, "bnb-nf4", settings, "probe"), std::ios::trunc) << j.dump();
+    EXPECT_FALSE(cache.get_probe(sha, "bnb-nf4", settings));
+    j["version"] = 2;  // the same fields under the new version: incomplete, not a measurement either
+    std::ofstream(cache.path(sha, "bnb-nf4", settings, "probe"), std::ios::trunc) << j.dump();
+    EXPECT_FALSE(cache.get_probe(sha, "bnb-nf4", settings));
+    ASSERT_TRUE(cache.put_probe(sha, "bnb-nf4", settings, p).ok());
+  }
 
   Evaluation e;
   e.ok = true;

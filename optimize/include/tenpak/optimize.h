@@ -42,6 +42,13 @@ Status validate(const Constraints& c);
 
 // -------------------------------------------------------------- hardware model
 
+// What this machine's speed figures mean, shown with them (table, JSON,
+// plot): the runtime has no quantized kernels, so they do not rank formats.
+inline constexpr const char* kThisMachineNote =
+    "this machine runs every candidate with TenPak's runtime, which dequantizes each checkpoint to float32 "
+    "at load (no quantized kernels): every candidate does the same arithmetic, so the latency, throughput "
+    "and cost differences between candidates here are run-to-run noise, not an effect of quantization";
+
 struct HardwareProfile {
   std::string name;
   double memory_gb = 0;      // GiB (2^30 bytes)
@@ -107,9 +114,16 @@ struct Probe {
   uint64_t disk_bytes = 0;    // safetensors bytes of the written checkpoint
   uint64_t fp16_bytes = 0;    // 2 x parameters
   double serving_bytes = 0;   // quantized tensors as stored + every other tensor at 2 bytes (GPU serving)
-  double runtime_bytes = 0;   // what this machine's runtime holds (float32 after dequantizing)
-  // This machine, batch 1, measured: per-token decode latency.
+  double runtime_bytes = 0;   // float32 weights this machine's runtime holds after dequantizing (the estimate)
+  // This machine, batch 1, measured in a fresh process (tenpak-ml
+  // optimize-measure) that loads the candidate with TenPak's runtime and
+  // decodes local_tokens tokens: per-token decode latency, and that
+  // process's peak resident set (wait4's ru_maxrss) with the resident set it
+  // had before loading the model (libtorch and the process itself; reported,
+  // not subtracted). 0: not measured (then peak memory is the estimate).
   double local_ms_p50 = 0, local_ms_p95 = 0, local_tokens_per_s = 0;
+  double local_peak_rss_bytes = 0, local_baseline_rss_bytes = 0;
+  int64_t local_tokens = 0;  // prompt + decoded tokens in the measured KV cache
   // Proxies. recon_error: ||W - deq(W)|| / ||W|| over the quantized linears
   // (NaN where not comparable: AWQ folds scales). sample_*: the first
   // sample_windows windows of the evaluation text, per window.
@@ -134,7 +148,11 @@ struct Figures {
   bool estimated = false;
   double latency_ms_p50 = 0, latency_ms_p95 = 0;  // per generated token, batch 1
   double tokens_per_s = 0;                         // this machine: batch 1; else at CostModel::batch
-  double peak_memory_bytes = 0;                    // weights + KV cache of the batch (estimated)
+  // This machine: the measured peak RSS when the probe has one
+  // (memory_measured), else float32 weights + float32 KV cache of `context`
+  // tokens. Elsewhere: serving bytes + the batch's KV cache (estimated).
+  double peak_memory_bytes = 0;
+  bool memory_measured = false;
   bool fits = true;
   double cost_per_mtok = 0;                        // USD per million generated tokens
 };
