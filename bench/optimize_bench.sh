@@ -9,7 +9,7 @@
 #
 # usage: bench/optimize_bench.sh [BUILD_DIR]   (default build; needs tenpak-ml)
 # env:   SHARED (default ../shared), WINDOWS (default 16), SAMPLE (default 4),
-#        CTX (default 256), CALIB_SAMPLES (default 16), THREADS (default 2),
+#        CTX (default 256), CALIB_SAMPLES (default 16), THREADS (default 1: the machine is shared),
 #        WORK (default a temp dir), TENPAK (the binary). Prints a markdown report on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +20,7 @@ windows=${WINDOWS:-16}
 sample=${SAMPLE:-4}
 ctx=${CTX:-256}
 samples=${CALIB_SAMPLES:-16}
-threads=${THREADS:-2}
+threads=${THREADS:-1}
 work=${WORK:-$(mktemp -d /tmp/tenpak-optimize-bench.XXXXXX)}
 bin=$shared/data/llama2c/stories260K.bin
 tok=$shared/data/llama2c/tok512.bin
@@ -31,6 +31,9 @@ for f in "$tenpak" "$bin" "$tok" "$calib" "$wiki"; do
 done
 mkdir -p "$work/runs"
 echo "work dir: $work" >&2
+# Wall times depend on the machine's load (shared): recorded before and after.
+uptime > "$work/runs/load-start"
+git -C "$here" rev-parse --short HEAD > "$work/runs/commit" 2>/dev/null || echo unknown > "$work/runs/commit"
 m=$work/fp32
 [ -d "$m" ] || "$tenpak" convert llama2c "$bin" --tokenizer "$tok" -o "$m" >/dev/null
 common=(--text "$wiki" --calib "$calib" --ctx "$ctx" --windows "$windows" --sample-windows "$sample"
@@ -71,10 +74,15 @@ for hw in this-machine T4 A10G A100-80GB; do
   done
 done
 
-/usr/bin/python3 - "$work/runs" "$i" <<'PY'
+uptime > "$work/runs/load-end"
+
+/usr/bin/python3 - "$work/runs" "$i" "$threads" "$windows" "$sample" "$ctx" "$samples" <<'PY'
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1]); n = int(sys.argv[2])
 def load(p): return json.loads((d / p).read_text())
+print(f"commit {(d / 'commit').read_text().strip()}; THREADS={sys.argv[3]} WINDOWS={sys.argv[4]} SAMPLE={sys.argv[5]} "
+      f"CTX={sys.argv[6]} CALIB_SAMPLES={sys.argv[7]}")
+print(f"load at start: `{(d / 'load-start').read_text().strip()}`; at end: `{(d / 'load-end').read_text().strip()}`\n")
 print("### Time to a decision (empty cache, `--max-kld 0.1`)\n")
 print("| hardware | smart: s | probes | full evaluations | --all: s | probes | full evaluations | same winner |")
 print("|---|---|---|---|---|---|---|---|")
@@ -105,12 +113,15 @@ print(f"\n{agree} of {n} constraint sets: same winner. Full evaluations: smart {
       f"({100 * se / ae:.1f}%; average {se / n:.2f} vs {ae / n:.2f} per decision).")
 print("\n### Measured candidates (this machine; WikiText-2 test)\n")
 a = load("cold-this-machine-all.json")
-print("| candidate | disk bytes | compression vs fp16 | KL | ppl delta % | recon. error | p95 ms/token | tok/s |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"Note printed with these figures: {a.get('note', '(none)')}.\n")
+print("| candidate | disk bytes | compression vs fp16 | KL | ppl delta % | recon. error | p50 / p95 ms/token | tok/s | peak RSS MiB (measured) | of which before loading |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in a["candidates"]:
     if "error" in r:
-        print(f"| {r['name']} | failed: {r['error'][:90]} | | | | | | |"); continue
+        print(f"| {r['name']} | failed: {r['error'][:90]} | | | | | | | | |"); continue
     re = r.get("recon_error"); re = "n/a" if re is None else f"{re:.4f}"
+    mem = f"{r['peak_memory_bytes'] / 2**20:.1f}" + ("" if r.get("peak_memory_measured") else " (ESTIMATED)")
+    base = f"{r['baseline_rss_bytes'] / 2**20:.1f}" if "baseline_rss_bytes" in r else "-"
     print(f"| {r['name']} | {r['disk_bytes']} | {r['compression']:.3f} | {r.get('kl_mean', 0):.5f} | {r.get('ppl_delta_pct', 0):+.2f} | "
-          f"{re} | {r['latency_ms_p95']:.3f} | {r['tokens_per_s']:.0f} |")
+          f"{re} | {r['latency_ms_p50']:.3f} / {r['latency_ms_p95']:.3f} | {r['tokens_per_s']:.0f} | {mem} | {base} |")
 PY

@@ -40,6 +40,9 @@ expect_rc 2 "$TENPAK" optimize "$T/nope" "${SMALL[@]}"
 cp -r "$T/m" "$T/gpt2"; sed -i 's/LlamaForCausalLM/GPT2LMHeadModel/' "$T/gpt2/config.json"
 expect_rc 6 "$TENPAK" optimize "$T/gpt2" "${SMALL[@]}"
 grep -q "GPT2LMHeadModel" "$T/err" || fail "unloadable model: architecture not named"
+cp -r "$T/m" "$T/torn"; ST=$(ls "$T/torn"/*.safetensors | head -1); head -c 1000 "$ST" > "$ST.cut"; mv "$ST.cut" "$ST"
+expect_rc 4 "$TENPAK" optimize "$T/torn" "${SMALL[@]}"
+grep -q "$(basename "$ST")" "$T/err" || { cat "$T/err"; fail "corrupt model: the file not named"; }
 mkdir "$T/exists"
 expect_rc 6 "$TENPAK" optimize "$T/m" "${SMALL[@]}" -o "$T/exists"
 
@@ -95,6 +98,15 @@ grep -q "^winner" "$T/out" || fail "text report has no winner"
 grep -E "^(probe|evaluate) " "$T/err" | grep -vq cached && { cat "$T/err"; fail "second run measured again"; }
 grep -q "estimated" "$T/out" || fail "estimated figures not labelled"
 
+# Without --text: evaluated on the calibration text after what calibration read.
+NOTEXT=(--calib "$CALIB" --ctx 64 --windows 8 --sample-windows 2 --calib-samples 4 --seq-len 64 --decode-tokens 8 --threads 2)
+expect_rc 0 "$TENPAK" optimize "$T/m" "${NOTEXT[@]}" --no-cache --max-kld 0.2 --hardware T4 --json
+jq_py '
+assert j["text"].startswith("held-out: ") and j["winner"], (j["text"], j["winner"])
+' "no --text: held-out calibration tail"
+expect_rc 2 "$TENPAK" optimize "$T/m" --no-cache --max-kld 0.2
+grep -q -- "--text FILE" "$T/err" || fail "neither --text nor --calib: not explained"
+
 # Nothing meets: exit 8, the closest candidates and what each misses.
 expect_rc 8 "$TENPAK" optimize "$T/m" "${SMALL[@]}" --max-kld 1e-7 --min-compression 1.5 --json
 jq_py '
@@ -102,10 +114,22 @@ assert j["winner"] is None and 1 <= len(j["closest"]) <= 3, j["closest"]
 assert all(x["misses"] for x in j["closest"])
 ' "infeasible --json"
 
-# This machine: measured, not estimated.
+# This machine: measured, not estimated, peak memory included (a fresh
+# process per candidate), and the note that the float32 runtime makes the
+# speed differences noise.
 expect_rc 0 "$TENPAK" optimize "$T/m" "${SMALL[@]}" --max-kld 0.2 --json
 jq_py '
 assert j["hardware"]["measured"] is True
-assert all(r.get("estimated") is False for r in j["candidates"] if "estimated" in r)
+rows = [r for r in j["candidates"] if "estimated" in r]
+assert rows and all(r["estimated"] is False for r in rows)
+for r in rows:
+    assert r["peak_memory_measured"] is True and r["peak_memory_estimated"] is False, r
+    assert "measured: peak RSS" in r["peak_memory_what"], r
+    # the model (1 MB fp32) and libtorch are resident: above the baseline, below 4 GiB
+    assert 0 < r["baseline_rss_bytes"] < r["peak_memory_bytes"] < 4 * 2**30, r
+assert "noise" in j["note"] and "float32" in j["cost_model"]["note"]
 ' "this-machine figures"
+expect_rc 0 "$TENPAK" optimize "$T/m" "${SMALL[@]}" --max-kld 0.2 --plot "$T/local.svg"
+grep -q "^note .*noise" "$T/out" && grep -q "peak mem" "$T/out" || { cat "$T/out"; fail "this-machine table: note or peak memory missing"; }
+grep -q "measured peak RSS" "$T/local.svg" && grep -q "noise" "$T/local.svg" || fail "plot: measured memory or the noise note missing"
 echo "optimize_cli_stories: ok"

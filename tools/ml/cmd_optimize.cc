@@ -3,11 +3,21 @@
 // (tenpak/optimize.h, no libtorch); this file quantizes with quant/ and
 // measures with runtime/, and hands those figures to the search as its
 // probe and evaluate callbacks. docs/OPTIMIZE.md.
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
@@ -166,6 +177,80 @@ void measure_decode(const rt::Model& m, const std::vector<int64_t>& ids, int64_t
   p.local_ms_p50 = rt::percentile(ms, 0.5);
   p.local_ms_p95 = rt::percentile(ms, 0.95);
   p.local_tokens_per_s = sum > 0 ? 1000.0 * static_cast<double>(ms.size()) / sum : 0;
+  p.local_tokens = prompt + steps;  // what the KV cache held at the end
+}
+
+// This process's resident set now (VmRSS of /proc/self/status), bytes; 0
+// when unknown.
+double rss_now() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) * 1024.0;
+  return 0;
+}
+
+// This machine's speed and memory of one candidate, measured in a fresh
+// tenpak-ml process (`tenpak-ml optimize-measure`, below): one process
+// measures one candidate, so its peak resident set (wait4's ru_maxrss: the
+// model as the runtime loads it, float32 after dequantizing, the transient
+// copies of loading, the KV cache, activations, and libtorch itself) is that
+// candidate's, which this process's own peak, after nine candidates, is not.
+// A child that fails (cannot load what was written, killed) fails the
+// candidate with its last error line; the search goes on with the others.
+Status measure_in_child(Ctx& c, const std::string& name, const std::string& dir, opt::Probe& p) {
+  std::error_code ec;
+  const std::string exe = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec) return {Errc::io, "/proc/self/exe: " + ec.message()};
+  const fs::path out = c.work.path / ("measure-" + name + ".json"), err = c.work.path / ("measure-" + name + ".err");
+  std::string prompt;
+  for (size_t i = 0; i < c.ids.size() && i < 32; ++i) prompt += (i ? "," : "") + std::to_string(c.ids[i]);
+  std::vector<std::string> args{exe, "optimize-measure", dir, "--prompt", prompt, "--decode-tokens",
+                                std::to_string(c.a.decode_tokens), "--threads", std::to_string(c.a.threads)};
+  std::vector<char*> argv;
+  for (auto& x : args) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), ::environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return {Errc::io, exe + ": cannot start the measuring process: " + std::strerror(rc)};
+  int wst = 0;
+  struct rusage ru {};
+  while (::wait4(pid, &wst, 0, &ru) < 0)
+    if (errno != EINTR) return {Errc::io, std::string("wait4: ") + std::strerror(errno)};
+  auto slurp = [](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+    std::string e = slurp(err);
+    while (!e.empty() && e.back() == '\n') e.pop_back();
+    if (auto nl = e.rfind('\n'); nl != std::string::npos) e = e.substr(nl + 1);
+    p.ok = false;
+    p.error = "measuring " + dir + " in a fresh process failed (" +
+              (WIFEXITED(wst) ? "exit " + std::to_string(WEXITSTATUS(wst)) : "signal " + std::to_string(WTERMSIG(wst))) +
+              (e.empty() ? "" : ": " + e) + ")";
+    return Status::Ok();
+  }
+  json j = json::parse(slurp(out), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return {Errc::corrupt, out.string() + ": the measuring process wrote no JSON"};
+  try {
+    p.local_ms_p50 = j.at("ms_p50").get<double>();
+    p.local_ms_p95 = j.at("ms_p95").get<double>();
+    p.local_tokens_per_s = j.at("tokens_per_s").get<double>();
+    p.local_tokens = j.at("tokens").get<int64_t>();
+    p.local_baseline_rss_bytes = j.at("baseline_rss_bytes").get<double>();
+  } catch (const std::exception& e) {
+    return {Errc::corrupt, out.string() + ": " + e.what()};
+  }
+  p.local_peak_rss_bytes = static_cast<double>(ru.ru_maxrss) * 1024.0;  // Linux: KiB
+  fs::remove(out, ec);
+  fs::remove(err, ec);
+  return Status::Ok();
 }
 
 int64_t param_count(const rt::Model& m) {
@@ -209,7 +294,7 @@ Result<opt::Probe> probe(Ctx& c, size_t i) {
     p.linears_total = c.ref.cfg.num_layers * 7;
     p.sample_kl.assign(static_cast<size_t>(c.a.sample_windows), 0.0);
     p.sample_nll_delta.assign(static_cast<size_t>(c.a.sample_windows), 0.0);
-    measure_decode(c.ref, c.ids, c.a.decode_tokens, p);
+    TP_RETURN_IF_ERROR(measure_in_child(c, spec.name, c.a.model, p));
   } else {
     auto preset = quant::find_preset(spec.name);
     if (!preset.ok()) return preset.status();
@@ -251,7 +336,7 @@ Result<opt::Probe> probe(Ctx& c, size_t i) {
           p.recon_error = den > 0 ? std::sqrt(num / den) : 0;
         }
         TP_RETURN_IF_ERROR(sample_proxies(c, qm.deq, p));
-        measure_decode(qm.deq, c.ids, c.a.decode_tokens, p);
+        TP_RETURN_IF_ERROR(measure_in_child(c, spec.name, out.string(), p));
       }
     }
   }
@@ -289,7 +374,7 @@ Result<opt::Evaluation> evaluate(Ctx& c, size_t i) {
     return e;
   }
   auto q = rt::evaluate_quality(*m, c.ids, eval_opts(c.a, c.a.windows), &c.ref);
-  if (!q.ok()) return Status{q.status().code(), c.a.text + ": " + q.status().message()};
+  if (!q.ok()) return Status{q.status().code(), (c.a.text.empty() ? c.a.calib : c.a.text) + ": " + q.status().message()};
   e.ok = true;
   e.windows = q->windows;
   e.scored_tokens = q->scored_tokens;
@@ -321,15 +406,27 @@ Status copy_dir_atomic(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+// One column per constraint given (and memory): "pass", "FAIL", or "?"
+// (not decided: the smart search did not need that figure); the reasons of
+// every failure in the last column.
 void print_table(const opt::Decision& d, const opt::Constraints& cons, const OptimizeArgs& a) {
   const auto& hw = d.hardware;
   std::printf("hardware  %s: %s\n", hw.name.c_str(),
-              hw.measured ? "this machine (latency, throughput measured; memory estimated)"
-                          : "ESTIMATED latency, throughput and cost (bandwidth model, docs/OPTIMIZE.md)");
+              hw.measured ? "this machine: latency, throughput and peak memory measured (peak RSS of a fresh process per candidate)"
+                          : "ESTIMATED latency, throughput, memory and cost (bandwidth model, docs/OPTIMIZE.md)");
+  if (hw.measured) std::printf("note      %s\n", opt::kThisMachineNote);
   std::printf("price     %.4g USD/h (%s%s)\n", hw.price_per_hour,
               a.price ? "--price-per-hour" : hw.price_source.c_str(), a.price || hw.date.empty() ? "" : (", " + hw.date).c_str());
-  std::printf("\n%-16s %10s %6s %9s %8s %9s %9s %10s  %s\n", "candidate", "disk", "compr", "KL", "ppl d%", "p95 ms",
-              "tok/s", "USD/Mtok", "result");
+  std::vector<std::pair<std::string, std::string>> cols;  // check name, header
+  if (cons.max_ppl_delta_pct) cols.push_back({"max-ppl-delta", "ppl<=" + fmtd(*cons.max_ppl_delta_pct)});
+  if (cons.max_kld) cols.push_back({"max-kld", "KL<=" + fmtd(*cons.max_kld)});
+  if (cons.max_latency_ms) cols.push_back({"max-latency-ms", "ms<=" + fmtd(*cons.max_latency_ms)});
+  if (cons.min_compression) cols.push_back({"min-compression", "x>=" + fmtd(*cons.min_compression)});
+  cols.push_back({"memory", "fits"});
+  std::printf("\n%-16s %10s %6s %9s %8s %8s %8s %9s %10s %10s", "candidate", "disk", "compr", "KL", "ppl d%", "p50 ms", "p95 ms",
+              "tok/s", "peak mem", "USD/Mtok");
+  for (auto& [k, h] : cols) std::printf(" %9s", h.c_str());
+  std::printf("  %s\n", "result");
   for (size_t i = 0; i < d.table.size(); ++i) {
     const auto& r = d.table[i];
     std::string res;
@@ -338,30 +435,41 @@ void print_table(const opt::Decision& d, const opt::Constraints& cons, const Opt
     for (auto& k : r.checks)
       if (!k.pass) res += (res.empty() ? "" : "; ") + k.why;
     if (res.empty() && !r.skipped.empty()) res = r.skipped;
-    if (!r.probe) {
-      std::printf("%-16s %10s %6s %9s %8s %9s %9s %10s  %s\n", r.spec.name.c_str(), "-", "-", "-", "-", "-", "-", "-", res.c_str());
+    std::string pass;
+    for (auto& [name, h] : cols) {
+      std::string v = "?";
+      if (r.probe && r.probe->ok) {
+        if (name == "memory") v = r.fig.fits ? "pass" : "FAIL";
+        for (auto& k : r.checks)
+          if (k.constraint == name) v = k.pass ? "pass" : "FAIL";
+      } else if (r.probe) {
+        v = "-";
+      }
+      pass += " " + std::string(std::max<size_t>(9, h.size()) - v.size(), ' ') + v;
+    }
+    if (!r.probe || !r.probe->ok) {
+      std::printf("%-16s %10s %6s %9s %8s %8s %8s %9s %10s %10s%s  %s\n", r.spec.name.c_str(), "-", "-", "-", "-", "-", "-", "-",
+                  "-", "-", pass.c_str(), res.c_str());
       continue;
     }
     const auto& p = *r.probe;
-    if (!p.ok) {
-      std::printf("%-16s %10s %6s %9s %8s %9s %9s %10s  %s\n", r.spec.name.c_str(), "-", "-", "-", "-", "-", "-", "-", res.c_str());
-      continue;
-    }
     std::string kl = "-", pd = "-";
     if (r.spec.unquantized) kl = "0", pd = "0";
     else if (r.eval && r.eval->ok) kl = fmtd(r.eval->kl_mean, "%.5f"), pd = fmtd(r.eval->ppl_delta_pct, "%+.2f");
-    std::string tag = r.fig.estimated ? "~" : "";
-    std::printf("%-16s %10s %5.2fx %9s %8s %9s %9s %10s  %s\n", r.spec.name.c_str(), cli::human_bytes(p.disk_bytes).c_str(),
-                p.disk_bytes ? double(p.fp16_bytes) / p.disk_bytes : 0.0, kl.c_str(), pd.c_str(),
-                (tag + fmtd(r.fig.latency_ms_p95, "%.3g")).c_str(), (tag + fmtd(r.fig.tokens_per_s, "%.4g")).c_str(),
-                (tag + fmtd(r.fig.cost_per_mtok, "%.4g")).c_str(), res.c_str());
+    std::string tag = r.fig.estimated ? "~" : "", mtag = r.fig.memory_measured ? "" : "~";
+    std::printf("%-16s %10s %5.2fx %9s %8s %8s %8s %9s %10s %10s%s  %s\n", r.spec.name.c_str(),
+                cli::human_bytes(p.disk_bytes).c_str(), p.disk_bytes ? double(p.fp16_bytes) / p.disk_bytes : 0.0, kl.c_str(),
+                pd.c_str(), (tag + fmtd(r.fig.latency_ms_p50, "%.3g")).c_str(), (tag + fmtd(r.fig.latency_ms_p95, "%.3g")).c_str(),
+                (tag + fmtd(r.fig.tokens_per_s, "%.4g")).c_str(), (mtag + cli::human_bytes(r.fig.peak_memory_bytes)).c_str(),
+                (tag + fmtd(r.fig.cost_per_mtok, "%.4g")).c_str(), pass.c_str(), res.c_str());
   }
-  if (!hw.measured) std::printf("(~: estimated for %s, not measured)\n", hw.name.c_str());
+  if (!hw.measured) std::printf("(~: estimated for %s by the bandwidth model, not measured)\n", hw.name.c_str());
+  else std::printf("(peak mem: measured peak RSS of a fresh process that loads the candidate and decodes; ~: estimated)\n");
   std::printf("\n");
   if (d.winner >= 0) {
     const auto& w = d.table[static_cast<size_t>(d.winner)];
     std::printf("winner    %s: %.4g USD per million tokens%s\n", w.spec.name.c_str(), w.fig.cost_per_mtok,
-                w.fig.estimated ? " (estimated)" : "");
+                w.fig.estimated ? " (estimated)" : " (measured; on this machine the differences are noise, see note)");
     for (auto& s : d.savings) {
       if (!s.available) {
         std::printf("vs %-14s not measured\n", s.against.c_str());
@@ -384,7 +492,6 @@ void print_table(const opt::Decision& d, const opt::Constraints& cons, const Opt
   }
   std::printf("search    %s: %d probes, %d full evaluations\n", d.exhaustive ? "all candidates (--all)" : "smart",
               d.probes, d.evaluations);
-  (void)cons;
 }
 
 int run_optimize(const OptimizeArgs& a) {
@@ -400,8 +507,10 @@ int run_optimize(const OptimizeArgs& a) {
       return cli::fail({Errc::invalid, std::string(flag) + " " + fmtd(*v) + ": must be a finite number above 0"});
   if (a.windows < 1 || a.sample_windows < 1 || a.sample_windows > a.windows)
     return cli::fail({Errc::invalid, "--sample-windows must be in [1, --windows]"});
-  if (a.text.empty())
-    return cli::fail({Errc::invalid, "--text FILE is needed: the text every candidate is evaluated on (perplexity, KL)"});
+  if (a.text.empty() && a.calib.empty())
+    return cli::fail({Errc::invalid,
+                      "--text FILE (or --calib FILE, whose part after the calibration windows is then the evaluation "
+                      "text) is needed: the text every candidate is evaluated on (perplexity, KL)"});
   auto hwf = opt::builtin_hardware(opt::this_machine_memory_gb());
   if (!hwf.ok()) return cli::fail(hwf.status());
   auto hw = opt::find_hardware(*hwf, a.hardware);
@@ -421,32 +530,54 @@ int run_optimize(const OptimizeArgs& a) {
   if (!ref.ok()) return cli::fail(ref.status());
   auto tok = rt::Tokenizer::load(a.model);
   if (!tok.ok()) return cli::fail(tok.status());
-  auto text = read_text_file(a.text);
-  if (!text.ok()) return cli::fail(text.status());
   Ctx c(a);
   c.ref = std::move(*ref);
-  // Encode only the head the evaluation needs (about 8 bytes per token is
-  // ample for these tokenizers); the whole text when that is too short.
-  const size_t need_tokens = static_cast<size_t>(a.windows * std::min<int64_t>(a.ctx, c.ref.cfg.max_position) + 1);
-  c.ids = tok->encode(text->substr(0, need_tokens * 8), true);
-  if (c.ids.size() < need_tokens) c.ids = tok->encode(*text, true);
-  if (c.ids.size() < need_tokens)
-    return cli::fail({Errc::invalid, a.text + ": " + std::to_string(c.ids.size()) + " tokens, the evaluation needs " +
-                                         std::to_string(need_tokens) + " (--windows x --ctx); give a longer text or fewer windows"});
-  std::string calib_sha = "none";
+  std::string calib_sha = "none", calib_text;
   if (!a.calib.empty()) {
     auto ct = read_text_file(a.calib);
     if (!ct.ok()) return cli::fail(ct.status());
-    calib_sha = text_sha(*ct);
+    calib_text = std::move(*ct);
+    calib_sha = text_sha(calib_text);
     c.calib_text_file = a.calib;
+  }
+  const size_t need_tokens = static_cast<size_t>(a.windows * std::min<int64_t>(a.ctx, c.ref.cfg.max_position) + 1);
+  std::string text_key;
+  if (!a.text.empty()) {
+    auto text = read_text_file(a.text);
+    if (!text.ok()) return cli::fail(text.status());
+    // Encode only the head the evaluation needs (about 8 bytes per token is
+    // ample for these tokenizers); the whole text when that is too short.
+    c.ids = tok->encode(text->substr(0, need_tokens * 8), true);
+    if (c.ids.size() < need_tokens) c.ids = tok->encode(*text, true);
+    if (c.ids.size() < need_tokens)
+      return cli::fail({Errc::invalid, a.text + ": " + std::to_string(c.ids.size()) + " tokens, the evaluation needs " +
+                                           std::to_string(need_tokens) + " (--windows x --ctx); give a longer text or fewer windows"});
+    text_key = text_sha(*text);
+  } else {
+    // No --text: evaluate on the calibration text after what calibration
+    // reads (quant::calibration_windows takes the first calib_samples x
+    // seq_len tokens), one more seq_len of tokens skipped so that a token
+    // boundary that differs between encoding a prefix and the whole text
+    // cannot make the two overlap: no candidate is scored on text it saw.
+    const size_t skip = static_cast<size_t>((a.calib_samples + 1) * a.seq_len);
+    size_t cut = std::min(calib_text.size(), (skip + need_tokens) * 8);
+    if (auto nl = calib_text.rfind('\n', cut); cut < calib_text.size() && nl != std::string::npos && nl > cut / 2) cut = nl + 1;
+    auto all = tok->encode(calib_text.substr(0, cut), false);
+    if (all.size() < skip + need_tokens && cut < calib_text.size()) all = tok->encode(calib_text, false);
+    if (all.size() < skip + need_tokens)
+      return cli::fail({Errc::invalid, a.calib + ": " + std::to_string(all.size()) + " tokens; without --text the evaluation uses the " +
+                                           "tokens after the first " + std::to_string(skip) + " (calibration), and needs " +
+                                           std::to_string(need_tokens) + " more; give --text FILE"});
+    c.ids.assign(all.begin() + static_cast<std::ptrdiff_t>(skip), all.begin() + static_cast<std::ptrdiff_t>(skip + need_tokens));
+    text_key = "calib-tail-" + calib_sha + "-" + std::to_string(skip);
   }
   auto sha = model_sha256(a.model);
   if (!sha.ok()) return cli::fail(sha.status());
   c.sha = *sha;
   c.qopt.calib_samples = a.calib_samples;
   c.qopt.seq_len = a.seq_len;
-  c.settings = "v1 calib=" + calib_sha + " samples=" + std::to_string(a.calib_samples) + " seq=" + std::to_string(a.seq_len) +
-               " text=" + text_sha(*text) + " ctx=" + std::to_string(a.ctx) + " windows=" + std::to_string(a.windows) +
+  c.settings = "v2 calib=" + calib_sha + " samples=" + std::to_string(a.calib_samples) + " seq=" + std::to_string(a.seq_len) +
+               " text=" + text_key + " ctx=" + std::to_string(a.ctx) + " windows=" + std::to_string(a.windows) +
                " sample=" + std::to_string(a.sample_windows) + " decode=" + std::to_string(a.decode_tokens) +
                " threads=" + std::to_string(a.threads);
   c.cache = opt::MeasurementCache(a.no_cache ? "" : a.cache_dir.empty() ? opt::MeasurementCache::default_dir() : a.cache_dir);
@@ -476,8 +607,34 @@ int run_optimize(const OptimizeArgs& a) {
   c.steps_total = static_cast<int>(2 * c.specs.size());
   c.bar = std::make_unique<cli::ProgressBar>("optimize");
   opt::SearchCallbacks cb;
-  cb.probe = [&](size_t i) { return probe(c, i); };
-  cb.evaluate = [&](size_t i) { return evaluate(c, i); };
+  // A preset that throws on some tensor (libtorch raises c10::Error, e.g. a
+  // factorization that fails) is one failed candidate, reported with the
+  // first line of the error; the search goes on with the others. Not cached:
+  // a later run tries it again.
+  auto first_line = [](const std::exception& e) {
+    std::string m = e.what();
+    return m.substr(0, m.find('\n'));
+  };
+  cb.probe = [&](size_t i) -> Result<opt::Probe> {
+    try {
+      return probe(c, i);
+    } catch (const std::exception& e) {
+      opt::Probe p;
+      p.error = "preset " + c.specs[i].name + " failed: " + first_line(e);
+      c.step("probe " + c.specs[i].name + ": failed: " + p.error);
+      return p;
+    }
+  };
+  cb.evaluate = [&](size_t i) -> Result<opt::Evaluation> {
+    try {
+      return evaluate(c, i);
+    } catch (const std::exception& e) {
+      opt::Evaluation ev;
+      ev.error = "evaluating " + c.specs[i].name + " failed: " + first_line(e);
+      c.step("evaluate " + c.specs[i].name + ": " + ev.error);
+      return ev;
+    }
+  };
   auto d = opt::search(c.specs, cons, *hw, model, shape, a.windows, a.all, cb);
   c.bar->finish();
   if (!d.ok()) return cli::fail(d.status());
@@ -505,7 +662,7 @@ int run_optimize(const OptimizeArgs& a) {
     json j = opt::decision_json(*d, cons, model, a.tokens_per_month);
     j["model"] = a.model;
     j["model_sha256"] = c.sha;
-    j["text"] = a.text;
+    j["text"] = a.text.empty() ? "held-out: " + a.calib + " after its calibration tokens" : a.text;
     j["calib"] = a.calib;
     j["eval"] = {{"ctx", a.ctx}, {"windows", a.windows}, {"sample_windows", a.sample_windows}};
     j["cache_dir"] = c.cache.dir();
@@ -520,9 +677,58 @@ int run_optimize(const OptimizeArgs& a) {
   return d->winner >= 0 ? cli::kOk : cli::kTargetNotMet;
 }
 
+// The measuring child of measure_in_child: loads one candidate with the
+// runtime and times decode_tokens greedy steps after the given prompt;
+// prints {ms_p50, ms_p95, tokens_per_s, tokens, baseline_rss_bytes} as JSON.
+// Its parent reads the peak RSS from wait4.
+struct MeasureArgs {
+  std::string model, prompt;
+  int64_t decode_tokens = 32;
+  int threads = 2;
+};
+
+int run_measure(const MeasureArgs& a) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the optimizer (kill -9 of it included)
+  if (::getppid() == 1) return cli::kError;
+  if (a.threads > 0) {
+    torch::set_num_threads(a.threads);
+    torch::set_num_interop_threads(1);
+  }
+  std::vector<int64_t> ids;
+  std::stringstream ss(a.prompt);
+  for (std::string t; std::getline(ss, t, ',');) {
+    char* end = nullptr;
+    long long v = std::strtoll(t.c_str(), &end, 10);
+    if (t.empty() || *end || v < 0) return cli::fail({Errc::invalid, "--prompt: not a list of token ids: " + a.prompt});
+    ids.push_back(v);
+  }
+  if (ids.empty()) return cli::fail({Errc::invalid, "--prompt: no token ids"});
+  const double baseline = rss_now();
+  auto m = quant::load_model_any(a.model);
+  if (!m.ok()) return cli::fail(m.status());
+  for (int64_t id : ids)
+    if (id >= m->cfg.vocab_size) return cli::fail({Errc::invalid, "--prompt: token " + std::to_string(id) + " outside the vocabulary"});
+  opt::Probe p;
+  measure_decode(*m, ids, a.decode_tokens, p);
+  json j{{"ms_p50", p.local_ms_p50}, {"ms_p95", p.local_ms_p95}, {"tokens_per_s", p.local_tokens_per_s},
+         {"tokens", p.local_tokens}, {"baseline_rss_bytes", baseline}};
+  std::cout << j.dump() << "\n";
+  return std::cout.flush() ? cli::kOk : cli::kError;
+}
+
 }  // namespace
 
 void add_optimize_commands(CLI::App& app, int& rc) {
+  {
+    auto m = std::make_shared<MeasureArgs>();
+    auto* s = app.add_subcommand("optimize-measure", "internal: one candidate's speed and memory, in its own process");
+    s->group("");  // hidden: tenpak optimize runs it, not people
+    s->add_option("MODEL_DIR", m->model)->required();
+    s->add_option("--prompt", m->prompt, "comma-separated token ids")->required();
+    s->add_option("--decode-tokens", m->decode_tokens)->check(CLI::Range(1, 1 << 20));
+    s->add_option("--threads", m->threads)->check(CLI::Range(1, 1024));
+    s->callback([m, &rc] { rc = run_measure(*m); });
+  }
   auto a = std::make_shared<OptimizeArgs>();
   auto* o = app.add_subcommand("optimize", "pick the cheapest quantization preset that meets your constraints, from measurements");
   o->add_option("MODEL_DIR", a->model, "model directory (config.json, *.safetensors, tokenizer)")->required();
@@ -538,7 +744,9 @@ void add_optimize_commands(CLI::App& app, int& rc) {
   num("--price-per-hour", a->price, "USD per hour of the hardware (overrides the profile's)");
   num("--tokens-per-month", a->tokens_per_month, "generated tokens per month: costs and savings per month");
   o->add_option("--calib", a->calib, "calibration text (GPTQ and AWQ presets; without it they are reported as failed)");
-  o->add_option("--text", a->text, "evaluation text (perplexity and KL against the unquantized model); needed");
+  o->add_option("--text", a->text,
+                "evaluation text (perplexity and KL against the unquantized model); default: the --calib text after "
+                "the tokens calibration reads");
   o->add_flag("--all", a->all, "measure every candidate (no smart search)");
   o->add_option("--plot", a->plot, "write an SVG of quality against cost, constraints drawn, winner marked");
   o->add_flag("--json", a->json_out, "print a JSON report");
