@@ -180,22 +180,25 @@ void measure_decode(const rt::Model& m, const std::vector<int64_t>& ids, int64_t
   p.local_tokens = prompt + steps;  // what the KV cache held at the end
 }
 
-// This process's resident set now (VmRSS of /proc/self/status), bytes; 0
-// when unknown.
-double rss_now() {
+// A field of /proc/self/status in bytes ("VmRSS:": the resident set now,
+// "VmHWM:": its peak since exec); 0 when unknown.
+double proc_status_bytes(const char* field) {
   std::ifstream f("/proc/self/status");
   std::string line;
+  const size_t n = std::strlen(field);
   while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) * 1024.0;
+    if (line.compare(0, n, field) == 0) return std::atof(line.c_str() + n) * 1024.0;
   return 0;
 }
 
 // This machine's speed and memory of one candidate, measured in a fresh
 // tenpak-ml process (`tenpak-ml optimize-measure`, below): one process
-// measures one candidate, so its peak resident set (wait4's ru_maxrss: the
+// measures one candidate, so its peak resident set (the child's VmHWM: the
 // model as the runtime loads it, float32 after dequantizing, the transient
 // copies of loading, the KV cache, activations, and libtorch itself) is that
 // candidate's, which this process's own peak, after nine candidates, is not.
+// Not wait4's ru_maxrss: Linux carries the spawning process's peak into the
+// child's at exec (measured: every child reported this process's peak).
 // A child that fails (cannot load what was written, killed) fails the
 // candidate with its last error line; the search goes on with the others.
 Status measure_in_child(Ctx& c, const std::string& name, const std::string& dir, opt::Probe& p) {
@@ -219,8 +222,7 @@ Status measure_in_child(Ctx& c, const std::string& name, const std::string& dir,
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return {Errc::io, exe + ": cannot start the measuring process: " + std::strerror(rc)};
   int wst = 0;
-  struct rusage ru {};
-  while (::wait4(pid, &wst, 0, &ru) < 0)
+  while (::waitpid(pid, &wst, 0) < 0)
     if (errno != EINTR) return {Errc::io, std::string("wait4: ") + std::strerror(errno)};
   auto slurp = [](const fs::path& f) {
     std::ifstream in(f, std::ios::binary);
@@ -244,10 +246,11 @@ Status measure_in_child(Ctx& c, const std::string& name, const std::string& dir,
     p.local_tokens_per_s = j.at("tokens_per_s").get<double>();
     p.local_tokens = j.at("tokens").get<int64_t>();
     p.local_baseline_rss_bytes = j.at("baseline_rss_bytes").get<double>();
+    p.local_peak_rss_bytes = j.at("peak_rss_bytes").get<double>();
   } catch (const std::exception& e) {
     return {Errc::corrupt, out.string() + ": " + e.what()};
   }
-  p.local_peak_rss_bytes = static_cast<double>(ru.ru_maxrss) * 1024.0;  // Linux: KiB
+  if (!(p.local_peak_rss_bytes > 0)) return {Errc::corrupt, out.string() + ": no peak resident set (VmHWM) measured"};
   fs::remove(out, ec);
   fs::remove(err, ec);
   return Status::Ok();
@@ -679,8 +682,8 @@ int run_optimize(const OptimizeArgs& a) {
 
 // The measuring child of measure_in_child: loads one candidate with the
 // runtime and times decode_tokens greedy steps after the given prompt;
-// prints {ms_p50, ms_p95, tokens_per_s, tokens, baseline_rss_bytes} as JSON.
-// Its parent reads the peak RSS from wait4.
+// prints {ms_p50, ms_p95, tokens_per_s, tokens, baseline_rss_bytes,
+// peak_rss_bytes} as JSON.
 struct MeasureArgs {
   std::string model, prompt;
   int64_t decode_tokens = 32;
@@ -703,7 +706,7 @@ int run_measure(const MeasureArgs& a) {
     ids.push_back(v);
   }
   if (ids.empty()) return cli::fail({Errc::invalid, "--prompt: no token ids"});
-  const double baseline = rss_now();
+  const double baseline = proc_status_bytes("VmRSS:");
   auto m = quant::load_model_any(a.model);
   if (!m.ok()) return cli::fail(m.status());
   for (int64_t id : ids)
@@ -711,7 +714,8 @@ int run_measure(const MeasureArgs& a) {
   opt::Probe p;
   measure_decode(*m, ids, a.decode_tokens, p);
   json j{{"ms_p50", p.local_ms_p50}, {"ms_p95", p.local_ms_p95}, {"tokens_per_s", p.local_tokens_per_s},
-         {"tokens", p.local_tokens}, {"baseline_rss_bytes", baseline}};
+         {"tokens", p.local_tokens}, {"baseline_rss_bytes", baseline},
+         {"peak_rss_bytes", proc_status_bytes("VmHWM:")}};  // peak since exec: this candidate's alone
   std::cout << j.dump() << "\n";
   return std::cout.flush() ? cli::kOk : cli::kError;
 }

@@ -118,7 +118,7 @@ struct Probe {
   // This machine, batch 1, measured in a fresh process (tenpak-ml
   // optimize-measure) that loads the candidate with TenPak's runtime and
   // decodes local_tokens tokens: per-token decode latency, and that
-  // process's peak resident set (wait4's ru_maxrss) with the resident set it
+  // process's peak resident set (its VmHWM) with the resident set it
   // had before loading the model (libtorch and the process itself; reported,
   // not subtracted). 0: not measured (then peak memory is the estimate).
   double local_ms_p50 = 0, local_ms_p95 = 0, local_tokens_per_s = 0;
