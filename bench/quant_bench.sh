@@ -19,7 +19,13 @@
 #        MEASURED_JSON (default docs/quant_measured.json; "-" = WORK/measured.json only),
 #        PRESETS (space-separated list; an entry NAME@mse runs NAME with --mse true:
 #        the clipping search alone, to separate it from GPTQ's own gain),
-#        GPTQ_FLAGS (extra `tenpak quantize` flags for gptq-* entries)
+#        GPTQ_FLAGS (extra `tenpak quantize` flags for gptq-* entries),
+#        EVAL_FLAGS (extra `tenpak eval` flags, e.g. "--runs 3 --decode-tokens 16" to
+#        shorten the speed measurement on a large model),
+#        LOG_TIMES=1 (print each preset's start, quantize and eval seconds to stderr),
+#        TABLE_ONLY=1 (quantize and evaluate nothing: write the table and JSON from what
+#        an earlier or still running run with the same WORK has finished; the rest are
+#        listed as not finished)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -51,24 +57,29 @@ else
   fp32=$work/fp32
   [ -d "$fp32" ] || "$tenpak" convert llama2c "$bin" --tokenizer "$tok" -o "$fp32" >/dev/null
 fi
-"$tenpak" eval "$fp32" --text "$wiki" --ctx 256 --chunks "$chunks" --threads "$threads" --json > "$work/fp32.eval.json"
+read -r -a eval_flags <<< "${EVAL_FLAGS:-}"
+[ -n "${TABLE_ONLY:-}" ] || "$tenpak" eval "$fp32" --text "$wiki" --ctx 256 --chunks "$chunks" --threads "$threads" "${eval_flags[@]}" --json \
+  > "$work/fp32.eval.json"
 
 presets=${PRESETS:-"gptq-4bit-128g rtn-4bit-128g rtn-4bit-128g@mse gptq-4bit-32g rtn-4bit-32g rtn-4bit-32g@mse
 gptq-3bit-128g rtn-3bit-128g rtn-3bit-128g@mse gptq-8bit-128g rtn-8bit-128g awq-4bit-128g awq-4bit-64g rtn-4bit-64g
 bnb-nf4 bnb-fp4 bnb-int8"}
 for p in $presets; do
+  [ -z "${TABLE_ONLY:-}" ] || break
   out=$work/$p
-  rm -rf "$out"
+  rm -rf "$out" "$work/$p.time" "$work/$p.quant.json" "$work/$p.eval.json" "$work/$p.quant.err"
   extra=()
   case $p in *@mse) extra=(--mse true);; gptq-*) read -r -a extra <<< "${GPTQ_FLAGS:-}";; esac
   t0=$(date +%s.%N)
+  [ -z "${LOG_TIMES:-}" ] || echo "$(date -u +%H:%M:%S) $p: quantize" >&2
   if "$tenpak" quantize "$fp32" --preset "${p%@*}" -o "$out" --calib "$calib" --calib-samples "$samples" --seq-len 256 \
        --threads "$threads" "${extra[@]}" --json > "$work/$p.quant.json" 2> "$work/$p.quant.err"; then
     t1=$(date +%s.%N)
     echo "$t0 $t1" > "$work/$p.time"
+    [ -z "${LOG_TIMES:-}" ] || echo "$(date -u +%H:%M:%S) $p: quantized in $(echo "$t1 - $t0" | bc) s, eval" >&2
     "$tenpak" eval "$out" --text "$wiki" --ctx 256 --chunks "$chunks" --reference "$fp32" --threads "$threads" \
-      --json > "$work/$p.eval.json"
-    echo "$p done" >&2
+      "${eval_flags[@]}" --json > "$work/$p.eval.json"
+    echo "$(date -u +%H:%M:%S) $p done" >&2
   else
     echo "$p refused: $(tail -1 "$work/$p.quant.err")" >&2
     rm -f "$work/$p.quant.json"
@@ -105,8 +116,22 @@ f16 = fp16_bytes(fp32)
 rows, measured = [], {}
 for p in presets:
     qj = os.path.join(work, p + ".quant.json")
+    ej = os.path.join(work, p + ".eval.json")
+    if os.path.exists(qj) and not os.path.exists(os.path.join(work, p + ".time")):
+        rows.append((p, None, "not finished: quantization did not finish"))
+        continue
+    if os.path.exists(qj) and not (os.path.exists(ej) and os.path.getsize(ej) > 0):
+        rows.append((p, None, "not finished: quantized, evaluation did not finish"))
+        continue
     if not os.path.exists(qj):
-        err = open(os.path.join(work, p + ".quant.err")).read().strip().splitlines()
+        ef = os.path.join(work, p + ".quant.err")
+        if not os.path.exists(ef):
+            rows.append((p, None, "not finished: not started when the run was stopped"))
+            continue
+        err = open(ef).read().strip().splitlines()
+        if not os.path.exists(os.path.join(work, p + ".time")) and not (err and "error" in err[-1]):
+            rows.append((p, None, "not finished: quantization did not finish"))
+            continue
         rows.append((p, None, err[-1] if err else "failed"))
         continue
     q = json.load(open(qj))
@@ -148,7 +173,8 @@ def rtn_of(p):
     return None
 
 lines = []
-lines.append(f"Run {out['date']}, `bench/quant_bench.sh` (EVAL_CHUNKS={chunks}, CALIB_SAMPLES={samples}, THREADS={threads}): "
+extra = "".join(f", {k}={os.environ[k]}" for k in ("GPTQ_FLAGS", "EVAL_FLAGS") if os.environ.get(k))
+lines.append(f"Run {out['date']}, `bench/quant_bench.sh` (EVAL_CHUNKS={chunks}, CALIB_SAMPLES={samples}, THREADS={threads}{extra}): "
              f"{label}, perplexity {ref['perplexity']:.3f} on WikiText-2 test "
              f"({ref['windows']} windows of 256, {ref['scored_tokens']} tokens scored), decode {ref['speed']['decode_tokens_per_s']:.0f} tok/s; "
              f"fp16 size {f16} bytes. KL = mean KL(fp32 || quantized) of next-token distributions, nats.")
@@ -157,7 +183,8 @@ lines.append("| preset | linears quantized | size vs fp16 | ppl ratio | KL mean 
 lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
 for p, m, err in rows:
     if m is None:
-        lines.append(f"| {p} | refused: {err.replace('|', '/')} | | | | | | | | | |")
+        what = err if err.startswith("not finished") else "refused: " + err
+        lines.append(f"| {p} | {what.replace('|', '/')} | | | | | | | | | |")
         continue
     r = rtn_of(p)
     rk, rem = "", ""

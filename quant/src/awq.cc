@@ -38,9 +38,10 @@ torch::Tensor awq_clip(const torch::Tensor& w0, const torch::Tensor& x0, int bit
   const int64_t out = w.size(0), in = w.size(1);
   const int64_t g = group_size <= 0 ? in : group_size;
   auto x = x0.reshape({-1, in}).to(torch::kFloat);
-  // At most 512 tokens, evenly strided, as AutoAWQ samples them.
+  // Every (n / 512)-th token, as AutoAWQ's _compute_best_clip samples them
+  // (n_sample_token 512: between 512 and 1023 tokens when n >= 512).
   const int64_t n = x.size(0);
-  if (n > 512) x = x.slice(0, 0, n, n / 512).slice(0, 0, 512);
+  if (n > 512) x = x.slice(0, 0, n, n / 512);
   auto result = w.clone();
   for (int64_t a = 0; a < in; a += g) {
     const int64_t b = std::min(in, a + g);

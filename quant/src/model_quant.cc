@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "st_io.h"
 #include "tenpak/quant.h"
@@ -183,6 +184,7 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
   go.act_order = choice.act_order;
   go.static_groups = choice.static_groups;
   go.mse = choice.mse;
+  go.search = choice.search;
   for (int l = 0; l < cfg.num_layers; ++l) {
     progress(c.opt, "gptq", l, cfg.num_layers);
     auto names = rt::linear_names(cfg, l);
@@ -214,16 +216,43 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
   }
 }
 
-double block_loss(const rt::Model& m, int l, const Chunks& h, const Chunks& ref) {
-  double s = 0;
+// x [n, in] through one linear (no bias: Llama's MLP and o_proj have none).
+torch::Tensor lin(const torch::Tensor& x, const torch::Tensor& w) { return x.matmul(w.t()); }
+
+// Thrown by attn_out's hook once it has o_proj's input: the rest of the
+// block (the MLP, most of its work) is not needed.
+struct StopAfterAttention {};
+
+// The output of the attention module (o_proj's output, before the residual)
+// of layer l over all chunks, with model m.
+torch::Tensor attn_out(const rt::Model& m, int l, const Chunks& h, const std::string& o_name) {
+  std::vector<torch::Tensor> parts;
+  rt::ForwardHooks hooks;
+  hooks.on_linear_input = [&](const std::string& name, const torch::Tensor& x) {
+    if (name != o_name) return;
+    parts.push_back(lin(x.reshape({-1, x.size(-1)}), m.w.at(o_name)));
+    throw StopAfterAttention{};
+  };
   torch::NoGradGuard ng;
-  for (size_t i = 0; i < h.size(); ++i) s += (rt::block_forward(m, l, h[i]) - ref[i]).pow(2).sum().item<double>();
-  return s;
+  for (auto& x : h) {
+    try {
+      rt::block_forward(m, l, x, &hooks);
+    } catch (const StopAfterAttention&) {
+    }
+  }
+  if (parts.size() != h.size()) throw std::logic_error("attn_out: o_proj's input was not seen");
+  return torch::cat(parts, 0);
 }
 
-// AWQ: per layer, scale search on the block's output for each set of
-// linears sharing an input (folding s into the op before them), clipping,
-// then 4-bit groups with zero points.
+// AWQ as AutoAWQ runs it (awq/quantize/quantizer.py): per layer, the
+// inputs of every linear captured once; for each set of linears sharing an
+// input, the scale search measured on the output of the module AutoAWQ
+// inspects (its `module2inspect`): the attention module for q,k,v (the
+// norm's scales folded into input_layernorm), o_proj alone for v -> o, the
+// MLP for gate,up (post_attention_layernorm) and down_proj alone for
+// up -> down; then clipping of all but q,k and 4-bit groups with zero
+// points. Unlike AutoAWQ, the next layer is fed this layer's quantized
+// output (GPTQ's order), not the float one.
 void run_awq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
   const auto& cfg = c.work.cfg;
   const int64_t g = c.p.group_size;
@@ -240,23 +269,46 @@ void run_awq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
                                  {names[2], {names[3]}},
                                  {pre + "post_attention_layernorm.weight", {names[4], names[5]}},
                                  {names[5], {names[6]}}};
-    auto ref = run_block(c.work, l, h);
-    for (auto& grp : groups) {
+    // Each group's own input is not changed by the scales of the groups
+    // before it (those fold into other ops' rows or columns), so one capture
+    // serves every search.
+    const auto xs0 = capture_inputs(c.work, l, h, 1 << 16);
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      auto& grp = groups[gi];
       bool ok = true;
       for (auto& n : grp.lins) ok = ok && c.fits.count(n);
       // A linear before the group must produce exactly the group's inputs
       // (not so for v -> o with grouped-query attention).
       if (!ok || c.work.w.at(grp.prev).size(0) != c.work.w.at(grp.lins[0]).size(1)) continue;
-      auto xs = capture_inputs(c.work, l, h, 1 << 16);
-      auto x = xs.at(grp.lins[0]);
+      const auto& x = xs0.at(grp.lins[0]);
       std::vector<torch::Tensor> ws;
       for (auto& n : grp.lins) ws.push_back(c.work.w.at(n));
-      auto loss = [&](const torch::Tensor& s) {
-        rt::Model tmp = c.work;
-        for (auto& n : grp.lins)
-          tmp.w[n] = rtn_quantize(c.work.w.at(n) * s, c.p.bits, g, GridStyle::awq).deq / s;
-        return block_loss(tmp, l, h, ref);
+      auto qdq = [&](const std::string& n, const torch::Tensor& s) {
+        return rtn_quantize(c.work.w.at(n) * s, c.p.bits, g, GridStyle::awq).deq / s;
       };
+      std::function<double(const torch::Tensor&)> loss;
+      torch::Tensor ref;
+      if (gi == 0) {  // q, k, v: the attention module's output
+        ref = attn_out(c.work, l, h, names[3]);
+        loss = [&](const torch::Tensor& s) {
+          rt::Model tmp = c.work;
+          for (auto& n : grp.lins) tmp.w[n] = qdq(n, s);
+          return (attn_out(tmp, l, h, names[3]) - ref).pow(2).mean().item<double>();
+        };
+      } else if (gi == 2) {  // gate, up: the MLP's output, down_proj in float
+        // By value: `loss` outlives this block.
+        const torch::Tensor wd = c.work.w.at(names[6]), xg = x;
+        auto mlp = [wd, xg](const torch::Tensor& wg, const torch::Tensor& wu) {
+          return lin(torch::silu(lin(xg, wg)) * lin(xg, wu), wd);
+        };
+        ref = mlp(c.work.w.at(names[4]), c.work.w.at(names[5]));
+        loss = [&, mlp](const torch::Tensor& s) {
+          return (mlp(qdq(names[4], s), qdq(names[5], s)) - ref).pow(2).mean().item<double>();
+        };
+      } else {  // o_proj or down_proj alone
+        ref = lin(x, ws[0]);
+        loss = [&](const torch::Tensor& s) { return (lin(x, qdq(grp.lins[0], s)) - ref).pow(2).mean().item<double>(); };
+      }
       auto s = awq_search_scales(x.abs().mean(0), ws, g, 20, loss);
       auto& prev = c.work.w[grp.prev];
       prev = prev.dim() == 1 ? prev / s : prev / s.unsqueeze(1);

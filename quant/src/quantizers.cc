@@ -167,7 +167,55 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
   r.zeros = torch::zeros({G, out}, torch::kInt32);
   torch::Tensor scale, zero;
   const int64_t B = std::max<int64_t>(1, opt.block_size);
-  for (int64_t i1 = 0; i1 < in; i1 += B) {
+  const bool searching = opt.search > 0 && !opt.static_groups;
+  // Loss-aware search: one lazy block per group, its columns replicated once
+  // per candidate ([C * out, count], candidate c in rows c*out ..).
+  const int64_t C = searching ? opt.search + 1 : 1;
+  const auto rows = torch::arange(out, torch::kLong);
+  for (int64_t i1 = 0; searching && i1 < in; i1 += g) {
+    const int64_t i2 = std::min(in, i1 + g), count = i2 - i1;
+    auto W0 = W.slice(1, i1, i2);
+    auto W1 = W0.repeat({C, 1});
+    auto sc = torch::empty({C * out, 1}, torch::kFloat);
+    auto ze = torch::empty({C * out, 1}, torch::kFloat);
+    {
+      torch::Tensor s0, z0;
+      params(W0, s0, z0);
+      sc.slice(0, 0, out).copy_(s0);
+      ze.slice(0, 0, out).copy_(z0);
+      auto xmin = std::get<0>(W0.min(1)).clamp_max(0), xmax = std::get<0>(W0.max(1)).clamp_min(0);
+      for (int64_t c = 1; c < C; ++c) {
+        const double p = 1.0 - static_cast<double>(c - 1) * opt.search_shrink / opt.search;
+        torch::Tensor s1, z1;
+        gptq_grid(xmin * p, xmax * p, bits, s1, z1);
+        sc.slice(0, c * out, (c + 1) * out).copy_(s1);
+        ze.slice(0, c * out, (c + 1) * out).copy_(z1);
+      }
+    }
+    auto Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2);
+    auto Err1 = torch::empty({C * out, count}, torch::kFloat);
+    auto Qg = torch::empty({C * out, count}, torch::kFloat);
+    auto Cg = torch::empty({C * out, count}, torch::kInt32);
+    auto loss = torch::zeros({C * out}, torch::kFloat);
+    for (int64_t i = 0; i < count; ++i) {
+      auto w = W1.select(1, i).unsqueeze(1);
+      torch::Tensor c;
+      auto q = fake_quant(w, sc, ze, bits, &c);
+      Qg.select(1, i).copy_(q.squeeze(1));
+      Cg.select(1, i).copy_(c.squeeze(1));
+      auto err = (w - q) / Hinv1[i][i];
+      loss.add_(err.squeeze(1).square());
+      W1.slice(1, i).sub_(err.matmul(Hinv1.slice(0, i, i + 1).slice(1, i)));
+      Err1.select(1, i).copy_(err.squeeze(1));
+    }
+    const auto idx = loss.view({C, out}).argmin(0) * out + rows;
+    Q.slice(1, i1, i2).copy_(Qg.index_select(0, idx));
+    codes.slice(1, i1, i2).copy_(Cg.index_select(0, idx));
+    r.scales[i1 / g].copy_(sc.index_select(0, idx).squeeze(1));
+    r.zeros[i1 / g].copy_(ze.index_select(0, idx).squeeze(1).to(torch::kInt32));
+    if (i2 < in) W.slice(1, i2).sub_(Err1.index_select(0, idx).matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
+  }
+  for (int64_t i1 = 0; !searching && i1 < in; i1 += B) {
     const int64_t i2 = std::min(in, i1 + B), count = i2 - i1;
     auto W1 = W.slice(1, i1, i2).clone();
     auto Err1 = torch::zeros({out, count}, torch::kFloat);

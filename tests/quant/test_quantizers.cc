@@ -225,3 +225,55 @@ TEST(Gptq, StaticGroupsWithActOrderKeepContiguousGroups) {
     EXPECT_FALSE(torch::equal(gptq_quantize(w, H.matrix(), plain).deq, q.deq)) << mse;
   }
 }
+
+// The loss-aware range search: with one group per row every row's GPTQ
+// objective tr((W - Q) H (W - Q)^T) (damped H) is at most the plain run's
+// (the plain parameters are a candidate, and each row's choice is exact),
+// candidates really differ (some rows pick a clipped range), and the stored
+// form still dequantizes to the result.
+TEST(Gptq, LossAwareSearchNeverRaisesARowsObjective) {
+  const int64_t in = 64, out = 96;
+  auto x = outlier_inputs(2048, in, 51);
+  auto w = layer_weight(out, in, 52);
+  w[5][7] = 0.9;  // a row with one large weight: clipping it pays off
+  Hessian H(in);
+  H.add(x);
+  auto Hd = H.matrix();
+  Hd.diagonal().add_(0.01 * Hd.diagonal().mean());
+  auto row_obj = [&](const torch::Tensor& q) {
+    auto d = q - w;
+    return (d.matmul(Hd) * d).sum(1);
+  };
+  for (bool mse : {false, true}) {
+    GptqOptions o;
+    o.bits = 4;
+    o.group_size = 128;  // > in: one group per row
+    o.mse = mse;
+    auto plain = gptq_quantize(w, H.matrix(), o);
+    o.search = 16;
+    auto q = gptq_quantize(w, H.matrix(), o);
+    auto a = row_obj(q.deq), b = row_obj(plain.deq);
+    EXPECT_TRUE(torch::all(a <= b * (1 + 1e-4) + 1e-7).item<bool>()) << mse;
+    EXPECT_LT(a.sum().item<double>(), b.sum().item<double>()) << mse;
+    EXPECT_FALSE(torch::equal(q.scales, plain.scales)) << mse;
+    EXPECT_LT(out_err(x, w, q.deq), out_err(x, w, plain.deq)) << mse;
+    auto t = gptq_pack(q.codes, q.zeros, q.scales, q.g_idx, 4);
+    EXPECT_TRUE(torch::equal(gptq_dequantize(t, 4), q.deq)) << mse;
+  }
+  // Several groups per row and act-order: still a valid GPTQ result, below RTN.
+  auto x2 = outlier_inputs(4096, 256, 53);
+  auto w2 = layer_weight(out, 256, 54);
+  Hessian H2(256);
+  H2.add(x2);
+  for (bool act : {false, true}) {
+    GptqOptions o;
+    o.group_size = 32;
+    o.act_order = act;
+    o.mse = true;
+    o.search = 8;
+    auto q = gptq_quantize(w2, H2.matrix(), o);
+    EXPECT_LT(out_err(x2, w2, q.deq), out_err(x2, w2, rtn_quantize(w2, 4, 32, GridStyle::gptq, true).deq)) << act;
+    auto t = gptq_pack(q.codes, q.zeros, q.scales, q.g_idx, 4);
+    EXPECT_TRUE(torch::equal(gptq_dequantize(t, 4), q.deq)) << act;
+  }
+}

@@ -22,6 +22,7 @@ struct QuantizeArgs {
   // Unset: the preset's own choice (quant::Preset::gptq_*).
   std::optional<bool> static_groups, mse;
   std::optional<double> damp;
+  std::optional<int> search;
 };
 
 int run_quantize(const QuantizeArgs& a) {
@@ -40,6 +41,7 @@ int run_quantize(const QuantizeArgs& a) {
   if (a.static_groups) opt.static_groups = *a.static_groups;
   if (a.mse) opt.mse = *a.mse;
   if (a.damp) opt.damp_percent = *a.damp;
+  if (a.search) opt.search = *a.search;
   std::unique_ptr<cli::ProgressBar> bar;
   std::string stage;
   opt.progress = [&](const std::string& s, int64_t done, int64_t total) {
@@ -143,15 +145,17 @@ void add_quant_commands(CLI::App& app, int& rc) {
   q->add_option("--calib-samples", qa->samples, "calibration windows (default 64)");
   q->add_option("--seq-len", qa->seq_len, "tokens per calibration window (default 256, at most max_position)");
   q->add_flag("--act-order", qa->act_order,
-              "GPTQ: quantize input channels by decreasing Hessian diagonal (desc_act; the GPTQ presets' default)");
+              "GPTQ: quantize input channels by decreasing Hessian diagonal (desc_act; off in the presets)");
   q->add_flag("--no-act-order", qa->no_act_order, "GPTQ: input channels in their order");
   q->add_option("--threads", qa->threads, "CPU threads (default 2)");
   q->add_flag("--quantize-head", qa->quantize_head,
               "quantize lm_head too (unties a tied embedding; GPTQ/RTN and bitsandbytes presets, not AWQ)");
   q->add_option("--static-groups", qa->static_groups,
                 "GPTQ: group scales from the original weights, contiguous groups even with --act-order (true/false; "
-                "default: the preset's, true for gptq-*)");
+                "default false)");
   q->add_option("--mse", qa->mse, "choose group ranges by GPTQ's clipping search (true/false; default true for gptq-*, false for rtn-*)");
+  q->add_option("--search", qa->search,
+                "GPTQ: candidates per group of the loss-aware range search (0: off; default 16 for gptq-*)");
   q->add_option("--damp", qa->damp, "GPTQ: dampening, fraction of the mean Hessian diagonal (default 0.01)");
   q->add_flag("--json", qa->json, "print a JSON report");
   q->callback([qa, &rc] { rc = run_quantize(*qa); });

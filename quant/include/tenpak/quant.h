@@ -43,6 +43,7 @@ struct Preset {
   bool gptq_act_order = false;
   bool gptq_static_groups = false;
   bool gptq_mse = false;
+  int gptq_search = 0;  // GptqOptions::search: candidates of the loss-aware range search (0: off)
 };
 
 // The nine presets of the table, in order.
@@ -78,6 +79,9 @@ struct QuantizeOptions {
   // Group ranges by the clipping search (group_params_mse): GPTQ, and RTN
   // when set (RTN presets default to plain min/max).
   std::optional<bool> mse;
+  // GPTQ's loss-aware range search (quantizers.h GptqOptions::search):
+  // candidates per group, 0 = off; unset = the preset's (Preset::gptq_search).
+  std::optional<int> search;
   // Quantize lm_head too (with tied embeddings: a quantized copy of the
   // embedding; the output unties them, tie_word_embeddings false). GPTQ/RTN
   // write "lm_head": true (vLLM's and GPTQModel's key), bitsandbytes
@@ -121,6 +125,7 @@ struct QuantizedModel {
 // The GPTQ choices quantize_model applies for this preset and options.
 struct GptqChoice {
   bool act_order = false, static_groups = false, mse = false;
+  int search = 0;
 };
 GptqChoice gptq_choice(const Preset& p, const QuantizeOptions& opt);
 

@@ -85,6 +85,23 @@ struct GptqOptions {
   bool static_groups = false;
   // Group parameters by group_params_mse instead of min/max.
   bool mse = false;
+  // Loss-aware range search (0: off; ignored with static_groups): each group
+  // is quantized once with its usual parameters (mse or min/max) and once per
+  // range min(w,0)..max(w,0) shrunk by p = 1 - k * search_shrink / search,
+  // k = 0 .. search-1, all from the same error-updated weights, and each row
+  // keeps the candidate whose sum of (w - q)^2 / [H^-1]_jj over the group's
+  // columns is least: that sum is exactly how much the group adds to GPTQ's
+  // objective tr((W - Q) H (W - Q)^T) / 2 once the later columns absorb its
+  // error, so the choice minimises the layer's output error on the
+  // calibration inputs instead of the weights' own error (group_params_mse).
+  // The error of the kept candidate alone is spread over the later columns,
+  // so the result is a plain GPTQ run with per-group ranges chosen greedily,
+  // group by group. With one group per row the choice is exact: no row's
+  // objective exceeds the run without the search (whose parameters are a
+  // candidate); with several groups a row's later groups start from another
+  // state, so only each group's own increment is guaranteed no larger.
+  int search = 0;
+  double search_shrink = 0.5;
 };
 // GPTQ (Frantar et al. 2022, Algorithm 1) as the reference implementation
 // runs it: dead inputs (zero Hessian diagonal) zeroed, dampening
