@@ -223,7 +223,7 @@ Status measure_in_child(Ctx& c, const std::string& name, const std::string& dir,
   if (rc != 0) return {Errc::io, exe + ": cannot start the measuring process: " + std::strerror(rc)};
   int wst = 0;
   while (::waitpid(pid, &wst, 0) < 0)
-    if (errno != EINTR) return {Errc::io, std::string("wait4: ") + std::strerror(errno)};
+    if (errno != EINTR) return {Errc::io, std::string("waitpid: ") + std::strerror(errno)};
   auto slurp = [](const fs::path& f) {
     std::ifstream in(f, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
