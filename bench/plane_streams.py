@@ -15,21 +15,14 @@ frames for the file (`tenpak delta build --json`, files[].delta_bytes).
 numpy (Debian's python3-numpy) and the zstd CLI.
 """
 import json
-import struct
 import subprocess
 import sys
 
 import numpy as np
 
+from codec_bounds import read_st  # same directory: one safetensors reader for both bench scripts
+
 UINT = {"F32": np.uint32, "F16": np.uint16, "BF16": np.uint16}
-
-
-def read_st(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    head.pop("__metadata__", None)
-    return raw, 8 + n, head
 
 
 def zstd19(b):

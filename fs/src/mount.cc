@@ -10,6 +10,7 @@
 #include "tenpak/format.h"
 #include "tenpak/lossy_info.h"
 #include "tenpak/open_source.h"
+#include "tenpak/stats_text.h"
 
 namespace tenpak {
 
@@ -38,18 +39,6 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
 
 namespace {
 
-std::string human(double b) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int i = 0;
-  while (b >= 1024 && i < 4) {
-    b /= 1024;
-    ++i;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, i ? "%.2f %s" : "%.0f %s", b, u[i]);
-  return buf;
-}
-
 Status attach_one(DeltaReader& r, const std::string& loc, bool verify, const std::shared_ptr<BlockCache>& cache,
                   const std::function<void(const std::string&)>& log, const LocalFileOptions& local) {
   BaseAttachOptions o;
@@ -60,7 +49,7 @@ Status attach_one(DeltaReader& r, const std::string& loc, bool verify, const std
   };
   if (log)
     o.on_verified = [&log](const std::string& path, uint64_t bytes, bool cached, double s) {
-      log("base " + path + ": sha256 verified (" + human(static_cast<double>(bytes)) +
+      log("base " + path + ": sha256 verified (" + fs_human_bytes(static_cast<double>(bytes)) +
           (cached ? ", from the hash cache" : " in " + std::to_string(s).substr(0, 5) + " s") + ")");
     };
   return attach_base(r, loc, o);
