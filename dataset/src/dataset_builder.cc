@@ -669,7 +669,11 @@ class Builder {
     data_ = out_dir ? &data : nullptr;
     for (uint32_t fi = 0; fi < der_.size(); ++fi) {
       Status st = build_file(fi);
-      if (!st.ok()) { if (out_dir) { data.close(); cleanup(staged); } return st; }
+      if (!st.ok()) {
+        // The build error is what the caller needs; a close failure of the staged file it removes adds nothing.
+        if (out_dir) { (void)data.close(); cleanup(staged); }
+        return st;
+      }
     }
     // sha256 of the base files the frames use (through the hash cache) and of every output.
     std::vector<bool> used(base_.size(), false);
