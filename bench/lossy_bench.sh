@@ -32,22 +32,7 @@ PAIRS=${PAIRS:-full hub lora8}
 
 # Sparse thresholds keeping a fixed fraction of the block matrices' changed entries.
 thresholds() {  # PAIR
-  python3 - "$1" <<'PY'
-import json, struct, sys
-from array import array
-def load(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
-    out = {}
-    for k, v in h.items():
-        s, e = v["data_offsets"]; a = array("f"); a.frombytes(b[8 + n + s:8 + n + e]); out[k] = a
-    return out
-B = load(sys.argv[1] + "/base/model.safetensors"); F = load(sys.argv[1] + "/finetune/model.safetensors")
-mats = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-d = sorted((abs(f - b) for k in F if ".layers." in k and any(m in k for m in mats) for f, b in zip(F[k], B[k])), reverse=True)
-for keep in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
-    print("%.6g" % d[int(keep * len(d))])
-PY
+  python3 "$HERE/sparse_thresholds.py" "$1" 0.002 0.005 0.01 0.02 0.05 0.1 0.2
 }
 
 TSV=$OUT/lossy.tsv

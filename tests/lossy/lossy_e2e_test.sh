@@ -66,21 +66,7 @@ PY
 }
 
 # sparse: the threshold keeping 5% of the block matrices' changed entries.
-T5=$("$PY" - "$T/f" <<'PY'
-import json, struct, sys
-from array import array
-def load(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
-    out = {}
-    for k, v in h.items():
-        s, e = v["data_offsets"]; a = array("f"); a.frombytes(b[8 + n + s:8 + n + e]); out[k] = a
-    return out
-B = load(sys.argv[1] + "/base/model.safetensors"); F = load(sys.argv[1] + "/finetune/model.safetensors")
-d = sorted((abs(f - b) for k in F if ".layers." in k and k.endswith("proj.weight") for f, b in zip(F[k], B[k])), reverse=True)
-print("%.6g" % d[len(d) // 20])
-PY
-) || fail "threshold"
+T5=$("$PY" "$(dirname "$0")/../../bench/sparse_thresholds.py" "$T/f" 0.05) || fail "threshold"
 for m in "sparse:$T5" dare:0.9 bitdelta qdelta:3 lowrank:4; do
   expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-${m%%:*}" --lossy "$m" "${EV[@]}" --json
   ls -a "$T" | grep -q tenpak-tmp && fail "$m: staging directory left behind"
