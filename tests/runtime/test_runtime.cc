@@ -19,6 +19,7 @@
 #include "tenpak/safetensors.h"
 #include "shared_data.h"
 #include "temp_dir.h"
+#include "../test_util.h"
 #include "tenpak/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -26,6 +27,9 @@ using namespace tenpak;
 using nlohmann::json;
 
 namespace {
+
+using tptest::read_file;  // tests/test_util.h, as the codec tests use them
+using tptest::write_file;
 
 using fakes::shared_data;
 std::string stories_bin() { return shared_data() + "/llama2c/stories260K.bin"; }
@@ -38,17 +42,6 @@ bool have_stories() { return fs::exists(stories_bin()) && fs::exists(stories_tok
 struct TmpDir : fakes::TempDir {
   TmpDir() : fakes::TempDir("rt") {}
 };
-
-std::string read_all(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-void write_all(const std::string& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary);
-  f << s;
-}
 
 rt::LlamaConfig small_config(const std::string& arch = "LlamaForCausalLM", bool tie = false) {
   rt::LlamaConfig c;
@@ -105,7 +98,7 @@ void write_st(const std::string& path, const std::vector<std::pair<std::string, 
     auto c = t.contiguous();
     out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   }
-  write_all(path, out);
+  write_file(path, out);
 }
 
 // Writes `m` as config.json plus one safetensors file whose tensors pass
@@ -113,7 +106,7 @@ void write_st(const std::string& path, const std::vector<std::pair<std::string, 
 void write_dir(const rt::Model& m, const std::string& dir,
                const std::function<void(std::vector<std::pair<std::string, torch::Tensor>>&)>& edit = {}) {
   fs::create_directories(dir);
-  write_all(dir + "/config.json", rt::config_to_json(m.cfg).dump(2));
+  write_file(dir + "/config.json", rt::config_to_json(m.cfg).dump(2));
   std::vector<std::pair<std::string, torch::Tensor>> ts;
   for (auto& [n, s] : rt::expected_tensors(m.cfg)) ts.push_back({n, m.w.at(n).clone()});
   if (edit) edit(ts);
@@ -229,7 +222,7 @@ TEST(RuntimeLoad, ShardedHalfPrecisionWithIndex) {
   fs::create_directories(dir);
   auto j = rt::config_to_json(m.cfg);
   j["torch_dtype"] = "bfloat16";
-  write_all(dir + "/config.json", j.dump());
+  write_file(dir + "/config.json", j.dump());
   std::vector<std::pair<std::string, torch::Tensor>> a, b;
   json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", json::object()}};
   int i = 0;
@@ -241,7 +234,7 @@ TEST(RuntimeLoad, ShardedHalfPrecisionWithIndex) {
   }
   write_st(dir + "/model-00001-of-00002.safetensors", a);
   write_st(dir + "/model-00002-of-00002.safetensors", b);
-  write_all(dir + "/model.safetensors.index.json", index.dump());
+  write_file(dir + "/model.safetensors.index.json", index.dump());
   auto back = rt::load_model_dir(dir);
   ASSERT_TRUE(back.ok()) << back.status().message();
   for (auto& v : {a, b})
@@ -295,7 +288,7 @@ TEST(RuntimeLoad, BadInputIsNamed) {
   write_dir(m, dir);
   auto j = rt::config_to_json(m.cfg);
   j["vocab_size"] = 41;
-  write_all(dir + "/config.json", j.dump());
+  write_file(dir + "/config.json", j.dump());
   auto r = rt::load_model_dir(dir);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("model.embed_tokens.weight"), std::string::npos) << r.status().message();
@@ -303,7 +296,7 @@ TEST(RuntimeLoad, BadInputIsNamed) {
   // Unsupported architecture in a directory: named with the file.
   j = rt::config_to_json(m.cfg);
   j["architectures"] = {"FalconForCausalLM"};
-  write_all(dir + "/config.json", j.dump());
+  write_file(dir + "/config.json", j.dump());
   r = rt::load_model_dir(dir);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::unsupported);
@@ -311,7 +304,7 @@ TEST(RuntimeLoad, BadInputIsNamed) {
   EXPECT_NE(r.status().message().find("FalconForCausalLM"), std::string::npos) << r.status().message();
   // No weights at all.
   fs::remove(dir + "/model.safetensors");
-  write_all(dir + "/config.json", rt::config_to_json(m.cfg).dump());
+  write_file(dir + "/config.json", rt::config_to_json(m.cfg).dump());
   r = rt::load_model_dir(dir);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("no *.safetensors"), std::string::npos) << r.status().message();
@@ -409,7 +402,7 @@ TEST(RuntimeTokenizer, KnownIdsAndRoundTrips) {
   std::vector<std::string> texts = {"Once upon a time, there was a dog.", " two  spaces ", "line\nbreaks\n\n",
                                     "na\xC3\xAFve caf\xC3\xA9 \xF0\x9F\x99\x82", "<s></s><unk><0x41>", "x"};
   std::string shakespeare = shared_data() + "/text/tinyshakespeare.txt";
-  if (fs::exists(shakespeare)) texts.push_back(read_all(shakespeare).substr(0, 50000));
+  if (fs::exists(shakespeare)) texts.push_back(read_file(shakespeare).substr(0, 50000));
   for (auto& t : texts) {
     EXPECT_EQ(tok->decode(tok->encode(t, true)), t);
     EXPECT_EQ(tok->decode(tok->encode(t, false)), t);
@@ -418,17 +411,17 @@ TEST(RuntimeTokenizer, KnownIdsAndRoundTrips) {
 
 TEST(RuntimeTokenizer, RefusesOtherFormatsAndCorruptFiles) {
   TmpDir tmp;
-  write_all(tmp / "tokenizer.json", "{}");
+  write_file(tmp / "tokenizer.json", "{}");
   auto r = rt::Tokenizer::load(tmp.str());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::unsupported);
   EXPECT_NE(r.status().message().find("tokenizer.json"), std::string::npos);
-  write_all(tmp / "tokenizer.model", "x");
+  write_file(tmp / "tokenizer.model", "x");
   r = rt::Tokenizer::load(tmp.str());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("tokenizer.model"), std::string::npos);
   if (!have_stories()) return;
-  std::string bytes = read_all(stories_tok());
+  std::string bytes = read_file(stories_tok());
   auto t = rt::Tokenizer::from_llama2c(bytes.substr(0, 1000), "tok.bin", 512);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), Errc::corrupt);
@@ -458,14 +451,14 @@ TEST(RuntimeConvert, Stories260K) {
   std::vector<std::string> names;
   for (auto& e : fs::directory_iterator(tmp.str())) names.push_back(e.path().filename().string());
   EXPECT_EQ(names, std::vector<std::string>{"s260"});  // no staging directory left
-  EXPECT_EQ(read_all(out + "/tokenizer.bin"), read_all(stories_tok()));
+  EXPECT_EQ(read_file(out + "/tokenizer.bin"), read_file(stories_tok()));
   auto m = rt::load_model_dir(out);
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ(m->cfg.num_kv_heads, 4);
   EXPECT_EQ(m->cfg.intermediate_size, 172);
   EXPECT_DOUBLE_EQ(m->cfg.rms_eps, 1e-5);
   // q/k are the permuted llama2.c rows; v, o and the MLP are copied.
-  std::string raw = read_all(stories_bin());
+  std::string raw = read_file(stories_bin());
   const float* f = reinterpret_cast<const float*>(raw.data() + 28);
   const int64_t V = 512, D = 64, L = 5, KVD = 32;
   auto wq0 = torch::from_blob(const_cast<float*>(f + V * D + L * D), {D, D}, torch::kFloat32);
@@ -490,22 +483,22 @@ TEST(RuntimeConvert, Stories260K) {
 TEST(RuntimeConvert, RefusesCorruptCheckpoints) {
   REQUIRE_STORIES();
   TmpDir tmp;
-  std::string raw = read_all(stories_bin());
-  write_all(tmp / "short.bin", raw.substr(0, raw.size() - 4));
+  std::string raw = read_file(stories_bin());
+  write_file(tmp / "short.bin", raw.substr(0, raw.size() - 4));
   auto r = rt::convert_llama2c(tmp / "short.bin", stories_tok(), tmp / "out");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::corrupt);
   EXPECT_NE(r.status().message().find("1056536 bytes"), std::string::npos) << r.status().message();
   std::string v2 = raw;
   std::memcpy(v2.data(), "24ka", 4);  // magic 0x616b3432 little-endian
-  write_all(tmp / "v2.bin", v2);
+  write_file(tmp / "v2.bin", v2);
   r = rt::convert_llama2c(tmp / "v2.bin", stories_tok(), tmp / "out");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::unsupported);
   std::string nan = raw;
   float x = NAN;
   std::memcpy(nan.data() + 28 + 4 * (512 * 64 + 5 * 64 + 10), &x, 4);  // inside wq of layer 0
-  write_all(tmp / "nan.bin", nan);
+  write_file(tmp / "nan.bin", nan);
   r = rt::convert_llama2c(tmp / "nan.bin", stories_tok(), tmp / "out");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("model.layers.0.self_attn.q_proj.weight"), std::string::npos)

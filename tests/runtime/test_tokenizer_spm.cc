@@ -19,6 +19,7 @@
 
 #include "shared_data.h"
 #include "temp_dir.h"
+#include "../test_util.h"
 #include "tenpak/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -26,19 +27,10 @@ using namespace tenpak;
 
 namespace {
 
+using tptest::read_file;  // tests/test_util.h, as the codec tests use them
+using tptest::write_file;
+
 using fakes::shared_data;
-
-std::string read_all(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_all(const std::string& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary);
-  f << s;
-}
 
 bool on_path(const std::string& exe) {
   return std::system(("command -v " + exe + " >/dev/null 2>&1").c_str()) == 0;
@@ -88,22 +80,22 @@ TEST(RuntimeTokenizerSpm, TrainedModelMatchesSpmEncode) {
   const std::string wiki = shared_data() + "/text/wikitext-2/valid.txt";
   if (!fs::exists(shakespeare) || !fs::exists(wiki)) GTEST_SKIP() << shakespeare << " or " << wiki << " absent";
   TmpDir tmp;
-  write_all(tmp / "train.txt", read_all(shakespeare).substr(0, 300000));
+  write_file(tmp / "train.txt", read_file(shakespeare).substr(0, 300000));
   const std::string train = "spm_train --input=" + (tmp / "train.txt") + " --model_prefix=" + (tmp / "tokenizer") +
                             " --vocab_size=600 --model_type=bpe --byte_fallback=true --character_coverage=1.0"
                             " --normalization_rule_name=identity --remove_extra_whitespaces=false"
                             " --num_threads=1 --minloglevel=2 > " + (tmp / "train.log") + " 2>&1";
-  ASSERT_EQ(std::system(train.c_str()), 0) << read_all(tmp / "train.log");
+  ASSERT_EQ(std::system(train.c_str()), 0) << read_file(tmp / "train.log");
   ASSERT_TRUE(fs::exists(tmp / "tokenizer.model"));
 
   // Held-out text: WikiText-2 lines plus characters the training text lacks.
-  std::string text = read_all(wiki).substr(0, 40000);
+  std::string text = read_file(wiki).substr(0, 40000);
   text = text.substr(0, text.rfind('\n') + 1);
   text += "na\xC3\xAFve caf\xC3\xA9 \xF0\x9F\x99\x82 \xE6\x97\xA5\xE6\x9C\xAC\n  two  spaces \n";
-  write_all(tmp / "held.txt", text);
+  write_file(tmp / "held.txt", text);
   const std::string enc = "spm_encode --model=" + (tmp / "tokenizer.model") + " --output_format=id < " +
                           (tmp / "held.txt") + " > " + (tmp / "ids.txt") + " 2>" + (tmp / "enc.log");
-  ASSERT_EQ(std::system(enc.c_str()), 0) << read_all(tmp / "enc.log");
+  ASSERT_EQ(std::system(enc.c_str()), 0) << read_file(tmp / "enc.log");
 
   // Loaded from the model directory, as the runtime finds it.
   auto tok = rt::Tokenizer::load(tmp.str());
@@ -114,7 +106,7 @@ TEST(RuntimeTokenizerSpm, TrainedModelMatchesSpmEncode) {
   EXPECT_EQ(tok->eos_id(), 2);
 
   // spm_encode encodes each input line by itself.
-  std::istringstream lines(text), ids(read_all(tmp / "ids.txt"));
+  std::istringstream lines(text), ids(read_file(tmp / "ids.txt"));
   std::string line, idline;
   int n = 0, bytes_fallback = 0;
   while (std::getline(lines, line)) {
@@ -156,13 +148,13 @@ TEST(RuntimeTokenizerSpm, TrainedModelMatchesSpmEncode) {
 
 TEST(RuntimeTokenizerSpm, CorruptModelAndHfJsonAreRefused) {
   TmpDir tmp;
-  write_all(tmp / "tokenizer.model", std::string("\x0a\x05hello garbage", 15));
+  write_file(tmp / "tokenizer.model", std::string("\x0a\x05hello garbage", 15));
   auto r = rt::Tokenizer::load(tmp.str());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("tokenizer.model"), std::string::npos) << r.status().message();
   EXPECT_EQ(r.status().code(), rt::tokenizer_has_sentencepiece() ? Errc::corrupt : Errc::unsupported);
   TmpDir hf;
-  write_all(hf / "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
+  write_file(hf / "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
   r = rt::Tokenizer::load(hf.str());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::unsupported);
