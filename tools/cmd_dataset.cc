@@ -271,6 +271,7 @@ struct Opts {
   std::string base, derived, out, dir;
   int level = 19;
   bool fast = false;
+  bool no_words = false;
   unsigned sample = 8;
   bool json_out = false;
   unsigned threads = 0;
@@ -280,6 +281,7 @@ struct Opts {
 int do_build(const Opts& o, bool estimate) {
   DatasetBuildOptions b;
   b.zstd_level = o.fast ? 6 : o.level;
+  b.word_literals = !o.no_words;
   b.threads = o.threads;
   b.base_locations = o.base_locations;
   if (estimate) b.sample_every = o.sample;
@@ -318,6 +320,9 @@ void add_build(CLI::App* b, Opts& o, int& rc, bool output_required = true) {
   b->add_option("-o,--output", o.out, "Delta directory to create (must not exist or be empty)")->required();
   b->add_option("-l,--level", o.level, "zstd level for new bytes (1-19; default 19)")->check(CLI::Range(1, 19));
   b->add_flag("--fast", o.fast, "zstd level 6 for new bytes: builds several times faster, a larger delta");
+  b->add_flag("--no-words", o.no_words,
+              "never word-code new text (codec 10 method bit 4, kept per frame only where smaller than zstd; "
+              "rebuilds such frames slower)");
   b->add_option("--base-location", o.base_locations,
                 "Where the base can be found, recorded in the delta; repeat for mirrors. Default: the absolute "
                 "path of BASE (its directory for a file)");

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "patch_internal.h"
+#include "patch_words.h"
 #include "tenpak/patch_codec.h"
 #include "tenpak/scratch.h"
 
@@ -76,7 +77,7 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* p = payload + h;
   const uint8_t method = p[0];
   const uint32_t nops = get_u32(p + 1), ops_raw = get_u32(p + 5), ops_stored = get_u32(p + 9), lit_raw = get_u32(p + 13);
-  if ((method & ~15u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix)
+  if ((method & ~31u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix || ((method & kLitWords) && (method & kLitZstd)))
     return corrupt("unknown stream method " + std::to_string(method));
   if (nops > f.out_len + 1u || lit_raw > f.out_len || ops_raw > 3u * 11u * (nops + 1))
     return corrupt("op or literal count out of range");
@@ -86,7 +87,8 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* ops_p = p + 17;
   const uint8_t* lit_p = ops_p + ops_stored;
   const uint64_t lit_stored = rest - ops_stored;
-  if (!(method & kLitZstd) && lit_stored != lit_raw) return corrupt("stored literal stream length differs from its size");
+  if (!(method & (kLitZstd | kLitWords)) && lit_stored != lit_raw)
+    return corrupt("stored literal stream length differs from its size");
 
   thread_local Scratch<uint8_t> ops_buf, lit_buf;
   const uint8_t* ops = ops_p;
@@ -101,6 +103,11 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
     const bool pre = (method & kLitPrefix) && blen;
     if (!unzstd_with_prefix(lit_p, lit_stored, pre ? b : nullptr, pre ? blen : 0, d, lit_raw))
       return corrupt("literal stream (zstd)");
+    lit = d;
+  }
+  if (method & kLitWords) {
+    uint8_t* d = lit_buf.get(lit_raw);
+    if (!words::decode(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (words)");
     lit = d;
   }
   // Three arrays of nops values (literal lengths, zigzagged copy source

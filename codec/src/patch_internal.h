@@ -10,6 +10,8 @@
 namespace tenpak::patch_detail {
 
 constexpr uint8_t kOpsZstd = 1, kLitZstd = 2, kLitPrefix = 4, kLineOps = 8;
+// The literal stream is word-coded (patch_words.h); never with kLitZstd.
+constexpr uint8_t kLitWords = 16;
 
 // Line starts of B and its end: T[0] = 0, every i + 1 < |B| with B[i] = '\n',
 // then |B| (when |B| > 0). Strictly increasing; K = T.size() - 1 lines.

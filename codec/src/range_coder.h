@@ -91,6 +91,11 @@ class Decoder {
   // True when the decoder read more than 4 bytes past its input: the payload
   // was truncated (the encoder's flush guarantees at most 4 are ever needed).
   bool overrun() const { return over_ > 4; }
+  // True when the decoder read its input exactly: every byte, none past the
+  // end. The encoder's flush makes the decoder read exactly what it wrote,
+  // so a stricter reader (codec 10's word-coded literals) refuses anything
+  // else: a truncated or padded stream.
+  bool exact_end() const { return p_ == end_ && over_ == 0; }
 
  private:
   uint8_t next() {

@@ -589,7 +589,8 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   // to pay: loading a 2 MiB prefix at level 19 costs ~0.5 s, and a frame of
   // copies with a few edited words gains a few bytes from it.
   const bool prefix = lits * 64 >= b.size() || lits >= (64u << 10);
-  r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level, prefix, 2);
+  r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level, prefix, 2,
+                              opt.word_literals ? 1 : 0);
   r.base_file = base_idx;
   r.base_off = ext.front().offset;
   uint64_t hi = 0;

@@ -211,6 +211,112 @@ TEST(Patch, LineOpsRoundTripAndRefusals) {
   }
 }
 
+// Word-coded literals (method bit 4): whatever the bytes, they come back
+// exactly, with B empty, small, or larger than the model's sample (pieces).
+TEST(Patch, WordLiteralsRoundTripHostileInputs) {
+  std::mt19937_64 r(11);
+  std::string all_bytes;
+  for (int k = 0; k < 4096; ++k) all_bytes.push_back(static_cast<char>(k & 0xff));
+  std::string random_bytes(300000, '\0');
+  for (auto& c : random_bytes) c = static_cast<char>(r());
+  std::string one_word(1u << 20, 'a');  // 1 MiB single word, tokens of 64 bytes
+  for (auto& c : one_word) c = "abcdefghijklmnopqrstuvwxyz0123456789"[r() % 36];
+  std::string text;
+  while (text.size() < 300000) text += words(r, 12) + (r() % 3 ? "\n" : "\r\n");
+  std::vector<std::string> lits = {"",
+                                   "a",
+                                   " ",
+                                   "{\"a\": \"\xff\xfe\"}\n{not json\n\xc3\x28\n",
+                                   "a,b\r\n1,2\r\n3,4",
+                                   std::string(200, ' ') + "x" + std::string(130, '-'),
+                                   std::string(1000, '\0'),
+                                   "\xe4\xbd\xa0\xe5\xa5\xbd, \xe4\xb8\x96\xe7\x95\x8c!\n",
+                                   all_bytes,
+                                   random_bytes,
+                                   one_word,
+                                   text,
+                                   text.substr(0, 99999) + "\n"};
+  std::string big_b = text + text;  // > 256 KiB: the model samples pieces of B
+  std::vector<std::string> bs = {"", "alpha1 beta2 gamma3\n", big_b};
+  for (size_t bi = 0; bi < bs.size(); ++bi) {
+    const std::string& b = bs[bi];
+    const auto* bp = reinterpret_cast<const uint8_t*>(b.data());
+    std::vector<PatchExtent> ext;
+    if (!b.empty()) ext.push_back({0, static_cast<uint32_t>(b.size())});
+    for (size_t li = 0; li < lits.size(); ++li) {
+      SCOPED_TRACE("B " + std::to_string(bi) + ", literals " + std::to_string(li));
+      const std::string& lit = lits[li];
+      std::vector<PatchOp> ops = {{static_cast<uint32_t>(lit.size()), 0, 0}};
+      if (!b.empty() && lit.size() < (1u << 20)) ops.push_back({0, 3, 7});  // and a copy after them
+      const uint32_t n = static_cast<uint32_t>(lit.size() + (ops.size() > 1 ? 7 : 0));
+      if (n == 0) continue;  // a frame has at least one byte
+      for (int level : {0, 3}) {
+        const std::string p = encode_patch(ext, ops, lit, bp, b.size(), level, false, 0, 2);
+        Frame f;
+        f.codec = Codec::patch;
+        f.out_len = n;
+        f.data_len = static_cast<uint32_t>(p.size());
+        f.base_file = b.empty() ? kNoBase : 0;
+        f.base_len = b.size();
+        ASSERT_EQ(static_cast<uint8_t>(p[4 + 12 * ext.size()]) & 16, 16);
+        std::string out(n, '\0');
+        Status st = decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), bp, reinterpret_cast<uint8_t*>(out.data()));
+        ASSERT_TRUE(st.ok()) << st.to_string();
+        EXPECT_TRUE(out.substr(0, lit.size()) == lit);
+        if (ops.size() > 1) EXPECT_EQ(out.substr(lit.size()), b.substr(3, 7));
+        if (lit.size() > 5000) continue;
+        // Truncated or with a byte appended: refused (the decoder must read
+        // the range coder's bytes exactly); never a read out of bounds.
+        // (Every cut with a small B; priming from the large one costs ms.)
+        const size_t step = bi < 2 ? 1 : p.size() / 7 + 1;
+        for (size_t cut = 0; cut <= p.size(); cut = cut == p.size() || cut + step <= p.size() ? cut + step : p.size()) {
+          Frame g = f;
+          std::string q = cut < p.size() ? p.substr(0, cut) : p + '\0';
+          g.data_len = static_cast<uint32_t>(q.size());
+          std::string o2(n, '\0');
+          EXPECT_EQ(decode_patch(g, reinterpret_cast<const uint8_t*>(q.data()), bp, reinterpret_cast<uint8_t*>(o2.data())).code(),
+                    Errc::corrupt)
+              << cut;
+        }
+        // Flipped bytes of the word stream: an error or some bytes, never a crash.
+        for (size_t k = 4 + 12 * ext.size() + 17; k < p.size(); k += step) {
+          std::string q = p;
+          q[k] = static_cast<char>(q[k] ^ 0x5a);
+          std::string o2(n, '\0');
+          (void)decode_patch(f, reinterpret_cast<const uint8_t*>(q.data()), bp, reinterpret_cast<uint8_t*>(o2.data()));
+        }
+      }
+    }
+  }
+  // Method bits 2 (zstd) and 16 (words) together are refused.
+  std::string p = encode_patch({}, {{1, 0, 0}}, "x", nullptr, 0, 0, false, 0, 2);
+  p[4] = static_cast<char>(p[4] | 2);
+  Frame f;
+  f.codec = Codec::patch;
+  f.out_len = 1;
+  f.data_len = static_cast<uint32_t>(p.size());
+  std::string out(1, '\0');
+  EXPECT_EQ(decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), nullptr, reinterpret_cast<uint8_t*>(out.data())).code(),
+            Errc::corrupt);
+}
+
+// New records of i.i.d. words: the builder word-codes them (smaller than
+// zstd with the base as prefix) and they come back bit-exact; with
+// word_literals off the same set is larger.
+TEST(Dataset, NewTextRecordsAreWordCodedWhereSmaller) {
+  TempDir t;
+  std::string base = jsonl(6000, 1);
+  write(t.path + "/base/data.jsonl", base);
+  write(t.path + "/derived/data.jsonl", base + jsonl(6000, 2));
+  const double with_words = round_trip(t.path + "/base", t.path + "/derived", t.path + "/w");
+  DatasetBuildOptions o;
+  o.word_literals = false;
+  auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/nw", o);
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  const double without = double(rep->build.delta_bytes) / rep->build.finetune_bytes;
+  EXPECT_LT(with_words, 0.9 * without) << with_words << " vs " << without;
+}
+
 TEST(Dataset, SplitRecords) {
   std::string s = "a\nbb\r\n\nccc";
   auto e = split_records(reinterpret_cast<const uint8_t*>(s.data()), s.size(), false);

@@ -20,6 +20,9 @@ namespace tenpak {
 
 constexpr uint32_t kMaxPatchExtents = 4096;
 constexpr uint32_t kMaxPatchBase = 4u << 20;  // sum of extent lengths (|B|)
+// Fewer literal bytes are never word-coded by encode_patch(words = 1): little
+// to gain, and the decoder would still prime the model from up to 256 KiB of B.
+constexpr uint32_t kWordsMinLiterals = 16u << 10;
 
 struct PatchExtent {
   uint64_t offset = 0;  // in the frame's base file
@@ -47,8 +50,11 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 // `line_ops`: 0 counts every copy in bytes; 1 counts copies that are whole
 // lines of B in lines (method bit 3: deleted or re-ordered records cost a
 // line count, not a byte offset); 2 writes whichever op stream is smaller.
+// `words`: 0 never word-codes the literals; 1 word-codes them (method bit 4:
+// tokens coded by a model primed from B) when that is smaller than zstd and
+// there are at least kWordsMinLiterals of them; 2 always (tests, golden files).
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
                          const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true,
-                         int line_ops = 0);
+                         int line_ops = 0, int words = 0);
 
 }  // namespace tenpak

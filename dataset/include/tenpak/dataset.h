@@ -25,6 +25,9 @@ namespace tenpak {
 
 struct DatasetBuildOptions {
   int zstd_level = 19;     // op and literal streams (literals that compress 8:1 alone: at most 9)
+  // New bytes of a frame word-coded (codec 10 method bit 4) where that is
+  // smaller than zstd: text records near i.i.d. words. Decodes slower.
+  bool word_literals = true;
   unsigned threads = 0;    // 0: hardware concurrency
   Progress progress;       // bytes of the derived set processed
   unsigned sample_every = 1;  // estimate: encode one frame in N and extrapolate
