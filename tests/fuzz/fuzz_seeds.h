@@ -96,7 +96,7 @@ inline std::vector<std::string> patch_seeds() {
   using tenpak::PatchOp;
   const std::vector<uint8_t>& base = patch_base();
   std::vector<std::string> out;
-  struct S { std::vector<PatchExtent> ext; std::vector<PatchOp> ops; std::string lit; int level; int line_ops = 0; };
+  struct S { std::vector<PatchExtent> ext; std::vector<PatchOp> ops; std::string lit; int level; int line_ops = 0; int words = 0; };
   std::string words = "the quick brown fox jumps over the lazy dog; the quick brown fox again";
   const S ss[] = {{{{100, 300}, {5000, 200}}, {{4, 0, 100}, {2, 350, 50}, {0, 120, 30}, {3, 0, 0}}, "abcdefghi", 0},
                   {{{0, 4096}}, {{30, 0, 1000}, {40, 3000, 500}}, words, 3},
@@ -104,14 +104,17 @@ inline std::vector<std::string> patch_seeds() {
                   {{}, {{5, 0, 0}}, "hello", 0},
                   // Line ops (method bit 3): copy values carry a kind bit; mutations reach line copies.
                   {{{0, 4096}}, {{4, 0, 1000}, {0, 2000, 700}, {2, 100, 50}}, "abcdef", 0, 1},
-                  {{{0, 4096}}, {{4, 0, 1000}, {0, 2000, 700}}, "abcd", 3, 1}};
+                  {{{0, 4096}}, {{4, 0, 1000}, {0, 2000, 700}}, "abcd", 3, 1},
+                  // Word-coded literals (method bit 4): primed from B, and with no base.
+                  {{{0, 4096}}, {{40, 0, 100}, {static_cast<uint32_t>(words.size() - 40), 300, 0}}, words, 0, 0, 2},
+                  {{}, {{static_cast<uint32_t>(words.size() + 3), 0, 0}}, words + "\xff\r\n", 0, 0, 2}};
   for (const S& s : ss) {
     std::string b;
     for (auto& e : s.ext) b.append(reinterpret_cast<const char*>(base.data()) + e.offset, e.len);
     uint64_t n = 0;
     for (auto& o : s.ops) n += o.lit + o.copy;
     std::string p = tenpak::encode_patch(s.ext, s.ops, s.lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), s.level,
-                                           true, s.line_ops);
+                                           true, s.line_ops, s.words);
     const uint32_t v = static_cast<uint32_t>(n - 1);
     out.push_back(std::string{static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} + p);
   }

@@ -592,6 +592,124 @@ int write_patch_golden(const std::string& root) {
   return 0;
 }
 
+// Adds valid-words/ (codec 10 with word-coded literals, method bit 4: raw op
+// streams, so spec_decode.py decodes them without zstd) against the EXISTING
+// base/base.bin and the invalid/words-* cases, leaving every older golden
+// file as it is (`tenpak_golden_gen tests/golden --words-only`).
+int write_words_golden(const std::string& root) {
+  Built b;
+  b.base = read_file(root + "/base/base.bin");
+  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = b.base.size();
+  bf.sha256 = sha256(b.base.data(), b.base.size());
+  b.m.base_files.push_back(bf);
+  std::string expected = "ok\n";
+  // Text with repeated words, CRLF, digits, invalid UTF-8, a word and a
+  // separator run longer than a token (64 bytes), no final newline.
+  std::string text = "the cat sat on the mat.\r\nthe dog sat on the log; the cat ran!\n";
+  text += "id 12345, id 12346, id 12345\n\xff\xfe caf\xc3\xa9 na\xc3\xafve \xc3\x28 the cat\n";
+  text += std::string(70, 'w') + std::string(70, ' ') + "end of the text";
+  std::string text2 = "{\"q\": \"what is two and two?\", \"a\": \"four\"}\n{\"q\": \"what is two?\", \"a\": \"two\"}";
+  const uint32_t tl = static_cast<uint32_t>(text.size());
+  struct WordCase {
+    const char* name;
+    std::vector<PatchExtent> ext;
+    std::vector<PatchOp> ops;  // src in B coordinates
+    std::string lit;
+  };
+  // B larger than the model's 256 KiB sample: 230 overlapping extents of the
+  // whole base (|B| = 230 x 1184 bytes), so the model primes from 64 pieces.
+  std::vector<PatchExtent> many(230, PatchExtent{0, static_cast<uint32_t>(b.base.size())});
+  const WordCase wcs[] = {
+      {"words-text", {{0, 600}}, {{40, 0, 0}, {0, 100, 50}, {tl - 40, 150, 0}}, text},
+      {"words-nobase", {}, {{static_cast<uint32_t>(text2.size()), 0, 0}}, text2},
+      {"words-sampled", many, {{tl, 0, 0}, {0, 5, 20}}, text},
+  };
+  auto add_frame = [&](const WordCase& c, uint64_t out_off, std::string& out) -> bool {
+    std::string B;
+    for (auto& e : c.ext) B += b.base.substr(e.offset, e.len);
+    std::string o;
+    size_t lp = 0;
+    for (auto& op : c.ops) {
+      o += c.lit.substr(lp, op.lit);
+      lp += op.lit;
+      o += B.substr(op.src, op.copy);
+    }
+    std::string pay = encode_patch(c.ext, c.ops, c.lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), 0,
+                                   false, 0, 2);
+    Frame fr;
+    fr.file = static_cast<uint32_t>(b.m.out_files.size());
+    fr.out_offset = out_off;
+    fr.out_len = static_cast<uint32_t>(o.size());
+    fr.data_offset = b.data.size();
+    fr.data_len = static_cast<uint32_t>(pay.size());
+    fr.codec = Codec::patch;
+    fr.dtype = fr.base_dtype = DType::U8;
+    if (!c.ext.empty()) {
+      fr.base_file = 0;
+      fr.base_offset = 0;
+      uint64_t hi = 0;
+      for (auto& e : c.ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
+      fr.base_len = static_cast<uint32_t>(hi);
+    }
+    fr.hash = xxh128(o.data(), o.size());
+    std::vector<uint8_t> dec(o.size());
+    if (!decode_frame(fr, reinterpret_cast<const uint8_t*>(pay.data()), reinterpret_cast<const uint8_t*>(B.data()), dec.data()).ok() ||
+        std::memcmp(dec.data(), o.data(), o.size()) != 0 || !(static_cast<uint8_t>(pay[4 + 12 * c.ext.size()]) & 16)) {
+      std::fprintf(stderr, "%s: does not decode back\n", c.name);
+      return false;
+    }
+    b.data += pay;
+    b.m.frames.push_back(fr);
+    out += o;
+    return true;
+  };
+  auto add_file = [&](const std::string& name, const std::vector<const WordCase*>& frames) -> bool {
+    OutFile of;
+    of.name = name;
+    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
+    std::string out;
+    for (auto* c : frames)
+      if (!add_frame(*c, out.size(), out)) return false;
+    of.size = out.size();
+    of.sha256 = sha256(out.data(), out.size());
+    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+    b.m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+    return true;
+  };
+  for (auto& c : wcs)
+    if (!add_file(std::string(c.name) + ".bin", {&c})) return 1;
+  if (!add_file("words-two-frames.bin", {&wcs[0], &wcs[1]})) return 1;
+  write_delta(root + "/valid-words", serialize_manifest(b.m), b.data, expected);
+  std::printf("wrote %s/valid-words\n", root.c_str());
+
+  const std::string corrupt = "error corrupt read\n";
+  auto one = [&](const std::string& file) { return subset(b, {file}); };
+  {
+    // The word stream one byte short: the range decoder would read past it.
+    auto [m, dat] = one("words-text.bin");
+    m.frames[0].data_len -= 1;
+    write_delta(root + "/invalid/words-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
+  }
+  {
+    // One byte after the word stream: the decoder must read it exactly.
+    auto [m, dat] = one("words-text.bin");
+    m.frames[0].data_len += 1;
+    write_delta(root + "/invalid/words-trailing-byte", serialize_manifest(m), dat + '\0', corrupt);
+  }
+  {
+    // Method bits 2 (zstd literals) and 16 (word-coded) together.
+    auto [m, dat] = one("words-text.bin");
+    dat[m.frames[0].data_offset + 4 + 12] = static_cast<char>(16 | 2);
+    write_delta(root + "/invalid/words-with-zstd-bit", serialize_manifest(m), dat, corrupt);
+  }
+  std::printf("wrote %s/invalid/words-*\n", root.c_str());
+  return 0;
+}
+
 // Adds valid-approx/ (codec 11, approx: lossy frames) against the EXISTING
 // base/base.bin and the invalid/approx-* cases. Every sub-method (sparse,
 // sign, low-rank with float32, float16 and 2..8-bit factors, a frame that
@@ -784,6 +902,7 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--patch-only") return write_patch_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--words-only") return write_words_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--approx-only") return write_approx_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc != 2) {

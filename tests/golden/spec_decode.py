@@ -387,6 +387,126 @@ def leb128(s, p):
             return v, p
 
 
+# ---- codec 10, word-coded literals (FORMAT.md, "Word-coded literals") -------
+
+WORD_BYTES = frozenset(range(0x30, 0x3A)) | frozenset(range(0x41, 0x5B)) | frozenset(range(0x61, 0x7B)) | frozenset(range(0x80, 0x100))
+
+
+def word_tokens(s):
+    """Tokens of s: alternately kind 0 (word bytes) and kind 1 (other bytes), kind 0 first; each the
+    longest run of its class of at most 64 bytes (possibly empty), until the end of s."""
+    out, p, kind = [], 0, 0
+    while p < len(s):
+        q = p
+        while q < len(s) and q - p < 64 and ((s[q] in WORD_BYTES) == (kind == 0)):
+            q += 1
+        out.append((kind, s[p:q]))
+        p, kind = q, kind ^ 1
+    return out
+
+
+def word_depth(k):
+    return k - 1 if k - 1 < 10 else max(0, 21 - k)
+
+
+class WordModel:
+    """The model, primed from B. Every probability starts at p = 2048, n = 0 (dictionary keys name
+    them); `rd` None means priming: the probability is updated with the bit given, nothing is read."""
+
+    def __init__(self, B):
+        self.P, self.voc, self.prev = {}, [[], []], 0
+        if len(B) <= 262144:
+            pieces = [B]
+        else:
+            pieces = [B[i * (len(B) - 4096) // 63:i * (len(B) - 4096) // 63 + 4096] for i in range(64)]
+        toks = [word_tokens(pc) for pc in pieces]
+        ids = [{}, {}]
+        for kind in (0, 1):
+            count, first = {}, []
+            for t in toks:
+                for k, s in t:
+                    if k == kind:
+                        if s not in count:
+                            count[s] = 0
+                            first.append(s)
+                        count[s] += 1
+            for i in sorted(range(len(first)), key=lambda i: (-count[first[i]], i)):
+                self.voc[kind].append(first[i])
+                ids[kind][first[i]] = len(self.voc[kind])
+                self.spelling(None, kind, first[i])
+        for t in toks:
+            self.prev = 0
+            for k, s in t:
+                self.code_id(None, k, ids[k][s])
+                if k == 1:
+                    self.prev = ids[k][s]
+        self.prev = 0
+
+    def bit(self, rd, key, b):
+        prob = self.P.setdefault(key, [2048, 0])
+        if rd is not None:
+            return rd.bit(prob)
+        p, n = prob
+        r = 2 if n < 2 else 3 if n < 6 else 4 if n < 14 else 5 if n < 40 else 6
+        prob[0] = p - (p >> r) if b else p + ((4096 - p) >> r)
+        prob[1] = min(n + 1, 40)
+        return b
+
+    def tree(self, rd, key, nbits, v=0):
+        node = 1
+        for i in range(nbits - 1, -1, -1):
+            node = 2 * node + self.bit(rd, key + (node,), (v >> i) & 1)
+        return node - (1 << nbits)
+
+    def code_id(self, rd, kind, v=0):
+        c = min(self.prev, 15)
+        k = self.tree(rd, ("len", kind, c), 5, v.bit_length())
+        if k < 2:
+            return k
+        d, node, val = word_depth(k), 1, 1
+        for pos in range(k - 1):
+            j = k - 2 - pos
+            if pos < d:
+                b = self.bit(rd, ("tree", kind, c, k, node), (v >> j) & 1)
+                node = 2 * node + b
+            else:
+                b = self.bit(rd, ("low", kind, c, k, j), (v >> j) & 1)
+            val = 2 * val + b
+        return val
+
+    def spelling(self, rd, kind, s=b""):
+        n = self.tree(rd, ("slen", kind), 7, len(s))
+        need(n <= 64, "spelled token longer than 64 bytes")
+        out, prev = bytearray(), 256
+        for i in range(n):
+            prev = self.tree(rd, ("byte", kind, prev), 8, s[i] if rd is None else 0)
+            out.append(prev)
+        return bytes(out)
+
+
+def word_literals(data, B, n):
+    """The n literal bytes of a word-coded stream (method bit 16)."""
+    m, rd, out, kind = WordModel(B), RangeDecoder(data), bytearray(), 0
+    while len(out) < n:
+        v = m.code_id(rd, kind)
+        voc = m.voc[kind]
+        if v == 0:
+            s = m.spelling(rd, kind)
+            voc.append(s)
+            v = len(voc)
+        else:
+            need(v <= len(voc), "word id past the vocabulary")
+            s = voc[v - 1]
+        need(len(out) + len(s) <= n, "word token past the literals")
+        out += s
+        if kind == 1:
+            m.prev = v
+        kind ^= 1
+        need(rd.past <= 4, "word stream truncated")
+    need(rd.i == len(data) and rd.past == 0, "word stream not read exactly to its end")
+    return bytes(out)
+
+
 def patch(payload, base, n, dt, fr=None):
     """Codec 10. `base` is the whole base file: the extents are read from it here."""
     need(len(payload) >= 4, "payload shorter than its header")
@@ -403,7 +523,7 @@ def patch(payload, base, n, dt, fr=None):
     need(len(B) <= 4 << 20, "extents longer than 4 MiB")
     method = payload[h]
     nops, ops_raw, ops_stored, lit_raw = struct.unpack_from("<IIII", payload, h + 1)
-    need(method & ~15 == 0 and (method & 6) != 4, "unknown stream method")
+    need(method & ~31 == 0 and (method & 6) != 4 and (method & 18) != 18, "unknown stream method")
     need(nops <= n + 1 and lit_raw <= n and ops_raw <= 33 * (nops + 1), "counts out of range")
     rest = payload[h + 17:]
     need(ops_stored <= len(rest), "op stream truncated")
@@ -416,6 +536,8 @@ def patch(payload, base, n, dt, fr=None):
         if method & 2:
             d = zstandard.ZstdCompressionDict(B, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if (method & 4) and B else None
             lit = (zstandard.ZstdDecompressor(dict_data=d) if d else zstandard.ZstdDecompressor()).decompress(lit, max_output_size=lit_raw)
+    if method & 16:
+        lit = word_literals(lit, B, lit_raw)
     need(len(ops) == ops_raw, "op stream size")
     need(len(lit) == lit_raw, "literal stream size")
     arrays, p = [], 0
@@ -718,6 +840,7 @@ def main():
     if not (check_valid(root, "valid", base, False, 6) and check_valid(root, "valid-rans", base, True, 5) and
             check_valid(root, "valid-lanes", base, True, 7) and
             check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
+            check_valid(root, "valid-words", base, True, 4) and
             check_valid(root, "valid-approx", base, True, 6)):
         return 1
     n = check_invalid(root, base)
