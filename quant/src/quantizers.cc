@@ -118,7 +118,18 @@ torch::Tensor Hessian::matrix() const {
   return (sum_ * (2.0 / static_cast<double>(n_))).to(torch::kFloat);
 }
 
+double gptq_objective(const torch::Tensor& w, const torch::Tensor& q, const torch::Tensor& H) {
+  auto e = (w.to(torch::kDouble) - q.to(torch::kDouble));
+  return (e.matmul(H.to(torch::kDouble)) * e).sum().item<double>() / 2.0;
+}
+
 GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const GptqOptions& opt) {
+  if (opt.zero2 >= 0) {
+    if (opt.bits < 1 || opt.bits > 8 || opt.zero2 > 2 * ((1 << opt.bits) - 1))
+      throw std::invalid_argument("gptq_quantize: fixed grid needs bits 1..8 and zero2 <= 2 (2^bits - 1)");
+    if (!opt.fixed_scale.defined() || !(opt.fixed_scale.min().item<double>() > 0))
+      throw std::invalid_argument("gptq_quantize: a fixed grid needs fixed_scale > 0");
+  }
   auto W = w0.to(torch::kFloat).clone();
   auto H = H0.to(torch::kFloat).clone();
   const int64_t out = W.size(0), in = W.size(1);
@@ -167,7 +178,11 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
   r.zeros = torch::zeros({G, out}, torch::kInt32);
   torch::Tensor scale, zero;
   const int64_t B = std::max<int64_t>(1, opt.block_size);
-  const bool searching = opt.search > 0 && !opt.static_groups;
+  const bool fixed = opt.zero2 >= 0;
+  const bool searching = opt.search > 0 && !opt.static_groups && !fixed;
+  const double fz = fixed ? opt.zero2 / 2.0 : 0.0, fmaxq = (1 << bits) - 1;
+  const auto fscale = fixed ? opt.fixed_scale.to(torch::kFloat).reshape({-1, 1}).expand({out, 1}).contiguous()
+                            : torch::Tensor();
   // Loss-aware search: one lazy block per group, its columns replicated once
   // per candidate ([C * out, count], candidate c in rows c*out ..).
   const int64_t C = searching ? opt.search + 1 : 1;
@@ -222,6 +237,17 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
     auto Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2);
     for (int64_t i = 0; i < count; ++i) {
       const int64_t col = i1 + i;
+      if (fixed) {
+        auto w = W1.select(1, i).unsqueeze(1);
+        auto qi = torch::clamp(torch::round(w / fscale + fz), 0, fmaxq);
+        auto q = fscale * (qi - fz);
+        Q.select(1, col).copy_(q.squeeze(1));
+        codes.select(1, col).copy_(qi.squeeze(1).to(torch::kInt32));
+        auto err = (w - q) / Hinv1[i][i];
+        W1.slice(1, i).sub_(err.matmul(Hinv1.slice(0, i, i + 1).slice(1, i)));
+        Err1.select(1, i).copy_(err.squeeze(1));
+        continue;
+      }
       if (opt.static_groups) {
         const int64_t k = (opt.act_order ? perm[col].item<int64_t>() : col) / g;
         scale = st_scale[k];
@@ -245,6 +271,10 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
       Err1.select(1, i).copy_(err.squeeze(1));
     }
     if (i2 < in) W.slice(1, i2).sub_(Err1.matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
+  }
+  if (fixed) {
+    r.scales = fscale.reshape({1, out}).expand({G, out}).contiguous();
+    r.zeros = torch::full({G, out}, opt.zero2, torch::kInt32);
   }
   auto g_of_pos = torch::arange(in, torch::kLong).div(g, "floor");
   if (opt.static_groups) {

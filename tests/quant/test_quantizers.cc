@@ -277,3 +277,50 @@ TEST(Gptq, LossAwareSearchNeverRaisesARowsObjective) {
     EXPECT_TRUE(torch::equal(gptq_dequantize(t, 4), q.deq)) << act;
   }
 }
+
+// The fixed grid TenPak's lossy deltas use (GptqOptions::zero2, fixed_scale)
+// on a fine-tune's change: the result is exactly fixed_scale × (code −
+// zero2/2), round-to-nearest on the same grid is GPTQ with an identity
+// Hessian, and GPTQ's error feedback never leaves the layer objective
+// tr((Δ − Q) H (Δ − Q)^T) above round-to-nearest's for 1-, 2- and 3-bit grids.
+TEST(Gptq, FixedGridOnADeltaNeverAboveRoundToNearest) {
+  const int64_t out = 48, in = 64;
+  auto x = outlier_inputs(512, in, 21);
+  Hessian h(in);
+  h.add(x);
+  const auto H = h.matrix();
+  torch::manual_seed(22);
+  const auto delta = 0.02 * torch::randn({out, in}) / std::sqrt(static_cast<double>(in));
+  struct G {
+    int bits, zero2;
+    double mult;
+  };
+  for (G g : {G{1, 1, 1.6}, G{2, 2, 1.2}, G{2, 3, 1.0}, G{3, 7, 0.6}}) {
+    GptqOptions o;
+    o.bits = g.bits;
+    o.zero2 = g.zero2;
+    o.fixed_scale = (delta.pow(2).mean().sqrt() * g.mult).reshape({1});
+    auto q = gptq_quantize(delta, H, o);
+    auto rtn = gptq_quantize(delta, torch::eye(in), o);
+    const float s = o.fixed_scale.item<float>();
+    const double z = g.zero2 / 2.0;
+    EXPECT_TRUE(torch::equal(q.deq, s * (q.codes.to(torch::kFloat) - z))) << g.bits;
+    EXPECT_GE(q.codes.min().item<int>(), 0);
+    EXPECT_LE(q.codes.max().item<int>(), (1 << g.bits) - 1);
+    EXPECT_EQ(q.zeros.min().item<int>(), g.zero2);
+    // Identity Hessian = plain round-to-nearest on the grid.
+    auto ref = torch::clamp(torch::round(delta / s + z), 0, (1 << g.bits) - 1);
+    EXPECT_TRUE(torch::equal(rtn.codes, ref.to(torch::kInt32))) << g.bits;
+    const double eg = gptq_objective(delta, q.deq, H), er = gptq_objective(delta, rtn.deq, H);
+    EXPECT_LE(eg, er) << "bits " << g.bits << " zero2 " << g.zero2;
+    EXPECT_LT(eg, 0.9 * er) << "error feedback should help on correlated inputs, bits " << g.bits;
+  }
+  GptqOptions bad;
+  bad.bits = 1;
+  bad.zero2 = 3;  // above 2 (2^1 - 1)
+  bad.fixed_scale = torch::ones({1});
+  EXPECT_THROW(gptq_quantize(delta, H, bad), std::invalid_argument);
+  bad.zero2 = 1;
+  bad.fixed_scale = torch::zeros({1});
+  EXPECT_THROW(gptq_quantize(delta, H, bad), std::invalid_argument);
+}

@@ -102,7 +102,22 @@ struct GptqOptions {
   // state, so only each group's own increment is guaranteed no larger.
   int search = 0;
   double search_shrink = 0.5;
+  // A fixed grid given by the caller (TenPak's lossy deltas quantize the
+  // change W_ft - W_base with it, docs/LOSSY.md): when zero2 >= 0 every
+  // weight is quantized to fixed_scale × (q − zero2/2), q = clamp(round(w /
+  // fixed_scale + zero2/2), 0, 2^bits − 1), with bits 1..8 and zero2 ≤
+  // 2·(2^bits − 1): zero2 = 2^bits − 1 is the symmetric grid without a zero
+  // level (1 bit: ±scale/2), an even zero2 puts 0 on the grid. fixed_scale
+  // ([out, 1], or one value for every row) replaces the group parameters, so
+  // group_size, mse, search and static_groups play no part; `zeros` then
+  // holds zero2. Requires fixed_scale > 0.
+  int zero2 = -1;
+  torch::Tensor fixed_scale;
 };
+// GPTQ's objective for a quantization Q of W: tr((W − Q) H (W − Q)^T) / 2 per
+// row summed (float64), the layer output's squared error on the calibration
+// inputs H was taken from (Hessian's 2/n included).
+double gptq_objective(const torch::Tensor& w, const torch::Tensor& q, const torch::Tensor& H);
 // GPTQ (Frantar et al. 2022, Algorithm 1) as the reference implementation
 // runs it: dead inputs (zero Hessian diagonal) zeroed, dampening
 // damp_percent * mean(diag H), the upper Cholesky factor of H^-1, columns
