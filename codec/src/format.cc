@@ -20,6 +20,7 @@ const char* codec_name(Codec c) {
     case Codec::sub_lanes: return "sub_lanes";
     case Codec::patch: return "patch";
     case Codec::approx: return "approx";
+    case Codec::lowrank_lanes: return "lowrank_lanes";
   }
   return "?";
 }
@@ -27,7 +28,7 @@ const char* codec_name(Codec c) {
 bool codec_needs_base(Codec c) {
   return c == Codec::copy_base || c == Codec::xor_planes || c == Codec::sub_planes || c == Codec::sub_split ||
          c == Codec::sub_ctx || c == Codec::sub_rans ||
-         c == Codec::sub_lanes || c == Codec::approx;
+         c == Codec::sub_lanes || c == Codec::approx || c == Codec::lowrank_lanes;
 }
 
 bool is_safe_relative_path(const std::string& s) {

@@ -10,6 +10,7 @@
 #include "rans_codec.h"
 #include "tenpak/approx_codec.h"
 #include "tenpak/frame_codec.h"
+#include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
 #include "tenpak/scratch.h"
 
@@ -133,7 +134,8 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
   auto corrupt = [&](const char* why) { return Status{Errc::corrupt, std::string("payload does not decode: ") + why}; };
   // base_raw is B, the payload's extents concatenated (DeltaReader reads them).
   if (f.codec == Codec::patch) return decode_patch(f, payload, base_raw, out);
-  if (f.codec == Codec::approx && !base_raw) return corrupt("approx frame without its base range");
+  if ((f.codec == Codec::approx || f.codec == Codec::lowrank_lanes) && !base_raw)
+    return corrupt("approx or lowrank_lanes frame without its base range");
   // Delta codecs need the base in the output's dtype.
   thread_local Scratch<uint8_t> conv;
   const uint8_t* base = base_raw;
@@ -167,6 +169,10 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
       return lanes::decode(payload, f.data_len, base, n, f.dtype, out) ? Status::Ok() : corrupt("sub_lanes");
     case Codec::approx:
       return decode_approx(payload, f.data_len, base, n, f.dtype, out);
+    case Codec::lowrank_lanes:
+      return decode_lowrank(payload, f.data_len, base, n, f.dtype, out);
+    case Codec::patch:
+      break;  // decoded above, from its extents
     case Codec::xor_planes:
       if (!zstd_exact(payload, f.data_len, scratch_buf.get(n), n)) return corrupt("zstd");
       from_planes(scratch_buf.data(), n, w, out);

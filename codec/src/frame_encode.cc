@@ -272,6 +272,13 @@ EncodedFrame encode_frame_with(Codec c, const uint8_t* out, size_t n, DType dt, 
       if (!lanes::supports(dt)) return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
       lanes::encode(out, base, n, dt, e.payload);
       break;
+    // These need more than the frame's bytes (extents, an approximation,
+    // a tensor's factors): their own encoders (tenpak/patch_codec.h,
+    // approx_codec.h, lowrank_codec.h) write them; here they fall back to store.
+    case Codec::patch:
+    case Codec::approx:
+    case Codec::lowrank_lanes:
+      return encode_frame_with(Codec::store, out, n, dt, nullptr, 0);
   }
   return e;
 }

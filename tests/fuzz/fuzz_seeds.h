@@ -5,6 +5,7 @@
 
 #include "fuzz_targets.h"
 #include "lanes_codec.h"
+#include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
 #include "pytorch/ckpt_fixtures.h"
 #include "tenpak/format.h"
@@ -118,6 +119,39 @@ inline std::vector<std::string> patch_seeds() {
     const uint32_t v = static_cast<uint32_t>(n - 1);
     out.push_back(std::string{static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} + p);
   }
+  return out;
+}
+
+// Valid codec-12 payloads (each prefixed by tpfuzz::lowrank's selector and
+// count bytes): F32, F16, BF16; float32, float16 and 4-bit factors; one frame
+// starting mid-row; a zstd prediction body.
+inline std::vector<std::string> lowrank_seeds() {
+  std::vector<std::string> out;
+#ifndef TP_FUZZ_PARSERS_ONLY  // no codec-12 encoder in the clang parsers build
+  struct S { uint8_t sel; uint64_t rows, cols, first, count; uint32_t rank; uint8_t bits; int level; };
+  const S ss[] = {{0, 8, 10, 0, 80, 2, 0, 0}, {1, 12, 16, 5, 150, 3, 16, 0}, {2, 6, 40, 0, 240, 1, 4, 0},
+                  {0, 20, 30, 30, 500, 2, 16, 19}};
+  uint64_t x = 12;
+  auto next = [&] { x = x * 6364136223846793005ull + 1442695040888963407ull; return x >> 33; };
+  for (const S& s : ss) {
+    const tenpak::DType dt = lowrank_dtype(s.sel);
+    const size_t w = tenpak::dtype_size(dt);
+    tenpak::LowRankFactors f;
+    f.t.method = tenpak::ApproxMethod::lowrank;
+    f.t.rows = s.rows;
+    f.t.cols = s.cols;
+    f.t.rank = s.rank;
+    f.t.bits.assign(s.rank, s.bits);
+    for (uint64_t i = 0; i < s.rows * s.rank; ++i) f.t.u.push_back(static_cast<float>(next() % 1000) / 1000.0f - 0.5f);
+    for (uint64_t i = 0; i < s.rank * s.cols; ++i) f.t.v.push_back(static_cast<float>(next() % 1000) / 1000.0f - 0.5f);
+    std::vector<uint8_t> base = lanes_base(dt, s.count), ft = base;
+    for (size_t i = 0; i < ft.size(); i += w) ft[i] = static_cast<uint8_t>(ft[i] + static_cast<int>(next() % 7) - 3);
+    auto p = tenpak::encode_lowrank_frame(f, s.first, ft.data(), base.data(), ft.size(), dt, s.level);
+    const uint32_t v = static_cast<uint32_t>(s.count - 1);
+    out.push_back(std::string{static_cast<char>(s.sel), static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} +
+                  (p.ok() ? *p : std::string()));
+  }
+#endif
   return out;
 }
 

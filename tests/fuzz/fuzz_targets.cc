@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lanes_codec.h"
+#include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
 #include "pytorch/ckpt_writer.h"
 #include "tenpak/format.h"
@@ -188,6 +189,31 @@ std::string patch(const uint8_t* data, size_t size) {
   const bool c = tenpak::decode_patch(f, payload, b.data(), again.data()).ok();
   if (a != c || (a && out != again)) return "decoding the same payload twice differs";
   return "";
+}
+
+std::string lowrank(const uint8_t* data, size_t size) {
+#ifdef TP_FUZZ_PARSERS_ONLY
+  return "";  // the clang parsers build has no frame_decode.cc (see fuzz_targets.h)
+#else
+  if (size < 3) return "";
+  const tenpak::DType dt = lowrank_dtype(data[0]);
+  const size_t count = 1 + (data[1] | (size_t(data[2]) << 8)) % 2048;
+  const std::vector<uint8_t> base = lanes_base(dt, count);
+  const uint8_t* payload = data + 3;
+  const size_t len = size - 3;
+  std::vector<uint8_t> out(base.size()), again(base.size());
+  const bool a = tenpak::decode_lowrank(payload, len, base.data(), base.size(), dt, out.data()).ok();
+  const bool c = tenpak::decode_lowrank(payload, len, base.data(), base.size(), dt, again.data()).ok();
+  if (a != c || (a && out != again)) return "decoding the same payload twice differs";
+  if (a) {
+    uint32_t pl;
+    std::memcpy(&pl, payload, 4);
+    std::vector<uint8_t> pred(base.size());
+    if (pl > len - 4 || !tenpak::decode_approx(payload + 4, pl, base.data(), base.size(), dt, pred.data()).ok())
+      return "accepted a payload whose prediction codec 11 refuses";
+  }
+  return "";
+#endif
 }
 
 }  // namespace tpfuzz

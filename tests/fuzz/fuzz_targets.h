@@ -35,6 +35,20 @@ std::string lanes(const uint8_t* data, size_t size);
 // payloads must decode to the same bytes twice; nothing may read out of
 // bounds (ASan in the libFuzzer build).
 std::string patch(const uint8_t* data, size_t size);
+
+// A codec 12 (lowrank_lanes) payload: byte 0 picks the dtype (lowrank_dtype),
+// bytes 1-2 the element count (1 + value mod 2048), the rest is the payload;
+// the base is lanes_base (any bit pattern, NaN and infinities included).
+// Accepted payloads must decode to the same bytes twice, and their
+// prediction part must be a payload codec 11 accepts on its own. Not in the
+// clang libFuzzer build: it needs frame_decode.cc (dtype conversion), which
+// uses _Float16.
+std::string lowrank(const uint8_t* data, size_t size);
+inline tenpak::DType lowrank_dtype(uint8_t sel) {
+  using tenpak::DType;
+  static const DType kTypes[] = {DType::F32, DType::F16, DType::BF16};
+  return kTypes[sel % 3];
+}
 inline const std::vector<uint8_t>& patch_base() {
   static const std::vector<uint8_t> b = [] {
     std::vector<uint8_t> v(1 << 16);

@@ -74,3 +74,5 @@ TEST(FuzzMutations, Manifest) { run(tpfuzz::manifest, tpfuzz::manifest_seeds(), 
 TEST(FuzzMutations, SubLanes) { run(tpfuzz::lanes, tpfuzz::lanes_seeds(), 20000, 5); }
 
 TEST(FuzzMutations, Patch) { run(tpfuzz::patch, tpfuzz::patch_seeds(), 20000, 6); }
+
+TEST(FuzzMutations, LowRankLanes) { run(tpfuzz::lowrank, tpfuzz::lowrank_seeds(), 20000, 7); }

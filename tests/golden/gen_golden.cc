@@ -24,6 +24,7 @@
 #include "tenpak/format.h"
 #include "tenpak/frame_codec.h"
 #include "tenpak/hash.h"
+#include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
 
 namespace fs = std::filesystem;
@@ -882,6 +883,174 @@ int write_approx_golden(const std::string& root) {
   return 0;
 }
 
+// Adds valid-lowrank/ (codec 12, lowrank_lanes: lossless frames, codec 11's
+// low-rank prediction + a sub_lanes residual) against the EXISTING
+// base/base.bin and the invalid/lowrank-* cases. Each fine-tune is a
+// "merged adapter": base + the product of true factors, summed from the last
+// component down with fused multiply-adds (not codec 11's order; F16/BF16:
+// the product rounded to the dtype before the addition), so the residual is
+// never empty; the stored factors are the true ones at float32,
+// float16 or 3 bits. F32 (12 x 16, 3-bit factors) one frame; F16 (12 x 12) in three frames
+// starting mid-row (float16 factors); BF16 (10 x 12) from an F32 base in two
+// frames, float32 factors (U of five values), the prediction body zstd-compressed.
+int write_lowrank_golden(const std::string& root) {
+  Built b;
+  b.base = read_file(root + "/base/base.bin");
+  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
+  Rng g{12};
+  BaseFile bf;
+  bf.name = "base.bin";
+  bf.size = b.base.size();
+  bf.sha256 = sha256(b.base.data(), b.base.size());
+  b.m.base_files.push_back(bf);
+  std::string expected = "ok\n";
+  struct LrCase {
+    std::string name;
+    DType dt, bdt;
+    uint64_t rows, cols;
+    uint32_t rank;
+    uint8_t bits;
+    std::vector<uint32_t> frame_elems;
+    int level;  // 0: raw prediction body
+  };
+  const std::vector<LrCase> cs = {
+      {"lowrank-F32", DType::F32, DType::F32, 12, 16, 3, 3, {192}, 0},
+      {"lowrank-F16-frames", DType::F16, DType::F16, 12, 12, 2, 16, {50, 60, 34}, 0},
+      {"lowrank-BF16-from-F32-zstd", DType::BF16, DType::F32, 10, 12, 4, 0, {55, 65}, 19},
+  };
+  for (auto& c : cs) {
+    const size_t w = dtype_size(c.dt), bw = dtype_size(c.bdt);
+    const uint64_t count = c.rows * c.cols;
+    // First base range whose elements read as finite floats of magnitude below 1000.
+    int64_t at = -1;
+    std::vector<float> bvals(count);
+    for (size_t off = 0; off + count * bw <= b.base.size() && at < 0; off += bw) {
+      convert_dtype(reinterpret_cast<const uint8_t*>(b.base.data()) + off, c.bdt, count, DType::F32,
+                    reinterpret_cast<uint8_t*>(bvals.data()));
+      bool ok = true;
+      for (float x : bvals) ok = ok && std::isfinite(x) && std::fabs(x) < 1000;
+      if (ok) at = static_cast<int64_t>(off);
+    }
+    if (at < 0) { std::fprintf(stderr, "%s: no usable base range\n", c.name.c_str()); return 1; }
+    // B in the output dtype, as a reader sees it, widened to float32.
+    std::string bconv(count * w, '\0');
+    convert_dtype(reinterpret_cast<const uint8_t*>(b.base.data()) + at, c.bdt, count, c.dt,
+                  reinterpret_cast<uint8_t*>(bconv.data()));
+    convert_dtype(reinterpret_cast<const uint8_t*>(bconv.data()), c.dt, count, DType::F32,
+                  reinterpret_cast<uint8_t*>(bvals.data()));
+    LowRankFactors f;
+    f.t.method = ApproxMethod::lowrank;
+    f.t.rows = c.rows;
+    f.t.cols = c.cols;
+    f.t.rank = c.rank;
+    f.t.bits.assign(c.rank, c.bits);
+    // The zstd case: U from five values, so that zstd shrinks the body.
+    for (uint64_t i = 0; i < c.rows * c.rank; ++i)
+      f.t.u.push_back(c.level ? 0.25f * static_cast<float>(static_cast<int>(g.next() % 5) - 2) : static_cast<float>(0.7 * g.sym()));
+    for (uint64_t i = 0; i < c.rank * c.cols; ++i) f.t.v.push_back(static_cast<float>(0.7 * g.sym()));
+    std::vector<float> merged(count);
+    for (uint64_t e = 0; e < count; ++e) {
+      const uint64_t r = e / c.cols, col = e % c.cols;
+      float acc = 0;
+      for (uint32_t j = c.rank; j-- > 0;) acc = std::fma(f.t.u[r * c.rank + j], f.t.v[j * c.cols + col], acc);
+      // F16/BF16: the product rounded to the weights' dtype before it is
+      // added (a merge done in the model's dtype: two roundings).
+      if (c.dt != DType::F32) {
+        uint16_t h;
+        convert_dtype(reinterpret_cast<const uint8_t*>(&acc), DType::F32, 1, c.dt, reinterpret_cast<uint8_t*>(&h));
+        convert_dtype(reinterpret_cast<const uint8_t*>(&h), c.dt, 1, DType::F32, reinterpret_cast<uint8_t*>(&acc));
+      }
+      merged[e] = bvals[e] + acc;
+    }
+    std::string ft(count * w, '\0');
+    convert_dtype(reinterpret_cast<const uint8_t*>(merged.data()), DType::F32, count, c.dt,
+                  reinterpret_cast<uint8_t*>(ft.data()));
+    OutFile of;
+    of.name = c.name + ".bin";
+    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
+    uint64_t e0 = 0;
+    size_t mispredicted = 0;
+    for (uint32_t ne : c.frame_elems) {
+      const auto* out = reinterpret_cast<const uint8_t*>(ft.data()) + e0 * w;
+      auto pay = encode_lowrank_frame(f, e0, out, reinterpret_cast<const uint8_t*>(bconv.data()) + e0 * w, ne * w, c.dt,
+                                      c.level);
+      if (!pay.ok()) { std::fprintf(stderr, "%s: %s\n", c.name.c_str(), pay.status().message().c_str()); return 1; }
+      if (c.level > 0 && (*pay)[5] != 1) { std::fprintf(stderr, "%s: prediction body not zstd\n", c.name.c_str()); return 1; }
+      Frame fr;
+      fr.file = static_cast<uint32_t>(b.m.out_files.size());
+      fr.out_offset = e0 * w;
+      fr.out_len = static_cast<uint32_t>(ne * w);
+      fr.data_offset = b.data.size();
+      fr.data_len = static_cast<uint32_t>(pay->size());
+      fr.codec = Codec::lowrank_lanes;
+      fr.dtype = c.dt;
+      fr.base_dtype = c.bdt;
+      fr.base_file = 0;
+      fr.base_offset = static_cast<uint64_t>(at) + e0 * bw;
+      fr.base_len = static_cast<uint32_t>(ne * bw);
+      std::vector<uint8_t> dec(fr.out_len);
+      Status st = decode_frame(fr, reinterpret_cast<const uint8_t*>(pay->data()),
+                               reinterpret_cast<const uint8_t*>(b.base.data()) + fr.base_offset, dec.data());
+      if (!st.ok() || std::memcmp(dec.data(), out, fr.out_len) != 0) {
+        std::fprintf(stderr, "%s: does not round-trip: %s\n", c.name.c_str(), st.message().c_str());
+        return 1;
+      }
+      uint32_t a;
+      std::memcpy(&a, pay->data(), 4);
+      std::vector<uint8_t> pred(fr.out_len);
+      if (!decode_approx(reinterpret_cast<const uint8_t*>(pay->data()) + 4, a,
+                         reinterpret_cast<const uint8_t*>(bconv.data()) + e0 * w, fr.out_len, c.dt, pred.data())
+               .ok())
+        return 1;
+      for (uint32_t i = 0; i < ne; ++i) mispredicted += std::memcmp(pred.data() + i * w, out + i * w, w) != 0;
+      fr.hash = xxh128(out, fr.out_len);
+      b.data += *pay;
+      b.m.frames.push_back(fr);
+      e0 += ne;
+    }
+    if (mispredicted == 0) { std::fprintf(stderr, "%s: empty residual; change the inputs\n", c.name.c_str()); return 1; }
+    of.size = ft.size();
+    of.sha256 = sha256(ft.data(), ft.size());
+    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+    b.m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+    std::printf("%s: %zu of %llu elements corrected by the residual\n", c.name.c_str(), mispredicted,
+                static_cast<unsigned long long>(count));
+  }
+  write_delta(root + "/valid-lowrank", serialize_manifest(b.m), b.data, expected);
+  std::printf("wrote %s/valid-lowrank\n", root.c_str());
+
+  const std::string corrupt = "error corrupt read\n";
+  auto one = [&](const std::string& file) { return subset(b, {file}); };
+  {
+    // Payload one byte short: the residual's length no longer matches its streams.
+    auto [m, dat] = one("lowrank-F32.bin");
+    m.frames[0].data_len -= 1;
+    write_delta(root + "/invalid/lowrank-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
+  }
+  {
+    // The prediction's method byte 1 (sign): a valid codec-11 method, not allowed here.
+    auto [m, dat] = one("lowrank-F32.bin");
+    dat[m.frames[0].data_offset + 4] = 1;
+    write_delta(root + "/invalid/lowrank-not-lowrank", serialize_manifest(m), dat, corrupt);
+  }
+  {
+    // A = data_len - 3: the prediction runs past the payload.
+    auto [m, dat] = one("lowrank-F16-frames.bin");
+    const uint32_t a = m.frames[0].data_len - 3;
+    std::memcpy(&dat[m.frames[0].data_offset], &a, 4);
+    write_delta(root + "/invalid/lowrank-length", serialize_manifest(m), dat, corrupt);
+  }
+  {
+    // A valid F32 payload in a frame declared I32 (same width): codec 12 is for floats only.
+    auto [m, dat] = one("lowrank-F32.bin");
+    m.frames[0].dtype = m.frames[0].base_dtype = DType::I32;
+    write_delta(root + "/invalid/lowrank-not-float", serialize_manifest(m), dat, corrupt);
+  }
+  std::printf("wrote %s/invalid/lowrank-*\n", root.c_str());
+  return 0;
+}
+
 // invalid/unknown-codec was written with codec kMaxCodec + 1 = 8, now sub_rans:
 // the case was refused only because that store frame has no base. Patches
 // frame 0's codec byte to kUnknownCodec and re-seals the checksum (reseal), so
@@ -904,9 +1073,10 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--patch-only") return write_patch_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--words-only") return write_words_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--approx-only") return write_approx_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--lowrank-only") return write_lowrank_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --fix-unknown-codec]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];

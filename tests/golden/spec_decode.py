@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """An independent decoder written from docs/FORMAT.md alone (Python stdlib only).
 
-It parses tenpak.idx of tests/golden/valid, valid-rans, valid-lanes, valid-patch and valid-approx
-(codec 11, lossy frames: float32 arithmetic in the order FORMAT.md defines),
+It parses tenpak.idx of tests/golden/valid, valid-rans, valid-lanes, valid-patch, valid-approx
+(codec 11, lossy frames: float32 arithmetic in the order FORMAT.md defines) and valid-lowrank
+(codec 12: codec 11's low-rank prediction corrected by a codec-9 residual, lossless),
 decodes every output file whose frames use only codecs that need no zstd
 (store, copy_base, sub_ctx, sub_rans, sub_lanes) from tenpak.dat and
 base/base.bin, and compares the sha256 with expected.txt. Then every
@@ -731,18 +732,32 @@ def approx(payload, base, n, dt, bdt):
     return bytes(out)
 
 
+# ---- codec 12: lowrank_lanes (FORMAT.md, "Codec 12") ------------------------
+
+def lowrank_lanes(payload, base, n, dt, bdt):
+    """P = the codec-11 (method 2) part decoded against the base; the output = the codec-9 part
+    decoded with P as its base."""
+    need(dt in (2, 3, 4), "lowrank_lanes: output dtype not F32, F16 or BF16")
+    need(len(payload) >= 4, "lowrank_lanes: header truncated")
+    a = int.from_bytes(payload[0:4], "little")
+    need(6 <= a <= len(payload) - 4, "lowrank_lanes: prediction length out of range")
+    need(payload[4] == 2, "lowrank_lanes: prediction is not codec 11 method 2")
+    p = approx(payload[4:4 + a], base, n, dt, bdt)
+    return sub_lanes(payload[4 + a:], p, n, dt)
+
+
 try:
     import zstandard  # optional: only for patch frames with zstd streams
 except ImportError:
     zstandard = None
 
 CODECS = {0: lambda p, b, n, dt: p, 2: lambda p, b, n, dt: b, 7: sub_ctx, 8: sub_rans, 9: sub_lanes, 10: patch,
-          11: approx}
+          11: approx, 12: lowrank_lanes}
 
 
 def decodable(fr):
-    """Frames this decoder handles: no zstd (codecs 1, 3-6) and no dtype conversion (except codec 11)."""
-    return all(f["codec"] in CODECS and (f["dtype"] == f["base_dtype"] or f["codec"] in (0, 11)) for f in fr)
+    """Frames this decoder handles: no zstd (codecs 1, 3-6) and no dtype conversion (except codecs 11, 12)."""
+    return all(f["codec"] in CODECS and (f["dtype"] == f["base_dtype"] or f["codec"] in (0, 11, 12)) for f in fr)
 
 
 def rebuild(delta, base, of, frames):
@@ -754,9 +769,9 @@ def rebuild(delta, base, of, frames):
         need(len(p) == f["data_len"], "payload past the end of tenpak.dat")
         if f["codec"] == 10:
             o = patch(p, base, f["out_len"], f["dtype"], f)
-        elif f["codec"] == 11:
+        elif f["codec"] in (11, 12):
             b = base[f["base_offset"]:f["base_offset"] + f["base_len"]]
-            o = approx(p, b, f["out_len"], f["dtype"], f["base_dtype"])
+            o = CODECS[f["codec"]](p, b, f["out_len"], f["dtype"], f["base_dtype"])
         else:
             b = base[f["base_offset"]:f["base_offset"] + f["base_len"]] if f["codec"] != 0 else b""
             o = CODECS[f["codec"]](p, b, f["out_len"], f["dtype"])
@@ -841,12 +856,13 @@ def main():
             check_valid(root, "valid-lanes", base, True, 7) and
             check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
             check_valid(root, "valid-words", base, True, 4) and
-            check_valid(root, "valid-approx", base, True, 6)):
+            check_valid(root, "valid-approx", base, True, 6) and
+            check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3)):
         return 1
     n = check_invalid(root, base)
     if n < 0:
         return 1
-    if n < 13:
+    if n < 23:
         print(f"FAIL: only {n} invalid cases checked")
         return 1
     print(f"valid and {n} invalid golden deltas decoded from the specification alone")

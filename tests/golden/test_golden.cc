@@ -58,7 +58,8 @@ std::vector<std::string> lines(const std::string& path) {
 }  // namespace
 
 class GoldenValid : public ::testing::TestWithParam<std::string> {};
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes", "valid-patch", "valid-words", "valid-approx"));
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes", "valid-patch", "valid-words", "valid-approx",
+                                                                     "valid-lowrank"));
 
 TEST_P(GoldenValid, DecodesToRecordedSha256) {
   const std::string dir = golden() + "/" + GetParam();
@@ -81,7 +82,7 @@ TEST_P(GoldenValid, DecodesToRecordedSha256) {
 
 TEST(Golden, EveryCodecIsCovered) {
   std::set<int> seen;
-  for (const char* d : {"/valid", "/valid-rans", "/valid-lanes", "/valid-patch", "/valid-words", "/valid-approx"}) {
+  for (const char* d : {"/valid", "/valid-rans", "/valid-lanes", "/valid-patch", "/valid-words", "/valid-approx", "/valid-lowrank"}) {
     auto r = open_delta_dir(golden() + d);
     ASSERT_TRUE(r.ok()) << r.status().message();
     for (auto& f : (*r)->manifest().frames) seen.insert(static_cast<int>(f.codec));

@@ -38,8 +38,9 @@ enum class Codec : uint8_t {
   sub_lanes = 9,    // as sub_rans, base-only contexts and 32 independent lanes (SIMD decode)
   patch = 10,       // ranges of one base file (listed in the payload) and literals (tenpak/patch_codec.h)
   approx = 11,      // LOSSY deltas: round(float32(base) + d), d rebuilt from the payload (tenpak/approx_codec.h)
+  lowrank_lanes = 12,  // lossless: codec 11's low-rank prediction P, then sub_lanes' ulp residual against P (tenpak/lowrank_codec.h)
 };
-constexpr uint8_t kMaxCodec = 11;
+constexpr uint8_t kMaxCodec = 12;
 const char* codec_name(Codec c);
 // Codecs whose output is computed from a base range.
 bool codec_needs_base(Codec c);
