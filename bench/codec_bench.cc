@@ -41,7 +41,11 @@ struct Args {
   std::string work;
   unsigned size_mb = 64;
   bool generated = true;
+  std::vector<std::string> fixtures;  // generated pair kinds (default bf16, fp32)
 };
+
+// --no-lowrank: build without codec 12 (the before/after comparison of docs/BENCHMARKS.md).
+bool g_allow_lowrank = true;
 
 
 double seconds(const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; }
@@ -156,6 +160,7 @@ bool tenpak_build(const std::string& base, const std::string& ft, const std::str
   BuildOptions o;
   o.threads = 1;
   o.allow_ctx = ctx;
+  o.allow_lowrank = g_allow_lowrank;
   fs::remove_all(out);
   const double c0 = cpu_now();
   auto r = build_delta(base, ft, out, o);
@@ -248,9 +253,12 @@ void measure(const Args& a, const std::string& name, const std::string& base, co
 int usage() {
   std::fprintf(stderr,
                "usage: codec_bench [--tenpak PATH] [--data DIR] [--size-mb N] [--no-generated] [--work DIR]\n"
+               "                   [--fixture KIND]... [--no-lowrank]\n"
                "  --tenpak    the tenpak binary (for fixtures and the rebuild child)\n"
                "  --data      folder with base.safetensors and ft-*.safetensors (skipped if absent)\n"
-               "  --size-mb   size of the generated BF16 and FP32 pairs (default 64)\n");
+               "  --size-mb   size of the generated BF16 and FP32 pairs (default 64)\n"
+               "  --fixture   a `tenpak fixture` kind to generate (repeatable; default bf16 and fp32)\n"
+               "  --no-lowrank  build without codec 12 (lowrank_lanes), for a before/after comparison\n");
   return 2;
 }
 
@@ -266,6 +274,8 @@ int main(int argc, char** argv) {
     else if (s == "--size-mb") a.size_mb = static_cast<unsigned>(std::stoul(val()));
     else if (s == "--work") a.work = val();
     else if (s == "--no-generated") a.generated = false;
+    else if (s == "--fixture") a.fixtures.push_back(val());
+    else if (s == "--no-lowrank") g_allow_lowrank = false;
     else return usage();
   }
   bool own_work = a.work.empty();
@@ -297,7 +307,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "skipping the fine-tune pairs: %s/base.safetensors not found\n", a.data.c_str());
   }
   if (a.generated) {
-    for (const char* kind : {"bf16", "fp32"}) {
+    if (a.fixtures.empty()) a.fixtures = {"bf16", "fp32"};
+    for (const std::string& k : a.fixtures) {
+      const char* kind = k.c_str();
       std::string dir = a.work + "/fixture-" + kind;
       std::fprintf(stderr, "[%s] generating a %u MB pair...\n", kind, a.size_mb);
       ChildResult c = run_child({a.tenpak, "fixture", kind, dir, "--size-mb", std::to_string(a.size_mb)});

@@ -13,6 +13,7 @@
 #include "io_util.h"
 #include "pipeline.h"
 #include "tenpak/delta.h"
+#include "tenpak/lowrank_codec.h"
 #include "tenpak/model.h"
 
 namespace tenpak {
@@ -291,6 +292,12 @@ class Builder {
     of.mode = f.mode;
     of.first_frame = static_cast<uint32_t>(m_.frames.size());
     std::vector<Job> jobs;
+    struct LowRankJob {
+      const TensorInfo* t = nullptr;
+      const BaseRef* b = nullptr;
+      LowRankFactors f;
+    };
+    std::map<int, LowRankJob> lowrank;  // by tensor report index
     if (f.has_tensors) {
       // A checkpoint served as it is: a storage of at most kTinyStorage
       // bytes stays in the structure around it (its local header, the
@@ -324,6 +331,11 @@ class Builder {
         ++report_.tensors;
         int idx = static_cast<int>(report_.tensors_detail.size());
         plan_tensor(jobs, fi, t, b, idx, tr.match);
+        // Codec 12 candidates: 2-D float tensors matched whole to a base
+        // tensor (merged LoRA adapters change such matrices only).
+        if (opt_.allow_lowrank && (tr.match == "same" || tr.match == "dtype") && t.shape.size() == 2 &&
+            (t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16))
+          lowrank[idx] = LowRankJob{&t, b};
         if (tr.match != "none") ++report_.tensors_matched;
         report_.tensors_detail.push_back(std::move(tr));
         pos = std::max(pos, t.end);
@@ -362,6 +374,37 @@ class Builder {
 
     const uint8_t* bytes = f.bytes();
     unsigned threads = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
+    if (!lowrank.empty()) {
+      // Factors per candidate tensor, before its frames are encoded (every
+      // frame of a tensor shares them); tensors in parallel.
+      std::vector<LowRankJob*> todo;
+      for (auto& [k, v] : lowrank) todo.push_back(&v);
+      std::atomic<size_t> next{0};
+      auto work = [&] {
+        std::vector<uint8_t> conv;
+        for (size_t k; (k = next++) < todo.size();) {
+          LowRankJob& lj = *todo[k];
+          const TensorInfo& t = *lj.t;
+          const TensorInfo& bt = *lj.b->t;
+          const uint64_t count = t.nbytes() / dtype_size(t.dtype);
+          const uint8_t* base = base_->files[lj.b->file]->map->data() + bt.begin;
+          if (bt.dtype != t.dtype) {
+            conv.resize(t.nbytes());
+            convert_dtype(base, bt.dtype, count, t.dtype, conv.data());
+            base = conv.data();
+          }
+          LowRankOptions lo;
+          lo.zstd_level = opt_.zstd_level;
+          lj.f = find_lowrank_factors(bytes + t.begin, base, t.shape[0], t.shape[1], t.dtype, lo);
+        }
+      };
+      std::vector<std::jthread> pool;
+      for (unsigned i = 1; i < std::min<size_t>(threads, todo.size()); ++i) pool.emplace_back(work);
+      work();
+      pool.clear();
+      for (auto it = lowrank.begin(); it != lowrank.end();)
+        it = it->second.f.t.rank ? std::next(it) : lowrank.erase(it);
+    }
     // Workers encode frames; this thread takes them in frame order (index,
     // data file). thread_local: each worker's scratch for dtype conversion.
     const size_t window = threads * 4;
@@ -390,6 +433,15 @@ class Builder {
         eo.layout = j.layout;
         eo.allow_ctx = opt_.allow_ctx && !j.no_ctx;
         e.e = encode_frame(out, j.len, j.dt, base, eo);
+        // Codec 12 where its factors were found, kept only when smaller than
+        // the codec chosen above.
+        if (base && e.e.codec != Codec::copy_base) {
+          if (auto it = lowrank.find(j.tensor); it != lowrank.end() && j.dt == it->second.t->dtype) {
+            const uint64_t first = (j.off - it->second.t->begin) / dtype_size(j.dt);
+            auto p = encode_lowrank_frame(it->second.f, first, out, base, j.len, j.dt, opt_.zstd_level);
+            if (p.ok() && p->size() < e.e.payload.size()) e.e = {Codec::lowrank_lanes, std::move(*p)};
+          }
+        }
       }
     };
     auto consume = [&](size_t k, size_t slot) -> Status {

@@ -28,6 +28,10 @@ struct BuildOptions {
   // Consider the sub_ctx codec (smallest, but decodes far slower than the
   // zstd-based codecs); false trades size for rebuild speed.
   bool allow_ctx = true;
+  // Consider codec 12 (lowrank_lanes) for 2-D float tensors whose change
+  // looks low-rank (merged LoRA adapters): factors searched per tensor
+  // (tenpak/lowrank_codec.h), kept per frame only where smaller.
+  bool allow_lowrank = true;
   // Recorded in the index as where the base can be found (paths, http(s)
   // URLs of the base directory, hub ids). Empty: the absolute path of the
   // base directory (of the base file's directory for a single file).
