@@ -116,8 +116,9 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     if (prefix && t1.size() < zl.size()) zl = std::move(t1);
     if (!t0.empty() && t0.size() < (zl.empty() ? ln : zl.size())) { zl = std::move(t0); prefix = false; }
   }
-  // Word-coded literals where they are smaller than zstd's (a frame of new
-  // text records), or always when asked (words = 2: golden files, tests).
+  // Word-coded literals where they are at least 3% smaller than zstd's (a
+  // frame of new text records), or always when asked (words = 2: golden
+  // files, tests).
   // Not tried on literals zstd packs 16:1 (repeated fields: a word model
   // codes each repeat as a token, zstd as one match; ds-addfield's trial
   // doubled its build time and never won).
@@ -126,7 +127,10 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   if (words == 2 || (words == 1 && level > 0 && literals.size() >= kWordsMinLiterals && zsize * 16 >= literals.size())) {
     std::string wl;
     words::encode(reinterpret_cast<const uint8_t*>(literals.data()), literals.size(), b, b_len, wl);
-    if (words == 2 || wl.size() < zsize) {
+    // At least 3% smaller: a word-coded frame rebuilds ~15x slower than a
+    // zstd one (about 30 MB/s of literals, docs/BENCHMARKS.md), not worth a
+    // few bytes.
+    if (words == 2 || wl.size() * 100 < zsize * 97) {
       zl = std::move(wl);
       wrd = true;
       prefix = false;
