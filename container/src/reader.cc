@@ -1,3 +1,5 @@
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -64,10 +66,47 @@ Xxh128 frame_hash(const uint8_t* p, size_t n) {
 // would be up to 2-3 MiB of memory touched for the first time by each, a
 // page fault per 4 KiB (~15 us each on the 2-core VM of docs/BENCHMARKS.md).
 // Shared, the pool holds as many pairs as rebuilds ran at once.
+//
+// The base buffer is one 2 MiB transparent huge page where the kernel gives
+// one: a base range read direct pins the buffer's pages for the device
+// (get_user_pages) and maps them for it page by page, 257 pages of 4 KiB for
+// a 1 MiB range against one huge page (gup was 4% of the daemon's CPU on a
+// cold bf16 read, docs/BENCHMARKS.md "Mount").
 struct DeltaReader::ScratchPool {
+  class BaseScratch {
+   public:
+    static constexpr size_t kHuge = 2u << 20;
+    BaseScratch() = default;
+    ~BaseScratch() {
+      if (huge_) munmap(huge_, kHuge);
+    }
+    BaseScratch(const BaseScratch&) = delete;
+    BaseScratch& operator=(const BaseScratch&) = delete;
+    // At least n bytes aligned to BlockSource::kReadInAlign, uninitialised.
+    uint8_t* get(size_t n) {
+      if (n <= kHuge && (huge_ || map_huge())) return huge_;
+      return heap_.get(n);  // larger (patch extents), or no mapping
+    }
+
+   private:
+    // A 2 MiB-aligned 2 MiB mapping (cut out of a 4 MiB one) that asks
+    // for a huge page; with THP "never", plain pages (still reused).
+    bool map_huge() {
+      void* raw = mmap(nullptr, 2 * kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (raw == MAP_FAILED) return false;
+      const uintptr_t r = reinterpret_cast<uintptr_t>(raw), at = (r + kHuge - 1) & ~uintptr_t(kHuge - 1);
+      if (at > r) munmap(raw, at - r);
+      if (r + 2 * kHuge > at + kHuge) munmap(reinterpret_cast<void*>(at + kHuge), r + 2 * kHuge - (at + kHuge));
+      huge_ = reinterpret_cast<uint8_t*>(at);
+      madvise(huge_, kHuge, MADV_HUGEPAGE);  // best effort
+      return true;
+    }
+    uint8_t* huge_ = nullptr;
+    AlignedScratch<BlockSource::kReadInAlign> heap_;
+  };
   struct Pair {
     Scratch<uint8_t> payload;
-    AlignedScratch<BlockSource::kReadInAlign> base;  // for read_in
+    BaseScratch base;  // for read_in
   };
   std::mutex mu;
   std::vector<std::unique_ptr<Pair>> free;
