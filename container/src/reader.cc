@@ -67,21 +67,22 @@ Xxh128 frame_hash(const uint8_t* p, size_t n) {
 // page fault per 4 KiB (~15 us each on the 2-core VM of docs/BENCHMARKS.md).
 // Shared, the pool holds as many pairs as rebuilds ran at once.
 //
-// The base buffer is one 2 MiB transparent huge page where the kernel gives
-// one: a base range read direct pins the buffer's pages for the device
+// Each buffer is one 2 MiB transparent huge page where the kernel gives one:
+// a range read direct (read_in: a mount reads a cold base, and its delta's
+// data file, with O_DIRECT) pins the buffer's pages for the device
 // (get_user_pages) and maps them for it page by page, 257 pages of 4 KiB for
 // a 1 MiB range against one huge page (gup was 4% of the daemon's CPU on a
 // cold bf16 read, docs/BENCHMARKS.md "Mount").
 struct DeltaReader::ScratchPool {
-  class BaseScratch {
+  class DirectScratch {
    public:
     static constexpr size_t kHuge = 2u << 20;
-    BaseScratch() = default;
-    ~BaseScratch() {
+    DirectScratch() = default;
+    ~DirectScratch() {
       if (huge_) munmap(huge_, kHuge);
     }
-    BaseScratch(const BaseScratch&) = delete;
-    BaseScratch& operator=(const BaseScratch&) = delete;
+    DirectScratch(const DirectScratch&) = delete;
+    DirectScratch& operator=(const DirectScratch&) = delete;
     // At least n bytes aligned to BlockSource::kReadInAlign, uninitialised.
     uint8_t* get(size_t n) {
       if (n <= kHuge && (huge_ || map_huge())) return huge_;
@@ -105,8 +106,8 @@ struct DeltaReader::ScratchPool {
     AlignedScratch<BlockSource::kReadInAlign> heap_;
   };
   struct Pair {
-    Scratch<uint8_t> payload;
-    BaseScratch base;  // for read_in
+    DirectScratch payload;  // for read_in (a delta data file read direct)
+    DirectScratch base;     // for read_in
   };
   std::mutex mu;
   std::vector<std::unique_ptr<Pair>> free;
@@ -251,9 +252,13 @@ Result<const uint8_t*> DeltaReader::rebuild_frame(uint32_t k, uint8_t* out, bool
   // there only costs.)
   if (f.base_file != kNoBase && bases_[f.base_file] && f.data_len >= kHintMinPayload && f.codec != Codec::patch)
     bases_[f.base_file]->will_need(f.base_offset, f.base_len);
-  uint8_t* payload = scratch->payload.get(f.data_len);
-  Status st = data_->read(f.data_offset, f.data_len, payload);
-  if (!st.ok()) return Status{st.code(), where() + ": " + st.message()};
+  const uint8_t* payload;
+  {
+    auto got = data_->read_in(f.data_offset, f.data_len, scratch->payload.get(f.data_len + 2 * BlockSource::kReadInAlign));
+    if (!got.ok()) return Status{got.status().code(), where() + ": " + got.status().message()};
+    payload = *got;
+  }
+  Status st;
   const uint8_t* bp = nullptr;
   if (f.base_file != kNoBase && f.codec == Codec::patch) {
     // A patch frame reads the extents its payload lists, concatenated (B).

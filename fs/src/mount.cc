@@ -23,7 +23,14 @@ std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, con
   return wrap_with_cache(std::move(src), cache, std::move(identity));
 }
 
-Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache) {
+// direct_data: a local delta's data file is read with O_DIRECT where its
+// ranges are not in the page cache (LocalFileOptions::direct_when_cold;
+// never on network or FUSE file systems, see no_direct_reads_on). A cold read through the mount then touches no fresh page-cache pages for
+// the payloads (on the VM of docs/BENCHMARKS.md each fresh page costs a
+// host fault: that copy was 0.05-0.5 CPU-s per GB served), and the payloads
+// do not stay in memory beside the fine-tune's own pages.
+Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache,
+                                                bool direct_data) {
   auto idx = open_source(join_location(loc, kIndexFile));
   if (!idx.ok()) {
     // An origin that does not answer (refused, 5xx) is unavailable; one that
@@ -31,7 +38,9 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
     Errc code = is_remote_location(loc) && idx.status().code() == Errc::io ? Errc::unavailable : Errc::not_found;
     return Status{code, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
   }
-  auto dat = open_source(join_location(loc, kDataFile));
+  SourceOptions so;
+  so.local.direct_when_cold = direct_data && !is_remote_location(loc) && no_direct_reads_on(loc).empty();
+  auto dat = open_source(join_location(loc, kDataFile), so);
   if (!dat.ok()) return Status{Errc::corrupt, loc + ": delta data missing (" + dat.status().message() + ")"};
   return DeltaReader::open(through_cache(std::move(idx.value()), cache, loc),
                            through_cache(std::move(dat.value()), cache, loc), loc);
@@ -133,7 +142,7 @@ Result<std::unique_ptr<Mount>> Mount::open(MountOptions a) {
   std::map<std::string, unsigned> users;
   std::set<std::string> logged;
   for (auto& [dir, loc] : *found) {
-    auto r = open_delta(loc, cache);
+    auto r = open_delta(loc, cache, !a.buffered_base);
     if (!r.ok()) return r.status();
     const auto& bl = (*r)->manifest().base_locations;
     base_of.push_back(!a.base.empty() ? a.base : bl.empty() ? std::string() : bl[0]);

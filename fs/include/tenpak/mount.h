@@ -34,8 +34,11 @@ std::unique_ptr<BlockSource> through_cache(std::unique_ptr<BlockSource> src, con
 
 // Opens the delta directory at `loc` (path, URL or hub id). Errc::invalid:
 // no delta there (no index; an HTTP 404); unavailable: a remote origin that
-// does not answer; corrupt: an index without its data file.
-Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache);
+// does not answer; corrupt: an index without its data file. direct_data: a
+// local data file's cold ranges are read with O_DIRECT (what a mount does
+// unless --buffered-base; see mount.cc).
+Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const std::shared_ptr<BlockCache>& cache,
+                                                bool direct_data = false);
 
 // Attaches every base file the delta needs (attach_base) from `base` when
 // given, else from the locations the delta records, in order (a location
