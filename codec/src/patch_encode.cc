@@ -116,21 +116,28 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     if (prefix && t1.size() < zl.size()) zl = std::move(t1);
     if (!t0.empty() && t0.size() < (zl.empty() ? ln : zl.size())) { zl = std::move(t0); prefix = false; }
   }
-  // Word-coded literals where they are at least 3% smaller than zstd's (a
-  // frame of new text records), or always when asked (words = 2: golden
-  // files, tests).
-  // Not tried on literals zstd packs 16:1 (repeated fields: a word model
-  // codes each repeat as a token, zstd as one match; ds-addfield's trial
-  // doubled its build time and never won).
+  // Word-coded literals where they pay (below: a frame of new text
+  // records), or always when asked (words = 2: golden files, tests). Not
+  // tried on literals zstd packs 16:1 (repeated fields: a word model codes
+  // each repeat as a token, zstd as one match; ds-addfield's trial doubled
+  // its build time and never won), nor where zstd's whole stream is under
+  // 1% of the frame (the most it could save).
   bool wrd = false;
   const size_t zsize = zl.empty() ? literals.size() : zl.size();
-  if (words == 2 || (words == 1 && level > 0 && literals.size() >= kWordsMinLiterals && zsize * 16 >= literals.size())) {
+  uint64_t out_len = 0;
+  for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
+  if (words == 2 || (words == 1 && level > 0 && literals.size() >= kWordsMinLiterals && zsize * 16 >= literals.size() &&
+                     zsize * 100 >= out_len)) {
     std::string wl;
     words::encode(reinterpret_cast<const uint8_t*>(literals.data()), literals.size(), b, b_len, wl);
-    // At least 3% smaller: a word-coded frame rebuilds ~15x slower than a
-    // zstd one (about 30 MB/s of literals, docs/BENCHMARKS.md), not worth a
-    // few bytes.
-    if (words == 2 || wl.size() * 100 < zsize * 97) {
+    // Kept when at least 10% smaller and the bytes saved are at least 1% of
+    // the frame: a word-coded frame rebuilds far slower than a zstd one
+    // (~30 MB/cpu-s of literals, plus priming from up to 256 KiB of B), so
+    // it must buy a real share of the frame. Measured (docs/BENCHMARKS.md):
+    // ds-append's frames of new rows save 5% of their size (28% of zstd's);
+    // ds-csv's edited frames saved 0.2% of theirs while its rebuild fell
+    // from ~430 to ~80 MB/cpu-s.
+    if (words == 2 || (wl.size() * 10 < zsize * 9 && (zsize - wl.size()) * 100 >= out_len)) {
       zl = std::move(wl);
       wrd = true;
       prefix = false;

@@ -51,8 +51,9 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 // lines of B in lines (method bit 3: deleted or re-ordered records cost a
 // line count, not a byte offset); 2 writes whichever op stream is smaller.
 // `words`: 0 never word-codes the literals; 1 word-codes them (method bit 4:
-// tokens coded by a model primed from B) when that is 3% smaller than zstd and
-// there are at least kWordsMinLiterals of them; 2 always (tests, golden files).
+// tokens coded by a model primed from B) when that is 10% smaller than zstd,
+// saves at least 1% of the frame's size and there are at least
+// kWordsMinLiterals of them; 2 always (tests, golden files).
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
                          const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true,
                          int line_ops = 0, int words = 0);
