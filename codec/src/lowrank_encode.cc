@@ -44,16 +44,26 @@ struct Rng {  // SplitMix64: the same factors on every machine for the same inpu
 
 using Vecs = std::vector<std::vector<double>>;  // k vectors (columns of a tall matrix)
 
+// Four partial sums: the compiler vectorizes it (the encoder's arithmetic
+// needs no fixed order; only the decoder's does).
 double dot(const double* a, const double* b, size_t n) {
-  double s = 0;
-  for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
 }
 
-// Orthonormalises the vectors in place (modified Gram-Schmidt, two passes);
-// a vector left with (almost) nothing after the projections becomes zero.
-void orth(Vecs& q) {
-  for (int pass = 0; pass < 2; ++pass) {
+// Orthonormalises the vectors in place (modified Gram-Schmidt, `passes`
+// passes: the second restores orthogonality lost to rounding); a vector
+// left with (almost) nothing after the projections becomes zero.
+void orth(Vecs& q, int passes = 2) {
+  for (int pass = 0; pass < passes; ++pass) {
     for (size_t j = 0; j < q.size(); ++j) {
       auto& v = q[j];
       const size_t n = v.size();
@@ -96,8 +106,9 @@ Vecs mul_dt(const std::vector<float>& d, uint64_t rows, uint64_t cols, const Vec
 }
 
 // Eigen-decomposition of the symmetric k x k matrix a (row-major, destroyed):
-// values descending, vecs[i] the unit eigenvector of values[i]. Cyclic Jacobi.
-void jacobi(std::vector<double>& a, size_t k, std::vector<double>& values, Vecs& vecs) {
+// values descending, vecs[i] the unit eigenvector of values[i]. Cyclic Jacobi,
+// until the off-diagonal energy is below `tol` times the diagonal's.
+void jacobi(std::vector<double>& a, size_t k, std::vector<double>& values, Vecs& vecs, double tol = 1e-30) {
   std::vector<double> v(k * k, 0.0);
   for (size_t i = 0; i < k; ++i) v[i * k + i] = 1;
   for (int sweep = 0; sweep < 60; ++sweep) {
@@ -106,7 +117,7 @@ void jacobi(std::vector<double>& a, size_t k, std::vector<double>& values, Vecs&
       diag += a[p * k + p] * a[p * k + p];
       for (size_t q = p + 1; q < k; ++q) off += a[p * k + q] * a[p * k + q];
     }
-    if (off <= 1e-30 * diag || off == 0) break;
+    if (off <= tol * diag || off == 0) break;
     for (size_t p = 0; p < k; ++p)
       for (size_t q = p + 1; q < k; ++q) {
         const double apq = a[p * k + q];
@@ -175,51 +186,79 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
   if (rows < 8 || cols < 8) { res.why = "fewer than 8 rows or columns"; return res; }
   if (total > opt.max_elements) { res.why = "larger than max_elements"; return res; }
   // The largest rank whose float32 factors stay under half the F32 tensor:
-  // past it a low-rank model cannot pay.
+  // past it a low-rank model cannot pay (stories260K's merged rank-8 k_proj,
+  // 32 x 64, pays with factors at 37% of its F32 size).
   const uint64_t kmax = std::min<uint64_t>({opt.max_rank, total / (2 * (rows + cols)), std::min(rows, cols) / 2});
   if (kmax < 1) { res.why = "too small for any rank"; return res; }
   const size_t w = dtype_size(dt);
+  // Row r of the change, in double (false: a non-finite value).
+  auto row_diff = [&](uint64_t r, double* out) {
+    thread_local std::vector<float> fa, fb;
+    fa.resize(cols);
+    fb.resize(cols);
+    convert_dtype(ft + r * cols * w, dt, cols, DType::F32, reinterpret_cast<uint8_t*>(fa.data()));
+    convert_dtype(base + r * cols * w, dt, cols, DType::F32, reinterpret_cast<uint8_t*>(fb.data()));
+    bool finite = true;
+    for (uint64_t c = 0; c < cols; ++c) {
+      out[c] = static_cast<double>(fa[c]) - static_cast<double>(fb[c]);
+      finite = finite && std::isfinite(out[c]);
+    }
+    return finite;
+  };
+  // 1. Pretest, O(kmax³) whatever the tensor's size: on c = min(cols,
+  // 2·(kmax + 8) + 32) evenly spaced columns, if D has rank r ≤ kmax the
+  // span of kmax + 8 of its rows holds (nearly) all of any other row; for a
+  // full-rank change (a full fine-tune) about (kmax + 8) / c of it (under
+  // half). Held-out rows must keep opt.min_energy of their energy in that span.
+  if (rows > kmax + 8) {
+    const uint64_t s = kmax + 8, nc = std::min<uint64_t>(cols, 2 * s + 32);
+    std::vector<double> full(cols);
+    // Row r of D on the sampled columns.
+    auto sampled_row = [&](uint64_t r, double* out) {
+      if (!row_diff(r, full.data())) return false;
+      for (uint64_t j = 0; j < nc; ++j) out[j] = full[j * cols / nc];
+      return true;
+    };
+    Vecs basis(s, std::vector<double>(nc));
+    std::vector<bool> in_basis(rows, false);
+    for (uint64_t a = 0; a < s; ++a) {
+      in_basis[a * rows / s] = true;
+      if (!sampled_row(a * rows / s, basis[a].data())) { res.why = "non-finite values"; return res; }
+    }
+    std::vector<uint64_t> others;  // held-out candidates: every row not in the basis
+    for (uint64_t r = 0; r < rows; ++r)
+      if (!in_basis[r]) others.push_back(r);
+    orth(basis, 1);  // one pass: a pretest (a basis a little off only lets a tensor through to the search)
+    double held = 0, kept = 0;
+    std::vector<double> x(nc);
+    const uint64_t h = std::min<uint64_t>(8, others.size());
+    for (uint64_t a = 0; a < h; ++a) {
+      const uint64_t r = others[(2 * a + 1) * others.size() / (2 * h)];
+      if (!sampled_row(r, x.data())) { res.why = "non-finite values"; return res; }
+      held += dot(x.data(), x.data(), nc);
+      for (auto& q : basis) {
+        const double c = dot(q.data(), x.data(), nc);
+        kept += c * c;
+      }
+    }
+    if (held > 0 && kept < opt.min_energy * held) {
+      res.why = "not low-rank: " + std::to_string(kmax + 8) + " rows span " +
+                std::to_string(100.0 * kept / held).substr(0, 5) + "% of held-out rows";
+      return res;
+    }
+  }
   std::vector<float> d(total);
   {
-    // Row by row: the change is the only tensor-sized buffer held.
-    std::vector<float> fa(cols), fb(cols);
+    std::vector<double> x(cols);
     bool any = false;
     for (uint64_t r = 0; r < rows; ++r) {
-      convert_dtype(ft + r * cols * w, dt, cols, DType::F32, reinterpret_cast<uint8_t*>(fa.data()));
-      convert_dtype(base + r * cols * w, dt, cols, DType::F32, reinterpret_cast<uint8_t*>(fb.data()));
+      if (!row_diff(r, x.data())) { res.why = "non-finite values"; return res; }
       for (uint64_t c = 0; c < cols; ++c) {
-        const double x = static_cast<double>(fa[c]) - static_cast<double>(fb[c]);
-        if (!std::isfinite(x)) { res.why = "non-finite values"; return res; }
-        d[r * cols + c] = static_cast<float>(x);
-        any = any || x != 0;
+        d[r * cols + c] = static_cast<float>(x[c]);
+        any = any || x[c] != 0;
       }
     }
     if (!any) { res.why = "no change"; return res; }
-  }
-  // 1. Pretest on evenly spaced rows.
-  {
-    const uint64_t s = std::min<uint64_t>(rows, 2 * kmax + 16);
-    std::vector<std::vector<double>> sr(s, std::vector<double>(cols));
-    for (uint64_t a = 0; a < s; ++a) {
-      const uint64_t r = a * rows / s;
-      for (uint64_t c = 0; c < cols; ++c) sr[a][c] = d[r * cols + c];
-    }
-    std::vector<double> g(s * s);
-    for (uint64_t a = 0; a < s; ++a)
-      for (uint64_t b = a; b < s; ++b) g[a * s + b] = g[b * s + a] = dot(sr[a].data(), sr[b].data(), cols);
-    std::vector<double> ev;
-    Vecs evec;
-    jacobi(g, s, ev, evec);
-    double tr = 0, top = 0;
-    for (uint64_t i = 0; i < s; ++i) {
-      tr += std::max(ev[i], 0.0);
-      if (i < kmax) top += std::max(ev[i], 0.0);
-    }
-    if (tr <= 0 || top < opt.min_energy * tr) {
-      res.why = "not low-rank: the top " + std::to_string(kmax) + " components of sampled rows hold " +
-                std::to_string(tr > 0 ? 100.0 * top / tr : 0.0).substr(0, 5) + "% of the change";
-      return res;
-    }
   }
   // 2. Range finder.
   const uint64_t k = std::min<uint64_t>(kmax + 8, std::min(rows, cols));
@@ -243,12 +282,11 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
   std::vector<double> lam;
   Vecs wv;
   jacobi(g, k, lam, wv);
-  uint64_t avail = 0;
-  for (uint64_t i = 0; i < std::min(k, kmax); ++i) {
+  for (uint64_t i = 0; i < k; ++i) {
     if (!(lam[i] > lam[0] * 1e-24) || lam[i] <= 0) break;
     res.sigma.push_back(std::sqrt(lam[i]));
-    ++avail;
   }
+  const uint64_t nsig = res.sigma.size(), avail = std::min(nsig, kmax);  // components above the floor; usable
   if (avail == 0) { res.why = "no component"; return res; }
   // Full factors up to `avail`: uf rows x avail (row-major), vf avail x cols.
   std::vector<double> uf(rows * avail), vf(avail * cols);
@@ -261,23 +299,24 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
       for (uint64_t c = 0; c < cols; ++c) vf[i * cols + c] += wj * bt[j][c] / rs;
     }
   }
-  // Ranks tried: the largest gap of the spectrum first (a LoRA of rank r
-  // has r components far above the rounding noise), then a ladder of ranks
-  // above it (ascending) and below it (descending), each direction stopped
-  // when the size stops shrinking: two ranks in a row no better than the best.
+  // Ranks tried, ascending: a ladder and the largest gap of the spectrum
+  // (a LoRA of rank r has r components far above the rounding noise; σ is
+  // known up to k = kmax + 8, so a gap at kmax is seen), stopped at the
+  // first rank past the gap where the residual stops shrinking (under 2%
+  // smaller than at the rank before).
   uint64_t gap_r = 0;
   {
     double gap = 4;  // a gap is a ratio of at least 4 between neighbouring singular values
-    for (uint64_t i = 0; i + 1 < avail; ++i)
-      if (res.sigma[i + 1] > 0 && res.sigma[i] / res.sigma[i + 1] > gap) gap = res.sigma[i] / res.sigma[i + 1], gap_r = i + 1;
-    if (!gap_r && avail < std::min(k, kmax)) gap_r = avail;  // every component found above the floor
+    for (uint64_t i = 0; i + 1 < nsig && i < kmax; ++i)
+      if (res.sigma[i] / res.sigma[i + 1] > gap) gap = res.sigma[i] / res.sigma[i + 1], gap_r = i + 1;
+    if (!gap_r && nsig <= kmax && nsig < k) gap_r = nsig;  // every component above the floor is usable
   }
-  std::vector<uint64_t> up, down;
-  for (uint64_t r : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128}) {
-    if (r > avail || r == gap_r) continue;
-    (r > gap_r ? up : down).push_back(r);
-  }
-  std::reverse(down.begin(), down.end());
+  std::vector<uint64_t> ranks;
+  for (uint64_t r : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128})
+    if (r <= avail) ranks.push_back(r);
+  if (gap_r) ranks.push_back(gap_r);
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
   // Sample on which sizes are measured: the tensor's own frames when it has
   // at most 4, else 16 evenly spaced blocks of whole rows (about 64 Ki
   // elements each); sizes scale by total / sampled elements.
@@ -308,11 +347,12 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
   // Size of the tensor at rank r, factors stored with `bits`: the codec-12
   // payloads of the sample scaled, with V's per-frame copies counted for
   // every frame (the sample holds V once per block).
-  auto cost = [&](const LowRankFactors& f) {
+  // Returns {total, residual}, both scaled to the whole tensor.
+  auto cost = [&](const LowRankFactors& f) -> std::pair<double, double> {
     double resid = 0, head = 0;
     for (auto& [b0, bn] : blocks) {
       auto p = encode_lowrank_frame(f, b0, ft + b0 * w, base + b0 * w, bn * w, dt, opt.zstd_level);
-      if (!p.ok()) return 1e300;
+      if (!p.ok()) return {1e300, 1e300};
       const uint32_t a = static_cast<uint32_t>(static_cast<uint8_t>((*p)[0])) |
                          static_cast<uint32_t>(static_cast<uint8_t>((*p)[1])) << 8 |
                          static_cast<uint32_t>(static_cast<uint8_t>((*p)[2])) << 16 |
@@ -320,21 +360,34 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
       resid += static_cast<double>(p->size() - 4 - a);
       head += 4 + a;
     }
-    if (nframes <= 4) return resid + head;
-    const double fb = f.t.bits[0] == 16 ? 2 : 4;
+    if (nframes <= 4) return {resid + head, resid};
+    const uint8_t b0 = f.t.bits[0];
+    const double fb = b0 == 0 ? 4 : b0 == 16 ? 2 : b0 / 8.0;
     const double ve = static_cast<double>(f.t.rank) * fb;
-    return resid * scale + static_cast<double>(nframes) * (4 + 6 + 12 + f.t.rank + ve * static_cast<double>(cols)) +
-           ve * static_cast<double>(rows);
+    // (quantized vectors also carry a float32 scale each)
+    const double vs = b0 == 0 || b0 == 16 ? 0 : 4.0 * f.t.rank;
+    return {resid * scale + static_cast<double>(nframes) * (4 + 6 + 12 + f.t.rank + ve * static_cast<double>(cols) + 2 * vs) +
+                ve * static_cast<double>(rows),
+            resid * scale};
   };
   LowRankFactors cand, best;
   double best_cost = 1e300;
   cand.t.method = ApproxMethod::lowrank;
   cand.t.rows = rows;
   cand.t.cols = cols;
-  // Tries rank r with float32 and float16 factors; true when it beat the best.
+  // Factor precisions tried: float32 and float16; for F16/BF16 outputs also
+  // 8 and 4 bits per value (codec 11's quantized vectors): the prediction's
+  // error then only has to stay small against the output's own ulp, and
+  // a large matrix carries V in every frame.
+  std::vector<uint8_t> precisions = {0, 16};
+  if (dt != DType::F32) {
+    precisions.push_back(8);
+    precisions.push_back(4);
+  }
+  // Tries rank r at every precision; returns the residual with float32 factors.
   auto try_rank = [&](uint64_t r) {
-    bool better = false;
-    for (uint8_t bits : {uint8_t(0), uint8_t(16)}) {
+    double resid32 = 1e300;
+    for (uint8_t bits : precisions) {
       cand.t.rank = static_cast<uint32_t>(r);
       cand.t.bits.assign(r, bits);
       cand.t.u.resize(rows * r);
@@ -343,18 +396,17 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
         for (uint64_t j = 0; j < r; ++j) cand.t.u[i * r + j] = static_cast<float>(uf[i * avail + j]);
       for (uint64_t j = 0; j < r; ++j)
         for (uint64_t c = 0; c < cols; ++c) cand.t.v[j * cols + c] = static_cast<float>(vf[j * cols + c]);
-      const double c = cost(cand);
-      if (c < best_cost) best_cost = c, best = cand, better = true;
+      const auto [c, resid] = cost(cand);
+      if (c < best_cost) best_cost = c, best = cand;
+      if (bits == 0) resid32 = resid;
     }
-    return better;
+    return resid32;
   };
-  if (gap_r) try_rank(gap_r);
-  for (auto* ladder : {&up, &down}) {
-    int worse = 0;
-    for (uint64_t r : *ladder) {
-      if (try_rank(r)) worse = 0;
-      else if (++worse >= 2) break;
-    }
+  double prev = res.est_lanes_bytes;
+  for (uint64_t r : ranks) {
+    const double resid = try_rank(r);
+    if (r >= gap_r && resid > 0.98 * prev) break;
+    prev = resid;
   }
   res.est_bytes = best_cost;
   if (best.t.rank == 0 || !(best_cost < res.est_lanes_bytes * (1 - opt.min_gain))) {
@@ -363,7 +415,9 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
     return res;
   }
   res.t = std::move(best.t);
-  res.why = "rank " + std::to_string(res.t.rank) + (res.t.bits[0] == 16 ? " float16" : " float32");
+  const uint8_t b0 = res.t.bits[0];
+  res.why = "rank " + std::to_string(res.t.rank) +
+            (b0 == 0 ? " float32" : b0 == 16 ? " float16" : " " + std::to_string(b0) + "-bit");
   return res;
 }
 

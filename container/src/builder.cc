@@ -335,7 +335,7 @@ class Builder {
         // tensor (merged LoRA adapters change such matrices only).
         if (opt_.allow_lowrank && (tr.match == "same" || tr.match == "dtype") && t.shape.size() == 2 &&
             (t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16))
-          lowrank[idx] = LowRankJob{&t, b};
+          lowrank[idx] = LowRankJob{&t, b, {}};
         if (tr.match != "none") ++report_.tensors_matched;
         report_.tensors_detail.push_back(std::move(tr));
         pos = std::max(pos, t.end);

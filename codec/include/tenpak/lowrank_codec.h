@@ -35,7 +35,7 @@ Status decode_lowrank(const uint8_t* payload, size_t len, const uint8_t* base, s
 
 struct LowRankOptions {
   uint32_t max_rank = 64;       // never more components than this
-  double min_energy = 0.9;      // pretest: the top max-rank components of sampled rows must hold this share of the change's energy
+  double min_energy = 0.9;      // pretest: the span of max-rank + 8 sampled rows must hold this share of other rows' energy
   double min_gain = 0.02;       // keep the factors only when the tensor codes this fraction smaller than sub_lanes alone
   uint32_t power_iters = 1;     // power iterations of the range finder
   uint64_t max_elements = uint64_t(1) << 26;  // larger tensors are not tried (the factorisation holds the change in memory)
@@ -46,7 +46,7 @@ struct LowRankOptions {
 // The factors chosen for one rows x cols tensor (row-major). t.rank == 0:
 // no low-rank model pays (why says which rule refused it).
 struct LowRankFactors {
-  ApproxTensor t;  // method lowrank; u rows x rank, v rank x cols; bits all 0 (float32) or all 16 (float16)
+  ApproxTensor t;  // method lowrank; u rows x rank, v rank x cols; bits all 0 (float32), 16 (float16), 8 or 4
   std::string why;
   double est_bytes = 0;        // estimated codec-12 size of the tensor
   double est_lanes_bytes = 0;  // estimated sub_lanes size of the tensor (rank 0)
