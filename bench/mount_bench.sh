@@ -23,7 +23,8 @@
 # (bench/decode_floor: decode_frame alone, + the xxh3 check, and
 # DeltaReader::read_frame); and the cold read against reading the original
 # fine-tune from local disk cold (page cache dropped with
-# /proc/sys/vm/drop_caches), target >= 1.0.
+# /proc/sys/vm/drop_caches), target >= 1.0. The trivial FUSE daemon's own
+# CPU-seconds per GB of its cold reads is printed as the FUSE floor.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
@@ -98,9 +99,11 @@ bench_pair() {
   # cold read of the trivial file then one of TenPak (a fresh daemon: empty
   # frame cache; dropped page cache), and the medians are compared.
   local tp_cold="" tp_warm="" tp_mmap_warm tp_first="" tp_first_warm tp_first_nowarm="" tp_mmap_cold s1 s2 resident
-  local tp_cpu="" dpid
+  local tp_cpu="" dpid triv_cpu="" c0
   for rep in $(seq "$REPS"); do
-    drop; triv_cold+="$(field "$($RD seq "$TMP/data")" gbps),"
+    drop; c0=$(cpu_s "$TRIV_PID")
+    triv_cold+="$(field "$($RD seq "$TMP/data")" gbps),"
+    triv_cpu+="$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$c0" "$(cpu_s "$TRIV_PID")"),"
     tp_mount; drop
     tp_cold+="$(field "$($RD seq "$MP/$name")" gbps),"
     dpid=$(daemon_pid)
@@ -139,7 +142,7 @@ bench_pair() {
 
   python3 - "$tmpfs_seq" "$tmpfs_mmap" "$tmpfs_first" "$triv_cold" "$triv_warm" "$triv_mmap_cold" "$tp_cold" "$tp_warm" \
     "$tp_mmap_warm" "$tp_first" "$tp_first_warm" "$tp_mmap_cold" "$size" "$resident" "$disk_cold" "$tp_first_nowarm" "$disk_first" "$s1" "$s2" \
-    "$tp_cpu" "$floor" <<'EOF2'
+    "$tp_cpu" "$floor" "$triv_cpu" <<'EOF2'
 import json, statistics, sys
 # Repeated measurements come as "v1,v2,...,": their median is used, and
 # their range is shown beside it.
@@ -180,6 +183,13 @@ crng = f"{min(cpus) / gb:.3f}-{max(cpus) / gb:.3f} (n={len(cpus)})" if len(cpus)
 for bn, k in (("floor: decode alone", "decode_cpu_s_per_gb"), ("floor: decode + xxh3", "decode_hash_cpu_s_per_gb"),
               ("floor: DeltaReader", "reader_cpu_s_per_gb")):
     print(f"  {'daemon CPU-s per GB cold':30} {cpg:10.3f}   {bn:24} {fl[k]:10.3f} {cpg / fl[k]:8.3f}  {'':8}  {crng}")
+# The FUSE floor: the trivial daemon's CPU per GB of its cold reads (request
+# handling and the reply copy into the kernel's pages, nothing rebuilt).
+tcpus = [float(x) for x in sys.argv[22].split(",") if x]
+tcg = statistics.median(tcpus) / gb
+print(f"  {'trivial FUSE CPU-s per GB cold':30} {tcg:10.3f}   {'(the FUSE floor)':24} {'':10} {'':8}  {'':8}  "
+      f"{min(tcpus) / gb:.3f}-{max(tcpus) / gb:.3f} (n={len(tcpus)})")
+print(f"  {'daemon CPU-s/GB above decode + xxh3 + FUSE floors':50} {cpg - fl['decode_hash_cpu_s_per_gb'] - tcg:10.3f}")
 print(f"  after the cold read {resident / size * 100:.1f}% of the file was in the page cache")
 print(f"  cold seq run: frames rebuilt {s1['frames_rebuilt']}, prefetch issued {s1['prefetch']['issued']} "
       f"hits {s1['prefetch']['hits']} wasted {s1['prefetch']['wasted']}, in-flight joins {s1['inflight_joins']}, "
