@@ -92,6 +92,12 @@ float approx_dequant(float s, uint32_t q, unsigned b) {
   return s * c;                                              // one rounding
 }
 
+float approx_grid_value(float s, uint32_t q, unsigned zero2) {
+  const float z = static_cast<float>(zero2) / 2.0f;  // exact: a half-integer below 2^9
+  const float c = static_cast<float>(q) - z;         // exact
+  return s * c;                                      // one rounding
+}
+
 Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, size_t n, DType dt, uint8_t* out) {
   auto corrupt = [](const std::string& why) { return Status{Errc::corrupt, "payload does not decode: approx: " + why}; };
   if (dt != DType::F32 && dt != DType::F16 && dt != DType::BF16) return corrupt("output dtype is not F32, F16 or BF16");
@@ -100,7 +106,7 @@ Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, si
   const uint8_t method = payload[0], flags = payload[1];
   const uint32_t raw = uint32_t(payload[2]) | uint32_t(payload[3]) << 8 | uint32_t(payload[4]) << 16 |
                        uint32_t(payload[5]) << 24;
-  if (method > 2) return corrupt("unknown method " + std::to_string(method));
+  if (method > 3) return corrupt("unknown method " + std::to_string(method));
   if (flags & ~1u) return corrupt("unknown flag bits");
   if (raw > kMaxBody) return corrupt("body length over 64 MiB");
   std::vector<uint8_t> zbuf;
@@ -175,6 +181,42 @@ Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, si
         }
         d[i] = acc;
       }
+      break;
+    }
+    case ApproxMethod::grouped: {
+      uint32_t cols, skip, group;
+      if (!r.u32(cols) || !r.u32(skip) || r.n - r.i < 2) return corrupt("grouped header truncated");
+      const unsigned qb = r.p[r.i], zero2 = r.p[r.i + 1];
+      r.i += 2;
+      if (!r.u32(group)) return corrupt("grouped header truncated");
+      if (cols == 0 || skip >= cols) return corrupt("grouped cols/skip");
+      if (qb < 1 || qb > 8) return corrupt("grouped bits not 1..8");
+      if (zero2 > 2 * ((1u << qb) - 1)) return corrupt("grouped zero above the grid");
+      if (group > cols) return corrupt("grouped group wider than a row");
+      const uint64_t rows = (uint64_t(skip) + count + cols - 1) / cols;
+      const uint64_t G = group ? (uint64_t(cols) + group - 1) / group : 0;
+      const uint64_t ns = group ? rows * G : 1;
+      if (ns > (r.n - r.i) / 2) return corrupt("grouped scales truncated");
+      std::vector<float> sc(ns);
+      for (uint64_t i = 0; i < ns; ++i) {
+        convert_dtype(r.p + r.i + 2 * i, DType::F16, 1, DType::F32, reinterpret_cast<uint8_t*>(&sc[i]));
+        if (!std::isfinite(sc[i])) return corrupt("grouped scale not finite");
+      }
+      r.i += 2 * ns;
+      const size_t bytes = (count * qb + 7) / 8;
+      if (r.n - r.i < bytes) return corrupt("grouped codes truncated");
+      const uint8_t* p = r.p + r.i;
+      for (size_t i = 0; i < count; ++i) {
+        const size_t bit = i * qb;
+        const uint32_t w = p[bit / 8] | (bit / 8 + 1 < bytes ? uint32_t(p[bit / 8 + 1]) << 8 : 0u);
+        const uint32_t q = (w >> (bit % 8)) & ((1u << qb) - 1);
+        const uint64_t t = skip + i, row = t / cols, col = t % cols;
+        const float s = group ? sc[row * G + col / group] : sc[0];
+        d[i] = approx_grid_value(s, q, zero2);
+      }
+      const unsigned used = static_cast<unsigned>((count * qb) % 8);
+      if (used && (p[bytes - 1] >> used)) return corrupt("grouped padding bits set");
+      r.i += bytes;
       break;
     }
   }

@@ -123,6 +123,50 @@ Result<std::string> encode_approx_frame(const ApproxTensor& t, uint64_t first, u
       for (uint32_t j = 0; j < t.rank; ++j) put_vector(body, t.v.data() + uint64_t(j) * t.cols, t.cols, 1, t.bits[j]);
       break;
     }
+    case ApproxMethod::grouped: {
+      const uint64_t n = t.rows * t.cols;
+      if (t.qbits < 1 || t.qbits > 8 || t.zero2 > 2 * ((1u << t.qbits) - 1) || t.codes.size() != n ||
+          t.group > t.cols)
+        return Status{Errc::invalid, "approx: grouped codes, bits, zero or group do not match the tensor"};
+      const uint64_t G = t.group ? (t.cols + t.group - 1) / t.group : 0;
+      if (t.scales.size() != (t.group ? t.rows * G : 1))
+        return Status{Errc::invalid, "approx: grouped scales do not cover the tensor"};
+      const uint64_t r0 = first / t.cols, skip = first % t.cols;
+      const uint64_t rows = (skip + count + t.cols - 1) / t.cols;
+      put32(body, static_cast<uint32_t>(t.cols));
+      put32(body, static_cast<uint32_t>(skip));
+      body.push_back(static_cast<char>(t.qbits));
+      body.push_back(static_cast<char>(t.zero2));
+      put32(body, t.group);
+      const uint64_t ns = t.group ? rows * G : 1, s0 = t.group ? r0 * G : 0;
+      for (uint64_t i = 0; i < ns; ++i) {
+        const float f = t.scales[s0 + i];
+        uint8_t h[2];
+        convert_dtype(reinterpret_cast<const uint8_t*>(&f), DType::F32, 1, DType::F16, h);
+        float back;
+        convert_dtype(h, DType::F16, 1, DType::F32, reinterpret_cast<uint8_t*>(&back));
+        if (!std::isfinite(f) || std::memcmp(&back, &f, 4) != 0)
+          return Status{Errc::invalid, "approx: a grouped scale is not a finite float16 value"};
+        body.push_back(static_cast<char>(h[0]));
+        body.push_back(static_cast<char>(h[1]));
+      }
+      const uint32_t qmax = (1u << t.qbits) - 1;
+      uint64_t acc = 0;
+      unsigned nb = 0;
+      for (uint64_t i = 0; i < count; ++i) {
+        const uint32_t q = t.codes[first + i];
+        if (q > qmax) return Status{Errc::invalid, "approx: a grouped code exceeds its bits"};
+        acc |= uint64_t(q) << nb;
+        nb += t.qbits;
+        while (nb >= 8) {
+          body.push_back(static_cast<char>(acc & 0xff));
+          acc >>= 8;
+          nb -= 8;
+        }
+      }
+      if (nb) body.push_back(static_cast<char>(acc & 0xff));
+      break;
+    }
     default:
       return Status{Errc::invalid, "approx: unknown method"};
   }

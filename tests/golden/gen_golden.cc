@@ -790,6 +790,31 @@ int write_approx_golden(const std::string& root) {
   cs.push_back({"approx-lowrank-F32", DType::F32, DType::F32, lowrank(12, 16, {0, 0, 0}), {192}, 0});
   cs.push_back({"approx-lowrank-F16-mixed", DType::F16, DType::F16, lowrank(12, 12, {8, 16, 3, 2, 5}), {50, 60, 34}, 0});
   cs.push_back({"approx-lowrank-BF16-bits", DType::BF16, DType::BF16, lowrank(9, 10, {7, 6, 4, 8, 2}), {90}, 0});
+  // Sub-method 3 (grouped; added later: the cases above are unchanged): a
+  // ternary grid (2 bits, zero2 2) with a float16 scale per row and group of
+  // 5 columns, F16 in three frames starting mid-row; a 1-bit grid (±s/2) with
+  // one scale per frame, BF16 from an F32 base in two frames.
+  auto grouped = [&](uint64_t rows, uint64_t cols, uint8_t bits, uint8_t zero2, uint32_t group) {
+    ApproxTensor t;
+    t.method = ApproxMethod::grouped;
+    t.rows = rows;
+    t.cols = cols;
+    t.qbits = bits;
+    t.zero2 = zero2;
+    t.group = group;
+    for (uint64_t e = 0; e < rows * cols; ++e) t.codes.push_back(static_cast<uint8_t>(g.next() % (bits == 2 ? 3 : 2)));
+    const uint64_t ns = group ? rows * ((cols + group - 1) / group) : 1;
+    for (uint64_t i = 0; i < ns; ++i) {
+      float f = static_cast<float>(0.001 + 0.02 * g.uni()), h;
+      uint8_t b2[2];
+      convert_dtype(reinterpret_cast<const uint8_t*>(&f), DType::F32, 1, DType::F16, b2);
+      convert_dtype(b2, DType::F16, 1, DType::F32, reinterpret_cast<uint8_t*>(&h));
+      t.scales.push_back(h);
+    }
+    return t;
+  };
+  cs.push_back({"approx-grouped-F16-ternary", DType::F16, DType::F16, grouped(8, 12, 2, 2, 5), {30, 41, 25}, 0});
+  cs.push_back({"approx-grouped-BF16-1bit-from-F32", DType::BF16, DType::F32, grouped(5, 13, 1, 1, 0), {33, 32}, 0});
   for (auto& c : cs) {
     const size_t w = dtype_size(c.dt), bw = dtype_size(c.bdt);
     const uint64_t count = c.t.rows * c.t.cols;
@@ -843,9 +868,9 @@ int write_approx_golden(const std::string& root) {
     write_delta(root + "/invalid/approx-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
   }
   {
-    // Sub-method byte 3 (unknown).
+    // Sub-method byte 255 (unknown; was 3 until sub-method 3 existed, the file patched in place).
     auto [m, dat] = one("approx-sign-BF16.bin");
-    dat[m.frames[0].data_offset] = 3;
+    dat[m.frames[0].data_offset] = static_cast<char>(255);
     write_delta(root + "/invalid/approx-bad-method", serialize_manifest(m), dat, corrupt);
   }
   {
@@ -878,6 +903,13 @@ int write_approx_golden(const std::string& root) {
     m.frames[0].data_offset = dat.size();
     m.frames[0].data_len = static_cast<uint32_t>(pay.size());
     write_delta(root + "/invalid/approx-position-past-frame", serialize_manifest(m), dat + pay, corrupt);
+  }
+  {
+    // A padding bit of the grouped codes set (1 bit x 33 elements: bits 33..39 of the last byte).
+    auto [m, dat] = one("approx-grouped-BF16-1bit-from-F32.bin");
+    const size_t last = m.frames[0].data_offset + m.frames[0].data_len - 1;
+    dat[last] = static_cast<char>(static_cast<uint8_t>(dat[last]) | 0x80);
+    write_delta(root + "/invalid/approx-grouped-padding", serialize_manifest(m), dat, corrupt);
   }
   std::printf("wrote %s/invalid/approx-*\n", root.c_str());
   return 0;

@@ -15,6 +15,7 @@ what they call corruption. Exit 0 on success.
   python3 tests/golden/spec_decode.py [tests/golden]
 """
 import hashlib
+import math
 import struct
 import sys
 from pathlib import Path
@@ -677,7 +678,7 @@ def approx(payload, base, n, dt, bdt):
         base = b"".join(from_f32(to_f32(base[i * bw:(i + 1) * bw], bdt), dt) for i in range(count))
     need(len(payload) >= 6, "approx: header truncated")
     method, flags, raw = payload[0], payload[1], int.from_bytes(payload[2:6], "little")
-    need(method <= 2, "approx: unknown method")
+    need(method <= 3, "approx: unknown method")
     need(flags & ~1 == 0, "approx: unknown flags")
     need(raw <= 64 << 20, "approx: body over 64 MiB")
     if flags & 1:
@@ -709,6 +710,26 @@ def approx(payload, base, n, dt, bdt):
         bits = int.from_bytes(r.take((count + 7) // 8), "little")
         need(bits >> count == 0, "approx: sign padding bits set")
         d = [-s if (bits >> i) & 1 else s for i in range(count)]
+    elif method == 3:
+        cols, skip = r.u32(), r.u32()
+        b, z2 = r.take(2)
+        g = r.u32()
+        need(cols >= 1 and skip < cols, "approx: grouped cols/skip")
+        need(1 <= b <= 8, "approx: grouped bits")
+        need(z2 <= 2 * ((1 << b) - 1), "approx: grouped zero above the grid")
+        need(g <= cols, "approx: grouped group wider than a row")
+        rows = (skip + count + cols - 1) // cols
+        G = (cols + g - 1) // g if g else 0
+        S = rows * G if g else 1
+        scales = [struct.unpack("<e", r.take(2))[0] for _ in range(S)]
+        need(all(math.isfinite(x) for x in scales), "approx: grouped scale not finite")
+        codes = int.from_bytes(r.take((count * b + 7) // 8), "little")
+        need(codes >> (count * b) == 0, "approx: grouped padding bits set")
+        for i in range(count):
+            row, col = divmod(skip + i, cols)
+            s = scales[row * G + col // g] if g else scales[0]
+            q = (codes >> (i * b)) & ((1 << b) - 1)
+            d[i] = f32(s * (q - z2 / 2))
     else:
         cols, skip, rank = r.u32(), r.u32(), r.u32()
         need(cols >= 1 and skip < cols, "approx: cols/skip")
@@ -856,7 +877,7 @@ def main():
             check_valid(root, "valid-lanes", base, True, 7) and
             check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
             check_valid(root, "valid-words", base, True, 4) and
-            check_valid(root, "valid-approx", base, True, 6) and
+            check_valid(root, "valid-approx", base, True, 8) and
             check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3)):
         return 1
     n = check_invalid(root, base)

@@ -157,6 +157,56 @@ TEST_P(ApproxDtype, LowRankSumsComponentsInOrderWithoutFma) {
   }
 }
 
+// Sub-method 3: d = scale × (code − zero2/2), the scale of the element's
+// row and column group (or one per frame), for 1-, 2- (with a zero level)
+// and 3-bit grids, frames cut mid-row, raw and zstd bodies.
+TEST_P(ApproxDtype, GroupedIsScaleTimesCodeMinusZero) {
+  const DType dt = GetParam();
+  struct Case {
+    uint8_t bits, zero2;
+    uint32_t group;
+  };
+  for (Case c : {Case{1, 1, 0}, Case{2, 2, 7}, Case{3, 7, 20}, Case{2, 3, 1}, Case{8, 0, 0}}) {
+    ApproxTensor t;
+    t.method = ApproxMethod::grouped;
+    t.rows = 13;
+    t.cols = 20;
+    t.qbits = c.bits;
+    t.zero2 = c.zero2;
+    t.group = c.group;
+    std::mt19937_64 g(c.bits * 31 + c.group);
+    const uint64_t n = t.rows * t.cols;
+    for (uint64_t e = 0; e < n; ++e) t.codes.push_back(static_cast<uint8_t>(g() % (1u << c.bits)));
+    const uint64_t ns = c.group ? t.rows * ((t.cols + c.group - 1) / c.group) : 1;
+    for (uint64_t i = 0; i < ns; ++i) {
+      // float16 values (the payload's scales), one of them negative.
+      float f = static_cast<float>((g() % 1000 + 1) * 1e-5) * (i == 1 ? -1.0f : 1.0f);
+      auto h = as_dtype({f}, DType::F16);
+      t.scales.push_back(to_f32(h, DType::F16)[0]);
+    }
+    auto base = as_dtype(randf(n, 0.1, 40 + c.bits), dt);
+    const uint64_t G = c.group ? (t.cols + c.group - 1) / c.group : 0;
+    for (int level : {0, 19}) {
+      for (auto [first, count] : {std::pair<uint64_t, uint64_t>{0, 47}, {47, 133}, {180, 80}}) {
+        auto pay = encode_approx_frame(t, first, count, level);
+        ASSERT_TRUE(pay.ok()) << pay.status().message();
+        EXPECT_EQ(static_cast<uint8_t>((*pay)[0]), 3);
+        const size_t w = dtype_size(dt);
+        std::vector<uint8_t> b(base.begin() + first * w, base.begin() + (first + count) * w);
+        auto out = decode(*pay, b, dt);
+        ASSERT_TRUE(out.ok()) << out.status().message();
+        std::vector<float> d(count);
+        for (uint64_t i = 0; i < count; ++i) {
+          const uint64_t e = first + i, row = e / t.cols, col = e % t.cols;
+          const float s = c.group ? t.scales[row * G + col / c.group] : t.scales[0];
+          d[i] = s * (static_cast<float>(t.codes[e]) - static_cast<float>(c.zero2) / 2.0f);
+        }
+        EXPECT_EQ(*out, expect(b, dt, d)) << dtype_name(dt) << " bits " << int(c.bits) << " group " << c.group;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, ApproxDtype, ::testing::Values(DType::F32, DType::F16, DType::BF16));
 
 TEST(Approx, FullRankFloat32FactorsRebuildAMergedLoraAlmostExactly) {
@@ -205,7 +255,7 @@ TEST(Approx, MalformedPayloadsAreCorrupt) {
   corrupt(good->substr(0, good->size() - 1), "truncated");
   corrupt(*good + "x", "trailing byte");
   std::string p = *good;
-  p[0] = 3;
+  p[0] = 4;
   corrupt(p, "unknown method");
   p = *good;
   p[1] = 2;
@@ -234,6 +284,62 @@ TEST(Approx, MalformedPayloadsAreCorrupt) {
   auto sp = encode_approx_frame(s, 0, 64, 0);
   ASSERT_TRUE(sp.ok());
   corrupt(*sp, "position 63 in a frame of 32");
+}
+
+TEST(Approx, MalformedGroupedPayloadsAreCorruptAndBadTensorsRefused) {
+  ApproxTensor t;
+  t.method = ApproxMethod::grouped;
+  t.rows = 2;
+  t.cols = 12;
+  t.qbits = 3;
+  t.zero2 = 7;
+  t.group = 0;
+  t.scales = {0.25f};
+  for (int e = 0; e < 24; ++e) t.codes.push_back(static_cast<uint8_t>(e % 8));
+  auto base = as_dtype(randf(22, 1, 14), DType::F32);
+  auto good = encode_approx_frame(t, 1, 22, 0);  // 66 code bits: 6 padding bits
+  ASSERT_TRUE(good.ok());
+  ASSERT_TRUE(decode(*good, base, DType::F32).ok());
+  auto corrupt = [&](std::string p, const char* what) {
+    auto r = decode(p, base, DType::F32);
+    ASSERT_FALSE(r.ok()) << what;
+    EXPECT_EQ(r.status().code(), Errc::corrupt) << what;
+  };
+  // Body: cols u32 @6, skip u32 @10, bits @14, zero2 @15, group u32 @16, scale f16 @20, codes @22.
+  corrupt(good->substr(0, good->size() - 1), "truncated");
+  corrupt(*good + "x", "trailing byte");
+  std::string p = *good;
+  p[14] = 0;
+  corrupt(p, "0 bits");
+  p = *good;
+  p[14] = 9;
+  corrupt(p, "9 bits");
+  p = *good;
+  p[15] = 15;
+  corrupt(p, "zero above the grid");
+  p = *good;
+  p[16] = 13;
+  corrupt(p, "group wider than a row");
+  p = *good;
+  p[10] = 12;
+  corrupt(p, "skip = cols");
+  p = *good;
+  p[20] = 0x00;
+  p[21] = 0x7c;  // float16 +inf
+  corrupt(p, "infinite scale");
+  p = *good;
+  p.back() = static_cast<char>(p.back() | 0x80);
+  corrupt(p, "padding bit set");
+  // What the encoder refuses: a scale that is not a float16 value, a code over its bits.
+  ApproxTensor u = t;
+  u.scales = {0.1f};
+  EXPECT_FALSE(encode_approx_frame(u, 0, 24, 0).ok());
+  u = t;
+  u.codes[3] = 8;
+  EXPECT_FALSE(encode_approx_frame(u, 0, 24, 0).ok());
+  u = t;
+  u.group = 5;  // needs 2 x 3 scales
+  EXPECT_FALSE(encode_approx_frame(u, 0, 24, 0).ok());
 }
 
 TEST(Approx, FrameCodecDispatchesCodec11AndNeedsABase) {

@@ -26,6 +26,7 @@ enum class ApproxMethod : uint8_t {
   sparse = 0,   // positions and float32 values; d = 0 elsewhere
   sign = 1,     // one bit per element: d = -scale or +scale
   lowrank = 2,  // d = U·V over the frame's rows, factors float32 or quantized per component
+  grouped = 3,  // one code per element on a uniform grid, a float16 scale per (row, column group)
 };
 
 // One 2-D tensor's approximated change, for encoding its frames. Element e
@@ -46,6 +47,18 @@ struct ApproxTensor {
   uint32_t rank = 0;
   std::vector<float> u, v;
   std::vector<uint8_t> bits;
+  // grouped: codes[e] in 0 .. 2^qbits - 1 (qbits 1..8), d = scale × (code − zero2 / 2)
+  // (zero2 ≤ 2·(2^qbits − 1); zero2 = 2^qbits − 1 is the grid without a zero
+  // level, zero2 even one with 0 on it) with the scale of element e's row and
+  // column group: group = 0: `scales` holds one scale for the whole tensor;
+  // else groups of `group` consecutive columns, `scales` rows × ceil(cols /
+  // group), row-major. Scales are stored as float16: each must be a finite
+  // float16 value (the encoder refuses others, so the decoder's d is exactly
+  // the caller's).
+  uint8_t qbits = 0, zero2 = 0;
+  uint32_t group = 0;
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
 };
 
 // The codec-11 payload of the frame holding tensor elements
@@ -61,5 +74,7 @@ Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, si
 // The value a b-bit code q stands for with scale s (b in 2..8): s × (q − (2^b − 1)/2),
 // in float32 (both factors exact, one rounding). Shared by encoder and decoder.
 float approx_dequant(float s, uint32_t q, unsigned b);
+// grouped: s × (q − zero2 / 2) in float32 (q − zero2/2 exact, one rounding).
+float approx_grid_value(float s, uint32_t q, unsigned zero2);
 
 }  // namespace tenpak
