@@ -14,7 +14,8 @@
 #
 # FIXTURES: a folder with full/, hub/ and lora8/ from earlier `tenpak fixture
 # stories-ft` runs (made here when absent: about 6 minutes on 2 cores).
-# PAIRS="full hub lora8" (default) selects the pairs.
+# PAIRS="full hub lora8" (default) selects the pairs; METHODS="m1 m2 ..." (same
+# spelling as the table's method column) runs only those rows (and the lossless one).
 set -euo pipefail
 BUILD=${1:?usage: bench/lossy_bench.sh BUILD_DIR [OUT] [FIXTURES]}
 OUT=${2:-/tmp/lossy_bench}
@@ -56,6 +57,12 @@ for pair in $PAIRS; do
     methods+=("$m+emb")
   done
   methods+=(bitdelta+notune+emb)
+  # GPTQ on the change (codec 11 grouped codes, scales tuned unless +notune);
+  # gptqmix:F allocates bits per tensor by measured sensitivity within F x fp16.
+  for m in gptqdelta:1 gptqdelta:1.58 gptqdelta:2 gptqdelta:1:row gptqmix:0.0625 gptqmix:0.0625+notune; do
+    methods+=("$m+emb")
+  done
+  [ -n "${METHODS:-}" ] && read -r -a methods <<< "$METHODS"
   for m in "${methods[@]}"; do
     rm -rf "$OUT/d"
     t0=$(date +%s.%N)

@@ -88,6 +88,36 @@ import json, sys
 j = json.load(open(sys.argv[1])); t = j["bitdelta_tuning"]
 assert not t["tuned"] and t["why"] == "--no-tune", t
 assert all(x["scale"] == x["scale_mean_abs"] for x in j["tensors"]), "untuned scales are mean |delta|"' "$T/d-nt/tenpak.lossy.json" || fail "--no-tune"
+# GPTQ on the change (codec 11 grouped codes): verify/apply/inspect agree;
+# every matrix's kept objective is at most round-to-nearest's on its grid;
+# gptqmix keeps the whole delta within its fraction of the fp16 size.
+expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gq" --lossy gptqdelta:1.58 --no-tune "${EV[@]}" --json
+check_delta "$T/d-gq" "$T/f"
+expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gm" --lossy gptqmix:0.0625 --lossy-embeddings \
+  --tune-steps 5 "${EV[@]}" --json
+check_delta "$T/d-gm" "$T/f"
+"$PY" - "$T/d-gq/tenpak.lossy.json" "$T/d-gm/tenpak.lossy.json" "$T/f/finetune/model.safetensors" <<'PY' || fail "gptq"
+import json, struct, sys, math
+q = json.load(open(sys.argv[1]))
+for t in q["tensors"]:
+    assert t["objective"] <= t["rtn_objective"] * (1 + 1e-9), t["name"]
+    assert "hessian_eigenvalues" in t and t["grid"] == "1.58", t["name"]
+assert q["gptq"]["hessian"]["model"] == "fine-tune" and "first 90%" in q["gptq"]["hessian"]["calib_part"]
+m = json.load(open(sys.argv[2]))
+b = open(sys.argv[3], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+fp16 = sum(2 * math.prod(v["shape"]) for v in h.values())
+g = m["gptq"]
+assert g["fp16_bytes"] == fp16 and g["budget_bytes"] == 0.0625 * fp16, g
+assert m["delta_bytes"] <= 0.0625 * fp16 and g["within_budget"], (m["delta_bytes"], fp16)
+assert g["scale_tuning"]["tuned"], g["scale_tuning"]
+opts = {t["option"] for t in m["tensors"] if "option" in t}
+assert opts, "no allocation recorded"
+print("ok   gptqdelta:1.58 objectives <= RTN; gptqmix:0.0625", m["delta_bytes"], "<=", 0.0625 * fp16, sorted(opts))
+PY
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqdelta:2 --eval-text "$T/f/base/config.json" "${EV[@]}"
+grep -q "need calibration text" "$T/err" || { cat "$T/err"; fail "gptqdelta without calibration text"; }
 head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --eval-text "$T/ev.txt" --calib-text "$T/ev.txt" "${EV[@]}"
 grep -q "calibration text is the text the quality is measured on" "$T/err" || { cat "$T/err"; fail "calib = eval not refused"; }
@@ -139,7 +169,8 @@ assert j["quality"]["kl_mean"] <= 0.05 and j["method"].startswith("lowrank:"), j
 print("ok   --max-kld 0.05 chose", j["method"])' "$T/dt/tenpak.lossy.json" || fail "target"
 
 # Bad input.
-for bad in foo sparse sparse:abc sparse:-1 dare:1.5 qdelta:9 qdelta:0 lowrank:0 bitdelta:3; do
+for bad in foo sparse sparse:abc sparse:-1 dare:1.5 qdelta:9 qdelta:0 lowrank:0 bitdelta:3 gptqdelta:4 gptqdelta:1:col \
+           gptqmix:0 gptqmix:2; do
   expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy "$bad"
   grep -q -- "--lossy '$bad'" "$T/err" || { cat "$T/err"; fail "$bad: the method string is not named"; }
   [ ! -e "$T/bad" ] || fail "$bad: output written"

@@ -42,6 +42,7 @@
 #include "tenpak/hash.h"
 #include "tenpak/llama.h"
 #include "tenpak/out_file.h"
+#include "tenpak/quantizers.h"
 #include "tenpak/safetensors.h"
 #include "tenpak/tokenizer.h"
 
@@ -68,19 +69,21 @@ struct LossyOptions {
 };
 
 struct Method {
-  std::string kind;  // sparse, dare, bitdelta, qdelta, lowrank
+  std::string kind;  // sparse, dare, bitdelta, qdelta, lowrank, gptqdelta, gptqmix
   double p = 0;
+  bool rows = false;  // gptqdelta:BITS:row: one scale per row (else one per tensor)
   std::string spelled() const {
     if (kind == "bitdelta") return kind;
     std::ostringstream s;
-    s << kind << ":" << p;
+    s << kind << ":" << p << (rows ? ":row" : "");
     return s.str();
   }
 };
 
 Status bad_method(const std::string& s, const std::string& why) {
   return {Errc::invalid, "--lossy '" + s + "': " + why +
-                             " (methods: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS, lowrank:R; with --max-kld or "
+                             " (methods: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS, lowrank:R, gptqdelta:1|1.58|2|3[:row], "
+                             "gptqmix:FRACTION; with --max-kld or "
                              "--max-ppl-delta also auto or a method name alone, to sweep its setting)"};
 }
 
@@ -97,8 +100,12 @@ Result<Method> parse_method(const std::string& s, bool sweep) {
   const size_t colon = s.find(':');
   Method m;
   m.kind = s.substr(0, colon);
-  const std::string arg = colon == std::string::npos ? "" : s.substr(colon + 1);
-  static const std::set<std::string> kinds = {"sparse", "dare", "bitdelta", "qdelta", "lowrank"};
+  std::string arg = colon == std::string::npos ? "" : s.substr(colon + 1);
+  static const std::set<std::string> kinds = {"sparse", "dare", "bitdelta", "qdelta", "lowrank", "gptqdelta", "gptqmix"};
+  if (m.kind == "gptqdelta" && arg.size() > 4 && arg.substr(arg.size() - 4) == ":row") {
+    m.rows = true;
+    arg = arg.substr(0, arg.size() - 4);
+  }
   if (!kinds.count(m.kind)) return bad_method(s, "unknown method '" + m.kind + "'");
   if (m.kind == "bitdelta") {
     if (colon != std::string::npos) return bad_method(s, "bitdelta takes no setting");
@@ -115,6 +122,10 @@ Result<Method> parse_method(const std::string& s, bool sweep) {
     return bad_method(s, "BITS must be in (0, 8] (average bits per delta element; below 1 keeps fewer directions)");
   if (m.kind == "lowrank" && !(m.p == std::floor(m.p) && m.p >= 1 && m.p <= 4096))
     return bad_method(s, "R must be an integer 1..4096");
+  if (m.kind == "gptqdelta" && m.p != 1 && m.p != 1.58 && m.p != 2 && m.p != 3)
+    return bad_method(s, "BITS must be 1, 1.58 (ternary: -s, 0, +s), 2 or 3, optionally followed by :row");
+  if (m.kind == "gptqmix" && !(m.p > 0 && m.p <= 1))
+    return bad_method(s, "FRACTION (of the fine-tune's fp16 size) must be in (0, 1]");
   return m;
 }
 
@@ -239,8 +250,56 @@ Result<std::string> read_range(const std::string& path, uint64_t off, uint64_t l
   return s;
 }
 
+// The frames of tensor `ti` of output file `of` that codec 11 may replace:
+// all inside the tensor, of its dtype, each with a base range. Empty when
+// the tensor cannot be approximated (unchanged, other dtype, no base).
+struct TensorFrames {
+  std::vector<uint32_t> frames;
+  uint64_t lossless = 0;  // their lossless payload bytes
+  size_t w = 0;           // element size
+};
+TensorFrames tensor_frames(const Template& t, const OutFile& of, const TensorInfo& ti) {
+  TensorFrames r;
+  const DType dt = ti.dtype;
+  r.w = dtype_size(dt);
+  bool ok = dt == DType::F32 || dt == DType::F16 || dt == DType::BF16;
+  for (uint32_t k = of.first_frame; ok && k < of.first_frame + of.frame_count; ++k) {
+    const Frame& f = t.m.frames[k];
+    if (f.out_offset + f.out_len <= ti.begin || f.out_offset >= ti.end) continue;
+    if (f.out_offset < ti.begin || f.out_offset + f.out_len > ti.end || f.dtype != dt) ok = false;
+    if (f.codec == Codec::copy_base) ok = false;  // unchanged: nothing to approximate
+    if (!codec_needs_base(f.codec) || f.base_file == kNoBase) ok = false;
+    r.frames.push_back(k);
+    r.lossless += f.data_len;
+  }
+  if (!ok) r.frames.clear();
+  return r;
+}
+
+// zstd level of a codec-11 frame: grouped codes get the strongest (their
+// entropy coding is the point; frames are small), the rest the build's.
+int approx_level(const ApproxTensor& a, int level) { return a.method == ApproxMethod::grouped ? 19 : level; }
+
+// Bytes of `a`'s codec-11 frames over the tensor's frames.
+Result<uint64_t> approx_bytes(const Template& t, const TensorFrames& tf, const TensorInfo& ti, const ApproxTensor& a,
+                              int level) {
+  uint64_t n = 0;
+  for (uint32_t k : tf.frames) {
+    const Frame& f = t.m.frames[k];
+    auto p = encode_approx_frame(a, (f.out_offset - ti.begin) / tf.w, f.out_len / tf.w, approx_level(a, level));
+    if (!p.ok()) return p.status();
+    n += p->size();
+  }
+  return n;
+}
+
 struct Candidate {
   Method m;
+  // gptqdelta / gptqmix: each tensor's payload, chosen before writing, and what was chosen.
+  std::map<std::string, ApproxTensor> pre;
+  std::map<std::string, json> pre_detail;
+  std::map<std::string, torch::Tensor> deq;  // their d (for the scale tuning)
+  json gptq;
   std::string stage;     // its delta directory (temporary name until chosen)
   uint64_t bytes = 0;    // index + data
   json tensors = json::array();
@@ -267,27 +326,24 @@ Status write_candidate(const Template& t, const std::vector<Change>& changes, Ca
       if (it == by_name.end()) continue;
       ++seed;
       json detail = {{"name", ti.name}, {"file", of.name}};
-      const DType dt = ti.dtype;
-      const size_t w = dtype_size(dt);
-      std::vector<uint32_t> frames;
-      bool ok = dt == DType::F32 || dt == DType::F16 || dt == DType::BF16;
-      uint64_t lossless = 0;
-      for (uint32_t k = of.first_frame; ok && k < of.first_frame + of.frame_count; ++k) {
-        const Frame& f = t.m.frames[k];
-        if (f.out_offset + f.out_len <= ti.begin || f.out_offset >= ti.end) continue;
-        if (f.out_offset < ti.begin || f.out_offset + f.out_len > ti.end || f.dtype != dt) ok = false;
-        if (f.codec == Codec::copy_base) ok = false;  // unchanged: nothing to approximate
-        if (!codec_needs_base(f.codec) || f.base_file == kNoBase) ok = false;
-        frames.push_back(k);
-        lossless += f.data_len;
+      const TensorFrames tf = tensor_frames(t, of, ti);
+      const size_t w = tf.w;
+      const auto& frames = tf.frames;
+      const uint64_t lossless = tf.lossless;
+      if (frames.empty()) continue;
+      ApproxTensor a;
+      if (auto pt = cand.pre.find(ti.name); pt != cand.pre.end()) {
+        a = pt->second;
+        if (auto dt2 = cand.pre_detail.find(ti.name); dt2 != cand.pre_detail.end())
+          for (auto& [k2, v2] : dt2->second.items()) detail[k2] = v2;
+      } else {
+        a = approximate(*it->second, cand.m, seed, detail, cand.scales);
       }
-      if (!ok || frames.empty()) continue;
-      ApproxTensor a = approximate(*it->second, cand.m, seed, detail, cand.scales);
       std::map<uint32_t, std::string> mine;
       uint64_t lossy = 0;
       for (uint32_t k : frames) {
         const Frame& f = t.m.frames[k];
-        auto p = encode_approx_frame(a, (f.out_offset - ti.begin) / w, f.out_len / w, level);
+        auto p = encode_approx_frame(a, (f.out_offset - ti.begin) / w, f.out_len / w, approx_level(a, level));
         if (!p.ok()) return p.status();
         if (p->size() > kMaxFramePayload)
           return {Errc::unsupported, ti.name + ": a codec-11 frame payload exceeds " + std::to_string(kMaxFramePayload) +
@@ -434,6 +490,10 @@ std::vector<Method> sweep(const std::string& kind, const std::vector<Change>& ch
   if (kind == "qdelta")
     for (double b : {0.25, 0.5, 1.0, 2.0, 3.0, 4.0}) v.push_back({kind, b});
   if (kind == "bitdelta") v.push_back({kind, 0});
+  if (kind == "gptqdelta")
+    for (double b : {1.0, 1.58, 2.0, 3.0}) v.push_back({kind, b});
+  if (kind == "gptqmix")
+    for (double f : {0.03125, 0.0625, 0.125}) v.push_back({kind, f});
   if (kind == "dare")
     for (double p : {0.99, 0.95, 0.9, 0.7}) v.push_back({kind, p});
   if (kind == "sparse" && !changes.empty()) {
@@ -526,20 +586,34 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
 // the calibration text, Adam. The scales start at mean |Δ| and are trained
 // as multipliers of it. Deterministic: one torch thread, seeded windows.
 // `report` gets the text, steps and the logit MSE on fixed calibration
-// windows before and after.
+// windows before and after. The same step tunes the GPTQ methods' scales
+// (tune_scales: matrix = base + α·D with D the dequantized codes at their
+// first scales, α starting at 1, every scale of the matrix multiplied by α).
+Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes,
+                   const std::vector<torch::Tensor>& sign, const std::vector<double>& init, const EvalSet& cs,
+                   const LossyOptions& o, const char* what, std::vector<double>& scales, json& report);
+
 Status tune_bitdelta(const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes, const EvalSet& cs,
                      const LossyOptions& o, std::map<std::string, float>& scales, json& report) {
+  std::vector<torch::Tensor> sign;
+  std::vector<double> init, out;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    sign.push_back(torch::where(changes[i].d < 0, -1.0f, 1.0f).to(torch::kFloat32));
+    init.push_back(changes[i].d.abs().mean().item<double>());
+  }
+  TP_RETURN_IF_ERROR(tune_scales(base, ft, changes, sign, init, cs, o, "bitdelta", out, report));
+  for (size_t i = 0; i < changes.size(); ++i) scales[changes[i].name] = static_cast<float>(out[i]);
+  return Status::Ok();
+}
+
+Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes,
+                   const std::vector<torch::Tensor>& sign, const std::vector<double>& init, const EvalSet& cs,
+                   const LossyOptions& o, const char* what, std::vector<double>& scales, json& report) {
   const int64_t ctx = o.tune_ctx;
   if (static_cast<int64_t>(cs.ids.size()) < ctx + 2)
     return {Errc::invalid, cs.file + ": the calibration text is too short for windows of " + std::to_string(ctx)};
   std::map<std::string, size_t> index;
-  std::vector<torch::Tensor> sign;
-  std::vector<double> init;
-  for (size_t i = 0; i < changes.size(); ++i) {
-    index[changes[i].name] = i;
-    sign.push_back(torch::where(changes[i].d < 0, -1.0f, 1.0f).to(torch::kFloat32));
-    init.push_back(changes[i].d.abs().mean().item<double>());
-  }
+  for (size_t i = 0; i < changes.size(); ++i) index[changes[i].name] = i;
   auto init_t = torch::tensor(init, torch::kFloat64).to(torch::kFloat32);
   auto mult = torch::ones({static_cast<int64_t>(changes.size())}, torch::kFloat32);
   mult.set_requires_grad(true);
@@ -578,7 +652,7 @@ Status tune_bitdelta(const rt::Model& base, const rt::Model& ft, const std::vect
   };
   const double before = probe_mse();
   torch::optim::Adam opt({mult}, torch::optim::AdamOptions(o.tune_lr));
-  cli::ProgressBar bar("tune bitdelta");
+  cli::ProgressBar bar(std::string("tune ") + what);
   for (int step = 0; step < o.tune_steps; ++step) {
     auto x = windows(o.tune_batch);
     torch::Tensor target;
@@ -599,15 +673,354 @@ Status tune_bitdelta(const rt::Model& base, const rt::Model& ft, const std::vect
   bar.finish();
   const double after = probe_mse();
   auto m = mult.detach();
-  for (auto& [n, i] : index) scales[n] = static_cast<float>(m[static_cast<int64_t>(i)].item<double>() * init[i]);
+  scales.assign(changes.size(), 0.0);
+  for (size_t i = 0; i < changes.size(); ++i) scales[i] = m[static_cast<int64_t>(i)].item<double>() * init[i];
   report = {{"calib_text", cs.file},        {"calib_part", cs.part},  {"calib_text_sha256", cs.sha256},
             {"steps", o.tune_steps},        {"batch", o.tune_batch},  {"ctx", ctx},
             {"lr", o.tune_lr},              {"objective", "logit MSE against the fine-tune"},
             {"logit_mse_before", before},   {"logit_mse_after", after},
             {"scale_multiplier_min", m.min().item<double>()}, {"scale_multiplier_max", m.max().item<double>()}};
   if (!o.json)
-    std::fprintf(stderr, "  bitdelta scales tuned on %s (%s): logit MSE %.4g -> %.4g (%d steps)\n", cs.file.c_str(),
+    std::fprintf(stderr, "  %s scales tuned on %s (%s): logit MSE %.4g -> %.4g (%d steps)\n", what, cs.file.c_str(),
                  cs.part.c_str(), before, after, o.tune_steps);
+  return Status::Ok();
+}
+
+// ---- GPTQ on the change: gptqdelta:BITS[:row] and gptqmix:FRACTION ----
+//
+// Δ = W_ft − W_base of every approximated matrix is quantized by quant/'s
+// gptq_quantize on a fixed grid (GptqOptions::zero2, fixed_scale): codes on
+// scale × (q − zero2/2), the scale mult × rms(Δ) of the tensor (or of each
+// row with :row), rounded to float16 as codec 11's grouped sub-method stores
+// it. H = X^T X of the linear's inputs in the FINE-TUNED model on
+// calibration windows (never the evaluation text), so each column's rounding
+// error is carried to the columns not yet quantized where the inputs make it
+// cheapest (GPTQ). Per tensor the multiplier is chosen from a few candidates
+// by GPTQ's objective tr((Δ − Q) H (Δ − Q)^T), and round-to-nearest on the
+// same grid (GPTQ with H = I) is a candidate too, so the kept result's
+// objective is never above round-to-nearest's.
+
+struct DeltaGrid {
+  std::string name;  // as the method spells its bits: 1, 1.58, 2, 3
+  int bits = 1, zero2 = 1;
+  std::vector<double> mults;  // scale candidates, multiples of rms(Δ)
+};
+
+// The grids: 1 bit ±s/2; ternary {−s, 0, +s} (2-bit codes, 3 unused, zstd
+// takes them to their entropy); 2 and 3 bits without a zero level. The
+// multipliers bracket the Gaussian's Lloyd-Max levels (1 bit: ±0.80σ;
+// ternary: ±1.22σ; 2 bits: ±0.45σ, ±1.51σ; 3 bits: step 0.59σ).
+DeltaGrid delta_grid(double b) {
+  if (b == 1) return {"1", 1, 1, {1.2, 1.4, 1.6, 1.8, 2.0}};
+  if (b == 1.58) return {"1.58", 2, 2, {0.9, 1.05, 1.2, 1.35, 1.5}};
+  if (b == 2) return {"2", 2, 3, {0.7, 0.85, 1.0, 1.15, 1.3}};
+  return {"3", 3, 7, {0.4, 0.5, 0.6, 0.7, 0.8}};
+}
+
+struct DeltaQuant {
+  ApproxTensor a;      // the grouped payload
+  torch::Tensor deq;   // float32 [rows, cols]: exactly the decoder's d
+  double objective = 0, rtn_objective = 0, mult = 0;
+  bool gptq = true;    // false: round to nearest had the lower objective
+};
+
+// Smallest normal float16: a scale stays a normal number.
+constexpr double kMinScale = 6.103515625e-05;
+
+DeltaQuant quantize_delta(const torch::Tensor& d0, const torch::Tensor& H, const DeltaGrid& g, bool rows) {
+  const auto d = d0.to(torch::kFloat).contiguous();
+  const auto rms = rows ? d.pow(2).mean(1, true).sqrt() : d.pow(2).mean().sqrt().reshape({1, 1});
+  const auto eye = torch::eye(d.size(1), torch::kFloat);
+  DeltaQuant best;
+  bool have = false, have_rtn = false;
+  for (double mult : g.mults) {
+    auto sc = (rms * mult).clamp_min(kMinScale).to(torch::kHalf).to(torch::kFloat);
+    quant::GptqOptions o;
+    o.bits = g.bits;
+    o.zero2 = g.zero2;
+    o.fixed_scale = sc;
+    for (bool gptq : {true, false}) {
+      auto q = quant::gptq_quantize(d, gptq ? H : eye, o);
+      const double obj = quant::gptq_objective(d, q.deq, H);
+      if (!gptq && (!have_rtn || obj < best.rtn_objective)) {
+        have_rtn = true;
+        best.rtn_objective = obj;
+      }
+      if (have && !(obj < best.objective)) continue;
+      have = true;
+      best.objective = obj;
+      best.mult = mult;
+      best.gptq = gptq;
+      best.deq = q.deq;
+      ApproxTensor& a = best.a;
+      a = ApproxTensor{};
+      a.method = ApproxMethod::grouped;
+      a.rows = static_cast<uint64_t>(d.size(0));
+      a.cols = static_cast<uint64_t>(d.size(1));
+      a.qbits = static_cast<uint8_t>(g.bits);
+      a.zero2 = static_cast<uint8_t>(g.zero2);
+      a.group = rows ? static_cast<uint32_t>(a.cols) : 0;
+      auto c = q.codes.to(torch::kUInt8).contiguous();
+      a.codes.assign(c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel());
+      auto s = sc.reshape({-1}).contiguous();
+      a.scales.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+    }
+  }
+  return best;
+}
+
+// A grouped payload with every scale multiplied by `k` (float16-rounded);
+// returns its new d.
+torch::Tensor rescale(ApproxTensor& a, double k) {
+  for (auto& s : a.scales)
+    s = torch::tensor(std::max(kMinScale, static_cast<double>(s) * k), torch::kDouble)
+            .to(torch::kHalf)
+            .to(torch::kFloat)
+            .item<float>();
+  const auto sc = torch::tensor(a.scales, torch::kFloat).reshape({-1, 1});
+  const auto codes = torch::tensor(std::vector<int64_t>(a.codes.begin(), a.codes.end()), torch::kInt64)
+                         .reshape({static_cast<int64_t>(a.rows), static_cast<int64_t>(a.cols)})
+                         .to(torch::kFloat);
+  return sc * (codes - static_cast<float>(a.zero2) / 2.0f);
+}
+
+std::vector<torch::Tensor> calib_windows(const EvalSet& cs, int n, int64_t ctx, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(cs.ids.size()) - ctx - 1);
+  auto ids = torch::tensor(cs.ids, torch::kInt64);
+  std::vector<torch::Tensor> v;
+  for (int i = 0; i < n; ++i) v.push_back(ids.slice(0, start(rng)).slice(0, 0, ctx));
+  return v;
+}
+
+// H of every linear's input in the fine-tune, over `n` calibration windows;
+// the embedding (tied head) gets the final normed hidden states' H plus
+// mean(diag H)·I for its other use, the lookup whose row error enters the
+// residual stream as it is (an untied embedding: that identity part alone).
+std::map<std::string, torch::Tensor> delta_hessians(const rt::Model& ft, const EvalSet& cs, int n, int64_t ctx) {
+  torch::NoGradGuard ng;
+  std::map<std::string, quant::Hessian> H;
+  rt::ForwardHooks hooks;
+  hooks.on_linear_input = [&](const std::string& name, const torch::Tensor& x) {
+    auto it = H.find(name);
+    if (it == H.end()) it = H.emplace(name, quant::Hessian(x.size(-1))).first;
+    it->second.add(x);
+  };
+  quant::Hessian head(ft.cfg.hidden_size);
+  const auto win = calib_windows(cs, n, ctx, 0x47505451ull);
+  for (size_t i = 0; i < win.size(); i += 8) {
+    auto tok = torch::stack(std::vector<torch::Tensor>(win.begin() + i, win.begin() + std::min(win.size(), i + 8)));
+    auto h = rt::embed(ft, tok);
+    for (int l = 0; l < ft.cfg.num_layers; ++l) h = rt::block_forward(ft, l, h, &hooks);
+    auto x = h * torch::rsqrt(h.pow(2).mean(-1, true) + ft.cfg.rms_eps) * ft.w.at("model.norm.weight");
+    head.add(x);
+  }
+  std::map<std::string, torch::Tensor> r;
+  for (auto& [name, h] : H) r[name] = h.matrix();
+  auto hh = head.matrix();
+  auto lookup = torch::eye(hh.size(0)) * hh.diagonal().mean();
+  const bool tied = !ft.w.count("lm_head.weight");
+  r["lm_head.weight"] = hh;
+  r["model.embed_tokens.weight"] = tied ? hh + lookup : lookup;
+  return r;
+}
+
+// Mean KL(P_ft || P) per token on `tok` with the weights in `repl` replaced.
+double calib_kl(const rt::Model& ft, const std::map<std::string, torch::Tensor>& repl, const torch::Tensor& tok,
+                const torch::Tensor& ref_logp) {
+  rt::Model m{ft.cfg, ft.w};
+  for (auto& [n, w] : repl) m.w[n] = w;
+  auto lp = torch::log_softmax(rt::forward(m, tok), -1);
+  return (ref_logp.exp() * (ref_logp - lp)).sum(-1).mean().item<double>();
+}
+
+// One option of a tensor in gptqmix: its payload, bytes, measured KL.
+struct MixOption {
+  std::string label;  // "0" (the base: Δ dropped), or grid[@mult]
+  DeltaQuant q;
+  uint64_t bytes = 0;
+  double kl = 0;
+};
+
+// Fills `c.pre` for a gptqdelta / gptqmix candidate. gptqmix: per tensor
+// the options 0 (Δ dropped: an empty sparse frame), ternary at three scales
+// (three rates), 1, 2 and 3 bits; each option's bytes are its codec-11
+// frames' and its cost the KL on calibration windows with that tensor alone
+// quantized (the rest the fine-tune's); then, from every tensor at 0, the
+// upgrade with the most KL removed per byte that keeps the whole delta within
+// FRACTION × the fine-tune's fp16 size is taken until none fits.
+Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes,
+                    const std::map<std::string, torch::Tensor>& H, const EvalSet& cs, const LossyOptions& o,
+                    Candidate& c) {
+  json rep = json::object();
+  std::map<std::string, std::pair<const OutFile*, const TensorInfo*>> where;
+  for (auto& [fi, h] : t.headers)
+    for (const auto& ti : h.tensors) where[ti.name] = {&t.m.out_files[fi], &ti};
+  auto hess = [&](const std::string& n) {
+    auto it = H.find(n);
+    return it != H.end() ? it->second : torch::eye(ft.w.at(n).size(1));
+  };
+  if (c.m.kind == "gptqdelta") {
+    const DeltaGrid g = delta_grid(c.m.p);
+    json per = json::array();
+    for (auto& ch : changes) {
+      DeltaQuant q = quantize_delta(ch.d, hess(ch.name), g, c.m.rows);
+      c.pre[ch.name] = q.a;
+      // H's eigenvalues and Δ's mean square: what docs/LOSSY.md's rate-distortion bound needs.
+      auto eig = torch::linalg_eigvalsh(hess(ch.name).to(torch::kDouble)).clamp_min(0);
+      std::vector<double> ev(eig.data_ptr<double>(), eig.data_ptr<double>() + eig.numel());
+      c.pre_detail[ch.name] = {{"grid", g.name},           {"scale_multiplier", q.mult},
+                               {"gptq", q.gptq},           {"objective", q.objective},
+                               {"rtn_objective", q.rtn_objective},
+                               {"delta_mean_square", ch.d.pow(2).mean().item<double>()},
+                               {"rows", ch.d.size(0)},     {"hessian_eigenvalues", ev}};
+      c.deq[ch.name] = q.deq;
+    }
+    c.gptq = {{"grid", g.name}, {"bits", g.bits}, {"zero2", g.zero2}, {"scales", c.m.rows ? "per row" : "per tensor"}};
+    return Status::Ok();
+  }
+  // gptqmix
+  torch::NoGradGuard ng;
+  const auto win = calib_windows(cs, 16, 128, 0x4d495831ull);
+  const auto tok = torch::stack(win);
+  const auto ref_logp = torch::log_softmax(rt::forward(ft, tok), -1);
+  uint64_t params = 0;
+  for (auto& [n, w] : ft.w) params += static_cast<uint64_t>(w.numel());
+  const double budget = c.m.p * 2.0 * static_cast<double>(params);
+  uint64_t fixed = t.bytes;
+  std::vector<std::vector<MixOption>> opts(changes.size());
+  std::vector<DeltaGrid> grids;
+  for (double m : {1.2, 1.8, 2.6}) grids.push_back({"1.58@" + std::to_string(m).substr(0, 3), 2, 2, {m}});
+  for (double b : {1.0, 2.0, 3.0}) grids.push_back(delta_grid(b));
+  cli::ProgressBar bar("gptqmix options");
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const auto& ch = changes[i];
+    auto wt = where.find(ch.name);
+    if (wt == where.end()) continue;
+    const TensorFrames tf = tensor_frames(t, *wt->second.first, *wt->second.second);
+    if (tf.frames.empty()) continue;
+    fixed -= tf.lossless;
+    MixOption zero;
+    zero.label = "0";
+    zero.q.a.method = ApproxMethod::sparse;
+    zero.q.a.rows = static_cast<uint64_t>(ch.d.size(0));
+    zero.q.a.cols = static_cast<uint64_t>(ch.d.size(1));
+    zero.q.deq = torch::zeros_like(ch.d);
+    for (auto* op : {&zero}) opts[i].push_back(*op);
+    for (auto& g : grids) {
+      MixOption mo;
+      mo.label = g.name;
+      mo.q = quantize_delta(ch.d, hess(ch.name), g, false);
+      opts[i].push_back(std::move(mo));
+    }
+    for (auto& mo : opts[i]) {
+      auto b = approx_bytes(t, tf, *wt->second.second, mo.q.a, o.level);
+      if (!b.ok()) return b.status();
+      mo.bytes = *b;
+    }
+    bar.update(i + 1, changes.size());
+  }
+  bar.finish();
+  // Each option's cost in context: the KL with every tensor at 1 bit (the
+  // operating point of a budget near 1 bit per weight) and this one tensor
+  // at the option. Measured alone (the rest exact) the costs add up to a
+  // sixth of the joint KL on the stories260K fine-tunes and rank the tensors
+  // wrongly.
+  const size_t one = 1 + grids.size() - 3;  // the index of grid "1" in every option list
+  std::map<std::string, torch::Tensor> ctx_w;
+  for (size_t i = 0; i < changes.size(); ++i)
+    if (!opts[i].empty()) ctx_w[changes[i].name] = base.w.at(changes[i].name) + opts[i][one].q.deq;
+  const double ctx_kl = calib_kl(ft, ctx_w, tok, ref_logp);
+  cli::ProgressBar bar2("gptqmix costs");
+  for (size_t i = 0; i < changes.size(); ++i) {
+    for (size_t k = 0; k < opts[i].size(); ++k) {
+      if (k == one) {
+        opts[i][k].kl = ctx_kl;
+        continue;
+      }
+      auto w = ctx_w;
+      w[changes[i].name] = base.w.at(changes[i].name) + opts[i][k].q.deq;
+      opts[i][k].kl = calib_kl(ft, w, tok, ref_logp);
+    }
+    bar2.update(i + 1, changes.size());
+  }
+  bar2.finish();
+  // Greedy allocation: from every tensor at 1 bit, the step down that costs
+  // least KL per byte saved until the delta fits; then the step up that
+  // removes most KL per byte added while it still fits.
+  std::vector<size_t> pick(changes.size(), one);
+  double total = static_cast<double>(fixed);
+  for (size_t i = 0; i < changes.size(); ++i)
+    if (!opts[i].empty()) total += static_cast<double>(opts[i][one].bytes);
+    else pick[i] = 0;
+  const double start_total = total;
+  while (total > budget) {
+    double best = 1e300;
+    size_t bi = changes.size(), bo = 0;
+    for (size_t i = 0; i < changes.size(); ++i)
+      for (size_t k = 0; k < opts[i].size(); ++k) {
+        const auto& cur = opts[i][pick[i]];
+        const auto& op = opts[i][k];
+        const double saved = static_cast<double>(cur.bytes) - static_cast<double>(op.bytes);
+        if (saved <= 0) continue;
+        const double cost = (op.kl - cur.kl) / saved;
+        if (cost < best) {
+          best = cost;
+          bi = i;
+          bo = k;
+        }
+      }
+    if (bi == changes.size()) break;  // everything at its smallest
+    total -= static_cast<double>(opts[bi][pick[bi]].bytes) - static_cast<double>(opts[bi][bo].bytes);
+    pick[bi] = bo;
+  }
+  for (;;) {
+    double best_ratio = 0;
+    size_t bi = 0, bo = 0;
+    for (size_t i = 0; i < changes.size(); ++i)
+      for (size_t k = 0; k < opts[i].size(); ++k) {
+        const auto& cur = opts[i][pick[i]];
+        const auto& op = opts[i][k];
+        const double db = static_cast<double>(op.bytes) - static_cast<double>(cur.bytes);
+        const double dk = cur.kl - op.kl;
+        if (dk <= 0 || total + db > budget) continue;
+        const double ratio = db <= 0 ? 1e300 : dk / db;
+        if (ratio > best_ratio) {
+          best_ratio = ratio;
+          bi = i;
+          bo = k;
+        }
+      }
+    if (best_ratio <= 0) break;
+    total += static_cast<double>(opts[bi][bo].bytes) - static_cast<double>(opts[bi][pick[bi]].bytes);
+    pick[bi] = bo;
+  }
+  json per = json::array();
+  double sum_kl = 0;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (opts[i].empty()) continue;
+    const auto& op = opts[i][pick[i]];
+    c.pre[changes[i].name] = op.q.a;
+    c.deq[changes[i].name] = op.q.deq;
+    json optj = json::array();
+    for (auto& x : opts[i]) optj.push_back({{"option", x.label}, {"bytes", x.bytes}, {"calib_kl", x.kl}});
+    c.pre_detail[changes[i].name] = {{"option", op.label}, {"calib_kl_in_context", op.kl}, {"options", optj}};
+    if (op.label != "0")
+      c.pre_detail[changes[i].name].update({{"scale_multiplier", op.q.mult}, {"gptq", op.q.gptq},
+                                            {"objective", op.q.objective}, {"rtn_objective", op.q.rtn_objective}});
+    sum_kl += op.kl;
+  }
+  c.gptq = {{"budget_bytes", budget},
+            {"fraction_of_fp16", c.m.p},
+            {"fp16_bytes", 2 * params},
+            {"fixed_bytes", fixed},
+            {"all_dropped_bytes", start_total},
+            {"predicted_bytes", total},
+            {"calib_windows", 16},
+            {"calib_ctx", 128},
+            {"calib_kl_all_at_1_bit", ctx_kl},
+            {"allocation", "from every tensor at 1 bit: cheapest KL per byte down until within budget, then best up"}};
+  (void)sum_kl;
   return Status::Ok();
 }
 
@@ -730,12 +1143,63 @@ int run_lossy(LossyOptions o) {
   } else if (any_bitdelta) {
     tuning = {{"tuned", false}, {"why", "--no-tune"}};
   }
+  // GPTQ on the change: Hessians of the fine-tune on calibration text, each
+  // candidate's payloads, then (unless --no-tune) its scales distilled as BitDelta's.
+  bool any_gptq = false;
+  for (auto& c : cands) any_gptq |= c.m.kind == "gptqdelta" || c.m.kind == "gptqmix";
+  if (any_gptq) {
+    auto cs = calib_set(o, *ev);
+    if (!cs.ok()) return done(fail(cs.status()));
+    if (cs->ids.empty())
+      return done(fail({Errc::invalid, "gptqdelta/gptqmix need calibration text disjoint from the evaluation text "
+                                       "(their Hessians and choices come from it): give --calib-text FILE"}));
+    if (static_cast<int64_t>(cs->ids.size()) < 130)
+      return done(fail({Errc::invalid, cs->file + ": the calibration text is too short (fewer than 130 tokens)"}));
+    const auto H = delta_hessians(*ft, *cs, 64, 128);
+    for (auto& c : cands) {
+      if (c.m.kind != "gptqdelta" && c.m.kind != "gptqmix") continue;
+      Status st = prepare_gptq(t, *base, *ft, changes, H, *cs, o, c);
+      if (!st.ok()) return done(fail(st));
+      c.gptq["hessian"] = {{"calib_text", cs->file}, {"calib_part", cs->part}, {"calib_text_sha256", cs->sha256},
+                           {"windows", 64}, {"ctx", 128}, {"model", "fine-tune"}};
+      if (o.no_tune) {
+        c.gptq["scale_tuning"] = {{"tuned", false}, {"why", "--no-tune"}};
+        continue;
+      }
+      std::vector<torch::Tensor> dirs;
+      std::vector<double> init, mult;
+      for (auto& ch : changes) {
+        auto it = c.deq.find(ch.name);
+        dirs.push_back(it != c.deq.end() ? it->second : ch.d);
+        init.push_back(1.0);
+      }
+      json rep;
+      st = tune_scales(*base, *ft, changes, dirs, init, *cs, o, c.m.kind.c_str(), mult, rep);
+      if (!st.ok()) return done(fail(st));
+      for (size_t i = 0; i < changes.size(); ++i) {
+        auto it = c.pre.find(changes[i].name);
+        if (it == c.pre.end() || it->second.method != ApproxMethod::grouped) continue;
+        c.deq[changes[i].name] = rescale(it->second, mult[i]);
+        c.pre_detail[changes[i].name]["tuned_multiplier"] = mult[i];
+      }
+      rep["tuned"] = true;
+      c.gptq["scale_tuning"] = rep;
+    }
+  }
   for (size_t i = 0; i < cands.size(); ++i) {
     cands[i].stage = (parent / (tag + "-" + std::to_string(i))).string();
     cleanup.push_back(cands[i].stage);
     cleanup.push_back(cands[i].stage + ".rebuilt");
     Status st = write_candidate(t, changes, cands[i], o.level);
     if (!st.ok()) return done(fail(st));
+    if (cands[i].m.kind == "gptqmix") {
+      cands[i].gptq["written_bytes"] = cands[i].bytes;
+      cands[i].gptq["within_budget"] = static_cast<double>(cands[i].bytes) <= cands[i].gptq["budget_bytes"].get<double>();
+      if (!cands[i].gptq["within_budget"].get<bool>() && !o.json)
+        std::fprintf(stderr, "  %s: %llu bytes written, over its budget of %.0f (the index or the tuned scales' coding)\n",
+                     cands[i].m.spelled().c_str(), static_cast<unsigned long long>(cands[i].bytes),
+                     cands[i].gptq["budget_bytes"].get<double>());
+    }
   }
   // Smallest first; measure until one meets the target (or the only one).
   std::vector<size_t> order(cands.size());
@@ -813,6 +1277,7 @@ int run_lossy(LossyOptions o) {
                {"tensors", c.tensors},
                {"candidates", cj}};
   if (c.m.kind == "bitdelta" && !tuning.is_null()) side["bitdelta_tuning"] = tuning;
+  if (!c.gptq.is_null()) side["gptq"] = c.gptq;
   const std::string s = side.dump(2) + "\n";
   Status st = write_file_atomic((fs::path(c.stage) / "tenpak.lossy.json").string(), {{s.data(), s.size()}});
   if (!st.ok()) return done(fail(st));
@@ -827,6 +1292,7 @@ int run_lossy(LossyOptions o) {
               {"finetune_bytes", ft_bytes}, {"quality", c.quality}, {"candidates", cj},
               {"seconds", secs}};
     if (c.m.kind == "bitdelta" && !tuning.is_null()) j["bitdelta_tuning"] = tuning;
+    if (!c.gptq.is_null()) j["gptq"] = c.gptq;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     const auto& q = c.quality;
@@ -853,8 +1319,8 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   b->add_option("FINETUNED", o.ft, "Fine-tuned model directory")->required();
   b->add_option("-o,--output", o.out, "Delta directory to create")->required();
   b->add_option("--lossy", o.lossy,
-                "sparse:THRESHOLD | dare:P | bitdelta | qdelta:BITS | lowrank:R; with a target also auto or a "
-                "method name alone (its settings are swept)")
+                "sparse:THRESHOLD | dare:P | bitdelta | qdelta:BITS | lowrank:R | gptqdelta:1|1.58|2|3[:row] | "
+                "gptqmix:FRACTION; with a target also auto or a method name alone (its settings are swept)")
       ->required();
   b->add_option("--eval-text", o.eval_text,
                 "Text to measure quality on (default: the held-out last 10% of ../shared/data/text/tinyshakespeare.txt)");
@@ -868,7 +1334,8 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   b->add_option("--calib-text", o.calib_text,
                 "bitdelta: text its scales are tuned on (default: the first 90% of TinyShakespeare when measuring on "
                 "its held-out part; with --eval-text and no --calib-text, no tuning)");
-  b->add_flag("--no-tune", o.no_tune, "bitdelta: scales = mean |delta|, not tuned on calibration text");
+  b->add_flag("--no-tune", o.no_tune,
+              "bitdelta: scales = mean |delta|; gptqdelta/gptqmix: scales as GPTQ chose them; not tuned on calibration text");
   b->add_option("--tune-steps", o.tune_steps, "bitdelta: Adam steps of the scale tuning")->check(CLI::Range(1, 100000));
   b->add_option("--tune-lr", o.tune_lr, "bitdelta: Adam learning rate on the scale multipliers")->check(CLI::PositiveNumber);
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
