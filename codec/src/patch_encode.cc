@@ -134,7 +134,7 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     // the frame: a word-coded frame rebuilds far slower than a zstd one
     // (~30 MB/cpu-s of literals, plus priming from up to 256 KiB of B), so
     // it must buy a real share of the frame. Measured (docs/BENCHMARKS.md):
-    // ds-append's frames of new rows save 5% of their size (28% of zstd's);
+    // ds-append's frames of new rows save 7% of their size (28% of zstd's);
     // ds-csv's edited frames saved 0.2% of theirs while its rebuild fell
     // from ~430 to ~80 MB/cpu-s.
     if (words == 2 || (wl.size() * 10 < zsize * 9 && (zsize - wl.size()) * 100 >= out_len)) {
