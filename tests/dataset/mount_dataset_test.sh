@@ -12,9 +12,15 @@ fail() { echo "FAIL: $*"; exit 1; }
 export TENPAK_CACHE_DIR=$W/cache
 $T fixture ds-edit "$W/a" --size-mb 4 >/dev/null || fail fixture
 $T fixture ds-shards "$W/b" --size-mb 3 >/dev/null || fail fixture
+# 0.8 MB of new rows: frames with word-coded literals (codec 10 method bit 4).
+$T fixture ds-append "$W/c" --size-mb 8 >/dev/null || fail fixture
 mkdir -p "$W/cat"
 $T dataset build "$W/a/base" "$W/a/derived" -o "$W/cat/edit" >/dev/null || fail build a
 $T dataset build "$W/b/base" "$W/b/derived" -o "$W/cat/nested/shards" >/dev/null || fail build b
+$T dataset build "$W/c/base" "$W/c/derived" -o "$W/cat/append" >/dev/null || fail build c
+$T dataset build "$W/c/base" "$W/c/derived" -o "$W/append-nowords" --no-words >/dev/null || fail build c --no-words
+[ "$(stat -c %s "$W/cat/append/tenpak.dat")" -lt "$(stat -c %s "$W/append-nowords/tenpak.dat")" ] ||
+  fail "ds-append: no frame word-coded (not smaller than --no-words)"
 mkdir -p "$W/mnt1" "$W/mnt2"
 # Alone.
 $T mount "$W/cat/edit" "$W/mnt1" --log "$W/m1.log" >/dev/null || { grep -q "fuse" "$W/m1.log" 2>/dev/null && exit 77; fail mount; }
@@ -27,6 +33,9 @@ $T unmount "$W/mnt1" >/dev/null
 $T mount "$W/cat" "$W/mnt2" --log "$W/m2.log" >/dev/null || fail mount catalog
 cmp "$W/mnt2/edit/data.jsonl" "$W/a/derived/data.jsonl" || fail "catalog: edit differs"
 for f in "$W/b/derived"/*; do cmp "$W/mnt2/nested/shards/$(basename "$f")" "$f" || fail "catalog: $f differs"; done
+# The last frame first, alone (new rows, word-coded), then the whole file.
+cmp <(tail -c 4096 "$W/mnt2/append/data.jsonl") <(tail -c 4096 "$W/c/derived/data.jsonl") || fail "append tail differs"
+cmp "$W/mnt2/append/data.jsonl" "$W/c/derived/data.jsonl" || fail "catalog: word-coded append differs"
 $T unmount "$W/mnt2" >/dev/null
 # A corrupt frame: EIO on the frame, the rest still served.
 python3 - "$W/cat/edit/tenpak.dat" <<'PY'
