@@ -7,7 +7,9 @@
 // B, is the only base input. Output = a sequence of ops, each some literal
 // bytes followed by a copy of a range of B. The literal stream may be zstd
 // compressed with B as a raw-content prefix (long-range matches against the
-// base ranges cost a few bytes), so new text resembling the base is cheap.
+// base ranges cost a few bytes), so new text resembling the base is cheap,
+// or word-coded (method bit 4: a token model primed from B; new records of
+// near i.i.d. words, which LZ codes well above their entropy).
 #pragma once
 #include <cstdint>
 #include <string>
