@@ -384,10 +384,10 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
     precisions.push_back(8);
     precisions.push_back(4);
   }
-  // Tries rank r at every precision; returns the residual with float32 factors.
-  auto try_rank = [&](uint64_t r) {
+  // Tries rank r at the given precisions; returns the residual with float32 factors.
+  auto try_rank = [&](uint64_t r, const std::vector<uint8_t>& precs) {
     double resid32 = 1e300;
-    for (uint8_t bits : precisions) {
+    for (uint8_t bits : precs) {
       cand.t.rank = static_cast<uint32_t>(r);
       cand.t.bits.assign(r, bits);
       cand.t.u.resize(rows * r);
@@ -402,11 +402,23 @@ LowRankFactors find_lowrank_factors(const uint8_t* ft, const uint8_t* base, uint
     }
     return resid32;
   };
+  // The rank with float32 factors, then the other precisions at the best
+  // rank and the ladder's ranks on either side (the search's cost is a few
+  // frame encodings per rank: tried at every precision it tripled a merged
+  // LoRA's build time).
   double prev = res.est_lanes_bytes;
+  std::vector<uint64_t> tried;
   for (uint64_t r : ranks) {
-    const double resid = try_rank(r);
+    const double resid = try_rank(r, {0});
+    tried.push_back(r);
     if (r >= gap_r && resid > 0.98 * prev) break;
     prev = resid;
+  }
+  if (best.t.rank) {
+    const auto at = std::find(tried.begin(), tried.end(), uint64_t(best.t.rank)) - tried.begin();
+    const std::vector<uint8_t> others(precisions.begin() + 1, precisions.end());
+    for (auto i = std::max<std::ptrdiff_t>(0, at - 1); i <= at + 1 && i < static_cast<std::ptrdiff_t>(tried.size()); ++i)
+      try_rank(tried[i], others);
   }
   res.est_bytes = best_cost;
   if (best.t.rank == 0 || !(best_cost < res.est_lanes_bytes * (1 - opt.min_gain))) {
