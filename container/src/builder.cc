@@ -12,7 +12,7 @@
 
 #include "io_util.h"
 #include "pipeline.h"
-#include "tenpak/delta.h"
+#include "tenpak/delta_builder.h"
 #include "tenpak/lowrank_codec.h"
 #include "tenpak/model.h"
 

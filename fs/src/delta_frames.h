@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "tenpak/delta.h"
+#include "tenpak/delta_reader.h"
 #include "tenpak/frame_source.h"
 #include "tenpak/model_fs.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "tenpak/block_source.h"
-#include "tenpak/delta.h"
+#include "tenpak/delta_reader.h"
 #include "tenpak/format.h"
 #include "tenpak/status.h"
 

@@ -43,7 +43,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tenpak/delta.h"
+#include "tenpak/delta_reader.h"
 #include "tenpak/format.h"
 #include "tenpak/frame_source.h"
 #include "tenpak/lossy_info.h"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "tenpak/cache.h"
-#include "tenpak/delta.h"
+#include "tenpak/delta_reader.h"
 #include "tenpak/frame_cache.h"
 #include "tenpak/metrics.h"
 #include "tenpak/model_fs.h"
