@@ -155,4 +155,50 @@ inline std::vector<std::string> lowrank_seeds() {
   return out;
 }
 
+// Valid codec-11 payloads (prefixed by tpfuzz::approx's selector and count
+// bytes): sparse, sign, low-rank with 3-bit factors, and grouped codes (1-bit
+// one scale; ternary with per-row scales, starting mid-row; zstd body).
+inline std::vector<std::string> approx_seeds() {
+  std::vector<std::string> out;
+#ifndef TP_FUZZ_PARSERS_ONLY
+  uint64_t x = 13;
+  auto next = [&] { x = x * 6364136223846793005ull + 1442695040888963407ull; return x >> 33; };
+  auto add = [&](uint8_t sel, const tenpak::ApproxTensor& t, uint64_t first, uint64_t count, int level) {
+    auto p = tenpak::encode_approx_frame(t, first, count, level);
+    const uint32_t v = static_cast<uint32_t>(count - 1);
+    out.push_back(std::string{static_cast<char>(sel), static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} +
+                  (p.ok() ? *p : std::string()));
+  };
+  tenpak::ApproxTensor s;
+  s.method = tenpak::ApproxMethod::sparse;
+  s.rows = 10;
+  s.cols = 20;
+  for (uint64_t e = 0; e < 200; e += 1 + next() % 9) { s.pos.push_back(e); s.val.push_back(0.01f * (next() % 100)); }
+  add(0, s, 0, 200, 0);
+  tenpak::ApproxTensor g = s;
+  g.method = tenpak::ApproxMethod::sign;
+  g.scale = 0.02f;
+  for (uint64_t e = 0; e < 200; ++e) g.negative.push_back(next() & 1);
+  add(1, g, 0, 200, 0);
+  tenpak::ApproxTensor l = s;
+  l.method = tenpak::ApproxMethod::lowrank;
+  l.rank = 2;
+  l.bits = {3, 16};
+  for (int i = 0; i < 10 * 2; ++i) l.u.push_back(0.001f * (next() % 100));
+  for (int i = 0; i < 2 * 20; ++i) l.v.push_back(0.001f * (next() % 100));
+  add(2, l, 0, 200, 0);
+  for (int k = 0; k < 2; ++k) {
+    tenpak::ApproxTensor q = s;
+    q.method = tenpak::ApproxMethod::grouped;
+    q.qbits = k ? 2 : 1;
+    q.zero2 = k ? 2 : 1;
+    q.group = k ? 20 : 0;
+    for (uint64_t e = 0; e < 200; ++e) q.codes.push_back(static_cast<uint8_t>(next() % (k ? 3 : 2)));
+    q.scales.assign(k ? 10 : 1, 0.015625f);
+    add(static_cast<uint8_t>(k), q, k ? 7 : 0, k ? 150 : 200, k ? 19 : 0);
+  }
+#endif
+  return out;
+}
+
 }  // namespace tpfuzz

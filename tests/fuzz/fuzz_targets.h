@@ -44,6 +44,11 @@ std::string patch(const uint8_t* data, size_t size);
 // clang libFuzzer build: it needs frame_decode.cc (dtype conversion), which
 // uses _Float16.
 std::string lowrank(const uint8_t* data, size_t size);
+// A codec 11 (approx, lossy frames) payload: byte 0 picks the dtype
+// (lowrank_dtype), bytes 1-2 the element count (1 + value mod 2048), the
+// rest is the payload; the base is lanes_base. Accepted payloads must decode
+// to the same bytes twice. Not in the clang libFuzzer build (as lowrank).
+std::string approx(const uint8_t* data, size_t size);
 inline tenpak::DType lowrank_dtype(uint8_t sel) {
   using tenpak::DType;
   static const DType kTypes[] = {DType::F32, DType::F16, DType::BF16};

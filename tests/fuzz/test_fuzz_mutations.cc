@@ -76,3 +76,18 @@ TEST(FuzzMutations, SubLanes) { run(tpfuzz::lanes, tpfuzz::lanes_seeds(), 20000,
 TEST(FuzzMutations, Patch) { run(tpfuzz::patch, tpfuzz::patch_seeds(), 20000, 6); }
 
 TEST(FuzzMutations, LowRankLanes) { run(tpfuzz::lowrank, tpfuzz::lowrank_seeds(), 20000, 7); }
+
+TEST(FuzzMutations, Approx) {
+  // The seeds are payloads codec 11 accepts, one per sub-method (grouped twice).
+  const auto seeds = tpfuzz::approx_seeds();
+  ASSERT_EQ(seeds.size(), 5u);
+  for (auto& s : seeds) {
+    const size_t count = 1 + ((static_cast<uint8_t>(s[1]) | (size_t(static_cast<uint8_t>(s[2])) << 8)) % 2048);
+    const auto dt = tpfuzz::lowrank_dtype(static_cast<uint8_t>(s[0]));
+    const auto base = tpfuzz::lanes_base(dt, count);
+    std::vector<uint8_t> out(base.size());
+    EXPECT_TRUE(tenpak::decode_approx(reinterpret_cast<const uint8_t*>(s.data()) + 3, s.size() - 3, base.data(),
+                                      base.size(), dt, out.data()).ok()) << "seed with sub-method " << int(s[3]);
+  }
+  run(tpfuzz::approx, seeds, 20000, 8);
+}

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
                                                              {"manifest", tpfuzz::manifest_seeds()},
                                                              {"lanes", tpfuzz::lanes_seeds()},
                                                              {"patch", tpfuzz::patch_seeds()},
-                                                             {"lowrank", tpfuzz::lowrank_seeds()}};
+                                                             {"lowrank", tpfuzz::lowrank_seeds()},
+                                                             {"approx", tpfuzz::approx_seeds()}};
   for (auto& [name, seeds] : sets)
     for (size_t i = 0; i < seeds.size(); ++i)
       tptest::write_file(std::string(argv[1]) + "/" + name + "/seed-" + std::to_string(i), seeds[i]);
