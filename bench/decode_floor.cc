@@ -9,8 +9,7 @@
 //   decode:      decode_frame alone, payload and base range already in
 //                memory (read with pread before each frame, not timed);
 //   decode+hash: the same plus the frame's xxh3-128 check, as every reader
-//                does before serving a byte (through xxHash's CPU dispatcher
-//                with a vzeroupper after it, as DeltaReader does);
+//                does before serving a byte (xxh128(), as DeltaReader calls it);
 //   reader:      DeltaReader::read_frame (base read from the page cache,
 //                decode, check): what the daemon runs per frame, without
 //                FUSE, the frame cache and its threads.
@@ -31,13 +30,6 @@
 #include "tenpak/hash.h"
 #include "tenpak/patch_codec.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#include <xxhash.h>
-#define XXH_DISPATCH_DISABLE_REPLACE
-#include <xxh_x86dispatch.h>
-#endif
-
 using namespace tenpak;
 
 namespace {
@@ -57,27 +49,6 @@ bool pread_all(int fd, uint8_t* p, size_t n, uint64_t off) {
     off += static_cast<uint64_t>(r);
   }
   return true;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx"))) void zero_upper() { _mm256_zeroupper(); }
-#endif
-
-// The reader's frame check (container/src/reader.cc frame_hash): the same
-// value as xxh128().
-Xxh128 frame_hash(const uint8_t* p, size_t n) {
-#if defined(__x86_64__)
-  static const bool avx = __builtin_cpu_supports("avx");
-  const XXH128_hash_t h = XXH3_128bits_dispatch(p, n);
-  if (avx) zero_upper();
-  XXH128_canonical_t c;
-  XXH128_canonicalFromHash(&c, h);
-  Xxh128 out;
-  for (int i = 0; i < 16; ++i) out[i] = c.digest[i];
-  return out;
-#else
-  return xxh128(p, n);
-#endif
 }
 
 int fail(const std::string& m) {
@@ -159,7 +130,7 @@ int main(int argc, char** argv) {
     double t0 = thread_cpu();
     Status st = decode_frame(f, payload.data(), b, out.data());
     double t1 = thread_cpu();
-    const bool ok = st.ok() && frame_hash(out.data(), f.out_len) == f.hash;
+    const bool ok = st.ok() && xxh128(out.data(), f.out_len) == f.hash;
     double t2 = thread_cpu();
     if (!ok) return fail("frame " + std::to_string(k) + " does not rebuild: " + st.message());
     auto rr = rd.read_frame_in(k, lent);

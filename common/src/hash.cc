@@ -2,6 +2,11 @@
 
 #include <openssl/evp.h>
 #include <xxhash.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define XXH_DISPATCH_DISABLE_REPLACE
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <stdexcept>
 
@@ -17,8 +22,29 @@ std::string hex(const uint8_t* p, size_t n) {
   return s;
 }
 
+#if defined(__x86_64__)
+namespace {
+__attribute__((target("avx"))) void zero_upper() { _mm256_zeroupper(); }
+}  // namespace
+#endif
+
+// Computed through xxHash's CPU dispatcher: Debian's libxxhash is built for
+// baseline x86-64 (SSE2), and its AVX-512 / AVX2 code measured 2.5-3x faster
+// on 1 MiB frames on the VM of docs/BENCHMARKS.md ("Mount": xxh3 was 7-10% of
+// the daemon's CPU on a cold read). Same value on every path (xxHash's
+// contract). The dispatched code returns with the upper halves of the vector
+// registers dirty; legacy-SSE code after it (the rest of TenPak is built for
+// baseline x86-64) would then pay a merge on every vector instruction (the
+// library's own SSE2 hash measured 13.5 -> 4 GB/s after one dispatched call),
+// hence the vzeroupper.
 Xxh128 xxh128(const void* p, size_t n) {
+#if defined(__x86_64__)
+  static const bool avx = __builtin_cpu_supports("avx");
+  XXH128_hash_t h = XXH3_128bits_dispatch(p, n);
+  if (avx) zero_upper();
+#else
   XXH128_hash_t h = XXH3_128bits(p, n);
+#endif
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, h);
   Xxh128 out;

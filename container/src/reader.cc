@@ -16,49 +16,9 @@
 #include "tenpak/model.h"
 #include "tenpak/patch_codec.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#include <xxhash.h>
-#define XXH_DISPATCH_DISABLE_REPLACE
-#include <xxh_x86dispatch.h>
-#endif
-
 namespace fs = std::filesystem;
 
 namespace tenpak {
-
-namespace {
-
-#if defined(__x86_64__)
-__attribute__((target("avx"))) void zero_upper() { _mm256_zeroupper(); }
-#endif
-
-// The check of every rebuilt frame, the same value as xxh128() (tenpak/hash.h:
-// xxHash's canonical XXH3-128), computed through xxHash's CPU dispatcher:
-// Debian's libxxhash is built for baseline x86-64 (SSE2), and its AVX-512 /
-// AVX2 code measured 2.5-3x faster on 1 MiB frames on the VM of
-// docs/BENCHMARKS.md ("Mount": xxh3 was 7-10% of the daemon's CPU on a cold
-// read). The dispatched code returns with the upper halves of the vector
-// registers dirty; legacy-SSE code after it (the rest of this binary is
-// built for baseline x86-64) would then pay a merge on every vector
-// instruction (the library's own SSE2 hash measured 13.5 -> 4 GB/s after one
-// dispatched call), hence the vzeroupper.
-Xxh128 frame_hash(const uint8_t* p, size_t n) {
-#if defined(__x86_64__)
-  static const bool avx = __builtin_cpu_supports("avx");
-  const XXH128_hash_t h = XXH3_128bits_dispatch(p, n);
-  if (avx) zero_upper();
-  XXH128_canonical_t c;
-  XXH128_canonicalFromHash(&c, h);
-  Xxh128 out;
-  for (int i = 0; i < 16; ++i) out[i] = c.digest[i];
-  return out;
-#else
-  return xxh128(p, n);
-#endif
-}
-
-}  // namespace
 
 // Buffers for the payload and the base range of one rebuild, lent to
 // whichever thread rebuilds and given back after: a mount's FUSE threads
@@ -227,7 +187,7 @@ Result<const uint8_t*> DeltaReader::rebuild_frame(uint32_t k, uint8_t* out, bool
            std::to_string(f.out_offset) + ", " + std::to_string(f.out_len) + " bytes)";
   };
   auto check = [&](const uint8_t* bytes) -> Result<const uint8_t*> {
-    if (frame_hash(bytes, f.out_len) != f.hash)
+    if (xxh128(bytes, f.out_len) != f.hash)
       return Status{Errc::corrupt, where() + ": rebuilt bytes do not match the frame hash (corrupt delta or base)"};
     return bytes;
   };
