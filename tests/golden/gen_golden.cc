@@ -470,16 +470,90 @@ int write_lanes_golden(const std::string& root) {
 // every older golden file as it is. Raw streams (decodable with no zstd:
 // spec_decode.py checks them), zstd streams, zstd literals with B as prefix,
 // a frame with no base, a file cut into two frames.
-int write_patch_golden(const std::string& root) {
+// A codec-10 golden set over the EXISTING base/base.bin: the base file, the
+// frames and output files added so far, and the expected `tenpak verify`
+// lines. Shared by valid-patch/ and valid-words/, which differ only in how
+// each frame's payload is encoded.
+struct PatchGolden {
   Built b;
-  b.base = read_file(root + "/base/base.bin");
-  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
-  BaseFile bf;
-  bf.name = "base.bin";
-  bf.size = b.base.size();
-  bf.sha256 = sha256(b.base.data(), b.base.size());
-  b.m.base_files.push_back(bf);
   std::string expected = "ok\n";
+  bool open(const std::string& root) {
+    b.base = read_file(root + "/base/base.bin");
+    if (b.base.size() < 1024) {
+      std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str());
+      return false;
+    }
+    BaseFile bf;
+    bf.name = "base.bin";
+    bf.size = b.base.size();
+    bf.sha256 = sha256(b.base.data(), b.base.size());
+    b.m.base_files.push_back(bf);
+    return true;
+  }
+  // One frame of the output file being written: output = literals and copies
+  // of B (the extents concatenated) as `ops` says; `encode(B)` gives the
+  // payload, which must decode back (and pass `check`, when given).
+  template <typename Encode, typename Check>
+  bool add_frame(const char* name, const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
+                 const std::string& lit, uint64_t base_offset, Encode encode, Check check, std::string& out) {
+    std::string B;
+    for (auto& e : ext) B += b.base.substr(e.offset, e.len);
+    std::string o;
+    size_t lp = 0;
+    for (auto& op : ops) {
+      o += lit.substr(lp, op.lit);
+      lp += op.lit;
+      o += B.substr(op.src, op.copy);
+    }
+    const std::string pay = encode(B);
+    Frame fr;
+    fr.file = static_cast<uint32_t>(b.m.out_files.size());
+    fr.out_offset = out.size();
+    fr.out_len = static_cast<uint32_t>(o.size());
+    fr.data_offset = b.data.size();
+    fr.data_len = static_cast<uint32_t>(pay.size());
+    fr.codec = Codec::patch;
+    fr.dtype = fr.base_dtype = DType::U8;
+    if (!ext.empty()) {
+      fr.base_file = 0;
+      fr.base_offset = base_offset;
+      uint64_t hi = 0;
+      for (auto& e : ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
+      fr.base_len = static_cast<uint32_t>(hi - fr.base_offset);
+    }
+    fr.hash = xxh128(o.data(), o.size());
+    std::vector<uint8_t> dec(o.size());
+    if (!decode_frame(fr, reinterpret_cast<const uint8_t*>(pay.data()), reinterpret_cast<const uint8_t*>(B.data()), dec.data()).ok() ||
+        std::memcmp(dec.data(), o.data(), o.size()) != 0 || !check(pay)) {
+      std::fprintf(stderr, "%s: does not decode back\n", name);
+      return false;
+    }
+    b.data += pay;
+    b.m.frames.push_back(fr);
+    out += o;
+    return true;
+  }
+  // An output file of the frames `add(out)` appends.
+  template <typename AddFrames>
+  bool add_file(const std::string& name, AddFrames add) {
+    OutFile of;
+    of.name = name;
+    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
+    std::string out;
+    if (!add(out)) return false;
+    of.size = out.size();
+    of.sha256 = sha256(out.data(), out.size());
+    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+    b.m.out_files.push_back(of);
+    expected += hex(of.sha256) + " " + of.name + "\n";
+    return true;
+  }
+};
+
+int write_patch_golden(const std::string& root) {
+  PatchGolden g;
+  if (!g.open(root)) return 1;
+  Built& b = g.b;
   struct PatchCase {
     const char* name;
     std::vector<PatchExtent> ext;
@@ -504,63 +578,24 @@ int write_patch_golden(const std::string& root) {
       {"patch-lines", {{100, 102}, {150, 52}, {190, 12}, {202, 300}},
        {{4, 154, 12}, {0, 0, 154}, {0, 110, 20}, {0, 166, 300}, {3, 466, 0}}, "line!!!", 0, 1},
   };
-  auto add_frame = [&](const PatchCase& c, uint64_t out_off, std::string& out) -> bool {
-    std::string B;
-    for (auto& e : c.ext) B += b.base.substr(e.offset, e.len);
-    std::string o;
-    size_t lp = 0;
-    for (auto& op : c.ops) {
-      o += c.lit.substr(lp, op.lit);
-      lp += op.lit;
-      o += B.substr(op.src, op.copy);
-    }
-    std::string pay = encode_patch(c.ext, c.ops, c.lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), c.level,
-                                   true, c.line_ops);
-    Frame fr;
-    fr.file = static_cast<uint32_t>(b.m.out_files.size());
-    fr.out_offset = out_off;
-    fr.out_len = static_cast<uint32_t>(o.size());
-    fr.data_offset = b.data.size();
-    fr.data_len = static_cast<uint32_t>(pay.size());
-    fr.codec = Codec::patch;
-    fr.dtype = fr.base_dtype = DType::U8;
-    if (!c.ext.empty()) {
-      fr.base_file = 0;
-      fr.base_offset = c.ext.front().offset;
-      uint64_t hi = 0;
-      for (auto& e : c.ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
-      fr.base_len = static_cast<uint32_t>(hi - fr.base_offset);
-    }
-    fr.hash = xxh128(o.data(), o.size());
-    std::vector<uint8_t> dec(o.size());
-    if (!decode_frame(fr, reinterpret_cast<const uint8_t*>(pay.data()), reinterpret_cast<const uint8_t*>(B.data()), dec.data()).ok() ||
-        std::memcmp(dec.data(), o.data(), o.size()) != 0) {
-      std::fprintf(stderr, "%s: does not decode back\n", c.name);
-      return false;
-    }
-    b.data += pay;
-    b.m.frames.push_back(fr);
-    out += o;
-    return true;
-  };
   auto add_file = [&](const std::string& name, const std::vector<const PatchCase*>& frames) -> bool {
-    OutFile of;
-    of.name = name;
-    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
-    std::string out;
-    for (auto* c : frames)
-      if (!add_frame(*c, out.size(), out)) return false;
-    of.size = out.size();
-    of.sha256 = sha256(out.data(), out.size());
-    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
-    b.m.out_files.push_back(of);
-    expected += hex(of.sha256) + " " + of.name + "\n";
-    return true;
+    return g.add_file(name, [&](std::string& out) {
+      for (auto* c : frames) {
+        auto encode = [&](const std::string& B) {
+          return encode_patch(c->ext, c->ops, c->lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), c->level,
+                              true, c->line_ops);
+        };
+        const uint64_t base_offset = c->ext.empty() ? 0 : c->ext.front().offset;
+        if (!g.add_frame(c->name, c->ext, c->ops, c->lit, base_offset, encode, [](const std::string&) { return true; }, out))
+          return false;
+      }
+      return true;
+    });
   };
   for (auto& c : pcs)
     if (!add_file(std::string(c.name) + ".bin", {&c})) return 1;
   if (!add_file("patch-two-frames.bin", {&pcs[0], &pcs[2]})) return 1;
-  write_delta(root + "/valid-patch", serialize_manifest(b.m), b.data, expected);
+  write_delta(root + "/valid-patch", serialize_manifest(b.m), b.data, g.expected);
   std::printf("wrote %s/valid-patch\n", root.c_str());
 
   const std::string corrupt = "error corrupt read\n";
@@ -598,15 +633,9 @@ int write_patch_golden(const std::string& root) {
 // base/base.bin and the invalid/words-* cases, leaving every older golden
 // file as it is (`tenpak_golden_gen tests/golden --words-only`).
 int write_words_golden(const std::string& root) {
-  Built b;
-  b.base = read_file(root + "/base/base.bin");
-  if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
-  BaseFile bf;
-  bf.name = "base.bin";
-  bf.size = b.base.size();
-  bf.sha256 = sha256(b.base.data(), b.base.size());
-  b.m.base_files.push_back(bf);
-  std::string expected = "ok\n";
+  PatchGolden g;
+  if (!g.open(root)) return 1;
+  Built& b = g.b;
   // Text with repeated words, CRLF, digits, invalid UTF-8, a word and a
   // separator run longer than a token (64 bytes), no final newline.
   std::string text = "the cat sat on the mat.\r\nthe dog sat on the log; the cat ran!\n";
@@ -628,63 +657,24 @@ int write_words_golden(const std::string& root) {
       {"words-nobase", {}, {{static_cast<uint32_t>(text2.size()), 0, 0}}, text2},
       {"words-sampled", many, {{tl, 0, 0}, {0, 5, 20}}, text},
   };
-  auto add_frame = [&](const WordCase& c, uint64_t out_off, std::string& out) -> bool {
-    std::string B;
-    for (auto& e : c.ext) B += b.base.substr(e.offset, e.len);
-    std::string o;
-    size_t lp = 0;
-    for (auto& op : c.ops) {
-      o += c.lit.substr(lp, op.lit);
-      lp += op.lit;
-      o += B.substr(op.src, op.copy);
-    }
-    std::string pay = encode_patch(c.ext, c.ops, c.lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), 0,
-                                   false, 0, 2);
-    Frame fr;
-    fr.file = static_cast<uint32_t>(b.m.out_files.size());
-    fr.out_offset = out_off;
-    fr.out_len = static_cast<uint32_t>(o.size());
-    fr.data_offset = b.data.size();
-    fr.data_len = static_cast<uint32_t>(pay.size());
-    fr.codec = Codec::patch;
-    fr.dtype = fr.base_dtype = DType::U8;
-    if (!c.ext.empty()) {
-      fr.base_file = 0;
-      fr.base_offset = 0;
-      uint64_t hi = 0;
-      for (auto& e : c.ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
-      fr.base_len = static_cast<uint32_t>(hi);
-    }
-    fr.hash = xxh128(o.data(), o.size());
-    std::vector<uint8_t> dec(o.size());
-    if (!decode_frame(fr, reinterpret_cast<const uint8_t*>(pay.data()), reinterpret_cast<const uint8_t*>(B.data()), dec.data()).ok() ||
-        std::memcmp(dec.data(), o.data(), o.size()) != 0 || !(static_cast<uint8_t>(pay[4 + 12 * c.ext.size()]) & 16)) {
-      std::fprintf(stderr, "%s: does not decode back\n", c.name);
-      return false;
-    }
-    b.data += pay;
-    b.m.frames.push_back(fr);
-    out += o;
-    return true;
-  };
   auto add_file = [&](const std::string& name, const std::vector<const WordCase*>& frames) -> bool {
-    OutFile of;
-    of.name = name;
-    of.first_frame = static_cast<uint32_t>(b.m.frames.size());
-    std::string out;
-    for (auto* c : frames)
-      if (!add_frame(*c, out.size(), out)) return false;
-    of.size = out.size();
-    of.sha256 = sha256(out.data(), out.size());
-    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
-    b.m.out_files.push_back(of);
-    expected += hex(of.sha256) + " " + of.name + "\n";
-    return true;
+    return g.add_file(name, [&](std::string& out) {
+      for (auto* c : frames) {
+        auto encode = [&](const std::string& B) {
+          return encode_patch(c->ext, c->ops, c->lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), 0, false, 0,
+                              2);
+        };
+        // The word-coded method bit (16) must be what the encoder chose.
+        auto words = [&](const std::string& pay) { return (static_cast<uint8_t>(pay[4 + 12 * c->ext.size()]) & 16) != 0; };
+        if (!g.add_frame(c->name, c->ext, c->ops, c->lit, 0, encode, words, out)) return false;
+      }
+      return true;
+    });
   };
   for (auto& c : wcs)
     if (!add_file(std::string(c.name) + ".bin", {&c})) return 1;
   if (!add_file("words-two-frames.bin", {&wcs[0], &wcs[1]})) return 1;
-  write_delta(root + "/valid-words", serialize_manifest(b.m), b.data, expected);
+  write_delta(root + "/valid-words", serialize_manifest(b.m), b.data, g.expected);
   std::printf("wrote %s/valid-words\n", root.c_str());
 
   const std::string corrupt = "error corrupt read\n";
