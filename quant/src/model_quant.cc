@@ -170,6 +170,15 @@ void store_bnb8(Ctx& c, const std::string& wname, const Bnb8Quant& r) {
   c.work.w[wname] = r.deq;
 }
 
+// What the loss-aware search did on this linear, for the report.
+void note_search(Ctx& c, const std::string& wname, const GroupQuant& g) {
+  for (auto& r : c.q.linears)
+    if (r.name == wname) {
+      r.gptq_objective = g.objective;
+      r.search_fell_back = g.search_fell_back;
+    }
+}
+
 // GPTQ, true-sequential: within a layer the linears are quantized in groups
 // of execution order, each group's Hessian taken from the layer's inputs
 // with the earlier groups already quantized.
@@ -185,6 +194,7 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
   go.static_groups = choice.static_groups;
   go.mse = choice.mse;
   go.search = choice.search;
+  go.search_shrink = choice.search_shrink;
   for (int l = 0; l < cfg.num_layers; ++l) {
     progress(c.opt, "gptq", l, cfg.num_layers);
     auto names = rt::linear_names(cfg, l);
@@ -203,7 +213,11 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
         if (it != H.end()) it->second.add(x);
       };
       run_block(c.work, l, h, &hooks);
-      for (auto& n : todo) store_gptq(c, n, gptq_quantize(c.work.w.at(n), H.at(n).matrix(), go));
+      for (auto& n : todo) {
+        auto r = gptq_quantize(c.work.w.at(n), H.at(n).matrix(), go);
+        note_search(c, n, r);
+        store_gptq(c, n, r);
+      }
     }
     h = run_block(c.work, l, h);
   }
@@ -212,7 +226,9 @@ void run_gptq(Ctx& c, const std::vector<std::vector<int64_t>>& calib) {
     Hessian H(c.work.w.at(kHead).size(1));
     const auto& nw = c.work.w.at("model.norm.weight");
     for (auto& x : h) H.add(x * torch::rsqrt(x.pow(2).mean(-1, true) + cfg.rms_eps) * nw);
-    store_gptq(c, kHead, gptq_quantize(c.work.w.at(kHead), H.matrix(), go));
+    auto r = gptq_quantize(c.work.w.at(kHead), H.matrix(), go);
+    note_search(c, kHead, r);
+    store_gptq(c, kHead, r);
   }
 }
 

@@ -298,6 +298,17 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
   }
   r.codes = codes.contiguous();
   r.deq = Q.contiguous();
+  if (searching) {
+    GptqOptions plain_opt = opt;
+    plain_opt.search = 0;
+    auto plain = gptq_quantize(w0, H0, plain_opt);
+    r.objective = gptq_objective(w0, r.deq, H0);
+    plain.objective = gptq_objective(w0, plain.deq, H0);
+    if (!(r.objective <= plain.objective)) {
+      plain.search_fell_back = true;
+      return plain;
+    }
+  }
   return r;
 }
 

@@ -278,6 +278,42 @@ TEST(Gptq, LossAwareSearchNeverRaisesARowsObjective) {
   }
 }
 
+// The search's layer-level guard: whatever the groups per row, bits and
+// grid, the result's GPTQ objective (undamped H, summed over the layer) is
+// at most plain GPTQ's, `objective` is that value, and a fallback returns
+// exactly plain GPTQ's result.
+TEST(Gptq, SearchNeverRaisesTheLayerObjective) {
+  const int64_t out = 64, in = 256;
+  int fell_back = 0, runs = 0;
+  for (uint64_t seed : {61, 62, 63})
+    for (int bits : {2, 3, 4})
+      for (int64_t group : {32, 64})
+        for (auto [n, shrink] : {std::pair{4, 0.95}, {16, 0.5}, {80, 0.8}}) {
+          auto x = outlier_inputs(1024, in, seed);
+          auto w = layer_weight(out, in, seed + 100);
+          Hessian H(in);
+          H.add(x);
+          GptqOptions o;
+          o.bits = bits;
+          o.group_size = group;
+          o.mse = true;
+          auto plain = gptq_quantize(w, H.matrix(), o);
+          o.search = n;
+          o.search_shrink = shrink;
+          auto q = gptq_quantize(w, H.matrix(), o);
+          const double a = gptq_objective(w, q.deq, H.matrix()), b = gptq_objective(w, plain.deq, H.matrix());
+          EXPECT_LE(a, b * (1 + 1e-9)) << seed << " " << bits << " " << group << " " << n;
+          EXPECT_NEAR(q.objective, a, 1e-9 * a);
+          if (q.search_fell_back) {
+            ++fell_back;
+            EXPECT_TRUE(torch::equal(q.deq, plain.deq));
+          }
+          EXPECT_EQ(plain.objective, -1);  // only computed with the search
+          ++runs;
+        }
+  std::printf("search fell back on %d of %d layers\n", fell_back, runs);
+}
+
 // The fixed grid TenPak's lossy deltas use (GptqOptions::zero2, fixed_scale)
 // on a fine-tune's change: the result is exactly fixed_scale × (code −
 // zero2/2), round-to-nearest on the same grid is GPTQ with an identity

@@ -23,6 +23,7 @@ struct QuantizeArgs {
   std::optional<bool> static_groups, mse;
   std::optional<double> damp;
   std::optional<int> search;
+  std::optional<double> search_shrink;
 };
 
 int run_quantize(const QuantizeArgs& a) {
@@ -42,6 +43,7 @@ int run_quantize(const QuantizeArgs& a) {
   if (a.mse) opt.mse = *a.mse;
   if (a.damp) opt.damp_percent = *a.damp;
   if (a.search) opt.search = *a.search;
+  if (a.search_shrink) opt.search_shrink = *a.search_shrink;
   std::unique_ptr<cli::ProgressBar> bar;
   std::string stage;
   opt.progress = [&](const std::string& s, int64_t done, int64_t total) {
@@ -70,6 +72,13 @@ int run_quantize(const QuantizeArgs& a) {
     for (auto& l : q.linears)
       if (!l.quantized) skipped.push_back({{"name", l.name}, {"reason", l.reason}});
     j["skipped"] = skipped;
+    // The loss-aware search's layer objectives (GPTQ with --search > 0).
+    nlohmann::json objectives = nlohmann::json::object(), fell_back = nlohmann::json::array();
+    for (auto& l : q.linears) {
+      if (l.gptq_objective >= 0) objectives[l.name] = l.gptq_objective;
+      if (l.search_fell_back) fell_back.push_back(l.name);
+    }
+    if (!objectives.empty()) j["gptq_search"] = {{"objective", objectives}, {"fell_back_to_plain", fell_back}};
     j["modified_unquantized"] = q.modified;
     j["calibration_tokens"] = q.calib_tokens;
     j["input_bytes"] = r->input_bytes;
@@ -155,7 +164,11 @@ void add_quant_commands(CLI::App& app, int& rc) {
                 "default false)");
   q->add_option("--mse", qa->mse, "choose group ranges by GPTQ's clipping search (true/false; default true for gptq-*, false for rtn-*)");
   q->add_option("--search", qa->search,
-                "GPTQ: candidates per group of the loss-aware range search (0: off; default 16 for gptq-*)");
+                "GPTQ: candidates per group of the loss-aware range search (0: off; default 80 for gptq-*)");
+  q->add_option("--search-shrink", qa->search_shrink,
+                "GPTQ: the search's ranges are shrunk by k * S / N, k < N (default 0.8 for gptq-*: with --search 80, "
+                "AutoGPTQ's mse grid 1 - k/100)")
+      ->check(CLI::Range(0.01, 0.99));
   q->add_option("--damp", qa->damp, "GPTQ: dampening, fraction of the mean Hessian diagonal (default 0.01)");
   q->add_flag("--json", qa->json, "print a JSON report");
   q->callback([qa, &rc] { rc = run_quantize(*qa); });

@@ -44,6 +44,7 @@ struct Preset {
   bool gptq_static_groups = false;
   bool gptq_mse = false;
   int gptq_search = 0;  // GptqOptions::search: candidates of the loss-aware range search (0: off)
+  double gptq_search_shrink = 0.5;  // GptqOptions::search_shrink: the smallest range is 1 - this
 };
 
 // The nine presets of the table, in order.
@@ -82,6 +83,9 @@ struct QuantizeOptions {
   // GPTQ's loss-aware range search (quantizers.h GptqOptions::search):
   // candidates per group, 0 = off; unset = the preset's (Preset::gptq_search).
   std::optional<int> search;
+  // Its shrink span (GptqOptions::search_shrink, in (0, 1)); unset = the
+  // preset's (Preset::gptq_search_shrink).
+  std::optional<double> search_shrink;
   // Quantize lm_head too (with tied embeddings: a quantized copy of the
   // embedding; the output unties them, tie_word_embeddings false). GPTQ/RTN
   // write "lm_head": true (vLLM's and GPTQModel's key), bitsandbytes
@@ -104,6 +108,11 @@ struct LinearReport {
   std::string name;  // full weight name
   bool quantized = false;
   std::string reason;  // why not, when not
+  // GPTQ with the loss-aware search (quantizers.h GptqOptions::search): the
+  // linear's GPTQ objective on its calibration inputs (-1: not computed) and
+  // whether plain GPTQ's result was kept because the search's was not lower.
+  double gptq_objective = -1;
+  bool search_fell_back = false;
 };
 
 // A quantized model in memory: what the checkpoint stores, and what its
@@ -126,6 +135,7 @@ struct QuantizedModel {
 struct GptqChoice {
   bool act_order = false, static_groups = false, mse = false;
   int search = 0;
+  double search_shrink = 0.5;
 };
 GptqChoice gptq_choice(const Preset& p, const QuantizeOptions& opt);
 

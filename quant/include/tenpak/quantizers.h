@@ -34,6 +34,11 @@ struct GroupQuant {
   torch::Tensor zeros;       // int32 [G, out]
   torch::Tensor g_idx;       // int32 [in]: group of each input channel
   torch::Tensor deq;         // float32 [out, in]
+  // gptq_quantize with the loss-aware search only: GPTQ's objective
+  // (gptq_objective with the undamped H) of the result, and whether the
+  // plain run's result was kept because the search's was not lower.
+  double objective = -1;
+  bool search_fell_back = false;
 };
 
 // Groups of `group_size` consecutive input channels (<= 0: one group per
@@ -100,6 +105,11 @@ struct GptqOptions {
   // objective exceeds the run without the search (whose parameters are a
   // candidate); with several groups a row's later groups start from another
   // state, so only each group's own increment is guaranteed no larger.
+  // Therefore the layer is also quantized without the search, and the
+  // search's result is kept only when its objective summed over the layer
+  // (gptq_objective, undamped H) is not higher; otherwise the plain result
+  // is returned with search_fell_back set. So the layer objective with the
+  // search is never above plain GPTQ's, at any group size.
   int search = 0;
   double search_shrink = 0.5;
   // A fixed grid given by the caller (TenPak's lossy deltas quantize the
