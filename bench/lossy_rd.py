@@ -20,17 +20,16 @@ import sys
 
 import numpy as np
 
+import codec_bounds  # same directory: one safetensors reader for the bench scripts
+
 
 def read_st(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    h.pop("__metadata__", None)
+    """{name: float64 array} of an F32 safetensors file (codec_bounds' reader)."""
+    raw, off, head = codec_bounds.read_st(path)
     out = {}
-    for k, v in h.items():
+    for k, v in head.items():
         assert v["dtype"] == "F32", (k, v["dtype"])
-        a, e = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + a:8 + n + e], dtype="<f4").reshape(v["shape"]).astype(np.float64)
+        out[k] = codec_bounds.tensor(raw, off, v).reshape(v["shape"]).astype(np.float64)
     return out
 
 
@@ -91,6 +90,9 @@ def main():
         tot["n"] += rows * n
         print(f"{name}\t{rows * n}\t{t['objective']:.4g}\t{rg / n:.3f}\t{slb / n:.3f}\t{spent / (rows * n):.3f}")
     n = tot["n"]
+    if n == 0:
+        sys.exit(f"lossy_rd.py: {sys.argv[1]}: no matrix carries GPTQ's objective and H's eigenvalues "
+                 "(an untuned `--lossy gptqdelta:BITS` build records them)")
     print(f"total\t{n}\t-\t{tot['gauss'] / n:.3f}\t{tot['slb'] / n:.3f}\t{tot['spent'] / n:.3f}")
     print(json.dumps({"weights": n, "gauss_bytes": round(tot["gauss"] / 8), "slb_bytes": round(tot["slb"] / 8),
                       "spent_bytes": tot["spent"] // 8}))
