@@ -529,9 +529,8 @@ Result<EvalSet> eval_set(const LossyOptions& o) {
     if (!t.ok())
       return Status{Errc::invalid, ev.file + ": the default held-out text is not there (" + t.status().message() +
                                        "); give --eval-text FILE or --data-dir"};
-    // As tenpak fixture stories-ft: the last 10%, from the first newline after 90% of the bytes.
-    size_t cut = t->find('\n', t->size() * 9 / 10);
-    cut = cut == std::string::npos ? t->size() * 9 / 10 : cut + 1;
+    // As tenpak fixture stories-ft: the held-out last 10%.
+    const size_t cut = held_out_cut(*t);
     text = t->substr(cut);
     ev.part = "bytes " + std::to_string(cut) + ".." + std::to_string(t->size()) + " (held-out last 10%)";
   }
@@ -562,8 +561,7 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
     cs.file = ev.file;
     auto t = read_text_file(ev.file);
     if (!t.ok()) return t.status();
-    size_t cut = t->find('\n', t->size() * 9 / 10);
-    cut = cut == std::string::npos ? t->size() * 9 / 10 : cut + 1;
+    const size_t cut = held_out_cut(*t);
     text = t->substr(0, cut);
     cs.part = "bytes 0.." + std::to_string(cut) + " (the first 90%, before the held-out part)";
   } else {

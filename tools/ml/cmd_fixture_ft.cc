@@ -150,9 +150,7 @@ int run_stories_ft(FtOptions o) {
   auto text = read_text_file(textf);
   if (!text.ok()) return cleanup_fail(text.status());
 
-  // Held out: from the first newline at or after 90% of the bytes.
-  size_t cut = text->find('\n', text->size() * 9 / 10);
-  cut = cut == std::string::npos ? text->size() * 9 / 10 : cut + 1;
+  const size_t cut = held_out_cut(*text);
   const auto train_ids = tok->encode(text->substr(0, cut), true);
   const auto held_ids = tok->encode(text->substr(cut), true);
   if (static_cast<int64_t>(train_ids.size()) <= o.ctx + 1)

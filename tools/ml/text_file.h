@@ -19,4 +19,15 @@ inline Result<std::string> read_text_file(const std::string& path) {
   return ss.str();
 }
 
+// Where a training text's held-out part starts: the first byte after the
+// first newline at or after 90% of the bytes (90% of the bytes when there is
+// no such newline). `tenpak fixture stories-ft` trains on [0, cut) and
+// evaluates on [cut, end); the lossy build's default evaluation and
+// calibration texts are the same two parts, so all three cut here.
+inline size_t held_out_cut(const std::string& text) {
+  const size_t at = text.size() * 9 / 10;
+  const size_t nl = text.find('\n', at);
+  return nl == std::string::npos ? at : nl + 1;
+}
+
 }  // namespace tenpak::ml
