@@ -2,7 +2,6 @@
 // spellings `tenpak delta compress` and `tenpak delta-dataset compress`.
 // apply, verify and inspect are the delta commands' own code paths: a
 // dataset delta is an ordinary delta whose frames use codec 10 (patch).
-#include <curl/curl.h>
 #include <stdlib.h>
 
 #include <cerrno>
@@ -15,6 +14,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "tenpak/curl_api.h"
 #include "tenpak/dataset.h"
 #include "tenpak/open_source.h"
 #include "tenpak/out_file.h"
@@ -72,24 +72,26 @@ size_t on_body(char* p, size_t sz, size_t n, void* u) {
 // GET of a small text (a listing): the body, or an error naming the URL
 // (Errc::invalid for 4xx: not there).
 Result<std::string> http_get_text(const std::string& url) {
-  std::unique_ptr<CURL, void (*)(CURL*)> c(curl_easy_init(), curl_easy_cleanup);
+  auto api = load_curl();
+  if (!api.ok()) return api.status();
+  std::unique_ptr<CURL, void (*)(CURL*)> c((*api)->easy_init(), (*api)->easy_cleanup);
   if (!c) return Status{Errc::io, "curl_easy_init failed"};
   std::string body;
-  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 15L);
-  curl_easy_setopt(c.get(), CURLOPT_TIMEOUT, 120L);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &body);
+  curl_api().easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+  curl_api().easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
+  curl_api().easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 15L);
+  curl_api().easy_setopt(c.get(), CURLOPT_TIMEOUT, 120L);
+  curl_api().easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, on_body);
+  curl_api().easy_setopt(c.get(), CURLOPT_WRITEDATA, &body);
   curl_slist* h = nullptr;
   const char* tok = std::getenv("HF_TOKEN");
-  if (tok && *tok && url.rfind(hf_endpoint() + "/", 0) == 0) h = curl_slist_append(h, ("Authorization: Bearer " + std::string(tok)).c_str());
-  if (h) curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, h);
-  CURLcode rc = curl_easy_perform(c.get());
+  if (tok && *tok && url.rfind(hf_endpoint() + "/", 0) == 0) h = curl_api().slist_append(h, ("Authorization: Bearer " + std::string(tok)).c_str());
+  if (h) curl_api().easy_setopt(c.get(), CURLOPT_HTTPHEADER, h);
+  CURLcode rc = curl_api().easy_perform(c.get());
   long code = 0;
-  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &code);
-  if (h) curl_slist_free_all(h);
-  if (rc != CURLE_OK) return Status{Errc::io, redact_urls(url) + ": " + curl_easy_strerror(rc)};
+  curl_api().easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &code);
+  if (h) curl_api().slist_free_all(h);
+  if (rc != CURLE_OK) return Status{Errc::io, redact_urls(url) + ": " + curl_api().easy_strerror(rc)};
   if (code >= 400 && code < 500) return Status{Errc::invalid, redact_urls(url) + ": HTTP " + std::to_string(code)};
   if (code >= 300) return Status{Errc::io, redact_urls(url) + ": HTTP " + std::to_string(code)};
   return body;

@@ -8,7 +8,7 @@
 #include "tenpak/http_source.h"
 #include "tenpak/open_source.h"
 
-#include <curl/curl.h>
+#include "tenpak/curl_api.h"
 
 #include <algorithm>
 #include <atomic>
@@ -97,12 +97,12 @@ void share_unlock(CURL*, curl_lock_data d, void*) { g_share_mu[d].unlock(); }
 
 CURLSH* global_share() {
   static CURLSH* sh = [] {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    CURLSH* s = curl_share_init();
-    curl_share_setopt(s, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(s, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    // load_curl() (open_http_source) ran curl_global_init.
+    CURLSH* s = curl_api().share_init();
+    curl_api().share_setopt(s, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_api().share_setopt(s, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_api().share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_api().share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     return s;
   }();
   return sh;
@@ -115,11 +115,11 @@ std::string env_ca_bundle() {
 }
 
 struct EasyDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+  void operator()(CURL* c) const { curl_api().easy_cleanup(c); }
 };
 using Easy = std::unique_ptr<CURL, EasyDeleter>;
 struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  void operator()(curl_slist* l) const { curl_api().slist_free_all(l); }
 };
 using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
 
@@ -201,7 +201,7 @@ size_t on_body(char* p, size_t sz, size_t n, void* ud) {
   if (!s->checked) {  // check status and Content-Range before taking any byte
     s->checked = true;
     long code = 0;
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_api().easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
     const Response& r = *s->resp;
     if (code != 206) {
       s->refused = "HTTP " + std::to_string(code) + (code == 200 ? " (the server ignored the range request)" : "");
@@ -272,7 +272,7 @@ class HttpSourceImpl final : public HttpSource {
     }
     if (!opt_.bearer_token.empty()) {
       // The token lives only in this header list; messages use URLs only.
-      headers_.reset(curl_slist_append(nullptr, ("Authorization: Bearer " + opt_.bearer_token).c_str()));
+      headers_.reset(curl_api().slist_append(nullptr, ("Authorization: Bearer " + opt_.bearer_token).c_str()));
     }
   }
 
@@ -368,7 +368,7 @@ class HttpSourceImpl final : public HttpSource {
         return e;
       }
     }
-    return Easy(curl_easy_init());
+    return Easy(curl_api().easy_init());
   }
   void give_handle(Easy e) {
     std::lock_guard<std::mutex> g(pool_mu_);
@@ -376,29 +376,29 @@ class HttpSourceImpl final : public HttpSource {
   }
 
   void common_opts(CURL* c, const std::string& url, Response* resp) {
-    curl_easy_reset(c);  // keeps the connection cache of this handle
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_SHARE, global_share());
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);  // the hub redirects to its CDN
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-    if (!ca_file_.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file_.c_str());
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, opt_.connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, opt_.low_speed_limit);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, opt_.low_speed_time_s);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, opt_.request_timeout_s);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_api().easy_reset(c);  // keeps the connection cache of this handle
+    curl_api().easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_api().easy_setopt(c, CURLOPT_SHARE, global_share());
+    curl_api().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_api().easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);  // the hub redirects to its CDN
+    curl_api().easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_api().easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+    if (!ca_file_.empty()) curl_api().easy_setopt(c, CURLOPT_CAINFO, ca_file_.c_str());
+    curl_api().easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, opt_.connect_timeout_ms);
+    curl_api().easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, opt_.low_speed_limit);
+    curl_api().easy_setopt(c, CURLOPT_LOW_SPEED_TIME, opt_.low_speed_time_s);
+    curl_api().easy_setopt(c, CURLOPT_TIMEOUT, opt_.request_timeout_s);
+    curl_api().easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     // Bigger receive buffer than libcurl's 16 KiB default (the curl tool
     // uses 100 KiB): fewer callbacks and syscalls per MiB.
-    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "tenpak/0.1");
-    if (headers_) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers_.get());
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &cancelled_);
+    curl_api().easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_api().easy_setopt(c, CURLOPT_USERAGENT, "tenpak/0.1");
+    if (headers_) curl_api().easy_setopt(c, CURLOPT_HTTPHEADER, headers_.get());
+    curl_api().easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_api().easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    curl_api().easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_api().easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_api().easy_setopt(c, CURLOPT_XFERINFODATA, &cancelled_);
   }
 
   // Non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
@@ -459,10 +459,10 @@ class HttpSourceImpl final : public HttpSource {
   static CURLcode perform_counted(CURL* e, Mirror& m) {
     auto t0 = std::chrono::steady_clock::now();
     m.counters->requests++;
-    CURLcode rc = curl_easy_perform(e);
+    CURLcode rc = curl_api().easy_perform(e);
     m.counters->latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     long version = 0;  // of the last response; 0 when none came
-    if (curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version) == CURLE_OK && version == CURL_HTTP_VERSION_2_0)
+    if (curl_api().easy_getinfo(e, CURLINFO_HTTP_VERSION, &version) == CURLE_OK && version == CURL_HTTP_VERSION_2_0)
       m.counters->http2++;
     return rc;
   }
@@ -472,14 +472,14 @@ class HttpSourceImpl final : public HttpSource {
     if (!e) return fail(m, FetchCause::other, "curl_easy_init failed");
     Response resp;
     common_opts(e.get(), m.url, &resp);
-    curl_easy_setopt(e.get(), CURLOPT_NOBODY, 1L);
+    curl_api().easy_setopt(e.get(), CURLOPT_NOBODY, 1L);
     CURLcode rc = perform_counted(e.get(), m);
     long code = 0;
-    curl_easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
+    curl_api().easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
     curl_off_t cl = -1;
-    curl_easy_getinfo(e.get(), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    curl_api().easy_getinfo(e.get(), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     give_handle(std::move(e));
-    if (rc != CURLE_OK) return fail(m, classify_curl(rc), std::string("HEAD failed: ") + curl_easy_strerror(rc));
+    if (rc != CURLE_OK) return fail(m, classify_curl(rc), std::string("HEAD failed: ") + curl_api().easy_strerror(rc));
     if (code == 405 || code == 501) return probe_by_range(m, size);  // servers without HEAD
     if (code != 200) return status_fail(m, code);
     if (cl < 0) return fail(m, FetchCause::bad_response, "HEAD response without Content-Length");
@@ -499,24 +499,24 @@ class HttpSourceImpl final : public HttpSource {
     if (!e) return fail(m, FetchCause::other, "curl_easy_init failed");
     Response resp;
     common_opts(e.get(), m.url, &resp);
-    curl_easy_setopt(e.get(), CURLOPT_RANGE, "0-0");
-    curl_easy_setopt(e.get(), CURLOPT_WRITEFUNCTION, +[](char*, size_t sz, size_t n, void* ud) -> size_t {
+    curl_api().easy_setopt(e.get(), CURLOPT_RANGE, "0-0");
+    curl_api().easy_setopt(e.get(), CURLOPT_WRITEFUNCTION, +[](char*, size_t sz, size_t n, void* ud) -> size_t {
       auto* got = static_cast<size_t*>(ud);
       *got += sz * n;
       return *got <= 1 ? sz * n : 0;  // a one-byte answer or nothing: never a whole file
     });
     size_t got = 0;
-    curl_easy_setopt(e.get(), CURLOPT_WRITEDATA, &got);
+    curl_api().easy_setopt(e.get(), CURLOPT_WRITEDATA, &got);
     CURLcode rc = perform_counted(e.get(), m);
     m.counters->bytes.fetch_add(std::min<size_t>(got, 1), std::memory_order_relaxed);
     long code = 0;
-    curl_easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
+    curl_api().easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
     give_handle(std::move(e));
     if (code == 416 && resp.range_total && *resp.range_total == 0) {
       size = 0;
     } else {
       if (code == 200) return fail(m, FetchCause::bad_response, "the server does not support range requests");
-      if (rc != CURLE_OK) return fail(m, classify_curl(rc), std::string("range probe failed: ") + curl_easy_strerror(rc));
+      if (rc != CURLE_OK) return fail(m, classify_curl(rc), std::string("range probe failed: ") + curl_api().easy_strerror(rc));
       if (code != 206) return status_fail(m, code);
       if (!resp.range_total) return fail(m, FetchCause::bad_response, "206 without the file size in Content-Range");
       size = *resp.range_total;
@@ -542,10 +542,10 @@ class HttpSourceImpl final : public HttpSource {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
         ms = std::min<long long>(ms, std::max<long long>(left, 1));
       }
-      curl_easy_setopt(e.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(ms));
+      curl_api().easy_setopt(e.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(ms));
     }
     std::string range = std::to_string(offset) + "-" + std::to_string(offset + len - 1);
-    curl_easy_setopt(e.get(), CURLOPT_RANGE, range.c_str());
+    curl_api().easy_setopt(e.get(), CURLOPT_RANGE, range.c_str());
     Sink sink;
     sink.easy = e.get();
     sink.dst = dst;
@@ -553,18 +553,18 @@ class HttpSourceImpl final : public HttpSource {
     sink.len = len;
     sink.resp = &resp;
     sink.counters = m.counters.get();
-    curl_easy_setopt(e.get(), CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e.get(), CURLOPT_WRITEDATA, &sink);
+    curl_api().easy_setopt(e.get(), CURLOPT_WRITEFUNCTION, on_body);
+    curl_api().easy_setopt(e.get(), CURLOPT_WRITEDATA, &sink);
     CURLcode rc = perform_counted(e.get(), m);
     long code = 0;
-    curl_easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
+    curl_api().easy_getinfo(e.get(), CURLINFO_RESPONSE_CODE, &code);
     give_handle(std::move(e));
     std::string where = "range " + range + ": ";
     if (!sink.refused.empty()) {
       if (sink.refused_cause != FetchCause::bad_response) return status_fail(m, code);
       return fail(m, FetchCause::bad_response, where + sink.refused);
     }
-    if (rc != CURLE_OK) return fail(m, classify_curl(rc), where + curl_easy_strerror(rc));
+    if (rc != CURLE_OK) return fail(m, classify_curl(rc), where + curl_api().easy_strerror(rc));
     if (code != 206) return status_fail(m, code);
     if (!sink.checked) {  // no body at all
       return fail(m, FetchCause::reset, where + "206 without a body");
@@ -628,7 +628,8 @@ FetchStats fetch_stats_total() {
 
 Result<std::unique_ptr<HttpSource>> open_http_source(const std::vector<std::string>& mirror_urls, const HttpOptions& opt) {
   if (mirror_urls.empty()) return Status{Errc::invalid, "no URL given"};
-  global_share();  // curl_global_init before any handle exists
+  if (auto api = load_curl(); !api.ok()) return api.status();  // curl_global_init before any handle exists
+  global_share();
   auto src = std::make_unique<HttpSourceImpl>(mirror_urls, opt);
   Status st = src->probe();
   if (!st.ok()) return st;
