@@ -60,22 +60,8 @@ uint32_t Vocab::add(const uint8_t* p, uint32_t n) {
   return id;
 }
 
-const std::vector<uint32_t>& tree_offsets() {
-  static const std::vector<uint32_t> t = [] {
-    std::vector<uint32_t> o(33, 0);
-    uint32_t acc = 0;
-    for (int k = 0; k < 32; ++k) {
-      o[k] = acc;
-      if (k >= 2) acc += 1u << depth(k);
-    }
-    o[32] = acc;
-    return o;
-  }();
-  return t;
-}
-
 void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
-  const uint32_t tree_size = tree_offsets()[32];
+  const uint32_t tree_size = kTreeOffsets[32];
   ids.resize(2 * kCtx);
   for (auto& im : ids) {
     std::fill(std::begin(im.klen), std::end(im.klen), rc::Prob{});
@@ -149,22 +135,57 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
 
 namespace {
 
-uint32_t decode_tree(rc::Decoder& d, rc::Prob* t, int nbits) {
+template <int nbits>
+uint32_t decode_tree(rc::Decoder& d, rc::Prob* t) {
   uint32_t node = 1;
-  for (int i = 0; i < nbits; ++i) node = 2 * node + static_cast<uint32_t>(d.bit(t[node]));
+  uint16_t p = t[1].p;
+  for (int i = 0; i + 1 < nbits; ++i) {
+    const uint16_t p0 = t[2 * node].p, p1 = t[2 * node + 1].p;
+    const int b = d.bit(t[node], p);
+    node = 2 * node + static_cast<uint32_t>(b);
+    p = b ? p1 : p0;
+  }
+  node = 2 * node + static_cast<uint32_t>(d.bit(t[node], p));
   return node - (1u << nbits);
 }
 
 uint32_t decode_id(rc::Decoder& d, IdModel& m) {
-  const int k = static_cast<int>(decode_tree(d, m.klen, 5));
+  const int k = static_cast<int>(decode_tree<5>(d, m.klen));
   if (k < 2) return static_cast<uint32_t>(k);
-  rc::Prob* t = m.tree.data() + tree_offsets()[k];
+  rc::Prob* t = m.tree.data() + kTreeOffsets[k];
   const int dd = depth(k);
   uint32_t node = 1;
-  for (int pos = 0; pos < dd; ++pos) node = 2 * node + static_cast<uint32_t>(d.bit(t[node]));
+  if (dd) {
+    uint16_t p = t[1].p;
+    for (int pos = 0; pos + 1 < dd; ++pos) {
+      const uint16_t p0 = t[2 * node].p, p1 = t[2 * node + 1].p;
+      const int b = d.bit(t[node], p);
+      node = 2 * node + static_cast<uint32_t>(b);
+      p = b ? p1 : p0;
+    }
+    node = 2 * node + static_cast<uint32_t>(d.bit(t[node], p));
+  }
   uint32_t v = node;  // the leading one and the tree's bits
   for (int j = k - 2 - dd; j >= 0; --j) v = 2 * v + static_cast<uint32_t>(d.bit(m.low[k][j]));
   return v;
+}
+
+// memcpy of n <= kMaxTok bytes, inline: most tokens are a few bytes, and a
+// call per token cost 5% of decoding.
+inline void copy_token(uint8_t* d, const uint8_t* s, uint32_t n) {
+  if (n >= 16) {
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) std::memcpy(d + i, s + i, 16);
+    if (i < n) std::memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(d, s, 8);
+    std::memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(d, s, 4);
+    std::memcpy(d + n - 4, s + n - 4, 4);
+  } else {
+    for (uint32_t i = 0; i < n; ++i) d[i] = s[i];
+  }
 }
 
 }  // namespace
@@ -179,12 +200,12 @@ bool decode(const uint8_t* src, size_t sn, const uint8_t* b, uint64_t bn, uint8_
     uint32_t id = decode_id(d, m.id_model(kind));
     Vocab& v = m.voc[kind];
     if (id == 0) {
-      const uint32_t len = decode_tree(d, m.slen[kind], 7);
+      const uint32_t len = decode_tree<7>(d, m.slen[kind]);
       if (len > kMaxTok || len > n - pos) return false;
       uint32_t prev = 256;
       for (uint32_t i = 0; i < len; ++i) {
         out[pos + i] = static_cast<uint8_t>(
-            decode_tree(d, m.spell.data() + (static_cast<size_t>(kind) * 257 + prev) * 256, 8));
+            decode_tree<8>(d, m.spell.data() + (static_cast<size_t>(kind) * 257 + prev) * 256));
         prev = out[pos + i];
       }
       id = v.add(out + pos, len);
@@ -193,7 +214,7 @@ bool decode(const uint8_t* src, size_t sn, const uint8_t* b, uint64_t bn, uint8_
       if (id > v.size()) return false;
       const uint32_t len = v.len(id);
       if (len > n - pos) return false;
-      std::memcpy(out + pos, v.data(id), len);
+      copy_token(out + pos, v.data(id), len);
       pos += len;
     }
     if (kind == 1) m.prev_other = id;

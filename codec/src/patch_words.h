@@ -38,7 +38,7 @@ inline uint32_t token_len(const uint8_t* p, const uint8_t* e, int kind) {
 }
 
 // Tree nodes below the leading one of an id of bit length k (k >= 2).
-inline int depth(int k) {
+constexpr int depth(int k) {
   const int d = k - 1 < kDepth ? k - 1 : 2 * kDepth + 1 - k;
   return d < 0 ? 0 : d;
 }
@@ -89,8 +89,21 @@ struct Model {
   IdModel& id_model(int kind) { return ids[kind * kCtx + ctx(kind)]; }
 };
 
-// Tree offsets of IdModel::tree per bit length (index 32 = total size).
-const std::vector<uint32_t>& tree_offsets();
+// Tree offsets of IdModel::tree per bit length (index 32 = total size); a
+// constant table, not a function-local static: it is read once per token.
+struct TreeOffsets {
+  uint32_t at[33];
+  constexpr TreeOffsets() : at{} {
+    uint32_t acc = 0;
+    for (int k = 0; k < 32; ++k) {
+      at[k] = acc;
+      if (k >= 2) acc += 1u << depth(k);
+    }
+    at[32] = acc;
+  }
+  constexpr uint32_t operator[](int k) const { return at[k]; }
+};
+inline constexpr TreeOffsets kTreeOffsets{};
 
 // The coding steps, for the range Encoder, Decoder, or Trainer (updates only).
 struct Trainer {
@@ -112,7 +125,7 @@ void code_id(C& c, IdModel& m, uint32_t v) {
   while (k < 32 && (v >> k)) ++k;
   code_bits_tree(c, m.klen, 5, static_cast<uint32_t>(k));
   if (k < 2) return;
-  rc::Prob* t = m.tree.data() + tree_offsets()[k];
+  rc::Prob* t = m.tree.data() + kTreeOffsets[k];
   const int d = depth(k);
   uint32_t node = 1;
   for (int j = k - 2, pos = 0; j >= 0; --j, ++pos) {

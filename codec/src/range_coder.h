@@ -17,7 +17,11 @@ constexpr uint32_t kTop = 1u << 24;
 struct Prob {
   uint16_t p = kProbInit;
   uint8_t n = 0;  // bits seen by this context; only n < 40 matters (it stops counting there)
-  int rate() const { return n < 2 ? 2 : n < 6 ? 3 : n < 14 ? 4 : n < 40 ? 5 : 6; }
+  // n < 2: 2, n < 6: 3, n < 14: 4, n < 40: 5, else 6; a table (n <= 40),
+  // not a chain of compares: this runs once per coded bit.
+  static constexpr uint8_t kRate[41] = {2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5,
+                                        5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 6};
+  int rate() const { return kRate[n]; }
   void update(int bit) {
     const int r = rate();
     const uint16_t down = static_cast<uint16_t>(p - (p >> r));
@@ -74,8 +78,12 @@ class Decoder {
   Decoder(const uint8_t* p, size_t n) : p_(p), end_(p + n) {
     for (int i = 0; i < 5; ++i) code_ = (code_ << 8) | next();
   }
-  int bit(Prob& pr) {
-    const uint32_t bound = (range_ >> kProbBits) * pr.p;
+  int bit(Prob& pr) { return bit(pr, pr.p); }
+  // The same, with pr.p already loaded by the caller (`p` must equal it):
+  // a tree decoder loads both children before the bit that picks one is
+  // known, which keeps the load off the chain of dependent decisions.
+  int bit(Prob& pr, uint16_t p) {
+    const uint32_t bound = (range_ >> kProbBits) * p;
     // Branch-free: mask is all ones when the bit is 1.
     const uint32_t mask = 0u - static_cast<uint32_t>(code_ >= bound);
     const int b = static_cast<int>(mask & 1);
