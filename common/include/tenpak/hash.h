@@ -19,7 +19,7 @@ std::string hex(const std::array<uint8_t, N>& a) { return hex(a.data(), N); }
 Xxh128 xxh128(const void* p, size_t n);
 uint64_t xxh64(const void* p, size_t n);
 
-// Incremental sha256 (OpenSSL EVP underneath).
+// Incremental sha256 (OpenSSL's SHA256_* underneath: hash.cc says why not EVP).
 class Sha256Hasher {
  public:
   Sha256Hasher();
