@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config python3 zstd xdelta3
-      libzstd-dev libxxhash-dev libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+      libzstd-dev libxxhash-dev libsnappy-dev libssl-dev nlohmann-json3-dev libcli11-dev libgtest-dev
       fuse3 libfuse3-dev liblmdb-dev libcurl4-openssl-dev nginx-light
       libtorch-dev libopenblas0-serial python3-venv python3-torch
       libsentencepiece-dev sentencepiece)

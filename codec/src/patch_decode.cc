@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "patch_internal.h"
+#include "patch_snappy.h"
 #include "patch_words.h"
 #include "tenpak/patch_codec.h"
 #include "tenpak/scratch.h"
@@ -77,14 +78,34 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* p = payload + h;
   const uint8_t method = p[0];
   const uint32_t nops = get_u32(p + 1), ops_raw = get_u32(p + 5), ops_stored = get_u32(p + 9), lit_raw = get_u32(p + 13);
-  if ((method & ~31u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix || ((method & kLitWords) && (method & kLitZstd)))
+  if ((method & ~63u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix || ((method & kLitWords) && (method & kLitZstd)))
     return corrupt("unknown stream method " + std::to_string(method));
-  if (nops > f.out_len + 1u || lit_raw > f.out_len || ops_raw > 3u * 11u * (nops + 1))
+  // Snappy pages (bit 5): the ops write `olen` inner bytes (raw prefix plus
+  // the page's uncompressed body) from B = the extents decompressed.
+  const bool sn = method & kSnappy;
+  size_t hx = 17;
+  uint32_t olen = f.out_len, raw_len = 0;
+  if (sn) {
+    if (f.data_len < h + 25) return corrupt("payload shorter than its header");
+    olen = get_u32(p + 17);
+    raw_len = get_u32(p + 21);
+    hx = 25;
+    if (olen > kMaxPatchBase || raw_len > olen || raw_len > f.out_len) return corrupt("snappy page lengths out of range");
+  }
+  if (nops > olen + 1u || lit_raw > olen || ops_raw > 3u * 11u * (nops + 1))
     return corrupt("op or literal count out of range");
-  const uint64_t rest = f.data_len - h - 17;
+  const uint64_t rest = f.data_len - h - hx;
   if (ops_stored > rest) return corrupt("op stream truncated");
   if (!(method & kOpsZstd) && ops_stored != ops_raw) return corrupt("stored op stream length differs from its size");
-  const uint8_t* ops_p = p + 17;
+  thread_local std::vector<uint8_t> bx;
+  thread_local Scratch<uint8_t> inner;
+  uint8_t* const final_out = out;
+  if (sn) {
+    if (!snappy_expand(*ext, b, bx, blen)) return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
+    b = bx.data();
+    out = inner.get(olen);
+  }
+  const uint8_t* ops_p = p + hx;
   const uint8_t* lit_p = ops_p + ops_stored;
   const uint64_t lit_stored = rest - ops_stored;
   if (!(method & (kLitZstd | kLitWords)) && lit_stored != lit_raw)
@@ -145,7 +166,7 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   for (uint32_t i = 0; i < nops; ++i) {
     const uint64_t l = next(0, i), z = next(1, i);
     uint64_t c = next(2, i);
-    if (l > lit_raw - litpos || l > f.out_len - pos) return corrupt("op " + std::to_string(i) + ": literals overrun");
+    if (l > lit_raw - litpos || l > olen - pos) return corrupt("op " + std::to_string(i) + ": literals overrun");
     std::memcpy(out + pos, lit + litpos, l);
     pos += l;
     litpos += l;
@@ -158,7 +179,7 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
         return corrupt("op " + std::to_string(i) + ": lines outside the base ranges");
       const uint64_t src = t[s];
       c = t[s + count] - src;
-      if (c > f.out_len - pos) return corrupt("op " + std::to_string(i) + ": copy outside the frame");
+      if (c > olen - pos) return corrupt("op " + std::to_string(i) + ": copy outside the frame");
       if (c) std::memcpy(out + pos, b + src, c);
       pos += c;
       cursor = src + c;
@@ -168,13 +189,15 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
     cursor_line = -1;
     if (lines) c >>= 1;
     const int64_t src = static_cast<int64_t>(cursor) + move;
-    if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src) || c > f.out_len - pos)
+    if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src) || c > olen - pos)
       return corrupt("op " + std::to_string(i) + ": copy outside the base ranges or the frame");
     if (c) std::memcpy(out + pos, b + src, c);
     pos += c;
     cursor = static_cast<uint64_t>(src) + c;
   }
-  if (pos != f.out_len || litpos != lit_raw) return corrupt("ops cover " + std::to_string(pos) + " of " + std::to_string(f.out_len) + " bytes");
+  if (pos != olen || litpos != lit_raw) return corrupt("ops cover " + std::to_string(pos) + " of " + std::to_string(olen) + " bytes");
+  if (sn && !snappy_output(out, olen, raw_len, final_out, f.out_len))
+    return corrupt("snappy of the page is not " + std::to_string(f.out_len - raw_len) + " bytes");
   return Status::Ok();
 }
 

@@ -48,7 +48,7 @@ std::string zstd_with_prefix(const uint8_t* src, size_t n, const uint8_t* prefix
 
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
                          const std::string& literals, const uint8_t* b, size_t b_len, int level,
-                         bool prefix, int line_ops, int words) {
+                         bool prefix, int line_ops, int words, const PatchSnappy* snappy) {
   if (!b_len) prefix = false;
   std::string s;
   put_u32(s, static_cast<uint32_t>(ext.size()));
@@ -144,12 +144,13 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     }
   }
   uint8_t method = (wrd ? kLitWords : 0) | (zl.empty() || wrd ? 0 : kLitZstd) | (zo.empty() ? 0 : kOpsZstd) | (zl.empty() || wrd || !prefix ? 0 : kLitPrefix) |
-                   (lines ? kLineOps : 0);
+                   (lines ? kLineOps : 0) | (snappy ? kSnappy : 0);
   s.push_back(static_cast<char>(method));
   put_u32(s, static_cast<uint32_t>(ops.size()));
   put_u32(s, static_cast<uint32_t>(raw.size()));
   put_u32(s, static_cast<uint32_t>(zo.empty() ? raw.size() : zo.size()));
   put_u32(s, static_cast<uint32_t>(literals.size()));
+  if (snappy) { put_u32(s, snappy->inner_len); put_u32(s, snappy->raw_len); }
   s += zo.empty() ? raw : zo;
   s += zl.empty() && !wrd ? literals : zl;
   return s;

@@ -12,6 +12,9 @@ namespace tenpak::patch_detail {
 constexpr uint8_t kOpsZstd = 1, kLitZstd = 2, kLitPrefix = 4, kLineOps = 8;
 // The literal stream is word-coded (patch_words.h); never with kLitZstd.
 constexpr uint8_t kLitWords = 16;
+// Snappy pages (patch_snappy.h): every extent is a snappy stream, B their
+// decompressions; the output is a raw prefix then snappy of the rest.
+constexpr uint8_t kSnappy = 32;
 
 // Line starts of B and its end: T[0] = 0, every i + 1 < |B| with B[i] = '\n',
 // then |B| (when |B| > 0). Strictly increasing; K = T.size() - 1 lines.

@@ -21,6 +21,7 @@
 #include "tenpak/model.h"
 #include "tenpak/out_file.h"
 #include "tenpak/patch_codec.h"
+#include "parquet_pages.h"
 
 namespace fs = std::filesystem;
 
@@ -441,6 +442,7 @@ struct FrameJob {
   std::vector<Op> ops;  // within the frame, src in base-file coordinates
   std::vector<std::pair<uint64_t, uint64_t>> ctx;  // base ranges (offset, len)
   bool sampled = true;
+  int64_t page = -1;  // a Parquet page tried as a snappy page frame (index into the file's pages)
 };
 
 // Cuts ops into frames of at most kMaxFrameOut output bytes.
@@ -638,6 +640,130 @@ void split_heavy(std::vector<FrameJob>& jobs, const InFile* base) {
   jobs = std::move(out);
 }
 
+// ---- Parquet pages ------------------------------------------------------------
+
+// The ops of `ol` for output bytes [a, b), rebased to a.
+OpList slice_ops(const OpList& ol, uint64_t a, uint64_t b) {
+  OpList s;
+  uint64_t pos = 0;
+  for (auto& o : ol.ops) {
+    if (pos >= b) break;
+    if (uint64_t la = std::max(pos, a), lb = std::min(pos + o.lit, b); la < lb) s.literal(lb - la);
+    pos += o.lit;
+    if (uint64_t ca = std::max(pos, a), cb = std::min(pos + o.copy, b); ca < cb) s.copy(o.src + (ca - pos), cb - ca);
+    pos += o.copy;
+  }
+  for (auto& c : ol.ctx)
+    if (c.out_pos >= a && c.out_pos < b) s.ctx.push_back({c.out_pos - a, c.base_off, c.len});
+  s.finish();
+  return s;
+}
+
+// Frames of a Parquet file: each changed snappy page (header and body, at
+// most 1 MiB) one frame tried as a snappy page; the bytes between them cut
+// as usual from the file's chunk ops. A page that is copied whole from the
+// base stays a copy.
+std::vector<FrameJob> page_jobs(const OpList& ol, uint64_t size, const std::vector<parquet::Page>& pages,
+                                const InFile* base) {
+  std::vector<FrameJob> jobs;
+  auto plain = [&](uint64_t a, uint64_t b) {
+    if (a >= b) return;
+    std::vector<FrameJob> part = cut_frames(slice_ops(ol, a, b), b - a);
+    for (auto& j : part) j.off += a;
+    split_heavy(part, base);
+    for (auto& j : part) jobs.push_back(std::move(j));
+  };
+  uint64_t pos = 0;
+  for (size_t k = 0; k < pages.size(); ++k) {
+    const parquet::Page& pg = pages[k];
+    if (!pg.eligible() || pg.end() - pg.hdr > kMaxFrameOut || pg.raw_len > kMaxPatchBase) continue;
+    OpList s = slice_ops(ol, pg.hdr, pg.end());
+    if (s.literals() == 0) continue;
+    plain(pos, pg.hdr);
+    std::vector<FrameJob> one = cut_frames(s, pg.end() - pg.hdr);
+    if (one.size() != 1) return {};
+    one[0].off = pg.hdr;
+    one[0].page = static_cast<int64_t>(k);
+    jobs.push_back(std::move(one[0]));
+    pos = pg.end();
+  }
+  plain(pos, size);
+  return jobs;
+}
+
+// Budget of decompressed base pages (B) for a page frame.
+constexpr uint64_t kPageBase = 3u << 20;
+
+// A changed Parquet page as a snappy page frame (codec 10 method bit 5): its
+// header raw, its decompressed body as an edit of the chosen base pages'
+// decompressed bodies, the extents their compressed bodies. Only when
+// snappy::Compress of the decompressed body gives the page's bytes back and
+// the payload decodes to the frame here; else (false) the caller codes the
+// frame as usual.
+bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page& pg, const InFile* base,
+                     uint32_t base_idx, const parquet::PageIndex& pi, const DatasetBuildOptions& opt, Encoded& r) {
+  const uint32_t hlen = static_cast<uint32_t>(pg.body - pg.hdr);
+  std::string body;
+  if (!parquet::unsnappy(out + hlen, pg.body_len, pg.raw_len, body)) return false;
+  if (!parquet::snappy_reproduces(body, out + hlen, pg.body_len)) return false;
+  std::string inner(reinterpret_cast<const char*>(out), hlen);
+  inner += body;
+  std::vector<PatchExtent> ext;
+  std::string b, braw, piece;
+  for (uint32_t k : pi.choose(pg, body, kPageBase)) {
+    const parquet::Page& bp = pi.pages()[k];
+    if (!parquet::unsnappy(base->data() + bp.body, bp.body_len, bp.raw_len, piece)) continue;
+    ext.push_back({bp.body, bp.body_len});
+    b += piece;
+    braw.append(reinterpret_cast<const char*>(base->data() + bp.body), bp.body_len);
+  }
+  OpList ol;
+  const auto* ip = reinterpret_cast<const uint8_t*>(inner.data());
+  encode_edit(ip, inner.size(), reinterpret_cast<const uint8_t*>(b.data()), b.size(), 0, false, ol);
+  ol.finish();
+  std::vector<PatchOp> ops;
+  std::string lit;
+  uint64_t pos = 0;
+  for (auto& o : ol.ops) {
+    PatchOp po;
+    po.lit = static_cast<uint32_t>(o.lit);
+    lit.append(inner, pos, o.lit);
+    pos += o.lit;
+    po.src = o.copy ? o.src : ops.empty() ? 0 : ops.back().src + ops.back().copy;
+    po.copy = static_cast<uint32_t>(o.copy);
+    pos += o.copy;
+    ops.push_back(po);
+  }
+  const PatchSnappy sn{static_cast<uint32_t>(inner.size()), hlen};
+  const bool prefix = lit.size() * 64 >= b.size() || lit.size() >= (64u << 10);
+  std::string payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), opt.zstd_level,
+                                     prefix, 0, 0, &sn);
+  if (payload.size() >= j.len) return false;
+  Frame f;
+  f.out_len = static_cast<uint32_t>(j.len);
+  f.codec = Codec::patch;
+  f.data_len = static_cast<uint32_t>(payload.size());
+  f.base_file = ext.empty() ? kNoBase : base_idx;
+  uint64_t lo = ~uint64_t(0), hi = 0;
+  for (auto& e : ext) { lo = std::min(lo, e.offset); hi = std::max<uint64_t>(hi, e.offset + e.len); }
+  if (!ext.empty() && hi - lo > 0xffffffffu) return false;
+  f.base_offset = ext.empty() ? 0 : lo;
+  f.base_len = ext.empty() ? 0 : static_cast<uint32_t>(hi - lo);
+  // The decoder's own check of what a reader will rebuild.
+  std::string check(j.len, '\0');
+  if (!decode_patch(f, reinterpret_cast<const uint8_t*>(payload.data()), reinterpret_cast<const uint8_t*>(braw.data()),
+                    reinterpret_cast<uint8_t*>(check.data())).ok() ||
+      std::memcmp(check.data(), out, j.len) != 0)
+    return false;
+  r.e.codec = Codec::patch;
+  r.e.payload = std::move(payload);
+  r.base_file = f.base_file;
+  r.base_off = f.base_offset;
+  r.base_len = f.base_len;
+  r.hash = xxh128(out, j.len);
+  return true;
+}
+
 class Builder {
  public:
   explicit Builder(const DatasetBuildOptions& o) : opt_(o) {}
@@ -784,6 +910,14 @@ class Builder {
     index_records(*bi, blocks);
     return *(rec_idx_[key] = std::move(bi));
   }
+  // The base's Parquet page index (null: the base is not Parquet here).
+  const parquet::PageIndex* page_index(uint32_t b) {
+    auto it = pq_idx_.find(b);
+    if (it != pq_idx_.end()) return it->second.get();
+    auto pi = std::make_unique<parquet::PageIndex>();
+    if (!pi->build(base_[b].data(), base_[b].size())) pi.reset();
+    return (pq_idx_[b] = std::move(pi)).get();
+  }
   ChunkIndex& chunk_index(uint32_t b) {
     auto it = chunk_idx_.find(b);
     if (it != chunk_idx_.end()) return *it->second;
@@ -817,8 +951,18 @@ class Builder {
       encode_chunks(d, *base, chunk_index(bsel), ol, fr);
     }
     ol.finish();
-    std::vector<FrameJob> jobs = cut_frames(ol, d.size());
-    split_heavy(jobs, base);
+    // Parquet with snappy pages on both sides: changed pages coded decompressed.
+    std::vector<parquet::Page> pages;
+    const parquet::PageIndex* pidx = nullptr;
+    std::vector<FrameJob> jobs;
+    if (fr.mode == "chunks" && parquet::list_pages(d.data(), d.size(), pages) && (pidx = page_index(bsel)))
+      jobs = page_jobs(ol, d.size(), pages, base);
+    if (std::any_of(jobs.begin(), jobs.end(), [](const FrameJob& j) { return j.page >= 0; })) {
+      fr.mode = "parquet pages";
+    } else {
+      jobs = cut_frames(ol, d.size());
+      split_heavy(jobs, base);
+    }
     if (opt_.sample_every > 1)
       for (size_t k = 0; k < jobs.size(); ++k) jobs[k].sampled = k % opt_.sample_every == 0;
 
@@ -827,7 +971,10 @@ class Builder {
     std::atomic<size_t> next{0};
     auto work = [&] {
       for (size_t k; (k = next.fetch_add(1)) < jobs.size();)
-        if (jobs[k].sampled) enc[k] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
+        if (jobs[k].sampled &&
+            (jobs[k].page < 0 || !encode_page_job(jobs[k], d.data() + jobs[k].off, pages[jobs[k].page], base,
+                                                  static_cast<uint32_t>(bsel), *pidx, opt_, enc[k])))
+          enc[k] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
     };
     {
       std::vector<std::jthread> pool;
@@ -874,6 +1021,7 @@ class Builder {
   std::vector<int> choice_;
   std::map<std::pair<uint32_t, bool>, std::unique_ptr<BaseIndex>> rec_idx_;
   std::map<uint32_t, std::unique_ptr<ChunkIndex>> chunk_idx_;
+  std::map<uint32_t, std::unique_ptr<parquet::PageIndex>> pq_idx_;
   Manifest m_;
   DatasetBuildReport rep_;
   OutFileWriter* data_ = nullptr;

@@ -7,6 +7,7 @@
 #include "lanes_codec.h"
 #include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
+#include <snappy.h>
 #include "pytorch/ckpt_fixtures.h"
 #include "tenpak/format.h"
 #include "test_util.h"
@@ -118,6 +119,35 @@ inline std::vector<std::string> patch_seeds() {
                                            true, s.line_ops, s.words);
     const uint32_t v = static_cast<uint32_t>(n - 1);
     out.push_back(std::string{static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} + p);
+  }
+  // Snappy pages (method bit 5): B is the two snappy streams of patch_base()
+  // decompressed (600 + 88 bytes); the output is a raw header then snappy of
+  // the rest. And one without a base.
+  {
+    std::string b;
+    for (int e = 0; e < 10; ++e)
+      for (int i = 0; i < 60; ++i) b.push_back(static_cast<char>('a' + (e * 7 + i) % 26));
+    std::string s = "01234567";
+    for (int i = 0; i < 64; ++i) s.push_back(s[s.size() - 8]);
+    for (int i = 0; i < 11; ++i) s.push_back(s[s.size() - 3]);
+    b += s + "xyz!?";
+    struct T { std::vector<PatchExtent> ext; std::vector<PatchOp> ops; std::string lit; uint32_t raw; int level; };
+    const T ts[] = {{{{kSnappyA, snappy_a_len()}, {kSnappyB, snappy_b_len()}}, {{6, 600, 88}, {3, 100, 400}, {2, 0, 0}}, "HEADERnewxy", 6, 0},
+                    {{{kSnappyB, snappy_b_len()}, {kSnappyA, snappy_a_len()}}, {{0, 0, 88}, {5, 88, 600}}, "abcde", 0, 3},
+                    {{}, {{40, 0, 0}}, std::string(20, 'h') + std::string(20, 'q'), 10, 0}};
+    for (const T& t : ts) {
+      std::string bb = t.ext.empty() ? std::string() : t.ext[0].offset == kSnappyA ? b : b.substr(600) + b.substr(0, 600);
+      std::string inner;
+      size_t lp = 0;
+      for (auto& o : t.ops) { inner += t.lit.substr(lp, o.lit); lp += o.lit; inner += bb.substr(o.src, o.copy); }
+      std::string z;
+      snappy::Compress(inner.data() + t.raw, inner.size() - t.raw, &z);
+      const tenpak::PatchSnappy sn{static_cast<uint32_t>(inner.size()), t.raw};
+      std::string p = tenpak::encode_patch(t.ext, t.ops, t.lit, reinterpret_cast<const uint8_t*>(bb.data()), bb.size(), t.level,
+                                           true, 0, 0, &sn);
+      const uint32_t v = static_cast<uint32_t>(t.raw + z.size() - 1);
+      out.push_back(std::string{static_cast<char>(v & 0xff), static_cast<char>(v >> 8)} + p);
+    }
   }
   return out;
 }

@@ -54,15 +54,33 @@ inline tenpak::DType lowrank_dtype(uint8_t sel) {
   static const DType kTypes[] = {DType::F32, DType::F16, DType::BF16};
   return kTypes[sel % 3];
 }
+// At kSnappyA and kSnappyB it holds two snappy raw-format streams (codec 10's
+// snappy pages read their extents as such): 600 bytes of literal elements, and
+// 88 bytes from a literal, an overlapping 2-byte-offset copy, a 1-byte-offset
+// copy and a literal (written by hand: no compressor needed).
+constexpr uint32_t kSnappyA = 40000, kSnappyB = 41000;
 inline const std::vector<uint8_t>& patch_base() {
   static const std::vector<uint8_t> b = [] {
     std::vector<uint8_t> v(1 << 16);
     uint64_t x = 99;
     for (auto& c : v) { x = x * 6364136223846793005ull + 1442695040888963407ull; c = static_cast<uint8_t>(x >> 56); }
+    std::vector<uint8_t> a = {0xd8, 0x04};  // 600
+    for (int e = 0; e < 10; ++e) {
+      a.push_back(59 << 2);  // a literal of 60 bytes
+      for (int i = 0; i < 60; ++i) a.push_back(static_cast<uint8_t>('a' + (e * 7 + i) % 26));
+    }
+    std::copy(a.begin(), a.end(), v.begin() + kSnappyA);
+    const std::vector<uint8_t> s = {88, 7 << 2, '0', '1', '2', '3', '4', '5', '6', '7',  // literal "01234567"
+                                    (63 << 2) | 2, 8, 0,                                  // copy 64 from 8 back
+                                    ((11 - 4) << 2) | 1, 3,                               // copy 11 from 3 back
+                                    4 << 2, 'x', 'y', 'z', '!', '?'};                     // literal "xyz!?"
+    std::copy(s.begin(), s.end(), v.begin() + kSnappyB);
     return v;
   }();
   return b;
 }
+inline uint32_t snappy_a_len() { return 2 + 10 * 61; }
+inline uint32_t snappy_b_len() { return 21; }
 
 // sub_lanes fuzzing: the dtype of a selector byte, and the fixed base.
 inline tenpak::DType lanes_dtype(uint8_t sel) {

@@ -31,6 +31,15 @@ struct PatchExtent {
   uint32_t len = 0;
 };
 
+// Snappy pages (method bit 5, docs/FORMAT.md "Snappy pages"): every extent
+// is one snappy raw-format stream and B is their decompressions; the ops and
+// literals describe inner_len bytes, and the frame's output is their first
+// raw_len bytes, then snappy::Compress of the rest (a Parquet page: its
+// header, then its compressed body).
+struct PatchSnappy {
+  uint32_t inner_len = 0, raw_len = 0;
+};
+
 struct PatchOp {
   uint32_t lit = 0;    // literal bytes first
   uint64_t src = 0;    // then a copy of B[src, src + copy)
@@ -56,8 +65,9 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 // tokens coded by a model primed from B) when that is 10% smaller than zstd,
 // saves at least 1% of the frame's size and there are at least
 // kWordsMinLiterals of them; 2 always (tests, golden files).
+// `snappy`: a snappy page frame (above); `b` is then the decompressed B.
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
                          const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true,
-                         int line_ops = 0, int words = 0);
+                         int line_ops = 0, int words = 0, const PatchSnappy* snappy = nullptr);
 
 }  // namespace tenpak

@@ -1,0 +1,24 @@
+// Codec 10, method bit 5 (snappy pages; docs/FORMAT.md "Snappy pages"):
+// what the decoder (patch_decode.cc) and the encoder share. Private to
+// codec/. The output is defined as bytes of snappy::Compress of Google's
+// snappy 1.1.9/1.1.10 (the raw format, no framing); a library that writes
+// other bytes makes the frame hash fail (an error, never wrong bytes).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tenpak/patch_codec.h"
+
+namespace tenpak::patch_detail {
+
+// B of a snappy frame: every extent of `raw` (the extents' base bytes,
+// concatenated in order) is one snappy raw-format stream; `b` gets their
+// decompressions, concatenated, and `n` their total length. False when an
+// extent does not decompress (corrupt) or B would exceed kMaxPatchBase.
+bool snappy_expand(const std::vector<PatchExtent>& ext, const uint8_t* raw, std::vector<uint8_t>& b, uint64_t& n);
+
+// The frame's output: inner[0, raw_len) as is, then snappy::Compress of
+// inner[raw_len, inner_len). False unless that is exactly out_len bytes.
+bool snappy_output(const uint8_t* inner, uint64_t inner_len, uint64_t raw_len, uint8_t* out, uint64_t out_len);
+
+}  // namespace tenpak::patch_detail

@@ -1,0 +1,306 @@
+// Parquet footer and page headers (Thrift compact protocol, the fields
+// parquet_pages.h names) and the base page index.
+//
+// Why not Debian's libthrift-dev (0.17): its TCompactProtocol can read
+// fields without generated code, but it reports bad input by exceptions
+// from a transport object and brings a library to the builder for the ~100
+// lines below (varints, field headers, skipping by type), which must in any
+// case bound every length and nesting depth themselves to treat a damaged
+// file as "not Parquet". Nothing here is on the decode side.
+#include "parquet_pages.h"
+
+#include <snappy.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+namespace tenpak::parquet {
+namespace {
+
+// Compact protocol types.
+enum : int { kStop = 0, kTrue = 1, kFalse = 2, kByte = 3, kI16 = 4, kI32 = 5, kI64 = 6, kDouble = 7, kBinary = 8,
+             kList = 9, kSet = 10, kMap = 11, kStruct = 12 };
+
+class Thrift {
+ public:
+  Thrift(const uint8_t* p, const uint8_t* e) : p_(p), e_(e) {}
+  bool ok() const { return ok_; }
+  const uint8_t* pos() const { return p_; }
+
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+      if (p_ >= e_) return fail();
+      const uint8_t b = *p_++;
+      v |= uint64_t(b & 0x7f) << sh;
+      if (!(b & 0x80)) return v;
+    }
+    return fail();
+  }
+  int64_t zigzag() { const uint64_t v = varint(); return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+  // The next field's type (kStop at the struct's end) and id.
+  int field(int16_t& id) {
+    if (p_ >= e_) return static_cast<int>(fail());
+    const uint8_t b = *p_++;
+    if (b == 0) return kStop;
+    const int d = b >> 4;
+    id = d ? static_cast<int16_t>(id + d) : static_cast<int16_t>(zigzag());
+    return b & 15;
+  }
+  // A list or set header: element type and count.
+  int list(uint64_t& count) {
+    if (p_ >= e_) return static_cast<int>(fail());
+    const uint8_t b = *p_++;
+    count = b >> 4;
+    if (count == 15) count = varint();
+    // Each element takes at least one byte (bools in a list too).
+    if (count > static_cast<uint64_t>(e_ - p_)) fail();
+    return b & 15;
+  }
+  void skip(int type, int depth = 0) {
+    if (!ok_ || depth > 16) { fail(); return; }
+    switch (type) {
+      case kTrue: case kFalse: return;  // a field's value is in its type
+      case kByte: advance(1); return;
+      case kI16: case kI32: case kI64: varint(); return;
+      case kDouble: advance(8); return;
+      case kBinary: advance(varint()); return;
+      case kList: case kSet: {
+        uint64_t n;
+        const int t = list(n);
+        for (uint64_t i = 0; i < n && ok_; ++i) {
+          if (t == kTrue || t == kFalse) advance(1);
+          else skip(t, depth + 1);
+        }
+        return;
+      }
+      case kMap: {
+        const uint64_t n = varint();
+        if (!n) return;
+        if (p_ >= e_ || n > static_cast<uint64_t>(e_ - p_)) { fail(); return; }
+        const uint8_t kv = *p_++;
+        for (uint64_t i = 0; i < n && ok_; ++i) {
+          for (int t : {kv >> 4, kv & 15}) {
+            if (t == kTrue || t == kFalse) advance(1);
+            else skip(t, depth + 1);
+          }
+        }
+        return;
+      }
+      case kStruct: {
+        int16_t id = 0;
+        for (int t; ok_ && (t = field(id)) != kStop;) skip(t, depth + 1);
+        return;
+      }
+      default: fail();
+    }
+  }
+  void advance(uint64_t n) {
+    if (n > static_cast<uint64_t>(e_ - p_)) { fail(); return; }
+    p_ += n;
+  }
+  uint64_t fail() { ok_ = false; p_ = e_; return 0; }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* e_;
+  bool ok_ = true;
+};
+
+struct Chunk {
+  uint32_t codec = 0;
+  int64_t data_off = -1, dict_off = -1, size = -1;
+  bool external = false;  // file_path set, or encrypted: not ours to read
+};
+
+// ColumnChunk (parquet.thrift): 1 file_path, 3 meta_data (ColumnMetaData:
+// 4 codec, 7 total_compressed_size, 9 data_page_offset, 11
+// dictionary_page_offset), 8/9 crypto metadata.
+void read_chunk(Thrift& t, Chunk& c) {
+  int16_t id = 0;
+  for (int ty; t.ok() && (ty = t.field(id)) != kStop;) {
+    if (id == 1 && ty == kBinary) { t.skip(ty); c.external = true; }
+    else if ((id == 8 || id == 9) && ty == kStruct) { t.skip(ty); c.external = true; }
+    else if (id == 3 && ty == kStruct) {
+      int16_t m = 0;
+      for (int mt; t.ok() && (mt = t.field(m)) != kStop;) {
+        if (m == 4 && mt == kI32) c.codec = static_cast<uint32_t>(t.zigzag());
+        else if (m == 7 && mt == kI64) c.size = t.zigzag();
+        else if (m == 9 && mt == kI64) c.data_off = t.zigzag();
+        else if (m == 11 && mt == kI64) c.dict_off = t.zigzag();
+        else t.skip(mt);
+      }
+    } else {
+      t.skip(ty);
+    }
+  }
+}
+
+// FileMetaData: 4 row_groups (list<RowGroup>; RowGroup 1 columns: list<ColumnChunk>).
+bool read_footer(Thrift& t, std::vector<std::vector<Chunk>>& groups) {
+  int16_t id = 0;
+  for (int ty; t.ok() && (ty = t.field(id)) != kStop;) {
+    if (id != 4 || ty != kList) { t.skip(ty); continue; }
+    uint64_t n;
+    if (t.list(n) != kStruct && n) return false;
+    for (uint64_t g = 0; g < n && t.ok(); ++g) {
+      groups.emplace_back();
+      int16_t r = 0;
+      for (int rt; t.ok() && (rt = t.field(r)) != kStop;) {
+        if (r != 1 || rt != kList) { t.skip(rt); continue; }
+        uint64_t nc;
+        if (t.list(nc) != kStruct && nc) return false;
+        for (uint64_t c = 0; c < nc && t.ok(); ++c) {
+          groups.back().emplace_back();
+          read_chunk(t, groups.back().back());
+        }
+      }
+    }
+  }
+  return t.ok();
+}
+
+// PageHeader: 1 type, 2 uncompressed_page_size, 3 compressed_page_size.
+bool read_page_header(Thrift& t, Page& pg) {
+  int16_t id = 0;
+  int64_t type = -1, raw = -1, comp = -1;
+  for (int ty; t.ok() && (ty = t.field(id)) != kStop;) {
+    if (id == 1 && ty == kI32) type = t.zigzag();
+    else if (id == 2 && ty == kI32) raw = t.zigzag();
+    else if (id == 3 && ty == kI32) comp = t.zigzag();
+    else t.skip(ty);
+  }
+  if (!t.ok() || type < 0 || type > 255 || raw < 0 || comp < 0) return false;
+  pg.type = static_cast<uint8_t>(type);
+  pg.raw_len = static_cast<uint32_t>(raw);
+  pg.body_len = static_cast<uint32_t>(comp);
+  return true;
+}
+
+inline uint64_t load64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+inline uint64_t window16(const uint8_t* p) {
+  uint64_t h = load64(p) * 0x9E3779B97F4A7C15ull ^ ((load64(p + 8) * 0xC2B2AE3D27D4EB4Full) >> 7);
+  h ^= h >> 31;
+  h *= 0x165667B19E3779F9ull;
+  return h ^ (h >> 29);
+}
+template <class F>
+void for_anchors(const uint8_t* p, uint64_t n, uint64_t cap, F&& f) {
+  uint64_t got = 0;
+  for (uint64_t i = 0; i + 16 <= n && got < cap; ++i)
+    if (uint64_t h = window16(p + i); (h & 63) == 0) { f(h); ++got; }
+}
+
+}  // namespace
+
+bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out) {
+  out.clear();
+  if (n < 12 || std::memcmp(p, "PAR1", 4) != 0 || std::memcmp(p + n - 4, "PAR1", 4) != 0) return false;
+  uint32_t flen;
+  std::memcpy(&flen, p + n - 8, 4);
+  if (flen > n - 12) return false;
+  const uint64_t data_end = n - 8 - flen;
+  Thrift t(p + data_end, p + n - 8);
+  std::vector<std::vector<Chunk>> groups;
+  if (!read_footer(t, groups)) return false;
+  for (uint32_t g = 0; g < groups.size(); ++g) {
+    for (uint32_t c = 0; c < groups[g].size(); ++c) {
+      const Chunk& ch = groups[g][c];
+      if (ch.external) return false;
+      if (ch.data_off < 4 || ch.size <= 0) return false;
+      // Some writers record dictionary_page_offset 0 for "none".
+      const uint64_t start = ch.dict_off >= 4 && ch.dict_off < ch.data_off ? ch.dict_off : ch.data_off;
+      if (start >= data_end || static_cast<uint64_t>(ch.size) > data_end - start) return false;
+      const uint64_t end = start + static_cast<uint64_t>(ch.size);
+      uint64_t pos = start;
+      for (uint32_t k = 0; pos < end; ++k) {
+        Thrift h(p + pos, p + end);
+        Page pg;
+        if (!read_page_header(h, pg)) return false;
+        pg.hdr = pos;
+        pg.body = static_cast<uint64_t>(h.pos() - p);
+        if (pg.body_len > end - pg.body) return false;
+        pg.row_group = g;
+        pg.column = c;
+        pg.ordinal = k;
+        pg.codec = ch.codec;
+        out.push_back(pg);
+        pos = pg.end();
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Page& a, const Page& b) { return a.hdr < b.hdr; });
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i].hdr < out[i - 1].end()) return false;
+  return true;
+}
+
+bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out) {
+  size_t n = 0;
+  const char* src = reinterpret_cast<const char*>(body);
+  if (!snappy::GetUncompressedLength(src, len, &n) || n != raw_len) return false;
+  out.resize(n);
+  return snappy::RawUncompress(src, len, out.data());
+}
+
+bool snappy_reproduces(const std::string& raw, const uint8_t* body, uint32_t len) {
+  std::string z;
+  snappy::Compress(raw.data(), raw.size(), &z);
+  return z.size() == len && std::memcmp(z.data(), body, len) == 0;
+}
+
+bool PageIndex::build(const uint8_t* p, uint64_t n) {
+  std::vector<Page> all;
+  if (!list_pages(p, n, all)) return false;
+  std::string raw;
+  for (const Page& pg : all) {
+    if (!pg.eligible() || !unsnappy(p + pg.body, pg.body_len, pg.raw_len, raw)) continue;
+    const uint32_t k = static_cast<uint32_t>(pages_.size());
+    pages_.push_back(pg);
+    for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), ~uint64_t(0),
+                [&](uint64_t h) { anchors_.push_back({h, k}); });
+  }
+  std::sort(anchors_.begin(), anchors_.end());
+  return true;
+}
+
+std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, uint64_t budget) const {
+  std::unordered_map<uint32_t, uint32_t> votes;
+  for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), 8192, [&](uint64_t h) {
+    auto it = std::lower_bound(anchors_.begin(), anchors_.end(), std::make_pair(h, uint32_t(0)));
+    // A hash in many pages (a repeated value) says little: at most 8 votes.
+    for (int seen = 0; it != anchors_.end() && it->first == h && seen < 8; ++it, ++seen)
+      if (pages_[it->second].column == d.column) ++votes[it->second];
+  });
+  std::vector<std::pair<uint32_t, uint32_t>> order(votes.begin(), votes.end());
+  // Most votes first; ties to the earlier page.
+  std::sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  std::vector<uint32_t> out;
+  uint64_t sum = 0;
+  // Pages with a quarter of the top page's votes or more: a page shares
+  // content with the base pages its rows came from; the others' few shared
+  // windows are common values, and every page of B costs the rebuild a
+  // snappy decompression (pq-column: B fell from ~3 to ~1.3 pages a frame).
+  const uint32_t floor = order.empty() ? 0 : std::max<uint32_t>(2, order[0].second / 4);
+  for (auto& [k, v] : order) {
+    if (v < floor) break;
+    if (sum + pages_[k].raw_len > budget) continue;
+    sum += pages_[k].raw_len;
+    out.push_back(k);
+  }
+  if (!out.empty()) return out;
+  int64_t same = -1, last = -1;
+  for (uint32_t k = 0; k < pages_.size(); ++k) {
+    const Page& b = pages_[k];
+    if (b.column != d.column || b.type != d.type || b.raw_len > budget) continue;
+    if (b.row_group == d.row_group && b.ordinal == d.ordinal) same = k;
+    last = k;
+  }
+  if (same >= 0) out.push_back(static_cast<uint32_t>(same));
+  else if (last >= 0) out.push_back(static_cast<uint32_t>(last));
+  return out;
+}
+
+}  // namespace tenpak::parquet

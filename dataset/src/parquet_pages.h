@@ -1,0 +1,67 @@
+// Parquet pages for dataset deltas (private to dataset/): where a Parquet
+// file's snappy-compressed pages are, and which pages of a base file a
+// derived page most likely came from. Builder side only: the decoder knows
+// nothing of Parquet (codec 10's snappy pages, docs/FORMAT.md).
+//
+// The footer (FileMetaData) and page headers are Thrift compact protocol
+// (https://github.com/apache/parquet-format, parquet.thrift; compact
+// protocol: https://github.com/apache/thrift/blob/master/doc/specs/thrift-compact-protocol.md).
+// Only the fields needed here are read; every other field is skipped by its
+// type. A file that does not parse, or whose column chunks or pages do not
+// lie where its footer says, is not Parquet here: the caller codes it as an
+// ordinary file (never an error).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tenpak::parquet {
+
+constexpr uint32_t kCodecSnappy = 1;                 // CompressionCodec.SNAPPY
+constexpr uint8_t kDataPage = 0, kDictionaryPage = 2;  // PageType (DATA_PAGE_V2 = 3 is left to chunks)
+
+struct Page {
+  uint64_t hdr = 0;        // file offset of its PageHeader
+  uint64_t body = 0;       // file offset of its body (compressed_page_size bytes)
+  uint32_t body_len = 0;   // compressed_page_size
+  uint32_t raw_len = 0;    // uncompressed_page_size
+  uint32_t row_group = 0, column = 0, ordinal = 0;  // column: index in its row group
+  uint8_t type = 0;        // PageType
+  uint32_t codec = 0;      // the column chunk's CompressionCodec
+  uint64_t end() const { return body + body_len; }
+  // A snappy data page (v1) or dictionary page: the kind coded decompressed.
+  bool eligible() const { return codec == kCodecSnappy && (type == kDataPage || type == kDictionaryPage); }
+};
+
+// Every page of every column chunk, sorted by offset; false when the file is
+// not Parquet as understood here (see above).
+bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out);
+
+// The snappy body of a page decompressed into `out` (false: not snappy, or
+// not uncompressed_page_size bytes).
+bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
+// Whether snappy::Compress(raw), with the snappy this builder links, is
+// exactly the page's body (the only pages coded decompressed).
+bool snappy_reproduces(const std::string& raw, const uint8_t* body, uint32_t len);
+
+// The eligible pages of a base file with content anchors of their
+// decompressed bytes (16-byte windows whose hash has its low 6 bits zero),
+// to find the base pages a derived page shares content with.
+class PageIndex {
+ public:
+  bool build(const uint8_t* p, uint64_t n);
+  const std::vector<Page>& pages() const { return pages_; }
+  // Base pages (indices into pages()) for a derived page `d` whose
+  // decompressed bytes are `raw`: the pages of the same column sharing most
+  // anchors with it (at least 2, and a quarter of the top page's count),
+  // most first, while their decompressed sizes sum to at most `budget`; with none, the page of the same column at the same row
+  // group and position (else that column's last page of the same type), for
+  // its values' vocabulary.
+  std::vector<uint32_t> choose(const Page& d, const std::string& raw, uint64_t budget) const;
+
+ private:
+  std::vector<Page> pages_;
+  std::vector<std::pair<uint64_t, uint32_t>> anchors_;  // (hash, page), sorted
+};
+
+}  // namespace tenpak::parquet

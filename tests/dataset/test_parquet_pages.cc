@@ -1,0 +1,307 @@
+// Codec 10's snappy pages (method bit 5) and the builder's Parquet route:
+// pages re-compressed bit-exact, refusals of corrupt snappy input, and the
+// fallback for pages snappy::Compress does not reproduce. Parquet files are
+// written here by hand (Thrift compact, only what the builder reads), so the
+// tests need no pyarrow; tests/dataset/parquet_test.sh runs pyarrow's files.
+#include <gtest/gtest.h>
+#include <snappy.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "tenpak/dataset.h"
+#include "tenpak/delta.h"
+#include "tenpak/patch_codec.h"
+
+namespace fs = std::filesystem;
+using namespace tenpak;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "tenpak-test-pqpages-XXXXXX").string();
+    path = ::mkdtemp(t.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+void write(const std::string& p, const std::string& s) {
+  fs::create_directories(fs::path(p).parent_path());
+  std::ofstream(p, std::ios::binary) << s;
+}
+std::string read(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+const uint8_t* u8(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+std::string snappy_of(const std::string& s) {
+  std::string z;
+  snappy::Compress(s.data(), s.size(), &z);
+  return z;
+}
+// A valid snappy stream snappy::Compress does not write for compressible
+// input: every byte a literal (one element per 60 bytes).
+std::string snappy_literal(const std::string& s) {
+  std::string z;
+  for (uint64_t n = s.size(); ; n >>= 7) {
+    z.push_back(static_cast<char>((n & 0x7f) | (n >= 0x80 ? 0x80 : 0)));
+    if (n < 0x80) break;
+  }
+  for (size_t i = 0; i < s.size(); i += 60) {
+    const size_t k = std::min<size_t>(60, s.size() - i);
+    z.push_back(static_cast<char>((k - 1) << 2));
+    z.append(s, i, k);
+  }
+  return z;
+}
+
+// Thrift compact protocol, the few shapes a Parquet footer and page header need.
+struct Compact {
+  std::string s;
+  std::vector<int> last{0};
+  void var(uint64_t v) { while (v >= 0x80) { s.push_back(static_cast<char>(v | 0x80)); v >>= 7; } s.push_back(static_cast<char>(v)); }
+  void head(int id, int type) { s.push_back(static_cast<char>(((id - last.back()) << 4) | type)); last.back() = id; }
+  void i32(int id, int64_t v) { head(id, 5); var((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void i64(int id, int64_t v) { head(id, 6); var((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void begin(int id) { head(id, 12); last.push_back(0); }   // a struct field
+  void list(int id, int n, int type) { head(id, 9); s.push_back(static_cast<char>((n << 4) | type)); }
+  void elem() { last.push_back(0); }                          // a struct in a list
+  void end() { s.push_back(0); last.pop_back(); }
+};
+
+// A Parquet file (as far as TenPak's builder reads one) of one row group whose
+// columns are `cols`, each a list of page contents; `literal`: page bodies
+// as all-literal snappy streams instead of snappy::Compress output.
+std::string parquet(const std::vector<std::vector<std::string>>& cols, bool literal = false) {
+  std::string f = "PAR1";
+  struct Meta { int64_t start, comp, raw; };
+  std::vector<Meta> meta;
+  for (auto& pages : cols) {
+    Meta m{static_cast<int64_t>(f.size()), 0, 0};
+    for (auto& pg : pages) {
+      std::string body = literal ? snappy_literal(pg) : snappy_of(pg);
+      Compact h;
+      h.i32(1, 0);  // DATA_PAGE
+      h.i32(2, static_cast<int64_t>(pg.size()));
+      h.i32(3, static_cast<int64_t>(body.size()));
+      h.begin(5);  // DataPageHeader: num_values, encodings
+      h.i32(1, 1);
+      h.i32(2, 0);
+      h.i32(3, 3);
+      h.i32(4, 3);
+      h.end();
+      h.s.push_back(0);
+      f += h.s + body;
+      m.raw += static_cast<int64_t>(h.s.size() + pg.size());
+    }
+    m.comp = static_cast<int64_t>(f.size()) - m.start;
+    meta.push_back(m);
+  }
+  Compact t;
+  t.i32(1, 1);
+  t.list(2, 0, 12);
+  t.i64(3, 1);
+  t.list(4, 1, 12);
+  t.elem();
+  t.list(1, static_cast<int>(cols.size()), 12);
+  for (auto& m : meta) {
+    t.elem();
+    t.i64(2, m.start);
+    t.begin(3);
+    t.i32(1, 6);
+    t.i32(4, 1);  // SNAPPY
+    t.i64(5, 1);
+    t.i64(6, m.raw);
+    t.i64(7, m.comp);
+    t.i64(9, m.start);
+    t.end();
+    t.end();
+  }
+  t.i64(2, 1);
+  t.i64(3, 1);
+  t.end();
+  t.s.push_back(0);
+  const uint32_t n = static_cast<uint32_t>(t.s.size());
+  f += t.s;
+  f.append(reinterpret_cast<const char*>(&n), 4);
+  return f + "PAR1";
+}
+
+// Rows of words: `edit` changes one row in ten.
+std::string rows(int n, uint64_t seed, bool edit) {
+  std::mt19937_64 r(seed), e(seed + 99);
+  static const char* w[] = {"alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa"};
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    std::string row;
+    for (int k = 0, m = 6 + static_cast<int>(r() % 12); k < m; ++k) row += std::string(w[r() % 10]) + std::to_string(r() % 1000) + " ";
+    if (edit && i % 10 == 0) row += "edited" + std::to_string(e() % 100000) + " ";
+    uint32_t len = static_cast<uint32_t>(row.size());
+    s.append(reinterpret_cast<const char*>(&len), 4);  // PLAIN byte arrays: length, bytes
+    s += row;
+  }
+  return s;
+}
+
+// Frames with codec 10 method bit 5, read from the delta.
+int snappy_frames(const std::string& dir) {
+  auto r = open_delta_dir(dir);
+  EXPECT_TRUE(r.ok());
+  if (!r.ok()) return -1;
+  std::string dat = read(dir + "/tenpak.dat");
+  int n = 0;
+  for (const Frame& f : (*r)->manifest().frames) {
+    if (f.codec != Codec::patch) continue;
+    uint32_t ne;
+    std::memcpy(&ne, dat.data() + f.data_offset, 4);
+    n += (static_cast<uint8_t>(dat[f.data_offset + 4 + 12 * ne]) & 32) != 0;
+  }
+  return n;
+}
+
+Status apply_all(const std::string& t, bool check_sha) {
+  auto r = open_delta_dir(t + "/delta");
+  if (!r.ok()) return r.status();
+  TP_RETURN_IF_ERROR(attach_local_base(**r, t + "/base", check_sha));
+  auto n = apply_delta(**r, t + "/out", ApplyOptions{});
+  return n.ok() ? Status::Ok() : n.status();
+}
+
+// Base and derived sets: two columns, pages of ~150 KB; the derived text
+// column has one row in ten edited, the other column is unchanged.
+void write_pair(const std::string& t, bool literal_derived) {
+  std::vector<std::vector<std::string>> b = {{rows(3000, 1, false), rows(3000, 2, false)}, {rows(2000, 3, false)}};
+  std::vector<std::vector<std::string>> d = {{rows(3000, 1, true), rows(3000, 2, true)}, {rows(2000, 3, false)}};
+  write(t + "/base/data.parquet", parquet(b));
+  write(t + "/derived/data.parquet", parquet(d, literal_derived));
+}
+
+}  // namespace
+
+TEST(Patch, SnappyPagesRoundTripAndRefusals) {
+  const std::string p0 = rows(500, 7, false), p1 = rows(400, 8, false);
+  const std::string z0 = snappy_of(p0), z1 = snappy_of(p1);
+  const std::string braw = z0 + z1, b = p0 + p1;  // extents' bytes; B
+  std::vector<PatchExtent> ext = {{1000, static_cast<uint32_t>(z0.size())}, {5000 + z0.size(), static_cast<uint32_t>(z1.size())}};
+  const std::string hdr = "HEADER";
+  const std::string body = p1.substr(0, 3000) + "new bytes" + p0.substr(100, 5000);
+  std::vector<PatchOp> ops = {{6, static_cast<uint64_t>(p0.size()), 3000}, {9, 100, 5000}};
+  const std::string lit = hdr + "new bytes";
+  const PatchSnappy sn{static_cast<uint32_t>(hdr.size() + body.size()), static_cast<uint32_t>(hdr.size())};
+  const std::string want = hdr + snappy_of(body);
+  for (int level : {0, 3}) {
+    std::string p = encode_patch(ext, ops, lit, u8(b), b.size(), level, true, 0, 0, &sn);
+    Frame f;
+    f.codec = Codec::patch;
+    f.out_len = static_cast<uint32_t>(want.size());
+    f.data_len = static_cast<uint32_t>(p.size());
+    f.base_file = 0;
+    f.base_offset = 1000;
+    f.base_len = static_cast<uint32_t>(5000 + z0.size() + z1.size() - 1000);
+    std::string out(want.size(), '\0');
+    ASSERT_TRUE(decode_patch(f, u8(p), u8(braw), reinterpret_cast<uint8_t*>(out.data())).ok());
+    EXPECT_EQ(out, want);
+    for (size_t cut = 0; cut < p.size(); ++cut) {
+      Frame g = f;
+      g.data_len = static_cast<uint32_t>(cut);
+      std::string q = p.substr(0, cut);
+      EXPECT_FALSE(decode_patch(g, u8(q), u8(braw), reinterpret_cast<uint8_t*>(out.data())).ok()) << cut;
+    }
+    // A preamble one more than the stream holds: refused.
+    {
+      std::string bad = braw;
+      ASSERT_LT(static_cast<uint8_t>(bad[0]) & 0x7f, 0x7f);
+      bad[0] = static_cast<char>(bad[0] + 1);
+      EXPECT_EQ(decode_patch(f, u8(p), u8(bad), reinterpret_cast<uint8_t*>(out.data())).code(), Errc::corrupt);
+    }
+    // Any other damage: refused as corrupt, or a valid stream of other (or,
+    // in repetitive text, the same) bytes, which the reader's frame hash
+    // checks; never a crash or a read outside the buffers (ASan builds).
+    for (size_t at = 0; at < braw.size(); at += 61) {
+      for (uint8_t x : {0x01, 0x80, 0xff}) {
+        std::string bad = braw;
+        bad[at] ^= x;
+        Status st = decode_patch(f, u8(p), u8(bad), reinterpret_cast<uint8_t*>(out.data()));
+        if (!st.ok()) EXPECT_EQ(st.code(), Errc::corrupt);
+      }
+    }
+    // An extent whose preamble claims more than 4 MiB.
+    {
+      std::string big = "\x80\x80\x80\x03";  // 6 MiB
+      big += braw.substr(4);
+      EXPECT_EQ(decode_patch(f, u8(p), u8(big), reinterpret_cast<uint8_t*>(out.data())).code(), Errc::corrupt);
+    }
+    // The output length must be what snappy writes: one byte more is refused.
+    {
+      Frame g = f;
+      g.out_len += 1;
+      std::string o2(g.out_len, '\0');
+      EXPECT_EQ(decode_patch(g, u8(p), u8(braw), reinterpret_cast<uint8_t*>(o2.data())).code(), Errc::corrupt);
+    }
+  }
+  // raw_len past inner_len is refused.
+  const PatchSnappy bad{static_cast<uint32_t>(hdr.size() + body.size()), static_cast<uint32_t>(hdr.size() + body.size() + 1)};
+  std::string p = encode_patch(ext, ops, lit, u8(b), b.size(), 0, true, 0, 0, &bad);
+  Frame f;
+  f.codec = Codec::patch;
+  f.out_len = static_cast<uint32_t>(want.size());
+  f.data_len = static_cast<uint32_t>(p.size());
+  f.base_file = 0;
+  f.base_offset = 1000;
+  f.base_len = static_cast<uint32_t>(5000 + z0.size() + z1.size() - 1000);
+  std::string out(want.size(), '\0');
+  EXPECT_EQ(decode_patch(f, u8(p), u8(braw), reinterpret_cast<uint8_t*>(out.data())).code(), Errc::corrupt);
+}
+
+TEST(Dataset, ParquetPagesAreCodedDecompressed) {
+  TempDir t;
+  write_pair(t.path, false);
+  auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", DatasetBuildOptions{});
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  EXPECT_EQ(rep->files[0].mode, "parquet pages");
+  // The two edited pages (and the unchanged column's first page when a
+  // content-defined chunk reaches into it from the edited page before it).
+  EXPECT_GE(snappy_frames(t.path + "/delta"), 2);
+  ASSERT_TRUE(apply_all(t.path, true).ok());
+  EXPECT_EQ(read(t.path + "/out/data.parquet"), read(t.path + "/derived/data.parquet"));
+  // One row in ten gains ~12 bytes: the edits, not the pages again (as
+  // snappy bytes the edited pages share little with the base's).
+  const double ratio = double(rep->build.delta_bytes) / rep->build.finetune_bytes;
+  EXPECT_LT(ratio, 0.05) << rep->build.delta_bytes;
+}
+
+TEST(Dataset, ParquetPageSnappyDoesNotReproduceFallsBack) {
+  TempDir t;
+  write_pair(t.path, true);
+  auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", DatasetBuildOptions{});
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  EXPECT_EQ(snappy_frames(t.path + "/delta"), 0);
+  ASSERT_TRUE(apply_all(t.path, true).ok());
+  EXPECT_EQ(read(t.path + "/out/data.parquet"), read(t.path + "/derived/data.parquet"));
+}
+
+TEST(Dataset, CorruptSnappyExtentNamesFileAndFrame) {
+  TempDir t;
+  write_pair(t.path, false);
+  ASSERT_TRUE(build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", {}).ok());
+  ASSERT_GE(snappy_frames(t.path + "/delta"), 2);
+  // A base read wrong (a cache between the reader and its origin, a base
+  // file changed after its sha256 was checked): the snappy extents are the
+  // first column's page bodies. Every damage is an error naming the frame.
+  std::string b = read(t.path + "/base/data.parquet");
+  for (size_t at : {size_t(40), size_t(41), b.size() / 4}) {
+    std::string bad = b;
+    bad[at] ^= 0x5a;
+    write(t.path + "/base/data.parquet", bad);
+    fs::remove_all(t.path + "/out");
+    Status st = apply_all(t.path, false);
+    ASSERT_FALSE(st.ok()) << at;
+    EXPECT_EQ(st.code(), Errc::corrupt) << st.to_string();
+    EXPECT_NE(st.message().find("file 'data.parquet' frame "), std::string::npos) << st.message();
+  }
+}
