@@ -305,3 +305,42 @@ TEST(Dataset, CorruptSnappyExtentNamesFileAndFrame) {
     EXPECT_NE(st.message().find("file 'data.parquet' frame "), std::string::npos) << st.message();
   }
 }
+
+// A file that ends in "PAR1" but does not parse as Parquet here (a footer
+// length past the file, a footer cut short, a page header past its chunk) is
+// an ordinary file: built as content-defined chunks, never an error.
+TEST(Dataset, DamagedParquetIsAnOrdinaryFile) {
+  TempDir t;
+  write_pair(t.path, false);
+  const std::string d = read(t.path + "/derived/data.parquet");
+  uint32_t flen;
+  std::memcpy(&flen, d.data() + d.size() - 8, 4);
+  std::vector<std::string> bad;
+  {
+    std::string x = d;
+    const uint32_t big = static_cast<uint32_t>(d.size());
+    std::memcpy(x.data() + x.size() - 8, &big, 4);
+    bad.push_back(x);  // footer length past the file
+  }
+  {
+    std::string x = d;
+    const uint32_t cut = flen / 2;
+    std::memcpy(x.data() + x.size() - 8, &cut, 4);
+    bad.push_back(x);  // footer read from its middle
+  }
+  {
+    std::string x = d;
+    x[4] = static_cast<char>(0xff);  // the first page header's first byte: not a field header
+    bad.push_back(x);
+  }
+  for (size_t i = 0; i < bad.size(); ++i) {
+    fs::remove_all(t.path + "/delta");
+    fs::remove_all(t.path + "/out");
+    write(t.path + "/derived/data.parquet", bad[i]);
+    auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", DatasetBuildOptions{});
+    ASSERT_TRUE(rep.ok()) << i << ": " << rep.status().to_string();
+    EXPECT_EQ(rep->files[0].mode, "chunks") << i;
+    ASSERT_TRUE(apply_all(t.path, true).ok()) << i;
+    EXPECT_EQ(read(t.path + "/out/data.parquet"), bad[i]) << i;
+  }
+}
