@@ -662,9 +662,11 @@ OpList slice_ops(const OpList& ol, uint64_t a, uint64_t b) {
 // Frames of a Parquet file: each changed snappy page (header and body, at
 // most 1 MiB) one frame tried as a snappy page; the bytes between them cut
 // as usual from the file's chunk ops. A page that is copied whole from the
-// base stays a copy.
+// base stays a copy; one whose compressed body is a base page's (an
+// unchanged page the chunks did not find whole: a chunk straddled its start)
+// is that copy after its header, not decompressed.
 std::vector<FrameJob> page_jobs(const OpList& ol, uint64_t size, const std::vector<parquet::Page>& pages,
-                                const InFile* base) {
+                                const InFile* base, const parquet::PageIndex& pi, const uint8_t* dp) {
   std::vector<FrameJob> jobs;
   auto plain = [&](uint64_t a, uint64_t b) {
     if (a >= b) return;
@@ -680,6 +682,20 @@ std::vector<FrameJob> page_jobs(const OpList& ol, uint64_t size, const std::vect
     OpList s = slice_ops(ol, pg.hdr, pg.end());
     if (s.literals() == 0) continue;
     plain(pos, pg.hdr);
+    if (int64_t m = pi.same_body(dp + pg.body, pg.body_len); m >= 0) {
+      const parquet::Page& bp = pi.pages()[m];
+      const uint64_t hl = pg.body - pg.hdr;
+      FrameJob j;
+      j.off = pg.hdr;
+      j.len = pg.end() - pg.hdr;
+      if (bp.body - bp.hdr == hl && std::memcmp(base->data() + bp.hdr, dp + pg.hdr, hl) == 0)
+        j.ops.push_back({0, bp.hdr, j.len});
+      else
+        j.ops.push_back({hl, bp.body, pg.body_len});
+      jobs.push_back(std::move(j));
+      pos = pg.end();
+      continue;
+    }
     std::vector<FrameJob> one = cut_frames(s, pg.end() - pg.hdr);
     if (one.size() != 1) return {};
     one[0].off = pg.hdr;
@@ -956,7 +972,7 @@ class Builder {
     const parquet::PageIndex* pidx = nullptr;
     std::vector<FrameJob> jobs;
     if (fr.mode == "chunks" && parquet::list_pages(d.data(), d.size(), pages) && (pidx = page_index(bsel)))
-      jobs = page_jobs(ol, d.size(), pages, base);
+      jobs = page_jobs(ol, d.size(), pages, base, *pidx, d.data());
     if (std::any_of(jobs.begin(), jobs.end(), [](const FrameJob& j) { return j.page >= 0; })) {
       fr.mode = "parquet pages";
     } else {

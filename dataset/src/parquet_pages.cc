@@ -15,6 +15,8 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "tenpak/hash.h"
+
 namespace tenpak::parquet {
 namespace {
 
@@ -255,15 +257,28 @@ bool PageIndex::build(const uint8_t* p, uint64_t n) {
   std::vector<Page> all;
   if (!list_pages(p, n, all)) return false;
   std::string raw;
+  base_ = p;
   for (const Page& pg : all) {
     if (!pg.eligible() || !unsnappy(p + pg.body, pg.body_len, pg.raw_len, raw)) continue;
     const uint32_t k = static_cast<uint32_t>(pages_.size());
     pages_.push_back(pg);
+    bodies_.push_back({xxh64(p + pg.body, pg.body_len), k});
     for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), ~uint64_t(0),
                 [&](uint64_t h) { anchors_.push_back({h, k}); });
   }
   std::sort(anchors_.begin(), anchors_.end());
+  std::sort(bodies_.begin(), bodies_.end());
   return true;
+}
+
+int64_t PageIndex::same_body(const uint8_t* body, uint32_t len) const {
+  const uint64_t h = xxh64(body, len);
+  for (auto it = std::lower_bound(bodies_.begin(), bodies_.end(), std::make_pair(h, uint32_t(0)));
+       it != bodies_.end() && it->first == h; ++it) {
+    const Page& b = pages_[it->second];
+    if (b.body_len == len && std::memcmp(base_ + b.body, body, len) == 0) return it->second;
+  }
+  return -1;
 }
 
 std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, uint64_t budget) const {

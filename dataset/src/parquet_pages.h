@@ -58,9 +58,14 @@ class PageIndex {
   // group and position (else that column's last page of the same type), for
   // its values' vocabulary.
   std::vector<uint32_t> choose(const Page& d, const std::string& raw, uint64_t budget) const;
+  // A base page (index into pages()) whose compressed body is these bytes,
+  // or -1: such a page is a copy, not worth decompressing.
+  int64_t same_body(const uint8_t* body, uint32_t len) const;
 
  private:
+  const uint8_t* base_ = nullptr;
   std::vector<Page> pages_;
+  std::vector<std::pair<uint64_t, uint32_t>> bodies_;  // (xxh64 of the compressed body, page), sorted
   std::vector<std::pair<uint64_t, uint32_t>> anchors_;  // (hash, page), sorted
 };
 
