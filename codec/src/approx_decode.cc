@@ -14,6 +14,7 @@
 
 #include "approx_internal.h"
 #include "element_ops.h"
+#include "range_coder.h"
 #include "tenpak/frame_codec.h"
 
 namespace tenpak {
@@ -106,7 +107,7 @@ Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, si
   const uint8_t method = payload[0], flags = payload[1];
   const uint32_t raw = uint32_t(payload[2]) | uint32_t(payload[3]) << 8 | uint32_t(payload[4]) << 16 |
                        uint32_t(payload[5]) << 24;
-  if (method > 3) return corrupt("unknown method " + std::to_string(method));
+  if (method > 4) return corrupt("unknown method " + std::to_string(method));
   if (flags & ~1u) return corrupt("unknown flag bits");
   if (raw > kMaxBody) return corrupt("body length over 64 MiB");
   std::vector<uint8_t> zbuf;
@@ -183,12 +184,15 @@ Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, si
       }
       break;
     }
-    case ApproxMethod::grouped: {
+    case ApproxMethod::grouped:
+    case ApproxMethod::grouped_rc: {
+      const bool rc = static_cast<ApproxMethod>(method) == ApproxMethod::grouped_rc;
       uint32_t cols, skip, group;
-      if (!r.u32(cols) || !r.u32(skip) || r.n - r.i < 2) return corrupt("grouped header truncated");
+      if (!(rc ? r.leb(cols) && r.leb(skip) : r.u32(cols) && r.u32(skip)) || r.n - r.i < 2)
+        return corrupt("grouped header truncated");
       const unsigned qb = r.p[r.i], zero2 = r.p[r.i + 1];
       r.i += 2;
-      if (!r.u32(group)) return corrupt("grouped header truncated");
+      if (!(rc ? r.leb(group) : r.u32(group))) return corrupt("grouped header truncated");
       if (cols == 0 || skip >= cols) return corrupt("grouped cols/skip");
       if (qb < 1 || qb > 8) return corrupt("grouped bits not 1..8");
       if (zero2 > 2 * ((1u << qb) - 1)) return corrupt("grouped zero above the grid");
@@ -203,6 +207,26 @@ Status decode_approx(const uint8_t* payload, size_t len, const uint8_t* base, si
         if (!std::isfinite(sc[i])) return corrupt("grouped scale not finite");
       }
       r.i += 2 * ns;
+      if (rc) {
+        // The rest of the body is the range-coded codes, read exactly (docs/FORMAT.md).
+        const unsigned nodes = 1u << qb;
+        std::vector<rc::Prob> probs(9 * nodes);
+        std::vector<uint8_t> cls(count);
+        rc::Decoder dec(r.p + r.i, r.n - r.i);
+        for (size_t i = 0; i < count; ++i) {
+          const uint64_t t = skip + i, row = t / cols, col = t % cols;
+          rc::Prob* pr = probs.data() + grouped_rc_context(cls.data(), i, t, cols) * nodes;
+          unsigned node = 1;
+          for (unsigned k = 0; k < qb; ++k) node = 2 * node + static_cast<unsigned>(dec.bit(pr[node]));
+          const uint32_t q = node - nodes;
+          cls[i] = static_cast<uint8_t>(grid_class(q, zero2));
+          const float s = group ? sc[row * G + col / group] : sc[0];
+          d[i] = approx_grid_value(s, q, zero2);
+        }
+        if (!dec.exact_end()) return corrupt("grouped range-coded codes truncated or padded");
+        r.i = r.n;
+        break;
+      }
       const size_t bytes = (count * qb + 7) / 8;
       if (r.n - r.i < bytes) return corrupt("grouped codes truncated");
       const uint8_t* p = r.p + r.i;

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "approx_internal.h"
 #include "element_ops.h"
+#include "range_coder.h"
 #include "tenpak/frame_codec.h"
 
 namespace tenpak {
@@ -123,7 +125,9 @@ Result<std::string> encode_approx_frame(const ApproxTensor& t, uint64_t first, u
       for (uint32_t j = 0; j < t.rank; ++j) put_vector(body, t.v.data() + uint64_t(j) * t.cols, t.cols, 1, t.bits[j]);
       break;
     }
-    case ApproxMethod::grouped: {
+    case ApproxMethod::grouped:
+    case ApproxMethod::grouped_rc: {
+      const bool rc = t.method == ApproxMethod::grouped_rc;
       const uint64_t n = t.rows * t.cols;
       if (t.qbits < 1 || t.qbits > 8 || t.zero2 > 2 * ((1u << t.qbits) - 1) || t.codes.size() != n ||
           t.group > t.cols)
@@ -133,11 +137,17 @@ Result<std::string> encode_approx_frame(const ApproxTensor& t, uint64_t first, u
         return Status{Errc::invalid, "approx: grouped scales do not cover the tensor"};
       const uint64_t r0 = first / t.cols, skip = first % t.cols;
       const uint64_t rows = (skip + count + t.cols - 1) / t.cols;
-      put32(body, static_cast<uint32_t>(t.cols));
-      put32(body, static_cast<uint32_t>(skip));
+      if (rc) {
+        put_leb(body, t.cols);
+        put_leb(body, skip);
+      } else {
+        put32(body, static_cast<uint32_t>(t.cols));
+        put32(body, static_cast<uint32_t>(skip));
+      }
       body.push_back(static_cast<char>(t.qbits));
       body.push_back(static_cast<char>(t.zero2));
-      put32(body, t.group);
+      if (rc) put_leb(body, t.group);
+      else put32(body, t.group);
       const uint64_t ns = t.group ? rows * G : 1, s0 = t.group ? r0 * G : 0;
       for (uint64_t i = 0; i < ns; ++i) {
         const float f = t.scales[s0 + i];
@@ -151,11 +161,32 @@ Result<std::string> encode_approx_frame(const ApproxTensor& t, uint64_t first, u
         body.push_back(static_cast<char>(h[1]));
       }
       const uint32_t qmax = (1u << t.qbits) - 1;
+      for (uint64_t i = 0; i < count; ++i)
+        if (t.codes[first + i] > qmax) return Status{Errc::invalid, "approx: a grouped code exceeds its bits"};
+      if (rc) {
+        // Codes MSB first down a binary tree per context (docs/FORMAT.md, sub-method 4).
+        const unsigned nodes = 1u << t.qbits;
+        std::vector<rc::Prob> probs(9 * nodes);
+        std::vector<uint8_t> cls(count);
+        rc::Encoder enc(body);
+        for (uint64_t i = 0; i < count; ++i) {
+          const uint32_t q = t.codes[first + i];
+          rc::Prob* pr = probs.data() + grouped_rc_context(cls.data(), i, skip + i, t.cols) * nodes;
+          unsigned node = 1;
+          for (int k = t.qbits - 1; k >= 0; --k) {
+            const int bit = static_cast<int>((q >> k) & 1);
+            enc.bit(pr[node], bit);
+            node = 2 * node + static_cast<unsigned>(bit);
+          }
+          cls[i] = static_cast<uint8_t>(grid_class(q, t.zero2));
+        }
+        enc.finish();
+        break;
+      }
       uint64_t acc = 0;
       unsigned nb = 0;
       for (uint64_t i = 0; i < count; ++i) {
         const uint32_t q = t.codes[first + i];
-        if (q > qmax) return Status{Errc::invalid, "approx: a grouped code exceeds its bits"};
         acc |= uint64_t(q) << nb;
         nb += t.qbits;
         while (nb >= 8) {

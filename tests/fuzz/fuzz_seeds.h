@@ -69,7 +69,13 @@ inline std::vector<std::string> safetensors_seeds() {
           tptest::make_st({{"e", DType::F16, {0, 5}, ""}, {"u", DType::U8, {3}, "abc"}})};
 }
 
-inline std::vector<std::string> manifest_seeds() { return {tenpak::serialize_manifest(seed_manifest())}; }
+// Version-1 layout, and the compact index (raw and zstd body) of the same records.
+inline std::vector<std::string> manifest_seeds() {
+  std::vector<std::string> v{tenpak::serialize_manifest(seed_manifest())};
+  for (bool z : {false, true})
+    if (auto c = tenpak::serialize_manifest_compact(seed_manifest(), z); c.ok()) v.push_back(*c);
+  return v;
+}
 
 // Valid payloads: each dtype, a few sizes, fine-tunes a few ulps away.
 inline std::vector<std::string> lanes_seeds() {
@@ -187,7 +193,8 @@ inline std::vector<std::string> lowrank_seeds() {
 
 // Valid codec-11 payloads (prefixed by tpfuzz::approx's selector and count
 // bytes): sparse, sign, low-rank with 3-bit factors, and grouped codes (1-bit
-// one scale; ternary with per-row scales, starting mid-row; zstd body).
+// one scale; ternary with per-row scales, starting mid-row; zstd body), each
+// also range-coded (sub-method 4).
 inline std::vector<std::string> approx_seeds() {
   std::vector<std::string> out;
 #ifndef TP_FUZZ_PARSERS_ONLY
@@ -226,6 +233,8 @@ inline std::vector<std::string> approx_seeds() {
     for (uint64_t e = 0; e < 200; ++e) q.codes.push_back(static_cast<uint8_t>(next() % (k ? 3 : 2)));
     q.scales.assign(k ? 10 : 1, 0.015625f);
     add(static_cast<uint8_t>(k), q, k ? 7 : 0, k ? 150 : 200, k ? 19 : 0);
+    q.method = tenpak::ApproxMethod::grouped_rc;  // sub-method 4: the same codes range-coded
+    add(static_cast<uint8_t>(k), q, k ? 7 : 0, k ? 150 : 200, 0);
   }
 #endif
   return out;

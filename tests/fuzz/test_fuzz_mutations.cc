@@ -78,9 +78,9 @@ TEST(FuzzMutations, Patch) { run(tpfuzz::patch, tpfuzz::patch_seeds(), 20000, 6)
 TEST(FuzzMutations, LowRankLanes) { run(tpfuzz::lowrank, tpfuzz::lowrank_seeds(), 20000, 7); }
 
 TEST(FuzzMutations, Approx) {
-  // The seeds are payloads codec 11 accepts, one per sub-method (grouped twice).
+  // The seeds are payloads codec 11 accepts, one per sub-method (grouped and grouped_rc twice).
   const auto seeds = tpfuzz::approx_seeds();
-  ASSERT_EQ(seeds.size(), 5u);
+  ASSERT_EQ(seeds.size(), 7u);
   for (auto& s : seeds) {
     const size_t count = 1 + ((static_cast<uint8_t>(s[1]) | (size_t(static_cast<uint8_t>(s[2])) << 8)) % 2048);
     const auto dt = tpfuzz::lowrank_dtype(static_cast<uint8_t>(s[0]));

@@ -708,11 +708,13 @@ int write_words_golden(const std::string& root) {
 // base); raw bodies (spec_decode.py decodes them without zstd) and one zstd
 // body. Base ranges are chosen where the bytes read as finite floats of
 // magnitude < 1000, so the float arithmetic stays away from NaN and overflow.
-int write_approx_golden(const std::string& root) {
+// rc_only: only valid-grouped-rc/ (sub-method 4, added later; the files of
+// valid-approx/ are left as they are) and the invalid/approx-rc-* cases.
+int write_approx_golden(const std::string& root, bool rc_only = false) {
   Built b;
   b.base = read_file(root + "/base/base.bin");
   if (b.base.size() < 1024) { std::fprintf(stderr, "no base/base.bin under %s\n", root.c_str()); return 1; }
-  Rng g{11};
+  Rng g{rc_only ? 14u : 11u};
   BaseFile bf;
   bf.name = "base.bin";
   bf.size = b.base.size();
@@ -751,7 +753,7 @@ int write_approx_golden(const std::string& root) {
     return t;
   };
   std::vector<ApproxCase> cs;
-  {
+  if (!rc_only) {
     ApproxTensor t;
     t.method = ApproxMethod::sparse;
     t.rows = 10;
@@ -767,7 +769,7 @@ int write_approx_golden(const std::string& root) {
     cs.push_back({"approx-sparse-F32", DType::F32, DType::F32, t, {150}, 0});
     cs.push_back({"approx-sparse-F16-zstd", DType::F16, DType::F16, t, {90, 60}, 19});
   }
-  {
+  if (!rc_only) {
     ApproxTensor t;
     t.method = ApproxMethod::sign;
     t.rows = 3;
@@ -777,9 +779,11 @@ int write_approx_golden(const std::string& root) {
     cs.push_back({"approx-sign-BF16", DType::BF16, DType::BF16, t, {123}, 0});
     cs.push_back({"approx-sign-BF16-from-F32", DType::BF16, DType::F32, t, {60, 63}, 0});
   }
-  cs.push_back({"approx-lowrank-F32", DType::F32, DType::F32, lowrank(12, 16, {0, 0, 0}), {192}, 0});
-  cs.push_back({"approx-lowrank-F16-mixed", DType::F16, DType::F16, lowrank(12, 12, {8, 16, 3, 2, 5}), {50, 60, 34}, 0});
-  cs.push_back({"approx-lowrank-BF16-bits", DType::BF16, DType::BF16, lowrank(9, 10, {7, 6, 4, 8, 2}), {90}, 0});
+  if (!rc_only) {
+    cs.push_back({"approx-lowrank-F32", DType::F32, DType::F32, lowrank(12, 16, {0, 0, 0}), {192}, 0});
+    cs.push_back({"approx-lowrank-F16-mixed", DType::F16, DType::F16, lowrank(12, 12, {8, 16, 3, 2, 5}), {50, 60, 34}, 0});
+    cs.push_back({"approx-lowrank-BF16-bits", DType::BF16, DType::BF16, lowrank(9, 10, {7, 6, 4, 8, 2}), {90}, 0});
+  }
   // Sub-method 3 (grouped; added later: the cases above are unchanged): a
   // ternary grid (2 bits, zero2 2) with a float16 scale per row and group of
   // 5 columns, F16 in three frames starting mid-row; a 1-bit grid (±s/2) with
@@ -792,7 +796,15 @@ int write_approx_golden(const std::string& root) {
     t.qbits = bits;
     t.zero2 = zero2;
     t.group = group;
-    for (uint64_t e = 0; e < rows * cols; ++e) t.codes.push_back(static_cast<uint8_t>(g.next() % (bits == 2 ? 3 : 2)));
+    if (bits <= 2) {
+      for (uint64_t e = 0; e < rows * cols; ++e) t.codes.push_back(static_cast<uint8_t>(g.next() % (bits == 2 ? 3 : 2)));
+    } else {
+      // Wider grids: codes concentrated near the middle, as GPTQ's on a change are.
+      for (uint64_t e = 0; e < rows * cols; ++e) {
+        const double x = (g.sym() + g.sym() + g.sym()) / 3 * ((1u << bits) / 2.0) + (1u << bits) / 2.0;
+        t.codes.push_back(static_cast<uint8_t>(std::clamp(x, 0.0, double((1u << bits) - 1))));
+      }
+    }
     const uint64_t ns = group ? rows * ((cols + group - 1) / group) : 1;
     for (uint64_t i = 0; i < ns; ++i) {
       float f = static_cast<float>(0.001 + 0.02 * g.uni()), h;
@@ -803,8 +815,21 @@ int write_approx_golden(const std::string& root) {
     }
     return t;
   };
-  cs.push_back({"approx-grouped-F16-ternary", DType::F16, DType::F16, grouped(8, 12, 2, 2, 5), {30, 41, 25}, 0});
-  cs.push_back({"approx-grouped-BF16-1bit-from-F32", DType::BF16, DType::F32, grouped(5, 13, 1, 1, 0), {33, 32}, 0});
+  if (!rc_only) {
+    cs.push_back({"approx-grouped-F16-ternary", DType::F16, DType::F16, grouped(8, 12, 2, 2, 5), {30, 41, 25}, 0});
+    cs.push_back({"approx-grouped-BF16-1bit-from-F32", DType::BF16, DType::F32, grouped(5, 13, 1, 1, 0), {33, 32}, 0});
+  } else {
+    // Sub-method 4 (grouped_rc): the same grids range-coded: ternary F16 with
+    // a scale per row and 5 columns in three frames starting mid-row (so the
+    // contexts of a frame's first rows have no row above); 1-bit BF16 from an
+    // F32 base, one scale, two frames; 3-bit F32 (8 levels, z2 7) one frame,
+    // and 8-bit F32 (z2 255, every node of the tree) one frame.
+    auto rc = [&](ApproxTensor t) { t.method = ApproxMethod::grouped_rc; return t; };
+    cs.push_back({"approx-rc-F16-ternary", DType::F16, DType::F16, rc(grouped(8, 12, 2, 2, 5)), {30, 41, 25}, 0});
+    cs.push_back({"approx-rc-BF16-1bit-from-F32", DType::BF16, DType::F32, rc(grouped(5, 13, 1, 1, 0)), {33, 32}, 0});
+    cs.push_back({"approx-rc-F32-3bit", DType::F32, DType::F32, rc(grouped(6, 20, 3, 7, 0)), {120}, 0});
+    cs.push_back({"approx-rc-F32-8bit", DType::F32, DType::F32, rc(grouped(4, 9, 8, 255, 3)), {36}, 0});
+  }
   for (auto& c : cs) {
     const size_t w = dtype_size(c.dt), bw = dtype_size(c.bdt);
     const uint64_t count = c.t.rows * c.t.cols;
@@ -846,11 +871,41 @@ int write_approx_golden(const std::string& root) {
     b.m.out_files.push_back(of);
     expected += hex(of.sha256) + " " + of.name + "\n";
   }
+  const std::string corrupt = "error corrupt read\n";
+  auto one = [&](const std::string& file) { return subset(b, {file}); };
+  if (rc_only) {
+    write_delta(root + "/valid-grouped-rc", serialize_manifest(b.m), b.data, expected);
+    {
+      // The range-coded stream one byte short (raw length and frame length with it).
+      auto [m, dat] = one("approx-rc-F32-3bit.bin");
+      m.frames[0].data_len -= 1;
+      dat = dat.substr(0, dat.size() - 1);
+      uint32_t raw;
+      std::memcpy(&raw, &dat[m.frames[0].data_offset + 2], 4);
+      --raw;
+      std::memcpy(&dat[m.frames[0].data_offset + 2], &raw, 4);
+      write_delta(root + "/invalid/approx-rc-truncated", serialize_manifest(m), dat, corrupt);
+    }
+    {
+      // One byte after the range-coded stream: decodes to the same codes, refused as padded.
+      auto [m, dat] = one("approx-rc-F16-ternary.bin");
+      const Frame f = m.frames[0];
+      std::string pay = dat.substr(f.data_offset, f.data_len) + '\0';
+      uint32_t raw;
+      std::memcpy(&raw, &pay[2], 4);
+      ++raw;
+      std::memcpy(&pay[2], &raw, 4);
+      std::string nd = dat.substr(0, f.data_offset) + pay + dat.substr(f.data_offset + f.data_len);
+      m.frames[0].data_len += 1;
+      for (size_t k = 1; k < m.frames.size(); ++k) m.frames[k].data_offset += 1;
+      write_delta(root + "/invalid/approx-rc-trailing-byte", serialize_manifest(m), nd, corrupt);
+    }
+    std::printf("wrote %s/valid-grouped-rc and invalid/approx-rc-*\n", root.c_str());
+    return 0;
+  }
   write_delta(root + "/valid-approx", serialize_manifest(b.m), b.data, expected);
   std::printf("wrote %s/valid-approx\n", root.c_str());
 
-  const std::string corrupt = "error corrupt read\n";
-  auto one = [&](const std::string& file) { return subset(b, {file}); };
   {
     // Payload one byte short: the raw body differs from its stated length.
     auto [m, dat] = one("approx-lowrank-F32.bin");
@@ -1089,6 +1144,67 @@ int fix_unknown_codec(const std::string& root) {
 
 }  // namespace
 
+// Adds valid-compact/ and valid-compact-zstd/: the delta of valid-approx/
+// (its tenpak.dat and expected.txt as they are) under a compact index (flags
+// 1: raw body; flags 3: zstd body), and the invalid/compact-* cases, leaving
+// every older golden file as it is.
+int write_compact_golden(const std::string& root) {
+  const std::string src = root + "/valid-approx";
+  const std::string idx = read_file(src + "/" + kIndexFile), dat = read_file(src + "/" + kDataFile),
+                    expected = read_file(src + "/expected.txt");
+  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), src);
+  if (!m.ok()) { std::fprintf(stderr, "%s\n", m.status().message().c_str()); return 1; }
+  auto raw = serialize_manifest_compact(*m, false);
+  auto z = serialize_manifest_compact(*m, true);
+  if (!raw.ok() || !z.ok()) { std::fprintf(stderr, "compact index refused\n"); return 1; }
+  uint32_t zflags;
+  std::memcpy(&zflags, z->data() + 12, 4);
+  if (zflags != (kIndexCompact | kIndexBodyZstd)) { std::fprintf(stderr, "zstd body not smaller\n"); return 1; }
+  write_delta(root + "/valid-compact", *raw, dat, expected);
+  write_delta(root + "/valid-compact-zstd", *z, dat, expected);
+  const std::string corrupt = "error corrupt open\n";
+  {
+    std::string b = *raw;  // the head states one byte more than the body holds
+    uint32_t len;
+    std::memcpy(&len, &b[28], 4);
+    ++len;
+    std::memcpy(&b[28], &len, 4);
+    write_delta(root + "/invalid/compact-body-length", reseal(b), dat, corrupt);
+  }
+  {
+    std::string b = *raw;  // one byte after the frame hashes, counted in the body length
+    uint32_t len;
+    std::memcpy(&len, &b[28], 4);
+    ++len;
+    std::memcpy(&b[28], &len, 4);
+    b.insert(b.size() - 8, 1, '\0');
+    write_delta(root + "/invalid/compact-trailing-byte", reseal(b), dat, corrupt);
+  }
+  {
+    std::string b = *raw;  // flags 2: a zstd body without the compact layout
+    const uint32_t f = kIndexBodyZstd;
+    std::memcpy(&b[12], &f, 4);
+    write_delta(root + "/invalid/compact-flags", reseal(b), dat, corrupt);
+  }
+  {
+    // The first output file's frame count one higher: its frames no longer
+    // add up to the frame table (the file ranges must cover nfr exactly).
+    Manifest mm = *m;
+    std::string b = *raw;
+    const size_t at = b.find(mm.out_files[0].name);  // varint length, name, varint size, sha256, mode, count
+    size_t k = at + mm.out_files[0].name.size();
+    while (static_cast<uint8_t>(b[k]) & 0x80) ++k;  // the size
+    ++k;
+    k += 32;
+    while (static_cast<uint8_t>(b[k]) & 0x80) ++k;  // the mode
+    ++k;
+    b[k] = static_cast<char>(b[k] + 1);
+    write_delta(root + "/invalid/compact-frame-count", reseal(b), dat, corrupt);
+  }
+  std::printf("wrote %s/valid-compact, valid-compact-zstd and invalid/compact-*\n", root.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
@@ -1097,8 +1213,10 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--approx-only") return write_approx_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lowrank-only") return write_lowrank_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--compact-only") return write_compact_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--grouped-rc-only") return write_approx_golden(argv[1], true);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --fix-unknown-codec]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --compact-only | --grouped-rc-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];

@@ -47,12 +47,89 @@ class Reader:
         return v
 
 
+class Uvar(Reader):
+    """The compact index's body (FORMAT.md, "Compact index"): LEB128 varints."""
+
+    def v(self):
+        x = 0
+        for i in range(10):
+            need(self.p < len(self.b), "compact index: truncated varint")
+            c = self.b[self.p]
+            self.p += 1
+            x |= (c & 0x7F) << (7 * i)
+            if not c & 0x80:
+                need(x < 1 << 64, "compact index: varint past 2^64")
+                return x
+        raise Corrupt("compact index: varint longer than 10 bytes")
+
+    def sv(self):
+        z = self.v()
+        return (z >> 1) ^ -(z & 1)
+
+    def s(self):
+        n = self.v()
+        need(n <= 4096 and self.p + n <= len(self.b), "compact index: name length")
+        return self.raw(n).decode()
+
+    def raw(self, n):
+        need(self.p + n <= len(self.b), "compact index: truncated")
+        return Reader.raw(self, n)
+
+
+def parse_compact(b, flags, nb, nf, nfr, body_len):
+    body = b[32:-8]
+    if flags & 2:
+        if zstandard is None:
+            raise Skip("compact index body is zstd (no zstandard module)")
+        body = zstandard.ZstdDecompressor().decompress(body, max_output_size=body_len)
+    need(len(body) == body_len, "compact index: body length")
+    r = Uvar(body)
+    locs = [r.s() for _ in range(r.v())]
+    bases = [(r.s(), r.v(), r.raw(32)) for _ in range(nb)]
+    outs, first = [], 0
+    for _ in range(nf):
+        o = dict(name=r.s(), size=r.v(), sha=r.raw(32), mode=r.v(), first=first)
+        o["count"] = r.v()
+        first += o["count"]
+        outs.append(o)
+    need(first == nfr, "compact index: file frame counts do not add up to the frame table")
+    frames, data_next = [], 0
+    for i, o in enumerate(outs):
+        pos = 0
+        for _ in range(o["count"]):
+            f = dict(file=i, out_offset=pos, out_len=r.v())
+            f["data_offset"] = data_next + r.sv()
+            f["data_len"] = r.v()
+            data_next = f["data_offset"] + f["data_len"]
+            f.update(codec=r.u(1), dtype=r.u(1), base_dtype=r.u(1))
+            bf = r.v()
+            f.update(base_file=0xFFFFFFFF, base_offset=0, base_len=0)
+            if bf:
+                f["base_file"], f["base_offset"] = bf - 1, pos + r.sv()
+                if f["codec"] == 10:
+                    f["base_len"] = r.v()
+                else:
+                    f["base_len"] = f["out_len"] // DTYPES[f["dtype"]][1] * DTYPES[f["base_dtype"]][1]
+            pos += f["out_len"]
+            need(pos <= o["size"], "compact index: frames past the end of the file")
+            frames.append(f)
+        need(pos == o["size"], "compact index: frames do not tile the file")
+    for f in frames:
+        f["hash"] = r.raw(16)
+    need(r.p == len(body), "compact index: trailing bytes after the frame hashes")
+    return locs, bases, outs, frames
+
+
 def parse_index(b):
     r = Reader(b)
     assert r.raw(8) == b"TPKIDX\r\n"
-    assert r.u(4) == 1 and r.u(4) == 0
+    assert r.u(4) == 1
+    flags = r.u(4)
     nb, nf, nfr = r.u(4), r.u(4), r.u(4)
-    r.u(4)
+    body_len = r.u(4)
+    if flags in (1, 3):
+        return parse_compact(b, flags, nb, nf, nfr, body_len)
+    need(flags == 0, f"unknown index flags {flags}")
     locs = [r.s() for _ in range(r.u(4))]
     bases = [(r.s(), r.u(8), r.raw(32)) for _ in range(nb)]
     outs = []
@@ -678,7 +755,7 @@ def approx(payload, base, n, dt, bdt):
         base = b"".join(from_f32(to_f32(base[i * bw:(i + 1) * bw], bdt), dt) for i in range(count))
     need(len(payload) >= 6, "approx: header truncated")
     method, flags, raw = payload[0], payload[1], int.from_bytes(payload[2:6], "little")
-    need(method <= 3, "approx: unknown method")
+    need(method <= 4, "approx: unknown method")
     need(flags & ~1 == 0, "approx: unknown flags")
     need(raw <= 64 << 20, "approx: body over 64 MiB")
     if flags & 1:
@@ -710,10 +787,10 @@ def approx(payload, base, n, dt, bdt):
         bits = int.from_bytes(r.take((count + 7) // 8), "little")
         need(bits >> count == 0, "approx: sign padding bits set")
         d = [-s if (bits >> i) & 1 else s for i in range(count)]
-    elif method == 3:
-        cols, skip = r.u32(), r.u32()
+    elif method in (3, 4):
+        cols, skip = (r.u32(), r.u32()) if method == 3 else (r.leb(), r.leb())
         b, z2 = r.take(2)
-        g = r.u32()
+        g = r.u32() if method == 3 else r.leb()
         need(cols >= 1 and skip < cols, "approx: grouped cols/skip")
         need(1 <= b <= 8, "approx: grouped bits")
         need(z2 <= 2 * ((1 << b) - 1), "approx: grouped zero above the grid")
@@ -723,13 +800,31 @@ def approx(payload, base, n, dt, bdt):
         S = rows * G if g else 1
         scales = [struct.unpack("<e", r.take(2))[0] for _ in range(S)]
         need(all(math.isfinite(x) for x in scales), "approx: grouped scale not finite")
-        codes = int.from_bytes(r.take((count * b + 7) // 8), "little")
-        need(codes >> (count * b) == 0, "approx: grouped padding bits set")
+        if method == 3:
+            codes = int.from_bytes(r.take((count * b + 7) // 8), "little")
+            need(codes >> (count * b) == 0, "approx: grouped padding bits set")
+            q_of = [(codes >> (i * b)) & ((1 << b) - 1) for i in range(count)]
+        else:
+            # FORMAT.md, method 4: the rest of the body is range-coded, 9 contexts x 2^b nodes.
+            rd = RangeDecoder(body[r.i:])
+            probs = [[2048, 0] for _ in range(9 << b)]
+            q_of, cls = [], []
+            for i in range(count):
+                left = cls[i - 1] if (skip + i) % cols and i > 0 else 1
+                up = cls[i - cols] if i >= cols else 1
+                base_ctx = (3 * left + up) << b
+                node = 1
+                for _ in range(b):
+                    node = 2 * node + rd.bit(probs[base_ctx + node])
+                q = node - (1 << b)
+                q_of.append(q)
+                cls.append(0 if 2 * q < z2 else 1 if 2 * q == z2 else 2)
+            need(rd.i == len(rd.d) and rd.past == 0, "approx: range-coded codes truncated or padded")
+            r.i = len(body)
         for i in range(count):
             row, col = divmod(skip + i, cols)
             s = scales[row * G + col // g] if g else scales[0]
-            q = (codes >> (i * b)) & ((1 << b) - 1)
-            d[i] = f32(s * (q - z2 / 2))
+            d[i] = f32(s * (q_of[i] - z2 / 2))
     else:
         cols, skip, rank = r.u32(), r.u32(), r.u32()
         need(cols >= 1 and skip < cols, "approx: cols/skip")
@@ -843,6 +938,16 @@ def check_invalid(root, base):
     number of cases checked, or -1 on a failure."""
     checked = 0
     for delta in sorted((root / "invalid").iterdir()):
+        if delta.name.startswith("compact-"):
+            # Compact indexes this decoder must refuse when parsing (FORMAT.md, "Compact index").
+            try:
+                parse_index((delta / "tenpak.idx").read_bytes())
+            except Corrupt as e:
+                print(f"ok   invalid/{delta.name} refused ({e})")
+                checked += 1
+                continue
+            print(f"FAIL invalid/{delta.name}: index parsed")
+            return -1
         if (delta / "expected.txt").read_text().split() != ["error", "corrupt", "read"]:
             continue
         _, _, outs, frames = parse_index((delta / "tenpak.idx").read_bytes())
@@ -878,12 +983,15 @@ def main():
             check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
             check_valid(root, "valid-words", base, True, 4) and
             check_valid(root, "valid-approx", base, True, 8) and
-            check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3)):
+            check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3) and
+            check_valid(root, "valid-grouped-rc", base, True, 4) and
+            check_valid(root, "valid-compact", base, True, 8) and
+            (zstandard is None or check_valid(root, "valid-compact-zstd", base, True, 8))):
         return 1
     n = check_invalid(root, base)
     if n < 0:
         return 1
-    if n < 23:
+    if n < 29:
         print(f"FAIL: only {n} invalid cases checked")
         return 1
     print(f"valid and {n} invalid golden deltas decoded from the specification alone")

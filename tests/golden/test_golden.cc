@@ -59,7 +59,22 @@ std::vector<std::string> lines(const std::string& path) {
 
 class GoldenValid : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes", "valid-patch", "valid-words", "valid-approx",
-                                                                     "valid-lowrank"));
+                                                                     "valid-lowrank", "valid-grouped-rc", "valid-compact",
+                                                                     "valid-compact-zstd"));
+
+// A compact index (docs/FORMAT.md) holds the same records as the version-1
+// index it was written from: valid-compact*/ are valid-approx/ re-indexed.
+TEST(Golden, CompactIndexHasTheSameRecords) {
+  auto v1 = open_delta_dir(golden() + "/valid-approx");
+  ASSERT_TRUE(v1.ok()) << v1.status().message();
+  const std::string want = serialize_manifest((*v1)->manifest());
+  for (const char* d : {"/valid-compact", "/valid-compact-zstd"}) {
+    auto c = open_delta_dir(golden() + d);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(serialize_manifest((*c)->manifest()), want) << d;
+    EXPECT_LT(fs::file_size(golden() + d + "/tenpak.idx"), want.size()) << d;
+  }
+}
 
 TEST_P(GoldenValid, DecodesToRecordedSha256) {
   const std::string dir = golden() + "/" + GetParam();

@@ -157,10 +157,12 @@ TEST_P(ApproxDtype, LowRankSumsComponentsInOrderWithoutFma) {
   }
 }
 
-// Sub-method 3: d = scale × (code − zero2/2), the scale of the element's
+// Sub-methods 3 and 4: d = scale × (code − zero2/2), the scale of the element's
 // row and column group (or one per frame), for 1-, 2- (with a zero level)
-// and 3-bit grids, frames cut mid-row, raw and zstd bodies.
+// and 3-bit grids, frames cut mid-row, raw and zstd bodies; 4 codes the same
+// codes with the range coder, and a stream one byte short or long is refused.
 TEST_P(ApproxDtype, GroupedIsScaleTimesCodeMinusZero) {
+ for (ApproxMethod method : {ApproxMethod::grouped, ApproxMethod::grouped_rc}) {
   const DType dt = GetParam();
   struct Case {
     uint8_t bits, zero2;
@@ -168,7 +170,7 @@ TEST_P(ApproxDtype, GroupedIsScaleTimesCodeMinusZero) {
   };
   for (Case c : {Case{1, 1, 0}, Case{2, 2, 7}, Case{3, 7, 20}, Case{2, 3, 1}, Case{8, 0, 0}}) {
     ApproxTensor t;
-    t.method = ApproxMethod::grouped;
+    t.method = method;
     t.rows = 13;
     t.cols = 20;
     t.qbits = c.bits;
@@ -190,7 +192,7 @@ TEST_P(ApproxDtype, GroupedIsScaleTimesCodeMinusZero) {
       for (auto [first, count] : {std::pair<uint64_t, uint64_t>{0, 47}, {47, 133}, {180, 80}}) {
         auto pay = encode_approx_frame(t, first, count, level);
         ASSERT_TRUE(pay.ok()) << pay.status().message();
-        EXPECT_EQ(static_cast<uint8_t>((*pay)[0]), 3);
+        EXPECT_EQ(static_cast<uint8_t>((*pay)[0]), static_cast<uint8_t>(method));
         const size_t w = dtype_size(dt);
         std::vector<uint8_t> b(base.begin() + first * w, base.begin() + (first + count) * w);
         auto out = decode(*pay, b, dt);
@@ -202,9 +204,18 @@ TEST_P(ApproxDtype, GroupedIsScaleTimesCodeMinusZero) {
           d[i] = s * (static_cast<float>(t.codes[e]) - static_cast<float>(c.zero2) / 2.0f);
         }
         EXPECT_EQ(*out, expect(b, dt, d)) << dtype_name(dt) << " bits " << int(c.bits) << " group " << c.group;
+        if (method == ApproxMethod::grouped_rc && level == 0) {
+          for (int delta : {-1, 1}) {
+            std::string bad = delta < 0 ? pay->substr(0, pay->size() - 1) : *pay + '\0';
+            const uint32_t raw = static_cast<uint32_t>(bad.size() - 6);
+            std::memcpy(&bad[2], &raw, 4);
+            EXPECT_FALSE(decode(bad, b, dt).ok()) << "stream " << delta << " byte";
+          }
+        }
       }
     }
   }
+ }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, ApproxDtype, ::testing::Values(DType::F32, DType::F16, DType::BF16));

@@ -27,6 +27,7 @@ enum class ApproxMethod : uint8_t {
   sign = 1,     // one bit per element: d = -scale or +scale
   lowrank = 2,  // d = U·V over the frame's rows, factors float32 or quantized per component
   grouped = 3,  // one code per element on a uniform grid, a float16 scale per (row, column group)
+  grouped_rc = 4,  // grouped's grid and scales, LEB128 header, codes by codec 7's adaptive range coder
 };
 
 // One 2-D tensor's approximated change, for encoding its frames. Element e
@@ -47,7 +48,7 @@ struct ApproxTensor {
   uint32_t rank = 0;
   std::vector<float> u, v;
   std::vector<uint8_t> bits;
-  // grouped: codes[e] in 0 .. 2^qbits - 1 (qbits 1..8), d = scale × (code − zero2 / 2)
+  // grouped, grouped_rc: codes[e] in 0 .. 2^qbits - 1 (qbits 1..8), d = scale × (code − zero2 / 2)
   // (zero2 ≤ 2·(2^qbits − 1); zero2 = 2^qbits − 1 is the grid without a zero
   // level, zero2 even one with 0 on it) with the scale of element e's row and
   // column group: group = 0: `scales` holds one scale for the whole tensor;

@@ -88,6 +88,17 @@ struct Manifest {
 };
 
 std::string serialize_manifest(const Manifest& m);
+// tenpak.idx flags (docs/FORMAT.md, "Compact index"). Version-1 readers that
+// predate them refuse any non-zero flags, so a compact index is never misread.
+constexpr uint32_t kIndexCompact = 1;   // records in the compact body (varints, implied offsets)
+constexpr uint32_t kIndexBodyZstd = 2;  // that body is one zstd frame (only with kIndexCompact)
+// The same manifest as a compact index: the records that follow from others
+// (a frame's file and out_offset, a base range's length) are left out, the
+// rest written as LEB128 and the body zstd-compressed when `zstd` (level 19).
+// Needs frames grouped by file in file order (first_frame = the frames of the
+// files before it) and frames without a base to have base_offset = base_len
+// = 0, as TenPak's builders write them; an error otherwise.
+Result<std::string> serialize_manifest_compact(const Manifest& m, bool zstd = true);
 // Parses and validates: limits, frames tile every file exactly, names are
 // safe relative paths (no "..", no absolute paths, no empty components),
 // codec/dtype/base references are in range. `what` names the file in errors.
