@@ -904,8 +904,10 @@ struct MixOption {
 };
 
 // Fills `c.pre` for a gptqdelta / gptqmix candidate. gptqmix: per tensor
-// the options 0 (Δ dropped: an empty sparse frame), ternary at three scales
-// (three rates), 1, 2 and 3 bits; each option's bytes are its codec-11
+// the options 0 (Δ dropped: an empty sparse frame), ternary at four scales
+// (four rates; the widest, 3.4 × rms, mostly zeros: between dropping a
+// matrix and 1 bit, which range-coded costs well under a bit per weight),
+// 1, 2 and 3 bits; each option's bytes are its codec-11
 // frames' and its cost the KL on calibration windows with that tensor alone
 // quantized (the rest the fine-tune's); then, from every tensor at 0, the
 // upgrade with the most KL removed per byte that keeps the whole delta within
@@ -956,7 +958,7 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
   uint64_t fixed = t.dat.size() + tidx->size();
   std::vector<std::vector<MixOption>> opts(changes.size());
   std::vector<DeltaGrid> grids;
-  for (double m : {1.2, 1.8, 2.6}) grids.push_back({"1.58@" + std::to_string(m).substr(0, 3), 2, 2, {m}});
+  for (double m : {1.2, 1.8, 2.6, 3.4}) grids.push_back({"1.58@" + std::to_string(m).substr(0, 3), 2, 2, {m}});
   for (double b : {1.0, 2.0, 3.0}) grids.push_back(delta_grid(b));
   cli::ProgressBar bar("gptqmix options");
   for (size_t i = 0; i < changes.size(); ++i) {
