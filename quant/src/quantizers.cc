@@ -1,6 +1,11 @@
 #include "tenpak/quantizers.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 
 namespace tenpak::quant {
@@ -33,6 +38,76 @@ void gptq_grid(torch::Tensor xmin, torch::Tensor xmax, int bits, torch::Tensor& 
   s = to_half_grid(s);
   zero = torch::clamp(torch::round(-xmin / s), 1, maxq).unsqueeze(1);
   scale = s.unsqueeze(1);
+}
+
+
+// The loss-aware search's inner loop for one group (gptq_quantize): GPTQ's
+// column loop over the group's `count` columns for lanes lane0 .. lane1 (a
+// multiple of kSearchLanes apart) of the group stored transposed, wt
+// [count, n] (lane c*out + r: candidate c of row r), with that lane's scale
+// and zero sc, ze [n] and the group's block of the Cholesky factor, hinv
+// [count, count]. Lanes never interact inside a group, so a block of
+// kSearchLanes lanes runs the whole group with its data in cache (the
+// straight loop, [n, count] row-major with a rank-1 update of the rest of the
+// group per column, streamed n * count^2 / 2 floats from memory per group).
+// Every value is computed by the operations the straight libtorch loop
+// performs, in the same order and float precision: w / s, round half to even,
+// + z, clamp to 0..maxq, s * (q - z), (w - deq) / d, loss += e * e and
+// w_k -= e * h_k with the product rounded before the subtraction (neither
+// clone below is compiled with FMA), so codes, errors and losses are those of
+// fake_quant() and the matmul update bit for bit. On return row i of wt holds
+// the weights column i was quantized from, codes [count, n] the codes and
+// loss [n] each lane's sum of e^2.
+constexpr int64_t kSearchLanes = 64;
+typedef float SearchVec __attribute__((vector_size(32)));
+
+__attribute__((target_clones("avx2", "default"))) void search_group_lanes(
+    float* __restrict wt, const float* __restrict sc, const float* __restrict ze, const float* __restrict hinv,
+    int64_t count, int64_t n, int64_t lane0, int64_t lane1, float maxq, uint8_t* __restrict codes,
+    float* __restrict loss) {
+  constexpr int64_t V = sizeof(SearchVec) / sizeof(float);
+  // (x + 1.5 * 2^23) - 1.5 * 2^23 rounds |x| < 2^22 half to even in the
+  // default rounding mode, as torch::round (nearbyint) does; x is first
+  // clamped to +-2^22, which changes no code (|round(x)| >= 2^22 clamps to 0
+  // or maxq either way).
+  const SearchVec zero = {}, big = zero + 4194304.0f, nbig = zero - 4194304.0f, magic = zero + 12582912.0f,
+                  mq = zero + maxq;
+  alignas(32) float err[kSearchLanes], qf[kSearchLanes];
+  for (int64_t j0 = lane0; j0 < lane1; j0 += kSearchLanes) {
+    const float* s = sc + j0;
+    const float* z = ze + j0;
+    float* ls = loss + j0;
+    for (int64_t i = 0; i < count; ++i) {
+      const float* w = wt + i * n + j0;
+      const SearchVec d = zero + hinv[i * count + i];
+      for (int64_t j = 0; j < kSearchLanes; j += V) {
+        SearchVec wv, sv, zv, lv;
+        std::memcpy(&wv, w + j, sizeof wv);
+        std::memcpy(&sv, s + j, sizeof sv);
+        std::memcpy(&zv, z + j, sizeof zv);
+        std::memcpy(&lv, ls + j, sizeof lv);
+        SearchVec x = wv / sv;
+        x = x < nbig ? nbig : x;
+        x = x > big ? big : x;
+        SearchVec q = ((x + magic) - magic) + zv;
+        q = q < zero ? zero : q;
+        q = q > mq ? mq : q;
+        const SearchVec e = (wv - sv * (q - zv)) / d;
+        lv += e * e;
+        std::memcpy(ls + j, &lv, sizeof lv);
+        std::memcpy(qf + j, &q, sizeof q);
+        std::memcpy(err + j, &e, sizeof e);
+      }
+      uint8_t* cd = codes + i * n + j0;
+      for (int64_t j = 0; j < kSearchLanes; ++j) cd[j] = static_cast<uint8_t>(qf[j]);
+      const float* h = hinv + i * count;
+      for (int64_t k = i + 1; k < count; ++k) {
+        float* wk = wt + k * n + j0;
+        const float hk = h[k];
+        for (int64_t j = 0; j < kSearchLanes; ++j) wk[j] -= err[j] * hk;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -183,52 +258,64 @@ GroupQuant gptq_quantize(const torch::Tensor& w0, const torch::Tensor& H0, const
   const double fz = fixed ? opt.zero2 / 2.0 : 0.0, fmaxq = (1 << bits) - 1;
   const auto fscale = fixed ? opt.fixed_scale.to(torch::kFloat).reshape({-1, 1}).expand({out, 1}).contiguous()
                             : torch::Tensor();
-  // Loss-aware search: one lazy block per group, its columns replicated once
-  // per candidate ([C * out, count], candidate c in rows c*out ..).
+  // Loss-aware search: each group's columns replicated once per candidate and
+  // run through GPTQ's column loop by search_group_lanes (lane c*out + r:
+  // candidate c of row r; lanes padded to a multiple of kSearchLanes with
+  // scale 1, zero 0 and weight 0, never chosen).
   const int64_t C = searching ? opt.search + 1 : 1;
+  const int64_t N = C * out, Np = (N + kSearchLanes - 1) / kSearchLanes * kSearchLanes;
   const auto rows = torch::arange(out, torch::kLong);
   for (int64_t i1 = 0; searching && i1 < in; i1 += g) {
     const int64_t i2 = std::min(in, i1 + g), count = i2 - i1;
     auto W0 = W.slice(1, i1, i2);
-    auto W1 = W0.repeat({C, 1});
-    auto sc = torch::empty({C * out, 1}, torch::kFloat);
-    auto ze = torch::empty({C * out, 1}, torch::kFloat);
+    auto sc = torch::ones({Np}, torch::kFloat);
+    auto ze = torch::zeros({Np}, torch::kFloat);
     {
       torch::Tensor s0, z0;
       params(W0, s0, z0);
-      sc.slice(0, 0, out).copy_(s0);
-      ze.slice(0, 0, out).copy_(z0);
-      auto xmin = std::get<0>(W0.min(1)).clamp_max(0), xmax = std::get<0>(W0.max(1)).clamp_min(0);
-      for (int64_t c = 1; c < C; ++c) {
-        const double p = 1.0 - static_cast<double>(c - 1) * opt.search_shrink / opt.search;
+      sc.slice(0, 0, out).copy_(s0.squeeze(1));
+      ze.slice(0, 0, out).copy_(z0.squeeze(1));
+      if (C > 1) {
+        auto xmin = std::get<0>(W0.min(1)).clamp_max(0), xmax = std::get<0>(W0.max(1)).clamp_min(0);
+        std::vector<double> ps;
+        for (int64_t c = 1; c < C; ++c) ps.push_back(1.0 - static_cast<double>(c - 1) * opt.search_shrink / opt.search);
+        // float(p) * x: what x * p with a double scalar computes on a float tensor.
+        auto p = torch::tensor(ps, torch::kDouble).to(torch::kFloat).unsqueeze(1);
         torch::Tensor s1, z1;
-        gptq_grid(xmin * p, xmax * p, bits, s1, z1);
-        sc.slice(0, c * out, (c + 1) * out).copy_(s1);
-        ze.slice(0, c * out, (c + 1) * out).copy_(z1);
+        gptq_grid((xmin.unsqueeze(0) * p).reshape({-1}), (xmax.unsqueeze(0) * p).reshape({-1}), bits, s1, z1);
+        sc.slice(0, out, N).copy_(s1.squeeze(1));
+        ze.slice(0, out, N).copy_(z1.squeeze(1));
       }
     }
-    auto Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2);
-    auto Err1 = torch::empty({C * out, count}, torch::kFloat);
-    auto Qg = torch::empty({C * out, count}, torch::kFloat);
-    auto Cg = torch::empty({C * out, count}, torch::kInt32);
-    auto loss = torch::zeros({C * out}, torch::kFloat);
-    for (int64_t i = 0; i < count; ++i) {
-      auto w = W1.select(1, i).unsqueeze(1);
-      torch::Tensor c;
-      auto q = fake_quant(w, sc, ze, bits, &c);
-      Qg.select(1, i).copy_(q.squeeze(1));
-      Cg.select(1, i).copy_(c.squeeze(1));
-      auto err = (w - q) / Hinv1[i][i];
-      loss.add_(err.squeeze(1).square());
-      W1.slice(1, i).sub_(err.matmul(Hinv1.slice(0, i, i + 1).slice(1, i)));
-      Err1.select(1, i).copy_(err.squeeze(1));
+    auto Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2).contiguous();
+    auto Wt = torch::zeros({count, Np}, torch::kFloat);
+    Wt.slice(1, 0, N).view({count, C, out}).copy_(W0.t().unsqueeze(1).expand({count, C, out}));
+    auto Ct = torch::empty({count, Np}, torch::kUInt8);
+    auto loss = torch::zeros({Np}, torch::kFloat);
+    {
+      float* wt = Wt.data_ptr<float>();
+      const float* scp = sc.data_ptr<float>();
+      const float* zep = ze.data_ptr<float>();
+      const float* hp = Hinv1.data_ptr<float>();
+      uint8_t* cp = Ct.data_ptr<uint8_t>();
+      float* lp = loss.data_ptr<float>();
+      const auto maxq = static_cast<float>((1 << bits) - 1);
+      at::parallel_for(0, Np / kSearchLanes, 1, [&](int64_t b, int64_t e) {
+        search_group_lanes(wt, scp, zep, hp, count, Np, b * kSearchLanes, e * kSearchLanes, maxq, cp, lp);
+      });
     }
-    const auto idx = loss.view({C, out}).argmin(0) * out + rows;
-    Q.slice(1, i1, i2).copy_(Qg.index_select(0, idx));
-    codes.slice(1, i1, i2).copy_(Cg.index_select(0, idx));
-    r.scales[i1 / g].copy_(sc.index_select(0, idx).squeeze(1));
-    r.zeros[i1 / g].copy_(ze.index_select(0, idx).squeeze(1).to(torch::kInt32));
-    if (i2 < in) W.slice(1, i2).sub_(Err1.index_select(0, idx).matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
+    const auto idx = loss.slice(0, 0, N).view({C, out}).argmin(0) * out + rows;
+    const auto s = sc.index_select(0, idx), z = ze.index_select(0, idx);
+    const auto q = Ct.index_select(1, idx).to(torch::kFloat);  // [count, out]
+    const auto deq = s * (q - z);
+    Q.slice(1, i1, i2).copy_(deq.t());
+    codes.slice(1, i1, i2).copy_(q.t());
+    r.scales[i1 / g].copy_(s);
+    r.zeros[i1 / g].copy_(z.to(torch::kInt32));
+    if (i2 < in) {
+      auto err = ((Wt.index_select(1, idx) - deq) / Hinv1.diagonal().unsqueeze(1)).t().contiguous();
+      W.slice(1, i2).sub_(err.matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
+    }
   }
   for (int64_t i1 = 0; !searching && i1 < in; i1 += B) {
     const int64_t i2 = std::min(in, i1 + B), count = i2 - i1;
