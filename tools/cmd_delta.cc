@@ -233,7 +233,12 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
   auto r = open_any_delta(delta);
   if (!r.ok()) return fail(r.status());
   const Manifest& m = (*r)->manifest();
-  uint64_t idx_size = serialize_manifest(m).size();
+  // The index as stored: a local delta's tenpak.idx (version 1 or compact,
+  // docs/FORMAT.md); elsewhere its version-1 size, which a compact index
+  // (lossy deltas) is smaller than.
+  std::error_code ec;
+  uint64_t idx_size = is_remote_location(delta) ? 0 : std::filesystem::file_size(std::filesystem::path(delta) / kIndexFile, ec);
+  if (is_remote_location(delta) || ec) idx_size = serialize_manifest(m).size();
   uint64_t total_out = 0, total_delta = idx_size;
   json files = json::array();
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
