@@ -21,6 +21,7 @@
 #include "tenpak/model.h"
 #include "tenpak/out_file.h"
 #include "tenpak/patch_codec.h"
+#include "content_hash.h"
 #include "parquet_pages.h"
 
 namespace fs = std::filesystem;
@@ -137,7 +138,8 @@ class OpList {
   uint64_t pending_ = 0, lits_ = 0;
 };
 
-inline uint64_t load64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+using dataset_internal::load64;
+using dataset_internal::window16;
 inline uint32_t hash8(const uint8_t* p, int bits) { return static_cast<uint32_t>((load64(p) * 0x9E3779B97F4A7C15ull) >> (64 - bits)); }
 
 // Encodes derived bytes r[0, rn) as an edit of base bytes b[0, bn) (base file
@@ -234,15 +236,6 @@ struct BaseIndex {
   bool anchors_built = false;
   uint64_t start(uint32_t k) const { return k ? ends[k - 1] : 0; }
 };
-
-// A hash of the 16 bytes at p: two multiplies and a fold (a library hash
-// call per byte position was a sixth of the build time).
-inline uint64_t window16(const uint8_t* p) {
-  uint64_t h = load64(p) * 0x9E3779B97F4A7C15ull ^ ((load64(p + 8) * 0xC2B2AE3D27D4EB4Full) >> 7);
-  h ^= h >> 31;
-  h *= 0x165667B19E3779F9ull;
-  return h ^ (h >> 29);
-}
 
 // Content anchors of a record: 16-byte windows whose hash has its low 5
 // bits zero (one per 32 bytes on average), at most 48 per record.

@@ -9,6 +9,8 @@
 // file as "not Parquet". Nothing here is on the decode side.
 #include "parquet_pages.h"
 
+#include "content_hash.h"
+
 #include <snappy.h>
 
 #include <algorithm>
@@ -181,13 +183,7 @@ bool read_page_header(Thrift& t, Page& pg) {
   return true;
 }
 
-inline uint64_t load64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
-inline uint64_t window16(const uint8_t* p) {
-  uint64_t h = load64(p) * 0x9E3779B97F4A7C15ull ^ ((load64(p + 8) * 0xC2B2AE3D27D4EB4Full) >> 7);
-  h ^= h >> 31;
-  h *= 0x165667B19E3779F9ull;
-  return h ^ (h >> 29);
-}
+using dataset_internal::window16;
 template <class F>
 void for_anchors(const uint8_t* p, uint64_t n, uint64_t cap, F&& f) {
   uint64_t got = 0;

@@ -17,27 +17,19 @@
 #include "tenpak/delta.h"
 #include "tenpak/patch_codec.h"
 
+#include "../test_util.h"
+
 namespace fs = std::filesystem;
 using namespace tenpak;
 
 namespace {
 
 struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "tenpak-test-pqpages-XXXXXX").string();
-    path = ::mkdtemp(t.data());
-  }
+  std::string path = tptest::temp_dir("pqpages");
   ~TempDir() { fs::remove_all(path); }
 };
-void write(const std::string& p, const std::string& s) {
-  fs::create_directories(fs::path(p).parent_path());
-  std::ofstream(p, std::ios::binary) << s;
-}
-std::string read(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+void write(const std::string& p, const std::string& s) { tptest::write_file(p, s); }
+std::string read(const std::string& p) { return tptest::read_file(p); }
 const uint8_t* u8(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
 std::string snappy_of(const std::string& s) {
   std::string z;

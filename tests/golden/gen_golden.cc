@@ -27,23 +27,12 @@
 #include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
 
+#include "splitmix64.h"
+
 namespace fs = std::filesystem;
 using namespace tenpak;
 
 namespace {
-
-// SplitMix64: the same numbers on every platform.
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  double uni() { return (next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
-  double sym() { return 2 * uni() - 1; }                                 // (-1, 1)
-};
 
 void write(const std::string& path, const std::string& s) {
   fs::create_directories(fs::path(path).parent_path());

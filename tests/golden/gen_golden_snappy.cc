@@ -24,20 +24,12 @@
 #include "tenpak/hash.h"
 #include "tenpak/patch_codec.h"
 
+#include "splitmix64.h"
+
 namespace fs = std::filesystem;
 using namespace tenpak;
 
 namespace {
-
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-};
 
 void write(const std::string& path, const std::string& s) {
   fs::create_directories(fs::path(path).parent_path());
