@@ -94,6 +94,30 @@ struct Op {
   uint64_t src = 0;
   uint64_t copy = 0;
 };
+
+// Codec 10's ops and literal stream for ops over the derived bytes out: a
+// copy's source is b_pos(op.src), its position in the frame's B; an op
+// without a copy keeps the source where the previous copy ended (a move of 0).
+template <class BPos>
+void to_patch_ops(const std::vector<Op>& in, const uint8_t* out, BPos b_pos, std::vector<PatchOp>& ops,
+                  std::string& lit) {
+  uint64_t pos = 0;
+  for (auto& o : in) {
+    PatchOp po;
+    po.lit = static_cast<uint32_t>(o.lit);
+    lit.append(reinterpret_cast<const char*>(out + pos), o.lit);
+    pos += o.lit;
+    po.src = o.copy ? b_pos(o.src) : ops.empty() ? 0 : ops.back().src + ops.back().copy;
+    po.copy = static_cast<uint32_t>(o.copy);
+    pos += o.copy;
+    ops.push_back(po);
+  }
+}
+
+// B as the literals' prefix only where there are enough literals for it
+// to pay: loading a 2 MiB prefix at level 19 costs ~0.5 s, and a frame of
+// copies with a few edited words gains a few bytes from it.
+inline bool literal_prefix_pays(uint64_t lits, uint64_t b_size) { return lits * 64 >= b_size || lits >= (64u << 10); }
 // A base range worth having in a frame's B beside its copies (the matched
 // record, the base region a changed chunk replaced): literals compress
 // against it.
@@ -559,31 +583,16 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   for (auto& e : ext) { bstart.push_back(b.size()); b.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len); }
   std::vector<PatchOp> ops;
   std::string lit;
-  uint64_t pos = 0;
-  for (auto& o : j.ops) {
-    PatchOp po;
-    po.lit = static_cast<uint32_t>(o.lit);
-    lit.append(reinterpret_cast<const char*>(out + pos), o.lit);
-    pos += o.lit;
-    if (o.copy) {
-      size_t k = std::upper_bound(ext.begin(), ext.end(), o.src, [](uint64_t v, const PatchExtent& e) { return v < e.offset; }) - ext.begin() - 1;
-      po.src = bstart[k] + (o.src - ext[k].offset);
-    } else if (!ops.empty()) {
-      po.src = ops.back().src + ops.back().copy;  // a move of 0
-    }
-    po.copy = static_cast<uint32_t>(o.copy);
-    pos += o.copy;
-    ops.push_back(po);
-  }
+  to_patch_ops(j.ops, out, [&](uint64_t src) {
+    size_t k = std::upper_bound(ext.begin(), ext.end(), src, [](uint64_t v, const PatchExtent& e) { return v < e.offset; }) - ext.begin() - 1;
+    return bstart[k] + (src - ext[k].offset);
+  }, ops, lit);
   if (ext.empty()) {
     r.e = encode_frame_with(Codec::zstd, out, j.len, DType::U8, nullptr, level);
     return r;
   }
   r.e.codec = Codec::patch;
-  // B as the literals' prefix only where there are enough literals for it
-  // to pay: loading a 2 MiB prefix at level 19 costs ~0.5 s, and a frame of
-  // copies with a few edited words gains a few bytes from it.
-  const bool prefix = lits * 64 >= b.size() || lits >= (64u << 10);
+  const bool prefix = literal_prefix_pays(lits, b.size());
   r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level, prefix, 2,
                               opt.word_literals ? 1 : 0);
   r.base_file = base_idx;
@@ -732,19 +741,9 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   ol.finish();
   std::vector<PatchOp> ops;
   std::string lit;
-  uint64_t pos = 0;
-  for (auto& o : ol.ops) {
-    PatchOp po;
-    po.lit = static_cast<uint32_t>(o.lit);
-    lit.append(inner, pos, o.lit);
-    pos += o.lit;
-    po.src = o.copy ? o.src : ops.empty() ? 0 : ops.back().src + ops.back().copy;
-    po.copy = static_cast<uint32_t>(o.copy);
-    pos += o.copy;
-    ops.push_back(po);
-  }
+  to_patch_ops(ol.ops, ip, [](uint64_t src) { return src; }, ops, lit);
   const PatchSnappy sn{static_cast<uint32_t>(inner.size()), hlen};
-  const bool prefix = lit.size() * 64 >= b.size() || lit.size() >= (64u << 10);
+  const bool prefix = literal_prefix_pays(lit.size(), b.size());
   std::string payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), opt.zstd_level,
                                      prefix, 0, 0, &sn);
   if (payload.size() >= j.len) return false;
