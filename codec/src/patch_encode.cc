@@ -84,18 +84,29 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   };
   std::string raw = op_stream(line_ops == 1), zo;
   bool lines = line_ops == 1;
-  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, level);
+  // Op streams at level 17 at most: 18 and 19 (btultra2) take twice its time
+  // for nothing here (all op streams of GSM8K, ds-append, ds-csv, ds-conll,
+  // pq-append: 345,118 B at 19, 344,614 at 17; ds-csv's 18 frames 192 -> 101 ms).
+  const int ops_level = std::min(level, 17);
+  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, ops_level);
   if (line_ops == 2) {
     // Whichever stream is smaller as stored.
     std::string raw2 = op_stream(true), zo2;
-    if (level > 0) zo2 = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw2.data()), raw2.size(), nullptr, 0, level);
+    if (level > 0) zo2 = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw2.data()), raw2.size(), nullptr, 0, ops_level);
     const size_t s1 = zo.empty() ? raw.size() : zo.size(), s2 = zo2.empty() ? raw2.size() : zo2.size();
     if (s2 < s1) { raw = std::move(raw2); zo = std::move(zo2); lines = true; }
   }
-  std::string zl;
+  std::string zl, wl;
+  bool wrd = false, wl_done = false;
+  uint64_t out_len = 0;
+  for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
+  const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
+  const size_t ln = literals.size();
+  auto word_code = [&] {
+    words::encode(lp, ln, b, b_len, wl);
+    wl_done = true;
+  };
   if (level > 0) {
-    const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
-    const size_t ln = literals.size();
     // Trials at level 3 (fast even with a 4 MiB prefix) decide what is
     // worth the time of `level`: literals that compress 8:1 alone are
     // repetitive (high levels crawl on those and gain little: level 9);
@@ -108,13 +119,34 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
       t1 = zstd_with_prefix(lp, ln, b, b_len, 3);
       prefix = !t1.empty() && t1.size() * 10 < s0 * 9;
     }
-    zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
-    if (zl.empty()) prefix = false;
-    // A trial may be the smallest: on very repetitive literals (a field
-    // added to every record, 21 bytes a row) levels 6-19 lose to level 3
-    // (1.17 MB of them: 35.7 KB at level 9, 21.2 KB at level 3).
-    if (prefix && t1.size() < zl.size()) zl = std::move(t1);
-    if (!t0.empty() && t0.size() < (zl.empty() ? ln : zl.size())) { zl = std::move(t0); prefix = false; }
+    // Word-first: in a frame made mostly of literals (new records), the
+    // word coder runs before `level`, and when it beats 80% of the level-3
+    // trial by the margins of the rule below, that rule would pick it
+    // whatever `level` gives: level 19 has not come under 0.8x of level 3
+    // on such literals (text: 0.83-0.84 on ds-append's and pq-append's new
+    // rows; ds-append's word-coded streams are 0.59x of level 3), so its
+    // run (0.35 s per MiB of text) is skipped.
+    bool sure = false;
+    if (words == 1 && ln >= kWordsMinLiterals && ln * 2 >= out_len) {
+      const size_t lb = std::min(s0, t1.empty() ? s0 : t1.size()) * 4 / 5;
+      if (lb * 16 >= ln && lb * 100 >= out_len) {
+        word_code();
+        sure = wl.size() * 10 < lb * 9 && (lb - wl.size()) * 100 >= out_len;
+      }
+    }
+    if (sure) {
+      zl = std::move(wl);
+      wrd = true;
+      prefix = false;
+    } else {
+      zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
+      if (zl.empty()) prefix = false;
+      // A trial may be the smallest: on very repetitive literals (a field
+      // added to every record, 21 bytes a row) levels 6-19 lose to level 3
+      // (1.17 MB of them: 35.7 KB at level 9, 21.2 KB at level 3).
+      if (prefix && t1.size() < zl.size()) zl = std::move(t1);
+      if (!t0.empty() && t0.size() < (zl.empty() ? ln : zl.size())) { zl = std::move(t0); prefix = false; }
+    }
   }
   // Word-coded literals where they pay (below: a frame of new text
   // records), or always when asked (words = 2: golden files, tests). Not
@@ -122,14 +154,10 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   // each repeat as a token, zstd as one match; ds-addfield's trial doubled
   // its build time and never won), nor where zstd's whole stream is under
   // 1% of the frame (the most it could save).
-  bool wrd = false;
-  const size_t zsize = zl.empty() ? literals.size() : zl.size();
-  uint64_t out_len = 0;
-  for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
-  if (words == 2 || (words == 1 && level > 0 && literals.size() >= kWordsMinLiterals && zsize * 16 >= literals.size() &&
-                     zsize * 100 >= out_len)) {
-    std::string wl;
-    words::encode(reinterpret_cast<const uint8_t*>(literals.data()), literals.size(), b, b_len, wl);
+  const size_t zsize = zl.empty() ? ln : zl.size();
+  if (!wrd && (words == 2 || (words == 1 && level > 0 && ln >= kWordsMinLiterals && zsize * 16 >= ln &&
+                              zsize * 100 >= out_len))) {
+    if (!wl_done) word_code();
     // Kept when at least 10% smaller and the bytes saved are at least 1% of
     // the frame: a word-coded frame rebuilds far slower than a zstd one
     // (~30 MB/cpu-s of literals, plus priming from up to 256 KiB of B), so

@@ -157,6 +157,40 @@ TEST(Patch, HighLevelNeverStoresLiteralsLargerThanLevel3) {
   EXPECT_EQ(out, want);
 }
 
+// Word-first (patch_encode.cc): in a frame of new text records the word
+// coder runs before level 19 and skips it when it beats 80% of the level-3
+// trial; what it keeps must be what the full rule picks: word-coded, at
+// least 10% under level 19's zstd stream and 1% of the frame under it.
+TEST(Patch, WordFirstKeepsTheFullRulesChoice) {
+  const std::string b = jsonl(2000, 1), lit = jsonl(4000, 2);
+  const std::vector<PatchExtent> ext = {{0, static_cast<uint32_t>(b.size())}};
+  const std::vector<PatchOp> ops = {{static_cast<uint32_t>(lit.size()), 0, 0}};
+  const auto* bp = reinterpret_cast<const uint8_t*>(b.data());
+  const std::string pick = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 1);
+  const std::string wrd = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 2);
+  const std::string zst = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 0);
+  const size_t h = 4 + 12;
+  auto lit_stream = [&](const std::string& p) {
+    uint32_t stored;
+    std::memcpy(&stored, p.data() + h + 9, 4);
+    return p.size() - (h + 17 + stored);
+  };
+  ASSERT_EQ(pick[h] & 16, 16) << "word-coded";
+  EXPECT_EQ(pick, wrd);
+  EXPECT_EQ(zst[h] & 16, 0);
+  EXPECT_LT(lit_stream(wrd) * 10, lit_stream(zst) * 9) << lit_stream(wrd) << " vs " << lit_stream(zst);
+  EXPECT_GE((lit_stream(zst) - lit_stream(wrd)) * 100, lit.size());
+  Frame f;
+  f.codec = Codec::patch;
+  f.out_len = static_cast<uint32_t>(lit.size());
+  f.data_len = static_cast<uint32_t>(pick.size());
+  f.base_file = 0;
+  f.base_len = static_cast<uint32_t>(b.size());
+  std::string out(lit.size(), '\0');
+  ASSERT_TRUE(decode_patch(f, reinterpret_cast<const uint8_t*>(pick.data()), bp, reinterpret_cast<uint8_t*>(out.data())).ok());
+  EXPECT_EQ(out, lit);
+}
+
 // Line ops (method bit 3): copies that are whole lines of B count lines.
 TEST(Patch, LineOpsRoundTripAndRefusals) {
   // Lines of B start at 0, 4, 9, 15; |B| = 20 (its last line has no '\n').
