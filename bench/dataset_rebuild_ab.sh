@@ -9,7 +9,12 @@
 # REPS apply -j1 to disk (output compared with the derived set) and REPS verify -j1, timed as
 # dataset_bench.sh times them (MB of derived set per CPU-second, user + sys over the REPS runs). On a
 # shared machine the load moves both binaries' numbers alike when they run minutes apart; this runs
-# them seconds apart. Prints: pair | A apply | A verify | B apply | B verify | load.
+# them seconds apart. Prints: pair | A apply | A verify | B apply | B verify | A mount floor |
+# B mount floor | load. A mount floor: what the mount pays to rebuild the same set, where that
+# directory also holds `decode_floor` (bench/decode_floor.cc; "-" where not): every frame of every file
+# through DeltaReader::read_frame (base ranges from the page cache, decoded, xxh3-checked; no sha256 of
+# the files, no write, no process start), decode_floor --all's "reader" CPU over REPS runs, MB per
+# CPU-second. It is not the apply/verify measure the target is stated in.
 set -euo pipefail
 A=$1; B=$2; MB=${3:-16}; REPS=${REPS:-10}
 KINDS=${KINDS:-ds-append ds-delete ds-edit ds-reorder ds-addfield ds-shards ds-csv ds-conll}
@@ -19,6 +24,13 @@ DATA=$(dirname "$0")/../../shared/data/datasets/gsm8k
 PY=${TENPAK_VENV:-.venv}/bin/python
 cat_dir() { find "$1" -type f | LC_ALL=C sort | xargs cat; }
 rate() { awk -v n="$1" -v r="$REPS" '{ printf "%.0f", n / 1e6 / (($1 + $2) / r) }' "$2"; }
+floor_rate() {  # decode_floor --all's reader CPU over REPS runs -> MB per CPU-second
+  local i s=0
+  for ((i = 0; i < REPS; i++)); do
+    s=$(awk -v s="$s" -F'"reader_cpu_s":' '{ split($2, a, ","); printf "%.9f", s + a[1] }' <("$1/decode_floor" "$WORK/d" "$2" --all --json))
+  done
+  awk -v n="$3" -v s="$s" -v r="$REPS" 'BEGIN { printf "%.0f", n / 1e6 / (s / r) }'
+}
 run_pair() {
   local name=$1 base=$2 der=$3 n line
   n=$(find "$der" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
@@ -32,11 +44,14 @@ run_pair() {
     /usr/bin/time -f "%U %S" -o "$WORK/tv" bash -c 'for ((i = 0; i < $2; i++)); do "$3/tenpak" dataset verify "$1/d" --base "$4" -j1 >/dev/null || exit 1; done' _ "$WORK" "$REPS" "$bin" "$base"
     line="$line | $(rate "$n" "$WORK/ta") | $(rate "$n" "$WORK/tv")"
   done
+  for bin in "$A" "$B"; do
+    if [ -x "$bin/decode_floor" ]; then line="$line | $(floor_rate "$bin" "$base" "$n")"; else line="$line | -"; fi
+  done
   rm -rf "$WORK/d"
   echo "$line | $(cut -d' ' -f1 /proc/loadavg) |"
 }
-echo "| pair | A apply | A verify | B apply | B verify | load |"
-echo "|---|---|---|---|---|---|"
+echo "| pair | A apply | A verify | B apply | B verify | A mount floor | B mount floor | load |"
+echo "|---|---|---|---|---|---|---|---|"
 if [ -f "$DATA/test.jsonl" ]; then
   mkdir -p "$WORK/g/base" "$WORK/g/derived"
   cp "$DATA/test.jsonl" "$WORK/g/base/data.jsonl"; cp "$DATA/test_socratic.jsonl" "$WORK/g/derived/data.jsonl"

@@ -2,10 +2,10 @@
 // floor for the mount daemon's CPU-seconds per GB served cold
 // (bench/mount_bench.sh prints both side by side).
 //
-//   decode_floor DELTA_DIR BASE [--file NAME] [--json]
+//   decode_floor DELTA_DIR BASE [--file NAME | --all] [--json]
 //
-// For one output file (default: the largest), every frame once, on one
-// thread, in frame order; CPU time of this thread (CLOCK_THREAD_CPUTIME_ID):
+// For one output file (default: the largest; --all: every file, totals),
+// every frame once, on one thread, in frame order; CPU time of this thread (CLOCK_THREAD_CPUTIME_ID):
 //   decode:      decode_frame alone, payload and base range already in
 //                memory (read with pread before each frame, not timed);
 //   decode+hash: the same plus the frame's xxh3-128 check, as every reader
@@ -60,19 +60,20 @@ int fail(const std::string& m) {
 
 int main(int argc, char** argv) {
   std::string dir, base, file;
-  bool json = false;
+  bool json = false, all = false;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
     if (s == "--file" && i + 1 < argc) file = argv[++i];
     else if (s == "--json") json = true;
+    else if (s == "--all") all = true;
     else if (s == "--help" || s == "-h") {
-      std::printf("usage: decode_floor DELTA_DIR BASE [--file NAME] [--json]\n");
+      std::printf("usage: decode_floor DELTA_DIR BASE [--file NAME | --all] [--json]\n");
       return 0;
     } else if (dir.empty()) dir = s;
     else if (base.empty()) base = s;
     else return fail("unexpected argument " + s + " (--help)");
   }
-  if (dir.empty() || base.empty()) return fail("usage: decode_floor DELTA_DIR BASE [--file NAME] [--json]");
+  if (dir.empty() || base.empty()) return fail("usage: decode_floor DELTA_DIR BASE [--file NAME | --all] [--json]");
   auto r = open_delta_dir(dir);
   if (!r.ok()) return fail(r.status().message());
   DeltaReader& rd = **r;
@@ -86,8 +87,13 @@ int main(int argc, char** argv) {
       found = true;
     }
   }
-  if (!found) return fail("no output file " + file + " in " + dir);
-  const OutFile& of = m.out_files[fi];
+  if (!found && !all) return fail("no output file " + file + " in " + dir);
+  std::vector<uint32_t> files;
+  if (all)
+    for (uint32_t i = 0; i < m.out_files.size(); ++i) files.push_back(i);
+  else
+    files.push_back(fi);
+  const std::string what = all ? "(all " + std::to_string(files.size()) + " files)" : m.out_files[fi].name;
 
   // Base files by manifest index, opened as the reader would find them.
   const bool base_is_dir = ::access((base + "/.").c_str(), F_OK) == 0;
@@ -106,52 +112,55 @@ int main(int argc, char** argv) {
                                     BlockSource::kReadInAlign;
   double t_dec = 0, t_hash = 0, t_reader = 0;
   uint64_t bytes = 0, frames = 0;
-  for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) {
-    const Frame& f = m.frames[k];
-    payload.resize(f.data_len);
-    if (f.data_len && !pread_all(dfd, payload.data(), f.data_len, f.data_offset)) return fail("short read of tenpak.dat");
-    const uint8_t* b = nullptr;
-    if (f.codec == Codec::patch) {
-      auto ext = patch_extents(f, payload.data());
-      if (!ext.ok()) return fail(ext.status().message());
-      braw.clear();
-      for (const PatchExtent& e : *ext) {
-        const size_t at = braw.size();
-        braw.resize(at + e.len);
-        if (!pread_all(bfd[f.base_file], braw.data() + at, e.len, e.offset)) return fail("short base read");
+  for (uint32_t file_i : files) {
+    const OutFile& of = m.out_files[file_i];
+    for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) {
+      const Frame& f = m.frames[k];
+      payload.resize(f.data_len);
+      if (f.data_len && !pread_all(dfd, payload.data(), f.data_len, f.data_offset)) return fail("short read of tenpak.dat");
+      const uint8_t* b = nullptr;
+      if (f.codec == Codec::patch) {
+        auto ext = patch_extents(f, payload.data());
+        if (!ext.ok()) return fail(ext.status().message());
+        braw.clear();
+        for (const PatchExtent& e : *ext) {
+          const size_t at = braw.size();
+          braw.resize(at + e.len);
+          if (!pread_all(bfd[f.base_file], braw.data() + at, e.len, e.offset)) return fail("short base read");
+        }
+        b = braw.data();
+      } else if (f.base_file != kNoBase && codec_needs_base(f.codec)) {
+        braw.resize(f.base_len);
+        if (bfd[f.base_file] < 0 || !pread_all(bfd[f.base_file], braw.data(), f.base_len, f.base_offset))
+          return fail("base file " + m.base_files[f.base_file].name + ": cannot read");
+        b = braw.data();
       }
-      b = braw.data();
-    } else if (f.base_file != kNoBase && codec_needs_base(f.codec)) {
-      braw.resize(f.base_len);
-      if (bfd[f.base_file] < 0 || !pread_all(bfd[f.base_file], braw.data(), f.base_len, f.base_offset))
-        return fail("base file " + m.base_files[f.base_file].name + ": cannot read");
-      b = braw.data();
+      double t0 = thread_cpu();
+      Status st = decode_frame(f, payload.data(), b, out.data());
+      double t1 = thread_cpu();
+      const bool ok = st.ok() && xxh128(out.data(), f.out_len) == f.hash;
+      double t2 = thread_cpu();
+      if (!ok) return fail("frame " + std::to_string(k) + " does not rebuild: " + st.message());
+      auto rr = rd.read_frame_in(k, lent);
+      double t3 = thread_cpu();
+      if (!rr.ok()) return fail(rr.status().message());
+      t_dec += t1 - t0;
+      t_hash += t2 - t0;
+      t_reader += t3 - t2;
+      bytes += f.out_len;
+      ++frames;
     }
-    double t0 = thread_cpu();
-    Status st = decode_frame(f, payload.data(), b, out.data());
-    double t1 = thread_cpu();
-    const bool ok = st.ok() && xxh128(out.data(), f.out_len) == f.hash;
-    double t2 = thread_cpu();
-    if (!ok) return fail("frame " + std::to_string(k) + " does not rebuild: " + st.message());
-    auto rr = rd.read_frame_in(k, lent);
-    double t3 = thread_cpu();
-    if (!rr.ok()) return fail(rr.status().message());
-    t_dec += t1 - t0;
-    t_hash += t2 - t0;
-    t_reader += t3 - t2;
-    bytes += f.out_len;
-    ++frames;
   }
   const double gb = static_cast<double>(bytes) / 1e9;
   if (json) {
     std::printf("{\"file\":\"%s\",\"bytes\":%llu,\"frames\":%llu,\"decode_cpu_s\":%.6f,\"decode_hash_cpu_s\":%.6f,"
                 "\"reader_cpu_s\":%.6f,\"decode_cpu_s_per_gb\":%.4f,\"decode_hash_cpu_s_per_gb\":%.4f,"
                 "\"reader_cpu_s_per_gb\":%.4f}\n",
-                of.name.c_str(), (unsigned long long)bytes, (unsigned long long)frames, t_dec, t_hash, t_reader,
+                what.c_str(), (unsigned long long)bytes, (unsigned long long)frames, t_dec, t_hash, t_reader,
                 t_dec / gb, t_hash / gb, t_reader / gb);
   } else {
     std::printf("%s: %llu frames, %.3f GB; CPU-s per GB: decode %.3f, decode+hash %.3f, reader %.3f\n",
-                of.name.c_str(), (unsigned long long)frames, gb, t_dec / gb, t_hash / gb, t_reader / gb);
+                what.c_str(), (unsigned long long)frames, gb, t_dec / gb, t_hash / gb, t_reader / gb);
   }
   return 0;
 }

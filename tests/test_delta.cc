@@ -90,15 +90,21 @@ TEST(Delta, BuildApplyVerifyIsBitIdentical) {
   auto r = open_delta_dir(p.root + "/delta");
   ASSERT_TRUE(r.ok()) << r.status().message();
   ASSERT_TRUE(attach_local_base(**r, p.base, true).ok());
-  auto n = apply_delta(**r, p.root + "/out", {});
-  ASSERT_TRUE(n.ok()) << n.status().message();
-  for (auto& e : fs::recursive_directory_iterator(p.ft)) {
-    if (!e.is_regular_file()) continue;
-    auto rel = fs::relative(e.path(), p.ft).string();
-    EXPECT_EQ(tptest::read_file(p.root + "/out/" + rel), tptest::read_file(e.path())) << rel;
+  // Default workers, and one thread (rebuilt, hashed and written inline).
+  for (unsigned threads : {0u, 1u}) {
+    ApplyOptions o;
+    o.threads = threads;
+    const std::string out = p.root + "/out" + std::to_string(threads);
+    auto n = apply_delta(**r, out, o);
+    ASSERT_TRUE(n.ok()) << n.status().message();
+    for (auto& e : fs::recursive_directory_iterator(p.ft)) {
+      if (!e.is_regular_file()) continue;
+      auto rel = fs::relative(e.path(), p.ft).string();
+      EXPECT_EQ(tptest::read_file(out + "/" + rel), tptest::read_file(e.path())) << rel << " threads " << threads;
+    }
+    // Verify (in memory) also succeeds.
+    EXPECT_TRUE(apply_delta(**r, "", o).ok());
   }
-  // Verify (in memory) also succeeds, and random frame reads agree.
-  EXPECT_TRUE(apply_delta(**r, "", {}).ok());
   fs::remove_all(p.root);
 }
 
@@ -127,21 +133,24 @@ TEST(Delta, ApplyWithConcurrentBaseCheckRefusesWrongBase) {
   // Two wrong bases: one byte different in the bytes the delta reads, and in
   // the last byte (read by no frame: only the sha256 check can see it).
   std::string b = tptest::read_file(p.base + "/model.safetensors");
-  for (size_t at : {b.size() / 2, b.size() - 1}) {
-    std::string w = b;
-    w[at] ^= 1;
-    tptest::write_file(p.root + "/base2/model.safetensors", w);
-    tptest::write_file(p.root + "/base2/config.json", tptest::read_file(p.base + "/config.json"));
-    auto r = open_delta_dir(p.root + "/delta");
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE(attach_local_base(**r, p.root + "/base2", false).ok());  // sizes only
-    ApplyOptions o;
-    o.concurrent_check = [&] { return check_local_base_sha256((*r)->manifest(), p.root + "/base2"); };
-    auto n = apply_delta(**r, p.root + "/out", o);
-    ASSERT_FALSE(n.ok()) << "byte " << at;
-    EXPECT_EQ(n.status().code(), Errc::mismatch) << n.status().message();
-    EXPECT_NE(n.status().message().find("wrong base"), std::string::npos) << n.status().message();
-    EXPECT_FALSE(fs::exists(p.root + "/out")) << "byte " << at;
+  for (unsigned threads : {0u, 1u}) {
+    for (size_t at : {b.size() / 2, b.size() - 1}) {
+      std::string w = b;
+      w[at] ^= 1;
+      tptest::write_file(p.root + "/base2/model.safetensors", w);
+      tptest::write_file(p.root + "/base2/config.json", tptest::read_file(p.base + "/config.json"));
+      auto r = open_delta_dir(p.root + "/delta");
+      ASSERT_TRUE(r.ok());
+      ASSERT_TRUE(attach_local_base(**r, p.root + "/base2", false).ok());  // sizes only
+      ApplyOptions o;
+      o.threads = threads;
+      o.concurrent_check = [&] { return check_local_base_sha256((*r)->manifest(), p.root + "/base2"); };
+      auto n = apply_delta(**r, p.root + "/out", o);
+      ASSERT_FALSE(n.ok()) << "byte " << at << " threads " << threads;
+      EXPECT_EQ(n.status().code(), Errc::mismatch) << n.status().message();
+      EXPECT_NE(n.status().message().find("wrong base"), std::string::npos) << n.status().message();
+      EXPECT_FALSE(fs::exists(p.root + "/out")) << "byte " << at;
+    }
   }
   // The right base passes through the same path.
   auto r = open_delta_dir(p.root + "/delta");
@@ -207,12 +216,16 @@ TEST(Delta, CorruptFrameNamesFileAndFrame) {
   auto r = open_delta_dir(p.root + "/delta");
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(attach_local_base(**r, p.base, true).ok());
-  auto n = apply_delta(**r, p.root + "/out", {});
-  ASSERT_FALSE(n.ok());
-  EXPECT_EQ(n.status().code(), Errc::corrupt);
-  EXPECT_NE(n.status().message().find("frame " + std::to_string(big)), std::string::npos) << n.status().message();
-  EXPECT_NE(n.status().message().find(m.out_files[m.frames[big].file].name), std::string::npos);
-  EXPECT_FALSE(fs::exists(p.root + "/out"));  // nothing under the final name
+  for (unsigned threads : {0u, 1u}) {
+    ApplyOptions o;
+    o.threads = threads;
+    auto n = apply_delta(**r, p.root + "/out", o);
+    ASSERT_FALSE(n.ok());
+    EXPECT_EQ(n.status().code(), Errc::corrupt);
+    EXPECT_NE(n.status().message().find("frame " + std::to_string(big)), std::string::npos) << n.status().message();
+    EXPECT_NE(n.status().message().find(m.out_files[m.frames[big].file].name), std::string::npos);
+    EXPECT_FALSE(fs::exists(p.root + "/out")) << threads;  // nothing under the final name
+  }
   fs::remove_all(p.root);
 }
 

@@ -97,12 +97,17 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint64_t rest = f.data_len - h - hx;
   if (ops_stored > rest) return corrupt("op stream truncated");
   if (!(method & kOpsZstd) && ops_stored != ops_raw) return corrupt("stored op stream length differs from its size");
-  thread_local std::vector<uint8_t> bx;
-  thread_local Scratch<uint8_t> inner;
+  thread_local Scratch<uint8_t> bx, inner;
+  thread_local std::vector<uint64_t> starts;
   uint8_t* const final_out = out;
+  const uint8_t* const b_raw = b;
   if (sn) {
-    if (!snappy_expand(*ext, b, bx, blen)) return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
-    b = bx.data();
+    // B's length from the preambles; it is decompressed once the ops are
+    // validated (below), only the extents they read where that is all of B
+    // the frame uses.
+    if (!snappy_layout(*ext, b, starts)) return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
+    blen = starts.back();
+    b = bx.get(blen);
     out = inner.get(olen);
   }
   const uint8_t* ops_p = p + hx;
@@ -117,19 +122,6 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
     uint8_t* d = ops_buf.get(ops_raw);
     if (!unzstd_with_prefix(ops_p, ops_stored, nullptr, 0, d, ops_raw)) return corrupt("op stream (zstd)");
     ops = d;
-  }
-  const uint8_t* lit = lit_p;
-  if (method & kLitZstd) {
-    uint8_t* d = lit_buf.get(lit_raw);
-    const bool pre = (method & kLitPrefix) && blen;
-    if (!unzstd_with_prefix(lit_p, lit_stored, pre ? b : nullptr, pre ? blen : 0, d, lit_raw))
-      return corrupt("literal stream (zstd)");
-    lit = d;
-  }
-  if (method & kLitWords) {
-    uint8_t* d = lit_buf.get(lit_raw);
-    if (!words::decode(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (words)");
-    lit = d;
   }
   // Three arrays of nops values (literal lengths, zigzagged copy source
   // moves relative to the end of the previous copy, copy lengths), each as
@@ -174,6 +166,56 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   // Line ops (method bit 3): the copy value's low bit says whether the op
   // counts in lines of B (its move and its length) or in bytes.
   const bool lines = method & kLineOps;
+  if (sn) {
+    // Where only byte copies read B (no line ops, B no literal prefix or
+    // word sample), the extents no copy reads are not decompressed: a
+    // frame of new rows lists the base pages of its columns, most of them
+    // never read at rebuild (pq-append: 0.96 of 15.0 MB of B read;
+    // decompressing the rest was a fifth of its rebuild; docs/BENCHMARKS.md,
+    // Dataset deltas run 7; docs/FORMAT.md allows it). A pass over the ops
+    // marks the extents the copies read, as the loop below will compute
+    // them; on anything that loop will refuse, every extent is decompressed
+    // and the loop reports it.
+    thread_local std::vector<uint8_t> need;
+    const std::vector<uint8_t>* needp = nullptr;
+    if (!lines && !(method & (kLitPrefix | kLitWords))) {
+      need.assign(ext->size(), 0);
+      needp = &need;
+      const uint8_t* hi_at[3] = {hi[0], hi[1], hi[2]};
+      uint64_t cursor = 0;
+      for (uint32_t i = 0; i < nops; ++i) {
+        next(0, i);
+        const uint64_t z = next(1, i), c = next(2, i);
+        const int64_t src = static_cast<int64_t>(cursor) + (static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1));
+        if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src)) {
+          needp = nullptr;
+          break;
+        }
+        if (c) {
+          // Extents [first holding src, first starting at or past src + c).
+          size_t e = std::upper_bound(starts.begin(), starts.end() - 1, static_cast<uint64_t>(src)) - starts.begin() - 1;
+          for (; e < ext->size() && starts[e] < static_cast<uint64_t>(src) + c; ++e) need[e] = 1;
+        }
+        cursor = static_cast<uint64_t>(src) + c;
+      }
+      for (int a = 0; a < 3; ++a) hi[a] = hi_at[a];
+    }
+    if (!snappy_expand(*ext, b_raw, starts, needp, bx.data()))
+      return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
+  }
+  const uint8_t* lit = lit_p;
+  if (method & kLitZstd) {
+    uint8_t* d = lit_buf.get(lit_raw);
+    const bool pre = (method & kLitPrefix) && blen;
+    if (!unzstd_with_prefix(lit_p, lit_stored, pre ? b : nullptr, pre ? blen : 0, d, lit_raw))
+      return corrupt("literal stream (zstd)");
+    lit = d;
+  }
+  if (method & kLitWords) {
+    uint8_t* d = lit_buf.get(lit_raw);
+    if (!words::decode(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (words)");
+    lit = d;
+  }
   thread_local std::vector<uint32_t> t;
   if (lines) line_table(b, blen, t);
   const uint64_t nlines = lines ? t.size() - 1 : 0;

@@ -399,10 +399,20 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   for (auto& f : m.out_files) total += f.size;
   const unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   // Workers rebuild frames into a ring of buffers; this thread hashes and
-  // writes them in order.
-  const size_t window = threads * 3;
+  // writes them in order. One thread (-j1) rebuilds each frame on this
+  // thread into one buffer and hashes and writes it at once, while it is in
+  // this core's cache: a worker handing frames to this thread put every
+  // frame through two cores' caches and three buffers' first-touch page
+  // faults (docs/BENCHMARKS.md, Dataset deltas run 7).
+  const bool inline_rebuild = threads == 1;
+  const size_t window = inline_rebuild ? 1 : threads * 3;
   std::vector<Scratch<uint8_t>> bufs(window);
   std::vector<Status> sts(window);
+  // Every buffer at the largest frame's size up front: grown frame by
+  // frame, each growth is a fresh allocation and a page fault per 4 KiB.
+  uint64_t max_frame = 0;
+  for (auto& f : m.frames) max_frame = std::max<uint64_t>(max_frame, f.out_len);
+  for (auto& b : bufs) b.get(max_frame);
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
     OutFileWriter w;
@@ -427,7 +437,14 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
       if (opt.progress) opt.progress(done, total);
       return Status::Ok();
     };
-    TP_RETURN_IF_ERROR(prefer_check(ordered_pipeline(of.frame_count, threads, window, produce, consume)));
+    if (inline_rebuild) {
+      for (size_t k = 0; k < of.frame_count; ++k) {
+        produce(k, 0);
+        TP_RETURN_IF_ERROR(prefer_check(consume(k, 0)));
+      }
+    } else {
+      TP_RETURN_IF_ERROR(prefer_check(ordered_pipeline(of.frame_count, threads, window, produce, consume)));
+    }
     if (of.frame_count == 0) sha.update("", 0);
     Sha256 got = sha.finish();
     if (got != of.sha256)

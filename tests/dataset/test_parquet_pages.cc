@@ -250,6 +250,86 @@ TEST(Patch, SnappyPagesRoundTripAndRefusals) {
   EXPECT_EQ(decode_patch(f, u8(p), u8(braw), reinterpret_cast<uint8_t*>(out.data())).code(), Errc::corrupt);
 }
 
+// Extents no copy reads (no line ops; B neither the literals' prefix nor
+// their word sample) are not decompressed (docs/FORMAT.md, "Snappy pages"):
+// damage to such an extent's body cannot reach the output and is not
+// refused; a bad preamble, damage to an extent a copy reads, and (with B as
+// the literals' prefix) damage anywhere in B are. The page body is over
+// 64 KiB, so snappy::Compress writes several blocks, straight into the
+// output and, near its end, through snappy's scratch.
+TEST(Patch, SnappyPagesDecompressOnlyTheExtentsCopiesRead) {
+  auto u32 = [](size_t v) { return static_cast<uint32_t>(v); };
+  const std::string p0 = rows(3000, 11, false), pm = rows(800, 12, false), p1 = rows(2500, 13, false);
+  const std::string z0 = snappy_of(p0), zm = snappy_of(pm), z1 = snappy_of(p1);
+  const std::string braw = z0 + zm + z1, b = p0 + pm + p1;
+  const std::vector<PatchExtent> ext = {
+      {0, u32(z0.size())}, {z0.size(), u32(zm.size())}, {z0.size() + zm.size(), u32(z1.size())}};
+  const std::string hdr = "PAGEHEADER";
+  const size_t a1 = 50, n1 = p1.size() - 100, a0 = 7, n0 = p0.size() - 20;
+  for (bool prefix : {false, true}) {
+    // With B as prefix: new bytes that are text of the unread extent, which
+    // zstd codes against B.
+    const std::string nw = prefix ? pm.substr(100, 20000) : "new bytes of the edited row";
+    const std::string body = p1.substr(a1, n1) + nw + p0.substr(a0, n0);
+    ASSERT_GT(body.size(), 3u * 65536);
+    const std::vector<PatchOp> ops = {{u32(hdr.size()), p0.size() + pm.size() + a1, u32(n1)},
+                                      {u32(nw.size()), a0, u32(n0)}};
+    const PatchSnappy sn{u32(hdr.size() + body.size()), u32(hdr.size())};
+    const std::string want = hdr + snappy_of(body);
+    const std::string p = encode_patch(ext, ops, hdr + nw, u8(b), b.size(), prefix ? 3 : 0, prefix, 0, 0, &sn);
+    const uint8_t method = static_cast<uint8_t>(p[4 + 12 * ext.size()]);
+    ASSERT_EQ(method & (8 | 16), 0);
+    ASSERT_EQ((method & 4) != 0, prefix) << "literals' prefix bit";
+    Frame f;
+    f.codec = Codec::patch;
+    f.out_len = u32(want.size());
+    f.data_len = u32(p.size());
+    f.base_file = 0;
+    f.base_offset = 0;
+    f.base_len = u32(braw.size());
+    auto decode = [&](const Frame& g, const std::string& base, std::string* got = nullptr) {
+      std::string out(g.out_len, '\0');
+      Status st = decode_patch(g, u8(p), u8(base), reinterpret_cast<uint8_t*>(out.data()));
+      if (got) *got = out;
+      return st;
+    };
+    std::string got;
+    ASSERT_TRUE(decode(f, braw, &got).ok()) << prefix;
+    EXPECT_EQ(got, want) << prefix;
+    // The middle extent's body made invalid (its preamble kept).
+    {
+      std::string bad = braw;
+      std::fill(bad.begin() + static_cast<long>(z0.size()) + 8, bad.begin() + static_cast<long>(z0.size() + zm.size()), '\xff');
+      ASSERT_FALSE(snappy::IsValidCompressedBuffer(bad.data() + z0.size(), zm.size()));
+      if (prefix) {
+        EXPECT_EQ(decode(f, bad).code(), Errc::corrupt);
+      } else {
+        ASSERT_TRUE(decode(f, bad, &got).ok());
+        EXPECT_EQ(got, want);
+      }
+    }
+    // Its preamble unreadable: refused (B's length comes from every preamble).
+    {
+      std::string bad = braw;
+      std::fill(bad.begin() + static_cast<long>(z0.size()), bad.begin() + static_cast<long>(z0.size()) + 6, '\xff');
+      EXPECT_EQ(decode(f, bad).code(), Errc::corrupt) << prefix;
+    }
+    // An extent a copy reads, damaged the same way: refused.
+    {
+      std::string bad = braw;
+      std::fill(bad.begin() + 8, bad.begin() + 4000, '\xff');
+      EXPECT_EQ(decode(f, bad).code(), Errc::corrupt) << prefix;
+    }
+    // An output one byte shorter than snappy writes: refused, the
+    // compressed page never written past the frame.
+    {
+      Frame g = f;
+      g.out_len -= 1;
+      EXPECT_EQ(decode(g, braw).code(), Errc::corrupt) << prefix;
+    }
+  }
+}
+
 TEST(Dataset, ParquetPagesAreCodedDecompressed) {
   TempDir t;
   write_pair(t.path, false);

@@ -13,15 +13,21 @@ namespace tenpak {
 // capacity, so a thread_local vector that shrinks for a small frame and
 // grows back for the next 1 MiB one zero-fills up to 1 MiB per frame: as
 // much work as copying the frame. Growing here keeps nothing (it is
-// scratch), and the memory is kept until the object goes.
+// scratch), and the memory is kept until the object goes. It grows by at
+// least half its size: frames of slowly rising sizes (a literal stream, a
+// Parquet page) otherwise made each call a fresh allocation, whose pages
+// the kernel faults in and zeroes one by one (up to a tenth of a dataset
+// rebuild's CPU; docs/BENCHMARKS.md, Dataset deltas run 7). Pages never
+// written are never faulted in, so the slack costs address space only.
 template <class T>
 class Scratch {
  public:
   // At least n elements, uninitialised (a valid pointer also for n == 0).
   T* get(size_t n) {
     if (n > cap_ || !p_) {
-      p_ = std::make_unique_for_overwrite<T[]>(n ? n : 1);
-      cap_ = n ? n : 1;
+      const size_t cap = std::max<size_t>({n, 1, cap_ + cap_ / 2});
+      p_ = std::make_unique_for_overwrite<T[]>(cap);
+      cap_ = cap;
     }
     return p_.get();
   }
