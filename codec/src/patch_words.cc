@@ -9,31 +9,61 @@ namespace tenpak::patch_detail::words {
 
 void Vocab::clear() {
   off_.assign(1, 0);
-  bytes_.clear();
-  slot_.assign(1024, 0);
-  mask_ = slot_.size() - 1;
+  bytes_.assign(kPad, 0);
+  slot_.assign(index_ ? 1024 : 0, 0);
+  mask_ = slot_.empty() ? 0 : slot_.size() - 1;
 }
+
+namespace {
+inline uint64_t load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+// The bytes [p, p + n) for n <= 8 as a number, without reading outside them
+// (a token of B's sample may end B): any function of the bytes will do, as
+// long as it differs for different strings of the same length.
+inline uint64_t short_value(const uint8_t* p, uint32_t n) {
+  if (n >= 4) return load32(p) | static_cast<uint64_t>(load32(p + n - 4)) << 32;
+  if (n) return p[0] | static_cast<uint32_t>(p[n >> 1]) << 8 | static_cast<uint32_t>(p[n - 1]) << 16;
+  return 0;
+}
+}  // namespace
 
 uint64_t Vocab::hash(const uint8_t* p, uint32_t n) {
   uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-  uint32_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t v;
-    std::memcpy(&v, p + i, 8);
-    h = (h ^ v) * 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
+  if (n > 8) {
+    uint32_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      h = (h ^ load64(p + i)) * 0xBF58476D1CE4E5B9ull;
+      h ^= h >> 31;
+    }
+    h ^= load64(p + n - 8);
+  } else {
+    h ^= short_value(p, n);
   }
-  uint64_t v = 0;
-  std::memcpy(&v, p + i, n - i);
-  h = (h ^ v) * 0x94D049BB133111EBull;
+  h *= 0x94D049BB133111EBull;
   return h ^ (h >> 29);
+}
+
+bool Vocab::equal(uint32_t id, const uint8_t* p, uint32_t n) const {
+  if (len(id) != n) return false;
+  const uint8_t* q = data(id);
+  if (n <= 8) return short_value(q, n) == short_value(p, n);
+  if (n <= 16) return load64(q) == load64(p) && load64(q + n - 8) == load64(p + n - 8);
+  return std::memcmp(q, p, n) == 0;
 }
 
 uint32_t Vocab::find(const uint8_t* p, uint32_t n) const {
   for (uint64_t s = hash(p, n) & mask_;; s = (s + 1) & mask_) {
     const uint32_t id = slot_[s];
     if (!id) return 0;
-    if (len(id) == n && (n == 0 || std::memcmp(data(id), p, n) == 0)) return id;
+    if (equal(id, p, n)) return id;
   }
 }
 
@@ -49,14 +79,37 @@ void Vocab::grow() {
   }
 }
 
+void Vocab::append_bytes(const uint8_t* p, uint32_t n) {
+  const size_t at = bytes_.size() - kPad;
+  bytes_.resize(bytes_.size() + n);
+  std::memcpy(bytes_.data() + at, p, n);
+  std::memset(bytes_.data() + at + n, 0, kPad);
+  off_.push_back(static_cast<uint32_t>(at + n));
+}
+
 uint32_t Vocab::add(const uint8_t* p, uint32_t n) {
-  bytes_.append(reinterpret_cast<const char*>(p), n);
-  off_.push_back(static_cast<uint32_t>(bytes_.size()));
+  append_bytes(p, n);
   const uint32_t id = size();
+  if (!index_) return id;
   if (2 * (static_cast<uint64_t>(id) + 1) > slot_.size()) grow();
   uint64_t s = hash(p, n) & mask_;
   while (slot_[s]) s = (s + 1) & mask_;
   slot_[s] = id;
+  return id;
+}
+
+uint32_t Vocab::find_or_add(const uint8_t* p, uint32_t n, bool& added) {
+  if (2 * (static_cast<uint64_t>(size()) + 2) > slot_.size()) grow();
+  uint64_t s = hash(p, n) & mask_;
+  for (;; s = (s + 1) & mask_) {
+    const uint32_t id = slot_[s];
+    if (!id) break;
+    if (equal(id, p, n)) { added = false; return id; }
+  }
+  append_bytes(p, n);
+  const uint32_t id = size();
+  slot_[s] = id;
+  added = true;
   return id;
 }
 
@@ -87,6 +140,7 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
   // appearance with their counts; then ids by count, descending (stable).
   struct Tok { const uint8_t* p; uint32_t len; uint32_t kind; };
   std::vector<Tok> toks;
+  toks.reserve((n < kSampleMax ? n : kSampleMax) / 2 + 2 * pieces.size());
   for (auto [o, len] : pieces) {
     const uint8_t* p = b + o;
     const uint8_t* e = p + len;
@@ -100,29 +154,35 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
     toks.push_back({nullptr, 0, 2});  // piece end: the context restarts
   }
   std::vector<uint32_t> tid(toks.size(), 0);
+  Vocab first[2];  // per kind: distinct tokens, first-appearance order
+  std::vector<uint32_t> count[2] = {{0}, {0}};
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const uint32_t kind = toks[i].kind;
+    if (kind == 2) continue;
+    bool added;
+    const uint32_t id = first[kind].find_or_add(toks[i].p, toks[i].len, added);
+    if (added) count[kind].push_back(0);
+    ++count[kind][id];
+    tid[i] = id;
+  }
+  std::vector<uint32_t> remap[2];
   for (int kind = 0; kind < 2; ++kind) {
-    Vocab first;  // distinct tokens, first-appearance order
-    std::vector<uint32_t> count{0};
-    for (size_t i = 0; i < toks.size(); ++i) {
-      if (toks[i].kind != static_cast<uint32_t>(kind)) continue;
-      uint32_t id = first.find(toks[i].p, toks[i].len);
-      if (!id) { id = first.add(toks[i].p, toks[i].len); count.push_back(0); }
-      ++count[id];
-      tid[i] = id;
-    }
-    std::vector<uint32_t> order(first.size());
+    const Vocab& f = first[kind];
+    const std::vector<uint32_t>& cnt = count[kind];
+    std::vector<uint32_t> order(f.size());
     for (uint32_t i = 0; i < order.size(); ++i) order[i] = i + 1;
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return count[a] > count[c]; });
-    std::vector<uint32_t> remap(order.size() + 1, 0);
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return cnt[a] > cnt[c]; });
+    remap[kind].assign(order.size() + 1, 0);
+    voc[kind].reserve(order.size() + 4096, 0);
     Trainer tr;
     for (uint32_t r = 0; r < order.size(); ++r) {
       const uint32_t id = order[r];
-      remap[id] = voc[kind].add(first.data(id), first.len(id));
-      code_spelling(tr, *this, kind, first.data(id), first.len(id));
+      remap[kind][id] = voc[kind].add(f.data(id), f.len(id));
+      code_spelling(tr, *this, kind, f.data(id), f.len(id));
     }
-    for (size_t i = 0; i < toks.size(); ++i)
-      if (toks[i].kind == static_cast<uint32_t>(kind)) tid[i] = remap[tid[i]];
   }
+  for (size_t i = 0; i < toks.size(); ++i)
+    if (toks[i].kind != 2) tid[i] = remap[toks[i].kind][tid[i]];
   Trainer tr;
   for (size_t i = 0; i < toks.size(); ++i) {
     if (toks[i].kind == 2) { prev_other = 0; continue; }
@@ -141,11 +201,11 @@ uint32_t decode_tree(rc::Decoder& d, rc::Prob* t) {
   uint16_t p = t[1].p;
   for (int i = 0; i + 1 < nbits; ++i) {
     const uint16_t p0 = t[2 * node].p, p1 = t[2 * node + 1].p;
-    const int b = d.bit(t[node], p);
+    const int b = d.bit_branchy(t[node], p);
     node = 2 * node + static_cast<uint32_t>(b);
     p = b ? p1 : p0;
   }
-  node = 2 * node + static_cast<uint32_t>(d.bit(t[node], p));
+  node = 2 * node + static_cast<uint32_t>(d.bit_branchy(t[node], p));
   return node - (1u << nbits);
 }
 
@@ -159,67 +219,71 @@ uint32_t decode_id(rc::Decoder& d, IdModel& m) {
     uint16_t p = t[1].p;
     for (int pos = 0; pos + 1 < dd; ++pos) {
       const uint16_t p0 = t[2 * node].p, p1 = t[2 * node + 1].p;
-      const int b = d.bit(t[node], p);
+      const int b = d.bit_branchy(t[node], p);
       node = 2 * node + static_cast<uint32_t>(b);
       p = b ? p1 : p0;
     }
-    node = 2 * node + static_cast<uint32_t>(d.bit(t[node], p));
+    node = 2 * node + static_cast<uint32_t>(d.bit_branchy(t[node], p));
   }
   uint32_t v = node;  // the leading one and the tree's bits
-  for (int j = k - 2 - dd; j >= 0; --j) v = 2 * v + static_cast<uint32_t>(d.bit(m.low[k][j]));
+  for (int j = k - 2 - dd; j >= 0; --j) v = 2 * v + static_cast<uint32_t>(d.bit_branchy(m.low[k][j]));
   return v;
 }
 
-// memcpy of n <= kMaxTok bytes, inline: most tokens are a few bytes, and a
-// call per token cost 5% of decoding.
-inline void copy_token(uint8_t* d, const uint8_t* s, uint32_t n) {
-  if (n >= 16) {
-    uint32_t i = 0;
-    for (; i + 16 <= n; i += 16) std::memcpy(d + i, s + i, 16);
-    if (i < n) std::memcpy(d + n - 16, s + n - 16, 16);
-  } else if (n >= 8) {
-    std::memcpy(d, s, 8);
-    std::memcpy(d + n - 8, s + n - 8, 8);
-  } else if (n >= 4) {
-    std::memcpy(d, s, 4);
-    std::memcpy(d + n - 4, s + n - 4, 4);
+// A token of n <= kMaxTok bytes from a vocabulary (readable for 16 bytes
+// past its end, Vocab::kPad) to out, which has `room` writable bytes (n <=
+// room): 16 bytes at once when there is room, as almost always; a call to
+// memcpy per token cost 5% of decoding, a branch per size class more.
+inline void copy_token(uint8_t* d, const uint8_t* s, uint32_t n, size_t room) {
+  if (n <= 16 && room >= 16) {
+    std::memcpy(d, s, 16);
+  } else if (room >= kMaxTok) {
+    for (uint32_t i = 0; i < n; i += 16) std::memcpy(d + i, s + i, 16);
   } else {
-    for (uint32_t i = 0; i < n; ++i) d[i] = s[i];
+    std::memcpy(d, s, n);
   }
+}
+
+// One token of `kind` at out[pos]; false when corrupt.
+template <int kind>
+inline bool decode_token(rc::Decoder& d, Model& m, uint8_t* out, size_t& pos, size_t n) {
+  uint32_t id = decode_id(d, m.id_model(kind));
+  Vocab& v = m.voc[kind];
+  if (id == 0) {
+    const uint32_t len = decode_tree<7>(d, m.slen[kind]);
+    if (len > kMaxTok || len > n - pos) return false;
+    rc::Prob* y = m.spell.data() + static_cast<size_t>(kind) * 257 * 256;
+    uint32_t prev = 256;
+    for (uint32_t i = 0; i < len; ++i) {
+      prev = decode_tree<8>(d, y + prev * 256);
+      out[pos + i] = static_cast<uint8_t>(prev);
+    }
+    id = v.add(out + pos, len);
+    pos += len;
+  } else {
+    if (id > v.size()) return false;
+    const uint32_t len = v.len(id);
+    if (len > n - pos) return false;
+    copy_token(out + pos, v.data(id), len, n - pos);
+    pos += len;
+  }
+  if (kind == 1) m.prev_other = id;
+  return !d.overrun();
 }
 
 }  // namespace
 
 bool decode(const uint8_t* src, size_t sn, const uint8_t* b, uint64_t bn, uint8_t* out, size_t n) {
-  thread_local Model m;
+  thread_local Model m(false);
   m.reset_and_prime(b, bn);
   rc::Decoder d(src, sn);
   size_t pos = 0;
-  int kind = 0;
+  // Tokens alternate kinds, word first: one loop turn per pair, so each
+  // kind's branches are predicted apart.
   while (pos < n) {
-    uint32_t id = decode_id(d, m.id_model(kind));
-    Vocab& v = m.voc[kind];
-    if (id == 0) {
-      const uint32_t len = decode_tree<7>(d, m.slen[kind]);
-      if (len > kMaxTok || len > n - pos) return false;
-      uint32_t prev = 256;
-      for (uint32_t i = 0; i < len; ++i) {
-        out[pos + i] = static_cast<uint8_t>(
-            decode_tree<8>(d, m.spell.data() + (static_cast<size_t>(kind) * 257 + prev) * 256));
-        prev = out[pos + i];
-      }
-      id = v.add(out + pos, len);
-      pos += len;
-    } else {
-      if (id > v.size()) return false;
-      const uint32_t len = v.len(id);
-      if (len > n - pos) return false;
-      copy_token(out + pos, v.data(id), len);
-      pos += len;
-    }
-    if (kind == 1) m.prev_other = id;
-    kind ^= 1;
-    if (d.overrun()) return false;
+    if (!decode_token<0>(d, m, out, pos, n)) return false;
+    if (pos >= n) break;
+    if (!decode_token<1>(d, m, out, pos, n)) return false;
   }
   return d.exact_end();
 }

