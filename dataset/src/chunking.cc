@@ -2,35 +2,68 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "tenpak/dataset.h"
 
 namespace tenpak {
 
+namespace {
+
+// The first j >= from with p[j] = '\n' followed by an empty line ("\n", or
+// "\r\n"), else n.
+uint64_t next_empty_line(const uint8_t* p, uint64_t n, uint64_t from) {
+  uint64_t j = from;
+#ifdef __SSE2__
+  const __m128i nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+  for (; j + 18 <= n; j += 16) {
+    auto at = [&](uint64_t k) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k)); };
+    const __m128i a = at(j), b = at(j + 1), c = at(j + 2);
+    const __m128i hit = _mm_and_si128(_mm_cmpeq_epi8(a, nl),
+                                      _mm_or_si128(_mm_cmpeq_epi8(b, nl), _mm_and_si128(_mm_cmpeq_epi8(b, cr), _mm_cmpeq_epi8(c, nl))));
+    if (const int m = _mm_movemask_epi8(hit)) return j + static_cast<uint64_t>(__builtin_ctz(static_cast<unsigned>(m)));
+  }
+#endif
+  for (; j + 1 < n; ++j)
+    if (p[j] == '\n' && (p[j + 1] == '\n' || (p[j + 1] == '\r' && j + 2 < n && p[j + 2] == '\n'))) return j;
+  return n;
+}
+
+}  // namespace
+
 std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks) {
   std::vector<uint64_t> ends;
   uint64_t i = 0;
+  if (blocks) {
+    // A block ends after an empty line ("\n" or "\r\n") and the empty lines
+    // right after it; the rest of the file is the last block. Found by
+    // scanning 16 bytes at a time for a newline followed by an empty line
+    // instead of one memchr per line (CoNLL's lines are ~10 bytes: that was
+    // 12% of a ds-conll build).
+    auto empty_at = [&](uint64_t x) { return p[x] == '\n' || (p[x] == '\r' && x + 1 < n && p[x + 1] == '\n'); };
+    while (i < n) {
+      uint64_t q = i;  // the next empty line at or after the line start i
+      if (!empty_at(i)) {
+        const uint64_t j = next_empty_line(p, n, i);
+        if (j >= n) { ends.push_back(n); break; }
+        q = j + 1;
+      }
+      uint64_t e = q + (p[q] == '\n' ? 1 : 2);
+      while (e < n && (p[e] == '\n' || (p[e] == '\r' && e + 1 < n && p[e + 1] == '\n'))) e += p[e] == '\n' ? 1 : 2;
+      ends.push_back(e);
+      i = e;
+    }
+    return ends;
+  }
   while (i < n) {
     const void* nl = std::memchr(p + i, '\n', n - i);
     if (!nl) { ends.push_back(n); break; }
     uint64_t e = static_cast<const uint8_t*>(nl) - p + 1;
-    if (blocks) {
-      // A block ends after the newline of a line that is empty (or "\r").
-      uint64_t ls = i;  // start of this line
-      (void)ls;
-      // Absorb following empty lines into this record when this line itself ended a block.
-      bool empty_line = (e - i == 1) || (e - i == 2 && p[i] == '\r');
-      if (!empty_line) { i = e; if (i == n) ends.push_back(n); continue; }
-      while (e < n && (p[e] == '\n' || (p[e] == '\r' && e + 1 < n && p[e + 1] == '\n'))) e += p[e] == '\n' ? 1 : 2;
-      ends.push_back(e);
-      i = e;
-      continue;
-    }
     ends.push_back(e);
     i = e;
   }
-  if (blocks && !ends.empty() && ends.back() != n) ends.push_back(n);
-  if (blocks && ends.empty() && n) ends.push_back(n);
   return ends;
 }
 

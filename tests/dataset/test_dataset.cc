@@ -361,6 +361,36 @@ TEST(Dataset, SplitRecords) {
   EXPECT_TRUE(split_records(nullptr, 0, false).empty());
 }
 
+// Blocks are found by searching for empty lines; the same ends as a walk
+// over every line (the earlier implementation), on random text of short
+// lines, CR, CRLF and runs of empty lines.
+TEST(Dataset, SplitBlocksEqualsTheLineWalk) {
+  auto walk = [](const uint8_t* p, uint64_t n) {
+    std::vector<uint64_t> ends;
+    uint64_t i = 0;
+    while (i < n) {
+      const void* nl = std::memchr(p + i, '\n', n - i);
+      if (!nl) { ends.push_back(n); break; }
+      uint64_t e = static_cast<const uint8_t*>(nl) - p + 1;
+      if (!((e - i == 1) || (e - i == 2 && p[i] == '\r'))) { i = e; if (i == n) ends.push_back(n); continue; }
+      while (e < n && (p[e] == '\n' || (p[e] == '\r' && e + 1 < n && p[e + 1] == '\n'))) e += p[e] == '\n' ? 1 : 2;
+      ends.push_back(e);
+      i = e;
+    }
+    if (!ends.empty() && ends.back() != n) ends.push_back(n);
+    if (ends.empty() && n) ends.push_back(n);
+    return ends;
+  };
+  std::mt19937_64 r(7);
+  const char alphabet[] = {'a', 'b', '\n', '\n', '\r', '\t'};
+  for (int t = 0; t < 20000; ++t) {
+    std::string s(r() % 40, 'a');
+    for (auto& c : s) c = alphabet[r() % (t % 2 ? 6 : 4)];
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    ASSERT_EQ(split_records(p, s.size(), true), walk(p, s.size())) << testing::PrintToString(s);
+  }
+}
+
 TEST(Dataset, CdcChunksAreContentDefined) {
   std::mt19937_64 r(1);
   std::string s(1 << 20, '\0');
