@@ -7,7 +7,9 @@
 # in one run. bitdelta rows are tuned on calibration text (the first 90% of
 # TinyShakespeare, never the held-out part); "+notune" rows are the same
 # with --no-tune (scale = mean |delta|). Writes OUT/lossy.tsv, OUT/lossy.md (the table) and
-# OUT/lossy.svg (delta size vs KL divergence, log axes).
+# OUT/lossy.svg (delta size vs KL divergence, log axes). delta_bytes is every
+# file of the delta directory (tenpak.idx with its lossy record, tenpak.dat,
+# and a side file if a build wrote one), what a user downloads.
 #
 #   bench/lossy_bench.sh BUILD_DIR [OUT] [FIXTURES]
 #   EVAL_CHUNKS=0 (all held-out windows, default) or N; EVAL_CTX=256
@@ -76,10 +78,12 @@ for pair in $PAIRS; do
       echo "$pair $m: failed: $(tail -1 "$OUT/r.err")" >&2; continue
     fi
     t1=$(date +%s.%N)
-    python3 - "$OUT/r.json" "$pair" "$m" "$FP16" "$(python3 -c "print($t1-$t0)")" >> "$TSV" <<'PY'
-import json, sys
+    python3 - "$OUT/r.json" "$pair" "$m" "$FP16" "$(python3 -c "print($t1-$t0)")" "$OUT/d" >> "$TSV" <<'PY'
+import json, os, sys
 j = json.load(open(sys.argv[1])); q = j["quality"]
-print("\t".join([sys.argv[2], sys.argv[3], str(j["delta_bytes"]), "%.4f" % (j["delta_bytes"] / int(sys.argv[4])),
+d = sys.argv[6]
+n = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))  # every file of the delta directory
+print("\t".join([sys.argv[2], sys.argv[3], str(n), "%.4f" % (n / int(sys.argv[4])),
                  "%.5f" % q["ppl_ratio"], "%.4g" % q["kl_mean"], "%.4f" % q["top1_agreement"], "%.1f" % float(sys.argv[5])]))
 PY
     tail -1 "$TSV"

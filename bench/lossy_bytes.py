@@ -11,7 +11,12 @@ and prints the bytes per part:
                  (grouped: 14 B + 2 B per scale) and the rest (codes, zstd frame overhead)
   lossless-*     every other frame's payload: tensors (norms; the embedding without --lossy-embeddings),
                  safetensors headers, other files (config, tokenizer)
-  side file      tenpak.lossy.json (not counted by `delta build`'s delta_bytes; listed)
+  record         the lossy record in the compact index (flags bit 2; docs/FORMAT.md "Lossy deltas"):
+                 its JSON length and its share of the index (the index written again without it, with
+                 the `zstandard` module at level 19 as TenPak writes it: exact up to zstd versions)
+  side file      tenpak.lossy.json of deltas written before the record moved into the index
+
+Every file of the directory is counted in the total (the side file too, when there is one).
 
   python3 bench/lossy_bytes.py DIR FINETUNE_DIR [--json]
 
@@ -68,6 +73,17 @@ def as_method3(p, f):
     return 6 + min(len(z), len(raw))
 
 
+def spec_decode_uvar(n):
+    """LEB128 of n (FORMAT.md, "Compact index")."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def v1_index_bytes(locs, bases, outs, frames):
     """docs/FORMAT.md's version-1 layout: fixed-size records."""
     return (36 + sum(4 + len(x.encode()) for x in locs) + sum(4 + len(b[0].encode()) + 40 for b in bases) +
@@ -78,7 +94,8 @@ def main():
     d, ft = Path(sys.argv[1]), sys.argv[2]
     idx = (d / "tenpak.idx").read_bytes()
     flags = struct.unpack("<I", idx[12:16])[0]
-    locs, bases, outs, frames = spec_decode.parse_index(idx)
+    rec = []
+    locs, bases, outs, frames = spec_decode.parse_index(idx, rec)
     dat = (d / "tenpak.dat").read_bytes()
     parts = {}
 
@@ -125,8 +142,19 @@ def main():
                 add("lossless: other files (%s)" % o["name"], len(p), 1)
                 per_tensor.append((o["name"], "lossless", f["codec"], len(p)))
     side = d / "tenpak.lossy.json"
-    total = len(idx) + len(dat)
+    total = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
+    if rec:
+        add("index: lossy record (JSON bytes, before zstd)", len(rec[0]))
+        if flags & 2:
+            import zstandard
+            body = zstandard.ZstdDecompressor().decompress(idx[32:-8], max_output_size=struct.unpack("<I", idx[28:32])[0])
+            n = len(rec[0])
+            lenlen = len(spec_decode_uvar(n))
+            bare = body[:len(body) - n - lenlen]
+            z = zstandard.ZstdCompressor(level=19).compress(bare)
+            add("index: lossy record's share (index - index without it)", len(idx) - (40 + min(len(z), len(bare))))
     rep = {"delta_bytes": total, "index_bytes": len(idx), "data_bytes": len(dat),
+           "record_bytes": len(rec[0]) if rec else 0,
            "side_file_bytes": side.stat().st_size if side.exists() else 0,
            "frames": len(frames), "out_files": [o["name"] for o in outs],
            "parts": {k: {"bytes": v[0], "count": v[1]} for k, v in parts.items()},
@@ -134,8 +162,8 @@ def main():
     if "--json" in sys.argv:
         print(json.dumps(rep, indent=1))
         return
-    print(f"{d}: {total} B = tenpak.idx {len(idx)} + tenpak.dat {len(dat)} (side file {rep['side_file_bytes']} B, "
-          f"not counted); {len(frames)} frames")
+    print(f"{d}: {total} B (every file) = tenpak.idx {len(idx)} + tenpak.dat {len(dat)} + side file "
+          f"{rep['side_file_bytes']}; lossy record {rep['record_bytes']} B of JSON in the index; {len(frames)} frames")
     for k, v in parts.items():
         print(f"  {k:62s} {v[0]:8d} B  ({v[1]})")
     lossless = [x for x in per_tensor if x[1] == "lossless"]

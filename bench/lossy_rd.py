@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """What an ideal coder would need for the distortion a gptqdelta build reached (docs/LOSSY.md).
 
-    /usr/bin/python3 bench/lossy_rd.py DELTA/tenpak.lossy.json BASE/model.safetensors FT/model.safetensors
+    /usr/bin/python3 bench/lossy_rd.py REPORT.json BASE/model.safetensors FT/model.safetensors
 
-DELTA is a `--lossy gptqdelta:BITS` build: its side file holds, per approximated matrix, GPTQ's objective
+REPORT.json is the build report of a `--lossy gptqdelta:BITS` build (`--report FILE`, or its `--json`
+output; DELTA/tenpak.lossy.json of a delta built before the sixth pass): it holds, per approximated matrix, GPTQ's objective
 tr((D - Q) H (D - Q)^T) / 2 (the layer output's squared error on the calibration inputs), H's eigenvalues
 and the mean square of the change D. Model: the rows of D independent, each with independent entries of
 the measured variance. For that source and the layer objective as distortion:

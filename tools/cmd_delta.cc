@@ -235,11 +235,22 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
   const Manifest& m = (*r)->manifest();
   // The index as stored: a local delta's tenpak.idx (version 1 or compact,
   // docs/FORMAT.md); elsewhere its version-1 size, which a compact index
-  // (lossy deltas) is smaller than.
+  // (lossy deltas) is smaller than, or for an index with a lossy record
+  // (which only the compact layout holds) its compact size as TenPak writes it.
   std::error_code ec;
   uint64_t idx_size = is_remote_location(delta) ? 0 : std::filesystem::file_size(std::filesystem::path(delta) / kIndexFile, ec);
-  if (is_remote_location(delta) || ec) idx_size = serialize_manifest(m).size();
-  uint64_t total_out = 0, total_delta = idx_size;
+  if (is_remote_location(delta) || ec) {
+    auto compact = serialize_manifest_compact(m, true);
+    idx_size = !m.lossy_record.empty() && compact.ok() ? compact->size() : serialize_manifest(m).size();
+  }
+  // An older lossy delta's side file is part of what a reader fetches.
+  uint64_t side_size = 0;
+  if (!is_remote_location(delta) && m.lossy_record.empty()) {
+    std::error_code e2;
+    const auto sz = std::filesystem::file_size(std::filesystem::path(delta) / kLossyFile, e2);
+    if (!e2) side_size = sz;
+  }
+  uint64_t total_out = 0, total_delta = idx_size + side_size;
   json files = json::array();
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
@@ -284,7 +295,7 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
   auto lossy = lossy_info(delta, m);
   if (!lossy.ok()) return fail(lossy.status());
   json j = {{"delta", delta}, {"format_version", kFormatVersion}, {"finetune_bytes", total_out},
-            {"delta_bytes", total_delta}, {"index_bytes", idx_size},
+            {"delta_bytes", total_delta}, {"index_bytes", idx_size}, {"side_file_bytes", side_size},
             {"ratio", total_out ? static_cast<double>(total_delta) / total_out : 0.0},
             {"frames", m.frames.size()}, {"base_locations", m.base_locations}, {"base_files", base},
             {"files", files}};
@@ -366,7 +377,7 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_flag("--as-safetensors", as_safetensors, kAsSafetensors);
   // Lossy deltas are chosen and measured with libtorch: these options hand
   // the whole command to tenpak-ml (tools/ml/cmd_delta_lossy.cc, docs/LOSSY.md).
-  static std::string lossy, eval_text, data_dir, calib_text;
+  static std::string lossy, eval_text, data_dir, calib_text, report, tune_loss;
   static double max_kld = -1, max_ppl = -1, tune_lr = 0;
   static bool lossy_emb = false, no_tune = false;
   static int tune_steps = 0;
@@ -385,12 +396,16 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_flag("--no-tune", no_tune, "--lossy bitdelta: scales = mean |delta|, not tuned");
   b->add_option("--tune-steps", tune_steps, "--lossy bitdelta: Adam steps of the scale tuning");
   b->add_option("--tune-lr", tune_lr, "--lossy bitdelta: learning rate of the scale tuning");
+  b->add_option("--tune-loss", tune_loss, "--lossy: what the scale tuning minimises, mse (default) or kl");
+  b->add_option("--report", report,
+                "--lossy: write the build report (per-tensor choices, every candidate measured; not part of the "
+                "delta) to FILE");
   b->callback([&] {
     if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty() || !calib_text.empty() ||
-        no_tune || tune_steps || tune_lr) {
+        no_tune || tune_steps || tune_lr || !report.empty() || !tune_loss.empty()) {
       if (lossy.empty()) {
         rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text, --lossy-embeddings, --calib-text, "
-                                  "--no-tune and --tune-* need --lossy METHOD"});
+                                  "--no-tune, --tune-* and --report need --lossy METHOD"});
         return;
       }
       rc = exec_ml();

@@ -99,7 +99,7 @@ class Reader {
 
 }  // namespace
 
-static uint64_t compact_body_bound(uint64_t nb, uint64_t nf, uint64_t nfr);
+static uint64_t compact_body_bound(uint64_t nb, uint64_t nf, uint64_t nfr, uint32_t flags);
 
 std::string serialize_manifest(const Manifest& m) {
   Writer w;
@@ -143,7 +143,7 @@ Status check_index_head(const uint8_t* p, size_t n, uint64_t size, const std::st
   uint64_t bound = kIndexHeadSize + 4 + kMaxBaseLocations * str + v[2] * (str + 40) + v[3] * (str + 52) +
                    uint64_t{v[4]} * 64 + 8;
   if (v[1] & kIndexCompact) {
-    const uint64_t body = compact_body_bound(v[2], v[3], v[4]);
+    const uint64_t body = compact_body_bound(v[2], v[3], v[4], v[1]);
     bound = kIndexHeadSize + std::max<uint64_t>(body, ZSTD_COMPRESSBOUND(body)) + 8;
   }
   if (size > bound)
@@ -280,9 +280,10 @@ class VarReader {
 }  // namespace
 
 // Largest compact body the counts allow (every name and varint at its longest).
-static uint64_t compact_body_bound(uint64_t nb, uint64_t nf, uint64_t nfr) {
+static uint64_t compact_body_bound(uint64_t nb, uint64_t nf, uint64_t nfr, uint32_t flags) {
   const uint64_t str = 10 + uint64_t{kMaxNameLen};
-  return 10 + kMaxBaseLocations * str + nb * (str + 10 + 32) + nf * (str + 10 + 32 + 10 + 10) + nfr * (10 + 10 + 10 + 3 + 10 + 10 + 10 + 16);
+  return 10 + kMaxBaseLocations * str + nb * (str + 10 + 32) + nf * (str + 10 + 32 + 10 + 10) + nfr * (10 + 10 + 10 + 3 + 10 + 10 + 10 + 16) +
+         ((flags & kIndexRecord) ? 10 + uint64_t{kMaxLossyRecord} : 0);
 }
 
 Result<std::string> serialize_manifest_compact(const Manifest& m, bool zstd) {
@@ -338,6 +339,13 @@ Result<std::string> serialize_manifest_compact(const Manifest& m, bool zstd) {
     }
   }
   body += hashes;
+  if (!m.lossy_record.empty()) {
+    if (m.lossy_record.size() > kMaxLossyRecord)
+      return Status{Errc::invalid, "compact index: lossy record of " + std::to_string(m.lossy_record.size()) +
+                                       " bytes, more than " + std::to_string(kMaxLossyRecord)};
+    put_uvar(body, m.lossy_record.size());
+    body += m.lossy_record;
+  }
   if (body.size() > 0xffffffffull) return Status{Errc::invalid, "compact index: body over 4 GiB"};
   Writer w;
   w.bytes(kMagic, 8);
@@ -350,7 +358,7 @@ Result<std::string> serialize_manifest_compact(const Manifest& m, bool zstd) {
     stored.resize(z);
   }
   const bool use_zstd = zstd && stored.size() < body.size();
-  w.u32(kIndexCompact | (use_zstd ? kIndexBodyZstd : 0));
+  w.u32(kIndexCompact | (use_zstd ? kIndexBodyZstd : 0) | (m.lossy_record.empty() ? 0 : kIndexRecord));
   w.u32(static_cast<uint32_t>(m.base_files.size()));
   w.u32(static_cast<uint32_t>(m.out_files.size()));
   w.u32(static_cast<uint32_t>(m.frames.size()));
@@ -365,7 +373,7 @@ Result<std::string> serialize_manifest_compact(const Manifest& m, bool zstd) {
 namespace {
 
 // The records of a compact index's body (docs/FORMAT.md, "Compact index").
-Status parse_compact_body(const uint8_t* p, size_t n, uint32_t nb, uint32_t nf, uint32_t nfr, Manifest& m,
+Status parse_compact_body(const uint8_t* p, size_t n, uint32_t nb, uint32_t nf, uint32_t nfr, uint32_t flags, Manifest& m,
                           const std::function<Status(const std::string&)>& bad) {
   VarReader r(p, n);
   uint64_t nloc;
@@ -436,6 +444,16 @@ Status parse_compact_body(const uint8_t* p, size_t n, uint32_t nb, uint32_t nf, 
   }
   for (auto& f : m.frames)
     if (!r.bytes(f.hash.data(), 16)) return bad("truncated frame hashes");
+  if (flags & kIndexRecord) {
+    uint64_t len;
+    if (!r.uvar(len)) return bad("truncated lossy record length");
+    if (len == 0 || len > kMaxLossyRecord)
+      return bad("lossy record length " + std::to_string(len) + " (1.." + std::to_string(kMaxLossyRecord) + ")");
+    if (len > r.left()) return bad("truncated lossy record");
+    m.lossy_record.resize(len);
+    r.bytes(m.lossy_record.data(), len);
+    if (r.left() != 0) return bad("trailing bytes after the lossy record");
+  }
   if (r.left() != 0) return bad("trailing bytes after the frame hashes");
   return Status::Ok();
 }
@@ -458,14 +476,15 @@ Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& w
   std::memcpy(&stored, p + n - 8, 8);  // little-endian hosts only (checked at build time)
   if (xxh64(p, n - 8) != stored) return bad("index checksum mismatch (file damaged)");
   r.u32(flags); r.u32(nb); r.u32(nf); r.u32(nfr); r.u32(reserved);
-  if (flags != 0 && flags != kIndexCompact && flags != (kIndexCompact | kIndexBodyZstd))
+  // 0, or the compact layout with its optional zstd body and lossy record.
+  if (flags != 0 && (!(flags & kIndexCompact) || (flags & ~(kIndexCompact | kIndexBodyZstd | kIndexRecord))))
     return bad("unknown flags " + std::to_string(flags));
   if (nb > kMaxFiles || nf > kMaxFiles || nfr > kMaxFrames) return bad("count over the format's limits");
   Manifest m;
   if (flags & kIndexCompact) {
     // reserved = the body's length as decoded.
     const uint64_t body_len = reserved;
-    if (body_len > compact_body_bound(nb, nf, nfr)) return bad("compact body longer than its counts allow");
+    if (body_len > compact_body_bound(nb, nf, nfr, flags)) return bad("compact body longer than its counts allow");
     const uint8_t* sp = p + kIndexHeadSize;
     const size_t sn = n - kIndexHeadSize - 8;
     std::vector<uint8_t> body;
@@ -480,7 +499,7 @@ Result<Manifest> parse_manifest(const uint8_t* p, size_t n, const std::string& w
       if (sn != body_len) return bad("compact body: " + std::to_string(sn) + " bytes stored, " + std::to_string(body_len) + " stated");
       body.assign(sp, sp + sn);
     }
-    TP_RETURN_IF_ERROR(parse_compact_body(body.data(), body.size(), nb, nf, nfr, m, bad));
+    TP_RETURN_IF_ERROR(parse_compact_body(body.data(), body.size(), nb, nf, nfr, flags, m, bad));
     TP_RETURN_IF_ERROR(validate_manifest(m, bad));
     return m;
   }

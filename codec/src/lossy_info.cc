@@ -11,7 +11,7 @@
 
 namespace tenpak {
 
-Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, const std::string& what) {
+Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, const std::string& what, bool in_index) {
   using json = nlohmann::json;
   auto bad = [&](const std::string& why) { return Status{Errc::corrupt, what + ": " + why}; };
   json j = json::parse(text.begin(), text.end(), nullptr, false);
@@ -20,18 +20,22 @@ Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, con
     return bad("format is not \"tenpak.lossy\"");
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int64_t>() != 1)
     return bad("unknown version (this reader knows 1)");
-  if (!j.contains("quality") || !j["quality"].is_object() || !j.contains("rebuilt") || !j["rebuilt"].is_array() ||
-      !j.contains("method") || !j["method"].is_string())
-    return bad("method, quality or rebuilt missing");
+  if (!j.contains("quality") || !j["quality"].is_object() || !j.contains("method") || !j["method"].is_string())
+    return bad("method or quality missing");
+  // In the index the rebuilt files are the index's own (its checksum covers
+  // both); a side file names them, so that it cannot describe another delta.
+  const bool listed = j.contains("rebuilt");
+  if (listed ? !j["rebuilt"].is_array() : !in_index) return bad("rebuilt missing");
   std::map<std::string, std::string> sha;
-  for (auto& r : j["rebuilt"]) {
+  for (auto& r : listed ? j["rebuilt"] : json::array()) {
     if (!r.is_object() || !r.contains("name") || !r.contains("sha256") || !r["name"].is_string() || !r["sha256"].is_string())
       return bad("a rebuilt entry without name and sha256");
     if (!sha.emplace(r["name"].get<std::string>(), r["sha256"].get<std::string>()).second)
       return bad("a file is listed twice in rebuilt");
   }
-  if (sha.size() != m.out_files.size()) return bad("does not list the index's output files");
+  if (listed && sha.size() != m.out_files.size()) return bad("does not list the index's output files");
   for (auto& of : m.out_files) {
+    if (!listed) break;
     auto it = sha.find(of.name);
     if (it == sha.end() || it->second != hex(of.sha256))
       return bad(of.name + ": sha256 differs from the index (the side file belongs to another delta)");
@@ -51,6 +55,7 @@ Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, con
   li.scored_tokens = count(q, "scored_tokens");
   li.delta_bytes = count(j, "delta_bytes");
   li.finetune_bytes = count(j, "finetune_bytes");
+  li.in_index = in_index;
   li.json.assign(text.begin(), text.end());
   return li;
 }
@@ -67,6 +72,11 @@ Result<LossyInfo> read_lossy_info(BlockSource& src, const Manifest& m) {
 
 Result<std::optional<LossyInfo>> load_lossy_info(const std::string& delta_loc, const Manifest& m,
                                                  const WrapSource& wrap) {
+  if (!m.lossy_record.empty()) {
+    auto li = parse_lossy_info(m.lossy_record, m, join_location(delta_loc, kIndexFile) + ": lossy record", true);
+    if (!li.ok()) return li.status();
+    return std::optional<LossyInfo>(std::move(li.value()));
+  }
   auto src = open_source(join_location(delta_loc, kLossyFile));
   if (!src.ok()) {
     if (src.status().code() == Errc::not_found) return std::optional<LossyInfo>();

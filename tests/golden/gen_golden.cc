@@ -1194,6 +1194,52 @@ int write_compact_golden(const std::string& root) {
   return 0;
 }
 
+// Adds valid-compact-record/: the delta of valid-approx/ (its tenpak.dat and
+// expected.txt as they are) under a raw compact index that carries a lossy
+// record (flags 5), and invalid/compact-record-* (all refused when the index
+// is opened), leaving every older golden file as it is.
+int write_record_golden(const std::string& root) {
+  const std::string src = root + "/valid-approx";
+  const std::string idx = read_file(src + "/" + kIndexFile), dat = read_file(src + "/" + kDataFile),
+                    expected = read_file(src + "/expected.txt");
+  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), src);
+  if (!m.ok()) { std::fprintf(stderr, "%s\n", m.status().message().c_str()); return 1; }
+  m->lossy_record =
+      "{\"format\":\"tenpak.lossy\",\"version\":1,\"lossy\":true,\"method\":\"golden:1\",\"embeddings\":false,"
+      "\"lossless_delta_bytes\":4096,\"finetune_bytes\":65536,\"quality\":{\"eval_text\":\"golden.txt\","
+      "\"eval_part\":\"whole file\",\"ctx\":256,\"windows\":2,\"scored_tokens\":510,\"ppl_ratio\":1.00567,"
+      "\"ppl_delta_pct\":0.567,\"kl_mean\":0.00510234,\"top1_agreement\":0.932}}";
+  auto raw = serialize_manifest_compact(*m, false);
+  if (!raw.ok()) { std::fprintf(stderr, "compact index refused\n"); return 1; }
+  write_delta(root + "/valid-compact-record", *raw, dat, expected);
+  const std::string corrupt = "error corrupt open\n";
+  {
+    std::string b = *raw;  // flags 4: a record without the compact layout
+    const uint32_t f = kIndexRecord;
+    std::memcpy(&b[12], &f, 4);
+    write_delta(root + "/invalid/compact-record-flags", reseal(b), dat, corrupt);
+  }
+  {
+    // The record's last byte cut, body_len one less: its length varint
+    // (two bytes, just before the record) states one byte more than is left.
+    std::string b = *raw;
+    b.erase(b.size() - 9, 1);
+    uint32_t len;
+    std::memcpy(&len, &b[28], 4);
+    --len;
+    std::memcpy(&b[28], &len, 4);
+    write_delta(root + "/invalid/compact-record-truncated", reseal(b), dat, corrupt);
+  }
+  {
+    std::string b = *raw;  // the record's flag cleared: its bytes follow the hashes as trailing bytes
+    const uint32_t f = kIndexCompact;
+    std::memcpy(&b[12], &f, 4);
+    write_delta(root + "/invalid/compact-record-unflagged", reseal(b), dat, corrupt);
+  }
+  std::printf("wrote %s/valid-compact-record and invalid/compact-record-*\n", root.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
@@ -1203,9 +1249,10 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--lowrank-only") return write_lowrank_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--compact-only") return write_compact_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--record-only") return write_record_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--grouped-rc-only") return write_approx_golden(argv[1], true);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --compact-only | --grouped-rc-only | --fix-unknown-codec]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --compact-only | --record-only | --grouped-rc-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];

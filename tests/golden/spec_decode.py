@@ -15,6 +15,7 @@ what they call corruption. Exit 0 on success.
   python3 tests/golden/spec_decode.py [tests/golden]
 """
 import hashlib
+import json
 import math
 import struct
 import sys
@@ -76,7 +77,7 @@ class Uvar(Reader):
         return Reader.raw(self, n)
 
 
-def parse_compact(b, flags, nb, nf, nfr, body_len):
+def parse_compact(b, flags, nb, nf, nfr, body_len, rec=None):
     body = b[32:-8]
     if flags & 2:
         if zstandard is None:
@@ -116,19 +117,45 @@ def parse_compact(b, flags, nb, nf, nfr, body_len):
         need(pos == o["size"], "compact index: frames do not tile the file")
     for f in frames:
         f["hash"] = r.raw(16)
+    if flags & 4:
+        # The lossy record (FORMAT.md, "Lossy deltas"): uvar length 1..65536, then that many bytes.
+        n = r.v()
+        need(1 <= n <= 65536, "compact index: lossy record length")
+        need(r.p + n == len(body), "compact index: lossy record length does not end the body")
+        raw = r.raw(n)
+        if rec is not None:
+            rec.append(raw)
     need(r.p == len(body), "compact index: trailing bytes after the frame hashes")
     return locs, bases, outs, frames
 
 
-def parse_index(b):
+def lossy_record(b):
+    """The lossy record of index bytes `b` as JSON (None when it has none), checked as FORMAT.md says a
+    record in the index must be: format "tenpak.lossy", version 1, a method string, a quality object;
+    a `rebuilt` list, if present, naming exactly the index's files with their sha256."""
+    rec = []
+    _, _, outs, _ = parse_index(b, rec)
+    if not rec:
+        return None
+    j = json.loads(rec[0].decode())
+    need(isinstance(j, dict) and j.get("format") == "tenpak.lossy", "lossy record: format")
+    need(j.get("version") == 1, "lossy record: version")
+    need(isinstance(j.get("method"), str) and isinstance(j.get("quality"), dict), "lossy record: method or quality")
+    if "rebuilt" in j:
+        need(sorted((x["name"], x["sha256"]) for x in j["rebuilt"]) ==
+             sorted((o["name"], o["sha"].hex()) for o in outs), "lossy record: rebuilt differs from the index")
+    return j
+
+
+def parse_index(b, rec=None):
     r = Reader(b)
     assert r.raw(8) == b"TPKIDX\r\n"
     assert r.u(4) == 1
     flags = r.u(4)
     nb, nf, nfr = r.u(4), r.u(4), r.u(4)
     body_len = r.u(4)
-    if flags in (1, 3):
-        return parse_compact(b, flags, nb, nf, nfr, body_len)
+    if flags in (1, 3, 5, 7):
+        return parse_compact(b, flags, nb, nf, nfr, body_len, rec)
     need(flags == 0, f"unknown index flags {flags}")
     locs = [r.s() for _ in range(r.u(4))]
     bases = [(r.s(), r.u(8), r.raw(32)) for _ in range(nb)]
@@ -986,8 +1013,14 @@ def main():
             check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3) and
             check_valid(root, "valid-grouped-rc", base, True, 4) and
             check_valid(root, "valid-compact", base, True, 8) and
-            (zstandard is None or check_valid(root, "valid-compact-zstd", base, True, 8))):
+            (zstandard is None or check_valid(root, "valid-compact-zstd", base, True, 8)) and
+            check_valid(root, "valid-compact-record", base, True, 8)):
         return 1
+    rec = lossy_record((root / "valid-compact-record" / "tenpak.idx").read_bytes())
+    if rec is None or rec["method"] != "golden:1" or rec["quality"]["ppl_ratio"] != 1.00567:
+        print(f"FAIL valid-compact-record: lossy record {rec}")
+        return 1
+    print(f"ok   valid-compact-record: lossy record {rec['method']}, ppl ratio {rec['quality']['ppl_ratio']}")
     n = check_invalid(root, base)
     if n < 0:
         return 1

@@ -14,6 +14,7 @@
 
 #include "tenpak/delta.h"
 #include "tenpak/hash.h"
+#include "tenpak/lossy_info.h"
 #include "lanes_codec.h"  // codec/src (private): to run the portable sub_lanes decoder too
 
 namespace fs = std::filesystem;
@@ -60,7 +61,7 @@ std::vector<std::string> lines(const std::string& path) {
 class GoldenValid : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes", "valid-patch", "valid-words", "valid-approx",
                                                                      "valid-lowrank", "valid-grouped-rc", "valid-compact",
-                                                                     "valid-compact-zstd"));
+                                                                     "valid-compact-zstd", "valid-compact-record"));
 
 // A compact index (docs/FORMAT.md) holds the same records as the version-1
 // index it was written from: valid-compact*/ are valid-approx/ re-indexed.
@@ -74,6 +75,33 @@ TEST(Golden, CompactIndexHasTheSameRecords) {
     EXPECT_EQ(serialize_manifest((*c)->manifest()), want) << d;
     EXPECT_LT(fs::file_size(golden() + d + "/tenpak.idx"), want.size()) << d;
   }
+}
+
+// A compact index with a lossy record (flag 4, docs/FORMAT.md "Lossy
+// deltas"): the same records as valid-approx/, and the record is what
+// lossy_info reads for the delta (no side file is looked for).
+TEST(Golden, CompactIndexRecordIsTheLossyInfo) {
+  auto v1 = open_delta_dir(golden() + "/valid-approx");
+  ASSERT_TRUE(v1.ok()) << v1.status().message();
+  auto c = open_delta_dir(golden() + "/valid-compact-record");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(serialize_manifest((*c)->manifest()), serialize_manifest((*v1)->manifest()));
+  const Manifest& m = (*c)->manifest();
+  ASSERT_FALSE(m.lossy_record.empty());
+  EXPECT_TRUE((*v1)->manifest().lossy_record.empty());
+  auto li = load_lossy_info(golden() + "/valid-compact-record", m);
+  ASSERT_TRUE(li.ok()) << li.status().message();
+  ASSERT_TRUE(li->has_value());
+  EXPECT_TRUE((*li)->in_index);
+  EXPECT_EQ((*li)->method, "golden:1");
+  EXPECT_DOUBLE_EQ((*li)->ppl_ratio, 1.00567);
+  EXPECT_DOUBLE_EQ((*li)->kl_mean, 0.00510234);
+  EXPECT_EQ((*li)->scored_tokens, 510u);
+  // Written again, the index is byte for byte the golden one.
+  auto again = serialize_manifest_compact(m, false);
+  ASSERT_TRUE(again.ok());
+  std::ifstream f(golden() + "/valid-compact-record/tenpak.idx", std::ios::binary);
+  EXPECT_EQ(*again, std::string((std::istreambuf_iterator<char>(f)), {}));
 }
 
 TEST_P(GoldenValid, DecodesToRecordedSha256) {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Lossy deltas end to end on a small real fine-tune (tenpak fixture
 # stories-ft, 25 steps): every method builds; verify passes; apply writes
-# the rebuilt files with the sha256 the index and tenpak.lossy.json record;
-# the measured quality is in the side file and shown by inspect/verify; a
-# merged LoRA pair comes back with lowrank:R at KL < 1e-4. Bad input:
-# invalid method strings (exit 2), a target no method meets (exit 8, the best
-# reached said, nothing written), a model the runtime cannot load (exit 6,
-# the lossless delta of the same pair still builds), a side file that does
-# not match its index (exit 4). Skips (77) without ../shared/data.
+# the rebuilt files with the sha256 the index records; the measured quality
+# is the lossy record in the index (the delta directory holds tenpak.idx and
+# tenpak.dat only) and shown by inspect/verify; the per-tensor detail is in
+# the build report (--report); a merged LoRA pair comes back with lowrank:R
+# at KL < 1e-4. Bad input: invalid method strings (exit 2), a target no
+# method meets (exit 8, the best reached said, nothing written), a model the
+# runtime cannot load (exit 6, the lossless delta of the same pair still
+# builds), a damaged index (exit 4). Side files of older deltas:
+# tests/lossy/test_lossy_mount.cc. Skips (77) without ../shared/data.
 set -uo pipefail
 TENPAK=${TENPAK_BIN:?TENPAK_BIN not set}
 DATA=${TENPAK_SHARED:-../shared}/data
@@ -31,19 +33,31 @@ expect_rc 0 "$TENPAK" fixture stories-ft "$T/f" "${FAST[@]}"
 expect_rc 0 "$TENPAK" fixture stories-ft "$T/l" --lora 4 "${FAST[@]}"
 B=$T/f/base
 
-check_delta() {  # DIR PAIR: verify, inspect and apply agree with the side file
+check_delta() {  # DIR PAIR: verify, inspect and apply agree with the record and DIR.report.json
   local d=$1 pair=$2
-  [ -f "$d/tenpak.lossy.json" ] || fail "$d: no tenpak.lossy.json"
+  [ "$(ls -A "$d" | tr '\n' ' ')" = "tenpak.dat tenpak.idx " ] || fail "$d: holds $(ls -A "$d")"
+  [ -f "$d.report.json" ] || fail "$d: no build report"
   expect_rc 0 "$TENPAK" delta verify "$d" --base "$pair/base"
   grep -q "LOSSY delta" "$T/out" || fail "$d: verify does not say the delta is lossy"
   expect_rc 0 "$TENPAK" delta inspect "$d" --json
   cp "$T/out" "$T/inspect.json"
   expect_rc 0 "$TENPAK" delta apply "$d" --base "$pair/base" -o "$T/rebuilt"
-  "$PY" - "$d" "$T/rebuilt" "$pair/finetune" "$T/inspect.json" <<'PY' || fail "$d: side file / apply / inspect"
-import hashlib, json, sys
+  "$PY" - "$d" "$T/rebuilt" "$pair/finetune" "$T/inspect.json" <<'PY' || fail "$d: record / report / apply / inspect"
+import hashlib, json, os, sys
 d, rebuilt, ft, insp = sys.argv[1:5]
-j = json.load(open(d + "/tenpak.lossy.json"))
-assert j["format"] == "tenpak.lossy" and j["version"] == 1 and j["lossy"] is True, j
+j = json.load(open(d + ".report.json"))
+i = json.load(open(insp))
+rec = i["lossy"]  # the index's record, as inspect reads it
+assert rec["format"] == "tenpak.lossy" and rec["version"] == 1 and rec["lossy"] is True, rec
+assert "rebuilt" not in rec and "tensors" not in rec and "candidates" not in rec, sorted(rec)
+assert rec == j["record"] and rec["method"] == j["method"], (rec, j["record"])
+assert j["format"] == "tenpak.lossy.report" and j["version"] == 1, j["format"]
+files = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+assert j["delta_bytes"] == files == j["index_bytes"] + j["data_bytes"] == i["delta_bytes"], (j["delta_bytes"], files, i["delta_bytes"])
+assert 0 < j["record_bytes_in_index"] < j["index_bytes"], j["record_bytes_in_index"]
+q = rec["quality"]
+for k in ("ppl_ratio", "kl_mean", "top1_agreement", "ppl_finetune", "ppl_rebuilt", "eval_text_sha256"):
+    assert k in q and abs(q[k] - j["quality"][k]) <= 1e-5 * abs(j["quality"][k]) if k != "eval_text_sha256" else q[k] == j["quality"][k], k
 q = j["quality"]
 for k in ("ppl_ratio", "kl_mean", "top1_agreement", "ppl_finetune", "ppl_rebuilt", "eval_text_sha256"):
     assert k in q, k
@@ -58,8 +72,6 @@ assert approx, "no tensor stored lossy"
 # The rebuilt weights differ from the fine-tune (lossy) but not the non-weight files.
 assert sha(rebuilt + "/model.safetensors") != sha(ft + "/model.safetensors")
 assert sha(rebuilt + "/config.json") == sha(ft + "/config.json")
-i = json.load(open(insp))
-assert i["lossy"]["method"] == j["method"], i["lossy"]
 assert j["delta_bytes"] < j["lossless_delta_bytes"], (j["delta_bytes"], j["lossless_delta_bytes"])
 PY
   rm -rf "$T/rebuilt"
@@ -68,7 +80,8 @@ PY
 # sparse: the threshold keeping 5% of the block matrices' changed entries.
 T5=$("$PY" "$(dirname "$0")/../../bench/sparse_thresholds.py" "$T/f" 0.05) || fail "threshold"
 for m in "sparse:$T5" dare:0.9 bitdelta qdelta:3 lowrank:4; do
-  expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-${m%%:*}" --lossy "$m" "${EV[@]}" --json
+  expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-${m%%:*}" --lossy "$m" "${EV[@]}" --json \
+    --report "$T/d-${m%%:*}.report.json"
   ls -a "$T" | grep -q tenpak-tmp && fail "$m: staging directory left behind"
   check_delta "$T/d-${m%%:*}" "$T/f"
   echo "ok   $m"
@@ -81,22 +94,25 @@ import json, sys
 t = json.load(open(sys.argv[1]))["bitdelta_tuning"]
 assert t["tuned"] and "first 90%" in t["calib_part"], t
 assert t["logit_mse_after"] < t["logit_mse_before"], t
-print("ok   bitdelta tuned: logit MSE", t["logit_mse_before"], "->", t["logit_mse_after"])' "$T/d-bitdelta/tenpak.lossy.json" || fail "bitdelta tuning"
+print("ok   bitdelta tuned: logit MSE", t["logit_mse_before"], "->", t["logit_mse_after"])' "$T/d-bitdelta.report.json" || fail "bitdelta tuning"
+# Without --report the same detail is in the --json output.
 expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-nt" --lossy bitdelta --no-tune "${EV[@]}" --json
+cp "$T/out" "$T/d-nt.json"
 "$PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1])); t = j["bitdelta_tuning"]
 assert not t["tuned"] and t["why"] == "--no-tune", t
-assert all(x["scale"] == x["scale_mean_abs"] for x in j["tensors"]), "untuned scales are mean |delta|"' "$T/d-nt/tenpak.lossy.json" || fail "--no-tune"
+assert all(x["scale"] == x["scale_mean_abs"] for x in j["tensors"]), "untuned scales are mean |delta|"' "$T/d-nt.json" || fail "--no-tune"
 # GPTQ on the change (codec 11 grouped codes): verify/apply/inspect agree;
 # every matrix's kept objective is at most round-to-nearest's on its grid;
 # gptqmix keeps the whole delta within its fraction of the fp16 size.
-expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gq" --lossy gptqdelta:1.58 --no-tune "${EV[@]}" --json
+expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gq" --lossy gptqdelta:1.58 --no-tune "${EV[@]}" --json \
+  --report "$T/d-gq.report.json"
 check_delta "$T/d-gq" "$T/f"
 expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gm" --lossy gptqmix:0.0625 --lossy-embeddings \
-  --tune-steps 5 "${EV[@]}" --json
+  --tune-steps 5 "${EV[@]}" --json --report "$T/d-gm.report.json"
 check_delta "$T/d-gm" "$T/f"
-"$PY" - "$T/d-gq/tenpak.lossy.json" "$T/d-gm/tenpak.lossy.json" "$T/f/finetune/model.safetensors" <<'PY' || fail "gptq"
+"$PY" - "$T/d-gq.report.json" "$T/d-gm.report.json" "$T/f/finetune/model.safetensors" <<'PY' || fail "gptq"
 import json, struct, sys, math
 q = json.load(open(sys.argv[1]))
 for t in q["tensors"]:
@@ -110,7 +126,8 @@ h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
 fp16 = sum(2 * math.prod(v["shape"]) for v in h.values())
 g = m["gptq"]
 assert g["fp16_bytes"] == fp16 and g["budget_bytes"] == 0.0625 * fp16, g
-assert m["delta_bytes"] <= 0.0625 * fp16 and g["within_budget"], (m["delta_bytes"], fp16)
+assert m["delta_bytes"] <= 0.0625 * fp16 and g["within_budget"] and g["written_bytes"] == m["delta_bytes"], (m["delta_bytes"], fp16)
+assert m["record"]["calib"]["calib_text_sha256"] == g["hessian"]["calib_text_sha256"], m["record"]
 assert g["scale_tuning"]["tuned"], g["scale_tuning"]
 opts = {t["option"] for t in m["tensors"] if "option" in t}
 assert opts, "no allocation recorded"
@@ -124,16 +141,17 @@ grep -q "calibration text is the text the quality is measured on" "$T/err" || { 
 [ ! -e "$T/bad" ] || fail "calib = eval: output written"
 
 # Merged LoRA rank 4: lowrank:4 rebuilds it with KL < 1e-4.
-expect_rc 0 "$TENPAK" delta build "$T/l/base" "$T/l/finetune" -o "$T/dl" --lossy lowrank:4 "${EV[@]}" --json
+expect_rc 0 "$TENPAK" delta build "$T/l/base" "$T/l/finetune" -o "$T/dl" --lossy lowrank:4 "${EV[@]}" --json \
+  --report "$T/dl.report.json"
 check_delta "$T/dl" "$T/l"
 "$PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["quality"]["kl_mean"] < 1e-4, j["quality"]
 assert all(t["rank"] == 4 for t in j["tensors"] if t["stored"] == "approx"), j["tensors"]
-print("ok   LoRA r4 lowrank:4 KL", j["quality"]["kl_mean"], "bytes", j["delta_bytes"])' "$T/dl/tenpak.lossy.json" || fail "LoRA lowrank"
+print("ok   LoRA r4 lowrank:4 KL", j["quality"]["kl_mean"], "bytes", j["delta_bytes"])' "$T/dl.report.json" || fail "LoRA lowrank"
 
-# The mount serves the lossy delta: the rebuilt sha256 the side file records.
+# The mount serves the lossy delta: the rebuilt sha256 the index records.
 if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
   mkdir -p "$T/mnt"
   if "$TENPAK" mount "$T/dl" "$T/mnt" --base "$T/l/base" >"$T/out" 2>"$T/err"; then
@@ -147,14 +165,14 @@ if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
 import json, sys
 s = json.load(open(sys.argv[1])); j = json.load(open(sys.argv[2]))
 l = s["lossy"][0]
-assert l["method"] == j["method"] and l["kl_mean"] == j["quality"]["kl_mean"], (l, j["quality"])
-print("ok   mount stats show the recorded quality")' "$T/stats.json" "$T/dl/tenpak.lossy.json" || fail "stats json"
+assert l["method"] == j["method"] and l["kl_mean"] == j["record"]["quality"]["kl_mean"], (l, j["record"]["quality"])
+print("ok   mount stats show the recorded quality")' "$T/stats.json" "$T/dl.report.json" || fail "stats json"
     "$PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
 want = [r["sha256"] for r in j["rebuilt"] if r["name"] == "model.safetensors"][0]
 assert want == sys.argv[2], (want, sys.argv[2])
-print("ok   mount serves the rebuilt model.safetensors")' "$T/dl/tenpak.lossy.json" "$got" || fail "mount sha256"
+print("ok   mount serves the rebuilt model.safetensors")' "$T/dl.report.json" "$got" || fail "mount sha256"
   else
     echo "note: mount not possible here ($(tail -1 "$T/err")); mount check skipped"
   fi
@@ -162,11 +180,13 @@ fi
 
 # A target: the smallest lowrank setting meeting a loose KL bound is chosen.
 expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/dt" --lossy lowrank --max-kld 0.05 "${EV[@]}" --json
+cp "$T/out" "$T/dt.json"
 "$PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["quality"]["kl_mean"] <= 0.05 and j["method"].startswith("lowrank:"), j
-print("ok   --max-kld 0.05 chose", j["method"])' "$T/dt/tenpak.lossy.json" || fail "target"
+assert j["record"]["target"] == {"max_kld": 0.05}, j["record"]
+print("ok   --max-kld 0.05 chose", j["method"])' "$T/dt.json" || fail "target"
 
 # Bad input.
 for bad in foo sparse sparse:abc sparse:-1 dare:1.5 qdelta:9 qdelta:0 lowrank:0 bitdelta:3 gptqdelta:4 gptqdelta:1:col \
@@ -186,8 +206,11 @@ expect_rc 6 "$TENPAK" delta build "$T/nc/base" "$T/nc/ft" -o "$T/ncd" --lossy lo
 grep -q "runtime cannot load" "$T/err" && grep -q "lossless" "$T/err" || { cat "$T/err"; fail "unloadable: message"; }
 expect_rc 0 "$TENPAK" delta build "$T/nc/base" "$T/nc/ft" -o "$T/ncd"
 expect_rc 0 "$TENPAK" delta verify "$T/ncd" --base "$T/nc/base"
-# A side file that does not belong to its index: refused as corrupt.
-sed -i 's/"sha256": "\([0-9a-f]\)/"sha256": "0\1/' "$T/d-bitdelta/tenpak.lossy.json"
+# An index whose record (or anything else) was changed: refused as corrupt
+# by the index's checksum, which covers the record.
+"$PY" -c '
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[-9] ^= 1; open(p, "wb").write(b)' "$T/d-bitdelta/tenpak.idx"
 expect_rc 4 "$TENPAK" delta verify "$T/d-bitdelta" --base "$B"
-grep -q "tenpak.lossy.json" "$T/err" || { cat "$T/err"; fail "tampered side file not named"; }
+grep -q "checksum" "$T/err" || { cat "$T/err"; fail "damaged index: not said"; }
 echo "PASS"

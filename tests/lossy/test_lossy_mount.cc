@@ -1,8 +1,9 @@
-// The recorded quality of a lossy delta where people look for it: the side
-// file (codec/include/tenpak/lossy_info.h) is read by the mount, locally and
-// over HTTP (through the same kind of source as the index), and shown in
-// stats.json; a delta without one is served with its quality "unknown"; a
-// side file of another delta is refused. The lossy delta is made here
+// The recorded quality of a lossy delta where people look for it: the record
+// (codec/include/tenpak/lossy_info.h) in the compact index, or in deltas
+// written before it the side file, is read by the mount, locally and over
+// HTTP (the side file through the same kind of source as the index), and
+// shown in stats.json; a delta without either is served with its quality
+// "unknown"; a side file of another delta is refused. The lossy delta is made here
 // without libtorch: the lossless delta of a small generated pair with one
 // matrix's frames re-encoded as codec 11 (sign method), as tenpak-ml does.
 #include <gtest/gtest.h>
@@ -135,6 +136,27 @@ void make_lossy_delta(const std::string& base, const std::string& ft, const std:
   fs::remove_all(tmp);
 }
 
+// The record a delta built since the record moved into the index carries:
+// no rebuilt list (the index's own files), numbers unlike the side file's.
+const char* kRecord =
+    "{\"format\":\"tenpak.lossy\",\"version\":1,\"lossy\":true,\"method\":\"gptqmix:0.0625\",\"embeddings\":true,"
+    "\"quality\":{\"eval_text\":\"held-out-2.txt\",\"scored_tokens\":16320,\"ppl_ratio\":1.00567,"
+    "\"ppl_delta_pct\":0.567,\"kl_mean\":0.0051,\"top1_agreement\":0.932}}";
+
+// The delta at `from` (index and data) with its index rewritten compact and
+// carrying `record`, at `out`.
+void with_record(const std::string& from, const std::string& record, const std::string& out) {
+  fs::create_directories(out);
+  const std::string idx = slurp(from + "/" + kIndexFile);
+  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), from);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  m->lossy_record = record;
+  auto c = serialize_manifest_compact(*m, true);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  spit(out + "/" + kIndexFile, *c);
+  fs::copy_file(from + "/" + kDataFile, out + "/" + kDataFile);
+}
+
 class LossyMount : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -153,6 +175,12 @@ class LossyMount : public ::testing::Test {
     // The same delta without its side file.
     fs::create_directories(*dir_ / "www/bare");
     for (auto* n : {kIndexFile, kDataFile}) fs::copy_file(*dir_ / ("www/lossy/" + std::string(n)), *dir_ / ("www/bare/" + std::string(n)));
+    // The same delta with its record in the index, and beside it a side file
+    // of another delta, which a reader must not look at.
+    with_record(*dir_ / "www/lossy", kRecord, *dir_ / "www/inidx");
+    json other = json::parse(slurp(*dir_ / "www/lossy/tenpak.lossy.json"));
+    other["rebuilt"][0]["sha256"] = std::string(64, '0');
+    spit(*dir_ / "www/inidx/tenpak.lossy.json", other.dump());
   }
   static void TearDownTestSuite() { delete dir_; }
 
@@ -237,6 +265,71 @@ TEST_F(LossyMount, ASideFileOfAnotherDeltaIsRefused) {
   ASSERT_FALSE(mt.ok());
   EXPECT_EQ(mt.status().code(), Errc::corrupt);
   EXPECT_NE(mt.status().message().find("sha256 differs"), std::string::npos) << mt.status().message();
+}
+
+void expect_index_record(const json& l) {
+  ASSERT_TRUE(l.is_array()) << l;
+  ASSERT_EQ(l.size(), 1u) << l;
+  EXPECT_EQ(l[0]["method"], "gptqmix:0.0625");
+  EXPECT_DOUBLE_EQ(l[0]["ppl_ratio"].get<double>(), 1.00567);
+  EXPECT_DOUBLE_EQ(l[0]["kl_mean"].get<double>(), 0.0051);
+  EXPECT_EQ(l[0]["scored_tokens"], 16320);
+  EXPECT_EQ(l[0]["eval_text"], "held-out-2.txt");
+}
+
+TEST_F(LossyMount, TheRecordInTheIndexIsShownAndNoSideFileIsRead) {
+  auto mt = Mount::open(options(*dir_ / "www/inidx"));
+  ASSERT_TRUE(mt.ok()) << mt.status().to_string();
+  expect_index_record(lossy_of(**mt));
+  tptest::Nginx ng;
+  std::string err;
+  if (!ng.start(*dir_ / "www", *dir_ / "nginx2", &err)) GTEST_SKIP() << err;
+  auto rm = Mount::open(options(ng.url() + "/inidx"));
+  ASSERT_TRUE(rm.ok()) << rm.status().to_string();
+  expect_index_record(lossy_of(**rm));
+}
+
+TEST_F(LossyMount, ABadRecordInTheIndexIsRefused) {
+  const std::string d = *dir_ / "badrec";
+  with_record(*dir_ / "www/lossy", json({{"format", "tenpak.lossy"}, {"version", 2}, {"method", "x"}, {"quality", json::object()}}).dump(), d);
+  auto mt = Mount::open(options(d));
+  ASSERT_FALSE(mt.ok());
+  EXPECT_EQ(mt.status().code(), Errc::corrupt);
+  EXPECT_NE(mt.status().message().find("lossy record"), std::string::npos) << mt.status().message();
+}
+
+// In the index a record may leave the rebuilt files out (they are the
+// index's own); when it lists them they are checked as a side file's are.
+TEST(LossyInfo, ARecordInTheIndexNeedsNoRebuiltList) {
+  Manifest m;
+  OutFile of;
+  of.name = "a.bin";
+  m.out_files.push_back(of);
+  const std::string sha = hex(of.sha256);
+  const json rec = {{"format", "tenpak.lossy"}, {"version", 1}, {"method", "gptqmix:0.0625"}, {"quality", {{"kl_mean", 0.005}}}};
+  auto in = parse_lossy_info(rec.dump(), m, "idx", true);
+  ASSERT_TRUE(in.ok()) << in.status().to_string();
+  EXPECT_TRUE(in->in_index);
+  EXPECT_DOUBLE_EQ(in->kl_mean, 0.005);
+  auto side = parse_lossy_info(rec.dump(), m, "side", false);  // a side file must list them
+  EXPECT_FALSE(side.ok());
+  json listed = rec;
+  listed["rebuilt"] = {{{"name", "a.bin"}, {"sha256", sha}}};
+  EXPECT_TRUE(parse_lossy_info(listed.dump(), m, "idx", true).ok());
+  listed["rebuilt"][0]["sha256"] = std::string(64, '1');
+  EXPECT_FALSE(parse_lossy_info(listed.dump(), m, "idx", true).ok());
+  for (const char* k : {"format", "version", "method", "quality"}) {
+    json bad = rec;
+    bad.erase(k);
+    auto r = parse_lossy_info(bad.dump(), m, "idx", true);
+    EXPECT_FALSE(r.ok()) << k;
+  }
+  // The index's record is what load_lossy_info returns; nothing is fetched.
+  m.lossy_record = rec.dump();
+  auto l = load_lossy_info("/nonexistent/delta", m);
+  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  ASSERT_TRUE(l->has_value());
+  EXPECT_EQ((*l)->method, "gptqmix:0.0625");
 }
 
 TEST(LossyInfo, ParseRefusesWhatIsNotASideFileOfThisIndex) {

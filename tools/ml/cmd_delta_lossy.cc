@@ -14,7 +14,8 @@
 // lossless frames stays lossless. The rebuilt model is then written by
 // apply_delta (exactly what the mount serves), loaded by the runtime and
 // compared with the true fine-tune on held-out text; the numbers go into
-// DIR/tenpak.lossy.json beside the index (docs/FORMAT.md, "Lossy deltas").
+// the index's lossy record (docs/FORMAT.md, "Lossy deltas"), which the
+// delta's size counts; the per-tensor detail goes to --report / --json.
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -55,13 +57,14 @@ using json = nlohmann::ordered_json;
 constexpr int kTargetNotMet = cli::kTargetNotMet;
 
 struct LossyOptions {
-  std::string base, ft, out, lossy, eval_text, data_dir, calib_text;
+  std::string base, ft, out, lossy, eval_text, data_dir, calib_text, report;
   double max_kld = -1, max_ppl_delta = -1;
   bool embeddings = false, json = false, fast = false, as_safetensors = false;
   // BitDelta scale distillation (tune_bitdelta): off with --no-tune.
   bool no_tune = false;
   int tune_steps = 200, tune_batch = 4, tune_ctx = 128;
   double tune_lr = 1e-2;
+  std::string tune_loss = "mse";  // "mse": logits (BitDelta's); "kl": KL(P_ft || P) of the next-token distributions
   int level = 3;
   unsigned threads = 0;
   int64_t eval_ctx = 256, eval_chunks = 0;
@@ -316,7 +319,8 @@ struct Candidate {
   std::map<std::string, torch::Tensor> deq;  // their d (for the scale tuning)
   json gptq;
   std::string stage;     // its delta directory (temporary name until chosen)
-  uint64_t bytes = 0;    // index + data
+  std::string record;    // the index's lossy record (provisional numbers until measured)
+  uint64_t bytes = 0;    // index (with its record) + data
   json tensors = json::array();
   json quality;          // filled when measured
   std::map<std::string, float> scales;  // bitdelta: tuned scales (empty: mean |Δ|)
@@ -335,6 +339,7 @@ Result<std::string> lossy_index(const Manifest& m) { return serialize_manifest_c
 Status write_candidate(const Template& t, const std::vector<Change>& changes, Candidate& cand, int level) {
   const std::string base_dir = t.base_dir;
   Manifest nm = t.m;
+  nm.lossy_record = cand.record;
   std::map<uint32_t, std::string> repl;  // frame index -> codec-11 payload
   std::set<uint32_t> changed_files;
   std::map<std::string, const Change*> by_name;
@@ -721,7 +726,14 @@ Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector
       torch::NoGradGuard ng;
       target = teacher(x);
     }
-    auto loss = torch::mse_loss(student(x), target);
+    torch::Tensor loss;
+    if (o.tune_loss == "kl") {
+      // What the quality is measured by: mean KL(P_ft || P) per token.
+      const auto lp = torch::log_softmax(target, -1);
+      loss = (lp.exp() * (lp - torch::log_softmax(student(x), -1))).sum(-1).mean();
+    } else {
+      loss = torch::mse_loss(student(x), target);
+    }
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -738,7 +750,8 @@ Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector
   for (size_t i = 0; i < changes.size(); ++i) scales[i] = m[static_cast<int64_t>(i)].item<double>() * init[i];
   report = {{"calib_text", cs.file},        {"calib_part", cs.part},  {"calib_text_sha256", cs.sha256},
             {"steps", o.tune_steps},        {"batch", o.tune_batch},  {"ctx", ctx},
-            {"lr", o.tune_lr},              {"objective", "logit MSE against the fine-tune"},
+            {"lr", o.tune_lr},
+            {"objective", o.tune_loss == "kl" ? "mean KL(P_finetune || P) per token" : "logit MSE against the fine-tune"},
             {"logit_mse_before", before},   {"logit_mse_after", after},
             {"scale_multiplier_min", m.min().item<double>()}, {"scale_multiplier_max", m.max().item<double>()}};
   if (!o.json)
@@ -953,7 +966,9 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
   // What the delta costs besides the approximated tensors: its compact index
   // (as written; the index of the chosen delta differs only in the frames'
   // codecs, lengths and hashes) and every lossless frame.
-  auto tidx = lossy_index(t.m);
+  Manifest tm = t.m;
+  tm.lossy_record = c.record;  // provisional numbers: the written record differs by a few bytes
+  auto tidx = lossy_index(tm);
   if (!tidx.ok()) return tidx.status();
   uint64_t fixed = t.dat.size() + tidx->size();
   std::vector<std::vector<MixOption>> opts(changes.size());
@@ -1092,6 +1107,42 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
   return Status::Ok();
 }
 
+// A measured number as the record stores it: 6 significant digits (the
+// measurement's own spread is far larger), since the record counts in the
+// delta's size.
+double sig6(double x) {
+  if (x == 0 || !std::isfinite(x)) return x;
+  char b[40];
+  std::snprintf(b, sizeof b, "%.6g", x);
+  return std::strtod(b, nullptr);
+}
+
+// The index's lossy record (docs/FORMAT.md, "Lossy deltas"): what a reader
+// shows and checks, nothing per tensor. `quality` null: provisional numbers
+// of the same width, so that a candidate's size (and gptqmix's budget)
+// counts a record of nearly the written size before it is measured.
+std::string lossy_record(const LossyOptions& o, const Candidate& c, const json& target, uint64_t lossless_bytes,
+                         uint64_t ft_bytes, const EvalSet& ev, const EvalSet* calib, const json& quality) {
+  json q = json::object();
+  if (quality.is_null()) {
+    q = {{"eval_text", ev.file}, {"eval_part", ev.part}, {"eval_text_sha256", ev.sha256}, {"ctx", o.eval_ctx},
+         {"windows", 64}, {"scored_tokens", 16320}};
+    for (const char* k : {"ppl_finetune", "ppl_rebuilt", "ppl_ratio", "ppl_delta_pct", "kl_mean", "kl_p99", "kl_max",
+                          "top1_agreement", "weights_rel_error"})
+      q[k] = 0.123457;
+  } else {
+    for (auto& [k, v] : quality.items()) q[k] = v.is_number_float() ? json(sig6(v.get<double>())) : v;
+  }
+  json r = {{"format", "tenpak.lossy"}, {"version", 1},         {"lossy", true},
+            {"method", c.m.spelled()},  {"embeddings", o.embeddings}};
+  if (!target.empty()) r["target"] = target;
+  r["lossless_delta_bytes"] = lossless_bytes;
+  r["finetune_bytes"] = ft_bytes;
+  r["quality"] = q;
+  if (calib) r["calib"] = {{"calib_text", calib->file}, {"calib_part", calib->part}, {"calib_text_sha256", calib->sha256}};
+  return r.dump();
+}
+
 json true_files(const Template& t, const std::string& ft_dir) {
   json a = json::array();
   for (auto& of : t.m.out_files) a.push_back({{"name", of.name}, {"size", of.size}, {"sha256", hex(of.sha256)}});
@@ -1184,6 +1235,7 @@ int run_lossy(LossyOptions o) {
   }
 
   std::vector<Candidate> cands;
+  json tuning;
   auto add = [&](const Method& m) {
     cands.emplace_back();
     cands.back().m = m;
@@ -1191,8 +1243,19 @@ int run_lossy(LossyOptions o) {
   if (is_single) add(single);
   for (auto& f : families)
     for (auto& m : sweep(f, changes)) add(m);
+  uint64_t ft_bytes = 0;
+  for (auto& of : t.m.out_files) ft_bytes += of.size;
+  json tj = json::object();
+  if (o.max_kld >= 0) tj["max_kld"] = o.max_kld;
+  if (o.max_ppl_delta >= 0) tj["max_ppl_delta_pct"] = o.max_ppl_delta;
+  // The calibration text the chosen delta's scales or Hessians came from
+  // (its identity goes into the record); set below when one is used.
+  std::optional<EvalSet> calib;
+  auto uses_calib = [&](const Candidate& c) {
+    return calib && (c.m.kind == "gptqdelta" || c.m.kind == "gptqmix" ||
+                     (c.m.kind == "bitdelta" && tuning.is_object() && tuning.value("tuned", false)));
+  };
   // BitDelta: scales distilled on calibration text unless --no-tune.
-  json tuning;
   bool any_bitdelta = false;
   for (auto& c : cands) any_bitdelta |= c.m.kind == "bitdelta";
   if (any_bitdelta && !o.no_tune) {
@@ -1206,6 +1269,7 @@ int run_lossy(LossyOptions o) {
       Status st = tune_bitdelta(*base, *ft, changes, *cs, o, scales, tuning);
       if (!st.ok()) return done(fail(st));
       tuning["tuned"] = true;
+      calib = *cs;
       for (auto& c : cands)
         if (c.m.kind == "bitdelta") c.scales = scales;
     }
@@ -1225,8 +1289,10 @@ int run_lossy(LossyOptions o) {
     if (static_cast<int64_t>(cs->ids.size()) < 130)
       return done(fail({Errc::invalid, cs->file + ": the calibration text is too short (fewer than 130 tokens)"}));
     const auto H = delta_hessians(*ft, *cs, 64, 128);
+    calib = *cs;
     for (auto& c : cands) {
       if (c.m.kind != "gptqdelta" && c.m.kind != "gptqmix") continue;
+      c.record = lossy_record(o, c, tj, t.bytes, ft_bytes, *ev, &*calib, json());
       Status st = prepare_gptq(t, *base, *ft, changes, H, *cs, o, c);
       if (!st.ok()) return done(fail(st));
       c.gptq["hessian"] = {{"calib_text", cs->file}, {"calib_part", cs->part}, {"calib_text_sha256", cs->sha256},
@@ -1259,6 +1325,7 @@ int run_lossy(LossyOptions o) {
     cands[i].stage = (parent / (tag + "-" + std::to_string(i))).string();
     cleanup.push_back(cands[i].stage);
     cleanup.push_back(cands[i].stage + ".rebuilt");
+    cands[i].record = lossy_record(o, cands[i], tj, t.bytes, ft_bytes, *ev, uses_calib(cands[i]) ? &*calib : nullptr, json());
     Status st = write_candidate(t, changes, cands[i], o.level);
     if (!st.ok()) return done(fail(st));
     if (cands[i].m.kind == "gptqmix") {
@@ -1301,9 +1368,6 @@ int run_lossy(LossyOptions o) {
     }
     cj.push_back(e);
   }
-  json tj = json::object();
-  if (o.max_kld >= 0) tj["max_kld"] = o.max_kld;
-  if (o.max_ppl_delta >= 0) tj["max_ppl_delta_pct"] = o.max_ppl_delta;
   if (chosen < 0) {
     // The best reached: lowest KL among those measured.
     size_t best = order.front();
@@ -1325,43 +1389,70 @@ int run_lossy(LossyOptions o) {
     return done(kTargetNotMet);
   }
   Candidate& c = cands[chosen];
-  uint64_t ft_bytes = 0;
-  for (auto& of : t.m.out_files) ft_bytes += of.size;
+  // The record with the measured numbers replaces the provisional one: only
+  // the index changes (the rebuilt files and their sha256 do not).
+  c.record = lossy_record(o, c, tj, t.bytes, ft_bytes, *ev, uses_calib(c) ? &*calib : nullptr, c.quality);
   auto rd = open_delta_dir(c.stage);
   if (!rd.ok()) return done(fail(rd.status()));
+  Manifest fm = (*rd)->manifest();
+  rd->reset();
+  fm.lossy_record = c.record;
+  auto fidx = lossy_index(fm);
+  if (!fidx.ok()) return done(fail(fidx.status()));
+  fm.lossy_record.clear();
+  auto bare = lossy_index(fm);
+  if (!bare.ok()) return done(fail(bare.status()));
+  {
+    Status st = write_file_atomic((fs::path(c.stage) / kIndexFile).string(), {{fidx->data(), fidx->size()}});
+    if (!st.ok()) return done(fail(st));
+  }
+  const uint64_t dat_bytes = fs::file_size(fs::path(c.stage) / kDataFile);
+  c.bytes = fidx->size() + dat_bytes;
+  if (c.m.kind == "gptqmix") {
+    c.gptq["written_bytes"] = c.bytes;
+    c.gptq["within_budget"] = static_cast<double>(c.bytes) <= c.gptq["budget_bytes"].get<double>();
+  }
   json rebuilt = json::array();
-  for (auto& of : (*rd)->manifest().out_files) rebuilt.push_back({{"name", of.name}, {"sha256", hex(of.sha256)}});
-  json side = {{"format", "tenpak.lossy"},
-               {"version", 1},
-               {"lossy", true},
-               {"method", c.m.spelled()},
-               {"embeddings", o.embeddings},
-               {"target", tj},
-               {"delta_bytes", c.bytes},
-               {"lossless_delta_bytes", t.bytes},
-               {"finetune_bytes", ft_bytes},
-               {"quality", c.quality},
-               {"true_finetune", true_files(t, o.ft)},
-               {"rebuilt", rebuilt},
-               {"tensors", c.tensors},
-               {"candidates", cj}};
-  if (c.m.kind == "bitdelta" && !tuning.is_null()) side["bitdelta_tuning"] = tuning;
-  if (!c.gptq.is_null()) side["gptq"] = c.gptq;
-  const std::string s = side.dump(2) + "\n";
-  Status st = write_file_atomic((fs::path(c.stage) / "tenpak.lossy.json").string(), {{s.data(), s.size()}});
-  if (!st.ok()) return done(fail(st));
+  for (auto& of : fm.out_files) rebuilt.push_back({{"name", of.name}, {"sha256", hex(of.sha256)}});
+  // The build report: everything the record leaves out (per tensor, every
+  // candidate, the method's settings), for --report FILE and --json; the
+  // delta itself is the index (with its record) and the data file.
+  json report = {{"format", "tenpak.lossy.report"},
+                 {"version", 1},
+                 {"lossy", true},
+                 {"method", c.m.spelled()},
+                 {"embeddings", o.embeddings},
+                 {"target", tj},
+                 {"delta_bytes", c.bytes},
+                 {"index_bytes", fidx->size()},
+                 {"data_bytes", dat_bytes},
+                 {"record_bytes", c.record.size()},
+                 {"record_bytes_in_index", fidx->size() - bare->size()},
+                 {"lossless_delta_bytes", t.bytes},
+                 {"finetune_bytes", ft_bytes},
+                 {"quality", c.quality},
+                 {"record", json::parse(c.record)},
+                 {"true_finetune", true_files(t, o.ft)},
+                 {"rebuilt", rebuilt},
+                 {"tensors", c.tensors},
+                 {"candidates", cj}};
+  if (c.m.kind == "bitdelta" && !tuning.is_null()) report["bitdelta_tuning"] = tuning;
+  if (!c.gptq.is_null()) report["gptq"] = c.gptq;
+  if (!o.report.empty()) {
+    const std::string s = report.dump(2) + "\n";
+    Status st = write_file_atomic(o.report, {{s.data(), s.size()}});
+    if (!st.ok()) return done(fail(st));
+  }
   std::error_code ec;
   if (fs::exists(out)) fs::remove(out, ec);  // an empty directory (checked above)
   fs::rename(c.stage, out, ec);
   if (ec) return done(fail({Errc::io, o.out + ": cannot rename from " + c.stage + ": " + ec.message()}));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (o.json) {
-    json j = {{"ok", true},           {"delta", o.out},           {"lossy", true},
-              {"method", c.m.spelled()}, {"delta_bytes", c.bytes}, {"lossless_delta_bytes", t.bytes},
-              {"finetune_bytes", ft_bytes}, {"quality", c.quality}, {"candidates", cj},
-              {"seconds", secs}};
-    if (c.m.kind == "bitdelta" && !tuning.is_null()) j["bitdelta_tuning"] = tuning;
-    if (!c.gptq.is_null()) j["gptq"] = c.gptq;
+    json j = {{"ok", true}, {"delta", o.out}};
+    for (auto& [k, v] : report.items())
+      if (k != "format" && k != "version") j[k] = v;
+    j["seconds"] = secs;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     const auto& q = c.quality;
@@ -1372,6 +1463,9 @@ int run_lossy(LossyOptions o) {
                 "KL %.4g nats, top-1 agreement %.4f\n",
                 ev->file.c_str(), static_cast<long long>(q["scored_tokens"].get<int64_t>()), q["ppl_rebuilt"].get<double>(),
                 q["ppl_finetune"].get<double>(), c.ppl_delta_pct, c.kl, q["top1_agreement"].get<double>());
+    std::printf("  recorded in its index (%llu bytes of %llu); per-tensor detail and candidates %s\n",
+                static_cast<unsigned long long>(fidx->size() - bare->size()), static_cast<unsigned long long>(fidx->size()),
+                o.report.empty() ? "not kept (--report FILE or --json writes them)" : ("in " + o.report).c_str());
   }
   return done(cli::kOk);
 }
@@ -1383,7 +1477,7 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   auto* d = app.add_subcommand("delta", "lossy deltas (libtorch: choosing and measuring the approximation)");
   d->require_subcommand(1);
   auto* b = d->add_subcommand("build", "Build a LOSSY delta of FINETUNED against BASE (--lossy METHOD), its quality "
-                                       "measured on held-out text and recorded in DIR/tenpak.lossy.json");
+                                       "measured on held-out text and recorded in DIR's index");
   b->add_option("BASE", o.base, "Base model directory")->required();
   b->add_option("FINETUNED", o.ft, "Fine-tuned model directory")->required();
   b->add_option("-o,--output", o.out, "Delta directory to create")->required();
@@ -1407,6 +1501,10 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
               "bitdelta: scales = mean |delta|; gptqdelta/gptqmix: scales as GPTQ chose them; not tuned on calibration text");
   b->add_option("--tune-steps", o.tune_steps, "bitdelta: Adam steps of the scale tuning")->check(CLI::Range(1, 100000));
   b->add_option("--tune-lr", o.tune_lr, "bitdelta: Adam learning rate on the scale multipliers")->check(CLI::PositiveNumber);
+  b->add_option("--tune-loss", o.tune_loss,
+                "What the scale tuning minimises on calibration text: mse (the logits', BitDelta's; default) or kl "
+                "(KL divergence of the next-token distributions, what the quality is measured by)")
+      ->check(CLI::IsMember({"mse", "kl"}));
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
   b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
   b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));
@@ -1414,7 +1512,10 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   b->add_flag("--as-safetensors", o.as_safetensors, "(lossless option; lossy deltas need safetensors models)");
   b->add_option("--base-location", o.base_locations, "Where the base can be found, recorded in the delta");
   b->add_option("-j,--threads", o.threads, "Worker threads");
-  b->add_flag("--json", o.json, "Print a JSON report on stdout");
+  b->add_flag("--json", o.json, "Print a JSON report on stdout (the build report below, and the outcome)");
+  b->add_option("--report", o.report,
+                "Write the build report (per-tensor choices and objectives, every candidate measured, the method's "
+                "settings; not part of the delta) to FILE");
   b->callback([&rc] { rc = run_lossy(o); });
 }
 

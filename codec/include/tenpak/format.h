@@ -85,6 +85,11 @@ struct Manifest {
   std::vector<BaseFile> base_files;
   std::vector<OutFile> out_files;
   std::vector<Frame> frames;     // grouped by file, ascending out_offset
+  // A lossy delta's record of what it loses (docs/FORMAT.md, "Lossy deltas":
+  // UTF-8 JSON, read by tenpak/lossy_info.h), carried by a compact index
+  // with flag kIndexRecord; empty when the index has none. This layer only
+  // stores and bounds it; its content is checked by its readers.
+  std::string lossy_record;
 };
 
 std::string serialize_manifest(const Manifest& m);
@@ -92,12 +97,16 @@ std::string serialize_manifest(const Manifest& m);
 // predate them refuse any non-zero flags, so a compact index is never misread.
 constexpr uint32_t kIndexCompact = 1;   // records in the compact body (varints, implied offsets)
 constexpr uint32_t kIndexBodyZstd = 2;  // that body is one zstd frame (only with kIndexCompact)
+constexpr uint32_t kIndexRecord = 4;    // the body ends with a lossy record (only with kIndexCompact)
+constexpr uint32_t kMaxLossyRecord = 1u << 16;  // its largest length in bytes
 // The same manifest as a compact index: the records that follow from others
 // (a frame's file and out_offset, a base range's length) are left out, the
 // rest written as LEB128 and the body zstd-compressed when `zstd` (level 19).
 // Needs frames grouped by file in file order (first_frame = the frames of the
 // files before it) and frames without a base to have base_offset = base_len
-// = 0, as TenPak's builders write them; an error otherwise.
+// = 0, as TenPak's builders write them; an error otherwise. A non-empty
+// m.lossy_record is written after the frame hashes (flag kIndexRecord);
+// the version-1 layout (serialize_manifest) has no place for it.
 Result<std::string> serialize_manifest_compact(const Manifest& m, bool zstd = true);
 // Parses and validates: limits, frames tile every file exactly, names are
 // safe relative paths (no "..", no absolute paths, no empty components),

@@ -1,15 +1,19 @@
-// What a lossy delta loses: its side file `tenpak.lossy.json`, the index's
-// companion (docs/FORMAT.md, "Lossy deltas"). Read by `delta inspect`,
-// `delta verify`, `delta apply` and the mount (stats.json, `tenpak stats`).
+// What a lossy delta loses (docs/FORMAT.md, "Lossy deltas"): its lossy
+// record, stored in the compact index (Manifest::lossy_record, covered by
+// the index's checksum, so the files it describes are the index's own), or,
+// in deltas written before the record existed, the side file
+// `tenpak.lossy.json` beside the index. Read by `delta inspect`, `delta
+// verify`, `delta apply` and the mount (stats.json, `tenpak stats`).
 //
-// Contract: a side file is accepted only when it is format "tenpak.lossy"
-// version 1 and lists exactly the index's output files, each with the
-// sha256 the index records for it; anything else is Errc::corrupt (it would
-// report the quality of another delta). A delta without a side file is not
-// an error: its quality is unknown (std::nullopt), whether it is lossy
-// (has_approx_frames) or not. The index format has no field for it, so the
-// side file travels beside the index and is fetched from the same kind of
-// location (local directory, URL, hub id).
+// Contract: a record is accepted only when it is format "tenpak.lossy"
+// version 1 with a method and a quality object. A side file must also list
+// exactly the index's output files, each with the sha256 the index records
+// for it; a record in the index may omit that list (it is implicit) and is
+// checked the same way when it has one. Anything else is Errc::corrupt (it
+// would report the quality of another delta). An index with a record is
+// never paired with a side file (none is fetched). A delta with neither is
+// not an error: its quality is unknown (std::nullopt), whether it is lossy
+// (has_approx_frames) or not.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -39,20 +43,24 @@ struct LossyInfo {
   double top1_agreement = 0;
   uint64_t scored_tokens = 0;
   uint64_t delta_bytes = 0, finetune_bytes = 0;  // 0 when not recorded
-  std::string json;        // the side file's text as read
+  bool in_index = false;   // read from the index's record (not a side file)
+  std::string json;        // the record's text as read
 };
 
-// Checks `text` (a side file) against the index `m`; `what` names it in errors.
-Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, const std::string& what);
+// Checks `text` (a side file, or with `in_index` the index's own record)
+// against the index `m`; `what` names it in errors.
+Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, const std::string& what,
+                                   bool in_index = false);
 
 // Reads and checks the side file from `src`.
 Result<LossyInfo> read_lossy_info(BlockSource& src, const Manifest& m);
 
-// The side file of the delta at `delta_loc` (path, URL or hub id),
-// opened with open_source and passed through `wrap` when given (the mount
-// puts its block cache there, as for the index). nullopt when the origin
-// has none (Errc::not_found); other open errors (an origin that does not
-// answer) are returned as they are.
+// The record of the delta at `delta_loc` (path, URL or hub id) whose index
+// is `m`: m.lossy_record when it has one (nothing fetched); else the side
+// file, opened with open_source and passed through `wrap` when given (the
+// mount puts its block cache there, as for the index). nullopt when the
+// origin has none (Errc::not_found); other open errors (an origin that does
+// not answer) are returned as they are.
 using WrapSource = std::function<std::unique_ptr<BlockSource>(std::unique_ptr<BlockSource>)>;
 Result<std::optional<LossyInfo>> load_lossy_info(const std::string& delta_loc, const Manifest& m,
                                                  const WrapSource& wrap = nullptr);
