@@ -3,6 +3,7 @@
 #include "patch_words.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace tenpak::patch_detail::words {
@@ -113,6 +114,30 @@ uint32_t Vocab::find_or_add(const uint8_t* p, uint32_t n, bool& added) {
   return id;
 }
 
+namespace {
+// code_id with the Trainer, its loops split where code_id tests per bit.
+inline void train_id(IdModel& m, uint32_t v) {
+  const int k = std::bit_width(v);
+  uint32_t node = 1;
+  for (int i = 4; i >= 0; --i) {
+    const int b = (k >> i) & 1;
+    m.klen[node].update(b);
+    node = 2 * node + static_cast<uint32_t>(b);
+  }
+  if (k < 2) return;
+  rc::Prob* t = m.tree.data() + kTreeOffsets[k];
+  const int d = depth(k);
+  int j = k - 2;
+  node = 1;
+  for (const int stop = j - d; j > stop; --j) {
+    const int b = (v >> j) & 1;
+    t[node].update(b);
+    node = 2 * node + static_cast<uint32_t>(b);
+  }
+  for (; j >= 0; --j) m.low[k][j].update((v >> j) & 1);
+}
+}  // namespace
+
 void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
   const uint32_t tree_size = kTreeOffsets[32];
   ids.resize(2 * kCtx);
@@ -183,11 +208,10 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
   }
   for (size_t i = 0; i < toks.size(); ++i)
     if (toks[i].kind != 2) tid[i] = remap[toks[i].kind][tid[i]];
-  Trainer tr;
   for (size_t i = 0; i < toks.size(); ++i) {
     if (toks[i].kind == 2) { prev_other = 0; continue; }
     const int kind = static_cast<int>(toks[i].kind);
-    code_id(tr, id_model(kind), tid[i]);
+    train_id(id_model(kind), tid[i]);
     if (kind == 1) prev_other = tid[i];
   }
   prev_other = 0;
