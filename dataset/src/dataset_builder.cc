@@ -22,6 +22,7 @@
 #include "tenpak/out_file.h"
 #include "tenpak/patch_codec.h"
 #include "content_hash.h"
+#include "hash_index.h"
 #include "parquet_pages.h"
 
 namespace fs = std::filesystem;
@@ -164,6 +165,7 @@ class OpList {
 
 using dataset_internal::load64;
 using dataset_internal::window16;
+using dataset_internal::HashIndex;
 inline uint32_t hash8(const uint8_t* p, int bits) { return static_cast<uint32_t>((load64(p) * 0x9E3779B97F4A7C15ull) >> (64 - bits)); }
 
 // Encodes derived bytes r[0, rn) as an edit of base bytes b[0, bn) (base file
@@ -221,36 +223,6 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
 }
 
 // ---- records ----------------------------------------------------------------
-
-// (hash, record index) pairs sorted, with a directory on the hash's top
-// bits: a lookup searches one small bucket instead of the whole array (the
-// binary searches' cache misses were a third of the build time), and the
-// build is a counting sort on the bucket then small sorts.
-struct HashIndex {
-  using Entry = std::pair<uint64_t, uint32_t>;
-  std::vector<Entry> v;
-  std::vector<uint32_t> dir;
-  int shift = 56;
-  void build(const std::vector<Entry>& in) {
-    int bits = 8;
-    while ((size_t(1) << bits) < in.size() && bits < 22) ++bits;
-    shift = 64 - bits;
-    dir.assign((size_t(1) << bits) + 1, 0);
-    for (auto& e : in) ++dir[(e.first >> shift) + 1];
-    for (size_t b = 1; b < dir.size(); ++b) dir[b] += dir[b - 1];
-    std::vector<uint32_t> pos(dir.begin(), dir.end() - 1);
-    v.resize(in.size());
-    for (auto& e : in) v[pos[e.first >> shift]++] = e;
-    for (size_t b = 0; b + 1 < dir.size(); ++b)
-      if (dir[b + 1] - dir[b] > 1) std::sort(v.begin() + dir[b], v.begin() + dir[b + 1]);
-  }
-  // The first entry with hash h (or a larger one: callers compare).
-  std::vector<Entry>::const_iterator find(uint64_t h) const {
-    const size_t b = h >> shift;
-    return std::lower_bound(v.begin() + dir[b], v.begin() + dir[b + 1], Entry(h, 0));
-  }
-  std::vector<Entry>::const_iterator end() const { return v.end(); }
-};
 
 struct BaseIndex {
   const InFile* f = nullptr;

@@ -253,6 +253,7 @@ bool PageIndex::build(const uint8_t* p, uint64_t n) {
   std::vector<Page> all;
   if (!list_pages(p, n, all)) return false;
   std::string raw;
+  std::vector<dataset_internal::HashIndex::Entry> anchors;
   base_ = p;
   for (const Page& pg : all) {
     if (!pg.eligible() || !unsnappy(p + pg.body, pg.body_len, pg.raw_len, raw)) continue;
@@ -260,16 +261,10 @@ bool PageIndex::build(const uint8_t* p, uint64_t n) {
     pages_.push_back(pg);
     bodies_.push_back({xxh64(p + pg.body, pg.body_len), k});
     for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), ~uint64_t(0),
-                [&](uint64_t h) { anchors_.push_back({h, k}); });
+                [&](uint64_t h) { anchors.push_back({h, k}); });
   }
-  std::sort(anchors_.begin(), anchors_.end());
+  anchors_.build(anchors);
   std::sort(bodies_.begin(), bodies_.end());
-  int bits = 1;
-  while ((size_t(1) << bits) < anchors_.size() && bits < 24) ++bits;
-  shift_ = 64 - bits;
-  dir_.assign((size_t(1) << bits) + 1, 0);
-  for (auto& a : anchors_) ++dir_[(a.first >> shift_) + 1];
-  for (size_t b = 1; b < dir_.size(); ++b) dir_[b] += dir_[b - 1];
   return true;
 }
 
@@ -286,8 +281,7 @@ int64_t PageIndex::same_body(const uint8_t* body, uint32_t len) const {
 std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, uint64_t budget) const {
   std::unordered_map<uint32_t, uint32_t> votes;
   for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), 8192, [&](uint64_t h) {
-    const size_t b = h >> shift_;
-    auto it = std::lower_bound(anchors_.begin() + dir_[b], anchors_.begin() + dir_[b + 1], std::make_pair(h, uint32_t(0)));
+    auto it = anchors_.find(h);
     // A hash in many pages (a repeated value) says little: at most 8 votes.
     for (int seen = 0; it != anchors_.end() && it->first == h && seen < 8; ++it, ++seen)
       if (pages_[it->second].column == d.column) ++votes[it->second];

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "hash_index.h"
+
 namespace tenpak::parquet {
 
 constexpr uint32_t kCodecSnappy = 1;                 // CompressionCodec.SNAPPY
@@ -66,12 +68,7 @@ class PageIndex {
   const uint8_t* base_ = nullptr;
   std::vector<Page> pages_;
   std::vector<std::pair<uint64_t, uint32_t>> bodies_;  // (xxh64 of the compressed body, page), sorted
-  std::vector<std::pair<uint64_t, uint32_t>> anchors_;  // (hash, page), sorted
-  // anchors_'s first entry for each value of the hash's top bits: a lookup
-  // searches one small bucket (binary searches over all of anchors_ were
-  // 70% of choose(), a seventh of a pq-column build, in cache misses).
-  std::vector<uint32_t> dir_;
-  int shift_ = 63;
+  dataset_internal::HashIndex anchors_;  // (anchor hash, page)
 };
 
 }  // namespace tenpak::parquet
