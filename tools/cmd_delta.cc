@@ -380,7 +380,7 @@ void add_delta_commands(CLI::App& app, int& rc) {
   static std::string lossy, eval_text, data_dir, calib_text, report, tune_loss;
   static double max_kld = -1, max_ppl = -1, tune_lr = 0;
   static bool lossy_emb = false, no_tune = false;
-  static int tune_steps = 0;
+  static int tune_steps = 0, realloc = 0;
   static int64_t eval_ctx = 0, eval_chunks = 0;
   b->add_option("--lossy", lossy,
                 "LOSSY delta: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS or lowrank:R (with a target also auto, "
@@ -397,12 +397,13 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_option("--tune-steps", tune_steps, "--lossy bitdelta: Adam steps of the scale tuning");
   b->add_option("--tune-lr", tune_lr, "--lossy bitdelta: learning rate of the scale tuning");
   b->add_option("--tune-loss", tune_loss, "--lossy: what the scale tuning minimises, mse (default) or kl");
+  b->add_option("--realloc", realloc, "--lossy gptqmix: N rounds of allocating again around the tuned allocation");
   b->add_option("--report", report,
                 "--lossy: write the build report (per-tensor choices, every candidate measured; not part of the "
                 "delta) to FILE");
   b->callback([&] {
     if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty() || !calib_text.empty() ||
-        no_tune || tune_steps || tune_lr || !report.empty() || !tune_loss.empty()) {
+        no_tune || tune_steps || tune_lr || !report.empty() || !tune_loss.empty() || realloc) {
       if (lossy.empty()) {
         rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text, --lossy-embeddings, --calib-text, "
                                   "--no-tune, --tune-* and --report need --lossy METHOD"});

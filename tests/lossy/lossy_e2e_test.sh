@@ -133,6 +133,17 @@ opts = {t["option"] for t in m["tensors"] if "option" in t}
 assert opts, "no allocation recorded"
 print("ok   gptqdelta:1.58 objectives <= RTN; gptqmix:0.0625", m["delta_bytes"], "<=", 0.0625 * fp16, sorted(opts))
 PY
+# gptqmix with the KL tuning loss and one round of allocation after tuning:
+# still within its budget, the report says both.
+expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gr" --lossy gptqmix:0.0625 --lossy-embeddings \
+  --tune-steps 5 --tune-loss kl --realloc 1 "${EV[@]}" --json --report "$T/d-gr.report.json"
+check_delta "$T/d-gr" "$T/f"
+"$PY" -c '
+import json, sys
+g = json.load(open(sys.argv[1]))["gptq"]
+assert g["within_budget"] and "round 1" in g["allocation"] and "previous_allocation" in g, g["allocation"]
+assert g["scale_tuning"]["objective"].startswith("mean KL"), g["scale_tuning"]
+print("ok   gptqmix --tune-loss kl --realloc 1:", g["written_bytes"], "<=", g["budget_bytes"])' "$T/d-gr.report.json" || fail "realloc"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqdelta:2 --eval-text "$T/f/base/config.json" "${EV[@]}"
 grep -q "need calibration text" "$T/err" || { cat "$T/err"; fail "gptqdelta without calibration text"; }
 head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"

@@ -64,7 +64,8 @@ struct LossyOptions {
   bool no_tune = false;
   int tune_steps = 200, tune_batch = 4, tune_ctx = 128;
   double tune_lr = 1e-2;
-  std::string tune_loss = "mse";  // "mse": logits (BitDelta's); "kl": KL(P_ft || P) of the next-token distributions
+  std::string tune_loss = "mse";
+  int realloc = 0;  // gptqmix: rounds of allocating again around the tuned result, then tuning again  // "mse": logits (BitDelta's); "kl": KL(P_ft || P) of the next-token distributions
   int level = 3;
   unsigned threads = 0;
   int64_t eval_ctx = 256, eval_chunks = 0;
@@ -320,6 +321,7 @@ struct Candidate {
   json gptq;
   std::string stage;     // its delta directory (temporary name until chosen)
   std::string record;    // the index's lossy record (provisional numbers until measured)
+  double slack = 0;      // gptqmix: bytes the allocation keeps below the budget (after an overshoot)
   uint64_t bytes = 0;    // index (with its record) + data
   json tensors = json::array();
   json quality;          // filled when measured
@@ -925,9 +927,12 @@ struct MixOption {
 // quantized (the rest the fine-tune's); then, from every tensor at 0, the
 // upgrade with the most KL removed per byte that keeps the whole delta within
 // FRACTION × the fine-tune's fp16 size is taken until none fits.
+// `around`: gptqmix only; the approximated changes (tuned) of an earlier
+// allocation, the context each option's cost is measured in instead of
+// every tensor at 1 bit (--realloc: allocation after the scale tuning).
 Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes,
                     const std::map<std::string, torch::Tensor>& H, const EvalSet& cs, const LossyOptions& o,
-                    Candidate& c) {
+                    Candidate& c, const std::map<std::string, torch::Tensor>* around = nullptr) {
   json rep = json::object();
   std::map<std::string, std::pair<const OutFile*, const TensorInfo*>> where;
   for (auto& [fi, h] : t.headers)
@@ -963,6 +968,7 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
   uint64_t params = 0;
   for (auto& [n, w] : ft.w) params += static_cast<uint64_t>(w.numel());
   const double budget = c.m.p * 2.0 * static_cast<double>(params);
+  const double alloc_budget = budget - c.slack;
   // What the delta costs besides the approximated tensors: its compact index
   // (as written; the index of the chosen delta differs only in the frames'
   // codecs, lengths and hashes) and every lossless frame.
@@ -1012,12 +1018,13 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
   const size_t one = 1 + grids.size() - 3;  // the index of grid "1" in every option list
   std::map<std::string, torch::Tensor> ctx_w;
   for (size_t i = 0; i < changes.size(); ++i)
-    if (!opts[i].empty()) ctx_w[changes[i].name] = base.w.at(changes[i].name) + opts[i][one].q.deq;
+    if (!opts[i].empty())
+      ctx_w[changes[i].name] = base.w.at(changes[i].name) + (around ? around->at(changes[i].name) : opts[i][one].q.deq);
   const double ctx_kl = calib_kl(ft, ctx_w, tok, ref_logp);
   cli::ProgressBar bar2("gptqmix costs");
   for (size_t i = 0; i < changes.size(); ++i) {
     for (size_t k = 0; k < opts[i].size(); ++k) {
-      if (k == one) {
+      if (k == one && !around) {
         opts[i][k].kl = ctx_kl;
         continue;
       }
@@ -1037,7 +1044,7 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
     if (!opts[i].empty()) total += static_cast<double>(opts[i][one].bytes);
     else pick[i] = 0;
   const double start_total = total;
-  while (total > budget) {
+  while (total > alloc_budget) {
     double best = 1e300;
     size_t bi = changes.size(), bo = 0;
     for (size_t i = 0; i < changes.size(); ++i)
@@ -1066,7 +1073,7 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
         const auto& op = opts[i][k];
         const double db = static_cast<double>(op.bytes) - static_cast<double>(cur.bytes);
         const double dk = cur.kl - op.kl;
-        if (dk <= 0 || total + db > budget) continue;
+        if (dk <= 0 || total + db > alloc_budget) continue;
         const double ratio = db <= 0 ? 1e300 : dk / db;
         if (ratio > best_ratio) {
           best_ratio = ratio;
@@ -1094,6 +1101,7 @@ Status prepare_gptq(const Template& t, const rt::Model& base, const rt::Model& f
     sum_kl += op.kl;
   }
   c.gptq = {{"budget_bytes", budget},
+            {"allocation_slack_bytes", c.slack},
             {"fraction_of_fp16", c.m.p},
             {"fp16_bytes", 2 * params},
             {"fixed_bytes", fixed},
@@ -1125,11 +1133,17 @@ std::string lossy_record(const LossyOptions& o, const Candidate& c, const json& 
                          uint64_t ft_bytes, const EvalSet& ev, const EvalSet* calib, const json& quality) {
   json q = json::object();
   if (quality.is_null()) {
+    // Numbers at least as long as any measured one ("%.6g" of a double:
+    // at most 13 characters), with digits that differ, so that zstd does
+    // not code them smaller than measured ones.
     q = {{"eval_text", ev.file}, {"eval_part", ev.part}, {"eval_text_sha256", ev.sha256}, {"ctx", o.eval_ctx},
-         {"windows", 64}, {"scored_tokens", 16320}};
+         {"windows", 9876543210ull}, {"scored_tokens", 8765432109ull}};
+    uint32_t x = 12345;
     for (const char* k : {"ppl_finetune", "ppl_rebuilt", "ppl_ratio", "ppl_delta_pct", "kl_mean", "kl_p99", "kl_max",
-                          "top1_agreement", "weights_rel_error"})
-      q[k] = 0.123457;
+                          "top1_agreement", "weights_rel_error"}) {
+      x = x * 1103515245u + 12345u;
+      q[k] = sig6(-(1.0 + (x >> 8) % 99999 / 100000.0) * 1e-100 * std::pow(10.0, -static_cast<int>(x % 9)));
+    }
   } else {
     for (auto& [k, v] : quality.items()) q[k] = v.is_number_float() ? json(sig6(v.get<double>())) : v;
   }
@@ -1280,27 +1294,24 @@ int run_lossy(LossyOptions o) {
   // candidate's payloads, then (unless --no-tune) its scales distilled as BitDelta's.
   bool any_gptq = false;
   for (auto& c : cands) any_gptq |= c.m.kind == "gptqdelta" || c.m.kind == "gptqmix";
-  if (any_gptq) {
-    auto cs = calib_set(o, *ev);
-    if (!cs.ok()) return done(fail(cs.status()));
-    if (cs->ids.empty())
-      return done(fail({Errc::invalid, "gptqdelta/gptqmix need calibration text disjoint from the evaluation text "
-                                       "(their Hessians and choices come from it): give --calib-text FILE"}));
-    if (static_cast<int64_t>(cs->ids.size()) < 130)
-      return done(fail({Errc::invalid, cs->file + ": the calibration text is too short (fewer than 130 tokens)"}));
-    const auto H = delta_hessians(*ft, *cs, 64, 128);
-    calib = *cs;
-    for (auto& c : cands) {
-      if (c.m.kind != "gptqdelta" && c.m.kind != "gptqmix") continue;
-      c.record = lossy_record(o, c, tj, t.bytes, ft_bytes, *ev, &*calib, json());
-      Status st = prepare_gptq(t, *base, *ft, changes, H, *cs, o, c);
-      if (!st.ok()) return done(fail(st));
-      c.gptq["hessian"] = {{"calib_text", cs->file}, {"calib_part", cs->part}, {"calib_text_sha256", cs->sha256},
-                           {"windows", 64}, {"ctx", 128}, {"model", "fine-tune"}};
-      if (o.no_tune) {
-        c.gptq["scale_tuning"] = {{"tuned", false}, {"why", "--no-tune"}};
-        continue;
-      }
+  std::map<std::string, torch::Tensor> H;
+  EvalSet gcs;
+  // One GPTQ candidate: its payloads (gptqmix: allocated within its budget
+  // less c.slack), then its scales tuned, then --realloc's rounds.
+  auto prep = [&](Candidate& c) -> Status {
+    const EvalSet& cs = gcs;
+    c.pre.clear();
+    c.pre_detail.clear();
+    c.deq.clear();
+    c.record = lossy_record(o, c, tj, t.bytes, ft_bytes, *ev, &*calib, json());
+    TP_RETURN_IF_ERROR(prepare_gptq(t, *base, *ft, changes, H, cs, o, c));
+    c.gptq["hessian"] = {{"calib_text", cs.file}, {"calib_part", cs.part}, {"calib_text_sha256", cs.sha256},
+                         {"windows", 64}, {"ctx", 128}, {"model", "fine-tune"}};
+    if (o.no_tune) {
+      c.gptq["scale_tuning"] = {{"tuned", false}, {"why", "--no-tune"}};
+      return Status::Ok();
+    }
+    auto tune = [&]() -> Status {
       std::vector<torch::Tensor> dirs;
       std::vector<double> init, mult;
       for (auto& ch : changes) {
@@ -1309,8 +1320,7 @@ int run_lossy(LossyOptions o) {
         init.push_back(1.0);
       }
       json rep;
-      st = tune_scales(*base, *ft, changes, dirs, init, *cs, o, c.m.kind.c_str(), mult, rep);
-      if (!st.ok()) return done(fail(st));
+      TP_RETURN_IF_ERROR(tune_scales(*base, *ft, changes, dirs, init, cs, o, c.m.kind.c_str(), mult, rep));
       for (size_t i = 0; i < changes.size(); ++i) {
         auto it = c.pre.find(changes[i].name);
         if (it == c.pre.end() || it->second.method != ApproxMethod::grouped) continue;
@@ -1319,6 +1329,41 @@ int run_lossy(LossyOptions o) {
       }
       rep["tuned"] = true;
       c.gptq["scale_tuning"] = rep;
+      return Status::Ok();
+    };
+    TP_RETURN_IF_ERROR(tune());
+    for (int round = 1; round <= o.realloc && c.m.kind == "gptqmix"; ++round) {
+      // The costs again, each option in the context of the tuned
+      // allocation; allocated again and tuned again.
+      const auto around = c.deq;
+      const json first = c.gptq;
+      c.pre.clear();
+      c.pre_detail.clear();
+      c.deq.clear();
+      TP_RETURN_IF_ERROR(prepare_gptq(t, *base, *ft, changes, H, cs, o, c, &around));
+      c.gptq["hessian"] = first["hessian"];
+      c.gptq["previous_allocation"] = first;
+      c.gptq["allocation"] = "as the first allocation, each option's cost measured around the previous allocation "
+                             "with tuned scales (--realloc round " + std::to_string(round) + "); then tuned again";
+      TP_RETURN_IF_ERROR(tune());
+    }
+    return Status::Ok();
+  };
+  if (any_gptq) {
+    auto cs = calib_set(o, *ev);
+    if (!cs.ok()) return done(fail(cs.status()));
+    if (cs->ids.empty())
+      return done(fail({Errc::invalid, "gptqdelta/gptqmix need calibration text disjoint from the evaluation text "
+                                       "(their Hessians and choices come from it): give --calib-text FILE"}));
+    if (static_cast<int64_t>(cs->ids.size()) < 130)
+      return done(fail({Errc::invalid, cs->file + ": the calibration text is too short (fewer than 130 tokens)"}));
+    H = delta_hessians(*ft, *cs, 64, 128);
+    calib = *cs;
+    gcs = *cs;
+    for (auto& c : cands) {
+      if (c.m.kind != "gptqdelta" && c.m.kind != "gptqmix") continue;
+      Status st = prep(c);
+      if (!st.ok()) return done(fail(st));
     }
   }
   for (size_t i = 0; i < cands.size(); ++i) {
@@ -1328,6 +1373,25 @@ int run_lossy(LossyOptions o) {
     cands[i].record = lossy_record(o, cands[i], tj, t.bytes, ft_bytes, *ev, uses_calib(cands[i]) ? &*calib : nullptr, json());
     Status st = write_candidate(t, changes, cands[i], o.level);
     if (!st.ok()) return done(fail(st));
+    // gptqmix predicts the written size from the template's index and a
+    // provisional record; the final index can differ by some bytes. Over
+    // its budget, it is allocated again with that much (and 16 B) less.
+    for (int retry = 0; cands[i].m.kind == "gptqmix" && retry < 2; ++retry) {
+      const double over = static_cast<double>(cands[i].bytes) - cands[i].gptq["budget_bytes"].get<double>();
+      if (over <= 0) break;
+      cands[i].slack += over + 16;
+      if (!o.json)
+        std::fprintf(stderr, "  %s: %llu bytes written, %.0f over its budget: allocated again with %.0f bytes less\n",
+                     cands[i].m.spelled().c_str(), static_cast<unsigned long long>(cands[i].bytes), over, cands[i].slack);
+      st = prep(cands[i]);
+      if (!st.ok()) return done(fail(st));
+      std::error_code e3;
+      fs::remove_all(cands[i].stage, e3);
+      cands[i].tensors = json::array();
+      cands[i].record = lossy_record(o, cands[i], tj, t.bytes, ft_bytes, *ev, &*calib, json());
+      st = write_candidate(t, changes, cands[i], o.level);
+      if (!st.ok()) return done(fail(st));
+    }
     if (cands[i].m.kind == "gptqmix") {
       cands[i].gptq["written_bytes"] = cands[i].bytes;
       cands[i].gptq["within_budget"] = static_cast<double>(cands[i].bytes) <= cands[i].gptq["budget_bytes"].get<double>();
@@ -1505,6 +1569,10 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
                 "What the scale tuning minimises on calibration text: mse (the logits', BitDelta's; default) or kl "
                 "(KL divergence of the next-token distributions, what the quality is measured by)")
       ->check(CLI::IsMember({"mse", "kl"}));
+  b->add_option("--realloc", o.realloc,
+                "gptqmix: N rounds of, after the scale tuning, measuring every option's cost again around the tuned "
+                "allocation, allocating again and tuning again (default 0)")
+      ->check(CLI::Range(0, 8));
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
   b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
   b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));
