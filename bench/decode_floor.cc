@@ -13,6 +13,8 @@
 //   reader:      DeltaReader::read_frame (base read from the page cache,
 //                decode, check): what the daemon runs per frame, without
 //                FUSE, the frame cache and its threads.
+// Also the base bytes the frames read (a codec 10 frame's extents, another
+// frame's base range): what the mount fetches from the base's origin.
 // The base is attached without its sha256 check; its file should be in
 // the page cache (the bench reads it once first) so that no time is I/O.
 #include <fcntl.h>
@@ -111,7 +113,7 @@ int main(int argc, char** argv) {
                                  reinterpret_cast<uintptr_t>(rbuf.data()) % BlockSource::kReadInAlign) %
                                     BlockSource::kReadInAlign;
   double t_dec = 0, t_hash = 0, t_reader = 0;
-  uint64_t bytes = 0, frames = 0;
+  uint64_t bytes = 0, frames = 0, base_read = 0;  // base_read: base bytes the frames read (codec 10: their extents)
   for (uint32_t file_i : files) {
     const OutFile& of = m.out_files[file_i];
     for (uint32_t k = of.first_frame; k < of.first_frame + of.frame_count; ++k) {
@@ -126,11 +128,13 @@ int main(int argc, char** argv) {
         for (const PatchExtent& e : *ext) {
           const size_t at = braw.size();
           braw.resize(at + e.len);
+          base_read += e.len;
           if (!pread_all(bfd[f.base_file], braw.data() + at, e.len, e.offset)) return fail("short base read");
         }
         b = braw.data();
       } else if (f.base_file != kNoBase && codec_needs_base(f.codec)) {
         braw.resize(f.base_len);
+        base_read += f.base_len;
         if (bfd[f.base_file] < 0 || !pread_all(bfd[f.base_file], braw.data(), f.base_len, f.base_offset))
           return fail("base file " + m.base_files[f.base_file].name + ": cannot read");
         b = braw.data();
@@ -155,12 +159,13 @@ int main(int argc, char** argv) {
   if (json) {
     std::printf("{\"file\":\"%s\",\"bytes\":%llu,\"frames\":%llu,\"decode_cpu_s\":%.6f,\"decode_hash_cpu_s\":%.6f,"
                 "\"reader_cpu_s\":%.6f,\"decode_cpu_s_per_gb\":%.4f,\"decode_hash_cpu_s_per_gb\":%.4f,"
-                "\"reader_cpu_s_per_gb\":%.4f}\n",
+                "\"reader_cpu_s_per_gb\":%.4f,\"base_bytes_read\":%llu}\n",
                 what.c_str(), (unsigned long long)bytes, (unsigned long long)frames, t_dec, t_hash, t_reader,
-                t_dec / gb, t_hash / gb, t_reader / gb);
+                t_dec / gb, t_hash / gb, t_reader / gb, (unsigned long long)base_read);
   } else {
-    std::printf("%s: %llu frames, %.3f GB; CPU-s per GB: decode %.3f, decode+hash %.3f, reader %.3f\n",
-                what.c_str(), (unsigned long long)frames, gb, t_dec / gb, t_hash / gb, t_reader / gb);
+    std::printf("%s: %llu frames, %.3f GB; CPU-s per GB: decode %.3f, decode+hash %.3f, reader %.3f; base bytes read %llu\n",
+                what.c_str(), (unsigned long long)frames, gb, t_dec / gb, t_hash / gb, t_reader / gb,
+                (unsigned long long)base_read);
   }
   return 0;
 }

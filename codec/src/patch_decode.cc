@@ -102,9 +102,8 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   uint8_t* const final_out = out;
   const uint8_t* const b_raw = b;
   if (sn) {
-    // B's length from the preambles; it is decompressed once the ops are
-    // validated (below), only the extents they read where that is all of B
-    // the frame uses.
+    // B's length from the preambles, checked before anything is
+    // decompressed (below, once the op stream is read).
     if (!snappy_layout(*ext, b, starts)) return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
     blen = starts.back();
     b = bx.get(blen);
@@ -166,43 +165,11 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   // Line ops (method bit 3): the copy value's low bit says whether the op
   // counts in lines of B (its move and its length) or in bytes.
   const bool lines = method & kLineOps;
-  if (sn) {
-    // Where only byte copies read B (no line ops, B no literal prefix or
-    // word sample), the extents no copy reads are not decompressed: a
-    // frame of new rows lists the base pages of its columns, most of them
-    // never read at rebuild (pq-append: 0.96 of 15.0 MB of B read;
-    // decompressing the rest was a fifth of its rebuild; docs/BENCHMARKS.md,
-    // Dataset deltas run 7; docs/FORMAT.md allows it). A pass over the ops
-    // marks the extents the copies read, as the loop below will compute
-    // them; on anything that loop will refuse, every extent is decompressed
-    // and the loop reports it.
-    thread_local std::vector<uint8_t> need;
-    const std::vector<uint8_t>* needp = nullptr;
-    if (!lines && !(method & (kLitPrefix | kLitWords))) {
-      need.assign(ext->size(), 0);
-      needp = &need;
-      const uint8_t* hi_at[3] = {hi[0], hi[1], hi[2]};
-      uint64_t cursor = 0;
-      for (uint32_t i = 0; i < nops; ++i) {
-        next(0, i);
-        const uint64_t z = next(1, i), c = next(2, i);
-        const int64_t src = static_cast<int64_t>(cursor) + (static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1));
-        if (src < 0 || static_cast<uint64_t>(src) > blen || c > blen - static_cast<uint64_t>(src)) {
-          needp = nullptr;
-          break;
-        }
-        if (c) {
-          // Extents [first holding src, first starting at or past src + c).
-          size_t e = std::upper_bound(starts.begin(), starts.end() - 1, static_cast<uint64_t>(src)) - starts.begin() - 1;
-          for (; e < ext->size() && starts[e] < static_cast<uint64_t>(src) + c; ++e) need[e] = 1;
-        }
-        cursor = static_cast<uint64_t>(src) + c;
-      }
-      for (int a = 0; a < 3; ++a) hi[a] = hi_at[a];
-    }
-    if (!snappy_expand(*ext, b_raw, starts, needp, bx.data()))
-      return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
-  }
+  // Every extent is decompressed and checked (docs/FORMAT.md "Snappy
+  // pages"), read by a copy or not: the builder lists only extents whose
+  // bytes the frame uses (dataset_builder.cc, drop_unread_extents).
+  if (sn && !snappy_expand(*ext, b_raw, starts, bx.data()))
+    return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
   const uint8_t* lit = lit_p;
   if (method & kLitZstd) {
     uint8_t* d = lit_buf.get(lit_raw);

@@ -50,6 +50,34 @@ std::string zstd_with_prefix(const uint8_t* src, size_t n, const uint8_t* prefix
   return out;
 }
 
+// The op stream in byte units, or (with_lines) with every copy that is
+// whole lines of B (line table t) counted in lines.
+std::string op_stream_bytes(const std::vector<PatchOp>& ops, const std::vector<uint32_t>& t, bool with_lines) {
+  std::vector<uint64_t> vals[3];
+  uint64_t cursor = 0;
+  for (auto& o : ops) {
+    bool whole = false;
+    uint64_t a = 0, e = 0;
+    if (with_lines && o.copy) {
+      a = line_index(t, o.src);
+      e = line_index(t, o.src + o.copy);
+      whole = a < t.size() && t[a] == o.src && e < t.size() && t[e] == o.src + o.copy;
+    }
+    int64_t mv = whole ? static_cast<int64_t>(a) - static_cast<int64_t>(line_index(t, cursor))
+                       : static_cast<int64_t>(o.src) - static_cast<int64_t>(cursor);
+    vals[0].push_back(o.lit);
+    vals[1].push_back((static_cast<uint64_t>(mv) << 1) ^ static_cast<uint64_t>(mv >> 63));
+    vals[2].push_back(!with_lines ? o.copy : whole ? ((e - a) << 1) | 1 : uint64_t(o.copy) << 1);
+    cursor = o.src + o.copy;
+  }
+  std::string raw;
+  for (auto& v : vals) {
+    for (uint64_t x : v) raw.push_back(static_cast<char>(x & 0xff));
+    for (uint64_t x : v) put_var(raw, x >> 8);
+  }
+  return raw;
+}
+
 }  // namespace
 
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
@@ -59,35 +87,9 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   std::string s;
   put_u32(s, static_cast<uint32_t>(ext.size()));
   for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
-  // The op stream in byte units, or (with_lines) with every copy that is
-  // whole lines of B counted in lines.
   std::vector<uint32_t> t;
   if (line_ops) line_table(b, b_len, t);
-  auto op_stream = [&](bool with_lines) {
-    std::vector<uint64_t> vals[3];
-    uint64_t cursor = 0;
-    for (auto& o : ops) {
-      bool whole = false;
-      uint64_t a = 0, e = 0;
-      if (with_lines && o.copy) {
-        a = line_index(t, o.src);
-        e = line_index(t, o.src + o.copy);
-        whole = a < t.size() && t[a] == o.src && e < t.size() && t[e] == o.src + o.copy;
-      }
-      int64_t mv = whole ? static_cast<int64_t>(a) - static_cast<int64_t>(line_index(t, cursor))
-                         : static_cast<int64_t>(o.src) - static_cast<int64_t>(cursor);
-      vals[0].push_back(o.lit);
-      vals[1].push_back((static_cast<uint64_t>(mv) << 1) ^ static_cast<uint64_t>(mv >> 63));
-      vals[2].push_back(!with_lines ? o.copy : whole ? ((e - a) << 1) | 1 : uint64_t(o.copy) << 1);
-      cursor = o.src + o.copy;
-    }
-    std::string raw;
-    for (auto& v : vals) {
-      for (uint64_t x : v) raw.push_back(static_cast<char>(x & 0xff));
-      for (uint64_t x : v) put_var(raw, x >> 8);
-    }
-    return raw;
-  };
+  auto op_stream = [&](bool with_lines) { return op_stream_bytes(ops, t, with_lines); };
   std::string raw = op_stream(line_ops == 1), zo;
   bool lines = line_ops == 1;
   // Op streams at level 17 at most: 18 and 19 (btultra2) take twice its time
@@ -187,6 +189,32 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   if (snappy) { put_u32(s, snappy->inner_len); put_u32(s, snappy->raw_len); }
   s += zo.empty() ? raw : zo;
   s += zl.empty() && !wrd ? literals : zl;
+  return s;
+}
+
+std::string patch_with_extents(const std::string& p, const std::vector<PatchExtent>& ext,
+                               const std::vector<PatchOp>& ops, int level) {
+  auto u32 = [&](size_t at) { uint32_t v; std::memcpy(&v, p.data() + at, 4); return v; };
+  if (p.size() < 4) return {};
+  const size_t h = 4 + 12 * size_t(u32(0));
+  if (p.size() < h + 17) return {};
+  const uint8_t method = static_cast<uint8_t>(p[h]);
+  if (method & (kLitPrefix | kLineOps | kLitWords)) return {};
+  const size_t hx = (method & kSnappy) ? 25 : 17;
+  if (p.size() < h + hx || u32(h + 9) > p.size() - h - hx) return {};
+  const size_t lit_at = h + hx + u32(h + 9);
+  std::string raw = op_stream_bytes(ops, {}, false), zo;
+  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, std::min(level, 17));
+  std::string s;
+  put_u32(s, static_cast<uint32_t>(ext.size()));
+  for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
+  s.push_back(static_cast<char>((method & ~kOpsZstd) | (zo.empty() ? 0 : kOpsZstd)));
+  put_u32(s, static_cast<uint32_t>(ops.size()));
+  put_u32(s, static_cast<uint32_t>(raw.size()));
+  put_u32(s, static_cast<uint32_t>(zo.empty() ? raw.size() : zo.size()));
+  s.append(p, h + 13, hx - 13);  // literal count, snappy page lengths
+  s += zo.empty() ? raw : zo;
+  s.append(p, lit_at, std::string::npos);
   return s;
 }
 

@@ -27,12 +27,11 @@ bool snappy_layout(const std::vector<PatchExtent>& ext, const uint8_t* raw, std:
 }
 
 bool snappy_expand(const std::vector<PatchExtent>& ext, const uint8_t* raw, const std::vector<uint64_t>& starts,
-                   const std::vector<uint8_t>* need, uint8_t* b) {
+                   uint8_t* b) {
   uint64_t at = 0;
   for (size_t i = 0; i < ext.size(); ++i) {
     const char* s = reinterpret_cast<const char*>(raw + at);
     at += ext[i].len;
-    if (need && !(*need)[i]) continue;
     // RawUncompress checks every copy and literal against the stream and the
     // preamble's length: corrupt input returns false, it never reads or
     // writes outside the buffers.

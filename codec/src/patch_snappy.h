@@ -19,16 +19,10 @@ bool snappy_layout(const std::vector<PatchExtent>& ext, const uint8_t* raw, std:
 
 // B of a snappy frame: every extent of `raw` (the extents' base bytes,
 // concatenated in order) is one snappy raw-format stream, decompressed to
-// b + starts[i]. An extent with need[i] false (no op reads it, and B is no
-// prefix or sample) is skipped: its part of b is left unwritten and its
-// body unchecked (docs/FORMAT.md allows it: such bytes cannot reach the
-// output, which the frame hash checks). Validating it instead
-// (snappy::IsValidCompressedBuffer) parses every element and cost as much
-// as decompressing (measured on pq-append, where 14 of 15 MB of B is never
-// read). need == nullptr: every extent. False when a decompressed extent is
-// not a valid stream.
+// b + starts[i]; every extent, read by a copy or not (docs/FORMAT.md). False
+// when an extent is not a valid stream.
 bool snappy_expand(const std::vector<PatchExtent>& ext, const uint8_t* raw, const std::vector<uint64_t>& starts,
-                   const std::vector<uint8_t>* need, uint8_t* b);
+                   uint8_t* b);
 
 // The frame's output: inner[0, raw_len) as is, then snappy::Compress of
 // inner[raw_len, inner_len), compressed straight into out (no copy but of a

@@ -115,6 +115,44 @@ void to_patch_ops(const std::vector<Op>& in, const uint8_t* out, BPos b_pos, std
   }
 }
 
+// Drops the extents no copy reads (context ranges, the base sample, page
+// candidates that gave no copy), copy sources moved down by the bytes
+// dropped before them; extents holding one copy stay adjacent in B. `at`:
+// where each extent starts in B, then |B| (ext.size() + 1 values). Such
+// extents still cost 12 bytes each, and a reader fetches them (and, for
+// snappy pages, decompresses them: docs/FORMAT.md asks every extent to be a
+// valid stream). Only for frames whose B serves the copies alone: a literal
+// prefix, line ops or a word sample read all of B. False (nothing changed)
+// when every extent is read.
+// `kept_idx`, when given, gets the indices of the extents kept.
+bool drop_unread_extents(std::vector<PatchExtent>& ext, const std::vector<uint64_t>& at, std::vector<PatchOp>& ops,
+                         std::vector<size_t>* kept_idx = nullptr) {
+  const size_t n = ext.size();
+  auto holder = [&](uint64_t src) { return static_cast<size_t>(std::upper_bound(at.begin(), at.begin() + n, src) - at.begin()) - 1; };
+  if (kept_idx) kept_idx->clear();
+  std::vector<uint8_t> read(n, 0);
+  for (auto& o : ops)
+    if (o.copy)
+      for (size_t k = holder(o.src); k < n && at[k] < o.src + o.copy; ++k) read[k] = at[k + 1] > at[k];
+  std::vector<uint64_t> shift(n, 0);
+  std::vector<PatchExtent> kept;
+  uint64_t gone = 0;
+  for (size_t k = 0; k < n; ++k) {
+    if (!read[k]) { gone += at[k + 1] - at[k]; continue; }
+    shift[k] = gone;
+    kept.push_back(ext[k]);
+    if (kept_idx) kept_idx->push_back(k);
+  }
+  if (kept.size() == n) return false;
+  uint64_t cursor = 0;
+  for (auto& o : ops) {
+    o.src = o.copy ? o.src - shift[holder(o.src)] : cursor;
+    cursor = o.src + o.copy;
+  }
+  ext = std::move(kept);
+  return true;
+}
+
 // B as the literals' prefix only where there are enough literals for it
 // to pay: loading a 2 MiB prefix at level 19 costs ~0.5 s, and a frame of
 // copies with a few edited words gains a few bytes from it.
@@ -553,7 +591,8 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   std::string b;
   std::vector<uint64_t> bstart;
   for (auto& e : ext) { bstart.push_back(b.size()); b.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len); }
-  std::vector<PatchOp> ops;
+  std::vector<PatchOp> ops, ops_pruned;
+  std::vector<PatchExtent> ext_pruned;
   std::string lit;
   to_patch_ops(j.ops, out, [&](uint64_t src) {
     size_t k = std::upper_bound(ext.begin(), ext.end(), src, [](uint64_t v, const PatchExtent& e) { return v < e.offset; }) - ext.begin() - 1;
@@ -567,8 +606,22 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   const bool prefix = literal_prefix_pays(lits, b.size());
   r.e.payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), level, prefix, 2,
                               opt.word_literals ? 1 : 0);
-  r.base_file = base_idx;
-  r.base_off = ext.front().offset;
+  // Extents no copy reads, where the payload left B to the copies (no
+  // literal prefix, line ops or word sample; else B's bytes shape the
+  // literals or the op counts, and the frame keeps them): dropped, the
+  // literal stream kept as coded, 12 bytes saved per extent.
+  bstart.push_back(b.size());
+  ext_pruned = ext;
+  ops_pruned = ops;
+  if (drop_unread_extents(ext_pruned, bstart, ops_pruned)) {
+    std::string q = patch_with_extents(r.e.payload, ext_pruned, ops_pruned, level);
+    if (!q.empty() && q.size() <= r.e.payload.size()) {
+      r.e.payload = std::move(q);
+      ext = std::move(ext_pruned);
+    }
+  }
+  r.base_file = ext.empty() ? kNoBase : base_idx;
+  r.base_off = ext.empty() ? 0 : ext.front().offset;
   uint64_t hi = 0;
   for (auto& e : ext) hi = std::max<uint64_t>(hi, e.offset + e.len);
   r.base_len = hi - r.base_off;
@@ -699,14 +752,16 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   std::string inner(reinterpret_cast<const char*>(out), hlen);
   inner += body;
   std::vector<PatchExtent> ext;
+  std::vector<uint64_t> at;
   std::string b, braw, piece;
   for (uint32_t k : pi.choose(pg, body, kPageBase)) {
     const parquet::Page& bp = pi.pages()[k];
     if (!parquet::unsnappy(base->data() + bp.body, bp.body_len, bp.raw_len, piece)) continue;
     ext.push_back({bp.body, bp.body_len});
+    at.push_back(b.size());
     b += piece;
-    braw.append(reinterpret_cast<const char*>(base->data() + bp.body), bp.body_len);
   }
+  at.push_back(b.size());
   OpList ol;
   const auto* ip = reinterpret_cast<const uint8_t*>(inner.data());
   encode_edit(ip, inner.size(), reinterpret_cast<const uint8_t*>(b.data()), b.size(), 0, false, ol);
@@ -718,6 +773,28 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   const bool prefix = literal_prefix_pays(lit.size(), b.size());
   std::string payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), opt.zstd_level,
                                      prefix, 0, 0, &sn);
+  // The candidate pages no copy reads (most of a frame of new rows' B:
+  // pq-append listed 15.0 MB of pages, copies read 0.96 MB) dropped. With B
+  // as the literals' prefix (method bit 2) every page shapes the literal
+  // stream: the frame is coded again over the pages kept and the smaller
+  // payload kept.
+  std::vector<PatchExtent> pext = ext;
+  std::vector<PatchOp> pops = ops;
+  std::vector<size_t> kept;
+  if (drop_unread_extents(pext, at, pops, &kept)) {
+    std::string q = patch_with_extents(payload, pext, pops, opt.zstd_level);
+    if (q.empty()) {
+      std::string pb;
+      for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
+      q = encode_patch(pext, pops, lit, reinterpret_cast<const uint8_t*>(pb.data()), pb.size(), opt.zstd_level,
+                       literal_prefix_pays(lit.size(), pb.size()), 0, 0, &sn);
+    }
+    if (q.size() <= payload.size()) {
+      payload = std::move(q);
+      ext = std::move(pext);
+    }
+  }
+  for (auto& e : ext) braw.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len);
   if (payload.size() >= j.len) return false;
   Frame f;
   f.out_len = static_cast<uint32_t>(j.len);

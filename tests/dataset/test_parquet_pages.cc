@@ -250,14 +250,15 @@ TEST(Patch, SnappyPagesRoundTripAndRefusals) {
   EXPECT_EQ(decode_patch(f, u8(p), u8(braw), reinterpret_cast<uint8_t*>(out.data())).code(), Errc::corrupt);
 }
 
-// Extents no copy reads (no line ops; B neither the literals' prefix nor
-// their word sample) are not decompressed (docs/FORMAT.md, "Snappy pages"):
-// damage to such an extent's body cannot reach the output and is not
-// refused; a bad preamble, damage to an extent a copy reads, and (with B as
-// the literals' prefix) damage anywhere in B are. The page body is over
-// 64 KiB, so snappy::Compress writes several blocks, straight into the
-// output and, near its end, through snappy's scratch.
-TEST(Patch, SnappyPagesDecompressOnlyTheExtentsCopiesRead) {
+// Every extent is decompressed and checked, read by a copy or not
+// (docs/FORMAT.md, "Snappy pages"): damage to the body of an extent no copy
+// reads is refused as is damage to one a copy reads, a bad preamble, or
+// (with B as the literals' prefix) damage anywhere in B. The builder lists
+// no such extent (Dataset.ParquetPageFramesListOnlyExtentsTheyUse); a
+// reader that skipped them would accept frames a strict reader refuses.
+// The page body is over 64 KiB, so snappy::Compress writes several blocks,
+// straight into the output and, near its end, through snappy's scratch.
+TEST(Patch, SnappyPagesDecompressEveryExtent) {
   auto u32 = [](size_t v) { return static_cast<uint32_t>(v); };
   const std::string p0 = rows(3000, 11, false), pm = rows(800, 12, false), p1 = rows(2500, 13, false);
   const std::string z0 = snappy_of(p0), zm = snappy_of(pm), z1 = snappy_of(p1);
@@ -296,17 +297,13 @@ TEST(Patch, SnappyPagesDecompressOnlyTheExtentsCopiesRead) {
     std::string got;
     ASSERT_TRUE(decode(f, braw, &got).ok()) << prefix;
     EXPECT_EQ(got, want) << prefix;
-    // The middle extent's body made invalid (its preamble kept).
+    // The middle extent's body made invalid (its preamble kept): no copy
+    // reads it, and it is refused all the same.
     {
       std::string bad = braw;
       std::fill(bad.begin() + static_cast<long>(z0.size()) + 8, bad.begin() + static_cast<long>(z0.size() + zm.size()), '\xff');
       ASSERT_FALSE(snappy::IsValidCompressedBuffer(bad.data() + z0.size(), zm.size()));
-      if (prefix) {
-        EXPECT_EQ(decode(f, bad).code(), Errc::corrupt);
-      } else {
-        ASSERT_TRUE(decode(f, bad, &got).ok());
-        EXPECT_EQ(got, want);
-      }
+      EXPECT_EQ(decode(f, bad).code(), Errc::corrupt) << prefix;
     }
     // Its preamble unreadable: refused (B's length comes from every preamble).
     {
@@ -345,6 +342,69 @@ TEST(Dataset, ParquetPagesAreCodedDecompressed) {
   // snappy bytes the edited pages share little with the base's).
   const double ratio = double(rep->build.delta_bytes) / rep->build.finetune_bytes;
   EXPECT_LT(ratio, 0.05) << rep->build.delta_bytes;
+}
+
+// Every extent a snappy page frame lists is one its output depends on: the
+// builder drops the candidate pages that gave no copy (they cost 12 bytes
+// each, and a reader fetches and decompresses them). Each extent in turn is
+// replaced by a valid stream of other bytes of the same length; the frame
+// must then decode to other bytes or be refused.
+TEST(Dataset, ParquetPageFramesListOnlyExtentsTheyUse) {
+  TempDir t;
+  write_pair(t.path, false);
+  // A page of new rows: no base page shares its content, so the builder
+  // falls back to a base page of its column as the candidate, and no copy
+  // reads it (pq-append's frames of appended rows).
+  {
+    std::vector<std::vector<std::string>> d = {{rows(3000, 1, true), rows(3000, 2, true), rows(2500, 7, false)},
+                                               {rows(2000, 3, false)}};
+    write(t.path + "/derived/data.parquet", parquet(d));
+  }
+  ASSERT_TRUE(build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", {}).ok());
+  auto r = open_delta_dir(t.path + "/delta");
+  ASSERT_TRUE(r.ok());
+  const std::string dat = read(t.path + "/delta/tenpak.dat"), base = read(t.path + "/base/data.parquet");
+  int frames = 0, extents = 0;
+  for (const Frame& f0 : (*r)->manifest().frames) {
+    if (f0.codec != Codec::patch) continue;
+    const std::string p0 = dat.substr(f0.data_offset, f0.data_len);
+    uint32_t ne;
+    std::memcpy(&ne, p0.data(), 4);
+    if (!(static_cast<uint8_t>(p0[4 + 12 * ne]) & 32)) continue;
+    ++frames;
+    auto ext = patch_extents(f0, u8(p0));
+    ASSERT_TRUE(ext.ok());
+    std::vector<std::string> z;
+    for (auto& e : *ext) z.push_back(base.substr(e.offset, e.len));
+    auto decode = [&](const std::vector<std::string>& zs, std::string& out) {
+      std::string p = p0, braw;
+      for (size_t i = 0; i < zs.size(); ++i) {
+        const uint32_t len = static_cast<uint32_t>(zs[i].size());
+        std::memcpy(p.data() + 12 + 12 * i, &len, 4);
+        braw += zs[i];
+      }
+      Frame f = f0;
+      f.base_offset = 0;
+      f.base_len = 0xffffffffu;
+      out.assign(f.out_len, '\0');
+      return decode_patch(f, u8(p), u8(braw), reinterpret_cast<uint8_t*>(out.data()));
+    };
+    std::string want, got;
+    ASSERT_TRUE(decode(z, want).ok());
+    for (size_t i = 0; i < z.size(); ++i) {
+      std::string page;
+      ASSERT_TRUE(snappy::Uncompress(z[i].data(), z[i].size(), &page));
+      for (char& c : page) c = static_cast<char>(c ^ 0x55);
+      std::vector<std::string> zs = z;
+      zs[i] = snappy_of(page);
+      const Status st = decode(zs, got);
+      EXPECT_TRUE(!st.ok() || got != want) << "frame at " << f0.data_offset << ": extent " << i << " of " << z.size()
+                                           << " is not used";
+      ++extents;
+    }
+  }
+  EXPECT_GE(frames, 2);
+  EXPECT_GE(extents, frames);
 }
 
 TEST(Dataset, ParquetPageSnappyDoesNotReproduceFallsBack) {

@@ -70,4 +70,14 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
                          const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true,
                          int line_ops = 0, int words = 0, const PatchSnappy* snappy = nullptr);
 
+// `p` (an encode_patch payload) over other extents and ops that describe the
+// same output from a B that reads the same at every copy: the literal stream
+// kept as stored, the op stream re-coded in bytes (zstd at `level`, at most
+// 17, as encode_patch). Only where B's content beyond the copies does not
+// matter: empty when `p` has method bit 2, 3 or 4 (literal prefix, line ops,
+// word sample) or is malformed. The builder uses it to drop extents no copy
+// reads without compressing the literals again.
+std::string patch_with_extents(const std::string& p, const std::vector<PatchExtent>& ext,
+                               const std::vector<PatchOp>& ops, int level);
+
 }  // namespace tenpak
