@@ -136,16 +136,20 @@ Result<json> lossy_info(const std::string& dir, const Manifest& m) {
   return json::parse((*li)->json);
 }
 
-// One line saying what a lossy delta loses, from its side file.
+// One line saying what a lossy delta loses, from its record. Only format,
+// version, method and quality are checked (parse_lossy_info); a quality
+// field of another type shows as unknown ("?", 0), as that parser reads it
+// (json::value would throw type_error on it).
 std::string lossy_line(const json& j) {
   const json& q = j["quality"];
+  auto num = [&q](const char* k) { return q.contains(k) && q[k].is_number() ? q[k].get<double>() : 0.0; };
   LossyInfo li;
   li.method = j["method"].get<std::string>();
-  li.eval_text = q.value("eval_text", std::string("?"));
-  li.ppl_ratio = q.value("ppl_ratio", 0.0);
-  li.ppl_delta_pct = q.value("ppl_delta_pct", 0.0);
-  li.kl_mean = q.value("kl_mean", 0.0);
-  li.top1_agreement = q.value("top1_agreement", 0.0);
+  li.eval_text = q.contains("eval_text") && q["eval_text"].is_string() ? q["eval_text"].get<std::string>() : "?";
+  li.ppl_ratio = num("ppl_ratio");
+  li.ppl_delta_pct = num("ppl_delta_pct");
+  li.kl_mean = num("kl_mean");
+  li.top1_agreement = num("top1_agreement");
   return lossy_summary_line(li);
 }
 
