@@ -69,11 +69,19 @@ inline std::vector<std::string> safetensors_seeds() {
           tptest::make_st({{"e", DType::F16, {0, 5}, ""}, {"u", DType::U8, {3}, "abc"}})};
 }
 
-// Version-1 layout, and the compact index (raw and zstd body) of the same records.
+// Version-1 layout, and the compact index (raw and zstd body) of the same
+// records, without and with a lossy record (flags 1, 3, 5, 7).
 inline std::vector<std::string> manifest_seeds() {
   std::vector<std::string> v{tenpak::serialize_manifest(seed_manifest())};
-  for (bool z : {false, true})
-    if (auto c = tenpak::serialize_manifest_compact(seed_manifest(), z); c.ok()) v.push_back(*c);
+  tenpak::Manifest rec = seed_manifest();
+  rec.lossy_record =
+      R"({"format":"tenpak.lossy","version":1,"lossy":true,"method":"gptqmix:0.0625","embeddings":true,)"
+      R"("quality":{"eval_text":"held-out.txt","ppl_ratio":1.00801,"kl_mean":0.00553,"top1_agreement":0.9712,)"
+      R"("scored_tokens":8128}})";
+  const tenpak::Manifest plain = seed_manifest();
+  for (const tenpak::Manifest* m : {&plain, static_cast<const tenpak::Manifest*>(&rec)})
+    for (bool z : {false, true})
+      if (auto c = tenpak::serialize_manifest_compact(*m, z); c.ok()) v.push_back(*c);
   return v;
 }
 

@@ -9,6 +9,9 @@
 #include "tenpak/patch_codec.h"
 #include "pytorch/ckpt_writer.h"
 #include "tenpak/format.h"
+#ifndef TP_FUZZ_PARSERS_ONLY
+#include "tenpak/lossy_info.h"
+#endif
 #include "tenpak/pytorch.h"
 #include "tenpak/safetensors.h"
 
@@ -116,6 +119,21 @@ std::string manifest(const uint8_t* data, size_t size) {
       if (!c.ok()) return "accepted a compact index that has no compact form";
       auto m2 = parse_manifest(reinterpret_cast<const uint8_t*>(c->data()), c->size(), "fuzz.idx");
       if (!m2.ok() || serialize_manifest(*m2) != again) return "compact index does not round-trip";
+      if (m2->lossy_record != m->lossy_record) return "lossy record does not round-trip";
+      if (((flags & kIndexRecord) != 0) != !m->lossy_record.empty()) return "record flag and record disagree";
+#ifndef TP_FUZZ_PARSERS_ONLY
+      // Whatever bytes the record holds, its reader refuses them as corrupt
+      // (naming the index) or reads them; never another error or a throw.
+      if (!m->lossy_record.empty()) {
+        auto li = parse_lossy_info(m->lossy_record, *m, "fuzz.idx: lossy record", true);
+        if (!li.ok()) {
+          if (li.status().code() != Errc::corrupt) return "lossy record: unexpected error code";
+          if (li.status().message().find("fuzz.idx") == std::string::npos) return "lossy record error does not name the file";
+        } else if (lossy_summary_line(*li).empty()) {
+          return "lossy record read but not shown";
+        }
+      }
+#endif
       return "";
     }
     if (orig.size() >= 44 && again.size() == orig.size()) {
