@@ -6,9 +6,11 @@
 #include <cstring>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 
@@ -165,6 +167,49 @@ TEST(Delta, ApplyWithConcurrentBaseCheckRefusesWrongBase) {
     if (!e.is_regular_file()) continue;
     const std::string rel = fs::relative(e.path(), p.ft).string();
     EXPECT_EQ(tptest::read_file(e.path().string()), tptest::read_file(p.root + "/out/" + rel)) << rel;
+  }
+  fs::remove_all(p.root);
+}
+
+// The check runs beside the rebuild, at -j1 (inline rebuild) as with
+// workers: the rebuild does not wait for it before its last frame. The check
+// here returns only once every frame was rebuilt (progress at the total), so
+// an apply that joined it early (after the first frame at -j1, after the
+// first file otherwise) could not finish: the check gives up after 20 s and
+// the apply fails. Nothing is committed before the check has returned.
+TEST(Delta, ApplyRunsTheBaseCheckBesideTheWholeRebuild) {
+  Pair p = make_pair();
+  ASSERT_TRUE(build_delta(p.base, p.ft, p.root + "/delta", {}).ok());
+  for (unsigned threads : {1u, 3u}) {
+    auto r = open_delta_dir(p.root + "/delta");
+    ASSERT_TRUE(r.ok());
+    ASSERT_GE((*r)->manifest().frames.size(), 3u);
+    ASSERT_TRUE(attach_local_base(**r, p.base, false).ok());
+    std::mutex mu;
+    std::condition_variable cv;
+    bool all = false;
+    ApplyOptions o;
+    o.threads = threads;
+    o.progress = [&](uint64_t done, uint64_t total) {
+      std::lock_guard<std::mutex> g(mu);
+      if (done == total) {
+        all = true;
+        cv.notify_all();
+      }
+    };
+    bool out_before_check = false;
+    o.concurrent_check = [&]() -> Status {
+      std::unique_lock<std::mutex> g(mu);
+      if (!cv.wait_for(g, std::chrono::seconds(20), [&] { return all; }))
+        return {Errc::io, "the rebuild waited for the check"};
+      out_before_check = fs::exists(p.root + "/out");
+      return check_local_base_sha256((*r)->manifest(), p.base);
+    };
+    auto n = apply_delta(**r, p.root + "/out", o);
+    ASSERT_TRUE(n.ok()) << "threads " << threads << ": " << n.status().message();
+    EXPECT_FALSE(out_before_check) << "threads " << threads;
+    EXPECT_EQ(tptest::read_file(p.root + "/out/model.safetensors"), tptest::read_file(p.ft + "/model.safetensors"));
+    fs::remove_all(p.root + "/out");
   }
   fs::remove_all(p.root);
 }

@@ -385,13 +385,17 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   const bool write = !out_dir.empty();
   StagingDir stage;
   if (write) TP_RETURN_IF_ERROR(stage.create(out_dir));
-  // The caller's check (the base's sha256) runs beside the rebuild: nothing
-  // is committed before it passed, and when it fails its error is the one
-  // reported (a wrong base also fails frame hashes, less clearly).
+  // The caller's check (the base's sha256) runs beside the whole rebuild:
+  // nothing is committed before it passed, and when it fails its error is
+  // the one reported (a wrong base also fails frame hashes, less clearly).
+  // Joined only on an error or before the commit: joining on every status
+  // made the rebuild wait for it after the first frame at -j1 and after the
+  // first file otherwise (often a small config.json), i.e. run after it.
   Status check_st = Status::Ok();
   std::jthread checker;
   if (opt.concurrent_check) checker = std::jthread([&] { check_st = opt.concurrent_check(); });
   auto prefer_check = [&](Status st) {
+    if (st.ok()) return st;
     if (checker.joinable()) checker.join();
     return check_st.ok() ? st : check_st;
   };
@@ -452,7 +456,8 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
                                                     ", expected " + hex(of.sha256)});
     if (write) TP_RETURN_IF_ERROR(prefer_check(w.close()));
   }
-  TP_RETURN_IF_ERROR(prefer_check(Status::Ok()));
+  if (checker.joinable()) checker.join();
+  TP_RETURN_IF_ERROR(check_st);
   if (write) TP_RETURN_IF_ERROR(stage.commit());
   return done;
 }
