@@ -137,9 +137,18 @@ def lossy_record(b):
     _, _, outs, _ = parse_index(b, rec)
     if not rec:
         return None
-    j = json.loads(rec[0].decode())
+    return check_record(rec[0], outs)
+
+
+def check_record(raw, outs):
+    """The lossy record `raw` (bytes) of an index whose OutFiles are `outs`, as JSON; Corrupt as lossy_record."""
+    try:  # UTF-8 JSON (RFC 8259: no NaN/Infinity), as TenPak's reader (nlohmann) parses it
+        j = json.loads(raw.decode("utf-8"), parse_constant=lambda c: need(False, "lossy record: " + c))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise Corrupt("lossy record: not JSON (" + str(e) + ")")
     need(isinstance(j, dict) and j.get("format") == "tenpak.lossy", "lossy record: format")
-    need(j.get("version") == 1, "lossy record: version")
+    # An integer 1 (Python's 1.0 and True compare equal to 1; the C++ reader refuses them).
+    need(type(j.get("version")) is int and j["version"] == 1, "lossy record: version")
     need(isinstance(j.get("method"), str) and isinstance(j.get("quality"), dict), "lossy record: method or quality")
     if "rebuilt" in j:
         need(sorted((x["name"], x["sha256"]) for x in j["rebuilt"]) ==
@@ -1021,6 +1030,19 @@ def main():
         print(f"FAIL valid-compact-record: lossy record {rec}")
         return 1
     print(f"ok   valid-compact-record: lossy record {rec['method']}, ppl ratio {rec['quality']['ppl_ratio']}")
+    # Records the C++ reader (codec/src/lossy_info.cc) refuses are refused here too.
+    for bad in (b'{"format":"tenpak.lossy","version":true,"method":"x","quality":{}}',
+                b'{"format":"tenpak.lossy","version":1.0,"method":"x","quality":{}}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{"kl_mean":NaN}}',
+                b'{"format":"tenpak.lossy","version":1,"method":"\xff","quality":{}}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x"}'):
+        try:
+            check_record(bad, [])
+        except Corrupt:
+            continue
+        print(f"FAIL lossy record {bad!r} accepted")
+        return 1
+    check_record(b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{}}', [])
     n = check_invalid(root, base)
     if n < 0:
         return 1
