@@ -150,6 +150,22 @@ head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --eval-text "$T/ev.txt" --calib-text "$T/ev.txt" "${EV[@]}"
 grep -q "calibration text is the text the quality is measured on" "$T/err" || { cat "$T/err"; fail "calib = eval not refused"; }
 [ ! -e "$T/bad" ] || fail "calib = eval: output written"
+# A text path that is not UTF-8 (the record stores it as JSON text): refused
+# before any work (it aborted at the record's dump, exit 134, a staging
+# directory left behind).
+cp "$T/ev.txt" "$T/ev"$'\xff'".txt"
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --eval-text "$T/ev"$'\xff'".txt" "${EV[@]}"
+grep -q "not valid UTF-8" "$T/err" || { cat "$T/err"; fail "non-UTF-8 eval text path not refused"; }
+[ ! -e "$T/bad" ] || fail "non-UTF-8 path: output written"
+ls -a "$T" | grep -q tenpak-tmp && fail "non-UTF-8 path: staging directory left behind"
+# A fine-tune file whose name is not UTF-8: the delta is built, the report
+# (not part of the delta) shows the name with U+FFFD (it aborted, exit 134).
+cp -r "$T/f/finetune" "$T/fu" && echo notes > "$T/fu/notes"$'\xff'".txt"
+expect_rc 0 "$TENPAK" delta build "$B" "$T/fu" -o "$T/d-fu" --lossy bitdelta --no-tune "${EV[@]}" --report "$T/d-fu.report.json"
+grep -q "notes"$'\xef\xbf\xbd'".txt" "$T/d-fu.report.json" || fail "non-UTF-8 file name: not in the report"
+ls -a "$T" | grep -q tenpak-tmp && fail "non-UTF-8 file name: staging directory left behind"
+expect_rc 0 "$TENPAK" delta verify "$T/d-fu" --base "$B"
+echo "ok   non-UTF-8 paths: an eval text refused (exit 2), a file name in the report as U+FFFD"
 
 # Merged LoRA rank 4: lowrank:4 rebuilds it with KL < 1e-4.
 expect_rc 0 "$TENPAK" delta build "$T/l/base" "$T/l/finetune" -o "$T/dl" --lossy lowrank:4 "${EV[@]}" --json \

@@ -1184,6 +1184,17 @@ int run_lossy(LossyOptions o) {
   }
   if (fs::exists(o.out) && !fs::is_empty(o.out))
     return fail({Errc::exists, o.out + ": already exists and is not empty; choose a new output directory"});
+  // The lossy record and the report store the texts' paths as JSON strings
+  // (docs/FORMAT.md, "Lossy deltas": UTF-8), which nlohmann's dump refuses
+  // by throwing: checked here, before any work, not at the end of the build.
+  for (const std::string* p : {&o.eval_text, &o.calib_text, &o.data_dir}) {
+    try {
+      (void)json(*p).dump();
+    } catch (const json::type_error&) {
+      return fail({Errc::invalid, *p + ": this path is not valid UTF-8, and the delta's lossy record stores it as "
+                                       "JSON text; rename the file or its directory"});
+    }
+  }
   if (!fs::is_directory(o.base) || !fs::is_directory(o.ft))
     return fail({Errc::unsupported, "lossy deltas need model directories the runtime loads (config.json + "
                                     "safetensors); got " + o.base + " and " + o.ft +
@@ -1441,7 +1452,7 @@ int run_lossy(LossyOptions o) {
     if (o.json)
       std::printf("%s\n", json({{"ok", false}, {"target", tj}, {"best_method", b.m.spelled()}, {"best_delta_bytes", b.bytes},
                                 {"best_kl_mean", b.kl}, {"best_ppl_delta_pct", b.ppl_delta_pct}, {"candidates", cj}})
-                              .dump(2)
+                              .dump(2, ' ', false, json::error_handler_t::replace)
                               .c_str());
     std::fprintf(stderr,
                  "tenpak: error: no method tried meets the target (%s%s%s); the best reached: %s, %llu bytes, KL %.4g, "
@@ -1503,7 +1514,10 @@ int run_lossy(LossyOptions o) {
   if (c.m.kind == "bitdelta" && !tuning.is_null()) report["bitdelta_tuning"] = tuning;
   if (!c.gptq.is_null()) report["gptq"] = c.gptq;
   if (!o.report.empty()) {
-    const std::string s = report.dump(2) + "\n";
+    // The report and --json name the fine-tune's and rebuilt files, whose
+    // names need not be UTF-8: bytes that are not are written as U+FFFD
+    // (dump's default throws, uncaught, at the end of the build).
+    const std::string s = report.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
     Status st = write_file_atomic(o.report, {{s.data(), s.size()}});
     if (!st.ok()) return done(fail(st));
   }
@@ -1517,7 +1531,7 @@ int run_lossy(LossyOptions o) {
     for (auto& [k, v] : report.items())
       if (k != "format" && k != "version") j[k] = v;
     j["seconds"] = secs;
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
   } else {
     const auto& q = c.quality;
     std::printf("built %s: LOSSY delta, %s, %s (lossless would be %s; fine-tune %s) in %.1f s\n", o.out.c_str(),
