@@ -84,5 +84,14 @@ else
   echo "skip: disk-full test needs root to mount a tmpfs"
 fi
 
+# A file name that is not UTF-8: every --json output names it with U+FFFD (they aborted with an
+# uncaught JSON type error: build --json after writing the delta, inspect --json).
+mkdir -p "$W/u8" && cp -r "$W/bf16/base" "$W/bf16/finetune" "$W/u8/" && echo x > "$W/u8/finetune/n"$'\xff'".txt"
+expect_rc 0 "build --json, non-UTF-8 name" "$BIN" delta build "$W/u8/base" "$W/u8/finetune" -o "$W/u8/delta" --json
+expect_rc 0 "inspect --json, non-UTF-8 name" "$BIN" delta inspect "$W/u8/delta" --json
+if grep -q "n"$'\xef\xbf\xbd'".txt" "$W/out.txt"; then ok "inspect --json shows the name with U+FFFD"; else bad "inspect --json: name missing"; fi
+expect_rc 0 "apply --json, non-UTF-8 name" "$BIN" delta apply "$W/u8/delta" --base "$W/u8/base" -o "$W/u8/out" --json
+if cmp -s "$W/u8/finetune/n"$'\xff'".txt" "$W/u8/out/n"$'\xff'".txt"; then ok "non-UTF-8 name rebuilt"; else bad "non-UTF-8 name not rebuilt"; fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

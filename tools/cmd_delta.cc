@@ -102,7 +102,10 @@ int do_build(const std::string& base, const std::string& ft, const std::string& 
   auto r = build_delta(*lb, ft, out, o);
   bar.finish();
   if (!r.ok()) return fail(r.status());
-  if (c.json_out) std::cout << report_json(*r, false).dump(2) << "\n";
+  // --json names the files, whose names need not be UTF-8 (a delta holds
+  // any safe relative path): such bytes are written as U+FFFD, where dump's
+  // default threw, uncaught (abort, after the delta was written).
+  if (c.json_out) std::cout << report_json(*r, false).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
   else print_report(*r, ("built " + out).c_str());
   return kOk;
 }
@@ -122,7 +125,7 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   auto r = estimate_delta(*lb, ft, o);
   bar.finish();
   if (!r.ok()) return fail(r.status());
-  if (c.json_out) std::cout << report_json(*r, false).dump(2) << "\n";
+  if (c.json_out) std::cout << report_json(*r, false).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
   else print_report(*r, "estimate");
   return kOk;
 }
@@ -195,7 +198,7 @@ int do_apply(const std::string& delta, const std::string& base, const std::strin
     json j = {{"ok", true}, {"files", m.out_files.size()}, {"frames", m.frames.size()}, {"bytes", *n}, {"seconds", secs}};
     if (!out.empty()) j["output"] = out;
     if (!lossy->is_null()) j["lossy"] = *lossy;
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
   } else if (out.empty()) {
     std::printf("verified %zu files, %zu frames, %s: every frame hash and file sha256 matches (%.2f s)\n",
                 m.out_files.size(), m.frames.size(), human_bytes(*n).c_str(), secs);
@@ -305,7 +308,7 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
             {"files", files}};
   j["lossy"] = lossy->is_null() ? json(has_approx_frames(m)) : *lossy;
   if (c.json_out) {
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
     return kOk;
   }
   std::printf("delta %s (format v%u): %s -> %s (%.4f), %zu frames, index %s\n", delta.c_str(), kFormatVersion,
