@@ -76,9 +76,12 @@ done
 # Disk full while writing: a 1 MiB tmpfs (needs root; skipped otherwise).
 mkdir -p "$W/small"
 if mount -t tmpfs -o size=1m tmpfs "$W/small" 2>/dev/null; then
-  expect_rc 5 "disk full reported" "$BIN" delta apply "$W/bf16/delta" --base "$W/bf16/base" -o "$W/small/out"
-  [ ! -e "$W/small/out" ] && ok "no partial output under the final name" || bad "partial output left"
-  [ -z "$(ls -A "$W/small")" ] && ok "staging removed" || bad "staging left behind: $(ls "$W/small")"
+  # Workers, and -j1 (the rebuild inline on the calling thread, 00ab2ae).
+  for j in "" "-j1"; do
+    expect_rc 5 "disk full reported $j" "$BIN" delta apply "$W/bf16/delta" --base "$W/bf16/base" -o "$W/small/out" $j
+    [ ! -e "$W/small/out" ] && ok "no partial output under the final name $j" || bad "partial output left $j"
+    [ -z "$(ls -A "$W/small")" ] && ok "staging removed $j" || bad "staging left behind $j: $(ls "$W/small")"
+  done
   umount "$W/small"
 else
   echo "skip: disk-full test needs root to mount a tmpfs"
