@@ -403,6 +403,10 @@ const std::vector<FsCounter>& fs_counters() {
 }
 
 std::string ModelFs::stats_json() const {
+  // A model's directory name need not be UTF-8 (a catalog's subdirectory):
+  // its invalid bytes are written as U+FFFD, where dump's default throws
+  // (from a FUSE read of stats.json, which would end the daemon).
+  auto dump = [](const nlohmann::ordered_json& x) { return x.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace); };
   FsStats s = stats();
   const FrameSourceStats ss = impl_->frames->source_stats();
   nlohmann::ordered_json j = {{"pid", static_cast<int64_t>(getpid())}, {"models", impl_->models.size()}};
@@ -447,7 +451,7 @@ std::string ModelFs::stats_json() const {
     } else {
       e["quality"] = "unknown";  // codec-11 frames without a side file
     }
-    if (full || j.dump(1).size() + lossy.dump(1).size() + e.dump(1).size() + 256 > kStatsFileSize) {
+    if (full || dump(j).size() + dump(lossy).size() + dump(e).size() + 256 > kStatsFileSize) {
       full = true;
       continue;
     }
@@ -457,7 +461,7 @@ std::string ModelFs::stats_json() const {
     j["lossy"] = std::move(lossy);
     if (j["lossy"].size() < lossy_models) j["lossy_not_listed"] = lossy_models - j["lossy"].size();
   }
-  return j.dump(1);
+  return dump(j);
 }
 
 void ModelFs::drain_prefetch() { impl_->frames->drain(); }

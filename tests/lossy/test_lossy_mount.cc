@@ -300,6 +300,24 @@ TEST_F(LossyMount, ABadRecordInTheIndexIsRefused) {
   EXPECT_NE(mt.status().message().find("lossy record"), std::string::npos) << mt.status().message();
 }
 
+// A catalog whose lossy model sits in a directory whose name is not UTF-8:
+// stats.json (read through the file system, i.e. from a FUSE read) names it
+// with U+FFFD. dump() threw type_error 316 there, which would end the daemon.
+TEST_F(LossyMount, StatsNameAModelDirectoryThatIsNotUtf8) {
+  const std::string cat = *dir_ / "catalog";
+  const std::string model = cat + "/m\xff";
+  fs::create_directories(model);
+  for (auto* n : {kIndexFile, kDataFile}) fs::copy_file(*dir_ / ("www/inidx/" + std::string(n)), model + "/" + n);
+  auto mt = Mount::open(options(cat));
+  ASSERT_TRUE(mt.ok()) << mt.status().to_string();
+  std::string text;
+  ASSERT_NO_THROW(text = (*mt)->fs().stats_json());
+  json j = json::parse(text);
+  ASSERT_TRUE(j.contains("lossy")) << text;
+  EXPECT_EQ(j["lossy"][0]["model"], "m\xef\xbf\xbd");
+  EXPECT_EQ(j["lossy"][0]["method"], "gptqmix:0.0625");  // kRecord, in the index
+}
+
 // The fields a reader does not need (docs/FORMAT.md, "Lossy deltas": all but
 // format, version, method and quality) may have any type: `delta inspect`
 // and `delta verify` show them as unknown instead of failing on them (they
