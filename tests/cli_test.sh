@@ -96,5 +96,22 @@ if grep -q "n"$'\xef\xbf\xbd'".txt" "$W/out.txt"; then ok "inspect --json shows 
 expect_rc 0 "apply --json, non-UTF-8 name" "$BIN" delta apply "$W/u8/delta" --base "$W/u8/base" -o "$W/u8/out" --json
 if cmp -s "$W/u8/finetune/n"$'\xff'".txt" "$W/u8/out/n"$'\xff'".txt"; then ok "non-UTF-8 name rebuilt"; else bad "non-UTF-8 name not rebuilt"; fi
 
+# A mountpoint and a cache directory that are not UTF-8: the mount daemon reported its start
+# with an uncaught JSON type error (it died, leaving a dead FUSE mount), and unmount --json and
+# cache stats --json aborted; now named with U+FFFD (needs FUSE; skipped otherwise).
+if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
+  mp="$W/mnt"$'\xff'; cd8="$W/cache"$'\xff'
+  mkdir -p "$mp"
+  expect_rc 0 "mount at a non-UTF-8 mountpoint, --json" "$BIN" mount "$W/bf16/delta" "$mp" --base "$W/bf16/base" --cache-dir "$cd8" --log "$W/m8.log" --json
+  if cmp -s "$mp/config.json" "$W/bf16/finetune/config.json"; then ok "served at a non-UTF-8 mountpoint"; else bad "not served at a non-UTF-8 mountpoint"; fi
+  expect_rc 0 "unmount --json, non-UTF-8 mountpoint" "$BIN" unmount "$mp" --json
+  grep -q "mnt"$'\xef\xbf\xbd' "$W/out.txt" && ok "unmount --json names it with U+FFFD" || bad "unmount --json: mountpoint missing"
+  expect_rc 0 "cache stats --json, non-UTF-8 directory" "$BIN" cache stats --json --cache-dir "$cd8"
+  grep -q '"entries":[1-9]' "$W/out.txt" && ok "cache stats counts the mount's entries" || bad "cache stats: $(cat "$W/out.txt")"
+  fusermount3 -u "$mp" 2>/dev/null
+else
+  echo "skip: non-UTF-8 mountpoint test needs FUSE"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
