@@ -158,6 +158,13 @@ expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitde
 grep -q "not valid UTF-8" "$T/err" || { cat "$T/err"; fail "non-UTF-8 eval text path not refused"; }
 [ ! -e "$T/bad" ] || fail "non-UTF-8 path: output written"
 ls -a "$T" | grep -q tenpak-tmp && fail "non-UTF-8 path: staging directory left behind"
+# A report inside the output directory: refused before any work (it was
+# written there before the staged delta's rename, which then failed).
+for r in "$T/bad/r.json" "$T/bad/sub/../r.json" "$T/bad"; do
+  expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --report "$r" "${EV[@]}"
+  grep -q "not part of the delta" "$T/err" || { cat "$T/err"; fail "report inside -o not refused: $r"; }
+  [ ! -e "$T/bad" ] || fail "report inside -o: output written ($r)"
+done
 # A fine-tune file whose name is not UTF-8: the delta is built, the report
 # (not part of the delta) shows the name with U+FFFD (it aborted, exit 134).
 cp -r "$T/f/finetune" "$T/fu" && echo notes > "$T/fu/notes"$'\xff'".txt"

@@ -1184,6 +1184,18 @@ int run_lossy(LossyOptions o) {
   }
   if (fs::exists(o.out) && !fs::is_empty(o.out))
     return fail({Errc::exists, o.out + ": already exists and is not empty; choose a new output directory"});
+  // The report is not part of the delta (docs/FORMAT.md, "Lossy deltas"):
+  // inside the output directory it would count in the delta's bytes, and it
+  // is written before the staged delta is renamed onto that directory, which
+  // must then be empty. Refused before any work, not after the build.
+  if (!o.report.empty()) {
+    const fs::path outp = fs::weakly_canonical(fs::absolute(o.out));
+    const fs::path rep = fs::weakly_canonical(fs::absolute(o.report));
+    const auto rel = rep.lexically_relative(outp);
+    if (rep == outp || (!rel.empty() && *rel.begin() != ".."))
+      return fail({Errc::invalid, o.report + ": the build report is not part of the delta; write it outside the output "
+                                             "directory " + o.out});
+  }
   // The lossy record and the report store the texts' paths as JSON strings
   // (docs/FORMAT.md, "Lossy deltas": UTF-8), which nlohmann's dump refuses
   // by throwing: checked here, before any work, not at the end of the build.
