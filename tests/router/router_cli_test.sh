@@ -62,6 +62,12 @@ expect_rc 4 "batch with a malformed line" "$BIN" route GPT-4 --batch "$W/b.jsonl
 expect_in "$W/out.txt" "b.jsonl:2:" "batch error names file and line"
 expect_in "$W/out.txt" '"model":"Llama-2-13B"' "batch line's own model"
 expect_in "$W/out.txt" 'b.jsonl:4: unknown model' "batch unknown model named"
+# A batch file whose name is not UTF-8: its errors name it with U+FFFD (the
+# JSON line out aborted, exit 134).
+cp "$W/b.jsonl" "$W/b"$'\xff'".jsonl"
+expect_rc 4 "batch file named with a non-UTF-8 byte" "$BIN" route GPT-4 --batch "$W/b"$'\xff'".jsonl"
+[ "$(wc -l <"$W/out.txt")" = 4 ] && ok "non-UTF-8 batch name: one line out per line in" || bad "non-UTF-8 batch name: $(cat "$W/out.txt")"
+expect_in "$W/out.txt" "b"$'\xef\xbf\xbd'".jsonl:2:" "batch error names the file with U+FFFD"
 # Router files: corrupt, truncated, another format version, missing.
 "$BIN" route GPT-4 "hi" >/dev/null 2>&1  # (built-in)
 python3 - "$W" <<'PY'
