@@ -17,6 +17,10 @@ expect_rc() {  # WANT CMD...: runs CMD, checks its exit code, keeps stderr in $T
 
 expect_rc 0 "$TENPAK" convert llama2c "$BIN" --tokenizer "$TOK" -o "$T/m" --json
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["parameters"]==260032 and j["tensors"]==47, j' "$T/out" || fail "convert --json"
+# An output path that is not UTF-8: --json names it with U+FFFD (it aborted,
+# exit 134, after writing the model).
+expect_rc 0 "$TENPAK" convert llama2c "$BIN" --tokenizer "$TOK" -o "$T/m"$'\xff' --json
+grep -q "m"$'\xef\xbf\xbd' "$T/out" || fail "convert --json: non-UTF-8 output not named"
 expect_rc 6 "$TENPAK" convert llama2c "$BIN" --tokenizer "$TOK" -o "$T/m"
 grep -q "already exists" "$T/err" || fail "existing output not named"
 head -c 1000 "$BIN" > "$T/short.bin"
