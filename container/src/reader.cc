@@ -403,13 +403,11 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   for (auto& f : m.out_files) total += f.size;
   const unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   // Workers rebuild frames into a ring of buffers; this thread hashes and
-  // writes them in order. One thread (-j1) rebuilds each frame on this
-  // thread into one buffer and hashes and writes it at once, while it is in
-  // this core's cache: a worker handing frames to this thread put every
-  // frame through two cores' caches and three buffers' first-touch page
-  // faults (docs/BENCHMARKS.md, Dataset deltas run 7).
-  const bool inline_rebuild = threads == 1;
-  const size_t window = inline_rebuild ? 1 : threads * 3;
+  // writes them in order. With one thread (-j1) the pipeline rebuilds each
+  // frame on this thread, and one buffer is enough: the frame is hashed and
+  // written at once, while it is in this core's cache (no ring of buffers
+  // and their first-touch page faults).
+  const size_t window = threads == 1 ? 1 : threads * 3;
   std::vector<Scratch<uint8_t>> bufs(window);
   std::vector<Status> sts(window);
   // Every buffer at the largest frame's size up front: grown frame by
@@ -441,14 +439,7 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
       if (opt.progress) opt.progress(done, total);
       return Status::Ok();
     };
-    if (inline_rebuild) {
-      for (size_t k = 0; k < of.frame_count; ++k) {
-        produce(k, 0);
-        TP_RETURN_IF_ERROR(prefer_check(consume(k, 0)));
-      }
-    } else {
-      TP_RETURN_IF_ERROR(prefer_check(ordered_pipeline(of.frame_count, threads, window, produce, consume)));
-    }
+    TP_RETURN_IF_ERROR(prefer_check(ordered_pipeline(of.frame_count, threads, window, produce, consume)));
     if (of.frame_count == 0) sha.update("", 0);
     Sha256 got = sha.finish();
     if (got != of.sha256)
