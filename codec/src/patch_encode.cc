@@ -50,6 +50,18 @@ std::string zstd_with_prefix(const uint8_t* src, size_t n, const uint8_t* prefix
   return out;
 }
 
+// The level a stream of n bytes gets in a frame of out_len output bytes
+// when `level` is asked for and B is not its prefix: levels 13-19 run at
+// 2-5 MB/s on these streams, so a stream that is more than 1/64 of its
+// frame would alone hold the build under 100 MB of output per CPU-second;
+// such streams get level 9 (40-75 MB/s; 6-18% larger: docs/BENCHMARKS.md),
+// and one that is more than half of its frame (new rows) level 3 (the
+// trial's own output; pq-append's 5.5 MB of new rows' text: 177 ms at 9
+// for 3% less).
+int affordable_level(int level, size_t n, uint64_t out_len) {
+  return n * 64 <= out_len ? level : n * 2 <= out_len ? std::min(level, 9) : std::min(level, 3);
+}
+
 // The op stream in byte units, or (with_lines) with every copy that is
 // whole lines of B (line table t) counted in lines.
 std::string op_stream_bytes(const std::vector<PatchOp>& ops, const std::vector<uint32_t>& t, bool with_lines) {
@@ -95,19 +107,22 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   // Op streams at level 17 at most: 18 and 19 (btultra2) take twice its time
   // for nothing here (all op streams of GSM8K, ds-append, ds-csv, ds-conll,
   // pq-append: 345,909 B at 19, 345,414 at 17; ds-csv's 18 frames 192 -> 101 ms).
-  const int ops_level = std::min(level, 17);
-  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, ops_level);
-  if (line_ops == 2) {
-    // Whichever stream is smaller as stored.
-    std::string raw2 = op_stream(true), zo2;
-    if (level > 0) zo2 = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw2.data()), raw2.size(), nullptr, 0, ops_level);
-    const size_t s1 = zo.empty() ? raw.size() : zo.size(), s2 = zo2.empty() ? raw2.size() : zo2.size();
-    if (s2 < s1) { raw = std::move(raw2); zo = std::move(zo2); lines = true; }
-  }
-  std::string zl, wl;
-  bool wrd = false, wl_done = false;
   uint64_t out_len = 0;
   for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
+  auto zops = [&](const std::string& r, int lv) { return zstd_with_prefix(reinterpret_cast<const uint8_t*>(r.data()), r.size(), nullptr, 0, lv); };
+  if (line_ops == 2 && level > 0) {
+    // Whichever stream is smaller as stored, judged at level 3 (the two
+    // differ by 0-30%; level 17 changes their order rarely), then only that
+    // one coded at ops_level.
+    std::string raw2 = op_stream(true);
+    const std::string z1 = zops(raw, 3), z2 = zops(raw2, 3);
+    if ((z2.empty() ? raw2.size() : z2.size()) < (z1.empty() ? raw.size() : z1.size())) { raw = std::move(raw2); lines = true; }
+  } else if (line_ops == 2) {
+    std::string raw2 = op_stream(true);
+    if (raw2.size() < raw.size()) { raw = std::move(raw2); lines = true; }
+  }
+  std::string zl, wl;
+  bool wrd = false, wl_done = false, resembles = false;
   const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
   const size_t ln = literals.size();
   auto word_code = [&] {
@@ -122,11 +137,22 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     // per MiB).
     std::string t0 = zstd_with_prefix(lp, ln, nullptr, 0, 3), t1;
     const size_t s0 = t0.empty() ? ln : t0.size();
-    const int lit_level = s0 * 8 < ln ? std::min(level, 9) : level;
+    int lit_level = s0 * 8 < ln ? std::min(level, 9) : level;
+    // B as the prefix of literals that are most of their frame (new rows)
+    // is not tried: their level-3 trial with it (B indexed, up to 4 MiB)
+    // refused it on every such frame measured (pq-append's 14 page frames
+    // of new rows: 61 ms for nothing; ds-append's are word-coded).
+    if (ln * 2 > out_len) prefix = false;
     if (prefix) {
       t1 = zstd_with_prefix(lp, ln, b, b_len, 3);
       prefix = !t1.empty() && t1.size() * 10 < s0 * 9;
     }
+    // Literals that resemble B (its prefix pays) keep `level`, and so does
+    // the op stream: GSM8K's size target needs level 16 or more there (its
+    // op stream at 9: +374 B, over the target), and such a frame's level-19
+    // literals cost 100 times its op stream's level 17.
+    resembles = prefix;
+    if (!prefix) lit_level = affordable_level(lit_level, ln, out_len);
     // Word-first: in a frame made mostly of literals (new records), the
     // word coder runs before `level`, and when it beats 80% of the level-3
     // trial by the margins of the rule below, that rule would pick it
@@ -147,7 +173,8 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
       wrd = true;
       prefix = false;
     } else {
-      zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
+      if (!prefix && lit_level == 3) zl = t0;
+      else zl = zstd_with_prefix(lp, ln, prefix ? b : nullptr, prefix ? b_len : 0, lit_level);
       if (zl.empty()) prefix = false;
       // A trial may be the smallest: on very repetitive literals (a field
       // added to every record, 21 bytes a row) levels 6-19 lose to level 3
@@ -156,15 +183,19 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
       if (!t0.empty() && t0.size() < (zl.empty() ? ln : zl.size())) { zl = std::move(t0); prefix = false; }
     }
   }
+  if (level > 0) zo = zops(raw, resembles ? std::min(level, 17) : affordable_level(std::min(level, 17), raw.size(), out_len));
   // Word-coded literals where they pay (below: a frame of new text
   // records), or always when asked (words = 2: golden files, tests). Not
   // tried on literals zstd packs 16:1 (repeated fields: a word model codes
   // each repeat as a token, zstd as one match; ds-addfield's trial doubled
   // its build time and never won), nor where zstd's whole stream is under
-  // 1% of the frame (the most it could save).
+  // 2% of the frame: the rule below asks for 1% of the frame saved, and no
+  // measured word-coded stream came under half of zstd's (ds-append's new
+  // rows: 0.70x of level 19); ds-csv's literals at level 9 (1.3-1.8% of a
+  // frame) ran the trial for nothing, a fifth of its build.
   const size_t zsize = zl.empty() ? ln : zl.size();
   if (!wrd && (words == 2 || (words == 1 && level > 0 && ln >= kWordsMinLiterals && zsize * 16 >= ln &&
-                              zsize * 100 >= out_len))) {
+                              zsize * 50 >= out_len))) {
     if (!wl_done) word_code();
     // Kept when at least 10% smaller and the bytes saved are at least 1% of
     // the frame: a word-coded frame rebuilds far slower than a zstd one
@@ -204,7 +235,11 @@ std::string patch_with_extents(const std::string& p, const std::vector<PatchExte
   if (p.size() < h + hx || u32(h + 9) > p.size() - h - hx) return {};
   const size_t lit_at = h + hx + u32(h + 9);
   std::string raw = op_stream_bytes(ops, {}, false), zo;
-  if (level > 0) zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0, std::min(level, 17));
+  uint64_t out_len = 0;
+  for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
+  if (level > 0)
+    zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0,
+                          affordable_level(std::min(level, 17), raw.size(), out_len));
   std::string s;
   put_u32(s, static_cast<uint32_t>(ext.size()));
   for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }

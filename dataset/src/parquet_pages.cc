@@ -243,10 +243,13 @@ bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& 
   return snappy::RawUncompress(src, len, out.data());
 }
 
-bool snappy_reproduces(const std::string& raw, const uint8_t* body, uint32_t len) {
-  std::string z;
-  snappy::Compress(raw.data(), raw.size(), &z);
-  return z.size() == len && std::memcmp(z.data(), body, len) == 0;
+bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out) {
+  size_t n = 0;
+  const char* src = reinterpret_cast<const char*>(body);
+  if (!snappy::GetUncompressedLength(src, len, &n) || n != raw_len) return false;
+  const size_t at = out.size();
+  out.resize(at + n);
+  return snappy::RawUncompress(src, len, out.data() + at);
 }
 
 bool PageIndex::build(const uint8_t* p, uint64_t n) {

@@ -42,9 +42,8 @@ bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out);
 // The snappy body of a page decompressed into `out` (false: not snappy, or
 // not uncompressed_page_size bytes).
 bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
-// Whether snappy::Compress(raw), with the snappy this builder links, is
-// exactly the page's body (the only pages coded decompressed).
-bool snappy_reproduces(const std::string& raw, const uint8_t* body, uint32_t len);
+// The same, appended to `out` (false: as above, `out` then holds garbage past its old size).
+bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
 
 // The eligible pages of a base file with content anchors of their
 // decompressed bytes (16-byte windows whose hash has its low 6 bits zero),
