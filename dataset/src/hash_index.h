@@ -40,6 +40,12 @@ struct HashIndex {
     return std::lower_bound(v.begin() + dir[b], v.begin() + dir[b + 1], Entry(h, 0));
   }
   std::vector<Entry>::const_iterator end() const { return v.end(); }
+  // Cache hints for a lookup of h to come: its directory slot, then (once
+  // that slot is cached) the start of its bucket.
+  void prefetch_dir(uint64_t h) const { __builtin_prefetch(dir.data() + (h >> shift)); }
+  void prefetch_bucket(uint64_t h) const {
+    if (!v.empty()) __builtin_prefetch(v.data() + std::min<size_t>(dir[h >> shift], v.size() - 1));
+  }
 };
 
 }  // namespace tenpak::dataset_internal

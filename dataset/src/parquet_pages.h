@@ -12,6 +12,8 @@
 // ordinary file (never an error).
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -47,7 +49,10 @@ bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::s
 
 // The eligible pages of a base file with content anchors of their
 // decompressed bytes (16-byte windows whose hash has its low 6 bits zero),
-// to find the base pages a derived page shares content with.
+// to find the base pages a derived page shares content with. A column's
+// pages are decompressed and anchored on the first choose() for that column
+// (thread-safe): columns with no changed page cost nothing (pq-column: the
+// question column, 40% of the base's text, was indexed for nothing).
 class PageIndex {
  public:
   bool build(const uint8_t* p, uint64_t n);
@@ -64,10 +69,19 @@ class PageIndex {
   int64_t same_body(const uint8_t* body, uint32_t len) const;
 
  private:
+  struct Column {
+    std::once_flag once;
+    dataset_internal::HashIndex anchors;  // (anchor hash, page)
+  };
+  const Column& column(uint32_t c) const;
   const uint8_t* base_ = nullptr;
   std::vector<Page> pages_;
+  // 1: decompressed to raw_len; written by column() under the column's
+  // once_flag, read only after it (each element by its own column).
+  mutable std::vector<uint8_t> usable_;
   std::vector<std::pair<uint64_t, uint32_t>> bodies_;  // (xxh64 of the compressed body, page), sorted
-  dataset_internal::HashIndex anchors_;  // (anchor hash, page)
+  std::unique_ptr<Column[]> columns_;
+  uint32_t column_count_ = 0;
 };
 
 }  // namespace tenpak::parquet

@@ -404,7 +404,9 @@ TEST(Dataset, ParquetPageFramesListOnlyExtentsTheyUse) {
     }
   }
   EXPECT_GE(frames, 2);
-  EXPECT_GE(extents, frames);
+  // The edited pages' frames read their base pages; the new rows' frame may
+  // list none at all (its candidate dropped).
+  EXPECT_GE(extents, 2);
 }
 
 TEST(Dataset, ParquetPageSnappyDoesNotReproduceFallsBack) {
