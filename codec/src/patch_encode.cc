@@ -149,6 +149,9 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   }
   std::string zl, wl;
   bool wrd = false, wl_done = false, resembles = false;
+  // Literals level 3 does not halve are not text (pq-column's float pages):
+  // the word coder, a model of words, is not tried on them.
+  bool textlike = true;
   const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
   const size_t ln = literals.size();
   auto word_code = [&] {
@@ -186,8 +189,9 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     // on such literals (text: 0.83-0.84 on ds-append's and pq-append's new
     // rows; ds-append's word-coded streams are 0.59x of level 3), so its
     // run (0.35 s per MiB of text) is skipped.
+    textlike = s0 * 2 <= ln;
     bool sure = false;
-    if (words == 1 && ln >= kWordsMinLiterals && ln * 2 >= out_len) {
+    if (words == 1 && textlike && ln >= kWordsMinLiterals && ln * 2 >= out_len) {
       const size_t lb = std::min(s0, t1.empty() ? s0 : t1.size()) * 4 / 5;
       if (lb * 16 >= ln && lb * 100 >= out_len) {
         word_code();
@@ -223,7 +227,7 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   // rows: 0.70x of level 19); ds-csv's literals at level 9 (1.3-1.8% of a
   // frame) ran the trial for nothing, a fifth of its build.
   const size_t zsize = zl.empty() ? ln : zl.size();
-  if (!wrd && (words == 2 || (words == 1 && level > 0 && ln >= kWordsMinLiterals && zsize * 16 >= ln &&
+  if (!wrd && (words == 2 || (words == 1 && level > 0 && textlike && ln >= kWordsMinLiterals && zsize * 16 >= ln &&
                               zsize * 50 >= out_len))) {
     if (!wl_done) word_code();
     // Kept when at least 10% smaller and the bytes saved are at least 1% of

@@ -240,15 +240,18 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
       if (uint32_t t = table[hash8(r + i, bits)]; t && load64(b + t - 1) == load64(r + i)) cand = t - 1;
     }
     // Past 256 positions without a copy kept (new text; a match too short
-    // to keep counts as none: new text repeats words), only every other run
-    // of 4 positions is looked up, then one in 3 and one in 4: with b
-    // indexed at every 4th position a run of 4 still finds any match it
-    // lies in, and one of 24 bytes or more (less than a forward copy needs)
-    // always holds such a run. A frame of new rows looked up every byte of
-    // its 1 MiB (40% of pq-append's build).
+    // to keep counts as none: new text repeats words), in a b of 64 KiB or
+    // more, fewer positions are looked up. With b indexed at every 4th
+    // position: every other run of 4, then one in 3 and one in 4 (a run of
+    // 4 finds any match it lies in; one of 24 bytes or more, less than a
+    // forward copy needs, always holds such a run); indexed at every
+    // position: one in 2, 3, then 4 (matches of 12 bytes or more found). A
+    // frame of new rows looked up every byte of its 1 MiB (40% of
+    // pq-append's build).
     auto advance = [&] {
       ++miss;
-      i += miss >= 256 && step > 1 && (i & 3) == 3 ? 1 + 4 * std::min<uint64_t>(miss >> 8, 3) : 1;
+      const uint64_t k = miss >= 256 && bn >= (64u << 10) ? std::min<uint64_t>(miss >> 8, 3) : 0;
+      i += step == 1 ? 1 + k : (i & 3) == 3 ? 1 + 4 * k : 1;
     };
     if (cand < 0) { advance(); continue; }
     uint64_t s = static_cast<uint64_t>(cand), L = 8;
@@ -806,7 +809,19 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   std::vector<PatchExtent> ext;
   std::vector<uint64_t> at;
   std::string b, braw;
-  for (uint32_t k : pi.choose(pg, body, kPageBase)) {
+  // A page of 512 KiB or more whose anchors no base page holds a quarter
+  // of is new rows: the votes it gets are common words, and its edit
+  // against the candidates (up to 3 MiB) found no copy (pq-append's new-row
+  // text pages: 15-18% shared, no copy in 1.1 MB each, 80 ms of index
+  // look-ups; edited pages share 88% or more). It is coded without B (the
+  // candidates only lent the literals a prefix, which frames of literals do
+  // not try). Smaller pages keep theirs, cheap to edit: pq-append's new id
+  // and score pages (187 KB) share 15% of anchors, yet copies cut the id
+  // page's literals by a seventh.
+  double shared = 0;
+  std::vector<uint32_t> cand = pi.choose(pg, body, kPageBase, &shared);
+  if (shared * 4 < 1 && body.size() >= (512u << 10)) cand.clear();
+  for (uint32_t k : cand) {
     const parquet::Page& bp = pi.pages()[k];
     const size_t was = b.size();
     if (!parquet::unsnappy_append(base->data() + bp.body, bp.body_len, bp.raw_len, b)) { b.resize(was); continue; }

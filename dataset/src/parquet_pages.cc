@@ -301,7 +301,8 @@ int64_t PageIndex::same_body(const uint8_t* body, uint32_t len) const {
   return -1;
 }
 
-std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, uint64_t budget) const {
+std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, uint64_t budget, double* shared) const {
+  if (shared) *shared = 0;
   if (d.column >= column_count_) return {};
   const dataset_internal::HashIndex& idx = column(d.column).anchors;
   std::unordered_map<uint32_t, uint32_t> votes;
@@ -328,6 +329,7 @@ std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, u
   // windows are common values, and every page of B costs the rebuild a
   // snappy decompression (pq-column: B fell from ~3 to ~1.3 pages a frame).
   const uint32_t floor = order.empty() ? 0 : std::max<uint32_t>(2, order[0].second / 4);
+  if (shared && !hs.empty()) *shared = order.empty() ? 0.0 : double(order[0].second) / double(hs.size());
   for (auto& [k, v] : order) {
     if (v < floor) break;
     if (sum + pages_[k].raw_len > budget) continue;

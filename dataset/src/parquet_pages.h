@@ -63,7 +63,9 @@ class PageIndex {
   // most first, while their decompressed sizes sum to at most `budget`; with none, the page of the same column at the same row
   // group and position (else that column's last page of the same type), for
   // its values' vocabulary.
-  std::vector<uint32_t> choose(const Page& d, const std::string& raw, uint64_t budget) const;
+  // `shared`, when given, gets the share of the page's anchors (looked up)
+  // that the most voted page holds (0 with none looked up).
+  std::vector<uint32_t> choose(const Page& d, const std::string& raw, uint64_t budget, double* shared = nullptr) const;
   // A base page (index into pages()) whose compressed body is these bytes,
   // or -1: such a page is a copy, not worth decompressing.
   int64_t same_body(const uint8_t* body, uint32_t len) const;
