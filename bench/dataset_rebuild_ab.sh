@@ -9,14 +9,15 @@
 # REPS apply -j1 to disk (output compared with the derived set) and REPS verify -j1, timed as
 # dataset_bench.sh times them (MB of derived set per CPU-second, user + sys over the REPS runs). On a
 # shared machine the load moves both binaries' numbers alike when they run minutes apart; this runs
-# them seconds apart. Prints: pair | A apply | A verify | B apply | B verify | A mount floor |
+# them seconds apart. OWN_DELTA=1: each binary rebuilds the delta it built itself (for a B that writes
+# a method A cannot read; each binary's delta bytes go to stderr). Prints: pair | A apply | A verify | B apply | B verify | A mount floor |
 # B mount floor | load. A mount floor: what the mount pays to rebuild the same set, where that
 # directory also holds `decode_floor` (bench/decode_floor.cc; "-" where not): every frame of every file
 # through DeltaReader::read_frame (base ranges from the page cache, decoded, xxh3-checked; no sha256 of
 # the files, no write, no process start), decode_floor --all's "reader" CPU over REPS runs, MB per
 # CPU-second. It is not the apply/verify measure the target is stated in.
 set -euo pipefail
-A=$1; B=$2; MB=${3:-16}; REPS=${REPS:-10}
+A=$1; B=$2; MB=${3:-16}; REPS=${REPS:-10}; OWN_DELTA=${OWN_DELTA:-0}
 KINDS=${KINDS:-ds-append ds-delete ds-edit ds-reorder ds-addfield ds-shards ds-csv ds-conll}
 WORK=$(mktemp -d /tmp/tenpak-dsab-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -37,6 +38,11 @@ run_pair() {
   "$B/tenpak" dataset build "$base" "$der" -o "$WORK/d" -j1 >/dev/null
   line="| $name"
   for bin in "$A" "$B"; do
+    if [ "$OWN_DELTA" = 1 ]; then
+      rm -rf "$WORK/d"
+      "$bin/tenpak" dataset build "$base" "$der" -o "$WORK/d" -j1 >/dev/null
+      echo "$name $bin delta bytes $(cat "$WORK/d/tenpak.idx" "$WORK/d/tenpak.dat" | wc -c)" >&2
+    fi
     "$bin/tenpak" dataset verify "$WORK/d" --base "$base" -j1 >/dev/null
     /usr/bin/time -f "%U %S" -o "$WORK/ta" bash -c 'for ((i = 0; i < $2; i++)); do rm -rf "$1/out"; "$3/tenpak" dataset apply "$1/d" --base "$4" -o "$1/out" -j1 >/dev/null || exit 1; done' _ "$WORK" "$REPS" "$bin" "$base"
     cmp <(cat_dir "$WORK/out") <(cat_dir "$der") || { echo "MISMATCH $name ($bin)"; exit 3; }
@@ -45,6 +51,7 @@ run_pair() {
     line="$line | $(rate "$n" "$WORK/ta") | $(rate "$n" "$WORK/tv")"
   done
   for bin in "$A" "$B"; do
+    if [ "$OWN_DELTA" = 1 ]; then rm -rf "$WORK/d"; "$bin/tenpak" dataset build "$base" "$der" -o "$WORK/d" -j1 >/dev/null; fi
     if [ -x "$bin/decode_floor" ]; then line="$line | $(floor_rate "$bin" "$base" "$n")"; else line="$line | -"; fi
   done
   rm -rf "$WORK/d"

@@ -8,6 +8,7 @@
 #include "patch_internal.h"
 #include "patch_snappy.h"
 #include "patch_words.h"
+#include "patch_wrans.h"
 #include "tenpak/patch_codec.h"
 #include "tenpak/scratch.h"
 
@@ -78,7 +79,8 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* p = payload + h;
   const uint8_t method = p[0];
   const uint32_t nops = get_u32(p + 1), ops_raw = get_u32(p + 5), ops_stored = get_u32(p + 9), lit_raw = get_u32(p + 13);
-  if ((method & ~63u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix || ((method & kLitWords) && (method & kLitZstd)))
+  const int word_bits = ((method & kLitWords) != 0) + ((method & kLitWordsStatic) != 0) + ((method & kLitZstd) != 0);
+  if ((method & ~127u) || (method & (kLitZstd | kLitPrefix)) == kLitPrefix || word_bits > 1)
     return corrupt("unknown stream method " + std::to_string(method));
   // Snappy pages (bit 5): the ops write `olen` inner bytes (raw prefix plus
   // the page's uncompressed body) from B = the extents decompressed.
@@ -112,7 +114,7 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const uint8_t* ops_p = p + hx;
   const uint8_t* lit_p = ops_p + ops_stored;
   const uint64_t lit_stored = rest - ops_stored;
-  if (!(method & (kLitZstd | kLitWords)) && lit_stored != lit_raw)
+  if (!(method & (kLitZstd | kLitWords | kLitWordsStatic)) && lit_stored != lit_raw)
     return corrupt("stored literal stream length differs from its size");
 
   thread_local Scratch<uint8_t> ops_buf, lit_buf;
@@ -181,6 +183,11 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   if (method & kLitWords) {
     uint8_t* d = lit_buf.get(lit_raw);
     if (!words::decode(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (words)");
+    lit = d;
+  }
+  if (method & kLitWordsStatic) {
+    uint8_t* d = lit_buf.get(lit_raw);
+    if (!wrans::decode(lit_p, lit_stored, b, blen, d, lit_raw)) return corrupt("literal stream (static words)");
     lit = d;
   }
   thread_local std::vector<uint32_t> t;

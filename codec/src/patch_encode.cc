@@ -7,6 +7,7 @@
 
 #include "patch_internal.h"
 #include "patch_words.h"
+#include "patch_wrans.h"
 #include "tenpak/patch_codec.h"
 
 namespace tenpak {
@@ -148,14 +149,14 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     if (raw2.size() < raw.size()) { raw = std::move(raw2); lines = true; }
   }
   std::string zl, wl;
-  bool wrd = false, wl_done = false, resembles = false;
+  bool wrd = false, wl_done = false, resembles = false, wst = false;
   // Literals level 3 does not halve are not text (pq-column's float pages):
   // the word coder, a model of words, is not tried on them.
   bool textlike = true;
   const auto* lp = reinterpret_cast<const uint8_t*>(literals.data());
   const size_t ln = literals.size();
-  auto word_code = [&] {
-    words::encode(lp, ln, b, b_len, wl);
+  auto word_code = [&] {  // method bit 4 or 6, wrans::encode_words's rule
+    wst = wrans::encode_words(lp, ln, b, b_len, wl, words == 2 ? 4 : words == 3 ? 6 : 0);
     wl_done = true;
   };
   if (level > 0) {
@@ -227,7 +228,7 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   // rows: 0.70x of level 19); ds-csv's literals at level 9 (1.3-1.8% of a
   // frame) ran the trial for nothing, a fifth of its build.
   const size_t zsize = zl.empty() ? ln : zl.size();
-  if (!wrd && (words == 2 || (words == 1 && level > 0 && textlike && ln >= kWordsMinLiterals && zsize * 16 >= ln &&
+  if (!wrd && (words >= 2 || (words == 1 && level > 0 && textlike && ln >= kWordsMinLiterals && zsize * 16 >= ln &&
                               zsize * 50 >= out_len))) {
     if (!wl_done) word_code();
     // Kept when at least 10% smaller and the bytes saved are at least 1% of
@@ -237,13 +238,13 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     // ds-append's frames of new rows save 7% of their size (28% of zstd's);
     // ds-csv's edited frames saved 0.2% of theirs while its rebuild fell
     // from ~430 to ~80 MB/cpu-s.
-    if (words == 2 || (wl.size() * 10 < zsize * 9 && (zsize - wl.size()) * 100 >= out_len)) {
+    if (words >= 2 || (wl.size() * 10 < zsize * 9 && (zsize - wl.size()) * 100 >= out_len)) {
       zl = std::move(wl);
       wrd = true;
       prefix = false;
     }
   }
-  uint8_t method = (wrd ? kLitWords : 0) | (zl.empty() || wrd ? 0 : kLitZstd) | (zo.empty() ? 0 : kOpsZstd) | (zl.empty() || wrd || !prefix ? 0 : kLitPrefix) |
+  uint8_t method = (wrd ? (wst ? kLitWordsStatic : kLitWords) : 0) | (zl.empty() || wrd ? 0 : kLitZstd) | (zo.empty() ? 0 : kOpsZstd) | (zl.empty() || wrd || !prefix ? 0 : kLitPrefix) |
                    (lines ? kLineOps : 0) | (snappy ? kSnappy : 0);
   s.push_back(static_cast<char>(method));
   put_u32(s, static_cast<uint32_t>(ops.size()));
@@ -263,7 +264,7 @@ std::string patch_with_extents(const std::string& p, const std::vector<PatchExte
   const size_t h = 4 + 12 * size_t(u32(0));
   if (p.size() < h + 17) return {};
   const uint8_t method = static_cast<uint8_t>(p[h]);
-  if (method & (kLitPrefix | kLineOps | kLitWords)) return {};
+  if (method & (kLitPrefix | kLineOps | kLitWords | kLitWordsStatic)) return {};
   const size_t hx = (method & kSnappy) ? 25 : 17;
   if (p.size() < h + hx || u32(h + 9) > p.size() - h - hx) return {};
   const size_t lit_at = h + hx + u32(h + 9);

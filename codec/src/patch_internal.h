@@ -15,6 +15,9 @@ constexpr uint8_t kLitWords = 16;
 // Snappy pages (patch_snappy.h): every extent is a snappy stream, B their
 // decompressions; the output is a raw prefix then snappy of the rest.
 constexpr uint8_t kSnappy = 32;
+// The literal stream is word-coded with a static model (patch_wrans.h);
+// never with kLitZstd or kLitWords.
+constexpr uint8_t kLitWordsStatic = 64;
 
 // Line starts of B and its end: T[0] = 0, every i + 1 < |B| with B[i] = '\n',
 // then |B| (when |B| > 0). Strictly increasing; K = T.size() - 1 lines.

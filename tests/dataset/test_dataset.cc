@@ -167,7 +167,8 @@ TEST(Patch, WordFirstKeepsTheFullRulesChoice) {
   const std::vector<PatchOp> ops = {{static_cast<uint32_t>(lit.size()), 0, 0}};
   const auto* bp = reinterpret_cast<const uint8_t*>(b.data());
   const std::string pick = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 1);
-  const std::string wrd = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 2);
+  const std::string w4 = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 2);
+  const std::string w6 = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 3);
   const std::string zst = encode_patch(ext, ops, lit, bp, b.size(), 19, true, 0, 0);
   const size_t h = 4 + 12;
   auto lit_stream = [&](const std::string& p) {
@@ -175,7 +176,12 @@ TEST(Patch, WordFirstKeepsTheFullRulesChoice) {
     std::memcpy(&stored, p.data() + h + 9, 4);
     return p.size() - (h + 17 + stored);
   };
-  ASSERT_EQ(pick[h] & 16, 16) << "word-coded";
+  ASSERT_EQ(w4[h] & (16 | 64), 16);
+  ASSERT_EQ(w6[h] & (16 | 64), 64);
+  // Between the two word methods: bit 6 when at most 5% larger than bit 4.
+  const bool st = lit_stream(w6) * 100 <= lit_stream(w4) * 105;
+  const std::string& wrd = st ? w6 : w4;
+  ASSERT_EQ(pick[h] & (16 | 64), st ? 64 : 16) << "word-coded";
   EXPECT_EQ(pick, wrd);
   EXPECT_EQ(zst[h] & 16, 0);
   EXPECT_LT(lit_stream(wrd) * 10, lit_stream(zst) * 9) << lit_stream(wrd) << " vs " << lit_stream(zst);
@@ -245,9 +251,13 @@ TEST(Patch, LineOpsRoundTripAndRefusals) {
   }
 }
 
-// Word-coded literals (method bit 4): whatever the bytes, they come back
-// exactly, with B empty, small, or larger than the model's sample (pieces).
-TEST(Patch, WordLiteralsRoundTripHostileInputs) {
+// Word-coded literals (method bit 4, adaptive; bit 6, static): whatever the
+// bytes, they come back exactly, with B empty, small, or larger than the
+// model's sample (pieces).
+class WordLiterals : public ::testing::TestWithParam<int> {};
+TEST_P(WordLiterals, RoundTripHostileInputs) {
+  const int words_arg = GetParam();  // encode_patch's words: 2 forces bit 4, 3 bit 6
+  const uint8_t bit = words_arg == 2 ? 16 : 64;
   std::mt19937_64 r(11);
   std::string all_bytes;
   for (int k = 0; k < 4096; ++k) all_bytes.push_back(static_cast<char>(k & 0xff));
@@ -271,7 +281,15 @@ TEST(Patch, WordLiteralsRoundTripHostileInputs) {
                                    text,
                                    text.substr(0, 99999) + "\n"};
   std::string big_b = text + text;  // > 256 KiB: the model samples pieces of B
-  std::vector<std::string> bs = {"", "alpha1 beta2 gamma3\n", big_b};
+  // ~28,000 distinct words after one separator: more ids than bit 6's
+  // context table holds (16,383), so some known words take its fallback.
+  std::string many_b;
+  while (many_b.size() < 250000) {
+    for (int k = 0; k < 6; ++k) many_b.push_back(static_cast<char>('a' + r() % 26));
+    many_b.push_back(' ');
+  }
+  std::vector<std::string> bs = {"", "alpha1 beta2 gamma3\n", big_b, many_b};
+  lits.push_back(many_b.substr(1000, 80000));
   for (size_t bi = 0; bi < bs.size(); ++bi) {
     const std::string& b = bs[bi];
     const auto* bp = reinterpret_cast<const uint8_t*>(b.data());
@@ -285,14 +303,14 @@ TEST(Patch, WordLiteralsRoundTripHostileInputs) {
       const uint32_t n = static_cast<uint32_t>(lit.size() + (ops.size() > 1 ? 7 : 0));
       if (n == 0) continue;  // a frame has at least one byte
       for (int level : {0, 3}) {
-        const std::string p = encode_patch(ext, ops, lit, bp, b.size(), level, false, 0, 2);
+        const std::string p = encode_patch(ext, ops, lit, bp, b.size(), level, false, 0, words_arg);
         Frame f;
         f.codec = Codec::patch;
         f.out_len = n;
         f.data_len = static_cast<uint32_t>(p.size());
         f.base_file = b.empty() ? kNoBase : 0;
         f.base_len = b.size();
-        ASSERT_EQ(static_cast<uint8_t>(p[4 + 12 * ext.size()]) & 16, 16);
+        ASSERT_EQ(static_cast<uint8_t>(p[4 + 12 * ext.size()]) & (16 | 64), bit);
         std::string out(n, '\0');
         Status st = decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), bp, reinterpret_cast<uint8_t*>(out.data()));
         ASSERT_TRUE(st.ok()) << st.to_string();
@@ -322,17 +340,22 @@ TEST(Patch, WordLiteralsRoundTripHostileInputs) {
       }
     }
   }
-  // Method bits 2 (zstd) and 16 (words) together are refused.
-  std::string p = encode_patch({}, {{1, 0, 0}}, "x", nullptr, 0, 0, false, 0, 2);
-  p[4] = static_cast<char>(p[4] | 2);
-  Frame f;
-  f.codec = Codec::patch;
-  f.out_len = 1;
-  f.data_len = static_cast<uint32_t>(p.size());
-  std::string out(1, '\0');
-  EXPECT_EQ(decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), nullptr, reinterpret_cast<uint8_t*>(out.data())).code(),
-            Errc::corrupt);
+  // Method bit 2 (zstd) or the other word bit with this one is refused, as is bit 7.
+  for (uint8_t other : {uint8_t{2}, uint8_t{16 | 64}, uint8_t{128}}) {
+    std::string p = encode_patch({}, {{1, 0, 0}}, "x", nullptr, 0, 0, false, 0, words_arg);
+    p[4] = static_cast<char>(p[4] | other);
+    Frame f;
+    f.codec = Codec::patch;
+    f.out_len = 1;
+    f.data_len = static_cast<uint32_t>(p.size());
+    std::string out(1, '\0');
+    EXPECT_EQ(decode_patch(f, reinterpret_cast<const uint8_t*>(p.data()), nullptr, reinterpret_cast<uint8_t*>(out.data())).code(),
+              Errc::corrupt)
+        << int(other);
+  }
 }
+INSTANTIATE_TEST_SUITE_P(Patch, WordLiterals, ::testing::Values(2, 3),
+                         [](const ::testing::TestParamInfo<int>& i) { return i.param == 2 ? "Bit4" : "Bit6Static"; });
 
 // New records of i.i.d. words: the builder word-codes them (smaller than
 // zstd with the base as prefix) and they come back bit-exact; with

@@ -123,7 +123,10 @@ inline std::vector<std::string> patch_seeds() {
                   {{{0, 4096}}, {{4, 0, 1000}, {0, 2000, 700}}, "abcd", 3, 1},
                   // Word-coded literals (method bit 4): primed from B, and with no base.
                   {{{0, 4096}}, {{40, 0, 100}, {static_cast<uint32_t>(words.size() - 40), 300, 0}}, words, 0, 0, 2},
-                  {{}, {{static_cast<uint32_t>(words.size() + 3), 0, 0}}, words + "\xff\r\n", 0, 0, 2}};
+                  {{}, {{static_cast<uint32_t>(words.size() + 3), 0, 0}}, words + "\xff\r\n", 0, 0, 2},
+                  // Static word-coded literals (method bit 6): the same two.
+                  {{{0, 4096}}, {{40, 0, 100}, {static_cast<uint32_t>(words.size() - 40), 300, 0}}, words, 0, 0, 3},
+                  {{}, {{static_cast<uint32_t>(words.size() + 3), 0, 0}}, words + "\xff\r\n", 0, 0, 3}};
   for (const S& s : ss) {
     std::string b;
     for (auto& e : s.ext) b.append(reinterpret_cast<const char*>(base.data()) + e.offset, e.len);

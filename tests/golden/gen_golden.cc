@@ -620,8 +620,12 @@ int write_patch_golden(const std::string& root) {
 // Adds valid-words/ (codec 10 with word-coded literals, method bit 4: raw op
 // streams, so spec_decode.py decodes them without zstd) against the EXISTING
 // base/base.bin and the invalid/words-* cases, leaving every older golden
-// file as it is (`tenpak_golden_gen tests/golden --words-only`).
-int write_words_golden(const std::string& root) {
+// file as it is (`tenpak_golden_gen tests/golden --words-only`). With
+// `stat`, the same cases with static word-coded literals (method bit 6) as
+// valid-wrans/ and invalid/wrans-* (`--wrans-only`).
+int write_words_golden(const std::string& root, bool stat = false) {
+  const std::string pre = stat ? "wrans" : "words";
+  const uint8_t bit = stat ? 64 : 16;
   PatchGolden g;
   if (!g.open(root)) return 1;
   Built& b = g.b;
@@ -633,7 +637,7 @@ int write_words_golden(const std::string& root) {
   std::string text2 = "{\"q\": \"what is two and two?\", \"a\": \"four\"}\n{\"q\": \"what is two?\", \"a\": \"two\"}";
   const uint32_t tl = static_cast<uint32_t>(text.size());
   struct WordCase {
-    const char* name;
+    std::string name;
     std::vector<PatchExtent> ext;
     std::vector<PatchOp> ops;  // src in B coordinates
     std::string lit;
@@ -642,51 +646,69 @@ int write_words_golden(const std::string& root) {
   // whole base (|B| = 230 x 1184 bytes), so the model primes from 64 pieces.
   std::vector<PatchExtent> many(230, PatchExtent{0, static_cast<uint32_t>(b.base.size())});
   const WordCase wcs[] = {
-      {"words-text", {{0, 600}}, {{40, 0, 0}, {0, 100, 50}, {tl - 40, 150, 0}}, text},
-      {"words-nobase", {}, {{static_cast<uint32_t>(text2.size()), 0, 0}}, text2},
-      {"words-sampled", many, {{tl, 0, 0}, {0, 5, 20}}, text},
+      {pre + "-text", {{0, 600}}, {{40, 0, 0}, {0, 100, 50}, {tl - 40, 150, 0}}, text},
+      {pre + "-nobase", {}, {{static_cast<uint32_t>(text2.size()), 0, 0}}, text2},
+      {pre + "-sampled", many, {{tl, 0, 0}, {0, 5, 20}}, text},
   };
   auto add_file = [&](const std::string& name, const std::vector<const WordCase*>& frames) -> bool {
     return g.add_file(name, [&](std::string& out) {
       for (auto* c : frames) {
         auto encode = [&](const std::string& B) {
           return encode_patch(c->ext, c->ops, c->lit, reinterpret_cast<const uint8_t*>(B.data()), B.size(), 0, false, 0,
-                              2);
+                              stat ? 3 : 2);
         };
-        // The word-coded method bit (16) must be what the encoder chose.
-        auto words = [&](const std::string& pay) { return (static_cast<uint8_t>(pay[4 + 12 * c->ext.size()]) & 16) != 0; };
-        if (!g.add_frame(c->name, c->ext, c->ops, c->lit, 0, encode, words, out)) return false;
+        // The word-coded method bit (16, or 64) must be what the encoder chose.
+        auto words = [&](const std::string& pay) { return (static_cast<uint8_t>(pay[4 + 12 * c->ext.size()]) & (16 | 64)) == bit; };
+        if (!g.add_frame(c->name.c_str(), c->ext, c->ops, c->lit, 0, encode, words, out)) return false;
       }
       return true;
     });
   };
   for (auto& c : wcs)
-    if (!add_file(std::string(c.name) + ".bin", {&c})) return 1;
-  if (!add_file("words-two-frames.bin", {&wcs[0], &wcs[1]})) return 1;
-  write_delta(root + "/valid-words", serialize_manifest(b.m), b.data, g.expected);
-  std::printf("wrote %s/valid-words\n", root.c_str());
+    if (!add_file(c.name + ".bin", {&c})) return 1;
+  if (!add_file(pre + "-two-frames.bin", {&wcs[0], &wcs[1]})) return 1;
+  write_delta(root + "/valid-" + pre, serialize_manifest(b.m), b.data, g.expected);
+  std::printf("wrote %s/valid-%s\n", root.c_str(), pre.c_str());
 
   const std::string corrupt = "error corrupt read\n";
   auto one = [&](const std::string& file) { return subset(b, {file}); };
+  const std::string text_bin = pre + "-text.bin", inv = root + "/invalid/" + pre;
   {
-    // The word stream one byte short: the range decoder would read past it.
-    auto [m, dat] = one("words-text.bin");
+    // The word stream one byte short: the range (rANS) decoder would read past it.
+    auto [m, dat] = one(text_bin);
     m.frames[0].data_len -= 1;
-    write_delta(root + "/invalid/words-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
+    write_delta(inv + "-truncated", serialize_manifest(m), dat.substr(0, dat.size() - 1), corrupt);
   }
   {
     // One byte after the word stream: the decoder must read it exactly.
-    auto [m, dat] = one("words-text.bin");
+    auto [m, dat] = one(text_bin);
     m.frames[0].data_len += 1;
-    write_delta(root + "/invalid/words-trailing-byte", serialize_manifest(m), dat + '\0', corrupt);
+    write_delta(inv + "-trailing-byte", serialize_manifest(m), dat + '\0', corrupt);
   }
   {
-    // Method bits 2 (zstd literals) and 16 (word-coded) together.
-    auto [m, dat] = one("words-text.bin");
-    dat[m.frames[0].data_offset + 4 + 12] = static_cast<char>(16 | 2);
-    write_delta(root + "/invalid/words-with-zstd-bit", serialize_manifest(m), dat, corrupt);
+    // Method bits 2 (zstd literals) and 16 or 64 (word-coded) together.
+    auto [m, dat] = one(text_bin);
+    dat[m.frames[0].data_offset + 4 + 12] = static_cast<char>(bit | 2);
+    write_delta(inv + "-with-zstd-bit", serialize_manifest(m), dat, corrupt);
   }
-  std::printf("wrote %s/invalid/words-*\n", root.c_str());
+  if (stat) {
+    {
+      // Both word bits (16 and 64).
+      auto [m, dat] = one(text_bin);
+      dat[m.frames[0].data_offset + 4 + 12] = static_cast<char>(16 | 64);
+      write_delta(inv + "-with-words-bit", serialize_manifest(m), dat, corrupt);
+    }
+    {
+      // The rANS state's first two bytes made 0: an initial state under 2^23.
+      auto [m, dat] = one(text_bin);
+      const size_t h = m.frames[0].data_offset + 4 + 12;
+      uint32_t ops_stored;
+      std::memcpy(&ops_stored, &dat[h + 9], 4);
+      dat[h + 17 + ops_stored] = dat[h + 18 + ops_stored] = 0;
+      write_delta(inv + "-bad-state", serialize_manifest(m), dat, corrupt);
+    }
+  }
+  std::printf("wrote %s/invalid/%s-*\n", root.c_str(), pre.c_str());
   return 0;
 }
 
@@ -1245,6 +1267,7 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--patch-only") return write_patch_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--words-only") return write_words_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--wrans-only") return write_words_golden(argv[1], true);
   if (argc == 3 && std::string(argv[2]) == "--approx-only") return write_approx_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lowrank-only") return write_lowrank_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);

@@ -14,6 +14,7 @@ what they call corruption. Exit 0 on success.
 
   python3 tests/golden/spec_decode.py [tests/golden]
 """
+import bisect
 import hashlib
 import json
 import math
@@ -622,6 +623,142 @@ def word_literals(data, B, n):
     return bytes(out)
 
 
+# ---- codec 10, static word-coded literals (FORMAT.md, "Static word-coded literals") --------
+
+def static_table(vw):
+    """(values, starts, freqs) of a static table from (value, weight) pairs in layout order."""
+    n, W = len(vw), sum(w for _, w in vw)
+    f = [1 + w * (32768 - n) // W for _, w in vw]
+    big = max(range(n), key=lambda i: (vw[i][1], -i))
+    f[big] += 32768 - sum(f)
+    starts, acc = [], 0
+    for x in f:
+        starts.append(acc)
+        acc += x
+    return [v for v, _ in vw], starts, f
+
+
+class StaticWordModel:
+    def __init__(self, B):
+        if len(B) == 0:
+            pieces = []
+        elif len(B) <= 262144:
+            pieces = [B]
+        else:
+            pieces = [B[i * (len(B) - 4096) // 63:i * (len(B) - 4096) // 63 + 4096] for i in range(64)]
+        toks = [word_tokens(pc) for pc in pieces]
+        self.voc, ids = [[], []], [{}, {}]
+        for kind in (0, 1):
+            count, first = {}, []
+            for t in toks:
+                for k, s in t:
+                    if k == kind:
+                        if s not in count:
+                            count[s] = 0
+                            first.append(s)
+                        count[s] += 1
+            for i in sorted(range(len(first)), key=lambda i: (-count[first[i]], i)):
+                self.voc[kind].append(first[i])
+                ids[kind][first[i]] = len(self.voc[kind])
+        N = [[{} for _ in range(16)], [{} for _ in range(16)]]
+        for t in toks:
+            prev = 0
+            for k, s in t:
+                v = ids[k][s]
+                c = N[k][min(prev, 15)]
+                c[v] = c.get(v, 0) + 1
+                if k == 1:
+                    prev = v
+        self.ctx, self.fall, self.len, self.byte = [[], []], [], [], []
+        for kind in (0, 1):
+            singles_by_len = [0] * 33
+            for c in range(16):
+                cnt = N[kind][c]
+                singles = sum(1 for v in cnt if cnt[v] == 1)
+                for v in cnt:
+                    if cnt[v] == 1:
+                        singles_by_len[v.bit_length()] += 1
+                vw = [(0, max(1, singles))] + [(v, cnt[v]) for v in sorted(cnt)][:16383]
+                self.ctx[kind].append(static_table(vw))
+            total = {}
+            for c in range(16):
+                for v, x in N[kind][c].items():
+                    total[v] = total.get(v, 0) + x
+            once = sum(1 for v in total if total[v] == 1)
+            self.fall.append(static_table([(0, max(1, once))] + [(k, 1 + singles_by_len[k]) for k in range(1, 33)]))
+            lens, pairs = [1] * 65, {}
+            for s in self.voc[kind]:
+                lens[len(s)] += 1
+                x = 256
+                for y in s:
+                    pairs[(x, y)] = pairs.get((x, y), 0) + 1
+                    x = y
+            self.len.append(static_table([(l, lens[l]) for l in range(65)]))
+            self.byte.append([static_table([(y, 1 + 16 * pairs.get((x, y), 0)) for y in range(256)]) for x in range(257)])
+
+
+class RansDecoder:
+    """Two rANS states; the j-th symbol of the stream (from 0) is decoded with state j mod 2."""
+
+    def __init__(self, data):
+        need(len(data) >= 8, "static word stream shorter than its states")
+        self.d, self.i, self.j = data, 8, 0
+        self.x = [int.from_bytes(data[:4], "big"), int.from_bytes(data[4:8], "big")]
+        need(min(self.x) >= 1 << 23, "static word stream: initial state below 2^23")
+
+    def sym(self, values, starts, freqs):
+        k = self.j % 2
+        self.j += 1
+        x = self.x[k]
+        slot = x & 32767
+        i = bisect.bisect_right(starts, slot) - 1
+        x = freqs[i] * (x >> 15) + slot - starts[i]
+        while x < 1 << 23:
+            need(self.i < len(self.d), "static word stream truncated")
+            x = x << 8 | self.d[self.i]
+            self.i += 1
+        self.x[k] = x
+        return values[i]
+
+    def bits(self, b):
+        f = 1 << (15 - b)
+        return self.sym(list(range(1 << b)), [v * f for v in range(1 << b)], [f] * (1 << b))
+
+
+def static_word_literals(data, B, n):
+    """The n literal bytes of a static word-coded stream (method bit 64)."""
+    m, rd, out, kind, prev = StaticWordModel(B), RansDecoder(data), bytearray(), 0, 0
+    while len(out) < n:
+        voc = m.voc[kind]
+        v = rd.sym(*m.ctx[kind][min(prev, 15)])
+        if v == 0:
+            k = rd.sym(*m.fall[kind])
+            if k == 0:
+                ln = rd.sym(*m.len[kind])
+                need(len(out) + ln <= n, "spelled token past the literals")
+                s, x = bytearray(), 256
+                for _ in range(ln):
+                    x = rd.sym(*m.byte[kind][x])
+                    s.append(x)
+                voc.append(bytes(s))
+                v = len(voc)
+            else:
+                v, r = 1, k - 1
+                while r > 0:
+                    b = (r - 1) % 8 + 1
+                    v = v << b | rd.bits(b)
+                    r -= b
+                need(v <= len(voc), "word id past the vocabulary")
+        s = voc[v - 1]
+        need(len(out) + len(s) <= n, "word token past the literals")
+        out += s
+        if kind == 1:
+            prev = v
+        kind ^= 1
+    need(rd.i == len(data) and rd.x == [1 << 23, 1 << 23], "static word stream not read exactly to its end")
+    return bytes(out)
+
+
 def patch(payload, base, n, dt, fr=None):
     """Codec 10. `base` is the whole base file: the extents are read from it here."""
     need(len(payload) >= 4, "payload shorter than its header")
@@ -638,7 +775,7 @@ def patch(payload, base, n, dt, fr=None):
     need(len(B) <= 4 << 20, "extents longer than 4 MiB")
     method = payload[h]
     nops, ops_raw, ops_stored, lit_raw = struct.unpack_from("<IIII", payload, h + 1)
-    need(method & ~31 == 0 and (method & 6) != 4 and (method & 18) != 18, "unknown stream method")
+    need(method & ~(31 | 64) == 0 and (method & 6) != 4 and bin(method & (2 | 16 | 64)).count("1") <= 1, "unknown stream method")
     need(nops <= n + 1 and lit_raw <= n and ops_raw <= 33 * (nops + 1), "counts out of range")
     rest = payload[h + 17:]
     need(ops_stored <= len(rest), "op stream truncated")
@@ -653,6 +790,8 @@ def patch(payload, base, n, dt, fr=None):
             lit = (zstandard.ZstdDecompressor(dict_data=d) if d else zstandard.ZstdDecompressor()).decompress(lit, max_output_size=lit_raw)
     if method & 16:
         lit = word_literals(lit, B, lit_raw)
+    if method & 64:
+        lit = static_word_literals(lit, B, lit_raw)
     need(len(ops) == ops_raw, "op stream size")
     need(len(lit) == lit_raw, "literal stream size")
     arrays, p = [], 0
@@ -1018,6 +1157,7 @@ def main():
             check_valid(root, "valid-lanes", base, True, 7) and
             check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
             check_valid(root, "valid-words", base, True, 4) and
+            check_valid(root, "valid-wrans", base, True, 4) and
             check_valid(root, "valid-approx", base, True, 8) and
             check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3) and
             check_valid(root, "valid-grouped-rc", base, True, 4) and

@@ -8,8 +8,8 @@
 // bytes followed by a copy of a range of B. The literal stream may be zstd
 // compressed with B as a raw-content prefix (long-range matches against the
 // base ranges cost a few bytes), so new text resembling the base is cheap,
-// or word-coded (method bit 4: a token model primed from B; new records of
-// near i.i.d. words, which LZ codes well above their entropy).
+// or word-coded (method bit 4 or 6: a token model primed from B; new records
+// of near i.i.d. words, which LZ codes well above their entropy).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -62,9 +62,11 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
 // lines of B in lines (method bit 3: deleted or re-ordered records cost a
 // line count, not a byte offset); 2 writes whichever op stream is smaller.
 // `words`: 0 never word-codes the literals; 1 word-codes them (method bit 4:
-// tokens coded by a model primed from B) when that is 10% smaller than zstd,
-// saves at least 1% of the frame's size and there are at least
-// kWordsMinLiterals of them; 2 always (tests, golden files).
+// tokens coded by an adaptive model primed from B, or bit 6: by a static
+// one, kept when at most 5% larger than bit 4's, for its faster rebuild)
+// when that is 10% smaller than zstd, saves at least 1% of the frame's size
+// and there are at least kWordsMinLiterals of them; 2 always with bit 4, 3
+// always with bit 6 (tests, golden files).
 // `snappy`: a snappy page frame (above); `b` is then the decompressed B.
 std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<PatchOp>& ops,
                          const std::string& literals, const uint8_t* b, size_t b_len, int level, bool prefix = true,
