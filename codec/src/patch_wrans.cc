@@ -12,8 +12,7 @@ namespace tenpak::patch_detail::wrans {
 
 void Table::build(const std::vector<std::pair<uint32_t, uint64_t>>& vw, int bucket_bits) {
   const uint32_t n = static_cast<uint32_t>(vw.size());
-  value.resize(n);
-  sf.resize(n);
+  e.resize(n);
   uint64_t w = 0;
   uint32_t big = 0;
   for (uint32_t i = 0; i < n; ++i) {
@@ -23,15 +22,14 @@ void Table::build(const std::vector<std::pair<uint32_t, uint64_t>>& vw, int buck
   const uint64_t room = kTotal - n;
   uint32_t sum = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    value[i] = vw[i].first;
-    sf[i] = 1 + static_cast<uint32_t>(vw[i].second * room / w);  // the frequency, for now
-    sum += sf[i];
+    e[i] = 1 + vw[i].second * room / w;  // the frequency, for now
+    sum += static_cast<uint32_t>(e[i]);
   }
-  sf[big] += kTotal - sum;
+  e[big] += kTotal - sum;
   uint32_t start = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t f = sf[i];
-    sf[i] = start | f << 16;
+    const uint32_t f = static_cast<uint32_t>(e[i]);
+    e[i] = (start | f << 16) | static_cast<uint64_t>(vw[i].first) << 32;
     start += f;
   }
   uint32_t j = 0;
@@ -39,7 +37,7 @@ void Table::build(const std::vector<std::pair<uint32_t, uint64_t>>& vw, int buck
   bucket.resize(size_t(1) << bucket_bits);
   for (uint32_t b = 0; b < (1u << bucket_bits); ++b) {
     const uint32_t slot = b << shift;
-    while ((sf[j] & 0xffff) + (sf[j] >> 16) <= slot) ++j;
+    while ((sf(j) & 0xffff) + (sf(j) >> 16) <= slot) ++j;
     bucket[b] = static_cast<uint16_t>(j);
   }
 }
@@ -53,7 +51,7 @@ uint64_t escape_weight(uint64_t singles) { return singles ? singles : 1; }
 
 }  // namespace
 
-void Model::prime(const uint8_t* b, uint64_t n, bool encoder) {
+void Model::prime(const uint8_t* b, uint64_t n) {
   voc[0].clear();
   voc[1].clear();
   // The sample and its tokens: exactly bit 4's (patch_words.cc).
@@ -100,7 +98,7 @@ void Model::prime(const uint8_t* b, uint64_t n, bool encoder) {
   }
   // Counts per kind, id and context: [kind][id * kCtx + c].
   const uint32_t nv[2] = {voc[0].size(), voc[1].size()};
-  thread_local std::vector<uint32_t> cc[2];
+  std::vector<uint32_t>* cc = sym_of;
   for (int kind = 0; kind < 2; ++kind) cc[kind].assign((static_cast<size_t>(nv[kind]) + 1) * kCtx, 0);
   uint32_t prev = 0;
   for (uint32_t x : tid) {
@@ -110,38 +108,35 @@ void Model::prime(const uint8_t* b, uint64_t n, bool encoder) {
     ++cc[kind][static_cast<size_t>(id) * kCtx + std::min<uint32_t>(prev, kCtx - 1)];
     if (kind == 1) prev = id;
   }
-  if (encoder) sym_of.assign(2 * kCtx, {});
   std::vector<std::pair<uint32_t, uint64_t>> vw;
+  thread_local std::vector<std::pair<uint32_t, uint64_t>> vws[kCtx];  // per context: (id, count), ids ascending
   for (int kind = 0; kind < 2; ++kind) {
     std::vector<uint64_t> singles_by_len(33, 0);
-    const std::vector<uint32_t>& c = cc[kind];
-    for (int ctx = 0; ctx < kCtx; ++ctx) {
-      vw.clear();
-      vw.push_back({0, 0});
-      uint64_t singles = 0;
-      for (uint32_t id = 1; id <= nv[kind]; ++id) {
-        const uint32_t k = c[static_cast<size_t>(id) * kCtx + ctx];
-        if (!k) continue;
-        if (k == 1) { ++singles; ++singles_by_len[std::bit_width(id)]; }
-        if (vw.size() < kMaxSyms) vw.push_back({id, k});
-      }
-      vw[0].second = escape_weight(singles);
-      ctx_t[kind][ctx].build(vw);
-      if (encoder) {
-        std::vector<uint32_t>& s = sym_of[kind * kCtx + ctx];
-        s.assign(nv[kind] + 1, 0);
-        for (uint32_t i = 1; i < vw.size(); ++i) s[vw[i].first] = i + 1;
-      }
-    }
-    // The fallback: a new token, or the bit length of a known id.
+    uint64_t singles[kCtx] = {};
+    std::vector<uint32_t>& c = cc[kind];
+    for (auto& v : vws) v.assign(1, {0, 0});  // the escape first; its weight below
     uint64_t once = 0;
     std::vector<uint64_t> lens(words::kMaxTok + 1, 1);
     std::vector<uint32_t>& bytes = byte_count[kind];
     bytes.assign(257 * 256, 0);
     std::fill(std::begin(byte_built[kind]), std::end(byte_built[kind]), false);
+    // One pass over the ids (a row of kCtx counts each), not one per
+    // context: 32 strided passes over the counts were most of priming.
     for (uint32_t id = 1; id <= nv[kind]; ++id) {
+      uint32_t* row = c.data() + static_cast<size_t>(id) * kCtx;
       uint64_t total = 0;
-      for (int ctx = 0; ctx < kCtx; ++ctx) total += c[static_cast<size_t>(id) * kCtx + ctx];
+      for (int ctx = 0; ctx < kCtx; ++ctx) {
+        const uint32_t k = row[ctx];
+        if (!k) continue;
+        total += k;
+        if (k == 1) { ++singles[ctx]; ++singles_by_len[std::bit_width(id)]; }
+        // The count read, the row now holds the id's symbol + 1 (0: not in the table).
+        row[ctx] = 0;
+        if (vws[ctx].size() < kMaxSyms) {
+          row[ctx] = static_cast<uint32_t>(vws[ctx].size()) + 1;
+          vws[ctx].push_back({id, k});
+        }
+      }
       once += total == 1;
       const uint8_t* p = voc[kind].data(id);
       const uint32_t l = voc[kind].len(id);
@@ -149,6 +144,12 @@ void Model::prime(const uint8_t* b, uint64_t n, bool encoder) {
       uint32_t prev_byte = 256;
       for (uint32_t i = 0; i < l; ++i) { ++bytes[prev_byte * 256 + p[i]]; prev_byte = p[i]; }
     }
+    for (int ctx = 0; ctx < kCtx; ++ctx) {
+      std::vector<std::pair<uint32_t, uint64_t>>& v = vws[ctx];
+      v[0].second = escape_weight(singles[ctx]);
+      ctx_t[kind][ctx].build(v);
+    }
+    // The fallback: a new token, or the bit length of a known id.
     vw.clear();
     vw.push_back({0, std::max<uint64_t>(1, once)});
     for (uint32_t k = 1; k <= 32; ++k) vw.push_back({k, 1 + singles_by_len[k]});
@@ -179,11 +180,11 @@ struct Dec {
   bool bad = false;
   uint32_t get(const Table& t) {
     const uint32_t slot = x & (kTotal - 1);
-    const uint32_t s = t.find(slot);
-    const uint32_t sf = t.sf[s];
+    const uint64_t e = t.e[t.find(slot)];
+    const uint32_t sf = static_cast<uint32_t>(e);
     x = (sf >> 16) * (x >> kProb) + slot - (sf & 0xffff);
     renorm_and_swap();
-    return t.value[s];
+    return static_cast<uint32_t>(e >> 32);
   }
   // b <= 8 bits, uniform.
   uint32_t bits(int b) {
@@ -259,7 +260,7 @@ bool decode(const uint8_t* src, size_t sn, const uint8_t* b, uint64_t bn, uint8_
   d.y = be32(src + 4);
   if (d.x < kLow || d.y < kLow) return false;
   thread_local Model m(false);
-  m.prime(b, bn, false);
+  m.prime(b, bn);
   size_t pos = 0;
   uint32_t prev = 0;
   while (pos < n) {

@@ -35,11 +35,14 @@ constexpr uint64_t kByteWeight = 16;
 // One static distribution: symbols in layout order, each with a value (an
 // id, a bit length, a byte...), a frequency >= 1 and a cumulative start.
 struct Table {
-  std::vector<uint32_t> value;
-  std::vector<uint32_t> sf;  // start | freq << 16 (freq <= 2^15, start < 2^15)
+  // Per symbol: sf = start | freq << 16 (freq <= 2^15, start < 2^15) in the
+  // low half, its value in the high half (one load for both while decoding).
+  std::vector<uint64_t> e;
+  uint32_t sf(uint32_t i) const { return static_cast<uint32_t>(e[i]); }
+  uint32_t value(uint32_t i) const { return static_cast<uint32_t>(e[i] >> 32); }
   std::vector<uint16_t> bucket;  // per 2^(15 - shift) slots: the first symbol whose range holds its first slot
   int shift = kProb - kBucketBits;
-  uint32_t size() const { return static_cast<uint32_t>(value.size()); }
+  uint32_t size() const { return static_cast<uint32_t>(e.size()); }
   // (value, weight) pairs in layout order, weights >= 1, 1 <= n <= kMaxSyms:
   // frequencies 1 + floor(w * (2^15 - n) / W), the rest of 2^15 to the first
   // symbol of largest weight (FORMAT.md).
@@ -48,7 +51,7 @@ struct Table {
   // The symbol whose range holds slot (< 2^15).
   uint32_t find(uint32_t slot) const {
     uint32_t j = bucket[slot >> shift];
-    while ((sf[j] & 0xffff) + (sf[j] >> 16) <= slot) ++j;
+    while ((sf(j) & 0xffff) + (sf(j) >> 16) <= slot) ++j;
     return j;
   }
 };
@@ -73,9 +76,10 @@ struct Model {
   bool byte_built[2][257];
   std::vector<uint32_t> byte_count[2];  // [pb * 256 + x]: x after pb in the tokens of V_t (from priming)
   void build_byte(int kind, uint32_t pb);
-  // Encoder only: per kind and context, the symbol of an id (absent: escape).
-  std::vector<std::vector<uint32_t>> sym_of;  // [kind * kCtx + c][id] -> symbol + 1, 0 absent
-  void prime(const uint8_t* b, uint64_t n, bool encoder);
+  // Per kind, [id * kCtx + c]: the id's symbol + 1 in ctx_t[kind][c], 0 when
+  // absent (the encoder's lookup; priming counts in it first).
+  std::vector<uint32_t> sym_of[2];
+  void prime(const uint8_t* b, uint64_t n);
 };
 
 // The literal stream coded (method bit 6), given B. Appends to `out`.

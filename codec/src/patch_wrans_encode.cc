@@ -9,13 +9,14 @@ namespace tenpak::patch_detail::wrans {
 
 void encode(const uint8_t* lit, size_t n, const uint8_t* b, uint64_t bn, std::string& out) {
   thread_local Model m(true);
-  m.prime(b, bn, true);
+  m.prime(b, bn);
   // Symbols in decoding order as (start, freq); rANS codes them backwards.
   std::vector<uint32_t> syms;
-  auto put = [&](const Table& t, uint32_t s) { syms.push_back(t.sf[s]); };
+  auto put = [&](const Table& t, uint32_t s) { syms.push_back(t.sf(s)); };
   auto put_bits = [&](uint32_t v, int b) {  // b <= 8 bits, uniform
     syms.push_back((v << (kProb - b)) | (1u << (kProb - b)) << 16);
   };
+  const uint32_t nv[2] = {m.voc[0].size(), m.voc[1].size()};  // primed ids (later ones are spelled here)
   const uint8_t* p = lit;
   const uint8_t* end = lit + n;
   int kind = 0;
@@ -25,9 +26,9 @@ void encode(const uint8_t* lit, size_t n, const uint8_t* b, uint64_t bn, std::st
     words::Vocab& v = m.voc[kind];
     uint32_t id = v.find(p, len);
     const uint32_t c = prev < static_cast<uint32_t>(kCtx) ? prev : kCtx - 1;
-    const std::vector<uint32_t>& so = m.sym_of[kind * kCtx + c];
-    if (id && id < so.size() && so[id]) {
-      put(m.ctx_t[kind][c], so[id] - 1);
+    const uint32_t so = id && id <= nv[kind] ? m.sym_of[kind][static_cast<size_t>(id) * kCtx + c] : 0;
+    if (so) {
+      put(m.ctx_t[kind][c], so - 1);
     } else {
       put(m.ctx_t[kind][c], 0);
       if (id) {
