@@ -478,3 +478,44 @@ TEST(Dataset, DamagedParquetIsAnOrdinaryFile) {
     EXPECT_EQ(read(t.path + "/out/data.parquet"), bad[i]) << i;
   }
 }
+
+// Pages the base's page index has nothing for: a derived column the base
+// lacks (no page to vote for, none to fall back to), a page of new rows of
+// 512 KiB or more (coded without B), and a base without a single page (one
+// row group, no columns). Each page frame comes back bit-exact, and the
+// delta's bytes do not depend on the thread count: the index of a column
+// is built by whichever worker first asks for it.
+TEST(Dataset, ParquetPagesTheBaseLacksAndTheThreadCount) {
+  TempDir t;
+  const std::vector<std::vector<std::string>> b = {{rows(3000, 1, false), rows(3000, 2, false)}};
+  const std::vector<std::vector<std::string>> d = {{rows(3000, 1, true), rows(3000, 2, true), rows(5600, 7, false)},
+                                                   {rows(1500, 8, false), rows(5600, 9, false)}};
+  ASSERT_GE(rows(5600, 7, false).size(), 512u << 10);
+  ASSERT_LE(rows(5600, 9, false).size(), 1000u << 10);
+  write(t.path + "/derived/data.parquet", parquet(d));
+  for (const std::string& base : {parquet(b), parquet({})}) {
+    SCOPED_TRACE(base.size());
+    write(t.path + "/base/data.parquet", base);
+    std::string dat, idx;
+    for (unsigned threads : {1u, 3u, 2u}) {
+      SCOPED_TRACE(threads);
+      fs::remove_all(t.path + "/delta");
+      fs::remove_all(t.path + "/out");
+      DatasetBuildOptions o;
+      o.threads = threads;
+      auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/delta", o);
+      ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+      EXPECT_EQ(rep->files[0].mode, "parquet pages");
+      EXPECT_GE(snappy_frames(t.path + "/delta"), 4);
+      ASSERT_TRUE(apply_all(t.path, true).ok());
+      EXPECT_EQ(read(t.path + "/out/data.parquet"), read(t.path + "/derived/data.parquet"));
+      if (dat.empty()) {
+        dat = read(t.path + "/delta/tenpak.dat");
+        idx = read(t.path + "/delta/tenpak.idx");
+        continue;
+      }
+      EXPECT_TRUE(read(t.path + "/delta/tenpak.dat") == dat);
+      EXPECT_TRUE(read(t.path + "/delta/tenpak.idx") == idx);
+    }
+  }
+}
