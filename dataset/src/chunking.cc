@@ -74,6 +74,9 @@ bool looks_like_records(const std::string& name, const uint8_t* p, uint64_t n) {
     size_t l = std::strlen(s);
     if (name.size() >= l && name.compare(name.size() - l, l, s) == 0) return false;
   }
+  // An empty file (whose mapping is a null pointer: memchr may not be
+  // given one, even for 0 bytes) is records, of none.
+  if (n == 0) return true;
   uint64_t m = std::min<uint64_t>(n, 64 << 10);
   if (std::memchr(p, 0, m)) return false;
   // Text whose lines are not absurdly long on average.
