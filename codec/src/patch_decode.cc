@@ -69,7 +69,12 @@ Result<std::vector<PatchExtent>> patch_extents(const Frame& f, const uint8_t* pa
   return ext;
 }
 
-Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, uint8_t* out) {
+namespace {
+
+// decode_patch, with `given` (given_len bytes) as the snappy frame's B
+// decompressed when not null (decode_patch_expanded).
+Status decode_patch_impl(const Frame& f, const uint8_t* payload, const uint8_t* b, const uint8_t* given,
+                         uint64_t given_len, uint8_t* out) {
   auto ext = patch_extents(f, payload);
   if (!ext.ok()) return ext.status();
   uint64_t blen = 0;
@@ -108,7 +113,8 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
     // decompressed (below, once the op stream is read).
     if (!snappy_layout(*ext, b, starts)) return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
     blen = starts.back();
-    b = bx.get(blen);
+    if (given && given_len != blen) return corrupt("the given B is not the extents' decompressed length");
+    b = given ? given : bx.get(blen);
     out = inner.get(olen);
   }
   const uint8_t* ops_p = p + hx;
@@ -169,8 +175,9 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   const bool lines = method & kLineOps;
   // Every extent is decompressed and checked (docs/FORMAT.md "Snappy
   // pages"), read by a copy or not: the builder lists only extents whose
-  // bytes the frame uses (dataset_builder.cc, drop_unread_extents).
-  if (sn && !snappy_expand(*ext, b_raw, starts, bx.data()))
+  // bytes the frame uses (dataset_builder.cc, drop_unread_extents). A
+  // given B was decompressed by the caller from these extents.
+  if (sn && !given && !snappy_expand(*ext, b_raw, starts, bx.data()))
     return corrupt("a snappy extent does not decompress (or B over 4 MiB)");
   const uint8_t* lit = lit_p;
   if (method & kLitZstd) {
@@ -231,6 +238,17 @@ Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, ui
   if (sn && !snappy_output(out, olen, raw_len, final_out, f.out_len))
     return corrupt("snappy of the page is not " + std::to_string(f.out_len - raw_len) + " bytes");
   return Status::Ok();
+}
+
+}  // namespace
+
+Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, uint8_t* out) {
+  return decode_patch_impl(f, payload, b, nullptr, 0, out);
+}
+
+Status decode_patch_expanded(const Frame& f, const uint8_t* payload, const uint8_t* b, const uint8_t* bx,
+                             uint64_t bx_len, uint8_t* out) {
+  return decode_patch_impl(f, payload, b, bx, bx_len, out);
 }
 
 }  // namespace tenpak

@@ -21,6 +21,7 @@
 #include "tenpak/model.h"
 #include "tenpak/out_file.h"
 #include "tenpak/patch_codec.h"
+#include "tenpak/scratch.h"
 #include "content_hash.h"
 #include "hash_index.h"
 #include "parquet_pages.h"
@@ -221,7 +222,11 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
   // page frame: 40% of pq-append's build without zstd.
   const uint64_t step = bn >= (256u << 10) ? 4 : 1;
   int bits = 8;
-  while ((uint64_t(1) << bits) < 2 * bn / step && bits < 26) ++bits;
+  // Two slots per position indexed, one with step 4: pq-column's page
+  // frames' tables (B of 1-1.3 MB) were 4 MiB, their stores and look-ups
+  // cache misses; at 2 MiB its build is ~2% faster for 634 B more (every
+  // other pair of docs/BENCHMARKS.md's table byte-identical).
+  while ((uint64_t(1) << bits) < (step == 1 ? 2 : 1) * bn / step && bits < 26) ++bits;
   // The 8-byte hash table of b, built when the continuation first fails
   // (most edited records are copies along one diagonal and a literal).
   thread_local std::vector<uint32_t> table;
@@ -234,7 +239,15 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
     } else {
       if (!indexed) {
         table.assign(size_t(1) << bits, 0);
-        for (uint64_t j = 0; j + 8 <= bn; j += step) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
+        // Each slot's line fetched 16 positions ahead: the table of a page
+        // frame's B (2 MiB) is past the L2 cache, and these stores were a
+        // twentieth of pq-column's build.
+        uint64_t j = 0;
+        for (const uint64_t ahead = 16 * step; j + ahead + 8 <= bn; j += step) {
+          __builtin_prefetch(&table[hash8(b + j + ahead, bits)], 1);
+          table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
+        }
+        for (; j + 8 <= bn; j += step) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
         indexed = true;
       }
       if (uint32_t t = table[hash8(r + i, bits)]; t && load64(b + t - 1) == load64(r + i)) cand = t - 1;
@@ -794,6 +807,14 @@ std::vector<FrameJob> page_jobs(const OpList& ol, uint64_t size, const std::vect
 
 // Budget of decompressed base pages (B) for a page frame.
 constexpr uint64_t kPageBase = 3u << 20;
+// The zstd level of a page frame's streams, at most: each page frame's
+// build already costs a snappy compression of the page, and its op and
+// literal streams at 17-19 were a sixth of pq-column's build; level 9 there
+// cut it by ~8% for 2% more delta, level 6 by 3.5% more for 0.3% more
+// (pq-append's page frames are level 3 already: same bytes; its size
+// target is 0.8x the best baseline, pq-column is at 0.036x).
+// docs/BENCHMARKS.md, Dataset deltas run 14.
+constexpr int kPageLevel = 6;
 
 // A changed Parquet page as a snappy page frame (codec 10 method bit 5): its
 // header raw, its decompressed body as an edit of the chosen base pages'
@@ -807,10 +828,15 @@ constexpr uint64_t kPageBase = 3u << 20;
 bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page& pg, const InFile* base,
                      uint32_t base_idx, const parquet::PageIndex& pi, const DatasetBuildOptions& opt, Encoded& r) {
   const uint32_t hlen = static_cast<uint32_t>(pg.body - pg.hdr);
-  std::string body;
-  if (!parquet::unsnappy(out + hlen, pg.body_len, pg.raw_len, body)) return false;
-  std::string inner(reinterpret_cast<const char*>(out), hlen);
-  inner += body;
+  const int plevel = std::min(opt.zstd_level, kPageLevel);
+  // The header, then the body decompressed: into reused, uninitialised
+  // memory (a fresh zero-filled string a page was 5% of pq-column's build).
+  thread_local Scratch<uint8_t> inner_buf;
+  const uint64_t inner_len = uint64_t(hlen) + pg.raw_len;
+  uint8_t* const ip = inner_buf.get(inner_len);
+  std::memcpy(ip, out, hlen);
+  if (!parquet::unsnappy_to(out + hlen, pg.body_len, pg.raw_len, ip + hlen)) return false;
+  const std::string_view body(reinterpret_cast<const char*>(ip + hlen), pg.raw_len);
   std::vector<PatchExtent> ext;
   std::vector<uint64_t> at;
   std::string b, braw;
@@ -826,24 +852,28 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   double shared = 0;
   std::vector<uint32_t> cand = pi.choose(pg, body, kPageBase, &shared);
   if (shared * 4 < 1 && body.size() >= (512u << 10)) cand.clear();
+  {
+    uint64_t sum = 0;
+    for (uint32_t k : cand) sum += pi.pages()[k].raw_len;
+    b.reserve(sum);
+  }
   for (uint32_t k : cand) {
     const parquet::Page& bp = pi.pages()[k];
     const size_t was = b.size();
-    if (!parquet::unsnappy_append(base->data() + bp.body, bp.body_len, bp.raw_len, b)) { b.resize(was); continue; }
+    if (!pi.append_raw(k, b)) { b.resize(was); continue; }
     ext.push_back({bp.body, bp.body_len});
     at.push_back(was);
   }
   at.push_back(b.size());
   OpList ol;
-  const auto* ip = reinterpret_cast<const uint8_t*>(inner.data());
-  encode_edit(ip, inner.size(), reinterpret_cast<const uint8_t*>(b.data()), b.size(), 0, false, ol);
+  encode_edit(ip, inner_len, reinterpret_cast<const uint8_t*>(b.data()), b.size(), 0, false, ol);
   ol.finish();
   std::vector<PatchOp> ops;
   std::string lit;
   to_patch_ops(ol.ops, ip, [](uint64_t src) { return src; }, ops, lit);
-  const PatchSnappy sn{static_cast<uint32_t>(inner.size()), hlen};
+  const PatchSnappy sn{static_cast<uint32_t>(inner_len), hlen};
   const bool prefix = literal_prefix_pays(lit.size(), b.size());
-  std::string payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), opt.zstd_level,
+  std::string payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), plevel,
                                      prefix, 0, 0, &sn);
   // The candidate pages no copy reads (most of a frame of new rows' B:
   // pq-append listed 15.0 MB of pages, copies read 0.96 MB) dropped. With B
@@ -854,16 +884,19 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   std::vector<PatchOp> pops = ops;
   std::vector<size_t> kept;
   if (drop_unread_extents(pext, at, pops, &kept)) {
-    std::string q = patch_with_extents(payload, pext, pops, opt.zstd_level);
+    std::string q = patch_with_extents(payload, pext, pops, plevel);
     if (q.empty()) {
       std::string pb;
       for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
-      q = encode_patch(pext, pops, lit, reinterpret_cast<const uint8_t*>(pb.data()), pb.size(), opt.zstd_level,
+      q = encode_patch(pext, pops, lit, reinterpret_cast<const uint8_t*>(pb.data()), pb.size(), plevel,
                        literal_prefix_pays(lit.size(), pb.size()), 0, 0, &sn);
     }
     if (q.size() <= payload.size()) {
       payload = std::move(q);
       ext = std::move(pext);
+      std::string pb;
+      for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
+      b = std::move(pb);
     }
   }
   for (auto& e : ext) braw.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len);
@@ -878,10 +911,14 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   if (!ext.empty() && hi - lo > 0xffffffffu) return false;
   f.base_offset = ext.empty() ? 0 : lo;
   f.base_len = ext.empty() ? 0 : static_cast<uint32_t>(hi - lo);
-  // The decoder's own check of what a reader will rebuild.
-  std::string check(j.len, '\0');
-  if (!decode_patch(f, reinterpret_cast<const uint8_t*>(payload.data()), reinterpret_cast<const uint8_t*>(braw.data()),
-                    reinterpret_cast<uint8_t*>(check.data())).ok() ||
+  // The decoder's own check of what a reader will rebuild, from the B
+  // decompressed here (the extents' bytes, decompressed above: a second
+  // decompression in the check was 6% of pq-column's build).
+  thread_local Scratch<uint8_t> check;
+  if (!decode_patch_expanded(f, reinterpret_cast<const uint8_t*>(payload.data()),
+                             reinterpret_cast<const uint8_t*>(braw.data()), reinterpret_cast<const uint8_t*>(b.data()),
+                             b.size(), check.get(j.len))
+           .ok() ||
       std::memcmp(check.data(), out, j.len) != 0)
     return false;
   r.e.codec = Codec::patch;

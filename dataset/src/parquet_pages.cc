@@ -13,11 +13,15 @@
 
 #include <snappy.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <unordered_map>
 
 #include "tenpak/hash.h"
+#include "tenpak/scratch.h"
 
 namespace tenpak::parquet {
 namespace {
@@ -186,14 +190,27 @@ bool read_page_header(Thrift& t, Page& pg) {
 using dataset_internal::load64;
 using dataset_internal::window16;
 // Anchors: the hash of the 16-byte window at each position whose first 8
-// bytes hash (one multiply) into 1/64 of the range. Selecting by the full
+// bytes hash (one multiply) into 1/128 of the range. Selecting by the full
 // window hash cost three multiplies a byte: indexing pq-append's base pages
-// was a quarter of its build.
+// was a quarter of its build. 1/128 (was 1/64): half the index to build and
+// half the look-ups, the same candidates on both Parquet pairs.
+// Four positions a step, one branch for the four (an anchor is 1 position
+// in 128): the scan of a column's base pages was 9% of pq-column's build.
 template <class F>
-void for_anchors(const uint8_t* p, uint64_t n, uint64_t cap, F&& f) {
-  uint64_t got = 0;
-  for (uint64_t i = 0; i + 16 <= n && got < cap; ++i)
-    if ((load64(p + i) * 0x9E3779B97F4A7C15ull) >> 58 == 0) { f(window16(p + i)); ++got; }
+void for_anchors(const uint8_t* p, uint64_t n, F&& f) {
+  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull, kTop = uint64_t(1) << 57;
+  uint64_t i = 0;
+  for (; i + 19 <= n; i += 4) {
+    const bool a = load64(p + i) * kMul < kTop, b = load64(p + i + 1) * kMul < kTop,
+               c = load64(p + i + 2) * kMul < kTop, d = load64(p + i + 3) * kMul < kTop;
+    if (!(a | b | c | d)) continue;
+    if (a) f(window16(p + i));
+    if (b) f(window16(p + i + 1));
+    if (c) f(window16(p + i + 2));
+    if (d) f(window16(p + i + 3));
+  }
+  for (; i + 16 <= n; ++i)
+    if (load64(p + i) * kMul < kTop) f(window16(p + i));
 }
 
 }  // namespace
@@ -257,6 +274,13 @@ bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::s
   return snappy::RawUncompress(src, len, out.data() + at);
 }
 
+bool unsnappy_to(const uint8_t* body, uint32_t len, uint32_t raw_len, uint8_t* out) {
+  size_t n = 0;
+  const char* src = reinterpret_cast<const char*>(body);
+  return snappy::GetUncompressedLength(src, len, &n) && n == raw_len &&
+         snappy::RawUncompress(src, len, reinterpret_cast<char*>(out));
+}
+
 bool PageIndex::build(const uint8_t* p, uint64_t n) {
   std::vector<Page> all;
   if (!list_pages(p, n, all)) return false;
@@ -269,6 +293,7 @@ bool PageIndex::build(const uint8_t* p, uint64_t n) {
     column_count_ = std::max(column_count_, pg.column + 1);
   }
   usable_.assign(pages_.size(), 0);
+  raw_.assign(pages_.size(), nullptr);
   columns_ = std::make_unique<Column[]>(column_count_);
   std::sort(bodies_.begin(), bodies_.end());
   return true;
@@ -277,13 +302,40 @@ bool PageIndex::build(const uint8_t* p, uint64_t n) {
 const PageIndex::Column& PageIndex::column(uint32_t c) const {
   Column& col = columns_[c];
   std::call_once(col.once, [&] {
-    std::string raw;
+    // The pages kept, in one uninitialised block on transparent huge pages
+    // where the kernel gives them (madvise): zero-filling a page only to
+    // decompress over it (std::string's resize) was 5% of pq-column's build,
+    // and faulting in a fresh 4 KiB page at a time (16 MB of its answer
+    // column) 6%.
+    std::vector<uint64_t> at(pages_.size(), ~uint64_t(0));
+    uint64_t total = 0;
+    {
+      std::lock_guard lock(keep_mu_);
+      for (uint32_t k = 0; k < pages_.size(); ++k) {
+        const Page& pg = pages_[k];
+        if (pg.column != c || !pg.raw_len || kept_ + pg.raw_len > kKeepRaw) continue;
+        kept_ += pg.raw_len;
+        at[k] = total;
+        total += pg.raw_len;
+      }
+    }
+    if (total) {
+      constexpr uint64_t kHuge = 2u << 20;
+      const uint64_t size = (total + kHuge - 1) / kHuge * kHuge;
+      col.kept.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, size)));
+      if (!col.kept) throw std::bad_alloc();
+      madvise(col.kept.get(), size, MADV_HUGEPAGE);  // advice only: 4 KiB pages otherwise
+    }
+    Scratch<uint8_t> spare;
     std::vector<dataset_internal::HashIndex::Entry> anchors;
     for (uint32_t k = 0; k < pages_.size(); ++k) {
       const Page& pg = pages_[k];
-      if (pg.column != c || !unsnappy(base_ + pg.body, pg.body_len, pg.raw_len, raw)) continue;
+      if (pg.column != c) continue;
+      uint8_t* raw = at[k] != ~uint64_t(0) ? col.kept.get() + at[k] : spare.get(pg.raw_len);
+      if (!unsnappy_to(base_ + pg.body, pg.body_len, pg.raw_len, raw)) continue;
+      if (at[k] != ~uint64_t(0)) raw_[k] = raw;
       usable_[k] = 1;
-      for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), ~uint64_t(0),
+      for_anchors(raw, pg.raw_len,
                   [&](uint64_t h) { anchors.push_back({h, k}); });
     }
     col.anchors.build(anchors);
@@ -301,14 +353,34 @@ int64_t PageIndex::same_body(const uint8_t* body, uint32_t len) const {
   return -1;
 }
 
-std::vector<uint32_t> PageIndex::choose(const Page& d, const std::string& raw, uint64_t budget, double* shared) const {
+bool PageIndex::append_raw(uint32_t k, std::string& out) const {
+  const Page& pg = pages_[k];
+  if (!raw_[k]) return unsnappy_append(base_ + pg.body, pg.body_len, pg.raw_len, out);
+  out.append(reinterpret_cast<const char*>(raw_[k]), pg.raw_len);
+  return true;
+}
+
+std::vector<uint32_t> PageIndex::choose(const Page& d, std::string_view raw, uint64_t budget, double* shared) const {
   if (shared) *shared = 0;
   if (d.column >= column_count_) return {};
   const dataset_internal::HashIndex& idx = column(d.column).anchors;
   std::unordered_map<uint32_t, uint32_t> votes;
   thread_local std::vector<uint64_t> hs;
   hs.clear();
-  for_anchors(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), 8192, [&](uint64_t h) { hs.push_back(h); });
+  // The page's anchors in kSlices slices spread over it, kSliceBytes each
+  // (the whole page when smaller): rows shifted or taken from two base
+  // pages show in every part of the page, and a sample votes as the whole
+  // did. The first 8192 anchors (the first ~512 KiB) were looked up before,
+  // a tenth of pq-column's build (docs/BENCHMARKS.md, Dataset deltas run 14).
+  const auto* rp = reinterpret_cast<const uint8_t*>(raw.data());
+  constexpr uint64_t kSlices = 16, kSliceBytes = 8u << 10;
+  if (raw.size() <= kSlices * kSliceBytes) {
+    for_anchors(rp, raw.size(), [&](uint64_t h) { hs.push_back(h); });
+  } else {
+    const uint64_t step = raw.size() / kSlices;
+    for (uint64_t k = 0; k < kSlices; ++k)
+      for_anchors(rp + k * step, kSliceBytes, [&](uint64_t h) { hs.push_back(h); });
+  }
   // Lookups are cache misses (the directory, then the bucket): each one's
   // directory slot is fetched 16 lookups ahead and its bucket 8 ahead.
   for (size_t i = 0; i < hs.size(); ++i) {

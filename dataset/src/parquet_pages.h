@@ -12,9 +12,11 @@
 // ordinary file (never an error).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hash_index.h"
@@ -46,10 +48,12 @@ bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out);
 bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
 // The same, appended to `out` (false: as above, `out` then holds garbage past its old size).
 bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
+// The same into out[0, raw_len) (false: as above).
+bool unsnappy_to(const uint8_t* body, uint32_t len, uint32_t raw_len, uint8_t* out);
 
 // The eligible pages of a base file with content anchors of their
-// decompressed bytes (16-byte windows whose hash has its low 6 bits zero),
-// to find the base pages a derived page shares content with. A column's
+// decompressed bytes (16-byte windows at positions whose first 8 bytes hash
+// into 1/128 of the range), to find the base pages a derived page shares content with. A column's
 // pages are decompressed and anchored on the first choose() for that column
 // (thread-safe): columns with no changed page cost nothing (pq-column: the
 // question column, 40% of the base's text, was indexed for nothing).
@@ -65,15 +69,28 @@ class PageIndex {
   // its values' vocabulary.
   // `shared`, when given, gets the share of the page's anchors (looked up)
   // that the most voted page holds (0 with none looked up).
-  std::vector<uint32_t> choose(const Page& d, const std::string& raw, uint64_t budget, double* shared = nullptr) const;
+  std::vector<uint32_t> choose(const Page& d, std::string_view raw, uint64_t budget, double* shared = nullptr) const;
+  // Base page k's decompressed body appended to `out`, for a k that choose()
+  // returned: the bytes its column's indexing decompressed when they were
+  // kept (up to kKeepRaw bytes an index), else decompressed again. False as
+  // unsnappy_append.
+  bool append_raw(uint32_t k, std::string& out) const;
+  // Decompressed base pages an index keeps for append_raw: the builder's B
+  // was each changed page's candidates decompressed a second time (6% of
+  // pq-column's build). Pages past it are decompressed again when asked.
+  static constexpr uint64_t kKeepRaw = 64u << 20;
   // A base page (index into pages()) whose compressed body is these bytes,
   // or -1: such a page is a copy, not worth decompressing.
   int64_t same_body(const uint8_t* body, uint32_t len) const;
 
  private:
+  struct FreeBytes {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
   struct Column {
     std::once_flag once;
     dataset_internal::HashIndex anchors;  // (anchor hash, page)
+    std::unique_ptr<uint8_t, FreeBytes> kept;  // the decompressed pages kept (raw_ points into it)
   };
   const Column& column(uint32_t c) const;
   const uint8_t* base_ = nullptr;
@@ -81,6 +98,11 @@ class PageIndex {
   // 1: decompressed to raw_len; written by column() under the column's
   // once_flag, read only after it (each element by its own column).
   mutable std::vector<uint8_t> usable_;
+  // Page k's decompressed body when kept (written with usable_[k]);
+  // kept_ bytes in all, reserved under keep_mu_ (columns index in parallel).
+  mutable std::vector<const uint8_t*> raw_;
+  mutable std::mutex keep_mu_;
+  mutable uint64_t kept_ = 0;
   std::vector<std::pair<uint64_t, uint32_t>> bodies_;  // (xxh64 of the compressed body, page), sorted
   std::unique_ptr<Column[]> columns_;
   uint32_t column_count_ = 0;

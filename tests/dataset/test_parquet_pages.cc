@@ -198,6 +198,22 @@ TEST(Patch, SnappyPagesRoundTripAndRefusals) {
     std::string out(want.size(), '\0');
     ASSERT_TRUE(decode_patch(f, u8(p), u8(braw), reinterpret_cast<uint8_t*>(out.data())).ok());
     EXPECT_EQ(out, want);
+    // The builder's entry, with B given decompressed: the same bytes; a B
+    // of another length than the preambles say is refused; the extents are
+    // not decompressed again (a B of other bytes gives other output, which
+    // the builder's comparison with the page catches).
+    {
+      std::string o2(want.size(), '\0');
+      ASSERT_TRUE(decode_patch_expanded(f, u8(p), u8(braw), u8(b), b.size(), reinterpret_cast<uint8_t*>(o2.data())).ok());
+      EXPECT_EQ(o2, want);
+      EXPECT_EQ(decode_patch_expanded(f, u8(p), u8(braw), u8(b), b.size() - 1, reinterpret_cast<uint8_t*>(o2.data())).code(),
+                Errc::corrupt);
+      std::string other = b;
+      other[p0.size() + 10] ^= 1;  // inside the first copy (p1's first 3000 bytes)
+      const Status st =
+          decode_patch_expanded(f, u8(p), u8(braw), u8(other), other.size(), reinterpret_cast<uint8_t*>(o2.data()));
+      EXPECT_TRUE(!st.ok() || o2 != want);
+    }
     for (size_t cut = 0; cut < p.size(); ++cut) {
       Frame g = f;
       g.data_len = static_cast<uint32_t>(cut);

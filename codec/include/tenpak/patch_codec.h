@@ -54,6 +54,17 @@ Result<std::vector<PatchExtent>> patch_extents(const Frame& f, const uint8_t* pa
 // order; null when there are none). Does not check the frame hash.
 Status decode_patch(const Frame& f, const uint8_t* payload, const uint8_t* b, uint8_t* out);
 
+// decode_patch for a caller that already holds a snappy page frame's B
+// decompressed: `bx` (bx_len bytes) must be what decompressing the extents
+// in `b` gives, concatenated in order; bx_len is checked against the
+// streams' preambles, the decompression itself is not redone. The same
+// output and every other check as decode_patch (frames without method bit 5
+// ignore bx). For the builder's check of a frame it just encoded from that
+// B (it decompressed the extents to encode); readers use decode_patch,
+// which decompresses and checks every extent.
+Status decode_patch_expanded(const Frame& f, const uint8_t* payload, const uint8_t* b, const uint8_t* bx,
+                             uint64_t bx_len, uint8_t* out);
+
 // Encodes ops and literals over extents. `level` <= 0 stores both streams
 // raw (decodable without zstd; golden files). `b` is B; with `prefix` the
 // literal stream is compressed with B as its prefix (smaller when the
