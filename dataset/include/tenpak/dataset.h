@@ -24,11 +24,16 @@
 namespace tenpak {
 
 struct DatasetBuildOptions {
-  int zstd_level = 19;     // op and literal streams (literals that compress 8:1 alone: at most 9)
+  // Op and literal streams. Streams where the level asked costs more build
+  // time than it saves get less (docs/FORMAT.md, "How TenPak's builder
+  // writes it"): op streams at most 17; literals level 3 packs 8:1 at most
+  // 9; without B as the literals' prefix, literals over 1/64 of their frame
+  // at most 9 and over half of it 3, op streams over 1/64 of it 3.
+  int zstd_level = 19;
   // New bytes of a frame word-coded (codec 10 method bit 4) where that is
   // smaller than zstd: text records near i.i.d. words. Decodes slower.
   bool word_literals = true;
-  unsigned threads = 0;    // 0: hardware concurrency
+  unsigned threads = 0;    // 0: hardware concurrency; the delta's bytes do not depend on it
   Progress progress;       // bytes of the derived set processed
   unsigned sample_every = 1;  // estimate: encode one frame in N and extrapolate
   std::vector<std::string> base_locations;  // recorded; default: the base's absolute path
