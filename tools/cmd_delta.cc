@@ -385,9 +385,9 @@ void add_delta_commands(CLI::App& app, int& rc) {
   // Lossy deltas are chosen and measured with libtorch: these options hand
   // the whole command to tenpak-ml (tools/ml/cmd_delta_lossy.cc, docs/LOSSY.md).
   static std::string lossy, eval_text, data_dir, calib_text, report, tune_loss;
-  static double max_kld = -1, max_ppl = -1, tune_lr = 0;
+  static double max_kld = -1, max_ppl = -1, tune_lr = 0, qat_lr = 0;
   static bool lossy_emb = false, no_tune = false;
-  static int tune_steps = 0, realloc = 0;
+  static int tune_steps = 0, realloc = 0, qat_steps = 0, qat_batch = 0;
   static int64_t eval_ctx = 0, eval_chunks = 0;
   b->add_option("--lossy", lossy,
                 "LOSSY delta: sparse:THRESHOLD, dare:P, bitdelta, qdelta:BITS or lowrank:R (with a target also auto, "
@@ -405,15 +405,20 @@ void add_delta_commands(CLI::App& app, int& rc) {
   b->add_option("--tune-lr", tune_lr, "--lossy bitdelta: learning rate of the scale tuning");
   b->add_option("--tune-loss", tune_loss, "--lossy: what the scale tuning minimises, mse (default) or kl");
   b->add_option("--realloc", realloc, "--lossy gptqmix: N rounds of allocating again around the tuned allocation");
+  b->add_option("--qat-steps", qat_steps,
+                "--lossy gptqdelta/gptqmix: N steps of quantization-aware distillation of the codes (default 0: off)");
+  b->add_option("--qat-lr", qat_lr, "--lossy: learning rate of --qat-steps' latents (grid steps)");
+  b->add_option("--qat-batch", qat_batch, "--lossy: calibration windows per --qat-steps step");
   b->add_option("--report", report,
                 "--lossy: write the build report (per-tensor choices, every candidate measured; not part of the "
                 "delta) to FILE");
   b->callback([&] {
     if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty() || !calib_text.empty() ||
-        no_tune || tune_steps || tune_lr || !report.empty() || !tune_loss.empty() || realloc) {
+        no_tune || tune_steps || tune_lr || !report.empty() || !tune_loss.empty() || realloc ||
+        qat_steps || qat_lr || qat_batch) {
       if (lossy.empty()) {
         rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text, --lossy-embeddings, --calib-text, "
-                                  "--no-tune, --tune-* and --report need --lossy METHOD"});
+                                  "--no-tune, --tune-*, --realloc, --qat-* and --report need --lossy METHOD"});
         return;
       }
       rc = exec_ml();

@@ -129,27 +129,43 @@ assert g["fp16_bytes"] == fp16 and g["budget_bytes"] == 0.0625 * fp16, g
 assert m["delta_bytes"] <= 0.0625 * fp16 and g["within_budget"] and g["written_bytes"] == m["delta_bytes"], (m["delta_bytes"], fp16)
 assert m["record"]["calib"]["calib_text_sha256"] == g["hessian"]["calib_text_sha256"], m["record"]
 assert g["scale_tuning"]["tuned"], g["scale_tuning"]
+assert "qat" not in g, "the codes were trained without --qat-steps"
 opts = {t["option"] for t in m["tensors"] if "option" in t}
 assert opts, "no allocation recorded"
 print("ok   gptqdelta:1.58 objectives <= RTN; gptqmix:0.0625", m["delta_bytes"], "<=", 0.0625 * fp16, sorted(opts))
 PY
-# gptqmix with the KL tuning loss and one round of allocation after tuning:
-# still within its budget, the report says both.
+# gptqmix with the KL tuning loss, one round of allocation after tuning and
+# quantization-aware distillation of the codes (--qat-steps): still within
+# its budget, the report says all three; the QAT keeps the codes at the
+# lowest calibration loss it measured (probe windows), never above the start.
 expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-gr" --lossy gptqmix:0.0625 --lossy-embeddings \
-  --tune-steps 5 --tune-loss kl --realloc 1 "${EV[@]}" --json --report "$T/d-gr.report.json"
+  --tune-steps 5 --tune-loss kl --realloc 1 --qat-steps 50 --qat-lr 0.05 "${EV[@]}" --json --report "$T/d-gr.report.json"
 check_delta "$T/d-gr" "$T/f"
 "$PY" -c '
 import json, sys
 g = json.load(open(sys.argv[1]))["gptq"]
 assert g["within_budget"] and "round 1" in g["allocation"] and "previous_allocation" in g, g["allocation"]
 assert g["scale_tuning"]["objective"].startswith("mean KL"), g["scale_tuning"]
-print("ok   gptqmix --tune-loss kl --realloc 1:", g["written_bytes"], "<=", g["budget_bytes"])' "$T/d-gr.report.json" || fail "realloc"
+q = g["qat"]
+assert q["trained"] and q["steps"] == 50 and q["loss"].startswith("mean KL") and "first 90%" in q["calib_part"], q
+losses = [q["probe_loss_before"]] + [x["probe_loss"] for x in q["probe_trace"]]
+assert len(losses) == 3 and q["probe_loss_after"] <= q["probe_loss_before"], losses
+assert abs(q["probe_loss_after"] - min(losses)) <= 1e-6 * min(losses), (q["probe_loss_after"], losses)
+assert 0 <= q["codes_changed"] <= q["codes"] and q["matrices"] > 0, q
+print("ok   gptqmix --tune-loss kl --realloc 1 --qat-steps 50:", g["written_bytes"], "<=", g["budget_bytes"],
+      "QAT probe KL", losses, q["codes_changed"], "codes changed")' "$T/d-gr.report.json" || fail "realloc / qat"
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --no-tune "${EV[@]}"
+grep -q "does not go with --no-tune" "$T/err" || { cat "$T/err"; fail "--qat-steps with --no-tune"; }
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqdelta:2 --eval-text "$T/f/base/config.json" "${EV[@]}"
 grep -q "need calibration text" "$T/err" || { cat "$T/err"; fail "gptqdelta without calibration text"; }
 head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --eval-text "$T/ev.txt" --calib-text "$T/ev.txt" "${EV[@]}"
 grep -q "calibration text is the text the quality is measured on" "$T/err" || { cat "$T/err"; fail "calib = eval not refused"; }
 [ ! -e "$T/bad" ] || fail "calib = eval: output written"
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --eval-text "$T/ev.txt" \
+  --calib-text "$T/ev.txt" "${EV[@]}"
+grep -q "calibration text is the text the quality is measured on" "$T/err" || { cat "$T/err"; fail "qat: calib = eval not refused"; }
+[ ! -e "$T/bad" ] || fail "qat: calib = eval: output written"
 # A text path that is not UTF-8 (the record stores it as JSON text): refused
 # before any work (it aborted at the record's dump, exit 134, a staging
 # directory left behind).
