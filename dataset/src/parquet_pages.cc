@@ -58,7 +58,10 @@ class Thrift {
     return b & 15;
   }
   // A list or set header: element type and count.
+  // count is 0 when the header cannot be read, so a caller that only checks ok() afterwards never
+  // reads an unset value.
   int list(uint64_t& count) {
+    count = 0;
     if (p_ >= e_) return static_cast<int>(fail());
     const uint8_t b = *p_++;
     count = b >> 4;
