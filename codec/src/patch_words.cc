@@ -114,6 +114,17 @@ uint32_t Vocab::find_or_add(const uint8_t* p, uint32_t n, bool& added) {
   return id;
 }
 
+std::vector<uint32_t> number_by_count(const Vocab& first, const std::vector<uint32_t>& count, Vocab& voc,
+                                      std::vector<uint32_t>& remap) {
+  std::vector<uint32_t> order(first.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i + 1;
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return count[a] > count[c]; });
+  remap.assign(order.size() + 1, 0);
+  voc.reserve(order.size() + 4096, 0);
+  for (uint32_t id : order) remap[id] = voc.add(first.data(id), first.len(id));
+  return order;
+}
+
 namespace {
 // code_id with the Trainer, its loops split where code_id tests per bit.
 inline void train_id(IdModel& m, uint32_t v) {
@@ -193,18 +204,9 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
   std::vector<uint32_t> remap[2];
   for (int kind = 0; kind < 2; ++kind) {
     const Vocab& f = first[kind];
-    const std::vector<uint32_t>& cnt = count[kind];
-    std::vector<uint32_t> order(f.size());
-    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i + 1;
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return cnt[a] > cnt[c]; });
-    remap[kind].assign(order.size() + 1, 0);
-    voc[kind].reserve(order.size() + 4096, 0);
     Trainer tr;
-    for (uint32_t r = 0; r < order.size(); ++r) {
-      const uint32_t id = order[r];
-      remap[kind][id] = voc[kind].add(f.data(id), f.len(id));
+    for (uint32_t id : number_by_count(f, count[kind], voc[kind], remap[kind]))
       code_spelling(tr, *this, kind, f.data(id), f.len(id));
-    }
   }
   for (size_t i = 0; i < toks.size(); ++i)
     if (toks[i].kind != 2) tid[i] = remap[toks[i].kind][tid[i]];

@@ -92,6 +92,15 @@ class Vocab {
   bool index_ = true;
 };
 
+// Numbers the distinct tokens of one kind of B's sample: `first` holds them
+// in order of first appearance (ids from 1), count[id] how often each occurs.
+// Appends them to `voc` by count, most first, ties by first appearance, and
+// sets remap[first id] = id in `voc` (remap[0] = 0). Method bits 4 and 6 both
+// number their vocabulary this way (docs/FORMAT.md: bit 6 uses bit 4's
+// order), so they agree. Returns the first ids in their new order.
+std::vector<uint32_t> number_by_count(const Vocab& first, const std::vector<uint32_t>& count, Vocab& voc,
+                                      std::vector<uint32_t>& remap);
+
 // The whole model of one frame's literal stream.
 struct Model {
   // index: whether the vocabularies can look tokens up (the encoder's need).

@@ -84,18 +84,9 @@ void Model::prime(const uint8_t* b, uint64_t n) {
     }
     tid.push_back(~0u);
   }
-  // Ids by count, most first, ties by first appearance.
+  // Ids as bit 4 numbers them.
   std::vector<uint32_t> remap[2];
-  for (int kind = 0; kind < 2; ++kind) {
-    const words::Vocab& f = first[kind];
-    const std::vector<uint32_t>& cnt = count[kind];
-    std::vector<uint32_t> order(f.size());
-    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i + 1;
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t c) { return cnt[a] > cnt[c]; });
-    remap[kind].assign(order.size() + 1, 0);
-    voc[kind].reserve(order.size() + 4096, 0);
-    for (uint32_t r = 0; r < order.size(); ++r) remap[kind][order[r]] = voc[kind].add(f.data(order[r]), f.len(order[r]));
-  }
+  for (int kind = 0; kind < 2; ++kind) words::number_by_count(first[kind], count[kind], voc[kind], remap[kind]);
   // Counts per kind, id and context: [kind][id * kCtx + c].
   const uint32_t nv[2] = {voc[0].size(), voc[1].size()};
   std::vector<uint32_t>* cc = sym_of;

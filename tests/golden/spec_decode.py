@@ -521,6 +521,20 @@ def word_tokens(s):
     return out
 
 
+def vocab_by_count(toks, kind):
+    """The distinct tokens of `kind` in the sample's token lists, most frequent first, ties by first
+    appearance: the ids of method bit 4's vocabulary (from 1), which bit 6 uses too (FORMAT.md)."""
+    count, first = {}, []
+    for t in toks:
+        for k, s in t:
+            if k == kind:
+                if s not in count:
+                    count[s] = 0
+                    first.append(s)
+                count[s] += 1
+    return [first[i] for i in sorted(range(len(first)), key=lambda i: (-count[first[i]], i))]
+
+
 def word_depth(k):
     return k - 1 if k - 1 < 10 else max(0, 21 - k)
 
@@ -538,18 +552,10 @@ class WordModel:
         toks = [word_tokens(pc) for pc in pieces]
         ids = [{}, {}]
         for kind in (0, 1):
-            count, first = {}, []
-            for t in toks:
-                for k, s in t:
-                    if k == kind:
-                        if s not in count:
-                            count[s] = 0
-                            first.append(s)
-                        count[s] += 1
-            for i in sorted(range(len(first)), key=lambda i: (-count[first[i]], i)):
-                self.voc[kind].append(first[i])
-                ids[kind][first[i]] = len(self.voc[kind])
-                self.spelling(None, kind, first[i])
+            for s in vocab_by_count(toks, kind):
+                self.voc[kind].append(s)
+                ids[kind][s] = len(self.voc[kind])
+                self.spelling(None, kind, s)
         for t in toks:
             self.prev = 0
             for k, s in t:
@@ -647,19 +653,8 @@ class StaticWordModel:
         else:
             pieces = [B[i * (len(B) - 4096) // 63:i * (len(B) - 4096) // 63 + 4096] for i in range(64)]
         toks = [word_tokens(pc) for pc in pieces]
-        self.voc, ids = [[], []], [{}, {}]
-        for kind in (0, 1):
-            count, first = {}, []
-            for t in toks:
-                for k, s in t:
-                    if k == kind:
-                        if s not in count:
-                            count[s] = 0
-                            first.append(s)
-                        count[s] += 1
-            for i in sorted(range(len(first)), key=lambda i: (-count[first[i]], i)):
-                self.voc[kind].append(first[i])
-                ids[kind][first[i]] = len(self.voc[kind])
+        self.voc = [vocab_by_count(toks, 0), vocab_by_count(toks, 1)]
+        ids = [{s: i + 1 for i, s in enumerate(v)} for v in self.voc]
         N = [[{} for _ in range(16)], [{} for _ in range(16)]]
         for t in toks:
             prev = 0
