@@ -238,7 +238,12 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
       cand = static_cast<int64_t>(expect);
     } else {
       if (!indexed) {
-        table.assign(size_t(1) << bits, 0);
+        // Not cleared (the memset of a page frame's 2 MiB table was 1% of
+        // pq-column's build): a slot left from an earlier b holds a position
+        // that fails the look-up's checks (on the grid, within b, its 8 bytes
+        // hashing to the slot: such a position of this b was stored there),
+        // so the copies found are those of a cleared table.
+        if (table.size() < (size_t(1) << bits)) table.resize(size_t(1) << bits);
         // Each slot's line fetched 16 positions ahead: the table of a page
         // frame's B (2 MiB) is past the L2 cache, and these stores were a
         // twentieth of pq-column's build.
@@ -250,7 +255,9 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
         for (; j + 8 <= bn; j += step) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
         indexed = true;
       }
-      if (uint32_t t = table[hash8(r + i, bits)]; t && load64(b + t - 1) == load64(r + i)) cand = t - 1;
+      if (uint32_t t = table[hash8(r + i, bits)];
+          t && t + 7 <= bn && ((t - 1) & (step - 1)) == 0 && load64(b + t - 1) == load64(r + i))
+        cand = t - 1;
     }
     // Past 256 positions without a copy kept (new text; a match too short
     // to keep counts as none: new text repeats words), in a b of 64 KiB or
@@ -479,14 +486,17 @@ void index_chunks(const InFile& b, ChunkIndex& ci) {
   std::sort(ci.by_hash.begin(), ci.by_hash.end());
 }
 
-void encode_chunks(const InFile& d, const InFile& b, const ChunkIndex& ci, OpList& ol, DatasetFileReport& rep) {
+// Chunk ops of derived bytes [a, e) (chunk boundaries from a).
+void encode_chunk_range(const InFile& d, const InFile& b, const ChunkIndex& ci, uint64_t a, uint64_t e, OpList& ol,
+                        DatasetFileReport& rep) {
   const uint8_t* p = d.data();
-  std::vector<uint64_t> ends = cdc_chunks(p, d.size());
-  rep.records = ends.size();
+  std::vector<uint64_t> ends = cdc_chunks(p + a, e - a);
+  for (auto& x : ends) x += a;
+  rep.records += ends.size();
   // Matched chunk (or -1) for each derived chunk.
   std::vector<int64_t> src(ends.size(), -1);
   for (size_t k = 0; k < ends.size(); ++k) {
-    uint64_t s = k ? ends[k - 1] : 0, n = ends[k] - s;
+    uint64_t s = k ? ends[k - 1] : a, n = ends[k] - s;
     uint64_t h = xxh64(p + s, n);
     auto it = std::lower_bound(ci.by_hash.begin(), ci.by_hash.end(), std::make_pair(h, uint32_t(0)));
     for (; it != ci.by_hash.end() && it->first == h; ++it) {
@@ -495,7 +505,7 @@ void encode_chunks(const InFile& d, const InFile& b, const ChunkIndex& ci, OpLis
     }
   }
   for (size_t k = 0; k < ends.size();) {
-    uint64_t s = k ? ends[k - 1] : 0;
+    uint64_t s = k ? ends[k - 1] : a;
     if (src[k] >= 0) {
       ol.copy(static_cast<uint64_t>(src[k]), ends[k] - s);
       ++rep.exact;
@@ -508,7 +518,7 @@ void encode_chunks(const InFile& d, const InFile& b, const ChunkIndex& ci, OpLis
     while (e < ends.size() && src[e] < 0) ++e;
     uint64_t run = ends[e - 1] - s;
     uint64_t lo, hi;
-    if (k > 0 && src[k - 1] >= 0) lo = static_cast<uint64_t>(src[k - 1]) + (ends[k - 1] - (k > 1 ? ends[k - 2] : 0));
+    if (k > 0 && src[k - 1] >= 0) lo = static_cast<uint64_t>(src[k - 1]) + (ends[k - 1] - (k > 1 ? ends[k - 2] : a));
     else lo = std::min<uint64_t>(s, b.size());
     if (e < ends.size() && src[e] >= 0 && static_cast<uint64_t>(src[e]) > lo) hi = static_cast<uint64_t>(src[e]);
     else hi = lo + run;
@@ -518,6 +528,24 @@ void encode_chunks(const InFile& d, const InFile& b, const ChunkIndex& ci, OpLis
     rep.fresh += e - k;
     k = e;
   }
+}
+
+// Chunk ops of a derived file; the ranges in `skip` (sorted, disjoint: the
+// Parquet pages that become page frames, whose ops are not used) are one
+// literal each, not chunked: pq-column's changed pages are most of its file
+// and their chunks were ~3% of its build (docs/BENCHMARKS.md, Dataset deltas
+// run 15). The chunks after a skipped range start at its end.
+void encode_chunks(const InFile& d, const InFile& b, const ChunkIndex& ci,
+                   const std::vector<std::pair<uint64_t, uint64_t>>& skip, OpList& ol, DatasetFileReport& rep) {
+  uint64_t pos = 0;
+  for (const auto& [a, e] : skip) {
+    if (a > pos) encode_chunk_range(d, b, ci, pos, a, ol, rep);
+    ol.literal(e - a);
+    ++rep.records;
+    ++rep.fresh;
+    pos = e;
+  }
+  if (d.size() > pos) encode_chunk_range(d, b, ci, pos, d.size(), ol, rep);
 }
 
 // ---- frames -------------------------------------------------------------------
@@ -755,6 +783,14 @@ OpList slice_ops(const OpList& ol, uint64_t a, uint64_t b) {
     if (c.out_pos >= a && c.out_pos < b) s.ctx.push_back({c.out_pos - a, c.base_off, c.len});
   s.finish();
   return s;
+}
+
+// A derived page that page_jobs makes a page frame whenever its ops hold a
+// literal (its compressed body is no base page's): such a page's chunk ops
+// matter only if its page frame fails (then they are made again).
+bool page_frame_page(const parquet::Page& pg, const parquet::PageIndex& pi, const uint8_t* dp) {
+  return pg.eligible() && pg.end() - pg.hdr <= kMaxFrameOut && pg.raw_len <= kMaxPatchBase &&
+         pi.same_body(dp + pg.body, pg.body_len) < 0;
 }
 
 // Frames of a Parquet file: each changed snappy page (header and body, at
@@ -1112,20 +1148,37 @@ class Builder {
       const bool blocks = looks_like_blocks(d.data(), d.size());
       fr.mode = blocks ? "records (blocks)" : "records (lines)";
       encode_records(d, record_index(bsel, blocks), blocks, ol, fr);
-    } else {
-      fr.mode = "chunks";
-      encode_chunks(d, *base, chunk_index(bsel), ol, fr);
     }
-    ol.finish();
     // Parquet with snappy pages on both sides: changed pages coded decompressed.
     std::vector<parquet::Page> pages;
     const parquet::PageIndex* pidx = nullptr;
+    std::vector<std::pair<uint64_t, uint64_t>> skip;
+    const ChunkIndex* cidx = nullptr;
+    if (fr.mode.empty()) {
+      fr.mode = "chunks";
+      if (parquet::list_pages(d.data(), d.size(), pages) && (pidx = page_index(bsel))) {
+        for (const parquet::Page& pg : pages)
+          if (page_frame_page(pg, *pidx, d.data())) skip.push_back({pg.hdr, pg.end()});
+        std::sort(skip.begin(), skip.end());
+        for (size_t k = 1; k < skip.size(); ++k)
+          if (skip[k].first < skip[k - 1].second) { skip.clear(); break; }
+      }
+      cidx = &chunk_index(bsel);
+      encode_chunks(d, *base, *cidx, skip, ol, fr);
+    }
+    ol.finish();
     std::vector<FrameJob> jobs;
-    if (fr.mode == "chunks" && parquet::list_pages(d.data(), d.size(), pages) && (pidx = page_index(bsel)))
-      jobs = page_jobs(ol, d.size(), pages, base, *pidx, d.data());
+    if (pidx) jobs = page_jobs(ol, d.size(), pages, base, *pidx, d.data());
     if (std::any_of(jobs.begin(), jobs.end(), [](const FrameJob& j) { return j.page >= 0; })) {
       fr.mode = "parquet pages";
     } else {
+      if (!skip.empty()) {  // not expected (each skipped page is a page frame): the file's chunk ops
+        ol.clear();
+        skip.clear();
+        fr.records = fr.exact = fr.fresh = 0;
+        encode_chunks(d, *base, *cidx, skip, ol, fr);
+        ol.finish();
+      }
       jobs = cut_frames(ol, d.size());
       split_heavy(jobs, base);
     }
@@ -1140,7 +1193,22 @@ class Builder {
         if (jobs[k].sampled &&
             (jobs[k].page < 0 || !encode_page_job(jobs[k], d.data() + jobs[k].off, pages[jobs[k].page], base,
                                                   static_cast<uint32_t>(bsel), *pidx, opt_, enc[k])))
+        {
+          if (jobs[k].page >= 0 && !skip.empty()) {
+            // A skipped page's ops were one literal: its chunk ops, as the
+            // file's would have been, for the usual frame.
+            const FrameJob& pj = jobs[k];
+            OpList t;
+            DatasetFileReport unused;
+            encode_chunk_range(d, *base, *cidx, pj.off, pj.off + pj.len, t, unused);
+            t.finish();
+            std::vector<FrameJob> one = cut_frames(t, pj.len);
+            one[0].off = pj.off;
+            jobs[k].ops = std::move(one[0].ops);
+            jobs[k].ctx = std::move(one[0].ctx);
+          }
           enc[k] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
+        }
     };
     {
       std::vector<std::jthread> pool;
