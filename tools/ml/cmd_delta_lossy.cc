@@ -654,6 +654,53 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
   return cs;
 }
 
+// What the scale tuning and the QAT (--qat-steps) train against: the
+// fine-tune's logits (the teacher) on windows of `ctx` tokens of the
+// calibration text, drawn by an rng seeded by the caller (each step its own
+// seed, so that what one draws does not depend on the other). begin() checks
+// that the training forward still matches rt::forward, then draws the probe:
+// windows fixed for the whole run, drawn first, on which the fit is measured.
+// The text must hold at least ctx + 2 tokens (both callers refuse shorter).
+struct Distill {
+  Distill(const rt::Model& ft, const EvalSet& cs, int64_t ctx, uint64_t seed)
+      : ft(ft), ctx(ctx), ids(torch::tensor(cs.ids, torch::kInt64)), rng(seed),
+        start(0, static_cast<int64_t>(cs.ids.size()) - ctx - 1) {}
+  Status begin(int probe_n) {
+    const double diff = train_forward_difference(teacher, ft, ids.slice(0, 0, ctx).unsqueeze(0));
+    if (!(diff <= 1e-4))
+      return {Errc::mismatch, "the tuning forward differs from rt::forward by " + std::to_string(diff) +
+                                  " (max |logit|); the runtime's model changed"};
+    probe = windows(probe_n);
+    probe_teacher = target(probe);
+    return Status::Ok();
+  }
+  torch::Tensor windows(int n) {
+    std::vector<torch::Tensor> rows;
+    for (int b = 0; b < n; ++b) rows.push_back(ids.slice(0, start(rng)).slice(0, 0, ctx));
+    return torch::stack(rows);
+  }
+  torch::Tensor target(const torch::Tensor& x) {
+    torch::NoGradGuard ng;
+    return teacher(x);
+  }
+
+  const rt::Model& ft;
+  const int64_t ctx;
+  TrainForward teacher{ft.cfg, [m = &ft](const std::string& n) { return m->w.at(n); }};
+  torch::Tensor ids;
+  std::mt19937_64 rng;
+  std::uniform_int_distribution<int64_t> start;
+  torch::Tensor probe, probe_teacher;
+};
+
+// --tune-loss: mean KL(P_ft || P) per token (what the quality is measured
+// by), or the logits' mean squared error.
+torch::Tensor distill_loss(bool kl, const torch::Tensor& logits, const torch::Tensor& target) {
+  if (!kl) return torch::mse_loss(logits, target);
+  const auto lp = torch::log_softmax(target, -1);
+  return (lp.exp() * (lp - torch::log_softmax(logits, -1))).sum(-1).mean();
+}
+
 // BitDelta's scale distillation (Liu et al. 2024, step 2): with every sign
 // and every other weight frozen (approximated matrices = base + α·sign(Δ),
 // the rest the fine-tune's), train one scale α per matrix so that the
@@ -699,50 +746,19 @@ Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector
     return base.w.at(n) + (mult[i] * init_t[i]) * sign[it->second];
   };
   TrainForward student{ft.cfg, student_w};
-  TrainForward teacher{ft.cfg, [&](const std::string& n) { return ft.w.at(n); }};
-  auto ids = torch::tensor(cs.ids, torch::kInt64);
-  {
-    const double diff = train_forward_difference(teacher, ft, ids.slice(0, 0, ctx).unsqueeze(0));
-    if (!(diff <= 1e-4))
-      return {Errc::mismatch, "the tuning forward differs from rt::forward by " + std::to_string(diff) +
-                                  " (max |logit|); the runtime's model changed"};
-  }
-  std::mt19937_64 rng(0x42495444ull);
-  std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(cs.ids.size()) - ctx - 1);
-  auto windows = [&](int n) {
-    std::vector<torch::Tensor> rows;
-    for (int b = 0; b < n; ++b) rows.push_back(ids.slice(0, start(rng)).slice(0, 0, ctx));
-    return torch::stack(rows);
-  };
-  // Fixed windows on which the fit is reported (drawn first, like the rest from the calibration text).
-  const auto probe = windows(8);
-  torch::Tensor probe_teacher;
-  {
-    torch::NoGradGuard ng;
-    probe_teacher = teacher(probe);
-  }
+  Distill d(ft, cs, ctx, 0x42495444ull);
+  TP_RETURN_IF_ERROR(d.begin(8));
   auto probe_mse = [&] {
     torch::NoGradGuard ng;
-    return torch::mse_loss(student(probe), probe_teacher).item<double>();
+    return torch::mse_loss(student(d.probe), d.probe_teacher).item<double>();
   };
   const double before = probe_mse();
   torch::optim::Adam opt({mult}, torch::optim::AdamOptions(o.tune_lr));
   cli::ProgressBar bar(std::string("tune ") + what);
   for (int step = 0; step < o.tune_steps; ++step) {
-    auto x = windows(o.tune_batch);
-    torch::Tensor target;
-    {
-      torch::NoGradGuard ng;
-      target = teacher(x);
-    }
-    torch::Tensor loss;
-    if (o.tune_loss == "kl") {
-      // What the quality is measured by: mean KL(P_ft || P) per token.
-      const auto lp = torch::log_softmax(target, -1);
-      loss = (lp.exp() * (lp - torch::log_softmax(student(x), -1))).sum(-1).mean();
-    } else {
-      loss = torch::mse_loss(student(x), target);
-    }
+    auto x = d.windows(o.tune_batch);
+    const auto target = d.target(x);
+    auto loss = distill_loss(o.tune_loss == "kl", student(x), target);
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -967,37 +983,13 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
                         auto it = stored_w.find(nm);
                         return it != stored_w.end() ? it->second : other(nm);
                       }};
-  TrainForward teacher{ft.cfg, [&](const std::string& nm) { return ft.w.at(nm); }};
-  auto ids = torch::tensor(cs.ids, torch::kInt64);
-  {
-    const double diff = train_forward_difference(teacher, ft, ids.slice(0, 0, ctx).unsqueeze(0));
-    if (!(diff <= 1e-4))
-      return {Errc::mismatch, "the tuning forward differs from rt::forward by " + std::to_string(diff) +
-                                  " (max |logit|); the runtime's model changed"};
-  }
   const bool kl = o.tune_loss == "kl";
-  auto loss_of = [&](const torch::Tensor& logits, const torch::Tensor& target) {
-    if (!kl) return torch::mse_loss(logits, target);
-    const auto lp = torch::log_softmax(target, -1);
-    return (lp.exp() * (lp - torch::log_softmax(logits, -1))).sum(-1).mean();
-  };
-  std::mt19937_64 rng(0x51415444ull);
-  std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(cs.ids.size()) - ctx - 1);
-  auto windows = [&](int k) {
-    std::vector<torch::Tensor> rows;
-    for (int b = 0; b < k; ++b) rows.push_back(ids.slice(0, start(rng)).slice(0, 0, ctx));
-    return torch::stack(rows);
-  };
-  const auto probe = windows(16);
-  torch::Tensor probe_teacher;
-  {
-    torch::NoGradGuard ng;
-    probe_teacher = teacher(probe);
-  }
+  Distill d(ft, cs, ctx, 0x51415444ull);
+  TP_RETURN_IF_ERROR(d.begin(16));
   auto probe_loss = [&] {
     snapshot();
     torch::NoGradGuard ng;
-    return loss_of(stored(probe), probe_teacher).item<double>();
+    return distill_loss(kl, stored(d.probe), d.probe_teacher).item<double>();
   };
   const std::clock_t cpu0 = std::clock();
   const double before = probe_loss();
@@ -1013,13 +1005,9 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
   json trace = json::array();
   cli::ProgressBar bar(std::string("qat ") + c.m.kind);
   for (int step = 1; step <= o.qat_steps; ++step) {
-    auto x = windows(o.qat_batch);
-    torch::Tensor target;
-    {
-      torch::NoGradGuard ng;
-      target = teacher(x);
-    }
-    auto loss = loss_of(student(x), target);
+    auto x = d.windows(o.qat_batch);
+    const auto target = d.target(x);
+    auto loss = distill_loss(kl, student(x), target);
     // The latents' learning rate decays linearly to 0 (on `full`, 600 steps:
     // KL 0.062 -> 0.052 on held-out text against a constant rate).
     for (auto& g : opt_u.param_groups())
