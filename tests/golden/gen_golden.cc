@@ -691,6 +691,36 @@ int write_words_golden(const std::string& root, bool stat = false) {
     dat[m.frames[0].data_offset + 4 + 12] = static_cast<char>(bit | 2);
     write_delta(inv + "-with-zstd-bit", serialize_manifest(m), dat, corrupt);
   }
+  {
+    // The literal stream codes one byte more than lit_raw, in the last
+    // token ("text" -> "texts"): header, ops and output as the valid frame,
+    // the stream read to its end with the coder's final state. Corrupt
+    // (FORMAT.md: a token past lit_raw), not cut to fit: a reader that
+    // clipped the token would return the valid file's bytes.
+    auto [m, dat] = one(text_bin);
+    const WordCase& c = wcs[0];
+    std::vector<PatchOp> ops = c.ops;
+    ops.back().lit += 1;
+    std::string B;
+    for (auto& e : c.ext) B += b.base.substr(e.offset, e.len);
+    std::string pay = encode_patch(c.ext, ops, c.lit + "s", reinterpret_cast<const uint8_t*>(B.data()), B.size(), 0,
+                                   false, 0, stat ? 3 : 2);
+    const size_t h = 4 + 12 * c.ext.size();
+    uint32_t nops, lit_raw;
+    std::memcpy(&nops, &pay[h + 1], 4);
+    std::memcpy(&lit_raw, &pay[h + 13], 4);
+    // Raw op stream (level 0): the literal lengths' low bytes come first.
+    if ((static_cast<uint8_t>(pay[h]) & (1 | 16 | 64)) != bit || lit_raw != c.lit.size() + 1 ||
+        static_cast<uint8_t>(pay[h + 17 + nops - 1]) == 0 || m.frames.size() != 1 ||
+        m.frames[0].data_offset + m.frames[0].data_len != dat.size())
+      return 1;
+    lit_raw -= 1;
+    std::memcpy(&pay[h + 13], &lit_raw, 4);
+    pay[h + 17 + nops - 1] = static_cast<char>(pay[h + 17 + nops - 1] - 1);
+    dat = dat.substr(0, m.frames[0].data_offset) + pay;
+    m.frames[0].data_len = static_cast<uint32_t>(pay.size());
+    write_delta(inv + "-token-past-literals", serialize_manifest(m), dat, corrupt);
+  }
   if (stat) {
     {
       // Both word bits (16 and 64).
