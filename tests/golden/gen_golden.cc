@@ -742,6 +742,34 @@ int write_words_golden(const std::string& root, bool stat = false) {
   return 0;
 }
 
+// Adds valid-wrans-ids/ (`tenpak_golden_gen tests/golden --wrans-ids-only`),
+// leaving every other golden file as it is: static word-coded literals
+// (method bit 6) whose ids reach the fallback's raw bits in two chunks.
+// valid-wrans/'s vocabularies stay under 512 ids (base.bin has ~280 distinct
+// words), so no id there had more than 8 bits under its leading one and a
+// reader taking the chunks longest first (8 then the rest, instead of the
+// rest then 8) passed every golden file (found in review7b). Here, with no
+// base, 700 distinct words are spelled, then words of ids 700, 600, 513,
+// 512, 257 and 1 are repeated (each an escape and a bit length: ids added
+// while decoding are in no context table).
+int write_wrans_ids_golden(const std::string& root) {
+  PatchGolden g;
+  if (!g.open(root)) return 1;
+  std::string lit;
+  for (int i = 0; i < 700; ++i) lit += "w" + std::to_string(i) + (i % 10 == 9 ? "\n" : " ");
+  for (int i : {699, 599, 512, 511, 256, 0, 699}) lit += "w" + std::to_string(i) + " ";
+  const std::vector<PatchOp> ops = {{static_cast<uint32_t>(lit.size()), 0, 0}};
+  if (!g.add_file("wrans-ids.bin", [&](std::string& out) {
+        auto encode = [&](const std::string&) { return encode_patch({}, ops, lit, nullptr, 0, 0, false, 0, 3); };
+        auto stat = [&](const std::string& pay) { return (static_cast<uint8_t>(pay[4]) & (16 | 64)) == 64; };
+        return g.add_frame("wrans-ids", {}, ops, lit, 0, encode, stat, out);
+      }))
+    return 1;
+  write_delta(root + "/valid-wrans-ids", serialize_manifest(g.b.m), g.b.data, g.expected);
+  std::printf("wrote %s/valid-wrans-ids\n", root.c_str());
+  return 0;
+}
+
 // Adds valid-approx/ (codec 11, approx: lossy frames) against the EXISTING
 // base/base.bin and the invalid/approx-* cases. Every sub-method (sparse,
 // sign, low-rank with float32, float16 and 2..8-bit factors, a frame that
@@ -1298,6 +1326,7 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--patch-only") return write_patch_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--words-only") return write_words_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--wrans-only") return write_words_golden(argv[1], true);
+  if (argc == 3 && std::string(argv[2]) == "--wrans-ids-only") return write_wrans_ids_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--approx-only") return write_approx_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lowrank-only") return write_lowrank_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);

@@ -1153,6 +1153,7 @@ def main():
             check_valid(root, "valid-patch", base, True, 3 if zstandard is None else 5) and
             check_valid(root, "valid-words", base, True, 4) and
             check_valid(root, "valid-wrans", base, True, 4) and
+            check_valid(root, "valid-wrans-ids", base, True, 1) and
             check_valid(root, "valid-approx", base, True, 8) and
             check_valid(root, "valid-lowrank", base, True, 2 if zstandard is None else 3) and
             check_valid(root, "valid-grouped-rc", base, True, 4) and

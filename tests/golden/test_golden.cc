@@ -60,7 +60,7 @@ std::vector<std::string> lines(const std::string& path) {
 
 class GoldenValid : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes", "valid-patch", "valid-words", "valid-wrans",
-                                                                     "valid-approx", "valid-lowrank", "valid-grouped-rc", "valid-compact",
+                                                                     "valid-wrans-ids", "valid-approx", "valid-lowrank", "valid-grouped-rc", "valid-compact",
                                                                      "valid-compact-zstd", "valid-compact-record"));
 
 // A compact index (docs/FORMAT.md) holds the same records as the version-1
