@@ -737,6 +737,15 @@ int write_words_golden(const std::string& root, bool stat = false) {
       dat[h + 17 + ops_stored] = dat[h + 18 + ops_stored] = 0;
       write_delta(inv + "-bad-state", serialize_manifest(m), dat, corrupt);
     }
+    {
+      // The stream's last byte with its low bit flipped: read to its end,
+      // but the final states are not both 2^23 (a reader that checked only
+      // the bytes read passed every other golden file).
+      auto [m, dat] = one(text_bin);
+      if (m.frames.size() != 1 || m.frames[0].data_offset + m.frames[0].data_len != dat.size()) return 1;
+      dat.back() = static_cast<char>(dat.back() ^ 1);
+      write_delta(inv + "-final-state", serialize_manifest(m), dat, corrupt);
+    }
   }
   std::printf("wrote %s/invalid/%s-*\n", root.c_str(), pre.c_str());
   return 0;
