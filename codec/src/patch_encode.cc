@@ -62,8 +62,9 @@ std::string zstd_with_prefix(const uint8_t* src, size_t n, const uint8_t* prefix
 int affordable_level(int level, size_t n, uint64_t out_len) {
   return n * 64 <= out_len ? level : n * 2 <= out_len ? std::min(level, 9) : std::min(level, 3);
 }
-// An op stream's level: 17 at most (18-19 take twice its time for
-// nothing), and 3 where it is more than 1/64 of its frame: level 9 saved 2%
+// An op stream's level: 17 at most (18 and 19, btultra2, take twice its
+// time for nothing: all op streams of GSM8K, ds-append, ds-csv, ds-conll,
+// pq-append 345,909 B at 19, 345,414 at 17), and 3 where it is more than 1/64 of its frame: level 9 saved 2%
 // of ds-csv's delta (493 against 504 KB) for a tenth of its build.
 int ops_level(int level, size_t n, uint64_t out_len) {
   return n * 64 <= out_len ? std::min(level, 17) : std::min(level, 3);
@@ -124,12 +125,8 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
   for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
   std::vector<uint32_t> t;
   if (line_ops) line_table(b, b_len, t);
-  auto op_stream = [&](bool with_lines) { return op_stream_bytes(ops, t, with_lines); };
-  std::string raw = op_stream(line_ops == 1), zo;
+  std::string raw = op_stream_bytes(ops, t, line_ops == 1), zo;
   bool lines = line_ops == 1;
-  // Op streams at level 17 at most: 18 and 19 (btultra2) take twice its time
-  // for nothing here (all op streams of GSM8K, ds-append, ds-csv, ds-conll,
-  // pq-append: 345,909 B at 19, 345,414 at 17; ds-csv's 18 frames 192 -> 101 ms).
   uint64_t out_len = 0;
   for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
   std::string zo3;  // the op stream at level 3, when a trial made it
@@ -139,13 +136,13 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     // Whichever stream is smaller as stored, judged at level 3 (the two
     // differ by 0-30%; level 17 changes their order rarely), then only that
     // one coded at ops_level.
-    std::string raw2 = op_stream(true);
+    std::string raw2 = op_stream_bytes(ops, t, true);
     std::string z1 = zops(raw, 3), z2 = zops(raw2, 3);
     if ((z2.empty() ? raw2.size() : z2.size()) < (z1.empty() ? raw.size() : z1.size())) { raw = std::move(raw2); lines = true; zo3 = std::move(z2); }
     else zo3 = std::move(z1);
     have3 = true;
   } else if (line_ops == 2) {
-    std::string raw2 = op_stream(true);
+    std::string raw2 = op_stream_bytes(ops, t, true);
     if (raw2.size() < raw.size()) { raw = std::move(raw2); lines = true; }
   }
   std::string zl, wl;

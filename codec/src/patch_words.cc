@@ -114,6 +114,39 @@ uint32_t Vocab::find_or_add(const uint8_t* p, uint32_t n, bool& added) {
   return id;
 }
 
+void sample_tokens(const uint8_t* b, uint64_t n, std::vector<uint32_t>& tid, Vocab first[2],
+                   std::vector<uint32_t> count[2]) {
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;
+  if (n && n <= kSampleMax) {
+    pieces.push_back({0, n});
+  } else if (n) {
+    const uint64_t k = kSampleMax / kPiece;
+    for (uint64_t i = 0; i < k; ++i) pieces.push_back({i * (n - kPiece) / (k - 1), kPiece});
+  }
+  tid.clear();
+  tid.reserve(std::min(n, kSampleMax) / 2 + 2 * pieces.size());
+  for (int kind = 0; kind < 2; ++kind) {
+    first[kind].clear();
+    count[kind].assign(1, 0);
+  }
+  for (auto [o, len] : pieces) {
+    const uint8_t* p = b + o;
+    const uint8_t* e = p + len;
+    int kind = 0;
+    while (p < e) {
+      const uint32_t l = token_len(p, e, kind);
+      bool added;
+      const uint32_t id = first[kind].find_or_add(p, l, added);
+      if (added) count[kind].push_back(0);
+      ++count[kind][id];
+      tid.push_back(id << 1 | static_cast<uint32_t>(kind));
+      p += l;
+      kind ^= 1;
+    }
+    tid.push_back(~0u);
+  }
+}
+
 std::vector<uint32_t> number_by_count(const Vocab& first, const std::vector<uint32_t>& count, Vocab& voc,
                                       std::vector<uint32_t>& remap) {
   std::vector<uint32_t> order(first.size());
@@ -163,44 +196,10 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
   voc[1].clear();
   prev_other = 0;
   if (!n) return;
-  // The sample: B whole when small, else kSampleMax / kPiece pieces spread
-  // evenly over it (first at 0, last ending at |B|).
-  std::vector<std::pair<uint64_t, uint64_t>> pieces;
-  if (n <= kSampleMax) {
-    pieces.push_back({0, n});
-  } else {
-    const uint64_t count = kSampleMax / kPiece;
-    for (uint64_t k = 0; k < count; ++k) pieces.push_back({k * (n - kPiece) / (count - 1), kPiece});
-  }
-  // Tokens of the sample per kind: distinct ones in order of first
-  // appearance with their counts; then ids by count, descending (stable).
-  struct Tok { const uint8_t* p; uint32_t len; uint32_t kind; };
-  std::vector<Tok> toks;
-  toks.reserve((n < kSampleMax ? n : kSampleMax) / 2 + 2 * pieces.size());
-  for (auto [o, len] : pieces) {
-    const uint8_t* p = b + o;
-    const uint8_t* e = p + len;
-    int kind = 0;
-    while (p < e) {
-      const uint32_t l = token_len(p, e, kind);
-      toks.push_back({p, l, static_cast<uint32_t>(kind)});
-      p += l;
-      kind ^= 1;
-    }
-    toks.push_back({nullptr, 0, 2});  // piece end: the context restarts
-  }
-  std::vector<uint32_t> tid(toks.size(), 0);
-  Vocab first[2];  // per kind: distinct tokens, first-appearance order
-  std::vector<uint32_t> count[2] = {{0}, {0}};
-  for (size_t i = 0; i < toks.size(); ++i) {
-    const uint32_t kind = toks[i].kind;
-    if (kind == 2) continue;
-    bool added;
-    const uint32_t id = first[kind].find_or_add(toks[i].p, toks[i].len, added);
-    if (added) count[kind].push_back(0);
-    ++count[kind][id];
-    tid[i] = id;
-  }
+  thread_local std::vector<uint32_t> tid;
+  thread_local Vocab first[2];
+  std::vector<uint32_t> count[2];
+  sample_tokens(b, n, tid, first, count);
   std::vector<uint32_t> remap[2];
   for (int kind = 0; kind < 2; ++kind) {
     const Vocab& f = first[kind];
@@ -208,13 +207,12 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
     for (uint32_t id : number_by_count(f, count[kind], voc[kind], remap[kind]))
       code_spelling(tr, *this, kind, f.data(id), f.len(id));
   }
-  for (size_t i = 0; i < toks.size(); ++i)
-    if (toks[i].kind != 2) tid[i] = remap[toks[i].kind][tid[i]];
-  for (size_t i = 0; i < toks.size(); ++i) {
-    if (toks[i].kind == 2) { prev_other = 0; continue; }
-    const int kind = static_cast<int>(toks[i].kind);
-    train_id(id_model(kind), tid[i]);
-    if (kind == 1) prev_other = tid[i];
+  for (uint32_t x : tid) {
+    if (x == ~0u) { prev_other = 0; continue; }
+    const int kind = static_cast<int>(x & 1);
+    const uint32_t id = remap[kind][x >> 1];
+    train_id(id_model(kind), id);
+    if (kind == 1) prev_other = id;
   }
   prev_other = 0;
 }

@@ -92,6 +92,15 @@ class Vocab {
   bool index_ = true;
 };
 
+// B's sample tokenised, as method bits 4 and 6 both prime from it: B whole
+// when at most kSampleMax, else kSampleMax / kPiece pieces spread evenly over
+// it (first at 0, last ending at |B|). tid gets, per token, (its id in
+// first-appearance order) << 1 | kind, and ~0u at each piece end (the
+// context restarts); first[kind] the distinct tokens (ids from 1),
+// count[kind][id] how often each occurs (count[kind][0] = 0).
+void sample_tokens(const uint8_t* b, uint64_t n, std::vector<uint32_t>& tid, Vocab first[2],
+                   std::vector<uint32_t> count[2]);
+
 // Numbers the distinct tokens of one kind of B's sample: `first` holds them
 // in order of first appearance (ids from 1), count[id] how often each occurs.
 // Appends them to `voc` by count, most first, ties by first appearance, and

@@ -54,36 +54,11 @@ uint64_t escape_weight(uint64_t singles) { return singles ? singles : 1; }
 void Model::prime(const uint8_t* b, uint64_t n) {
   voc[0].clear();
   voc[1].clear();
-  // The sample and its tokens: exactly bit 4's (patch_words.cc).
-  std::vector<std::pair<uint64_t, uint64_t>> pieces;
-  if (n && n <= words::kSampleMax) {
-    pieces.push_back({0, n});
-  } else if (n) {
-    const uint64_t count = words::kSampleMax / words::kPiece;
-    for (uint64_t k = 0; k < count; ++k) pieces.push_back({k * (n - words::kPiece) / (count - 1), words::kPiece});
-  }
-  thread_local std::vector<uint32_t> tid;  // per token: (id in first-appearance order) << 1 | kind; ~0u piece end
-  tid.clear();
+  // The sample and its tokens: exactly bit 4's.
+  thread_local std::vector<uint32_t> tid;
   thread_local words::Vocab first[2];
-  first[0].clear();
-  first[1].clear();
-  std::vector<uint32_t> count[2] = {{0}, {0}};
-  for (auto [o, len] : pieces) {
-    const uint8_t* p = b + o;
-    const uint8_t* e = p + len;
-    int kind = 0;
-    while (p < e) {
-      const uint32_t l = words::token_len(p, e, kind);
-      bool added;
-      const uint32_t id = first[kind].find_or_add(p, l, added);
-      if (added) count[kind].push_back(0);
-      ++count[kind][id];
-      tid.push_back(id << 1 | static_cast<uint32_t>(kind));
-      p += l;
-      kind ^= 1;
-    }
-    tid.push_back(~0u);
-  }
+  std::vector<uint32_t> count[2];
+  words::sample_tokens(b, n, tid, first, count);
   // Ids as bit 4 numbers them.
   std::vector<uint32_t> remap[2];
   for (int kind = 0; kind < 2; ++kind) words::number_by_count(first[kind], count[kind], voc[kind], remap[kind]);

@@ -39,7 +39,6 @@ struct Table {
   // low half, its value in the high half (one load for both while decoding).
   std::vector<uint64_t> e;
   uint32_t sf(uint32_t i) const { return static_cast<uint32_t>(e[i]); }
-  uint32_t value(uint32_t i) const { return static_cast<uint32_t>(e[i] >> 32); }
   std::vector<uint16_t> bucket;  // per 2^(15 - shift) slots: the first symbol whose range holds its first slot
   int shift = kProb - kBucketBits;
   uint32_t size() const { return static_cast<uint32_t>(e.size()); }

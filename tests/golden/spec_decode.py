@@ -521,6 +521,17 @@ def word_tokens(s):
     return out
 
 
+def word_sample(B):
+    """The token lists of B's sample, one per piece (the context restarts at each): B whole when at
+    most 256 KiB, else 64 pieces of 4096 bytes spread evenly (first at 0, last ending at |B|); method
+    bits 4 and 6 both prime from it."""
+    if len(B) <= 262144:
+        pieces = [B] if B else []
+    else:
+        pieces = [B[i * (len(B) - 4096) // 63:i * (len(B) - 4096) // 63 + 4096] for i in range(64)]
+    return [word_tokens(pc) for pc in pieces]
+
+
 def vocab_by_count(toks, kind):
     """The distinct tokens of `kind` in the sample's token lists, most frequent first, ties by first
     appearance: the ids of method bit 4's vocabulary (from 1), which bit 6 uses too (FORMAT.md)."""
@@ -545,11 +556,7 @@ class WordModel:
 
     def __init__(self, B):
         self.P, self.voc, self.prev = {}, [[], []], 0
-        if len(B) <= 262144:
-            pieces = [B]
-        else:
-            pieces = [B[i * (len(B) - 4096) // 63:i * (len(B) - 4096) // 63 + 4096] for i in range(64)]
-        toks = [word_tokens(pc) for pc in pieces]
+        toks = word_sample(B)
         ids = [{}, {}]
         for kind in (0, 1):
             for s in vocab_by_count(toks, kind):
@@ -646,13 +653,7 @@ def static_table(vw):
 
 class StaticWordModel:
     def __init__(self, B):
-        if len(B) == 0:
-            pieces = []
-        elif len(B) <= 262144:
-            pieces = [B]
-        else:
-            pieces = [B[i * (len(B) - 4096) // 63:i * (len(B) - 4096) // 63 + 4096] for i in range(64)]
-        toks = [word_tokens(pc) for pc in pieces]
+        toks = word_sample(B)
         self.voc = [vocab_by_count(toks, 0), vocab_by_count(toks, 1)]
         ids = [{s: i + 1 for i, s in enumerate(v)} for v in self.voc]
         N = [[{} for _ in range(16)], [{} for _ in range(16)]]
