@@ -260,28 +260,17 @@ bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out) {
   return true;
 }
 
-bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out) {
-  size_t n = 0;
-  const char* src = reinterpret_cast<const char*>(body);
-  if (!snappy::GetUncompressedLength(src, len, &n) || n != raw_len) return false;
-  out.resize(n);
-  return snappy::RawUncompress(src, len, out.data());
-}
-
-bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out) {
-  size_t n = 0;
-  const char* src = reinterpret_cast<const char*>(body);
-  if (!snappy::GetUncompressedLength(src, len, &n) || n != raw_len) return false;
-  const size_t at = out.size();
-  out.resize(at + n);
-  return snappy::RawUncompress(src, len, out.data() + at);
-}
-
 bool unsnappy_to(const uint8_t* body, uint32_t len, uint32_t raw_len, uint8_t* out) {
   size_t n = 0;
   const char* src = reinterpret_cast<const char*>(body);
   return snappy::GetUncompressedLength(src, len, &n) && n == raw_len &&
          snappy::RawUncompress(src, len, reinterpret_cast<char*>(out));
+}
+
+bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + raw_len);
+  return unsnappy_to(body, len, raw_len, reinterpret_cast<uint8_t*>(out.data()) + at);
 }
 
 bool PageIndex::build(const uint8_t* p, uint64_t n) {

@@ -43,13 +43,11 @@ struct Page {
 // not Parquet as understood here (see above).
 bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out);
 
-// The snappy body of a page decompressed into `out` (false: not snappy, or
-// not uncompressed_page_size bytes).
-bool unsnappy(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
+// The snappy body of a page decompressed into out[0, raw_len) (false: not
+// snappy, or not uncompressed_page_size bytes).
+bool unsnappy_to(const uint8_t* body, uint32_t len, uint32_t raw_len, uint8_t* out);
 // The same, appended to `out` (false: as above, `out` then holds garbage past its old size).
 bool unsnappy_append(const uint8_t* body, uint32_t len, uint32_t raw_len, std::string& out);
-// The same into out[0, raw_len) (false: as above).
-bool unsnappy_to(const uint8_t* body, uint32_t len, uint32_t raw_len, uint8_t* out);
 
 // The eligible pages of a base file with content anchors of their
 // decompressed bytes (16-byte windows at positions whose first 8 bytes hash
