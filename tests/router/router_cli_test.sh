@@ -120,6 +120,13 @@ if [ -x "$(dirname "$BIN")/tenpak-ml" ]; then
   expect_in "$W/err.txt" "not held out" "eval warns when the router was trained on the data"
   expect_rc 4 "train: malformed label file" "$BIN" router train "$W/bad.csv" -o "$W/t3.router"
   [ ! -e "$W/t3.router" ] && ok "no router file written on error" || bad "router file left on error"
+  # The file's metadata (JSON) holds the paths: one that is not UTF-8 is refused before training.
+  expect_rc 2 "train: output path not UTF-8" "$BIN" router train "$W/small.csv" -o "$W/t4"$'\xff'".router" --epochs 5
+  expect_in "$W/err.txt" "not valid UTF-8" "non-UTF-8 output path named"
+  [ ! -e "$W/t4"$'\xff'".router" ] && ok "no router file written for it" || bad "router file written for a non-UTF-8 path"
+  cp "$W/small.csv" "$W/s"$'\xff'".csv"
+  expect_rc 2 "train: data path not UTF-8" "$BIN" router train "$W/s"$'\xff'".csv" -o "$W/t5.router" --epochs 5
+  [ ! -e "$W/t5.router" ] && ok "no router file written for non-UTF-8 data" || bad "router file written for non-UTF-8 data"
   python3 - "$W/t1.router" "$W/v2.router" <<'PY'
 import sys
 b = bytearray(open(sys.argv[1], "rb").read()); b[8] = 2

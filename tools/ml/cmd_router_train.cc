@@ -186,6 +186,20 @@ void add_router_commands(CLI::App& app, int& rc) {
   t->add_flag("--json", a->json, "print a JSON report");
   t->callback([a, &rc, t] {
     if (a->kfold && a->fold >= a->kfold) { rc = cli::fail({Errc::invalid, "--fold must be below --kfold"}); return; }
+    // The router file's metadata is JSON text holding these paths (the
+    // command, the data's absolute paths), which nlohmann's dump refuses by
+    // throwing on bytes that are not UTF-8: refused here, before any work.
+    std::vector<const std::string*> paths{&a->out};
+    for (auto& d : a->data) paths.push_back(&d);
+    for (const std::string* p : paths) {
+      try {
+        (void)nlohmann::json(*p).dump();
+      } catch (const nlohmann::json::type_error&) {
+        rc = cli::fail({Errc::invalid, *p + ": this path is not valid UTF-8, and the router file stores it in its JSON "
+                                            "metadata; rename the file or its directory"});
+        return;
+      }
+    }
     std::ostringstream cmd;
     cmd << "tenpak router train";
     for (auto& d : a->data) cmd << ' ' << d;
