@@ -20,7 +20,8 @@ namespace tenpak {
 // item delays only the consumer). produce must not fail (record errors in the
 // slot for consume to return). Returns the first error of consume; the
 // workers are then released and joined before returning. With one thread,
-// each item is produced and consumed in turn on the calling thread: a
+// each item is produced and consumed in turn on the calling thread, in slot
+// 0 (one item is ever in flight; its buffers stay warm): a
 // worker handing every item to this thread puts it through two cores'
 // caches (docs/BENCHMARKS.md, Dataset deltas run 7).
 template <class Produce, class Consume>
@@ -29,8 +30,8 @@ Status ordered_pipeline(size_t n, unsigned threads, size_t window, Produce&& pro
   window = std::max<size_t>(window, 1);
   if (threads == 1) {
     for (size_t k = 0; k < n; ++k) {
-      produce(k, k % window);
-      if (Status st = consume(k, k % window); !st.ok()) return st;
+      produce(k, 0);
+      if (Status st = consume(k, 0); !st.ok()) return st;
     }
     return Status::Ok();
   }

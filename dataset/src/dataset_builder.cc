@@ -1195,15 +1195,14 @@ class Builder {
                                                   static_cast<uint32_t>(bsel), *pidx, opt_, enc[k])))
         {
           if (jobs[k].page >= 0 && !skip.empty()) {
-            // A skipped page's ops were one literal: its chunk ops, as the
-            // file's would have been, for the usual frame.
+            // A skipped page's ops were one literal: the page is chunked now,
+            // on its own (chunks from its header on), for the usual frame.
             const FrameJob& pj = jobs[k];
             OpList t;
             DatasetFileReport unused;
             encode_chunk_range(d, *base, *cidx, pj.off, pj.off + pj.len, t, unused);
             t.finish();
             std::vector<FrameJob> one = cut_frames(t, pj.len);
-            one[0].off = pj.off;
             jobs[k].ops = std::move(one[0].ops);
             jobs[k].ctx = std::move(one[0].ctx);
           }
