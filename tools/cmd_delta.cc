@@ -130,32 +130,6 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   return kOk;
 }
 
-// A lossy delta's side file (tenpak/lossy_info.h: checked against the
-// index, fetched from wherever the delta is): null when there is none.
-Result<json> lossy_info(const std::string& dir, const Manifest& m) {
-  auto li = load_lossy_info(dir, m);
-  if (!li.ok()) return li.status();
-  if (!*li) return json();
-  return json::parse((*li)->json);
-}
-
-// One line saying what a lossy delta loses, from its record. Only format,
-// version, method and quality are checked (parse_lossy_info); a quality
-// field of another type shows as unknown ("?", 0), as that parser reads it
-// (json::value would throw type_error on it).
-std::string lossy_line(const json& j) {
-  const json& q = j["quality"];
-  auto num = [&q](const char* k) { return q.contains(k) && q[k].is_number() ? q[k].get<double>() : 0.0; };
-  LossyInfo li;
-  li.method = j["method"].get<std::string>();
-  li.eval_text = q.contains("eval_text") && q["eval_text"].is_string() ? q["eval_text"].get<std::string>() : "?";
-  li.ppl_ratio = num("ppl_ratio");
-  li.ppl_delta_pct = num("ppl_delta_pct");
-  li.kl_mean = num("kl_mean");
-  li.top1_agreement = num("top1_agreement");
-  return lossy_summary_line(li);
-}
-
 // The delta at `loc`: a local directory, or (URL, hub id) any location
 // open_source takes, read without a persistent cache (a one-off rebuild).
 Result<std::unique_ptr<DeltaReader>> open_any_delta(const std::string& loc) {
@@ -168,9 +142,11 @@ int do_apply(const std::string& delta, const std::string& base, const std::strin
   ApplyOptions o;
   o.threads = c.threads;
   const Manifest& man = (*r)->manifest();
-  auto lossy = lossy_info(delta, man);
+  // A lossy delta's record (tenpak/lossy_info.h: checked against the index,
+  // fetched from wherever the delta is): nullopt when there is none.
+  auto lossy = load_lossy_info(delta, man);
   if (!lossy.ok()) return fail(lossy.status());
-  if (lossy->is_null() && has_approx_frames(man))
+  if (!*lossy && has_approx_frames(man))
     std::fprintf(stderr, "warning: %s has lossy frames (codec 11) but no tenpak.lossy.json: its quality is unknown\n",
                  delta.c_str());
   if (!base.empty() && !is_remote_location(base)) {
@@ -197,12 +173,12 @@ int do_apply(const std::string& delta, const std::string& base, const std::strin
   if (c.json_out) {
     json j = {{"ok", true}, {"files", m.out_files.size()}, {"frames", m.frames.size()}, {"bytes", *n}, {"seconds", secs}};
     if (!out.empty()) j["output"] = out;
-    if (!lossy->is_null()) j["lossy"] = *lossy;
+    if (*lossy) j["lossy"] = json::parse((*lossy)->json);
     std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
   } else if (out.empty()) {
     std::printf("verified %zu files, %zu frames, %s: every frame hash and file sha256 matches (%.2f s)\n",
                 m.out_files.size(), m.frames.size(), human_bytes(*n).c_str(), secs);
-    if (!lossy->is_null()) std::printf("%s\n", lossy_line(*lossy).c_str());
+    if (*lossy) std::printf("%s\n", lossy_summary_line(**lossy).c_str());
   } else {
     std::printf("rebuilt %zu files (%s) into %s; every sha256 matches (%.2f s)\n", m.out_files.size(),
                 human_bytes(*n).c_str(), out.c_str(), secs);
@@ -299,14 +275,14 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
   }
   json base = json::array();
   for (auto& b : m.base_files) base.push_back({{"name", b.name}, {"bytes", b.size}, {"sha256", hex(b.sha256)}});
-  auto lossy = lossy_info(delta, m);
+  auto lossy = load_lossy_info(delta, m);
   if (!lossy.ok()) return fail(lossy.status());
   json j = {{"delta", delta}, {"format_version", kFormatVersion}, {"finetune_bytes", total_out},
             {"delta_bytes", total_delta}, {"index_bytes", idx_size}, {"side_file_bytes", side_size},
             {"ratio", total_out ? static_cast<double>(total_delta) / total_out : 0.0},
             {"frames", m.frames.size()}, {"base_locations", m.base_locations}, {"base_files", base},
             {"files", files}};
-  j["lossy"] = lossy->is_null() ? json(has_approx_frames(m)) : *lossy;
+  j["lossy"] = *lossy ? json::parse((*lossy)->json) : json(has_approx_frames(m));
   if (c.json_out) {
     std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
     return kOk;
@@ -315,7 +291,7 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
               human_bytes(total_out).c_str(), human_bytes(total_delta).c_str(),
               total_out ? static_cast<double>(total_delta) / total_out : 0.0, m.frames.size(),
               human_bytes(idx_size).c_str());
-  if (!lossy->is_null()) std::printf("%s\n", lossy_line(*lossy).c_str());
+  if (*lossy) std::printf("%s\n", lossy_summary_line(**lossy).c_str());
   else if (has_approx_frames(m)) std::printf("LOSSY delta (codec 11 frames), no tenpak.lossy.json: quality unknown\n");
   std::printf("base: %zu files\n", m.base_files.size());
   for (auto& l : m.base_locations) std::printf("  at %s\n", l.c_str());
