@@ -431,14 +431,22 @@ std::string ModelFs::stats_json() const {
   }
   j["rebuild_latency"] = {{"le_s", le}, {"cumulative_counts", counts}, {"count", s.rebuild_latency_count},
                           {"sum_s", s.rebuild_latency_sum_s}};
-  // Lossy models and their recorded quality (docs/LOSSY.md); the file has a
-  // fixed size, so models past what fits are counted, not listed.
+  // Lossy models and their recorded quality (docs/LOSSY.md). The file has a
+  // fixed size: models are listed in order while the whole text fits, and
+  // the rest counted. Each entry is measured once, by its own dump: in the
+  // file it sits two levels deep (each of its lines two spaces further in)
+  // and ",\n" follows it. kListReserve holds what surrounds the list
+  // (",\n \"lossy\": [\n", "\n ]", ",\n \"lossy_not_listed\": " and 20
+  // digits: 60 bytes) and the "\n" the file adds.
+  constexpr size_t kListReserve = 64;
+  size_t room = kStatsFileSize - std::min(kStatsFileSize, dump(j).size() + kListReserve);
   nlohmann::ordered_json lossy = nlohmann::ordered_json::array();
   size_t lossy_models = 0;
   bool full = false;
   for (const Impl::Model& m : impl_->models) {
     if (!m.lossy && !has_approx_frames(m.reader->manifest())) continue;
     ++lossy_models;
+    if (full) continue;
     nlohmann::ordered_json e = {{"model", m.dir.empty() ? std::string("/") : m.dir}};
     if (m.lossy) {
       e["method"] = m.lossy->method;
@@ -451,10 +459,13 @@ std::string ModelFs::stats_json() const {
     } else {
       e["quality"] = "unknown";  // codec-11 frames without a side file
     }
-    if (full || dump(j).size() + dump(lossy).size() + dump(e).size() + 256 > kStatsFileSize) {
+    const std::string text = dump(e);
+    const size_t cost = text.size() + 2 * (static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1) + 2;
+    if (cost > room) {
       full = true;
       continue;
     }
+    room -= cost;
     lossy.push_back(std::move(e));
   }
   if (lossy_models) {

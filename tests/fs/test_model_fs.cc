@@ -18,6 +18,8 @@
 #include <set>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "tenpak/cache.h"
 #include "tenpak/delta.h"
 #include "tenpak/format.h"
@@ -1019,6 +1021,60 @@ TEST(ModelFs, RebuildLatencyHistogram) {
   EXPECT_LT(j.size() + 1, ModelFs::kStatsFileSize);
   EXPECT_NE(j.find("\"rebuild_latency\""), std::string::npos);
   EXPECT_NE(j.find("\"count\": " + std::to_string(s.frames_rebuilt)), std::string::npos) << j;
+}
+
+// stats.json lists the lossy models (docs/LOSSY.md) while they fit its
+// fixed size and counts the rest: with many of them the file read through
+// the mount is still one whole JSON object, every model listed or counted,
+// the list in model order and filling the file. Short entries have the
+// most lines for their bytes (each line is indented in the file).
+static void stats_file_lists_lossy_models(bool short_entries) {
+  constexpr size_t kModels = 120;
+  std::vector<FsModel> models;
+  for (size_t i = 0; i < kModels; ++i) {
+    LossyInfo li;
+    li.method = short_entries ? "x" : "lowrank:8";
+    if (!short_entries) {
+      li.eval_text = "wikitext-2-raw-v1 test split, first 4096 tokens, model " + std::to_string(i);
+      li.ppl_ratio = 1.0123456789 + i;
+      li.ppl_delta_pct = 1.23456789;
+      li.kl_mean = 0.0456789123;
+      li.top1_agreement = 0.9876543;
+      li.scored_tokens = 4095;
+    }
+    char dir[32];
+    std::snprintf(dir, sizeof dir, "m%03zu", i);
+    models.push_back({dir, open_model(g_dir + "/delta", g_dir + "/pair/base").reader, li});
+  }
+  auto r = ModelFs::create(std::move(models), {});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ModelFs& mfs = **r;
+  auto ctl = mfs.lookup(ModelFs::kRootIno, ModelFs::kControlDir);
+  auto st = mfs.lookup(ctl->ino, ModelFs::kStatsFile);
+  ASSERT_TRUE(st.has_value());
+  std::vector<uint8_t> b(ModelFs::kStatsFileSize);
+  auto n = mfs.read(st->ino, 0, b.size(), b.data());
+  ASSERT_TRUE(n.ok());
+  const std::string text(b.begin(), b.begin() + *n);
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << "stats.json is cut: " << text.substr(text.size() - 200);
+  ASSERT_TRUE(j.contains("lossy"));
+  const size_t listed = j["lossy"].size();
+  EXPECT_EQ(listed + j.value("lossy_not_listed", size_t{0}), kModels);
+  ASSERT_GT(listed, 0u);
+  for (size_t i = 0; i < listed; ++i) {
+    char dir[32];
+    std::snprintf(dir, sizeof dir, "m%03zu", i);
+    EXPECT_EQ(j["lossy"][i].value("model", ""), dir);
+  }
+  // Full: the unpadded text leaves less room than two more entries take.
+  const size_t used = mfs.stats_json().size();
+  EXPECT_GT(used + 2 * j["lossy"][0].dump(1).size(), ModelFs::kStatsFileSize);
+}
+
+TEST(ModelFs, StatsFileListsTheLossyModelsThatFit) {
+  stats_file_lists_lossy_models(false);
+  stats_file_lists_lossy_models(true);
 }
 
 TEST(Metrics, PrometheusHistogramRendering) {
