@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "patch_internal.h"
 #include "patch_words.h"
@@ -64,10 +65,28 @@ int affordable_level(int level, size_t n, uint64_t out_len) {
 }
 // An op stream's level: 17 at most (18 and 19, btultra2, take twice its
 // time for nothing: all op streams of GSM8K, ds-append, ds-csv, ds-conll,
-// pq-append 345,909 B at 19, 345,414 at 17), and 3 where it is more than 1/64 of its frame: level 9 saved 2%
-// of ds-csv's delta (493 against 504 KB) for a tenth of its build.
-int ops_level(int level, size_t n, uint64_t out_len) {
-  return n * 64 <= out_len ? std::min(level, 17) : std::min(level, 3);
+// pq-append 345,909 B at 19, 345,414 at 17), and 3 where it is more than
+// 1/64 of its frame: level 9 saved 2% of ds-csv's delta (493 against 504
+// KB) for a tenth of its build. A frame whose literals are coded with B as
+// their prefix (method bit 2: they resemble B) keeps 17 whatever its size:
+// GSM8K's size target needs level 16 or more there (its op stream at 9:
+// +374 B, over the target), and such a frame's level-19 literals cost 100
+// times its op stream's level 17. One rule for encode_patch and
+// patch_with_extents, read from the method byte each writes.
+int ops_level(int level, size_t n, uint64_t out_len, uint8_t method) {
+  return n * 64 <= out_len || (method & kLitPrefix) ? std::min(level, 17) : std::min(level, 3);
+}
+
+// The payload's head up to its literal count: extents, method, op count,
+// the op stream's raw and stored lengths.
+void put_patch_header(std::string& s, const std::vector<PatchExtent>& ext, uint8_t method, size_t n_ops,
+                      size_t ops_raw, size_t ops_stored) {
+  put_u32(s, static_cast<uint32_t>(ext.size()));
+  for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
+  s.push_back(static_cast<char>(method));
+  put_u32(s, static_cast<uint32_t>(n_ops));
+  put_u32(s, static_cast<uint32_t>(ops_raw));
+  put_u32(s, static_cast<uint32_t>(ops_stored));
 }
 
 // The op stream in byte units, or (with_lines) with every copy that is
@@ -120,17 +139,13 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
                          const std::string& literals, const uint8_t* b, size_t b_len, int level,
                          bool prefix, int line_ops, int words, const PatchSnappy* snappy) {
   if (!b_len) prefix = false;
-  std::string s;
-  put_u32(s, static_cast<uint32_t>(ext.size()));
-  for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
   std::vector<uint32_t> t;
   if (line_ops) line_table(b, b_len, t);
   std::string raw = op_stream_bytes(ops, t, line_ops == 1), zo;
   bool lines = line_ops == 1;
   uint64_t out_len = 0;
   for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
-  std::string zo3;  // the op stream at level 3, when a trial made it
-  bool have3 = false;
+  std::optional<std::string> zo3;  // the op stream at level 3, when a trial made it
   auto zops = [&](const std::string& r, int lv) { return zstd_with_prefix(reinterpret_cast<const uint8_t*>(r.data()), r.size(), nullptr, 0, lv); };
   if (line_ops == 2 && level > 0) {
     // Whichever stream is smaller as stored, judged at level 3 (the two
@@ -140,13 +155,12 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
     std::string z1 = zops(raw, 3), z2 = zops(raw2, 3);
     if ((z2.empty() ? raw2.size() : z2.size()) < (z1.empty() ? raw.size() : z1.size())) { raw = std::move(raw2); lines = true; zo3 = std::move(z2); }
     else zo3 = std::move(z1);
-    have3 = true;
   } else if (line_ops == 2) {
     std::string raw2 = op_stream_bytes(ops, t, true);
     if (raw2.size() < raw.size()) { raw = std::move(raw2); lines = true; }
   }
   std::string zl, wl;
-  bool wrd = false, wl_done = false, resembles = false, wst = false;
+  bool wrd = false, wl_done = false, wst = false;
   // Literals level 3 does not halve are not text (pq-column's float pages):
   // the word coder, a model of words, is not tried on them.
   bool textlike = true;
@@ -174,11 +188,8 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
       t1 = zstd_with_prefix(lp, ln, b, b_len, 3);
       prefix = !t1.empty() && t1.size() * 10 < s0 * 9;
     }
-    // Literals that resemble B (its prefix pays) keep `level`, and so does
-    // the op stream: GSM8K's size target needs level 16 or more there (its
-    // op stream at 9: +374 B, over the target), and such a frame's level-19
-    // literals cost 100 times its op stream's level 17.
-    resembles = prefix;
+    // Literals that resemble B (its prefix pays) keep `level` (and their op
+    // stream 17: ops_level).
     if (!prefix) lit_level = affordable_level(lit_level, ln, out_len);
     // Word-first: in a frame made mostly of literals (new records), the
     // word coder runs before `level`, and when it beats 80% of the level-3
@@ -211,10 +222,6 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
       if (!t0.empty() && t0.size() < (zl.empty() ? ln : zl.size())) { zl = std::move(t0); prefix = false; }
     }
   }
-  if (level > 0) {
-    const int lv = resembles ? std::min(level, 17) : ops_level(level, raw.size(), out_len);
-    zo = lv == 3 && have3 ? std::move(zo3) : zops(raw, lv);
-  }
   // Word-coded literals where they pay (below: a frame of new text
   // records), or always when asked (words = 2: golden files, tests). Not
   // tried on literals zstd packs 16:1 (repeated fields: a word model codes
@@ -241,12 +248,15 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
       prefix = false;
     }
   }
-  uint8_t method = (wrd ? (wst ? kLitWordsStatic : kLitWords) : 0) | (zl.empty() || wrd ? 0 : kLitZstd) | (zo.empty() ? 0 : kOpsZstd) | (zl.empty() || wrd || !prefix ? 0 : kLitPrefix) |
-                   (lines ? kLineOps : 0) | (snappy ? kSnappy : 0);
-  s.push_back(static_cast<char>(method));
-  put_u32(s, static_cast<uint32_t>(ops.size()));
-  put_u32(s, static_cast<uint32_t>(raw.size()));
-  put_u32(s, static_cast<uint32_t>(zo.empty() ? raw.size() : zo.size()));
+  uint8_t method = (wrd ? (wst ? kLitWordsStatic : kLitWords) : 0) | (zl.empty() || wrd ? 0 : kLitZstd) |
+                   (zl.empty() || wrd || !prefix ? 0 : kLitPrefix) | (lines ? kLineOps : 0) | (snappy ? kSnappy : 0);
+  if (level > 0) {
+    const int lv = ops_level(level, raw.size(), out_len, method);
+    zo = lv == 3 && zo3 ? std::move(*zo3) : zops(raw, lv);
+  }
+  if (!zo.empty()) method |= kOpsZstd;
+  std::string s;
+  put_patch_header(s, ext, method, ops.size(), raw.size(), zo.empty() ? raw.size() : zo.size());
   put_u32(s, static_cast<uint32_t>(literals.size()));
   if (snappy) { put_u32(s, snappy->inner_len); put_u32(s, snappy->raw_len); }
   s += zo.empty() ? raw : zo;
@@ -270,14 +280,10 @@ std::string patch_with_extents(const std::string& p, const std::vector<PatchExte
   for (auto& o : ops) out_len += uint64_t(o.lit) + o.copy;
   if (level > 0)
     zo = zstd_with_prefix(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), nullptr, 0,
-                          ops_level(level, raw.size(), out_len));
+                          ops_level(level, raw.size(), out_len, method));
   std::string s;
-  put_u32(s, static_cast<uint32_t>(ext.size()));
-  for (auto& e : ext) { put_u64(s, e.offset); put_u32(s, e.len); }
-  s.push_back(static_cast<char>((method & ~kOpsZstd) | (zo.empty() ? 0 : kOpsZstd)));
-  put_u32(s, static_cast<uint32_t>(ops.size()));
-  put_u32(s, static_cast<uint32_t>(raw.size()));
-  put_u32(s, static_cast<uint32_t>(zo.empty() ? raw.size() : zo.size()));
+  put_patch_header(s, ext, (method & ~kOpsZstd) | (zo.empty() ? 0 : kOpsZstd), ops.size(), raw.size(),
+                   zo.empty() ? raw.size() : zo.size());
   s.append(p, h + 13, hx - 13);  // literal count, snappy page lengths
   s += zo.empty() ? raw : zo;
   s.append(p, lit_at, std::string::npos);

@@ -85,11 +85,11 @@ std::string encode_patch(const std::vector<PatchExtent>& ext, const std::vector<
 
 // `p` (an encode_patch payload) over other extents and ops that describe the
 // same output from a B that reads the same at every copy: the literal stream
-// kept as stored, the op stream re-coded in bytes (zstd at `level`, at most
-// 17, as encode_patch). Only where B's content beyond the copies does not
-// matter: empty when `p` has method bit 2, 3 or 4 (literal prefix, line ops,
-// word sample) or is malformed. The builder uses it to drop extents no copy
-// reads without compressing the literals again.
+// kept as stored, the op stream re-coded in bytes (zstd at the level
+// encode_patch's rule gives it for `level`). Only where B's content beyond
+// the copies does not matter: empty when `p` has method bit 2, 3, 4 or 6
+// (literal prefix, line ops, word sample) or is malformed. The builder uses
+// it to drop extents no copy reads without compressing the literals again.
 std::string patch_with_extents(const std::string& p, const std::vector<PatchExtent>& ext,
                                const std::vector<PatchOp>& ops, int level);
 
