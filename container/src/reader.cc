@@ -20,6 +20,54 @@ namespace fs = std::filesystem;
 
 namespace tenpak {
 
+namespace {
+
+// Scratch memory for rebuilds, one 2 MiB transparent huge page where the
+// kernel gives one (see DeltaReader::ScratchPool for the mount's reason).
+class DirectScratch {
+ public:
+  static constexpr size_t kHuge = 2u << 20;
+  DirectScratch() = default;
+  ~DirectScratch() {
+    if (huge_) munmap(huge_, kHuge);
+  }
+  DirectScratch(const DirectScratch&) = delete;
+  DirectScratch& operator=(const DirectScratch&) = delete;
+  // At least n bytes aligned to BlockSource::kReadInAlign, uninitialised.
+  // The huge page for a range of at least kHuge / 8, or from this
+  // scratch's fifth range on. Its first touch zeroes all 2 MiB (~140 us
+  // here), while 4 KiB pages cost a fault each (~2 us on this VM) for the
+  // pages written only: the huge page is the cheaper from ~300 KiB up
+  // (measured: 40 KB 21 us against 58 us, 256 KiB 135 against 173,
+  // 512 KiB 259 against 177). A mount's many frames repay it either way; a
+  // process that rebuilds one frame does not (GSM8K's `dataset verify`
+  // read its 39 KiB payload into a fresh huge page; docs/BENCHMARKS.md
+  // "Dataset deltas" run 17).
+  uint8_t* get(size_t n) {
+    if (n <= kHuge && (huge_ || ((n >= kHuge / 8 || ++small_ > 4) && map_huge()))) return huge_;
+    return heap_.get(n);  // larger (patch extents), small and early, or no mapping
+  }
+
+ private:
+  // A 2 MiB-aligned 2 MiB mapping (cut out of a 4 MiB one) that asks
+  // for a huge page; with THP "never", plain pages (still reused).
+  bool map_huge() {
+    void* raw = mmap(nullptr, 2 * kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return false;
+    const uintptr_t r = reinterpret_cast<uintptr_t>(raw), at = (r + kHuge - 1) & ~uintptr_t(kHuge - 1);
+    if (at > r) munmap(raw, at - r);
+    if (r + 2 * kHuge > at + kHuge) munmap(reinterpret_cast<void*>(at + kHuge), r + 2 * kHuge - (at + kHuge));
+    huge_ = reinterpret_cast<uint8_t*>(at);
+    madvise(huge_, kHuge, MADV_HUGEPAGE);  // best effort
+    return true;
+  }
+  uint8_t* huge_ = nullptr;
+  unsigned small_ = 0;  // ranges under kHuge / 8 served before the huge page
+  AlignedScratch<BlockSource::kReadInAlign> heap_;
+};
+
+}  // namespace
+
 // Buffers for the payload and the base range of one rebuild, lent to
 // whichever thread rebuilds and given back after: a mount's FUSE threads
 // come and go (libfuse runs up to ten), and a pair of its own per thread
@@ -34,37 +82,7 @@ namespace tenpak {
 // a 1 MiB range against one huge page (gup was 4% of the daemon's CPU on a
 // cold bf16 read, docs/BENCHMARKS.md "Mount").
 struct DeltaReader::ScratchPool {
-  class DirectScratch {
-   public:
-    static constexpr size_t kHuge = 2u << 20;
-    DirectScratch() = default;
-    ~DirectScratch() {
-      if (huge_) munmap(huge_, kHuge);
-    }
-    DirectScratch(const DirectScratch&) = delete;
-    DirectScratch& operator=(const DirectScratch&) = delete;
-    // At least n bytes aligned to BlockSource::kReadInAlign, uninitialised.
-    uint8_t* get(size_t n) {
-      if (n <= kHuge && (huge_ || map_huge())) return huge_;
-      return heap_.get(n);  // larger (patch extents), or no mapping
-    }
-
-   private:
-    // A 2 MiB-aligned 2 MiB mapping (cut out of a 4 MiB one) that asks
-    // for a huge page; with THP "never", plain pages (still reused).
-    bool map_huge() {
-      void* raw = mmap(nullptr, 2 * kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (raw == MAP_FAILED) return false;
-      const uintptr_t r = reinterpret_cast<uintptr_t>(raw), at = (r + kHuge - 1) & ~uintptr_t(kHuge - 1);
-      if (at > r) munmap(raw, at - r);
-      if (r + 2 * kHuge > at + kHuge) munmap(reinterpret_cast<void*>(at + kHuge), r + 2 * kHuge - (at + kHuge));
-      huge_ = reinterpret_cast<uint8_t*>(at);
-      madvise(huge_, kHuge, MADV_HUGEPAGE);  // best effort
-      return true;
-    }
-    uint8_t* huge_ = nullptr;
-    AlignedScratch<BlockSource::kReadInAlign> heap_;
-  };
+  using DirectScratch = ::tenpak::DirectScratch;
   struct Pair {
     DirectScratch payload;  // for read_in (a delta data file read direct)
     DirectScratch base;     // for read_in
@@ -408,13 +426,16 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   // written at once, while it is in this core's cache (no ring of buffers
   // and their first-touch page faults).
   const size_t window = threads == 1 ? 1 : threads * 3;
-  std::vector<Scratch<uint8_t>> bufs(window);
+  std::vector<DirectScratch> bufs(window);
+  std::vector<uint8_t*> buf(window);
   std::vector<Status> sts(window);
   // Every buffer at the largest frame's size up front: grown frame by
   // frame, each growth is a fresh allocation and a page fault per 4 KiB.
+  // A huge page each from 256 KiB (DirectScratch): fewer faults than 4 KiB
+  // pages for a frame of that size or more, even in a one-frame rebuild.
   uint64_t max_frame = 0;
   for (auto& f : m.frames) max_frame = std::max<uint64_t>(max_frame, f.out_len);
-  for (auto& b : bufs) b.get(max_frame);
+  for (size_t i = 0; i < window; ++i) buf[i] = bufs[i].get(max_frame);
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
     OutFileWriter w;
@@ -426,15 +447,13 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
     }
     Sha256Hasher sha;
     auto produce = [&](size_t k, size_t slot) {
-      const Frame& f = m.frames[of.first_frame + k];
-      sts[slot] = r.read_frame(of.first_frame + static_cast<uint32_t>(k), bufs[slot].get(f.out_len));
+      sts[slot] = r.read_frame(of.first_frame + static_cast<uint32_t>(k), buf[slot]);
     };
     auto consume = [&](size_t k, size_t slot) -> Status {
       TP_RETURN_IF_ERROR(sts[slot]);
       const size_t n = m.frames[of.first_frame + k].out_len;
-      const uint8_t* buf = bufs[slot].data();
-      sha.update(buf, n);
-      if (write) TP_RETURN_IF_ERROR(w.write(buf, n));
+      sha.update(buf[slot], n);
+      if (write) TP_RETURN_IF_ERROR(w.write(buf[slot], n));
       done += n;
       if (opt.progress) opt.progress(done, total);
       return Status::Ok();
