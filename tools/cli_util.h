@@ -1,6 +1,8 @@
 // Helpers shared by the tenpak subcommands: exit codes, progress bars,
-// human-readable sizes.
+// human-readable sizes, JSON output.
 #pragma once
+#include <nlohmann/json_fwd.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -26,6 +28,13 @@ int exit_code(const Status& s);
 int fail(const Status& s);
 
 std::string human_bytes(double b);
+
+// The text of a --json output or of a JSON line: j.dump(indent) (-1: one
+// line), with bytes of strings that are not UTF-8 (a path, a name or a
+// message from the user's input) written as U+FFFD, where dump's default
+// throws and would end the command after its work is done.
+std::string json_text(const nlohmann::json& j, int indent);
+std::string json_text(const nlohmann::ordered_json& j, int indent);
 
 // The malloc policy of the commands that rebuild or encode frames (mount,
 // delta build/apply/verify). A fresh page costs a page fault on first

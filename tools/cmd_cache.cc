@@ -21,14 +21,15 @@ void add_cache_commands(CLI::App& app, int& rc) {
     auto info = inspect_lmdb_cache(d);
     if (!info.ok()) {
       if (json && info.status().code() == Errc::corrupt)  // damaged: say so to scripts too (exit 4)
-        std::printf("%s\n", nlohmann::json({{"dir", d}, {"damaged", true}, {"problem", info.status().message()}})
-                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        std::printf("%s\n",
+                    json_text(nlohmann::json({{"dir", d}, {"damaged", true}, {"problem", info.status().message()}}), -1)
+                        .c_str());
       rc = fail(info.status());
       return;
     }
     if (json) {
       nlohmann::json j = {{"dir", d}, {"entries", info->entries}, {"bytes_used", info->bytes_used}, {"file_bytes", info->file_bytes}};
-      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::printf("%s\n", json_text(j, -1).c_str());
     } else {
       std::printf("cache %s: %llu entries, %s of values, data file %s\n", d.c_str(), (unsigned long long)info->entries,
                   human_bytes(static_cast<double>(info->bytes_used)).c_str(),

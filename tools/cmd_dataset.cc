@@ -307,7 +307,7 @@ int do_build(const Opts& o, bool estimate) {
   auto r = estimate ? estimate_dataset_delta(*base, *derived, b) : build_dataset_delta(*base, *derived, o.out, b);
   bar.finish();
   if (!r.ok()) return fail(r.status());
-  if (o.json_out) std::cout << report_json(*r).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  if (o.json_out) std::cout << json_text(report_json(*r), 2) << "\n";
   else print_report(*r, estimate ? "estimate" : "built " + o.out);
   return kOk;
 }

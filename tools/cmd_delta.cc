@@ -105,7 +105,7 @@ int do_build(const std::string& base, const std::string& ft, const std::string& 
   // --json names the files, whose names need not be UTF-8 (a delta holds
   // any safe relative path): such bytes are written as U+FFFD, where dump's
   // default threw, uncaught (abort, after the delta was written).
-  if (c.json_out) std::cout << report_json(*r, false).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  if (c.json_out) std::cout << json_text(report_json(*r, false), 2) << "\n";
   else print_report(*r, ("built " + out).c_str());
   return kOk;
 }
@@ -125,7 +125,7 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   auto r = estimate_delta(*lb, ft, o);
   bar.finish();
   if (!r.ok()) return fail(r.status());
-  if (c.json_out) std::cout << report_json(*r, false).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  if (c.json_out) std::cout << json_text(report_json(*r, false), 2) << "\n";
   else print_report(*r, "estimate");
   return kOk;
 }
@@ -174,7 +174,7 @@ int do_apply(const std::string& delta, const std::string& base, const std::strin
     json j = {{"ok", true}, {"files", m.out_files.size()}, {"frames", m.frames.size()}, {"bytes", *n}, {"seconds", secs}};
     if (!out.empty()) j["output"] = out;
     if (*lossy) j["lossy"] = json::parse((*lossy)->json);
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    std::cout << json_text(j, 2) << "\n";
   } else if (out.empty()) {
     std::printf("verified %zu files, %zu frames, %s: every frame hash and file sha256 matches (%.2f s)\n",
                 m.out_files.size(), m.frames.size(), human_bytes(*n).c_str(), secs);
@@ -284,7 +284,7 @@ int do_inspect(const std::string& delta, bool tensors, const Common& c) {
             {"files", files}};
   j["lossy"] = *lossy ? json::parse((*lossy)->json) : json(has_approx_frames(m));
   if (c.json_out) {
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    std::cout << json_text(j, 2) << "\n";
     return kOk;
   }
   std::printf("delta %s (format v%u): %s -> %s (%.4f), %zu frames, index %s\n", delta.c_str(), kFormatVersion,

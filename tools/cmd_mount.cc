@@ -177,7 +177,7 @@ int serve(const MountArgs& a, int notify_fd, Logger& log) {
   Status st = serve_fuse(mt.fs(), mc, [&](const Status& s) {
     if (s.ok()) {
       log(info["message"].get<std::string>());
-      report(kOk, info.dump(-1, ' ', false, json::error_handler_t::replace));
+      report(kOk, json_text(info, -1));
       mt.fs().warm_heads();
     } else {
       log("error: " + s.message());
@@ -305,8 +305,9 @@ int do_unmount(const std::string& mp_in, bool lazy, bool json_out) {
     }
   }
   if (json_out) {
-    std::cout << json{{"mountpoint", mp}, {"stale", stale}, {"lazy", lazy}, {"daemon_pid", pid}, {"daemon_exited", exited}}
-                     .dump(-1, ' ', false, json::error_handler_t::replace)
+    std::cout << json_text(json{{"mountpoint", mp}, {"stale", stale}, {"lazy", lazy}, {"daemon_pid", pid},
+                                {"daemon_exited", exited}},
+                           -1)
               << "\n";
   } else {
     std::cout << "unmounted " << mp << (stale ? " (stale mount)" : "");
@@ -328,7 +329,7 @@ int do_stats(const std::string& mp, bool json_out) {
   auto j = json::parse(ss.str(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail(Status{Errc::corrupt, path + ": unreadable stats"});
   if (json_out) {
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    std::cout << json_text(j, 2) << "\n";
     return kOk;
   }
   // A field of the wrong type or missing (another version, a file that is

@@ -136,7 +136,7 @@ int run_route(const RouteArgs& a) {
   if (a.batch.empty()) {
     auto j = route_one(*m, *cat, a.model, a.prompt, a.threshold);
     if (!j.ok()) return fail(j.status());
-    if (a.json) std::printf("%s\n", j->dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    if (a.json) std::printf("%s\n", json_text(*j, -1).c_str());
     else print_route(*j);
     return kOk;
   }
@@ -167,7 +167,7 @@ int run_route(const RouteArgs& a) {
         if (rc == kOk) rc = exit_code(j.status());
       }
     }
-    std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    std::printf("%s\n", json_text(out, -1).c_str());
   }
   if (in.bad()) return fail({Errc::io, a.batch + ": read error"});
   return rc;
@@ -297,7 +297,7 @@ int run_eval(const EvalArgs& a) {
     json j = {{"prompts", ex.size()}, {"weak_accuracy", ms[0].curve.weak}, {"strong_accuracy", ms[0].curve.strong},
               {"us_per_prompt", us}, {"kfold", a.kfold}, {"methods", json::array()}};
     for (auto& m : ms) j["methods"].push_back({{"name", m.name}, {"apgr", m.curve.apgr}, {"cpt50", m.curve.cpt50}, {"cpt80", m.curve.cpt80}});
-    std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    std::printf("%s\n", json_text(j, -1).c_str());
     return kOk;
   }
   std::printf("%zu prompts%s; weak accuracy %.3f, strong %.3f\n", ex.size(), a.kfold ? (", " + std::to_string(a.kfold) + "-fold (router i scores fold i)").c_str() : "",

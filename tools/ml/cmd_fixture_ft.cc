@@ -306,7 +306,7 @@ int run_stories_ft(FtOptions o) {
     j["train_loss_last10_mean"] = s / n;
   }
   if (o.json) {
-    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n", cli::json_text(j, 2).c_str());
   } else {
     std::printf("wrote %s/base and %s/finetune%s (%s fine-tune, %d steps of %dx%d tokens, lr %g, %.1f s)\n",
                 o.out.c_str(), o.out.c_str(), o.lora > 0 ? (" and " + o.out + "/adapter").c_str() : "",

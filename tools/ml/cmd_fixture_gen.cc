@@ -181,7 +181,7 @@ int run_llama_gen(const GenOptions& o) {
     j["outlier_channels"] = ch;
     j["layer0_input_min_of_outlier_max_abs"] = out_max;
     j["layer0_input_max_abs_elsewhere"] = rest_max;
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
   } else {
     std::fprintf(stderr,
                  "llama-gen: %lld parameters (%lld layers, hidden %lld, intermediate %lld, vocab %lld); layer 0 input "

@@ -132,7 +132,7 @@ int run_convert(const ConvertArgs& a) {
     j["shared_classifier"] = r->shared_classifier;
     j["files"] = {"config.json", "model.safetensors", "tokenizer.bin"};
     j["seconds"] = s;
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
   } else {
     std::fprintf(stderr, "converted %s: %s, %lld layers, dim %lld, %lld heads (%lld kv), vocab %lld, %lld parameters%s\n",
                  a.bin.c_str(), r->cfg.architecture.c_str(), (long long)r->cfg.num_layers,
@@ -225,7 +225,7 @@ int run_eval(const EvalArgs& a) {
                     {"decode_tokens_per_s", sp.decode_tokens_per_s}};
     }
     j["seconds"] = s;
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
   } else {
     std::printf("text          %s: %zu tokens, %lld windows of %lld, %lld tokens scored\n", a.text.c_str(), ids.size(),
                 (long long)q->windows, (long long)q->ctx, (long long)q->scored_tokens);
@@ -291,7 +291,7 @@ int run_generate(const GenArgs& a) {
     j["temperature"] = a.so.temperature;
     j["top_p"] = a.so.top_p;
     j["seed"] = a.so.seed;
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
   } else {
     std::printf("\n");
     std::fprintf(stderr, "%zu tokens in %.2f s (%.1f tokens/s)\n", out.size(), s, s > 0 ? out.size() / s : 0.0);

@@ -671,7 +671,7 @@ int run_optimize(const OptimizeArgs& a) {
     j["cache_dir"] = c.cache.dir();
     j["seconds"] = seconds;
     j["output"] = written.empty() ? json(nullptr) : json(written);
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
   } else {
     print_table(*d, cons, a);
     std::printf("time      %.1f s\n", seconds);
@@ -716,7 +716,7 @@ int run_measure(const MeasureArgs& a) {
   json j{{"ms_p50", p.local_ms_p50}, {"ms_p95", p.local_ms_p95}, {"tokens_per_s", p.local_tokens_per_s},
          {"tokens", p.local_tokens}, {"baseline_rss_bytes", baseline},
          {"peak_rss_bytes", proc_status_bytes("VmHWM:")}};  // peak since exec: this candidate's alone
-  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  std::cout << cli::json_text(j, -1) << "\n";
   return std::cout.flush() ? cli::kOk : cli::kError;
 }
 

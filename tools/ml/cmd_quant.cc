@@ -84,7 +84,7 @@ int run_quantize(const QuantizeArgs& a) {
     j["input_bytes"] = r->input_bytes;
     j["output_bytes"] = r->output_bytes;
     j["seconds"] = r->seconds;
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
   } else {
     std::fprintf(stderr, "%s: %d of %zu linears quantized, %s -> %s (%.1f%%) in %.1f s%s\n", p->name.c_str(),
                  quantized, q.linears.size(), cli::human_bytes(r->input_bytes).c_str(),
@@ -111,7 +111,7 @@ int run_presets(bool json) {
     j["presets"] = all;
     j["rtn_baseline"] = "rtn-<bits>bit-<group>g (bits 2/3/4/8): round to nearest, GPTQ format";
     j["measured_source"] = measured.is_null() ? nlohmann::json(nullptr) : measured.value("source", nlohmann::json());
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << cli::json_text(j, 2) << "\n";
     return cli::kOk;
   }
   std::printf("%-15s %-13s %4s %5s %7s %-6s %s\n", "preset", "family", "bits", "group", "bits/w", "calib",

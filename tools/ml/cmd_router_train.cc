@@ -153,7 +153,7 @@ int run_train(const TrainArgs& a, const std::string& command) {
     meta["output"] = a.out;
     meta["bytes"] = bytes.size();
     meta["p_ref"] = m.p_ref;
-    std::printf("%s\n", meta.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n", cli::json_text(meta, -1).c_str());
   } else {
     std::printf("router: %s (%zu bytes), %s, %lld examples (%lld positive, label %s), final loss %.4f, p_ref %.3f\n",
                 a.out.c_str(), bytes.size(), a.hidden ? ("MLP, " + std::to_string(a.hidden) + " hidden").c_str() : "logistic regression",
