@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,15 @@ int exit_code(const Status& s) {
     case Errc::cancelled: return kError;
   }
   return kError;
+}
+
+int run(CLI::App& app, int argc, char** argv, const int& rc) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kUsage;
+  }
+  return rc;
 }
 
 std::string json_text(const nlohmann::json& j, int indent) {

@@ -9,6 +9,10 @@
 
 #include "tenpak/status.h"
 
+namespace CLI {
+class App;
+}
+
 namespace tenpak::cli {
 
 // Exit codes (documented in README): one mapping for every subcommand.
@@ -26,6 +30,10 @@ enum Exit : int {
 int exit_code(const Status& s);
 // Prints "tenpak: error: <message>" to stderr and returns the exit code.
 int fail(const Status& s);
+// Parses the command line into `app`, whose subcommand callbacks run and
+// set `rc`; returns rc, 0 for --help and --version, kUsage for a command
+// line CLI11 refuses (after its message). main() of tenpak and tenpak-ml.
+int run(CLI::App& app, int argc, char** argv, const int& rc);
 
 std::string human_bytes(double b);
 

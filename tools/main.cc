@@ -19,11 +19,5 @@ int main(int argc, char** argv) {
   tenpak::cli::add_router_commands(app, rc);
   // Offline model tools, carried out by tenpak-ml (libtorch; see ml_dispatch.h).
   tenpak::cli::add_ml_commands(app, rc);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int r = app.exit(e);
-    return r == 0 ? 0 : tenpak::cli::kUsage;
-  }
-  return rc;
+  return tenpak::cli::run(app, argc, argv, rc);
 }

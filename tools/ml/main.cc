@@ -20,11 +20,5 @@ int main(int argc, char** argv) {
   tenpak::ml::add_fixture_gen_commands(app, rc);
   tenpak::ml::add_delta_lossy_commands(app, rc);
   tenpak::ml::add_optimize_commands(app, rc);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int r = app.exit(e);
-    return r == 0 ? 0 : tenpak::cli::kUsage;
-  }
-  return rc;
+  return tenpak::cli::run(app, argc, argv, rc);
 }
