@@ -27,6 +27,7 @@
 #include "tenpak/lowrank_codec.h"
 #include "tenpak/patch_codec.h"
 
+#include "golden_files.h"
 #include "splitmix64.h"
 
 namespace fs = std::filesystem;
@@ -34,15 +35,8 @@ using namespace tenpak;
 
 namespace {
 
-void write(const std::string& path, const std::string& s) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(s.data(), static_cast<std::streamsize>(s.size()));
-  if (!f) {
-    std::fprintf(stderr, "cannot write %s\n", path.c_str());
-    std::exit(1);
-  }
-}
+using golden::write;
+using golden::write_delta;
 
 std::string bytes_of(const std::vector<float>& v, DType dt) {
   std::string out(v.size() * dtype_size(dt), '\0');
@@ -227,13 +221,6 @@ std::pair<Manifest, std::string> subset(const Built& b, const std::vector<std::s
     }
   }
   return {m, dat};
-}
-
-void write_delta(const std::string& dir, const std::string& idx, const std::string& dat, const std::string& expected) {
-  fs::remove_all(dir);
-  write(dir + "/" + kIndexFile, idx);
-  write(dir + "/" + kDataFile, dat);
-  write(dir + "/expected.txt", expected);
 }
 
 }  // namespace

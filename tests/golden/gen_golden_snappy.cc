@@ -24,6 +24,7 @@
 #include "tenpak/hash.h"
 #include "tenpak/patch_codec.h"
 
+#include "golden_files.h"
 #include "splitmix64.h"
 
 namespace fs = std::filesystem;
@@ -31,12 +32,7 @@ using namespace tenpak;
 
 namespace {
 
-void write(const std::string& path, const std::string& s) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(s.data(), static_cast<std::streamsize>(s.size()));
-  if (!f) { std::fprintf(stderr, "cannot write %s\n", path.c_str()); std::exit(1); }
-}
+using golden::write;
 
 std::string snappy_of(const std::string& s) {
   std::string z;
@@ -138,16 +134,13 @@ struct Golden {
     expected += hex(of.sha256) + " " + of.name + "\n";
   }
   void write_to(const std::string& dir, const std::string& exp) const {
-    fs::remove_all(dir);
     Manifest mm = m;
     BaseFile bf;
     bf.name = "base.bin";
     bf.size = base.size();
     bf.sha256 = sha256(base.data(), base.size());
     mm.base_files = {bf};
-    write(dir + "/" + kIndexFile, serialize_manifest(mm));
-    write(dir + "/" + kDataFile, data);
-    write(dir + "/expected.txt", exp);
+    golden::write_delta(dir, serialize_manifest(mm), data, exp);
   }
 };
 
