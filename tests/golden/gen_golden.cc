@@ -128,6 +128,37 @@ struct Built {
   std::vector<std::pair<std::string, std::string>> outputs;  // name, bytes
 };
 
+// Elements [e0, e0 + ne) of the next output file of `b` (w bytes each), as
+// a frame whose payload of `len` bytes is about to be appended to b.data;
+// with a base range, elements of bw bytes from base offset base_at.
+Frame element_frame(const Built& b, Codec codec, DType dt, size_t w, uint64_t e0, size_t ne, size_t len) {
+  Frame fr;
+  fr.file = static_cast<uint32_t>(b.m.out_files.size());
+  fr.out_offset = e0 * w;
+  fr.out_len = static_cast<uint32_t>(ne * w);
+  fr.data_offset = b.data.size();
+  fr.data_len = static_cast<uint32_t>(len);
+  fr.codec = codec;
+  fr.dtype = fr.base_dtype = dt;
+  return fr;
+}
+void set_base_range(Frame& fr, DType bdt, size_t bw, uint64_t base_at, uint64_t e0, size_t ne) {
+  fr.base_dtype = bdt;
+  fr.base_file = 0;
+  fr.base_offset = base_at + e0 * bw;
+  fr.base_len = static_cast<uint32_t>(ne * bw);
+}
+
+// Closes output file `of` (its frames the last ones added to b.m), whose
+// bytes are `out`, and lists it in `expected`.
+void add_out_file(Built& b, OutFile of, const std::string& out, std::string& expected) {
+  of.size = out.size();
+  of.sha256 = sha256(out.data(), out.size());
+  of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
+  b.m.out_files.push_back(of);
+  expected += hex(of.sha256) + " " + of.name + "\n";
+}
+
 Built build(const std::vector<Case>& cs) {
   Built r;
   for (auto& c : cs) {
@@ -162,20 +193,9 @@ Built build(const std::vector<Case>& cs) {
         std::fprintf(stderr, "%s: the predictor was not used; change the inputs\n", c.name.c_str());
         std::exit(1);
       }
-      Frame fr;
-      fr.file = static_cast<uint32_t>(r.m.out_files.size());
-      fr.out_offset = e0 * w;
-      fr.out_len = static_cast<uint32_t>(ne * w);
-      fr.data_offset = r.data.size();
-      fr.data_len = static_cast<uint32_t>(e.payload.size());
-      fr.codec = c.codec;
-      fr.dtype = c.dt;
-      fr.base_dtype = c.base.empty() ? c.dt : c.bdt;
-      if (codec_needs_base(c.codec)) {
-        fr.base_file = 0;
-        fr.base_offset = base_at + e0 * bw;
-        fr.base_len = static_cast<uint32_t>(ne * bw);
-      }
+      Frame fr = element_frame(r, c.codec, c.dt, w, e0, ne, e.payload.size());
+      if (!c.base.empty()) fr.base_dtype = c.bdt;
+      if (codec_needs_base(c.codec)) set_base_range(fr, fr.base_dtype, bw, base_at, e0, ne);
       fr.hash = xxh128(out, ne * w);
       r.data += e.payload;
       r.m.frames.push_back(fr);
@@ -338,8 +358,6 @@ int write_lanes_golden(const std::string& root) {
     }
     OutFile of;
     of.name = std::string(c.name) + ".bin";
-    of.size = n;
-    of.sha256 = sha256(out.data(), n);
     of.first_frame = static_cast<uint32_t>(b.m.frames.size());
     size_t e0 = 0;
     for (size_t ne : c.frames) {
@@ -347,25 +365,14 @@ int write_lanes_golden(const std::string& root) {
       const uint8_t* bs = reinterpret_cast<const uint8_t*>(b.base.data()) + c.base_at + e0 * w;
       EncodedFrame e = encode_frame_with(Codec::sub_lanes, o, ne * w, c.dt, bs, 0);
       if (e.codec != Codec::sub_lanes) { std::fprintf(stderr, "%s: not encoded as sub_lanes\n", c.name); return 1; }
-      Frame fr;
-      fr.file = static_cast<uint32_t>(b.m.out_files.size());
-      fr.out_offset = e0 * w;
-      fr.out_len = static_cast<uint32_t>(ne * w);
-      fr.data_offset = b.data.size();
-      fr.data_len = static_cast<uint32_t>(e.payload.size());
-      fr.codec = Codec::sub_lanes;
-      fr.dtype = fr.base_dtype = c.dt;
-      fr.base_file = 0;
-      fr.base_offset = c.base_at + e0 * w;
-      fr.base_len = static_cast<uint32_t>(ne * w);
+      Frame fr = element_frame(b, Codec::sub_lanes, c.dt, w, e0, ne, e.payload.size());
+      set_base_range(fr, c.dt, w, c.base_at, e0, ne);
       fr.hash = xxh128(o, ne * w);
       b.data += e.payload;
       b.m.frames.push_back(fr);
       e0 += ne;
     }
-    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
-    b.m.out_files.push_back(of);
-    expected += hex(of.sha256) + " " + of.name + "\n";
+    add_out_file(b, of, out, expected);
   }
   write_delta(root + "/valid-lanes", serialize_manifest(b.m), b.data, expected);
   std::printf("wrote %s/valid-lanes\n", root.c_str());
@@ -517,11 +524,7 @@ struct PatchGolden {
     of.first_frame = static_cast<uint32_t>(b.m.frames.size());
     std::string out;
     if (!add(out)) return false;
-    of.size = out.size();
-    of.sha256 = sha256(out.data(), out.size());
-    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
-    b.m.out_files.push_back(of);
-    expected += hex(of.sha256) + " " + of.name + "\n";
+    add_out_file(b, of, out, expected);
     return true;
   }
 };
@@ -908,18 +911,8 @@ int write_approx_golden(const std::string& root, bool rc_only = false) {
     for (uint32_t ne : c.frame_elems) {
       auto pay = encode_approx_frame(c.t, e0, ne, c.level);
       if (!pay.ok()) { std::fprintf(stderr, "%s: %s\n", c.name.c_str(), pay.status().message().c_str()); return 1; }
-      Frame fr;
-      fr.file = static_cast<uint32_t>(b.m.out_files.size());
-      fr.out_offset = e0 * w;
-      fr.out_len = static_cast<uint32_t>(ne * w);
-      fr.data_offset = b.data.size();
-      fr.data_len = static_cast<uint32_t>(pay->size());
-      fr.codec = Codec::approx;
-      fr.dtype = c.dt;
-      fr.base_dtype = c.bdt;
-      fr.base_file = 0;
-      fr.base_offset = static_cast<uint64_t>(at) + e0 * bw;
-      fr.base_len = static_cast<uint32_t>(ne * bw);
+      Frame fr = element_frame(b, Codec::approx, c.dt, w, e0, ne, pay->size());
+      set_base_range(fr, c.bdt, bw, static_cast<uint64_t>(at), e0, ne);
       std::vector<uint8_t> dec(fr.out_len);
       Status st = decode_frame(fr, reinterpret_cast<const uint8_t*>(pay->data()),
                                reinterpret_cast<const uint8_t*>(b.base.data()) + fr.base_offset, dec.data());
@@ -930,11 +923,7 @@ int write_approx_golden(const std::string& root, bool rc_only = false) {
       b.m.frames.push_back(fr);
       e0 += ne;
     }
-    of.size = out.size();
-    of.sha256 = sha256(out.data(), out.size());
-    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
-    b.m.out_files.push_back(of);
-    expected += hex(of.sha256) + " " + of.name + "\n";
+    add_out_file(b, of, out, expected);
   }
   const std::string corrupt = "error corrupt read\n";
   auto one = [&](const std::string& file) { return subset(b, {file}); };
@@ -1118,18 +1107,8 @@ int write_lowrank_golden(const std::string& root) {
                                       c.level);
       if (!pay.ok()) { std::fprintf(stderr, "%s: %s\n", c.name.c_str(), pay.status().message().c_str()); return 1; }
       if (c.level > 0 && (*pay)[5] != 1) { std::fprintf(stderr, "%s: prediction body not zstd\n", c.name.c_str()); return 1; }
-      Frame fr;
-      fr.file = static_cast<uint32_t>(b.m.out_files.size());
-      fr.out_offset = e0 * w;
-      fr.out_len = static_cast<uint32_t>(ne * w);
-      fr.data_offset = b.data.size();
-      fr.data_len = static_cast<uint32_t>(pay->size());
-      fr.codec = Codec::lowrank_lanes;
-      fr.dtype = c.dt;
-      fr.base_dtype = c.bdt;
-      fr.base_file = 0;
-      fr.base_offset = static_cast<uint64_t>(at) + e0 * bw;
-      fr.base_len = static_cast<uint32_t>(ne * bw);
+      Frame fr = element_frame(b, Codec::lowrank_lanes, c.dt, w, e0, ne, pay->size());
+      set_base_range(fr, c.bdt, bw, static_cast<uint64_t>(at), e0, ne);
       std::vector<uint8_t> dec(fr.out_len);
       Status st = decode_frame(fr, reinterpret_cast<const uint8_t*>(pay->data()),
                                reinterpret_cast<const uint8_t*>(b.base.data()) + fr.base_offset, dec.data());
@@ -1151,11 +1130,7 @@ int write_lowrank_golden(const std::string& root) {
       e0 += ne;
     }
     if (mispredicted == 0) { std::fprintf(stderr, "%s: empty residual; change the inputs\n", c.name.c_str()); return 1; }
-    of.size = ft.size();
-    of.sha256 = sha256(ft.data(), ft.size());
-    of.frame_count = static_cast<uint32_t>(b.m.frames.size()) - of.first_frame;
-    b.m.out_files.push_back(of);
-    expected += hex(of.sha256) + " " + of.name + "\n";
+    add_out_file(b, of, ft, expected);
     std::printf("%s: %zu of %llu elements corrected by the residual\n", c.name.c_str(), mispredicted,
                 static_cast<unsigned long long>(count));
   }
