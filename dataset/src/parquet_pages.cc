@@ -14,6 +14,9 @@
 #include <snappy.h>
 
 #include <sys/mman.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -197,26 +200,68 @@ using dataset_internal::window16;
 // window hash cost three multiplies a byte: indexing pq-append's base pages
 // was a quarter of its build. 1/128 (was 1/64): half the index to build and
 // half the look-ups, the same candidates on both Parquet pairs.
-// Four positions a step, one branch for the four (an anchor is 1 position
-// in 128): the scan of a column's base pages was 9% of pq-column's build.
-template <class F>
-void for_anchors(const uint8_t* p, uint64_t n, F&& f) {
-  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull, kTop = uint64_t(1) << 57;
-  uint64_t i = 0;
-  for (; i + 19 <= n; i += 4) {
-    const bool a = load64(p + i) * kMul < kTop, b = load64(p + i + 1) * kMul < kTop,
-               c = load64(p + i + 2) * kMul < kTop, d = load64(p + i + 3) * kMul < kTop;
-    if (!(a | b | c | d)) continue;
-    if (a) f(window16(p + i));
-    if (b) f(window16(p + i + 1));
-    if (c) f(window16(p + i + 2));
-    if (d) f(window16(p + i + 3));
+constexpr uint64_t kAnchorMul = 0x9E3779B97F4A7C15ull, kAnchorTop = uint64_t(1) << 57;
+inline bool is_anchor(const uint8_t* p) { return load64(p) * kAnchorMul < kAnchorTop; }
+
+// The anchors among positions p + j, j < 64, as bit j (reads p[0, 71)):
+// the same test as is_anchor at each position. The scalar scan tests four
+// positions a branch; the scan of a column's base pages was 9% of
+// pq-column's build, and ~7% after that (docs/BENCHMARKS.md, Dataset deltas
+// run 17), hence the AVX-512 form where the CPU has it.
+uint64_t anchor_mask_scalar(const uint8_t* p) {
+  uint64_t m = 0;
+  for (int j = 0; j < 64; j += 4) {
+    const bool a = is_anchor(p + j), b = is_anchor(p + j + 1), c = is_anchor(p + j + 2), d = is_anchor(p + j + 3);
+    if (a | b | c | d) m |= (uint64_t(a) | uint64_t(b) << 1 | uint64_t(c) << 2 | uint64_t(d) << 3) << j;
   }
+  return m;
+}
+
+#if defined(__x86_64__)
+// Load r (0-7) holds the 8-byte words at r, r + 8, ..., r + 56: lane q is
+// position 8q + r, multiplied by the constant modulo 2^64 (vpmullq) and
+// compared unsigned, as is_anchor does.
+__attribute__((target("avx512f,avx512dq"))) uint64_t anchor_mask_avx512(const uint8_t* p) {
+  const __m512i k = _mm512_set1_epi64(static_cast<long long>(kAnchorMul));
+  const __m512i top = _mm512_set1_epi64(static_cast<long long>(kAnchorTop));
+  uint64_t m = 0;
+  for (int r = 0; r < 8; ++r) {
+    const __m512i x = _mm512_loadu_si512(p + r);
+    for (unsigned b = _mm512_cmplt_epu64_mask(_mm512_mullo_epi64(x, k), top); b; b &= b - 1)
+      m |= uint64_t(1) << (8 * __builtin_ctz(b) + r);
+  }
+  return m;
+}
+#endif
+
+using AnchorMask = uint64_t (*)(const uint8_t*);
+AnchorMask anchor_mask_for(int level) {
+#if defined(__x86_64__)
+  if (level >= 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return anchor_mask_avx512;
+#endif
+  (void)level;
+  return anchor_mask_scalar;
+}
+const AnchorMask anchor_mask = anchor_mask_for(1);
+
+// Calls f(window16(p + i)) for every anchor position i (i + 16 <= n), in
+// increasing order: 64 positions a step, then one at a time.
+template <class F>
+void for_anchors(const uint8_t* p, uint64_t n, F&& f, AnchorMask mask = anchor_mask) {
+  uint64_t i = 0;
+  for (; i + 80 <= n; i += 64)
+    for (uint64_t m = mask(p + i); m; m &= m - 1) f(window16(p + i + static_cast<uint64_t>(__builtin_ctzll(m))));
   for (; i + 16 <= n; ++i)
-    if (load64(p + i) * kMul < kTop) f(window16(p + i));
+    if (is_anchor(p + i)) f(window16(p + i));
 }
 
 }  // namespace
+
+std::vector<uint64_t> anchors_of(const uint8_t* p, uint64_t n, int level) {
+  std::vector<uint64_t> out;
+  for_anchors(p, n, [&](uint64_t h) { out.push_back(h); }, anchor_mask_for(level));
+  return out;
+}
 
 bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out) {
   out.clear();

@@ -43,6 +43,11 @@ struct Page {
 // not Parquet as understood here (see above).
 bool list_pages(const uint8_t* p, uint64_t n, std::vector<Page>& out);
 
+// The hashes of p[0, n)'s content anchors (PageIndex's, below), in position
+// order, by the scan `level` asks for where the CPU has it (0: scalar, 1:
+// AVX-512); every level selects the same anchors. For tests.
+std::vector<uint64_t> anchors_of(const uint8_t* p, uint64_t n, int level);
+
 // The snappy body of a page decompressed into out[0, raw_len) (false: not
 // snappy, or not uncompressed_page_size bytes).
 bool unsnappy_to(const uint8_t* body, uint32_t len, uint32_t raw_len, uint8_t* out);
