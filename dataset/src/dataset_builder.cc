@@ -690,8 +690,7 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   std::string b;
   std::vector<uint64_t> bstart;
   for (auto& e : ext) { bstart.push_back(b.size()); b.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len); }
-  std::vector<PatchOp> ops, ops_pruned;
-  std::vector<PatchExtent> ext_pruned;
+  std::vector<PatchOp> ops;
   std::string lit;
   to_patch_ops(j.ops, out, [&](uint64_t src) {
     size_t k = std::upper_bound(ext.begin(), ext.end(), src, [](uint64_t v, const PatchExtent& e) { return v < e.offset; }) - ext.begin() - 1;
@@ -708,12 +707,13 @@ Encoded encode_job(const FrameJob& j, const uint8_t* out, const InFile* base, ui
   // Extents no copy reads, where the payload left B to the copies (no
   // literal prefix, line ops or word sample; else B's bytes shape the
   // literals or the op counts, and the frame keeps them): dropped, the
-  // literal stream kept as coded, 12 bytes saved per extent.
+  // literal stream kept as coded, 12 bytes saved per extent. The ops are
+  // not used after this (drop_unread_extents changes them in place); the
+  // extents are kept as they were when the pruned payload is not smaller.
   bstart.push_back(b.size());
-  ext_pruned = ext;
-  ops_pruned = ops;
-  if (drop_unread_extents(ext_pruned, bstart, ops_pruned)) {
-    std::string q = patch_with_extents(r.e.payload, ext_pruned, ops_pruned, level);
+  std::vector<PatchExtent> ext_pruned = ext;
+  if (drop_unread_extents(ext_pruned, bstart, ops)) {
+    std::string q = patch_with_extents(r.e.payload, ext_pruned, ops, level);
     if (!q.empty() && q.size() <= r.e.payload.size()) {
       r.e.payload = std::move(q);
       ext = std::move(ext_pruned);
@@ -785,12 +785,24 @@ OpList slice_ops(const OpList& ol, uint64_t a, uint64_t b) {
   return s;
 }
 
-// A derived page that page_jobs makes a page frame whenever its ops hold a
-// literal (its compressed body is no base page's): such a page's chunk ops
-// matter only if its page frame fails (then they are made again).
-bool page_frame_page(const parquet::Page& pg, const parquet::PageIndex& pi, const uint8_t* dp) {
-  return pg.eligible() && pg.end() - pg.hdr <= kMaxFrameOut && pg.raw_len <= kMaxPatchBase &&
-         pi.same_body(dp + pg.body, pg.body_len) < 0;
+// What page_jobs does with each page of a derived Parquet file, decided once
+// (the tests and the xxh64 of every page body ran twice: here for the chunk
+// pass's skip list, again in page_jobs): kNotPage, a page left to the chunk
+// ops (not a snappy data or dictionary page, or over a frame or over B's
+// limit decompressed); kPageFrame, a page whose compressed body is no base
+// page's, a page frame whenever its ops hold a literal (so its chunk ops
+// matter only if that frame fails: then they are made again); else the base
+// page (index into pi.pages()) whose compressed body it is, a copy of that
+// body after the page's header.
+constexpr int64_t kNotPage = -2, kPageFrame = -1;
+std::vector<int64_t> page_plan(const std::vector<parquet::Page>& pages, const parquet::PageIndex& pi, const uint8_t* dp) {
+  std::vector<int64_t> plan(pages.size(), kNotPage);
+  for (size_t k = 0; k < pages.size(); ++k) {
+    const parquet::Page& pg = pages[k];
+    if (pg.eligible() && pg.end() - pg.hdr <= kMaxFrameOut && pg.raw_len <= kMaxPatchBase)
+      plan[k] = std::max<int64_t>(pi.same_body(dp + pg.body, pg.body_len), kPageFrame);
+  }
+  return plan;
 }
 
 // Frames of a Parquet file: each changed snappy page (header and body, at
@@ -798,9 +810,10 @@ bool page_frame_page(const parquet::Page& pg, const parquet::PageIndex& pi, cons
 // as usual from the file's chunk ops. A page that is copied whole from the
 // base stays a copy; one whose compressed body is a base page's (an
 // unchanged page the chunks did not find whole: a chunk straddled its start)
-// is that copy after its header, not decompressed.
+// is that copy after its header, not decompressed. `plan`: page_plan's.
 std::vector<FrameJob> page_jobs(const OpList& ol, uint64_t size, const std::vector<parquet::Page>& pages,
-                                const InFile* base, const parquet::PageIndex& pi, const uint8_t* dp) {
+                                const std::vector<int64_t>& plan, const InFile* base, const parquet::PageIndex& pi,
+                                const uint8_t* dp) {
   std::vector<FrameJob> jobs;
   auto plain = [&](uint64_t a, uint64_t b) {
     if (a >= b) return;
@@ -811,30 +824,29 @@ std::vector<FrameJob> page_jobs(const OpList& ol, uint64_t size, const std::vect
   };
   uint64_t pos = 0;
   for (size_t k = 0; k < pages.size(); ++k) {
+    if (plan[k] == kNotPage) continue;
     const parquet::Page& pg = pages[k];
-    if (!pg.eligible() || pg.end() - pg.hdr > kMaxFrameOut || pg.raw_len > kMaxPatchBase) continue;
     OpList s = slice_ops(ol, pg.hdr, pg.end());
     if (s.literals() == 0) continue;
     plain(pos, pg.hdr);
-    if (int64_t m = pi.same_body(dp + pg.body, pg.body_len); m >= 0) {
-      const parquet::Page& bp = pi.pages()[m];
+    FrameJob j;
+    j.off = pg.hdr;
+    j.len = pg.end() - pg.hdr;
+    if (plan[k] >= 0) {
+      const parquet::Page& bp = pi.pages()[plan[k]];
       const uint64_t hl = pg.body - pg.hdr;
-      FrameJob j;
-      j.off = pg.hdr;
-      j.len = pg.end() - pg.hdr;
       if (bp.body - bp.hdr == hl && std::memcmp(base->data() + bp.hdr, dp + pg.hdr, hl) == 0)
         j.ops.push_back({0, bp.hdr, j.len});
       else
         j.ops.push_back({hl, bp.body, pg.body_len});
-      jobs.push_back(std::move(j));
-      pos = pg.end();
-      continue;
+    } else {
+      // The page's ops as one frame (it is at most kMaxFrameOut bytes: what
+      // cut_frames would make of them).
+      j.ops = std::move(s.ops);
+      for (auto& c : s.ctx) j.ctx.push_back({c.base_off, c.len});
+      j.page = static_cast<int64_t>(k);
     }
-    std::vector<FrameJob> one = cut_frames(s, pg.end() - pg.hdr);
-    if (one.size() != 1) return {};
-    one[0].off = pg.hdr;
-    one[0].page = static_cast<int64_t>(k);
-    jobs.push_back(std::move(one[0]));
+    jobs.push_back(std::move(j));
     pos = pg.end();
   }
   plain(pos, size);
@@ -916,23 +928,28 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   // as the literals' prefix (method bit 2) every page shapes the literal
   // stream: the frame is coded again over the pages kept and the smaller
   // payload kept.
+  // The ops are not used after this: drop_unread_extents moves them in place.
   std::vector<PatchExtent> pext = ext;
-  std::vector<PatchOp> pops = ops;
   std::vector<size_t> kept;
-  if (drop_unread_extents(pext, at, pops, &kept)) {
-    std::string q = patch_with_extents(payload, pext, pops, plevel);
+  if (drop_unread_extents(pext, at, ops, &kept)) {
+    // B of the pages kept, built once when needed (the coding again, then
+    // the check).
+    std::string pb;
+    auto kept_b = [&]() -> std::string& {
+      if (pb.empty())
+        for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
+      return pb;
+    };
+    std::string q = patch_with_extents(payload, pext, ops, plevel);
     if (q.empty()) {
-      std::string pb;
-      for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
-      q = encode_patch(pext, pops, lit, reinterpret_cast<const uint8_t*>(pb.data()), pb.size(), plevel,
-                       literal_prefix_pays(lit.size(), pb.size()), 0, 0, &sn);
+      const std::string& kb = kept_b();
+      q = encode_patch(pext, ops, lit, reinterpret_cast<const uint8_t*>(kb.data()), kb.size(), plevel,
+                       literal_prefix_pays(lit.size(), kb.size()), 0, 0, &sn);
     }
     if (q.size() <= payload.size()) {
       payload = std::move(q);
       ext = std::move(pext);
-      std::string pb;
-      for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
-      b = std::move(pb);
+      b = std::move(kept_b());
     }
   }
   for (auto& e : ext) braw.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len);
@@ -1151,34 +1168,32 @@ class Builder {
     }
     // Parquet with snappy pages on both sides: changed pages coded decompressed.
     std::vector<parquet::Page> pages;
+    std::vector<int64_t> plan;
     const parquet::PageIndex* pidx = nullptr;
-    std::vector<std::pair<uint64_t, uint64_t>> skip;
     const ChunkIndex* cidx = nullptr;
     if (fr.mode.empty()) {
       fr.mode = "chunks";
+      // The pages that become page frames, in file order and disjoint
+      // (list_pages refuses overlapping pages): encode_chunks' skip list.
+      std::vector<std::pair<uint64_t, uint64_t>> skip;
       if (parquet::list_pages(d.data(), d.size(), pages) && (pidx = page_index(bsel))) {
-        for (const parquet::Page& pg : pages)
-          if (page_frame_page(pg, *pidx, d.data())) skip.push_back({pg.hdr, pg.end()});
-        std::sort(skip.begin(), skip.end());
-        for (size_t k = 1; k < skip.size(); ++k)
-          if (skip[k].first < skip[k - 1].second) { skip.clear(); break; }
+        plan = page_plan(pages, *pidx, d.data());
+        for (size_t k = 0; k < pages.size(); ++k)
+          if (plan[k] == kPageFrame) skip.push_back({pages[k].hdr, pages[k].end()});
       }
       cidx = &chunk_index(bsel);
       encode_chunks(d, *base, *cidx, skip, ol, fr);
     }
     ol.finish();
     std::vector<FrameJob> jobs;
-    if (pidx) jobs = page_jobs(ol, d.size(), pages, base, *pidx, d.data());
+    // Every page skipped by the chunk pass is a page job (page_jobs makes a
+    // page frame of each kPageFrame page whose ops hold a literal, and a
+    // skipped page's ops are one literal), so without page jobs nothing was
+    // skipped and ol holds the file's chunk ops.
+    if (pidx) jobs = page_jobs(ol, d.size(), pages, plan, base, *pidx, d.data());
     if (std::any_of(jobs.begin(), jobs.end(), [](const FrameJob& j) { return j.page >= 0; })) {
       fr.mode = "parquet pages";
     } else {
-      if (!skip.empty()) {  // not expected (each skipped page is a page frame): the file's chunk ops
-        ol.clear();
-        skip.clear();
-        fr.records = fr.exact = fr.fresh = 0;
-        encode_chunks(d, *base, *cidx, skip, ol, fr);
-        ol.finish();
-      }
       jobs = cut_frames(ol, d.size());
       split_heavy(jobs, base);
     }
@@ -1194,17 +1209,18 @@ class Builder {
             (jobs[k].page < 0 || !encode_page_job(jobs[k], d.data() + jobs[k].off, pages[jobs[k].page], base,
                                                   static_cast<uint32_t>(bsel), *pidx, opt_, enc[k])))
         {
-          if (jobs[k].page >= 0 && !skip.empty()) {
-            // A skipped page's ops were one literal: the page is chunked now,
-            // on its own (chunks from its header on), for the usual frame.
-            const FrameJob& pj = jobs[k];
+          if (jobs[k].page >= 0) {
+            // A page job's page was skipped by the chunk pass (its ops one
+            // literal): the page is chunked now, on its own (chunks from its
+            // header on), for the usual frame (one: at most kMaxFrameOut bytes).
+            FrameJob& pj = jobs[k];
             OpList t;
             DatasetFileReport unused;
             encode_chunk_range(d, *base, *cidx, pj.off, pj.off + pj.len, t, unused);
             t.finish();
-            std::vector<FrameJob> one = cut_frames(t, pj.len);
-            jobs[k].ops = std::move(one[0].ops);
-            jobs[k].ctx = std::move(one[0].ctx);
+            pj.ops = std::move(t.ops);
+            pj.ctx.clear();
+            for (auto& c : t.ctx) pj.ctx.push_back({c.base_off, c.len});
           }
           enc[k] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
         }

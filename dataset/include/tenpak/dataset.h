@@ -28,7 +28,8 @@ struct DatasetBuildOptions {
   // time than it saves get less (docs/FORMAT.md, "How TenPak's builder
   // writes it"): op streams at most 17; literals level 3 packs 8:1 at most
   // 9; without B as the literals' prefix, literals over 1/64 of their frame
-  // at most 9 and over half of it 3, op streams over 1/64 of it 3.
+  // at most 9 and over half of it 3, op streams over 1/64 of it 3; a
+  // Parquet page frame's streams (codec 10 snappy pages) at most 6.
   int zstd_level = 19;
   // New bytes of a frame word-coded (codec 10 method bit 4) where that is
   // smaller than zstd: text records near i.i.d. words. Decodes slower.
