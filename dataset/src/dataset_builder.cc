@@ -255,6 +255,14 @@ void encode_edit(const uint8_t* r, uint64_t rn, const uint8_t* b, uint64_t bn, u
         for (; j + 8 <= bn; j += step) table[hash8(b + j, bits)] = static_cast<uint32_t>(j + 1);
         indexed = true;
       }
+      // The slot of a position a few look-ups on fetched now: the table
+      // (2 MiB for a page frame's B) is past the L2 cache, and a run of new
+      // bytes (pq-column's recomputed floats) looks up position after
+      // position (advance below: the same pattern every 4 * (1 + k) positions
+      // with b indexed at every 4th, every 1 + k at every position).
+      if (const uint64_t ahead = (step == 1 ? 16 : 64) * (1 + (miss >= 256 ? std::min<uint64_t>(miss >> 8, 3) : 0));
+          i + ahead + 8 <= rn)
+        __builtin_prefetch(&table[hash8(r + i + ahead, bits)]);
       if (uint32_t t = table[hash8(r + i, bits)];
           t && t + 7 <= bn && ((t - 1) & (step - 1)) == 0 && load64(b + t - 1) == load64(r + i))
         cand = t - 1;
@@ -887,7 +895,13 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   const std::string_view body(reinterpret_cast<const char*>(ip + hlen), pg.raw_len);
   std::vector<PatchExtent> ext;
   std::vector<uint64_t> at;
-  std::string b, braw;
+  // B: the candidates' decompressed bodies, one after the other. A single
+  // candidate the column's index kept (every page frame of pq-column) is
+  // read where the index holds it; copying it was 1.4% of pq-column's build
+  // (docs/BENCHMARKS.md, Dataset deltas run 17).
+  std::string b_own;
+  const uint8_t* b = nullptr;
+  uint64_t bn = 0;
   // A page of 512 KiB or more whose anchors no base page holds a quarter
   // of is new rows: the votes it gets are common words, and its edit
   // against the candidates (up to 3 MiB) found no copy (pq-append's new-row
@@ -900,29 +914,35 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   double shared = 0;
   std::vector<uint32_t> cand = pi.choose(pg, body, kPageBase, &shared);
   if (shared * 4 < 1 && body.size() >= (512u << 10)) cand.clear();
-  {
+  if (cand.size() == 1 && (b = pi.kept_raw(cand[0]))) {
+    const parquet::Page& bp = pi.pages()[cand[0]];
+    bn = bp.raw_len;
+    ext.push_back({bp.body, bp.body_len});
+    at.push_back(0);
+  } else {
     uint64_t sum = 0;
     for (uint32_t k : cand) sum += pi.pages()[k].raw_len;
-    b.reserve(sum);
+    b_own.reserve(sum);
+    for (uint32_t k : cand) {
+      const parquet::Page& bp = pi.pages()[k];
+      const size_t was = b_own.size();
+      if (!pi.append_raw(k, b_own)) { b_own.resize(was); continue; }
+      ext.push_back({bp.body, bp.body_len});
+      at.push_back(was);
+    }
+    b = reinterpret_cast<const uint8_t*>(b_own.data());
+    bn = b_own.size();
   }
-  for (uint32_t k : cand) {
-    const parquet::Page& bp = pi.pages()[k];
-    const size_t was = b.size();
-    if (!pi.append_raw(k, b)) { b.resize(was); continue; }
-    ext.push_back({bp.body, bp.body_len});
-    at.push_back(was);
-  }
-  at.push_back(b.size());
+  at.push_back(bn);
   OpList ol;
-  encode_edit(ip, inner_len, reinterpret_cast<const uint8_t*>(b.data()), b.size(), 0, false, ol);
+  encode_edit(ip, inner_len, b, bn, 0, false, ol);
   ol.finish();
   std::vector<PatchOp> ops;
   std::string lit;
   to_patch_ops(ol.ops, ip, [](uint64_t src) { return src; }, ops, lit);
   const PatchSnappy sn{static_cast<uint32_t>(inner_len), hlen};
-  const bool prefix = literal_prefix_pays(lit.size(), b.size());
-  std::string payload = encode_patch(ext, ops, lit, reinterpret_cast<const uint8_t*>(b.data()), b.size(), plevel,
-                                     prefix, 0, 0, &sn);
+  const bool prefix = literal_prefix_pays(lit.size(), bn);
+  std::string payload = encode_patch(ext, ops, lit, b, bn, plevel, prefix, 0, 0, &sn);
   // The candidate pages no copy reads (most of a frame of new rows' B:
   // pq-append listed 15.0 MB of pages, copies read 0.96 MB) dropped. With B
   // as the literals' prefix (method bit 2) every page shapes the literal
@@ -937,7 +957,7 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
     std::string pb;
     auto kept_b = [&]() -> std::string& {
       if (pb.empty())
-        for (size_t k : kept) pb.append(b, at[k], at[k + 1] - at[k]);
+        for (size_t k : kept) pb.append(reinterpret_cast<const char*>(b) + at[k], at[k + 1] - at[k]);
       return pb;
     };
     std::string q = patch_with_extents(payload, pext, ops, plevel);
@@ -949,10 +969,11 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
     if (q.size() <= payload.size()) {
       payload = std::move(q);
       ext = std::move(pext);
-      b = std::move(kept_b());
+      b_own = std::move(kept_b());
+      b = reinterpret_cast<const uint8_t*>(b_own.data());
+      bn = b_own.size();
     }
   }
-  for (auto& e : ext) braw.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len);
   if (payload.size() >= j.len) return false;
   Frame f;
   f.out_len = static_cast<uint32_t>(j.len);
@@ -967,10 +988,16 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   // The decoder's own check of what a reader will rebuild, from the B
   // decompressed here (the extents' bytes, decompressed above: a second
   // decompression in the check was 6% of pq-column's build).
+  // The extents' compressed bytes as a reader gets them, one after the
+  // other: one extent is read where the base file is mapped.
+  std::string braw;
+  const uint8_t* rawp = ext.size() == 1 ? base->data() + ext[0].offset : nullptr;
+  if (!rawp) {
+    for (auto& e : ext) braw.append(reinterpret_cast<const char*>(base->data() + e.offset), e.len);
+    rawp = reinterpret_cast<const uint8_t*>(braw.data());
+  }
   thread_local Scratch<uint8_t> check;
-  if (!decode_patch_expanded(f, reinterpret_cast<const uint8_t*>(payload.data()),
-                             reinterpret_cast<const uint8_t*>(braw.data()), reinterpret_cast<const uint8_t*>(b.data()),
-                             b.size(), check.get(j.len))
+  if (!decode_patch_expanded(f, reinterpret_cast<const uint8_t*>(payload.data()), rawp, b, bn, check.get(j.len))
            .ok() ||
       std::memcmp(check.data(), out, j.len) != 0)
     return false;

@@ -82,6 +82,10 @@ class PageIndex {
   // was each changed page's candidates decompressed a second time (6% of
   // pq-column's build). Pages past it are decompressed again when asked.
   static constexpr uint64_t kKeepRaw = 64u << 20;
+  // Base page k's decompressed body where the index keeps it (raw_len
+  // bytes, valid while the index lives), else null; for a k that choose()
+  // returned (its column is indexed).
+  const uint8_t* kept_raw(uint32_t k) const { return raw_[k]; }
   // A base page (index into pages()) whose compressed body is these bytes,
   // or -1: such a page is a copy, not worth decompressing.
   int64_t same_body(const uint8_t* body, uint32_t len) const;
