@@ -361,7 +361,7 @@ void add_delta_commands(CLI::App& app, int& rc) {
   // Lossy deltas are chosen and measured with libtorch: these options hand
   // the whole command to tenpak-ml (tools/ml/cmd_delta_lossy.cc, docs/LOSSY.md).
   static std::string lossy, eval_text, data_dir, calib_text, report, tune_loss;
-  static double max_kld = -1, max_ppl = -1, tune_lr = 0, qat_lr = 0;
+  static double max_kld = -1, max_ppl = -1, tune_lr = 0, qat_lr = 0, qat_label_weight = 0;
   static bool lossy_emb = false, no_tune = false;
   static int tune_steps = 0, realloc = 0, qat_steps = 0, qat_batch = 0;
   static int64_t eval_ctx = 0, eval_chunks = 0;
@@ -385,13 +385,15 @@ void add_delta_commands(CLI::App& app, int& rc) {
                 "--lossy gptqdelta/gptqmix: N steps of quantization-aware distillation of the codes (default 0: off)");
   b->add_option("--qat-lr", qat_lr, "--lossy: learning rate of --qat-steps' latents (grid steps)");
   b->add_option("--qat-batch", qat_batch, "--lossy: calibration windows per --qat-steps step");
+  b->add_option("--qat-label-weight", qat_label_weight,
+                "--lossy: weight of the calibration text's next tokens in --qat-steps' loss (with --tune-loss kl)");
   b->add_option("--report", report,
                 "--lossy: write the build report (per-tensor choices, every candidate measured; not part of the "
                 "delta) to FILE");
   b->callback([&] {
     if (!lossy.empty() || max_kld >= 0 || max_ppl >= 0 || lossy_emb || !eval_text.empty() || !calib_text.empty() ||
         no_tune || tune_steps || tune_lr || !report.empty() || !tune_loss.empty() || realloc ||
-        qat_steps || qat_lr || qat_batch) {
+        qat_steps || qat_lr || qat_batch || qat_label_weight) {
       if (lossy.empty()) {
         rc = fail({Errc::invalid, "--max-kld, --max-ppl-delta, --eval-text, --lossy-embeddings, --calib-text, "
                                   "--no-tune, --tune-*, --realloc, --qat-* and --report need --lossy METHOD"});

@@ -156,6 +156,29 @@ print("ok   gptqmix --tune-loss kl --realloc 1 --qat-steps 50:", g["written_byte
       "QAT probe KL", losses, q["codes_changed"], "codes changed")' "$T/d-gr.report.json" || fail "realloc / qat"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --no-tune "${EV[@]}"
 grep -q "does not go with --no-tune" "$T/err" || { cat "$T/err"; fail "--qat-steps with --no-tune"; }
+# --qat-label-weight W: the QAT loss is (1 - W) * KL + W * the cross-entropy
+# of the calibration text's next tokens (distillation with hard labels); the
+# report keeps both parts of the probe loss. Refused without --qat-steps or
+# with the MSE loss, before any work.
+expect_rc 0 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/d-lw" --lossy gptqdelta:1 --tune-steps 2 --tune-loss kl \
+  --qat-steps 10 --qat-label-weight 0.25 "${EV[@]}" --json --report "$T/d-lw.report.json"
+"$PY" -c '
+import json, sys
+q = json.load(open(sys.argv[1]))["gptq"]["qat"]
+assert q["trained"] and q["label_weight"] == 0.25 and "cross-entropy" in q["loss"], q["loss"]
+for w in ("before", "after"):
+    kl, ce, l = q["probe_kl_" + w], q["probe_ce_" + w], q["probe_loss_" + w]
+    assert 0 < kl < ce and abs(l - (0.75 * kl + 0.25 * ce)) <= 1e-5 * l, (w, kl, ce, l)
+assert q["probe_loss_after"] <= q["probe_loss_before"], q
+print("ok   --qat-label-weight 0.25: probe KL", q["probe_kl_before"], "->", q["probe_kl_after"], "CE", q["probe_ce_before"],
+      "->", q["probe_ce_after"])' "$T/d-lw.report.json" || fail "qat label weight"
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-label-weight 0.5 --tune-loss kl "${EV[@]}"
+grep -q "needs --qat-steps N and --tune-loss kl" "$T/err" || { cat "$T/err"; fail "--qat-label-weight without --qat-steps"; }
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --qat-label-weight 0.5 "${EV[@]}"
+grep -q "needs --qat-steps N and --tune-loss kl" "$T/err" || { cat "$T/err"; fail "--qat-label-weight with the mse loss"; }
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --tune-loss kl \
+  --qat-label-weight 1.5 "${EV[@]}"
+[ ! -e "$T/bad" ] || fail "qat label weight: output written"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqdelta:2 --eval-text "$T/f/base/config.json" "${EV[@]}"
 grep -q "need calibration text" "$T/err" || { cat "$T/err"; fail "gptqdelta without calibration text"; }
 head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"

@@ -73,6 +73,9 @@ struct LossyOptions {
   // fp16 from x1.0080 to x1.0121 while halving its KL; docs/LOSSY.md).
   int qat_steps = 0, qat_batch = 8;
   double qat_lr = 1e-2;
+  // --qat-steps' loss: (1 − w)·KL + w·cross-entropy of the calibration text's
+  // next tokens (distillation with hard labels); 0: KL (or MSE) alone.
+  double qat_label_weight = 0;
   int level = 3;
   unsigned threads = 0;
   int64_t eval_ctx = 256, eval_chunks = 0;
@@ -660,23 +663,35 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
 // seed, so that what one draws does not depend on the other). begin() checks
 // that the training forward still matches rt::forward, then draws the probe:
 // windows fixed for the whole run, drawn first, on which the fit is measured.
-// The text must hold at least ctx + 2 tokens (both callers refuse shorter).
+// The text must hold at least ctx + 2 tokens (tune_scales refuses shorter;
+// qat_codes runs only after it). With labels, begin(n, true) keeps the probe
+// windows' next tokens too and windows_next(n) draws ctx + 1 tokens per
+// window: the rng draws the same starts either way.
 struct Distill {
   Distill(const rt::Model& ft, const EvalSet& cs, int64_t ctx, uint64_t seed)
       : ft(ft), ctx(ctx), ids(torch::tensor(cs.ids, torch::kInt64)), rng(seed),
         start(0, static_cast<int64_t>(cs.ids.size()) - ctx - 1) {}
-  Status begin(int probe_n) {
+  Status begin(int probe_n, bool labels = false) {
     const double diff = train_forward_difference(teacher, ft, ids.slice(0, 0, ctx).unsqueeze(0));
     if (!(diff <= 1e-4))
       return {Errc::mismatch, "the tuning forward differs from rt::forward by " + std::to_string(diff) +
                                   " (max |logit|); the runtime's model changed"};
-    probe = windows(probe_n);
+    if (labels) {
+      const auto w = windows_next(probe_n);
+      probe = w.slice(1, 0, ctx);
+      probe_labels = w.slice(1, 1, ctx + 1);
+    } else {
+      probe = windows(probe_n);
+    }
     probe_teacher = target(probe);
     return Status::Ok();
   }
-  torch::Tensor windows(int n) {
+  torch::Tensor windows(int n) { return draw(n, ctx); }
+  // [n, ctx + 1]: a window and the token after it (start <= size - ctx - 1).
+  torch::Tensor windows_next(int n) { return draw(n, ctx + 1); }
+  torch::Tensor draw(int n, int64_t len) {
     std::vector<torch::Tensor> rows;
-    for (int b = 0; b < n; ++b) rows.push_back(ids.slice(0, start(rng)).slice(0, 0, ctx));
+    for (int b = 0; b < n; ++b) rows.push_back(ids.slice(0, start(rng)).slice(0, 0, len));
     return torch::stack(rows);
   }
   torch::Tensor target(const torch::Tensor& x) {
@@ -690,7 +705,7 @@ struct Distill {
   torch::Tensor ids;
   std::mt19937_64 rng;
   std::uniform_int_distribution<int64_t> start;
-  torch::Tensor probe, probe_teacher;
+  torch::Tensor probe, probe_teacher, probe_labels;
 };
 
 // --tune-loss: mean KL(P_ft || P) per token (what the quality is measured
@@ -909,8 +924,6 @@ torch::Tensor rescale(ApproxTensor& a, double k) {
 Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<Change>& changes, const EvalSet& cs,
                  const LossyOptions& o, Candidate& c, json& report) {
   const int64_t ctx = o.tune_ctx;
-  if (static_cast<int64_t>(cs.ids.size()) < ctx + 2)
-    return {Errc::invalid, cs.file + ": the calibration text is too short for windows of " + std::to_string(ctx)};
   struct Mat {
     std::string name;
     ApproxTensor* a = nullptr;
@@ -984,15 +997,34 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
                         return it != stored_w.end() ? it->second : other(nm);
                       }};
   const bool kl = o.tune_loss == "kl";
+  // --qat-label-weight a > 0 (with --tune-loss kl only): (1 − a)·KL + a·the
+  // cross-entropy of the calibration text's next tokens, i.e. distillation
+  // with hard labels. It pulls the codes towards the text, not only towards
+  // the fine-tune, so the report keeps the KL part of the probe apart.
+  const double a = o.qat_label_weight;
+  const bool labels = a > 0;
   Distill d(ft, cs, ctx, 0x51415444ull);
-  TP_RETURN_IF_ERROR(d.begin(16));
+  TP_RETURN_IF_ERROR(d.begin(16, labels));
+  auto loss_of = [&](const torch::Tensor& logits, const torch::Tensor& teacher, const torch::Tensor& next) {
+    auto l = distill_loss(kl, logits, teacher);
+    if (!labels) return l;
+    return (1 - a) * l + a * torch::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), next.reshape({-1}));
+  };
+  double probe_kl = 0, probe_ce = 0;  // with labels: the parts of the last probe
   auto probe_loss = [&] {
     snapshot();
     torch::NoGradGuard ng;
-    return distill_loss(kl, stored(d.probe), d.probe_teacher).item<double>();
+    const auto logits = stored(d.probe);
+    if (labels) {
+      probe_kl = distill_loss(true, logits, d.probe_teacher).item<double>();
+      probe_ce = torch::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), d.probe_labels.reshape({-1}))
+                     .item<double>();
+    }
+    return loss_of(logits, d.probe_teacher, d.probe_labels).item<double>();
   };
   const std::clock_t cpu0 = std::clock();
   const double before = probe_loss();
+  const double kl_before = probe_kl, ce_before = probe_ce;
   double best = before;
   int best_step = 0;
   std::vector<torch::Tensor> best_u;
@@ -1005,9 +1037,16 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
   json trace = json::array();
   cli::ProgressBar bar(std::string("qat ") + c.m.kind);
   for (int step = 1; step <= o.qat_steps; ++step) {
-    auto x = d.windows(o.qat_batch);
+    torch::Tensor x, next;
+    if (labels) {
+      const auto w = d.windows_next(o.qat_batch);
+      x = w.slice(1, 0, ctx);
+      next = w.slice(1, 1, ctx + 1);
+    } else {
+      x = d.windows(o.qat_batch);
+    }
     const auto target = d.target(x);
-    auto loss = distill_loss(kl, student(x), target);
+    auto loss = loss_of(student(x), target, next);
     // The latents' learning rate decays linearly to 0 (on `full`, 600 steps:
     // KL 0.062 -> 0.052 on held-out text against a constant rate).
     for (auto& g : opt_u.param_groups())
@@ -1049,7 +1088,7 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
     torch::NoGradGuard ng;
     const auto q = hard(m, m.u.detach()) * m.keep;
     const auto sc = stored_scales(j);
-    const int64_t ch = (q != hard(m, m.u0)).sum().item<int64_t>();
+    const int64_t ch = (q != m.u0).sum().item<int64_t>();  // u0: the GPTQ codes, on the grid already
     changed += ch;
     total += q.numel();
     auto codes = (q + m.z).round().to(torch::kUInt8).contiguous();
@@ -1066,7 +1105,9 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
             {"ctx", ctx},
             {"lr_latents", o.qat_lr},
             {"lr_scales", o.tune_lr / 10},
-            {"loss", kl ? "mean KL(P_finetune || P) per token" : "logit MSE against the fine-tune"},
+            {"loss", labels ? "(1 - label_weight) * mean KL(P_finetune || P) per token + label_weight * "
+                              "cross-entropy of the calibration text's next tokens"
+                     : kl ? "mean KL(P_finetune || P) per token" : "logit MSE against the fine-tune"},
             {"calib_text", cs.file},
             {"calib_part", cs.part},
             {"calib_text_sha256", cs.sha256},
@@ -1079,10 +1120,20 @@ Status qat_codes(const rt::Model& base, const rt::Model& ft, const std::vector<C
             {"codes", total},
             {"codes_changed", changed},
             {"cpu_seconds", static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC}};
+  if (labels) {
+    report["label_weight"] = a;
+    report["probe_kl_before"] = kl_before;
+    report["probe_kl_after"] = probe_kl;
+    report["probe_ce_before"] = ce_before;
+    report["probe_ce_after"] = probe_ce;
+  }
   if (!o.json)
     std::fprintf(stderr, "  %s codes trained (QAT, %d steps): calibration %s %.4g -> %.4g (step %d kept), %lld of %lld codes changed\n",
-                 c.m.kind.c_str(), o.qat_steps, kl ? "KL" : "logit MSE", before, after, best_step,
-                 static_cast<long long>(changed), static_cast<long long>(total));
+                 c.m.kind.c_str(), o.qat_steps, labels ? "KL+labels" : kl ? "KL" : "logit MSE", before, after,
+                 best_step, static_cast<long long>(changed), static_cast<long long>(total));
+  if (labels && !o.json)
+    std::fprintf(stderr, "  of which calibration KL %.4g -> %.4g, next-token cross-entropy %.4g -> %.4g\n", kl_before,
+                 probe_kl, ce_before, probe_ce);
   return Status::Ok();
 }
 
@@ -1411,6 +1462,9 @@ int run_lossy(LossyOptions o) {
   if (o.qat_steps > 0 && o.no_tune)
     return fail({Errc::invalid, "--qat-steps trains the codes on calibration text after the scale tuning; it does not "
                                 "go with --no-tune"});
+  if (o.qat_label_weight > 0 && (o.qat_steps == 0 || o.tune_loss != "kl"))
+    return fail({Errc::invalid, "--qat-label-weight weighs the calibration text's next tokens against the KL of "
+                                "--qat-steps' training: it needs --qat-steps N and --tune-loss kl"});
   if (fs::exists(o.out) && !fs::is_empty(o.out))
     return fail({Errc::exists, o.out + ": already exists and is not empty; choose a new output directory"});
   // The report is not part of the delta (docs/FORMAT.md, "Lossy deltas"):
@@ -1848,6 +1902,10 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   b->add_option("--qat-lr", o.qat_lr, "--qat-steps: Adam learning rate of the latents, in grid steps")
       ->check(CLI::PositiveNumber);
   b->add_option("--qat-batch", o.qat_batch, "--qat-steps: calibration windows per step")->check(CLI::Range(1, 1024));
+  b->add_option("--qat-label-weight", o.qat_label_weight,
+                "--qat-steps with --tune-loss kl: train on (1 - W) * KL + W * cross-entropy of the calibration text's "
+                "next tokens (distillation with hard labels; default 0: KL alone)")
+      ->check(CLI::Range(0.0, 1.0));
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
   b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
   b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));
