@@ -343,7 +343,11 @@ void for_anchors(const uint8_t* p, uint64_t n, F&& f) {
 void build_anchors(BaseIndex& bi) {
   const uint8_t* p = bi.f->data();
   std::vector<HashIndex::Entry> a;
-  for (uint32_t k = 0; k < bi.ends.size(); ++k) {
+  // HashIndex counts its entries in 32 bits: the anchors past 2^32 - 1 (a
+  // base of ~128 GiB of records) are left out; anchors only propose
+  // records to try, so matching finds less, and nothing else changes.
+  constexpr size_t kMaxAnchors = 0xffffffffu - 48;
+  for (uint32_t k = 0; k < bi.ends.size() && a.size() <= kMaxAnchors; ++k) {
     uint64_t s = bi.start(k);
     for_anchors(p + s, bi.ends[k] - s, [&](uint64_t h) { a.push_back({h, k}); });
   }
@@ -351,8 +355,9 @@ void build_anchors(BaseIndex& bi) {
   bi.anchors_built = true;
 }
 
-void index_records(BaseIndex& bi, bool blocks) {
+Status index_records(BaseIndex& bi, bool blocks) {
   bi.ends = split_records(bi.f->data(), bi.f->size(), blocks);
+  TP_RETURN_IF_ERROR(check_base_records(bi.f->path, bi.ends.size()));
   std::vector<HashIndex::Entry> e;
   e.reserve(bi.ends.size());
   for (uint32_t k = 0; k < bi.ends.size(); ++k) {
@@ -365,6 +370,7 @@ void index_records(BaseIndex& bi, bool blocks) {
   bi.seen.assign(bits / 64, 0);
   bi.seen_mask = bits - 1;
   for (auto& [h, k] : e) bi.seen[(h & bi.seen_mask) >> 6] |= uint64_t(1) << (h & 63);
+  return Status::Ok();
 }
 
 // h: xxh64 of the record.
@@ -1147,14 +1153,17 @@ class Builder {
     }
   }
 
-  BaseIndex& record_index(uint32_t b, bool blocks) {
+  Status record_index(uint32_t b, bool blocks, BaseIndex*& out) {
     auto key = std::make_pair(b, blocks);
     auto it = rec_idx_.find(key);
-    if (it != rec_idx_.end()) return *it->second;
-    auto bi = std::make_unique<BaseIndex>();
-    bi->f = &base_[b];
-    index_records(*bi, blocks);
-    return *(rec_idx_[key] = std::move(bi));
+    if (it == rec_idx_.end()) {
+      auto bi = std::make_unique<BaseIndex>();
+      bi->f = &base_[b];
+      TP_RETURN_IF_ERROR(index_records(*bi, blocks));
+      it = rec_idx_.emplace(key, std::move(bi)).first;
+    }
+    out = it->second.get();
+    return Status::Ok();
   }
   // The base's Parquet page index (null: the base is not Parquet here).
   const parquet::PageIndex* page_index(uint32_t b) {
@@ -1191,7 +1200,9 @@ class Builder {
     } else if (records_mode(d) && records_mode(*base)) {
       const bool blocks = looks_like_blocks(d.data(), d.size());
       fr.mode = blocks ? "records (blocks)" : "records (lines)";
-      encode_records(d, record_index(bsel, blocks), blocks, ol, fr);
+      BaseIndex* bi = nullptr;
+      TP_RETURN_IF_ERROR(record_index(bsel, blocks, bi));
+      encode_records(d, *bi, blocks, ol, fr);
     }
     // Parquet with snappy pages on both sides: changed pages coded decompressed.
     std::vector<parquet::Page> pages;
@@ -1305,6 +1316,13 @@ class Builder {
 };
 
 }  // namespace
+
+Status check_base_records(const std::string& file, uint64_t records) {
+  if (records <= kMaxBaseRecords) return Status::Ok();
+  return {Errc::unsupported, file + ": " + std::to_string(records) + " records, more than the " +
+                                 std::to_string(kMaxBaseRecords) +
+                                 " a base file's record matching can number (32-bit record indices)"};
+}
 
 Result<DatasetBuildReport> build_dataset_delta(const std::string& base, const std::string& derived,
                                                const std::string& out_dir, const DatasetBuildOptions& opt) {

@@ -414,6 +414,20 @@ TEST(Dataset, SplitBlocksEqualsTheLineWalk) {
   }
 }
 
+// A base file of more records than record matching numbers (32-bit
+// indices) is refused with its name; the guard is tested by itself (such a
+// file is 4 GiB or more).
+TEST(Dataset, BaseFilesOfMoreThan2To32RecordsAreRefused) {
+  EXPECT_TRUE(check_base_records("base/a.jsonl", 0).ok());
+  EXPECT_TRUE(check_base_records("base/a.jsonl", kMaxBaseRecords).ok());
+  for (uint64_t n : {kMaxBaseRecords + 1, uint64_t(1) << 33}) {
+    const Status st = check_base_records("base/a.jsonl", n);
+    EXPECT_EQ(st.code(), Errc::unsupported);
+    EXPECT_NE(st.to_string().find("base/a.jsonl"), std::string::npos) << st.to_string();
+    EXPECT_NE(st.to_string().find(std::to_string(n)), std::string::npos) << st.to_string();
+  }
+}
+
 TEST(Dataset, CdcChunksAreContentDefined) {
   std::mt19937_64 r(1);
   std::string s(1 << 20, '\0');

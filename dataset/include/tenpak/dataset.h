@@ -73,6 +73,13 @@ std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks);
 bool looks_like_records(const std::string& name, const uint8_t* p, uint64_t n);
 bool looks_like_blocks(const uint8_t* p, uint64_t n);
 
+// Record matching numbers a base file's records in 32 bits: a base file
+// with more records is refused, an error naming it (before, a base of 2^32
+// records or more never finished indexing: its 32-bit record counter wrapped
+// before reaching the count). OK up to kMaxBaseRecords.
+constexpr uint64_t kMaxBaseRecords = 0xffffffffu;
+Status check_base_records(const std::string& file, uint64_t records);
+
 // Content-defined chunk ends (gear hash; chunks of 8-64 KiB, 16 KiB on average).
 std::vector<uint64_t> cdc_chunks(const uint8_t* p, uint64_t n);
 
