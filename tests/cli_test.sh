@@ -63,6 +63,21 @@ expect_rc 6 "base location with credentials refused" "$BIN" delta build "$W/bf16
 # An unreachable base is unavailable (7), not a wrong base (3, as before).
 expect_rc 7 "unreachable base (connection refused)" "$BIN" delta verify "$W/bf16/delta" --base http://127.0.0.1:1/base
 expect_rc 7 "unreachable base (connection refused), apply" "$BIN" delta apply "$W/bf16/delta" --base http://127.0.0.1:1/base -o "$W/unreach"
+# TMPDIR naming no directory, and an empty output path: remote inputs are downloaded next to the output
+# (estimate: in TMPDIR). Each aborted with an uncaught std::filesystem error (exit 134) before: even an
+# estimate of local inputs asked for the temporary directory.
+printf '{"a":1}\n{"a":2}\n' > "$W/ds-a.jsonl"; printf '{"a":1}\n{"a":3}\n' > "$W/ds-b.jsonl"
+expect_rc 0 "delta estimate of local models, TMPDIR not a directory" env TMPDIR="$W/no-such-dir" "$BIN" delta estimate "$W/bf16/base" "$W/bf16/finetune" --json
+expect_rc 0 "dataset estimate of local files, TMPDIR not a directory" env TMPDIR="$W/no-such-dir" "$BIN" dataset estimate "$W/ds-a.jsonl" "$W/ds-b.jsonl" --json
+expect_rc 1 "delta estimate of a remote base, TMPDIR not a directory" env TMPDIR="$W/no-such-dir" "$BIN" delta estimate http://127.0.0.1:1/base "$W/bf16/finetune"
+grep -q "TMPDIR" "$W/err.txt" && ok "the error names TMPDIR" || bad "the error does not name TMPDIR: $(cat "$W/err.txt")"
+expect_rc 1 "dataset estimate of a remote file, TMPDIR not a directory" env TMPDIR="$W/no-such-dir" "$BIN" dataset estimate http://127.0.0.1:1/a.jsonl "$W/ds-b.jsonl"
+# (An unreachable origin: an error, not an abort. Its code is 1 from a download, where README says 7.)
+for cmd in "delta build http://127.0.0.1:1/base $W/bf16/finetune" "dataset build http://127.0.0.1:1/a.jsonl $W/ds-b.jsonl"; do
+  $BIN $cmd -o "" >/dev/null 2>"$W/err.txt"; rc=$?
+  if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q "^tenpak: error: " "$W/err.txt"; then ok "$cmd -o '': an error (rc $rc)"
+  else bad "$cmd -o '': rc $rc: $(tail -2 "$W/err.txt")"; fi
+done
 
 # A malformed .tenpak/stats.json (a field of another type): a clear error, no abort (both aborted with
 # an uncaught JSON type error before).

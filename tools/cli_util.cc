@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "tenpak/open_source.h"
@@ -34,6 +36,12 @@ int run(CLI::App& app, int argc, char** argv, const int& rc) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kUsage;
+  } catch (const std::exception& e) {
+    // A command that throws (a std::filesystem call without an error_code,
+    // a library's exception) ends with its message and exit 1, not with
+    // std::terminate's abort (exit 134 and a core file).
+    std::fprintf(stderr, "tenpak: error: %s\n", redact_urls(e.what()).c_str());
+    return kError;
   }
   return rc;
 }
@@ -48,6 +56,19 @@ std::string json_text(const nlohmann::ordered_json& j, int indent) {
 int fail(const Status& s) {
   std::fprintf(stderr, "tenpak: error: %s\n", redact_urls(s.message()).c_str());
   return exit_code(s);
+}
+
+Result<std::string> download_parent(const std::string& near) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (near.empty()) {
+    const fs::path t = fs::temp_directory_path(ec);
+    if (ec) return Status{Errc::io, "no temporary directory to download into (TMPDIR): " + ec.message()};
+    return t.string();
+  }
+  const fs::path p = fs::absolute(fs::path(near), ec);
+  if (ec) return Status{Errc::io, near + ": no directory to download next to: " + ec.message()};
+  return p.parent_path().string();
 }
 
 std::string human_bytes(double b) {

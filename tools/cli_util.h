@@ -32,10 +32,18 @@ int exit_code(const Status& s);
 int fail(const Status& s);
 // Parses the command line into `app`, whose subcommand callbacks run and
 // set `rc`; returns rc, 0 for --help and --version, kUsage for a command
-// line CLI11 refuses (after its message). main() of tenpak and tenpak-ml.
+// line CLI11 refuses (after its message), kError for an exception a
+// command let out (after its message). main() of tenpak and tenpak-ml.
 int run(CLI::App& app, int argc, char** argv, const int& rc);
 
 std::string human_bytes(double b);
+
+// The directory to download a remote input into: the parent of `near` (the
+// output path: a download is as large as its input), or, with `near` empty
+// (an estimate, which writes no output), the temporary directory ($TMPDIR,
+// else /tmp). An error, not an exception, where there is none: a TMPDIR
+// that is not a directory, a relative path under a removed working directory.
+Result<std::string> download_parent(const std::string& near);
 
 // The text of a --json output or of a JSON line: j.dump(indent) (-1: one
 // line), with bytes of strings that are not UTF-8 (a path, a name or a

@@ -206,8 +206,9 @@ Result<std::string> local_copy(const std::string& loc, const std::string& near, 
       single = true;
     }
   }
-  fs::path parent = fs::absolute(fs::path(near)).parent_path();
-  std::string tmpl = (parent / ".tenpak-download-XXXXXX").string();
+  auto parent = download_parent(near);
+  if (!parent.ok()) return parent.status();
+  std::string tmpl = (fs::path(*parent) / ".tenpak-download-XXXXXX").string();
   if (!::mkdtemp(tmpl.data())) return Status{Errc::io, tmpl + ": cannot create a download directory: " + std::strerror(errno)};
   keep = std::make_unique<Download>();
   keep->dir = tmpl;
@@ -288,7 +289,7 @@ int do_build(const Opts& o, bool estimate) {
   b.base_locations = o.base_locations;
   if (estimate) b.sample_every = o.sample;
   // Remote inputs are downloaded next to the output (estimate: $TMPDIR).
-  const std::string near = estimate ? (fs::temp_directory_path() / "x").string() : o.out;
+  const std::string near = estimate ? std::string() : o.out;  // download_parent
   std::unique_ptr<Download> base_dl, der_dl;
   std::string base_record, der_record;
   auto base = local_copy(o.base, near, base_dl, base_record);

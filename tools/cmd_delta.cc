@@ -61,8 +61,9 @@ struct Common {
   unsigned threads = 0;
 };
 
-// A remote base (URL, hub id) is downloaded next to `near` first: build and
-// estimate read all of it. Returns the local directory to use (`base`
+// A remote base (URL, hub id) is downloaded next to `near` first (estimate:
+// "", the temporary directory; download_parent): build and estimate read
+// all of it. Returns the local directory to use (`base`
 // itself when local); `keep` owns the download.
 Result<std::string> local_base(const std::string& base, const std::string& near, std::unique_ptr<DownloadedModel>& keep) {
   if (!is_remote_location(base)) return base;
@@ -118,7 +119,7 @@ int do_estimate(const std::string& base, const std::string& ft, unsigned sample,
   o.threads = c.threads;
   o.sample_every = sample;
   std::unique_ptr<DownloadedModel> download;
-  auto lb = local_base(base, (std::filesystem::temp_directory_path() / "x").string(), download);
+  auto lb = local_base(base, "", download);
   if (!lb.ok()) return fail(lb.status());
   ProgressBar bar("estimate");
   o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };

@@ -55,8 +55,9 @@ Status download_file(BlockSource& src, const std::string& path, const std::funct
 
 Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& loc, const std::string& near,
                                                             const std::function<void(uint64_t, uint64_t)>& progress) {
-  fs::path parent = fs::absolute(fs::path(near)).parent_path();
-  std::string tmpl = (parent / ".tenpak-download-XXXXXX").string();
+  auto parent = download_parent(near);
+  if (!parent.ok()) return parent.status();
+  std::string tmpl = (fs::path(*parent) / ".tenpak-download-XXXXXX").string();
   if (!::mkdtemp(tmpl.data())) return Status{Errc::io, tmpl + ": cannot create a download directory: " + std::strerror(errno)};
   auto model = std::make_unique<DownloadedModel>(tmpl);
   // Which files: the shards the index names, else model.safetensors.
@@ -101,7 +102,9 @@ Result<std::unique_ptr<DownloadedModel>> download_model_dir(const std::string& l
   for (auto& name : required) {
     auto src = open_source(join_location(loc, name));
     if (!src.ok()) return Status{src.status().code(), "base " + loc + ": " + src.status().message()};
-    fs::create_directories(fs::path(model->dir() + "/" + name).parent_path());
+    std::error_code ec;
+    fs::create_directories(fs::path(model->dir() + "/" + name).parent_path(), ec);
+    if (ec) return Status{Errc::io, model->dir() + "/" + name + ": cannot create its directory: " + ec.message()};
     TP_RETURN_IF_ERROR(download_file(**src, model->dir() + "/" + name, progress));
   }
   for (auto& name : optional) {

@@ -29,7 +29,8 @@ class DownloadedModel {
 };
 
 // Downloads the model directory at `loc` into a new directory created next
-// to `near` (same filesystem as the command's output). HTTP has no
+// to `near` (same filesystem as the command's output; "": in the temporary
+// directory, download_parent). HTTP has no
 // directory listing, so the files are found the way loaders find them:
 // model.safetensors.index.json names the shards (else model.safetensors is
 // the weights), plus the usual small files (config.json, tokenizer files)
