@@ -16,6 +16,7 @@
 # first round's files are compared with DERIVED. The daemon's CPU includes FUSE's request handling and
 # its copies into the page cache; the reader's own CPU is not counted. Needs /dev/fuse and fusermount3.
 set -euo pipefail
+shopt -s inherit_errexit  # a failed mount inside $(round ...) ends the run, not a round counted as 0 ns
 BUILD=$(cd "$1" && pwd); DELTA=$2; BASE=$3; DER=$4; ROUNDS=${5:-10}
 T=$BUILD/tenpak; RD=$BUILD/bench/mount_read
 [ -x "$T" ] && [ -x "$RD" ] || { echo "dataset_mount_rebuild: build tenpak and mount_read in $BUILD first" >&2; exit 2; }
