@@ -904,7 +904,7 @@ bool encode_page_job(const FrameJob& j, const uint8_t* out, const parquet::Page&
   // B: the candidates' decompressed bodies, one after the other. A single
   // candidate the column's index kept (every page frame of pq-column) is
   // read where the index holds it; copying it was 1.4% of pq-column's build
-  // (docs/BENCHMARKS.md, Dataset deltas run 17).
+  // (docs/BENCHMARKS.md, Dataset deltas run 18).
   std::string b_own;
   const uint8_t* b = nullptr;
   uint64_t bn = 0;

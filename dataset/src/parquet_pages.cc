@@ -207,7 +207,7 @@ inline bool is_anchor(const uint8_t* p) { return load64(p) * kAnchorMul < kAncho
 // the same test as is_anchor at each position. The scalar scan tests four
 // positions a branch; the scan of a column's base pages was 9% of
 // pq-column's build, and ~7% after that (docs/BENCHMARKS.md, Dataset deltas
-// run 17), hence the AVX-512 form where the CPU has it.
+// run 18), hence the AVX-512 form where the CPU has it.
 uint64_t anchor_mask_scalar(const uint8_t* p) {
   uint64_t m = 0;
   for (int j = 0; j < 64; j += 4) {
