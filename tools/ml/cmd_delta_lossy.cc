@@ -1757,10 +1757,11 @@ int run_lossy(LossyOptions o) {
       if (cands[i].measured && cands[i].kl < cands[best].kl) best = i;
     const auto& b = cands[best];
     if (o.json)
-      std::printf("%s\n", json({{"ok", false}, {"target", tj}, {"best_method", b.m.spelled()}, {"best_delta_bytes", b.bytes},
-                                {"best_kl_mean", b.kl}, {"best_ppl_delta_pct", b.ppl_delta_pct}, {"candidates", cj}})
-                              .dump(2, ' ', false, json::error_handler_t::replace)
-                              .c_str());
+      std::printf("%s\n", cli::json_text(json({{"ok", false}, {"target", tj}, {"best_method", b.m.spelled()},
+                                                {"best_delta_bytes", b.bytes}, {"best_kl_mean", b.kl},
+                                                {"best_ppl_delta_pct", b.ppl_delta_pct}, {"candidates", cj}}),
+                                          2)
+                               .c_str());
     std::fprintf(stderr,
                  "tenpak: error: no method tried meets the target (%s%s%s); the best reached: %s, %llu bytes, KL %.4g, "
                  "perplexity %+.3f%%; nothing written to %s\n",
@@ -1824,7 +1825,7 @@ int run_lossy(LossyOptions o) {
     // The report and --json name the fine-tune's and rebuilt files, whose
     // names need not be UTF-8: bytes that are not are written as U+FFFD
     // (dump's default throws, uncaught, at the end of the build).
-    const std::string s = report.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    const std::string s = cli::json_text(report, 2) + "\n";
     Status st = write_file_atomic(o.report, {{s.data(), s.size()}});
     if (!st.ok()) return done(fail(st));
   }
@@ -1838,7 +1839,7 @@ int run_lossy(LossyOptions o) {
     for (auto& [k, v] : report.items())
       if (k != "format" && k != "version") j[k] = v;
     j["seconds"] = secs;
-    std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+    std::printf("%s\n", cli::json_text(j, 2).c_str());
   } else {
     const auto& q = c.quality;
     std::printf("built %s: LOSSY delta, %s, %s (lossless would be %s; fine-tune %s) in %.1f s\n", o.out.c_str(),
