@@ -426,16 +426,20 @@ Result<uint64_t> apply_delta(DeltaReader& r, const std::string& out_dir, const A
   // written at once, while it is in this core's cache (no ring of buffers
   // and their first-touch page faults).
   const size_t window = threads == 1 ? 1 : threads * 3;
-  std::vector<DirectScratch> bufs(window);
   std::vector<uint8_t*> buf(window);
   std::vector<Status> sts(window);
   // Every buffer at the largest frame's size up front: grown frame by
   // frame, each growth is a fresh allocation and a page fault per 4 KiB.
-  // A huge page each from 256 KiB (DirectScratch): fewer faults than 4 KiB
-  // pages for a frame of that size or more, even in a one-frame rebuild.
+  // -j1's one buffer is a huge page from 256 KiB (DirectScratch): fewer
+  // faults than 4 KiB pages for a frame of that size or more, even in a
+  // one-frame rebuild. The ring of -jN is not: a 2 MiB page per buffer is
+  // up to 8x the memory of frames of 256 KiB-1 MiB, 3N buffers of them
+  // (verify -j8 of a 64 MB fixture peaked at 87 MB against 61 MB).
   uint64_t max_frame = 0;
   for (auto& f : m.frames) max_frame = std::max<uint64_t>(max_frame, f.out_len);
-  for (size_t i = 0; i < window; ++i) buf[i] = bufs[i].get(max_frame);
+  DirectScratch one;
+  std::vector<AlignedScratch<BlockSource::kReadInAlign>> ring(window == 1 ? 0 : window);
+  for (size_t i = 0; i < window; ++i) buf[i] = window == 1 ? one.get(max_frame) : ring[i].get(max_frame);
   for (uint32_t fi = 0; fi < m.out_files.size(); ++fi) {
     const OutFile& of = m.out_files[fi];
     OutFileWriter w;
