@@ -31,10 +31,10 @@ uint64_t next_empty_line(const uint8_t* p, uint64_t n, uint64_t from) {
   return n;
 }
 
-}  // namespace
-
-std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks) {
-  std::vector<uint64_t> ends;
+// Calls f(end) for the end offset of every record of p[0, n), in order
+// (split_records' records), while f returns true.
+template <class F>
+void for_record_ends(const uint8_t* p, uint64_t n, bool blocks, F&& f) {
   uint64_t i = 0;
   if (blocks) {
     // A block ends after an empty line ("\n" or "\r\n") and the empty lines
@@ -47,24 +47,38 @@ std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks) {
       uint64_t q = i;  // the next empty line at or after the line start i
       if (!empty_at(i)) {
         const uint64_t j = next_empty_line(p, n, i);
-        if (j >= n) { ends.push_back(n); break; }
+        if (j >= n) { f(n); return; }
         q = j + 1;
       }
       uint64_t e = q + (p[q] == '\n' ? 1 : 2);
       while (e < n && (p[e] == '\n' || (p[e] == '\r' && e + 1 < n && p[e + 1] == '\n'))) e += p[e] == '\n' ? 1 : 2;
-      ends.push_back(e);
+      if (!f(e)) return;
       i = e;
     }
-    return ends;
+    return;
   }
   while (i < n) {
     const void* nl = std::memchr(p + i, '\n', n - i);
-    if (!nl) { ends.push_back(n); break; }
+    if (!nl) { f(n); return; }
     uint64_t e = static_cast<const uint8_t*>(nl) - p + 1;
-    ends.push_back(e);
+    if (!f(e)) return;
     i = e;
   }
+}
+
+}  // namespace
+
+std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks) {
+  std::vector<uint64_t> ends;
+  for_record_ends(p, n, blocks, [&](uint64_t e) { ends.push_back(e); return true; });
   return ends;
+}
+
+bool records_fit(const uint8_t* p, uint64_t n, bool blocks, uint64_t max) {
+  if (n <= max) return true;
+  uint64_t count = 0;
+  for_record_ends(p, n, blocks, [&](uint64_t) { return ++count <= max; });
+  return count <= max;
 }
 
 bool looks_like_records(const std::string& name, const uint8_t* p, uint64_t n) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -355,9 +356,10 @@ void build_anchors(BaseIndex& bi) {
   bi.anchors_built = true;
 }
 
-Status index_records(BaseIndex& bi, bool blocks) {
+// For a base file that records_fit at most kMaxBaseRecords (record indices
+// are 32-bit).
+void index_records(BaseIndex& bi, bool blocks) {
   bi.ends = split_records(bi.f->data(), bi.f->size(), blocks);
-  TP_RETURN_IF_ERROR(check_base_records(bi.f->path, bi.ends.size()));
   std::vector<HashIndex::Entry> e;
   e.reserve(bi.ends.size());
   for (uint32_t k = 0; k < bi.ends.size(); ++k) {
@@ -370,7 +372,6 @@ Status index_records(BaseIndex& bi, bool blocks) {
   bi.seen.assign(bits / 64, 0);
   bi.seen_mask = bits - 1;
   for (auto& [h, k] : e) bi.seen[(h & bi.seen_mask) >> 6] |= uint64_t(1) << (h & 63);
-  return Status::Ok();
 }
 
 // h: xxh64 of the record.
@@ -1153,18 +1154,23 @@ class Builder {
     }
   }
 
-  Status record_index(uint32_t b, bool blocks, BaseIndex*& out) {
+  // The base file's record index, or null where it has more records than
+  // record matching numbers (counted first: their ends alone would be 8
+  // bytes a record): its derived files go the chunk route.
+  BaseIndex* record_index(uint32_t b, bool blocks) {
     auto key = std::make_pair(b, blocks);
     auto it = rec_idx_.find(key);
-    if (it == rec_idx_.end()) {
-      auto bi = std::make_unique<BaseIndex>();
-      bi->f = &base_[b];
-      TP_RETURN_IF_ERROR(index_records(*bi, blocks));
-      it = rec_idx_.emplace(key, std::move(bi)).first;
+    if (it != rec_idx_.end()) return it->second.get();
+    std::unique_ptr<BaseIndex> bi;
+    const InFile& f = base_[b];
+    if (records_fit(f.data(), f.size(), blocks, max_base_records())) {
+      bi = std::make_unique<BaseIndex>();
+      bi->f = &f;
+      index_records(*bi, blocks);
     }
-    out = it->second.get();
-    return Status::Ok();
+    return (rec_idx_[key] = std::move(bi)).get();
   }
+  uint64_t max_base_records() const { return std::min(opt_.max_base_records, kMaxBaseRecords); }
   // The base's Parquet page index (null: the base is not Parquet here).
   const parquet::PageIndex* page_index(uint32_t b) {
     auto it = pq_idx_.find(b);
@@ -1199,10 +1205,18 @@ class Builder {
       ol.literal(d.size());
     } else if (records_mode(d) && records_mode(*base)) {
       const bool blocks = looks_like_blocks(d.data(), d.size());
-      fr.mode = blocks ? "records (blocks)" : "records (lines)";
-      BaseIndex* bi = nullptr;
-      TP_RETURN_IF_ERROR(record_index(bsel, blocks, bi));
-      encode_records(d, *bi, blocks, ol, fr);
+      if (BaseIndex* bi = record_index(bsel, blocks)) {
+        fr.mode = blocks ? "records (blocks)" : "records (lines)";
+        encode_records(d, *bi, blocks, ol, fr);
+      } else {
+        // Left to the chunk route below, which takes any file.
+        fr.note = "base file " + base->name + " has more than " + std::to_string(max_base_records()) +
+                  " records (" + (blocks ? "blank-line blocks" : "lines") +
+                  "), more than record matching numbers: coded as content-defined chunks";
+        const std::string line = d.name + ": " + fr.note;
+        if (opt_.log) opt_.log(line);
+        else std::fprintf(stderr, "tenpak: %s\n", line.c_str());
+      }
     }
     // Parquet with snappy pages on both sides: changed pages coded decompressed.
     std::vector<parquet::Page> pages;
@@ -1316,13 +1330,6 @@ class Builder {
 };
 
 }  // namespace
-
-Status check_base_records(const std::string& file, uint64_t records) {
-  if (records <= kMaxBaseRecords) return Status::Ok();
-  return {Errc::unsupported, file + ": " + std::to_string(records) + " records, more than the " +
-                                 std::to_string(kMaxBaseRecords) +
-                                 " a base file's record matching can number (32-bit record indices)"};
-}
 
 Result<DatasetBuildReport> build_dataset_delta(const std::string& base, const std::string& derived,
                                                const std::string& out_dir, const DatasetBuildOptions& opt) {

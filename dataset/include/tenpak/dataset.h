@@ -15,6 +15,7 @@
 // base as a dictionary) as its prefix.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,11 @@
 #include "tenpak/status.h"
 
 namespace tenpak {
+
+// Record matching numbers a base file's records in 32 bits (before, a base
+// of 2^32 records or more never finished indexing: its 32-bit record counter
+// wrapped before reaching the count).
+constexpr uint64_t kMaxBaseRecords = 0xffffffffu;
 
 struct DatasetBuildOptions {
   // Op and literal streams. Streams where the level asked costs more build
@@ -38,12 +44,20 @@ struct DatasetBuildOptions {
   Progress progress;       // bytes of the derived set processed
   unsigned sample_every = 1;  // estimate: encode one frame in N and extrapolate
   std::vector<std::string> base_locations;  // recorded; default: the base's absolute path
+  // A derived text file whose base file has more records than this (and
+  // than kMaxBaseRecords) goes the content-defined chunk route, as a binary
+  // file does, instead of record matching; tests lower it.
+  uint64_t max_base_records = kMaxBaseRecords;
+  // A line about a file not handled as its kind asks (DatasetFileReport's
+  // note, with the derived file's name); default: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 // How one derived file was handled (BuildReport::files holds the sizes).
 struct DatasetFileReport {
   std::string name, mode, base;  // mode: "records" (lines|blocks) or "chunks"
   uint64_t records = 0, exact = 0, edited = 0, fresh = 0;  // records: copied, edited, new
+  std::string note;  // why the mode, where it is not the one the file's kind asks (else empty)
 };
 
 struct DatasetBuildReport {
@@ -73,12 +87,10 @@ std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks);
 bool looks_like_records(const std::string& name, const uint8_t* p, uint64_t n);
 bool looks_like_blocks(const uint8_t* p, uint64_t n);
 
-// Record matching numbers a base file's records in 32 bits: a base file
-// with more records is refused, an error naming it (before, a base of 2^32
-// records or more never finished indexing: its 32-bit record counter wrapped
-// before reaching the count). OK up to kMaxBaseRecords.
-constexpr uint64_t kMaxBaseRecords = 0xffffffffu;
-Status check_base_records(const std::string& file, uint64_t records);
+// Whether p[0, n) has at most `max` records as split_records splits it,
+// counted without storing their ends, up to max + 1 (each record holds at
+// least a byte: a file of at most `max` bytes fits without a look).
+bool records_fit(const uint8_t* p, uint64_t n, bool blocks, uint64_t max);
 
 // Content-defined chunk ends (gear hash; chunks of 8-64 KiB, 16 KiB on average).
 std::vector<uint64_t> cdc_chunks(const uint8_t* p, uint64_t n);
