@@ -409,9 +409,13 @@ def t_sigterm_and_foreground():
     assert wait_gone(info["pid"]), "daemon ignored SIGTERM"
     assert not is_mounted(mp), "SIGTERM did not unmount"
     MOUNTS.remove(mp)
-    # Foreground: stays attached; SIGINT unmounts and exits 0.
+    # Foreground: stays attached; SIGINT unmounts and exits 0. Started with SIGINT at its default,
+    # as a terminal's foreground job is: a shell starts background jobs (a test run with '&') with
+    # SIGINT ignored, exec keeps it ignored, and libfuse then leaves it so (fuse_set_signal_handlers
+    # installs its handler only over SIG_DFL), so the mount kept running.
     p = subprocess.Popen([BIN, "mount", d + "/delta", mp, "--base", d + "/pair/base", "--foreground"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     MOUNTS.append(mp)
     try:
         end = time.time() + 20
