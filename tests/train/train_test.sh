@@ -41,6 +41,16 @@ d = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.
 sys.exit(0 if 'lm_head.weight' not in h and 'model.embed_tokens.weight' in h else 1)" "$W/tie/finetune/model.safetensors" \
   && ok "--tie writes no lm_head.weight" || bad "--tie"
 
+# An output path that is not UTF-8: --json writes its bytes as U+FFFD (the
+# summary names the directory) instead of aborting after the models are written.
+NU="$W/out-$(printf '\377')"
+"$TRAIN" "$NU" --dim 32 --layers 1 --vocab 64 --seq 16 --steps 3 --finetune-steps 2 --dtype fp32 --json \
+  >"$W/nu.json" 2>"$W/err.txt"; rc=$?
+[ "$rc" = 0 ] && [ -s "$NU/finetune/model.safetensors" ] && python3 -c "
+import json, sys
+sys.exit(0 if json.load(open(sys.argv[1], encoding='utf-8'))['finetune']['fp32']['dir'].endswith('out-\ufffd') else 1)" "$W/nu.json" \
+  && ok "output path not UTF-8: --json summary with U+FFFD (rc 0)" || bad "output path not UTF-8: rc $rc: $(cat "$W/err.txt")"
+
 # Bad arguments are usage errors.
 "$TRAIN" "$W/bad" --dim 64 --heads 3 >/dev/null 2>"$W/err.txt"; rc=$?
 [ "$rc" = 2 ] && grep -q heads "$W/err.txt" && ok "--dim not a multiple of --heads refused (rc 2)" || bad "bad --heads: rc $rc"

@@ -351,7 +351,7 @@ std::string tokenizer_json(const Options& o) {
                               {"post_processor", nullptr},
                               {"decoder", nullptr},
                               {"model", {{"type", "WordLevel"}, {"vocab", vocab}, {"unk_token", "<unk>"}}}};
-  return j.dump() + "\n";
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 // The weights of `m` in `dt`, contiguous, in state_dict order.
@@ -366,7 +366,9 @@ Status write_model(const std::string& dir, const Options& o, const Model& m, con
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return {Errc::io, dir + ": cannot create directory: " + ec.message()};
-  TP_RETURN_IF_ERROR(write_text(dir + "/config.json", config_json(o, dt).dump(2) + "\n"));
+  TP_RETURN_IF_ERROR(write_text(
+      dir + "/config.json",
+      config_json(o, dt).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"));
   TP_RETURN_IF_ERROR(write_text(dir + "/tokenizer.json", tokenizer_json(o)));
   std::vector<tenpak::TensorInfo> infos;
   for (size_t i = 0; i < w.size(); ++i) {
@@ -489,7 +491,10 @@ int run(Options o) {
   summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   if (o.json) {
-    std::printf("%s\n", summary.dump(2).c_str());
+    // The summary holds the output path, which need not be UTF-8: such bytes
+    // are written as U+FFFD (as cli::json_text, which this tool does not
+    // link), where dump's default throws after the models are written.
+    std::printf("%s\n", summary.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     auto& b = summary["base"];
     std::printf("model: dim %lld, %lld layers, %lld heads, vocab %lld, %llu parameters\n", (long long)o.dim,
