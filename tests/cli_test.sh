@@ -72,11 +72,16 @@ expect_rc 0 "dataset estimate of local files, TMPDIR not a directory" env TMPDIR
 expect_rc 1 "delta estimate of a remote base, TMPDIR not a directory" env TMPDIR="$W/no-such-dir" "$BIN" delta estimate http://127.0.0.1:1/base "$W/bf16/finetune"
 grep -q "TMPDIR" "$W/err.txt" && ok "the error names TMPDIR" || bad "the error does not name TMPDIR: $(cat "$W/err.txt")"
 expect_rc 1 "dataset estimate of a remote file, TMPDIR not a directory" env TMPDIR="$W/no-such-dir" "$BIN" dataset estimate http://127.0.0.1:1/a.jsonl "$W/ds-b.jsonl"
-# (An unreachable origin: an error, not an abort. Its code is 1 from a download, where README says 7.)
-for cmd in "delta build http://127.0.0.1:1/base $W/bf16/finetune" "dataset build http://127.0.0.1:1/a.jsonl $W/ds-b.jsonl"; do
-  $BIN $cmd -o "" >/dev/null 2>"$W/err.txt"; rc=$?
-  if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q "^tenpak: error: " "$W/err.txt"; then ok "$cmd -o '': an error (rc $rc)"
-  else bad "$cmd -o '': rc $rc: $(tail -2 "$W/err.txt")"; fi
+# An unreachable origin (connection refused) is unavailable, 7 (README), from a download or a listing
+# as from a base: an error, not an abort. Downloads and listings exited 1 before.
+for cmd in "delta build http://127.0.0.1:1/base $W/bf16/finetune" "dataset build http://127.0.0.1:1/a.jsonl $W/ds-b.jsonl" \
+           "dataset build http://127.0.0.1:1/dir/ $W/ds-b.jsonl"; do
+  for out in "" "$W/unreach-out"; do
+    $BIN $cmd -o "$out" >/dev/null 2>"$W/err.txt"; rc=$?
+    if [ "$rc" -eq 7 ] && grep -q "^tenpak: error: .*127.0.0.1:1" "$W/err.txt"; then ok "$cmd -o '$out': unavailable (rc 7)"
+    else bad "$cmd -o '$out': rc $rc, want 7: $(tail -2 "$W/err.txt")"; fi
+  done
+  [ ! -e "$W/unreach-out" ] && ok "$cmd: no output" || bad "$cmd: output left behind"
 done
 
 # A malformed .tenpak/stats.json (a field of another type): a clear error, no abort (both aborted with

@@ -15,6 +15,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "tenpak/curl_api.h"
+#include "tenpak/http_source.h"
 #include "tenpak/dataset.h"
 #include "tenpak/open_source.h"
 #include "tenpak/out_file.h"
@@ -70,7 +71,8 @@ size_t on_body(char* p, size_t sz, size_t n, void* u) {
 }
 
 // GET of a small text (a listing): the body, or an error naming the URL
-// (Errc::invalid for 4xx: not there).
+// (Errc::invalid for 4xx: not there; unavailable for an origin that cannot
+// be reached or answers 5xx, as HttpSource says: errc_of_fetch_cause).
 Result<std::string> http_get_text(const std::string& url) {
   auto api = load_curl();
   if (!api.ok()) return api.status();
@@ -91,8 +93,10 @@ Result<std::string> http_get_text(const std::string& url) {
   long code = 0;
   curl_api().easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &code);
   if (h) curl_api().slist_free_all(h);
-  if (rc != CURLE_OK) return Status{Errc::io, redact_urls(url) + ": " + curl_api().easy_strerror(rc)};
-  if (code >= 400 && code < 500) return Status{Errc::invalid, redact_urls(url) + ": HTTP " + std::to_string(code)};
+  if (rc != CURLE_OK)
+    return Status{errc_of_fetch_cause(fetch_cause_of_curl(rc)), redact_urls(url) + ": " + curl_api().easy_strerror(rc)};
+  if (code >= 400 && code < 500 && code != 429) return Status{Errc::invalid, redact_urls(url) + ": HTTP " + std::to_string(code)};
+  if (code >= 500 || code == 429) return Status{Errc::unavailable, redact_urls(url) + ": HTTP " + std::to_string(code)};
   if (code >= 300) return Status{Errc::io, redact_urls(url) + ": HTTP " + std::to_string(code)};
   return body;
 }

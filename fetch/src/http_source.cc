@@ -312,7 +312,7 @@ class HttpSourceImpl final : public HttpSource {
         preferred_ = i;
         return Status::Ok();
       }
-      last = {o.cause == FetchCause::http_4xx ? Errc::not_found : Errc::io, m.shown + ": " + o.msg};
+      last = {errc_of_fetch_cause(o.cause), m.shown + ": " + o.msg};
     }
     return last;
   }
@@ -323,7 +323,10 @@ class HttpSourceImpl final : public HttpSource {
                                  " is past the end of the file (" + std::to_string(size_) + " bytes)"};
     if (len == 0) return Status::Ok();
     std::string errors;
-    Errc code = Errc::io;
+    // unavailable only when every mirror failed so (errc_of_fetch_cause);
+    // a changed origin is mismatch whatever the others did; the rest io.
+    Errc code = Errc::unavailable;
+    bool changed = false;
     size_t start = preferred_.load();
     using Clock = std::chrono::steady_clock;
     const auto deadline = opt_.read_deadline_s > 0 ? Clock::now() + std::chrono::seconds(opt_.read_deadline_s) : Clock::time_point::max();
@@ -351,11 +354,12 @@ class HttpSourceImpl final : public HttpSource {
         if (i != start) preferred_ = i;  // stay on the mirror that works
         return Status::Ok();
       }
-      if (o.cause == FetchCause::changed) code = Errc::mismatch;
+      if (o.cause == FetchCause::changed) changed = true;
+      else if (errc_of_fetch_cause(o.cause) != Errc::unavailable) code = Errc::io;
       if (!errors.empty()) errors += "; ";
       errors += m.shown + ": " + o.msg + " (" + std::to_string(std::min(a + 1, opt_.attempts_per_mirror)) + " attempts)";
     }
-    return {code, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: " + errors};
+    return {changed ? Errc::mismatch : code, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: " + errors};
   }
 
  private:
@@ -595,6 +599,23 @@ class HttpSourceImpl final : public HttpSource {
 };
 
 }  // namespace
+
+FetchCause fetch_cause_of_curl(int curl_code) { return classify_curl(static_cast<CURLcode>(curl_code)); }
+
+Errc errc_of_fetch_cause(FetchCause c) {
+  switch (c) {
+    case FetchCause::connect:
+    case FetchCause::timeout:
+    case FetchCause::reset:
+    case FetchCause::http_5xx: return Errc::unavailable;
+    case FetchCause::http_4xx: return Errc::not_found;
+    case FetchCause::changed: return Errc::mismatch;
+    case FetchCause::bad_response:
+    case FetchCause::other:
+    case FetchCause::count_: break;
+  }
+  return Errc::io;
+}
 
 std::vector<std::pair<std::string, FetchStats>> fetch_stats_all() {
   auto& r = registry();

@@ -54,7 +54,7 @@ class RetryingFrames : public FrameSource {
         return r;
       }
       const Errc e = r.status().code();
-      if ((e != Errc::io && e != Errc::corrupt) || attempt >= opt_.retries || cancelled_.load()) return r;
+      if ((e != Errc::io && e != Errc::unavailable && e != Errc::corrupt) || attempt >= opt_.retries || cancelled_.load()) return r;
       c_->retries++;
       opt_.log("retrying frame rebuild (attempt " + std::to_string(attempt + 2) + "): " + r.status().message());
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<uint64_t>(opt_.retry_delay_ms) << attempt));

@@ -89,7 +89,7 @@ Result<FramePtr> FrameService::get(uint64_t gid, JobKind kind, bool sparse_rerea
     }
     // A prefetch that failed on an origin read: read it on our own (with
     // the source's own retries), once. Other causes would fail the same way again.
-    if (!inf->prefetch || rejoined || inf->st.code() != Errc::io) return inf->st;
+    if (!inf->prefetch || rejoined || (inf->st.code() != Errc::io && inf->st.code() != Errc::unavailable)) return inf->st;
     rejoined = true;
   }
   if (worker_job && lru_.served_whole(gid)) return FramePtr();  // a job overtaken by readers (see FrameLru)

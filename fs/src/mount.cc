@@ -33,9 +33,11 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
                                                 bool direct_data) {
   auto idx = open_source(join_location(loc, kIndexFile));
   if (!idx.ok()) {
-    // An origin that does not answer (refused, 5xx) is unavailable; one that
+    // An origin that does not answer (refused, 5xx: unavailable from
+    // open_source, io for another failed transfer) is unavailable; one that
     // answers without the index (404) does not hold a delta there.
-    Errc code = is_remote_location(loc) && idx.status().code() == Errc::io ? Errc::unavailable : Errc::not_found;
+    const Errc e = idx.status().code();
+    Errc code = is_remote_location(loc) && (e == Errc::io || e == Errc::unavailable) ? Errc::unavailable : Errc::not_found;
     return Status{code, loc + ": not a TenPak delta (" + idx.status().message() + ")"};
   }
   SourceOptions so;

@@ -2,6 +2,10 @@
 // fault_server.py (a broken one). Generated model pairs come from the tenpak
 // binary (TENPAK_BIN): two fine-tunes (bf16, frozen) of one base.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -434,6 +438,51 @@ TEST_F(FaultTest, NotFoundAndUnauthorizedAtOpenNeverLeakTheToken) {
   o.bearer_token.clear();
   auto c = open_http_source({url("401", "inf")}, o);
   EXPECT_NE(c.status().message().find("HF_TOKEN"), std::string::npos) << c.status().message();
+}
+
+// An origin that cannot be reached or does not serve now is unavailable
+// (README: exit 7, try again later) wherever libcurl's error becomes a
+// Status; it was io (exit 1) at open, so `delta build` and `dataset build` of
+// an unreachable URL exited 1. A 404 stays not_found (exit 2); an answer that
+// is not the one asked for stays io.
+TEST_F(FaultTest, UnreachableOriginIsUnavailable) {
+  // Connection refused: a loopback port this test holds bound, never listening.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof a;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &alen), 0);
+  const std::string refused = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/blob";
+  HttpOptions o = fast_opts();
+  o.attempts_per_mirror = 2;
+  auto direct = open_http_source({refused}, o);
+  SourceOptions so;
+  so.http = o;
+  auto via = open_source(refused, so);  // what every command opens a location with
+  ::close(fd);
+  ASSERT_FALSE(direct.ok());
+  EXPECT_EQ(direct.status().code(), Errc::unavailable) << direct.status().to_string();
+  ASSERT_FALSE(via.ok());
+  EXPECT_EQ(via.status().code(), Errc::unavailable) << via.status().to_string();
+  EXPECT_GE(fetch_stats(refused).errors[static_cast<int>(FetchCause::connect)], 2u);
+
+  auto nf = open_http_source({url("404", "inf")}, o);
+  ASSERT_FALSE(nf.ok());
+  EXPECT_EQ(nf.status().code(), Errc::not_found) << nf.status().to_string();
+
+  // Reads: 5xx after the retries is unavailable; a 200 to a range request is io.
+  std::vector<uint8_t> buf(50000);
+  for (auto [mode, code] : {std::pair{"500", Errc::unavailable}, std::pair{"full200", Errc::io}}) {
+    SCOPED_TRACE(mode);
+    auto src = open_http_source({url(mode, "inf")}, o);
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    Status st = (*src)->read(0, buf.size(), buf.data());
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), code) << st.to_string();
+  }
 }
 
 TEST_F(FaultTest, SizeFromARangeRequestWhenHeadIsRefused) {

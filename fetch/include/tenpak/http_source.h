@@ -38,7 +38,8 @@ struct HttpOptions {
   long min_rate = 64 * 1024;
   long range_base_ms = 2000;
   // All attempts of one read(), over every mirror, end within this: then the
-  // read fails (EIO in a mount), counted as a timeout. 0: no deadline.
+  // read fails with Errc::io (EIO in a mount: the read's budget ran out,
+  // whatever the origin's state), counted as a timeout. 0: no deadline.
   long read_deadline_s = 60;
   int attempts_per_mirror = 5;   // tries of one request on one mirror
   int backoff_initial_ms = 100;  // doubled per retry, with +-50% jitter
@@ -67,6 +68,16 @@ enum class FetchCause : int {
   count_
 };
 const char* fetch_cause_name(FetchCause c);
+// What a failed libcurl call (its CURLcode) means.
+FetchCause fetch_cause_of_curl(int curl_code);
+// The one mapping from why an origin failed (after the retries) to a code,
+// for every caller of libcurl, so that every command exits alike (README's
+// exit codes): an origin that cannot be reached or does not serve now
+// (connection refused, DNS failure, timeout, reset, 5xx / 429) is
+// unavailable (exit 7: try again later); a 4xx is not_found (exit 2); a size
+// or ETag that changed is mismatch (3); an answer that is not what was asked
+// (no range support, no Content-Length) and the rest are io (1).
+Errc errc_of_fetch_cause(FetchCause c);
 
 // Latency buckets (upper bounds, seconds) of the request histogram.
 constexpr double kFetchLatencyBuckets[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30};

@@ -13,7 +13,7 @@
 //     by the workers in parallel; speculative prefetch waits while a reader
 //     rebuilds and runs at a lower CPU priority; opening a file starts the
 //     rebuild of its first bytes (the safetensors header and first tensor),
-//   - retries of rebuilds that failed on an origin read (io errors) or
+//   - retries of rebuilds that failed on an origin read (io, unavailable) or
 //     gave bytes that fail the frame's hash (corrupt: DeltaReader already
 //     rebuilt them once more from the origins, dropping cached copies; bytes
 //     corrupted in transit, or by an origin for a while, heal on a later
@@ -72,7 +72,7 @@ struct FsOptions {
   // (capped at frame_cache_bytes / 4; 0: off). A loader that starts after
   // the mount then finds its first reads in memory.
   uint64_t warm_bytes = 16u << 20;
-  unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io or corrupt
+  unsigned retries = 3;                      // extra attempts of a frame rebuild that failed with Errc::io, unavailable or corrupt
   unsigned retry_delay_ms = 20;              // first back-off, doubled each attempt
   // Decorates each model's frame source (already wrapped in the retries
   // above) before the frame service reads from it: how a persistent frame
