@@ -179,6 +179,11 @@ grep -q "needs --qat-steps N and --tune-loss kl" "$T/err" || { cat "$T/err"; fai
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --tune-loss kl \
   --qat-label-weight 1.5 "${EV[@]}"
 [ ! -e "$T/bad" ] || fail "qat label weight: output written"
+# NaN passes CLI11's range check (every comparison with it is false).
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --tune-loss kl \
+  --qat-label-weight nan "${EV[@]}"
+grep -q "must be a number in \[0, 1\]" "$T/err" || { cat "$T/err"; fail "--qat-label-weight nan"; }
+[ ! -e "$T/bad" ] || fail "qat label weight nan: output written"
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqdelta:2 --eval-text "$T/f/base/config.json" "${EV[@]}"
 grep -q "need calibration text" "$T/err" || { cat "$T/err"; fail "gptqdelta without calibration text"; }
 head -c 200000 "$DATA/text/tinyshakespeare.txt" > "$T/ev.txt"
@@ -189,6 +194,19 @@ expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqm
   --calib-text "$T/ev.txt" "${EV[@]}"
 grep -q "calibration text is the text the quality is measured on" "$T/err" || { cat "$T/err"; fail "qat: calib = eval not refused"; }
 [ ! -e "$T/bad" ] || fail "qat: calib = eval: output written"
+# A calibration text holding the evaluation text (the whole of TinyShakespeare
+# against the held-out last 10%), or held in it: its next tokens would be the
+# labels of --qat-label-weight.
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --tune-loss kl \
+  --qat-label-weight 0.25 --calib-text "$DATA/text/tinyshakespeare.txt" "${EV[@]}"
+grep -q "the calibration text contains the text the quality is measured on" "$T/err" ||
+  { cat "$T/err"; fail "calib holding the eval text not refused"; }
+head -c 50000 "$T/ev.txt" > "$T/ev-part.txt"
+expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy bitdelta --eval-text "$T/ev.txt" \
+  --calib-text "$T/ev-part.txt" "${EV[@]}"
+grep -q "the calibration text is part of the text the quality is measured on" "$T/err" ||
+  { cat "$T/err"; fail "calib inside the eval text not refused"; }
+[ ! -e "$T/bad" ] || fail "calib overlapping eval: output written"
 # A text path that is not UTF-8 (the record stores it as JSON text): refused
 # before any work (it aborted at the record's dump, exit 134, a staging
 # directory left behind).

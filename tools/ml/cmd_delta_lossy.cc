@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -499,6 +500,7 @@ Status copy_identical_ranges(Template& t, const std::string& ft_dir) {
 struct EvalSet {
   std::vector<int64_t> ids;
   std::string file, sha256, part;
+  std::string text;  // eval_set's only: calib_set refuses a calibration text overlapping it
 };
 
 // Rebuilds the candidate with apply_delta (what the mount serves), loads it
@@ -620,6 +622,7 @@ Result<EvalSet> eval_set(const LossyOptions& o) {
     return Status{tok.status().code(), o.ft + ": no tokenizer the runtime reads (" + tok.status().message() +
                                            "); lossy deltas are measured on text"};
   ev.ids = tok->encode(text, true);
+  ev.text = std::move(text);
   return ev;
 }
 
@@ -651,6 +654,19 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
   if (cs.sha256 == ev.sha256)
     return Status{Errc::invalid, cs.file + ": the calibration text is the text the quality is measured on; give "
                                            "another --calib-text (or --no-tune)"};
+  // A text holding the evaluation text (the whole of TinyShakespeare against
+  // its held-out 10%), or held in it, would train the scales and the codes
+  // (--qat-label-weight: on its very next tokens) on what is measured.
+  auto holds = [](const std::string& hay, const std::string& needle) {
+    return !needle.empty() && hay.size() >= needle.size() &&
+           std::search(hay.begin(), hay.end(), std::boyer_moore_horspool_searcher(needle.begin(), needle.end())) !=
+               hay.end();
+  };
+  if (holds(text, ev.text) || holds(ev.text, text))
+    return Status{Errc::invalid, cs.file + ": the calibration text " +
+                                     (text.size() >= ev.text.size() ? "contains" : "is part of") +
+                                     " the text the quality is measured on (" + ev.file + ", " + ev.part +
+                                     "); give a calibration text disjoint from it (or --no-tune)"};
   auto tok = rt::Tokenizer::load(o.ft);
   if (!tok.ok()) return tok.status();
   cs.ids = tok->encode(text, true);
@@ -1462,6 +1478,11 @@ int run_lossy(LossyOptions o) {
   if (o.qat_steps > 0 && o.no_tune)
     return fail({Errc::invalid, "--qat-steps trains the codes on calibration text after the scale tuning; it does not "
                                 "go with --no-tune"});
+  // CLI::Range passes NaN (each comparison with it is false), and a NaN
+  // weight would train on the KL alone with the option given: refused here.
+  if (!(o.qat_label_weight >= 0 && o.qat_label_weight <= 1))
+    return fail({Errc::invalid, "--qat-label-weight " + std::to_string(o.qat_label_weight) +
+                                    ": the weight of the next tokens must be a number in [0, 1]"});
   if (o.qat_label_weight > 0 && (o.qat_steps == 0 || o.tune_loss != "kl"))
     return fail({Errc::invalid, "--qat-label-weight weighs the calibration text's next tokens against the KL of "
                                 "--qat-steps' training: it needs --qat-steps N and --tune-loss kl"});
