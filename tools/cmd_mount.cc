@@ -237,6 +237,12 @@ int do_mount(MountArgs a) {
     // state-heavy (readers, workers, the FUSE session) is opened from here on.
     close(pfd[0]);
     setsid();
+    // SIGINT and SIGTERM unmount (README). A shell starts a background job
+    // ('tenpak mount ... &' in a script) with SIGINT ignored, exec keeps that,
+    // and libfuse installs its handler only over SIG_DFL; that guard is for
+    // the terminal's Ctrl-C, and the daemon has just left its session.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     int nul = open("/dev/null", O_RDWR);
     if (nul >= 0) dup2(nul, 0);
     dup2(lfd, 1);

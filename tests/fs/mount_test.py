@@ -433,6 +433,24 @@ def t_sigterm_and_foreground():
             p.kill()
 
 
+def t_sigint_to_a_daemon_started_by_a_background_job():
+    """A daemon started where SIGINT is ignored (a shell's background job: 'tenpak mount ... &' in a
+    script) still unmounts on SIGINT, as README says: it has left the terminal's session."""
+    d = make_pair("gen")
+    mp = os.path.join(WORK, "bgmp")
+    os.makedirs(mp, exist_ok=True)
+    r = subprocess.run([BIN, "mount", d + "/delta", mp, "--base", d + "/pair/base", "--json", "--log", mp + ".log",
+                        "--no-cache"], capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    MOUNTS.append(mp)
+    pid = json.loads(r.stdout)["pid"]
+    os.kill(pid, signal.SIGINT)
+    assert wait_gone(pid, 30), "daemon ignored SIGINT"
+    assert not is_mounted(mp), "SIGINT did not unmount"
+    MOUNTS.remove(mp)
+
+
 def t_sigterm_during_a_stalled_origin_read():
     """SIGTERM while a reader waits on a stalled origin: the daemon cancels the
     read and exits within about a second (libcurl looks at a cancel once a
@@ -1094,6 +1112,7 @@ def t_catalog_with_symlinked_model_dirs():
 
 TESTS = [t_generated_files_match, t_random_reads_threads_and_processes, t_catalog_two_models, t_yolov5n_real_pairs,
          t_corrupt_frame_gives_eio_never_wrong_bytes, t_unmount_with_active_reader, t_sigterm_and_foreground,
+         t_sigint_to_a_daemon_started_by_a_background_job,
          t_sigterm_during_a_stalled_origin_read, t_keep_served_mb, t_scattered_rereads, t_base_read_direct_when_cold,
          t_base_on_fuse_read_through_page_cache,
          t_refusals, t_http_origin_and_cache, t_default_log_in_state_dir,
