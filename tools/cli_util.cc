@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -69,6 +70,18 @@ Result<std::string> download_parent(const std::string& near) {
   const fs::path p = fs::absolute(fs::path(near), ec);
   if (ec) return Status{Errc::io, near + ": no directory to download next to: " + ec.message()};
   return p.parent_path().string();
+}
+
+const CLI::Validator& finite_number() {
+  static const CLI::Validator v(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double d = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0' || !std::isfinite(d)) return "Value " + s + " is not a finite number";
+        return {};
+      },
+      "FINITE");
+  return v;
 }
 
 std::string human_bytes(double b) {

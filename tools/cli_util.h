@@ -11,6 +11,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace tenpak::cli {
@@ -37,6 +38,13 @@ int fail(const Status& s);
 int run(CLI::App& app, int argc, char** argv, const int& rc);
 
 std::string human_bytes(double b);
+
+// A check for floating-point options: the value must be a finite number.
+// CLI11's PositiveNumber, NonNegativeNumber and Range let "nan" through
+// (every comparison with NaN is false), where a NaN target or rate would
+// silently mean no target or a training that diverges. Chain it:
+// opt->check(CLI::PositiveNumber)->check(cli::finite_number()).
+const CLI::Validator& finite_number();
 
 // The directory to download a remote input into: the parent of `near` (the
 // output path: a download is as large as its input), or, with `near` empty

@@ -315,7 +315,9 @@ void add_router_commands(CLI::App& app, int& rc) {
   auto* r = app.add_subcommand("route", "recommend the cheapest model and hardware that answers a prompt well enough");
   r->add_option("MODEL", ra->model, "the requested model (a catalog name; NAME@GPU for a given GPU)")->required();
   r->add_option("PROMPT", ra->prompt, "the prompt (or --batch)");
-  r->add_option("--quality-threshold", ra->threshold, "minimum predicted quality relative to MODEL (0..1)")->capture_default_str();
+  r->add_option("--quality-threshold", ra->threshold, "minimum predicted quality relative to MODEL (0..1)")
+      ->capture_default_str()
+      ->check(finite_number());
   r->add_option("--catalog", ra->catalog, "catalog JSON (default: the built-in one, docs/ROUTER.md)");
   r->add_option("--router", ra->router, "router file (default: the built-in one)");
   r->add_option("--batch", ra->batch, "JSONL file of {\"prompt\": ..., \"model\"?: ..., \"id\"?: ...}: one JSON line out per prompt");

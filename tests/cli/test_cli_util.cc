@@ -111,4 +111,34 @@ TEST(CliJsonText, NotUtf8IsReplacementCharacterForBothTypes) {
   EXPECT_TRUE(nlohmann::json::accept(tenpak::cli::json_text(o, 2)));
 }
 
+// finite_number(): CLI11's number checks pass "nan" (every comparison with
+// NaN is false); chained after them, NaN and infinities are usage errors.
+TEST(CliFiniteNumber, NanAndInfinityAreRefusedWhereTheNumberChecksPassThem) {
+  auto parse = [](const std::string& v, bool finite) {
+    CLI::App app{"test"};
+    double x = 0;
+    auto* o = app.add_option("--x", x)->check(CLI::NonNegativeNumber);
+    if (finite) o->check(tenpak::cli::finite_number());
+    std::vector<std::string> args = {"t", "--x", v};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    try {
+      app.parse(static_cast<int>(argv.size()), argv.data());
+      return true;
+    } catch (const CLI::ParseError&) {
+      return false;
+    }
+  };
+  EXPECT_TRUE(parse("nan", false));  // why the check exists
+  EXPECT_FALSE(parse("nan", true));
+  EXPECT_FALSE(parse("-nan", true));
+  EXPECT_FALSE(parse("inf", true));
+  EXPECT_FALSE(parse("1e999", true));
+  EXPECT_FALSE(parse("x", true));
+  EXPECT_TRUE(parse("0", true));
+  EXPECT_TRUE(parse("0.25", true));
+  EXPECT_TRUE(parse("1e-3", true));
+  EXPECT_FALSE(parse("-1", true));  // the chained NonNegativeNumber still applies
+}
+
 }  // namespace

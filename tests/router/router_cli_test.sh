@@ -47,6 +47,8 @@ expect_rc 2 "blank prompt" "$BIN" route GPT-4 "   "
 expect_rc 2 "invalid UTF-8" "$BIN" route GPT-4 "$(printf 'caf\xe9')"
 expect_in "$W/err.txt" "UTF-8" "invalid UTF-8 named"
 expect_rc 2 "bad threshold" "$BIN" route GPT-4 "hi" --quality-threshold 1.5
+# NaN passes every comparison-based range check (exit 0 with a NaN threshold before).
+expect_rc 2 "nan threshold" "$BIN" route GPT-4 "hi" --quality-threshold nan
 python3 - "$W/huge.jsonl" <<'PY'
 import json, sys
 with open(sys.argv[1], "w") as f:

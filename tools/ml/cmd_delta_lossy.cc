@@ -1896,10 +1896,12 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
                 "Text to measure quality on (default: the held-out last 10% of ../shared/data/text/tinyshakespeare.txt)");
   b->add_option("--data-dir", o.data_dir, "Shared data folder (default: $TENPAK_SHARED/data, else ../shared/data)");
   b->add_option("--max-kld", o.max_kld, "Keep the smallest delta whose mean KL divergence (nats) is at most X")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->check(cli::finite_number());
   b->add_option("--max-ppl-delta", o.max_ppl_delta,
                 "Keep the smallest delta whose perplexity is at most PCT percent above the true fine-tune's")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->check(cli::finite_number());
   b->add_flag("--lossy-embeddings", o.embeddings, "Approximate the embedding and LM head too");
   b->add_option("--calib-text", o.calib_text,
                 "bitdelta: text its scales are tuned on (default: the first 90% of TinyShakespeare when measuring on "
@@ -1907,7 +1909,9 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   b->add_flag("--no-tune", o.no_tune,
               "bitdelta: scales = mean |delta|; gptqdelta/gptqmix: scales as GPTQ chose them; not tuned on calibration text");
   b->add_option("--tune-steps", o.tune_steps, "bitdelta: Adam steps of the scale tuning")->check(CLI::Range(1, 100000));
-  b->add_option("--tune-lr", o.tune_lr, "bitdelta: Adam learning rate on the scale multipliers")->check(CLI::PositiveNumber);
+  b->add_option("--tune-lr", o.tune_lr, "bitdelta: Adam learning rate on the scale multipliers")
+      ->check(CLI::PositiveNumber)
+      ->check(cli::finite_number());
   b->add_option("--tune-loss", o.tune_loss,
                 "What the scale tuning minimises on calibration text: mse (the logits', BitDelta's; default) or kl "
                 "(KL divergence of the next-token distributions, what the quality is measured by)")
@@ -1922,12 +1926,14 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
                 "measured best: 1200 with --tune-loss kl)")
       ->check(CLI::Range(0, 100000));
   b->add_option("--qat-lr", o.qat_lr, "--qat-steps: Adam learning rate of the latents, in grid steps")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber)
+      ->check(cli::finite_number());
   b->add_option("--qat-batch", o.qat_batch, "--qat-steps: calibration windows per step")->check(CLI::Range(1, 1024));
   b->add_option("--qat-label-weight", o.qat_label_weight,
                 "--qat-steps with --tune-loss kl: train on (1 - W) * KL + W * cross-entropy of the calibration text's "
                 "next tokens (distillation with hard labels; default 0: KL alone)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0))
+      ->check(cli::finite_number());
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
   b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
   b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));

@@ -173,8 +173,8 @@ void add_router_commands(CLI::App& app, int& rc) {
   t->add_option("-o,--output", a->out, "router file to write")->required();
   t->add_option("--seed", a->seed, "random seed (same seed, same data: same file)")->capture_default_str();
   t->add_option("--epochs", a->epochs, "full-batch Adam steps")->capture_default_str()->check(CLI::Range(1, 100000));
-  t->add_option("--lr", a->lr, "learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  t->add_option("--l2", a->l2, "weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
+  t->add_option("--lr", a->lr, "learning rate")->capture_default_str()->check(CLI::PositiveNumber)->check(cli::finite_number());
+  t->add_option("--l2", a->l2, "weight decay")->capture_default_str()->check(CLI::NonNegativeNumber)->check(cli::finite_number());
   t->add_option("--hidden", a->hidden, "0: logistic regression; N: MLP with N ReLU units")->capture_default_str()->check(CLI::Range(0, 1024));
   t->add_option("--hash-bits", a->hash_bits, "2^bits n-gram buckets")->capture_default_str()->check(CLI::Range(8, 20));
   t->add_option("--label", a->label, "gain: strong better than weak; weak-wrong: weak quality < 1/2")
