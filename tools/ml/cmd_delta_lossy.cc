@@ -1932,8 +1932,7 @@ void add_delta_lossy_commands(CLI::App& app, int& rc) {
   b->add_option("--qat-label-weight", o.qat_label_weight,
                 "--qat-steps with --tune-loss kl: train on (1 - W) * KL + W * cross-entropy of the calibration text's "
                 "next tokens (distillation with hard labels; default 0: KL alone)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->check(cli::finite_number());
+      ->check(CLI::Range(0.0, 1.0));
   b->add_option("--eval-ctx", o.eval_ctx, "Window of the quality measurement")->check(CLI::Range(8, 4096));
   b->add_option("--eval-chunks", o.eval_chunks, "Windows to score (0: all)")->check(CLI::Range(0, 1000000));
   b->add_option("-l,--level", o.level, "zstd level")->check(CLI::Range(1, 19));

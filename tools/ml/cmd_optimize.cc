@@ -737,7 +737,7 @@ void add_optimize_commands(CLI::App& app, int& rc) {
   auto* o = app.add_subcommand("optimize", "pick the cheapest quantization preset that meets your constraints, from measurements");
   o->add_option("MODEL_DIR", a->model, "model directory (config.json, *.safetensors, tokenizer)")->required();
   auto num = [&](const char* name, std::optional<double>& dst, const char* help) {
-    o->add_option_function<double>(name, [&dst](const double& v) { dst = v; }, help)->check(cli::finite_number());
+    o->add_option_function<double>(name, [&dst](const double& v) { dst = v; }, help);
   };
   num("--max-ppl-delta", a->max_ppl, "largest perplexity increase over the unquantized model, percent");
   num("--max-kld", a->max_kld, "largest mean KL divergence from the unquantized model, nats per token");
