@@ -82,7 +82,6 @@ class DirectScratch {
 // a 1 MiB range against one huge page (gup was 4% of the daemon's CPU on a
 // cold bf16 read, docs/BENCHMARKS.md "Mount").
 struct DeltaReader::ScratchPool {
-  using DirectScratch = ::tenpak::DirectScratch;
   struct Pair {
     DirectScratch payload;  // for read_in (a delta data file read direct)
     DirectScratch base;     // for read_in

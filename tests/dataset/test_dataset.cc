@@ -387,6 +387,17 @@ TEST(Dataset, SplitRecords) {
 // Blocks are found by searching for empty lines; the same ends as a walk
 // over every line (the earlier implementation), on random text of short
 // lines, CR, CRLF and runs of empty lines.
+// Text of fewer than `max_len` bytes over a, b and newlines (blank lines
+// and runs of them frequent), with CR and tab too where `cr_tab`: the
+// record splitters' corner cases. The draws are those both tests below
+// made inline before.
+static std::string random_record_text(std::mt19937_64& r, uint64_t max_len, bool cr_tab) {
+  static const char alphabet[] = {'a', 'b', '\n', '\n', '\r', '\t'};
+  std::string s(r() % max_len, 'a');
+  for (auto& c : s) c = alphabet[r() % (cr_tab ? 6 : 4)];
+  return s;
+}
+
 TEST(Dataset, SplitBlocksEqualsTheLineWalk) {
   auto walk = [](const uint8_t* p, uint64_t n) {
     std::vector<uint64_t> ends;
@@ -405,10 +416,8 @@ TEST(Dataset, SplitBlocksEqualsTheLineWalk) {
     return ends;
   };
   std::mt19937_64 r(7);
-  const char alphabet[] = {'a', 'b', '\n', '\n', '\r', '\t'};
   for (int t = 0; t < 20000; ++t) {
-    std::string s(r() % 40, 'a');
-    for (auto& c : s) c = alphabet[r() % (t % 2 ? 6 : 4)];
+    const std::string s = random_record_text(r, 40, t % 2);
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
     ASSERT_EQ(split_records(p, s.size(), true), walk(p, s.size())) << testing::PrintToString(s);
   }
@@ -419,10 +428,8 @@ TEST(Dataset, SplitBlocksEqualsTheLineWalk) {
 // is 4 GiB or more: tested with small limits).
 TEST(Dataset, RecordsFitCountsAsSplitRecordsSplits) {
   std::mt19937_64 r(11);
-  const char alphabet[] = {'a', 'b', '\n', '\n', '\r', '\t'};
   for (int t = 0; t < 4000; ++t) {
-    std::string s(r() % 60, 'a');
-    for (auto& c : s) c = alphabet[r() % (t % 2 ? 6 : 4)];
+    const std::string s = random_record_text(r, 60, t % 2);
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
     for (bool blocks : {false, true}) {
       const uint64_t count = split_records(p, s.size(), blocks).size();
