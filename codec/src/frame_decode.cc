@@ -32,12 +32,14 @@ bool zstd_exact(const uint8_t* src, size_t sn, uint8_t* dst, size_t n) {
   return !ZSTD_isError(r) && r == n;
 }
 
+// In place: `out` holds d[i] = zigzag(ord(a) - ord(b)) and gets a[i]; each
+// element reads its own difference before writing.
 template <class U>
-void sub_inverse(const U* d, const uint8_t* base, size_t count, bool is_float, uint8_t* out) {
+void sub_inverse(const uint8_t* base, size_t count, bool is_float, uint8_t* out) {
   for (size_t i = 0; i < count; ++i) {
-    U b = load<U>(base + i * sizeof(U));
+    U d = load<U>(out + i * sizeof(U)), b = load<U>(base + i * sizeof(U));
     if (is_float) b = f_ord(b);
-    U a = U(b + unzigzag(d[i]));
+    U a = U(b + unzigzag(d));
     store<U>(out + i * sizeof(U), is_float ? f_unord(a) : a);
   }
 }
@@ -208,35 +210,10 @@ Status decode_frame(const Frame& f, const uint8_t* payload, const uint8_t* base_
       bool fl = dtype_is_float(f.dtype);
       size_t count = n / w;
       switch (w) {
-        case 1: sub_inverse<uint8_t>(out, base, count, fl, out); break;
-        case 2: {
-          // In place: each element reads its own difference before writing.
-          for (size_t i = 0; i < count; ++i) {
-            uint16_t d = load<uint16_t>(out + 2 * i), b = load<uint16_t>(base + 2 * i);
-            if (fl) b = f_ord(b);
-            uint16_t a = uint16_t(b + unzigzag(d));
-            store<uint16_t>(out + 2 * i, fl ? f_unord(a) : a);
-          }
-          break;
-        }
-        case 4: {
-          for (size_t i = 0; i < count; ++i) {
-            uint32_t d = load<uint32_t>(out + 4 * i), b = load<uint32_t>(base + 4 * i);
-            if (fl) b = f_ord(b);
-            uint32_t a = uint32_t(b + unzigzag(d));
-            store<uint32_t>(out + 4 * i, fl ? f_unord(a) : a);
-          }
-          break;
-        }
-        default: {
-          for (size_t i = 0; i < count; ++i) {
-            uint64_t d = load<uint64_t>(out + 8 * i), b = load<uint64_t>(base + 8 * i);
-            if (fl) b = f_ord(b);
-            uint64_t a = uint64_t(b + unzigzag(d));
-            store<uint64_t>(out + 8 * i, fl ? f_unord(a) : a);
-          }
-          break;
-        }
+        case 1: sub_inverse<uint8_t>(base, count, fl, out); break;
+        case 2: sub_inverse<uint16_t>(base, count, fl, out); break;
+        case 4: sub_inverse<uint32_t>(base, count, fl, out); break;
+        default: sub_inverse<uint64_t>(base, count, fl, out); break;
       }
       return Status::Ok();
     }
