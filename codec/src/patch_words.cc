@@ -219,37 +219,32 @@ void Model::reset_and_prime(const uint8_t* b, uint64_t n) {
 
 namespace {
 
-template <int nbits>
-uint32_t decode_tree(rc::Decoder& d, rc::Prob* t) {
+// Decodes `depth` (>= 1) bits down the binary tree of probabilities rooted
+// at t[1]; returns the leaf, 2^depth + the bits (first bit most
+// significant). Both children's probabilities are read before each bit is
+// decoded, so the next step does not wait on this one's branch.
+__attribute__((always_inline)) inline uint32_t walk_tree(rc::Decoder& d, rc::Prob* t, int depth) {
   uint32_t node = 1;
   uint16_t p = t[1].p;
-  for (int i = 0; i + 1 < nbits; ++i) {
+  for (int i = 0; i + 1 < depth; ++i) {
     const uint16_t p0 = t[2 * node].p, p1 = t[2 * node + 1].p;
     const int b = d.bit_branchy(t[node], p);
     node = 2 * node + static_cast<uint32_t>(b);
     p = b ? p1 : p0;
   }
-  node = 2 * node + static_cast<uint32_t>(d.bit_branchy(t[node], p));
-  return node - (1u << nbits);
+  return 2 * node + static_cast<uint32_t>(d.bit_branchy(t[node], p));
+}
+
+template <int nbits>
+uint32_t decode_tree(rc::Decoder& d, rc::Prob* t) {
+  return walk_tree(d, t, nbits) - (1u << nbits);
 }
 
 uint32_t decode_id(rc::Decoder& d, IdModel& m) {
   const int k = static_cast<int>(decode_tree<5>(d, m.klen));
   if (k < 2) return static_cast<uint32_t>(k);
-  rc::Prob* t = m.tree.data() + kTreeOffsets[k];
   const int dd = depth(k);
-  uint32_t node = 1;
-  if (dd) {
-    uint16_t p = t[1].p;
-    for (int pos = 0; pos + 1 < dd; ++pos) {
-      const uint16_t p0 = t[2 * node].p, p1 = t[2 * node + 1].p;
-      const int b = d.bit_branchy(t[node], p);
-      node = 2 * node + static_cast<uint32_t>(b);
-      p = b ? p1 : p0;
-    }
-    node = 2 * node + static_cast<uint32_t>(d.bit_branchy(t[node], p));
-  }
-  uint32_t v = node;  // the leading one and the tree's bits
+  uint32_t v = dd ? walk_tree(d, m.tree.data() + kTreeOffsets[k], dd) : 1;  // the leading one and the tree's bits
   for (int j = k - 2 - dd; j >= 0; --j) v = 2 * v + static_cast<uint32_t>(d.bit_branchy(m.low[k][j]));
   return v;
 }
