@@ -220,7 +220,11 @@ Result<std::string> local_copy(const std::string& loc, const std::string& near, 
   std::vector<uint8_t> buf(8u << 20);
   for (auto& f : files) {
     auto src = open_source(f.url);
-    if (!src.ok()) return Status{src.status().code(), redact_urls(f.url) + ": " + src.status().message()};
+    if (!src.ok()) {
+      // HttpSource's errors start with the URL; one that does not (libcurl not loaded) gets it here.
+      const std::string shown = redact_urls(f.url), msg = src.status().message();
+      return msg.find(shown) == std::string::npos ? Status{src.status().code(), shown + ": " + msg} : src.status();
+    }
     const std::string path = tmpl + "/" + f.name;
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
