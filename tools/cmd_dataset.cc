@@ -70,9 +70,11 @@ size_t on_body(char* p, size_t sz, size_t n, void* u) {
   return sz * n;
 }
 
-// GET of a small text (a listing): the body, or an error naming the URL
-// (Errc::invalid for 4xx: not there; unavailable for an origin that cannot
-// be reached or answers 5xx, as HttpSource says: errc_of_fetch_cause).
+// GET of a small text (a listing): the body, or an error naming the URL,
+// its code what a download's would be (HttpSource's mapping:
+// fetch_cause_of_curl / fetch_cause_of_http_status, then
+// errc_of_fetch_cause): 4xx not_found, an origin that cannot be reached or
+// answers 5xx / 429 unavailable, another status io.
 Result<std::string> http_get_text(const std::string& url) {
   auto api = load_curl();
   if (!api.ok()) return api.status();
@@ -95,9 +97,8 @@ Result<std::string> http_get_text(const std::string& url) {
   if (h) curl_api().slist_free_all(h);
   if (rc != CURLE_OK)
     return Status{errc_of_fetch_cause(fetch_cause_of_curl(rc)), redact_urls(url) + ": " + curl_api().easy_strerror(rc)};
-  if (code >= 400 && code < 500 && code != 429) return Status{Errc::invalid, redact_urls(url) + ": HTTP " + std::to_string(code)};
-  if (code >= 500 || code == 429) return Status{Errc::unavailable, redact_urls(url) + ": HTTP " + std::to_string(code)};
-  if (code >= 300) return Status{Errc::io, redact_urls(url) + ": HTTP " + std::to_string(code)};
+  if (code >= 300)
+    return Status{errc_of_fetch_cause(fetch_cause_of_http_status(code)), redact_urls(url) + ": HTTP " + std::to_string(code)};
   return body;
 }
 
@@ -155,7 +156,7 @@ Status list_hub(const std::string& loc, std::vector<RemoteFile>& out, std::strin
   auto listing = http_get_text(hf_endpoint() + "/api/datasets/" + org + "/" + name + "/tree/" + rev +
                                (path.empty() ? "" : "/" + path) + "?recursive=true");
   json j = listing.ok() ? json::parse(*listing, nullptr, false) : json();
-  if (!listing.ok() && listing.status().code() != Errc::invalid) return listing.status();
+  if (!listing.ok() && listing.status().code() != Errc::not_found) return listing.status();
   if (!j.is_array()) {
     // Not a folder: PATH names one file.
     if (path.empty()) return {Errc::invalid, loc + ": the hub lists no files (" + (listing.ok() ? "not a JSON list" : listing.status().message()) + ")"};

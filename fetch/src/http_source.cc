@@ -205,9 +205,7 @@ size_t on_body(char* p, size_t sz, size_t n, void* ud) {
     const Response& r = *s->resp;
     if (code != 206) {
       s->refused = "HTTP " + std::to_string(code) + (code == 200 ? " (the server ignored the range request)" : "");
-      s->refused_cause = code >= 500 || code == 429 ? FetchCause::http_5xx
-                         : code >= 400              ? FetchCause::http_4xx
-                                                    : FetchCause::bad_response;
+      s->refused_cause = fetch_cause_of_http_status(code);
       return 0;
     }
     if (!r.have_range || r.range_first != s->offset || r.range_last != s->offset + s->len - 1) {
@@ -441,10 +439,12 @@ class HttpSourceImpl final : public HttpSource {
                   msg + (opt_.bearer_token.empty() ? " (access denied; set HF_TOKEN for gated or private repositories)"
                                                    : " (access denied with the token given)"),
                   true);
-    if (code >= 500 || code == 429) return fail(m, FetchCause::http_5xx, msg);
     if (code == 416) return fail(m, FetchCause::changed, msg + " (range not satisfiable: the file shrank?)", true);
-    if (code >= 400) return fail(m, FetchCause::http_4xx, msg, true);
-    return fail(m, FetchCause::bad_response, msg + " (unexpected status)");
+    switch (const FetchCause c = fetch_cause_of_http_status(code)) {
+      case FetchCause::http_5xx: return fail(m, c, msg);
+      case FetchCause::http_4xx: return fail(m, c, msg, true);
+      default: return fail(m, c, msg + " (unexpected status)");
+    }
   }
 
   // Records the ETag of a mirror the first time, then insists on it.
@@ -601,6 +601,12 @@ class HttpSourceImpl final : public HttpSource {
 }  // namespace
 
 FetchCause fetch_cause_of_curl(int curl_code) { return classify_curl(static_cast<CURLcode>(curl_code)); }
+
+FetchCause fetch_cause_of_http_status(long code) {
+  if (code >= 500 || code == 429) return FetchCause::http_5xx;
+  if (code >= 400) return FetchCause::http_4xx;
+  return FetchCause::bad_response;
+}
 
 Errc errc_of_fetch_cause(FetchCause c) {
   switch (c) {

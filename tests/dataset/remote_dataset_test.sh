@@ -5,7 +5,8 @@
 # hub's API answers, files under datasets/ORG/NAME/resolve/REV/). Each delta verifies bit-exact
 # against the local base and, by default, from the base location it recorded (the resolve URL); the
 # downloads are gone afterwards; a missing file and a URL with credentials are refused, and each HTTP
-# status class gives README's exit code. Exits 77 (skipped) without nginx.
+# status class gives README's exit code, from a file, a listing or the hub's API. Exits 77 (skipped)
+# without nginx.
 set -uo pipefail
 T=${TENPAK_BIN:?TENPAK_BIN}
 NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null) || { echo "no nginx (package nginx-light)"; exit 77; }
@@ -37,7 +38,7 @@ http { access_log off; default_type application/octet-stream;
   client_body_temp_path $W/ngtmp/b; proxy_temp_path $W/ngtmp/p; fastcgi_temp_path $W/ngtmp/f; uwsgi_temp_path $W/ngtmp/u; scgi_temp_path $W/ngtmp/s;
   server { listen 127.0.0.1:$PORT; root $R; autoindex on;
     location /s404/ { return 404; } location /s403/ { return 403; } location /s429/ { return 429; }
-    location /s503/ { return 503; } location /s300/ { return 300; } } }
+    location /s503/ { return 503; } location /s300/ { return 300; } location /api/datasets/acme/down/ { return 503; } } }
 CONF
   "$NGINX" -e "$W/error.log" -p "$W" -c "$W/nginx.conf" >/dev/null 2>&1 &
   PID=$!
@@ -74,17 +75,19 @@ once() { [ "$(grep '^tenpak: error:' "$W/err" | grep -o -F "$1" | wc -l)" -eq 1 
 $T dataset build "$U/one/missing.jsonl" "$U/one/derived.jsonl" -o "$W/out/missing" >/dev/null 2>"$W/err"; rc=$?
 [ $rc -eq 2 ] && once "$U/one/missing.jsonl" || fail "missing file: rc $rc, $(cat "$W/err")"
 [ ! -e "$W/out/missing" ] || fail "missing file: output written"
-# A file download's error for each HTTP status (HttpSource, after its retries; README's exit codes):
-# 4xx not found (2), 5xx and 429 unavailable (7), another (300) an I/O error (1); the URL named once,
-# nothing written.
+# Every HTTP status means the same, to a file download (HttpSource, after its retries) as to a listing or
+# hub API GET (errc_of_fetch_cause, README's exit codes): 4xx not found (2), 5xx and 429 unavailable
+# (7), another (300) an I/O error (1); the URL named once, nothing written.
 for s in 404:2 403:2 429:7 503:7 300:1; do
   code=${s%%:*} want=${s##*:}
-  for url in "$U/s$code/base.jsonl"; do
+  for url in "$U/s$code/" "$U/s$code/base.jsonl"; do
     $T dataset build "$url" "$U/one/derived.jsonl" -o "$W/out/s$code" >/dev/null 2>"$W/err"; rc=$?
     [ $rc -eq "$want" ] && once "$url" && grep -q "HTTP $code" "$W/err" && [ ! -e "$W/out/s$code" ] ||
       fail "$url answering $code: rc $rc, want $want: $(cat "$W/err")"
   done
 done
+$T dataset build "hf://datasets/acme/down" "$W/hubder" -o "$W/out/down" >/dev/null 2>"$W/err"; rc=$?
+[ $rc -eq 7 ] && once "$U/api/datasets/acme/down/" && [ ! -e "$W/out/down" ] || fail "hub API answering 503: rc $rc, $(cat "$W/err")"
 $T dataset build "http://u:secret@127.0.0.1:$PORT/one/base.jsonl" "$U/one/derived.jsonl" -o "$W/out/cred" >/dev/null 2>"$W/err"; rc=$?
 [ $rc -eq 6 ] && ! grep -q secret "$W/err" && [ ! -e "$W/out/cred" ] || fail "credentials: rc $rc, $(cat "$W/err")"
 echo "ok: remote data sets (listing, file URLs, hf://datasets)"

@@ -1,10 +1,13 @@
 // Errors as values (common/include/tenpak/status.h): codes are numbered and
 // stable, each has its name, TP_ASSIGN_OR_RETURN passes errors up and values
-// on; a local file that is not there is not_found, not io.
+// on; a local file that is not there is not_found, not io; an HTTP status or
+// a transfer failure gets one code whoever asked (fetch/http_source.h).
 #include <gtest/gtest.h>
 
 #include "temp_dir.h"
 #include "tenpak/block_source.h"
+#include "tenpak/curl_api.h"
+#include "tenpak/http_source.h"
 #include "tenpak/status.h"
 
 using namespace tenpak;
@@ -47,4 +50,27 @@ TEST(Status, AMissingLocalFileIsNotFound) {
   auto r = open_local_file(d.path + "/nothing-here");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::not_found) << r.status().message();
+}
+
+// HttpSource and the listing GET of `tenpak dataset build` (tools/cmd_dataset.cc)
+// both go through fetch_cause_of_http_status / fetch_cause_of_curl and
+// errc_of_fetch_cause: README's exit codes, 2 for a 4xx (not_found), 7 for an
+// origin that does not serve now (unavailable), 1 for an answer that is not
+// one (io).
+TEST(Status, EveryHttpStatusAndTransferFailureHasOneCode) {
+  const std::pair<long, Errc> statuses[] = {
+      {400, Errc::not_found},   {401, Errc::not_found},   {403, Errc::not_found},   {404, Errc::not_found},
+      {410, Errc::not_found},   {416, Errc::not_found},   {451, Errc::not_found},   {429, Errc::unavailable},
+      {500, Errc::unavailable}, {502, Errc::unavailable}, {503, Errc::unavailable}, {599, Errc::unavailable},
+      {300, Errc::io},          {304, Errc::io},          {200, Errc::io},          {101, Errc::io}};
+  for (auto [code, want] : statuses)
+    EXPECT_EQ(errc_of_fetch_cause(fetch_cause_of_http_status(code)), want) << "HTTP " << code;
+  const std::pair<CURLcode, Errc> failures[] = {
+      {CURLE_COULDNT_CONNECT, Errc::unavailable}, {CURLE_COULDNT_RESOLVE_HOST, Errc::unavailable},
+      {CURLE_OPERATION_TIMEDOUT, Errc::unavailable}, {CURLE_RECV_ERROR, Errc::unavailable},
+      {CURLE_GOT_NOTHING, Errc::unavailable}, {CURLE_PARTIAL_FILE, Errc::unavailable},
+      {CURLE_WRITE_ERROR, Errc::io}};
+  for (auto [rc, want] : failures)
+    EXPECT_EQ(errc_of_fetch_cause(fetch_cause_of_curl(rc)), want) << "CURLcode " << rc;
+  EXPECT_EQ(errc_of_fetch_cause(FetchCause::changed), Errc::mismatch);
 }

@@ -70,6 +70,11 @@ enum class FetchCause : int {
 const char* fetch_cause_name(FetchCause c);
 // What a failed libcurl call (its CURLcode) means.
 FetchCause fetch_cause_of_curl(int curl_code);
+// What an HTTP status other than the one asked for means: 5xx and 429
+// (too many requests) http_5xx, any other 4xx http_4xx, the rest (a 3xx not
+// followed, a 200 to a range request) bad_response. HttpSource refines it
+// where a range request gives a status its own meaning (416: changed).
+FetchCause fetch_cause_of_http_status(long code);
 // The one mapping from why an origin failed (after the retries) to a code,
 // for every caller of libcurl, so that every command exits alike (README's
 // exit codes): an origin that cannot be reached or does not serve now
