@@ -35,6 +35,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,18 @@ bool pread_all(int fd, uint8_t* p, size_t n, uint64_t off) {
 int fail(const std::string& m) {
   std::fprintf(stderr, "decode_floor: %s\n", m.c_str());
   return 1;
+}
+
+// num / den, or none where den is not above zero: nothing rebuilt (empty
+// files) or no CPU time on the clock, where the rate would be inf or NaN,
+// which JSON cannot hold. JSON gets null, the text "-".
+std::optional<double> rate(double num, double den) { return den > 0 ? std::optional<double>(num / den) : std::nullopt; }
+nlohmann::ordered_json json_rate(std::optional<double> r) { return r ? nlohmann::ordered_json(*r) : nlohmann::ordered_json(nullptr); }
+std::string text_rate(std::optional<double> r, int decimals) {
+  if (!r) return "-";
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", decimals, *r);
+  return b;
 }
 
 }  // namespace
@@ -199,19 +213,31 @@ int main(int argc, char** argv) {
   const double gb = static_cast<double>(bytes) / 1e9, first_gb = gb / static_cast<double>(reps);
   const double t_rsha = t_reader + t_sha, first_rsha = first_reader + first_sha;
   if (json) {
-    std::printf("{\"file\":\"%s\",\"reps\":%ld,\"bytes\":%llu,\"frames\":%llu,\"decode_cpu_s\":%.6f,\"decode_hash_cpu_s\":%.6f,"
-                "\"reader_cpu_s\":%.6f,\"reader_sha256_cpu_s\":%.6f,\"first_reader_cpu_s\":%.6f,"
-                "\"first_reader_sha256_cpu_s\":%.6f,\"decode_cpu_s_per_gb\":%.4f,\"decode_hash_cpu_s_per_gb\":%.4f,"
-                "\"reader_cpu_s_per_gb\":%.4f,\"reader_sha256_cpu_s_per_gb\":%.4f,\"base_bytes_read\":%llu}\n",
-                what.c_str(), reps, (unsigned long long)bytes, (unsigned long long)frames, t_dec, t_hash, t_reader, t_rsha,
-                first_reader, first_rsha, t_dec / gb, t_hash / gb, t_reader / gb, t_rsha / gb,
-                (unsigned long long)base_read);
+    // Names from the index are the user's: escaped, bytes that are not UTF-8 as U+FFFD.
+    nlohmann::ordered_json j = {{"file", what},
+                                {"reps", reps},
+                                {"bytes", bytes},
+                                {"frames", frames},
+                                {"decode_cpu_s", t_dec},
+                                {"decode_hash_cpu_s", t_hash},
+                                {"reader_cpu_s", t_reader},
+                                {"reader_sha256_cpu_s", t_rsha},
+                                {"first_reader_cpu_s", first_reader},
+                                {"first_reader_sha256_cpu_s", first_rsha},
+                                {"decode_cpu_s_per_gb", json_rate(rate(t_dec, gb))},
+                                {"decode_hash_cpu_s_per_gb", json_rate(rate(t_hash, gb))},
+                                {"reader_cpu_s_per_gb", json_rate(rate(t_reader, gb))},
+                                {"reader_sha256_cpu_s_per_gb", json_rate(rate(t_rsha, gb))},
+                                {"base_bytes_read", base_read}};
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
-    std::printf("%s: %ld pass(es), %llu frames, %.3f GB; CPU-s per GB: decode %.3f, decode+hash %.3f, reader %.3f, "
-                "reader+sha256 %.3f (first pass: %.3f, %.3f); MB per CPU-s: reader %.0f, reader+sha256 %.0f; base bytes read %llu\n",
-                what.c_str(), reps, (unsigned long long)frames, gb, t_dec / gb, t_hash / gb, t_reader / gb, t_rsha / gb,
-                first_reader / first_gb, first_rsha / first_gb, gb * 1e3 / t_reader, gb * 1e3 / t_rsha,
-                (unsigned long long)base_read);
+    std::printf("%s: %ld pass(es), %llu frames, %.3f GB; CPU-s per GB: decode %s, decode+hash %s, reader %s, "
+                "reader+sha256 %s (first pass: %s, %s); MB per CPU-s: reader %s, reader+sha256 %s; base bytes read %llu\n",
+                what.c_str(), reps, (unsigned long long)frames, gb, text_rate(rate(t_dec, gb), 3).c_str(),
+                text_rate(rate(t_hash, gb), 3).c_str(), text_rate(rate(t_reader, gb), 3).c_str(),
+                text_rate(rate(t_rsha, gb), 3).c_str(), text_rate(rate(first_reader, first_gb), 3).c_str(),
+                text_rate(rate(first_rsha, first_gb), 3).c_str(), text_rate(rate(gb * 1e3, t_reader), 0).c_str(),
+                text_rate(rate(gb * 1e3, t_rsha), 0).c_str(), (unsigned long long)base_read);
   }
   return 0;
 }
