@@ -3,8 +3,10 @@
 // naming it, and a delta directory replaced as a whole.
 #pragma once
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,12 +15,22 @@
 
 namespace golden {
 
+// PATH.tmp, closed and checked, then renamed to PATH: a full disk is often
+// reported only by the flush in close(), and must leave no short file under
+// the name the tests read.
 inline void write(const std::string& path, const std::string& s) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  const std::string tmp = path + ".tmp";
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  errno = 0;
   f.write(s.data(), static_cast<std::streamsize>(s.size()));
-  if (!f) {
-    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+  f.close();
+  std::error_code ec;
+  if (f) std::filesystem::rename(tmp, path, ec);
+  if (!f || ec) {
+    const std::string why = ec ? ec.message() : errno ? std::strerror(errno) : "write failed";
+    std::filesystem::remove(tmp, ec);
+    std::fprintf(stderr, "cannot write %s: %s\n", path.c_str(), why.c_str());
     std::exit(1);
   }
 }
