@@ -6,14 +6,7 @@ set -u
 BIN=${1:?usage: cli_test.sh TENPAK_BIN}
 W=$(mktemp -d /tmp/tenpak-cli-XXXXXX)
 trap 'umount "$W/small" 2>/dev/null; rm -rf "$W"' EXIT
-pass=0; fail=0
-ok() { echo "ok: $1"; pass=$((pass+1)); }
-bad() { echo "FAIL: $1"; fail=$((fail+1)); }
-expect_rc() { # expected-rc description cmd...
-  local want=$1 what=$2; shift 2
-  "$@" >"$W/out.txt" 2>"$W/err.txt"; local rc=$?
-  if [ "$rc" = "$want" ]; then ok "$what (rc $rc)"; else bad "$what: rc $rc, want $want: $(cat "$W/err.txt")"; fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/support/checks.sh"  # ok, bad, expect_rc
 
 for kind in bf16 fp32 frozen lora vocab dtype sharded; do
   "$BIN" fixture "$kind" "$W/$kind" --size-mb 3 >/dev/null || { bad "fixture $kind"; continue; }

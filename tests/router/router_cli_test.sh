@@ -8,14 +8,7 @@ BIN=${1:?usage: router_cli_test.sh TENPAK_BIN}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 W=$(mktemp -d /tmp/tenpak-router-cli-XXXXXX)
 trap 'rm -rf "$W"' EXIT
-pass=0; fail=0
-ok() { echo "ok: $1"; pass=$((pass+1)); }
-bad() { echo "FAIL: $1"; fail=$((fail+1)); }
-expect_rc() { # expected-rc description cmd...
-  local want=$1 what=$2; shift 2
-  "$@" >"$W/out.txt" 2>"$W/err.txt"; local rc=$?
-  if [ "$rc" = "$want" ]; then ok "$what (rc $rc)"; else bad "$what: rc $rc, want $want: $(head -c 400 "$W/err.txt")"; fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../support/checks.sh"  # ok, bad, expect_rc
 expect_in() { # file needle description
   if grep -q -- "$2" "$1"; then ok "$3"; else bad "$3: '$2' not in $(head -c 400 "$1")"; fi
 }

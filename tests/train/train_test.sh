@@ -14,9 +14,7 @@ fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d /tmp/tenpak-train-XXXXXX)
 trap 'rm -rf "$W"' EXIT
-pass=0; fail=0
-ok() { echo "ok: $1"; pass=$((pass+1)); }
-bad() { echo "FAIL: $1"; fail=$((fail+1)); }
+. "$HERE/../support/checks.sh"  # ok, bad
 
 # Small and fast: a few seconds on one core.
 SMALL=(--dim 64 --layers 2 --vocab 128 --seq 32 --steps 80 --finetune-steps 30 --finetune-lr 5e-5 --seed 7)
