@@ -296,6 +296,9 @@ int do_build(const Opts& o, bool estimate) {
   b.word_literals = !o.no_words;
   b.threads = o.threads;
   b.base_locations = o.base_locations;
+  // The library prints nothing: a file not coded as its kind asks (its base
+  // has more records than matching numbers) is said here.
+  b.log = [](const std::string& l) { std::fprintf(stderr, "tenpak: %s\n", l.c_str()); };
   if (estimate) b.sample_every = o.sample;
   // Remote inputs are downloaded next to the output (estimate: $TMPDIR).
   const std::string near = estimate ? std::string() : o.out;  // download_parent

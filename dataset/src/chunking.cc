@@ -31,11 +31,13 @@ uint64_t next_empty_line(const uint8_t* p, uint64_t n, uint64_t from) {
   return n;
 }
 
-// Calls f(end) for the end offset of every record of p[0, n), in order
-// (split_records' records), while f returns true.
+// Calls f(end) for the end offset of every record of p[0, n) after `from`
+// (0 or a record end), in order (split_records' records), while f returns
+// true. Each record end depends only on the bytes from the one before, so a
+// walk from a record end continues the walk from 0.
 template <class F>
-void for_record_ends(const uint8_t* p, uint64_t n, bool blocks, F&& f) {
-  uint64_t i = 0;
+void for_record_ends(const uint8_t* p, uint64_t n, bool blocks, F&& f, uint64_t from = 0) {
+  uint64_t i = from;
   if (blocks) {
     // A block ends after an empty line ("\n" or "\r\n") and the empty lines
     // right after it; the rest of the file is the last block. Found by
@@ -72,6 +74,13 @@ std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks) {
   std::vector<uint64_t> ends;
   for_record_ends(p, n, blocks, [&](uint64_t e) { ends.push_back(e); return true; });
   return ends;
+}
+
+void split_records_window(const uint8_t* p, uint64_t n, bool blocks, uint64_t from, uint64_t window,
+                          std::vector<uint64_t>& ends) {
+  ends.clear();
+  const uint64_t until = from + std::max<uint64_t>(window, 1);
+  for_record_ends(p, n, blocks, [&](uint64_t e) { ends.push_back(e); return e < until; }, from);
 }
 
 bool records_fit(const uint8_t* p, uint64_t n, bool blocks, uint64_t max) {

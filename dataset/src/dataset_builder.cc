@@ -1,7 +1,11 @@
 // Dataset delta building: choose a base file per derived file, describe the
 // derived file as ops (literal bytes, then a copy of a base range), cut the
 // ops into frames of at most 1 MiB, encode frames in parallel (codec 10
-// patch, copy_base, zstd), write payloads in order, then the index.
+// patch, copy_base, zstd), write payloads in order, then the index. A record
+// file goes through these steps a window of records at a time
+// (DatasetBuildOptions::window_bytes), so that its per-record state is a
+// window's, not the file's; frames decode alone, so a frame that ends at a
+// window's end is an ordinary frame.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -385,20 +389,31 @@ int64_t find_exact(const BaseIndex& bi, const uint8_t* p, uint64_t n, uint64_t h
   return -1;
 }
 
-void encode_records(const InFile& d, BaseIndex& bi, bool blocks, OpList& ol, DatasetFileReport& rep) {
-  const uint8_t* p = d.data();
-  const uint8_t* bp = bi.f->data();
-  std::vector<uint64_t> ends = split_records(p, d.size(), blocks);
-  rep.records = ends.size();
+// What matching carries from one window of a derived file's records to
+// the next (build_file codes a file window by window), so that a record is
+// matched as it would be in one pass over the file.
+struct RecordMatch {
   int64_t prev = -1;
   bool prev_in_place = true;  // prev was found exact, or as the record after its predecessor's match
+};
+
+// Ops of the derived records that end at `ends` (file offsets; the first
+// starts at `from`, 0 or a record end), appended to ol from its position.
+void encode_records(const InFile& d, BaseIndex& bi, uint64_t from, const std::vector<uint64_t>& ends, RecordMatch& st,
+                    OpList& ol, DatasetFileReport& rep) {
+  const uint8_t* p = d.data();
+  const uint8_t* bp = bi.f->data();
+  rep.records += ends.size();
+  int64_t& prev = st.prev;
+  bool& prev_in_place = st.prev_in_place;
   std::unordered_map<uint32_t, int> votes;
+  auto start = [&](size_t k) { return k ? ends[k - 1] : from; };
   // The records' hashes first, so that each one's bit of `seen` (a cache
   // miss; ds-csv misses on every row) is fetched 16 records ahead.
   std::vector<uint64_t> hs(ends.size());
-  for (size_t k = 0; k < ends.size(); ++k) hs[k] = xxh64(p + (k ? ends[k - 1] : 0), ends[k] - (k ? ends[k - 1] : 0));
+  for (size_t k = 0; k < ends.size(); ++k) hs[k] = xxh64(p + start(k), ends[k] - start(k));
   for (size_t k = 0; k < ends.size(); ++k) {
-    const uint64_t s = k ? ends[k - 1] : 0, n = ends[k] - s;
+    const uint64_t s = start(k), n = ends[k] - s;
     if (k + 16 < ends.size()) __builtin_prefetch(bi.seen.data() + ((hs[k + 16] & bi.seen_mask) >> 6));
     int64_t m = find_exact(bi, p + s, n, hs[k]);
     if (m >= 0) {
@@ -1199,121 +1214,174 @@ class Builder {
     const int bsel = choice_[fi];
     const InFile* base = bsel >= 0 ? &base_[bsel] : nullptr;
     fr.base = base ? base->name : "";
-    OpList ol;
+    FileOut fo{fi, d, base, bsel, {}};
+    BaseIndex* bi = nullptr;
+    bool blocks = false;
     if (!base) {
       fr.mode = "new";
-      ol.literal(d.size());
     } else if (records_mode(d) && records_mode(*base)) {
-      const bool blocks = looks_like_blocks(d.data(), d.size());
-      if (BaseIndex* bi = record_index(bsel, blocks)) {
+      blocks = looks_like_blocks(d.data(), d.size());
+      if ((bi = record_index(bsel, blocks))) {
         fr.mode = blocks ? "records (blocks)" : "records (lines)";
-        encode_records(d, *bi, blocks, ol, fr);
       } else {
         // Left to the chunk route below, which takes any file.
         fr.note = "base file " + base->name + " has more than " + std::to_string(max_base_records()) +
                   " records (" + (blocks ? "blank-line blocks" : "lines") +
                   "), more than record matching numbers: coded as content-defined chunks";
-        const std::string line = d.name + ": " + fr.note;
-        if (opt_.log) opt_.log(line);
-        else std::fprintf(stderr, "tenpak: %s\n", line.c_str());
+        if (opt_.log) opt_.log(d.name + ": " + fr.note);
       }
     }
-    // Parquet with snappy pages on both sides: changed pages coded decompressed.
-    std::vector<parquet::Page> pages;
-    std::vector<int64_t> plan;
-    const parquet::PageIndex* pidx = nullptr;
-    const ChunkIndex* cidx = nullptr;
-    if (fr.mode.empty()) {
-      fr.mode = "chunks";
-      // The pages that become page frames, in file order and disjoint
-      // (list_pages refuses overlapping pages): encode_chunks' skip list.
-      std::vector<std::pair<uint64_t, uint64_t>> skip;
-      if (parquet::list_pages(d.data(), d.size(), pages) && (pidx = page_index(bsel))) {
-        plan = page_plan(pages, *pidx, d.data());
-        for (size_t k = 0; k < pages.size(); ++k)
-          if (plan[k] == kPageFrame) skip.push_back({pages[k].hdr, pages[k].end()});
-      }
-      cidx = &chunk_index(bsel);
-      encode_chunks(d, *base, *cidx, skip, ol, fr);
-    }
-    ol.finish();
-    std::vector<FrameJob> jobs;
-    // Every page skipped by the chunk pass is a page job (page_jobs makes a
-    // page frame of each kPageFrame page whose ops hold a literal, and a
-    // skipped page's ops are one literal), so without page jobs nothing was
-    // skipped and ol holds the file's chunk ops.
-    if (pidx) jobs = page_jobs(ol, d.size(), pages, plan, base, *pidx, d.data());
-    if (std::any_of(jobs.begin(), jobs.end(), [](const FrameJob& j) { return j.page >= 0; })) {
-      fr.mode = "parquet pages";
-    } else {
-      jobs = cut_frames(ol, d.size());
-      split_heavy(jobs, base);
-    }
-    if (opt_.sample_every > 1)
-      for (size_t k = 0; k < jobs.size(); ++k) jobs[k].sampled = k % opt_.sample_every == 0;
-
-    const unsigned threads = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
-    std::vector<Encoded> enc(jobs.size());
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t k; (k = next.fetch_add(1)) < jobs.size();)
-        if (jobs[k].sampled &&
-            (jobs[k].page < 0 || !encode_page_job(jobs[k], d.data() + jobs[k].off, pages[jobs[k].page], base,
-                                                  static_cast<uint32_t>(bsel), *pidx, opt_, enc[k])))
+    if (bi) {
+      // Window by window (DatasetBuildOptions::window_bytes): the record
+      // ends, hashes, ops and frame jobs of one window at a time.
+      RecordMatch st;
+      std::vector<uint64_t> ends;
+      for (uint64_t from = 0; from < d.size(); from = ends.back()) {
+        split_records_window(d.data(), d.size(), blocks, from, window(), ends);
+        std::vector<FrameJob> jobs;
         {
-          if (jobs[k].page >= 0) {
-            // A page job's page was skipped by the chunk pass (its ops one
-            // literal): the page is chunked now, on its own (chunks from its
-            // header on), for the usual frame (one: at most kMaxFrameOut bytes).
-            FrameJob& pj = jobs[k];
-            OpList t;
-            DatasetFileReport unused;
-            encode_chunk_range(d, *base, *cidx, pj.off, pj.off + pj.len, t, unused);
-            t.finish();
-            pj.ops = std::move(t.ops);
-            pj.ctx.clear();
-            for (auto& c : t.ctx) pj.ctx.push_back({c.base_off, c.len});
-          }
-          enc[k] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
+          // The window's ops released before its frames are encoded.
+          OpList ol;
+          encode_records(d, *bi, from, ends, st, ol, fr);
+          ol.finish();
+          jobs = cut_frames(ol, ends.back() - from);
         }
-    };
-    {
-      std::vector<std::jthread> pool;
-      for (unsigned t = 1; t < std::min<size_t>(threads, jobs.size()); ++t) pool.emplace_back(work);
-      work();
-    }
-    uint64_t delta = 0;
-    for (size_t k = 0; k < jobs.size(); ++k) {
-      const Encoded& e = enc[k];
-      Frame f;
-      f.file = fi;
-      f.out_offset = jobs[k].off;
-      f.out_len = static_cast<uint32_t>(jobs[k].len);
-      f.codec = e.e.codec;
-      f.dtype = f.base_dtype = DType::U8;
-      f.hash = e.hash;
-      f.base_file = e.base_file;
-      f.base_offset = e.base_off;
-      f.base_len = static_cast<uint32_t>(e.base_len);
-      f.data_offset = data_pos_;
-      f.data_len = static_cast<uint32_t>(e.e.payload.size());
-      if (data_) TP_RETURN_IF_ERROR(data_->write(e.e.payload.data(), e.e.payload.size()));
-      data_pos_ += e.e.payload.size();
-      delta += e.e.payload.size();
-      if (jobs[k].sampled) { sampled_out_ += jobs[k].len; sampled_delta_ += e.e.payload.size(); }
-      m_.frames.push_back(f);
-      done_ += jobs[k].len;
-      if (opt_.progress) opt_.progress(done_, rep_.build.finetune_bytes);
+        for (auto& j : jobs) j.off += from;
+        split_heavy(jobs, base);
+        TP_RETURN_IF_ERROR(emit(fo, jobs));
+      }
+    } else {
+      // The chunk route's state is a few dozen bytes per chunk of 16 KiB on
+      // average (a page frame's per page): the file in one pass, its frames
+      // encoded and written in batches of a window.
+      OpList ol;
+      if (!base) ol.literal(d.size());
+      // Parquet with snappy pages on both sides: changed pages coded decompressed.
+      std::vector<int64_t> plan;
+      if (fr.mode.empty()) {
+        fr.mode = "chunks";
+        // The pages that become page frames, in file order and disjoint
+        // (list_pages refuses overlapping pages): encode_chunks' skip list.
+        std::vector<std::pair<uint64_t, uint64_t>> skip;
+        if (parquet::list_pages(d.data(), d.size(), fo.pages) && (fo.pidx = page_index(bsel))) {
+          plan = page_plan(fo.pages, *fo.pidx, d.data());
+          for (size_t k = 0; k < fo.pages.size(); ++k)
+            if (plan[k] == kPageFrame) skip.push_back({fo.pages[k].hdr, fo.pages[k].end()});
+        }
+        fo.cidx = &chunk_index(bsel);
+        encode_chunks(d, *base, *fo.cidx, skip, ol, fr);
+      }
+      ol.finish();
+      std::vector<FrameJob> jobs;
+      // Every page skipped by the chunk pass is a page job (page_jobs makes a
+      // page frame of each kPageFrame page whose ops hold a literal, and a
+      // skipped page's ops are one literal), so without page jobs nothing was
+      // skipped and ol holds the file's chunk ops.
+      if (fo.pidx) jobs = page_jobs(ol, d.size(), fo.pages, plan, base, *fo.pidx, d.data());
+      if (std::any_of(jobs.begin(), jobs.end(), [](const FrameJob& j) { return j.page >= 0; })) {
+        fr.mode = "parquet pages";
+      } else {
+        jobs = cut_frames(ol, d.size());
+        split_heavy(jobs, base);
+      }
+      TP_RETURN_IF_ERROR(emit(fo, jobs));
     }
     of.frame_count = static_cast<uint32_t>(m_.frames.size()) - of.first_frame;
     FileReport r;
     r.name = d.name;
     r.out_bytes = d.size();
-    r.delta_bytes = delta;
+    r.delta_bytes = fo.delta;
     r.frames = of.frame_count;
     rep_.build.files.push_back(r);
     rep_.files.push_back(fr);
     m_.out_files.push_back(std::move(of));
+    return Status::Ok();
+  }
+
+  uint64_t window() const { return std::max<uint64_t>(opt_.window_bytes, 1); }
+
+  // One derived file's frames as they are encoded: what a frame job needs
+  // besides itself, and what the file's jobs so far added up to.
+  struct FileOut {
+    uint32_t fi;
+    const InFile& d;
+    const InFile* base;
+    int bsel;
+    std::vector<parquet::Page> pages;
+    const parquet::PageIndex* pidx = nullptr;
+    const ChunkIndex* cidx = nullptr;
+    uint64_t delta = 0;  // payload bytes written
+    size_t jobs = 0;     // frame jobs so far (which ones an estimate samples)
+  };
+
+  // Encodes the file's next frame jobs (in parallel) and writes them in
+  // order, in batches of at most a window's output bytes (at least one job),
+  // each batch's payloads released before the next is encoded.
+  Status emit(FileOut& fo, std::vector<FrameJob>& jobs) {
+    const InFile& d = fo.d;
+    const InFile* base = fo.base;
+    const int bsel = fo.bsel;
+    if (opt_.sample_every > 1)
+      for (size_t k = 0; k < jobs.size(); ++k) jobs[k].sampled = (fo.jobs + k) % opt_.sample_every == 0;
+    fo.jobs += jobs.size();
+    const unsigned threads = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
+    for (size_t lo = 0, hi; lo < jobs.size(); lo = hi) {
+      uint64_t bytes = jobs[lo].len;
+      for (hi = lo + 1; hi < jobs.size() && bytes + jobs[hi].len <= window(); ++hi) bytes += jobs[hi].len;
+      std::vector<Encoded> enc(hi - lo);
+      std::atomic<size_t> next{lo};
+      auto work = [&] {
+        for (size_t k; (k = next.fetch_add(1)) < hi;)
+          if (jobs[k].sampled &&
+              (jobs[k].page < 0 || !encode_page_job(jobs[k], d.data() + jobs[k].off, fo.pages[jobs[k].page], base,
+                                                    static_cast<uint32_t>(bsel), *fo.pidx, opt_, enc[k - lo])))
+          {
+            if (jobs[k].page >= 0) {
+              // A page job's page was skipped by the chunk pass (its ops one
+              // literal): the page is chunked now, on its own (chunks from its
+              // header on), for the usual frame (one: at most kMaxFrameOut bytes).
+              FrameJob& pj = jobs[k];
+              OpList t;
+              DatasetFileReport unused;
+              encode_chunk_range(d, *base, *fo.cidx, pj.off, pj.off + pj.len, t, unused);
+              t.finish();
+              pj.ops = std::move(t.ops);
+              pj.ctx.clear();
+              for (auto& c : t.ctx) pj.ctx.push_back({c.base_off, c.len});
+            }
+            enc[k - lo] = encode_job(jobs[k], d.data() + jobs[k].off, base, static_cast<uint32_t>(bsel), opt_);
+          }
+      };
+      {
+        std::vector<std::jthread> pool;
+        for (unsigned t = 1; t < std::min<size_t>(threads, hi - lo); ++t) pool.emplace_back(work);
+        work();
+      }
+      for (size_t k = lo; k < hi; ++k) {
+        const Encoded& e = enc[k - lo];
+        Frame f;
+        f.file = fo.fi;
+        f.out_offset = jobs[k].off;
+        f.out_len = static_cast<uint32_t>(jobs[k].len);
+        f.codec = e.e.codec;
+        f.dtype = f.base_dtype = DType::U8;
+        f.hash = e.hash;
+        f.base_file = e.base_file;
+        f.base_offset = e.base_off;
+        f.base_len = static_cast<uint32_t>(e.base_len);
+        f.data_offset = data_pos_;
+        f.data_len = static_cast<uint32_t>(e.e.payload.size());
+        if (data_) TP_RETURN_IF_ERROR(data_->write(e.e.payload.data(), e.e.payload.size()));
+        data_pos_ += e.e.payload.size();
+        fo.delta += e.e.payload.size();
+        if (jobs[k].sampled) { sampled_out_ += jobs[k].len; sampled_delta_ += e.e.payload.size(); }
+        m_.frames.push_back(f);
+        done_ += jobs[k].len;
+        if (opt_.progress) opt_.progress(done_, rep_.build.finetune_bytes);
+        std::vector<Op>().swap(jobs[k].ops);
+        std::vector<std::pair<uint64_t, uint64_t>>().swap(jobs[k].ctx);
+      }
+    }
     return Status::Ok();
   }
 

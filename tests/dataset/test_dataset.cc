@@ -441,6 +441,116 @@ TEST(Dataset, RecordsFitCountsAsSplitRecordsSplits) {
   EXPECT_TRUE(records_fit(nullptr, 0, false, 0));
 }
 
+// split_records_window's windows, one after the other, are split_records'
+// records: each ends with the first record at or past its size.
+TEST(Dataset, RecordWindowsAreSplitRecordsRecords) {
+  std::mt19937_64 r(13);
+  std::vector<uint64_t> got, part;
+  for (int t = 0; t < 4000; ++t) {
+    const std::string s = random_record_text(r, 60, t % 2);
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    for (bool blocks : {false, true}) {
+      const std::vector<uint64_t> all = split_records(p, s.size(), blocks);
+      for (uint64_t w : {0, 1, 2, 3, 7, 16, 61}) {
+        got.clear();
+        for (uint64_t from = 0; from < s.size(); from = part.back()) {
+          split_records_window(p, s.size(), blocks, from, w, part);
+          ASSERT_FALSE(part.empty());
+          for (size_t k = 0; k + 1 < part.size(); ++k) ASSERT_LT(part[k], from + std::max<uint64_t>(w, 1));
+          ASSERT_TRUE(part.back() >= from + w || part.back() == s.size());
+          got.insert(got.end(), part.begin(), part.end());
+        }
+        ASSERT_EQ(got, all) << testing::PrintToString(s) << " blocks " << blocks << " window " << w;
+      }
+    }
+  }
+}
+
+// A record file larger than DatasetBuildOptions::window_bytes is matched,
+// cut and encoded window by window: no frame crosses a window's end, records
+// are matched as in one pass (the same counts), and it applies bit-exact; a
+// file of at most a window is the one-pass delta byte for byte.
+TEST(Dataset, RecordFilesAreCodedInWindows) {
+  TempDir t;
+  const std::string base = jsonl(12000, 1);
+  std::string derived;
+  for (size_t p = 0, q, i = 0; p < base.size(); p = q + 1, ++i) {
+    q = base.find('\n', p);
+    const std::string line = base.substr(p, q - p + 1);
+    if (i % 10 == 5) derived += line.substr(0, 20) + " changed" + line.substr(20);
+    else if (i % 17 != 3) derived += line;
+  }
+  derived += jsonl(600, 7);
+  ASSERT_GT(derived.size(), 2u << 20);
+  write(t.path + "/base/data.jsonl", base);
+  write(t.path + "/derived/data.jsonl", derived);
+  const auto* dp = reinterpret_cast<const uint8_t*>(derived.data());
+  auto build = [&](uint64_t window, const std::string& w) {
+    DatasetBuildOptions o;
+    o.zstd_level = 3;
+    o.window_bytes = window;
+    auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", w + "/delta", o);
+    EXPECT_TRUE(rep.ok()) << rep.status().to_string();
+    return rep.ok() ? *rep : DatasetBuildReport{};
+  };
+  const DatasetBuildReport one = build(DatasetBuildOptions{}.window_bytes, t.path + "/one");
+  ASSERT_EQ(one.files.size(), 1u);
+  EXPECT_EQ(one.files[0].mode, "records (lines)");
+  EXPECT_GT(one.files[0].edited, 1000u);
+  for (uint64_t window : {uint64_t(96) << 10, uint64_t(1280) << 10, uint64_t(derived.size())}) {
+    SCOPED_TRACE(window);
+    const std::string w = t.path + "/w" + std::to_string(window);
+    const DatasetBuildReport rep = build(window, w);
+    ASSERT_EQ(rep.files.size(), 1u);
+    EXPECT_EQ(rep.files[0].records, one.files[0].records);
+    EXPECT_EQ(rep.files[0].exact, one.files[0].exact);
+    EXPECT_EQ(rep.files[0].edited, one.files[0].edited);
+    EXPECT_EQ(rep.files[0].fresh, one.files[0].fresh);
+    std::vector<uint64_t> cuts, part;  // the windows' ends inside the file
+    for (uint64_t from = 0; from < derived.size(); from = part.back()) {
+      split_records_window(dp, derived.size(), false, from, window, part);
+      if (part.back() < derived.size()) cuts.push_back(part.back());
+    }
+    auto rd = open_delta_dir(w + "/delta");
+    ASSERT_TRUE(rd.ok()) << rd.status().to_string();
+    const auto& frames = (*rd)->manifest().frames;
+    std::vector<uint64_t> starts;
+    for (const auto& f : frames) {
+      starts.push_back(f.out_offset);
+      for (uint64_t c : cuts) EXPECT_FALSE(f.out_offset < c && c < f.out_offset + f.out_len) << "frame at " << f.out_offset;
+    }
+    for (uint64_t c : cuts) EXPECT_TRUE(std::binary_search(starts.begin(), starts.end(), c)) << "window end " << c;
+    if (window == derived.size()) {
+      EXPECT_TRUE(cuts.empty());
+      EXPECT_EQ(read(w + "/delta/tenpak.dat"), read(t.path + "/one/delta/tenpak.dat"));
+      EXPECT_EQ(read(w + "/delta/tenpak.idx"), read(t.path + "/one/delta/tenpak.idx"));
+    } else {
+      // 24 windows of 96 KiB (a frame each), 2 of 1.25 MiB (the first cut
+      // into a 1 MiB frame and the rest).
+      EXPECT_GE(cuts.size(), window < (1u << 20) ? 20u : 1u);
+    }
+    ASSERT_TRUE(attach_local_base(**rd, t.path + "/base", true).ok());
+    ASSERT_TRUE(apply_delta(**rd, w + "/out", ApplyOptions{}).ok());
+    EXPECT_EQ(read(w + "/out/data.jsonl"), derived);
+  }
+  // A file of the chunk route is encoded and written in batches of a
+  // window's frames: the same frames, the same bytes.
+  write(t.path + "/cbase/data.bin", base);
+  write(t.path + "/cder/data.bin", derived);
+  for (uint64_t window : {DatasetBuildOptions{}.window_bytes, uint64_t(96) << 10}) {
+    DatasetBuildOptions o;
+    o.zstd_level = 3;
+    o.window_bytes = window;
+    const std::string w = t.path + "/c" + std::to_string(window);
+    auto rep = build_dataset_delta(t.path + "/cbase", t.path + "/cder", w, o);
+    ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+    EXPECT_EQ(rep->files[0].mode, "chunks");
+    EXPECT_GE(rep->build.frames, 3u);
+  }
+  EXPECT_EQ(read(t.path + "/c98304/tenpak.dat"), read(t.path + "/c" + std::to_string(DatasetBuildOptions{}.window_bytes) + "/tenpak.dat"));
+  EXPECT_EQ(read(t.path + "/c98304/tenpak.idx"), read(t.path + "/c" + std::to_string(DatasetBuildOptions{}.window_bytes) + "/tenpak.idx"));
+}
+
 // A derived file whose base file has more records than record matching
 // numbers goes the chunk route, with the reason in its report and one log
 // line, and comes back bit-exact (before, the build was refused; the limit
@@ -482,6 +592,16 @@ TEST(Dataset, BaseFilesOfTooManyRecordsGoTheChunkRoute) {
     ASSERT_TRUE(apply_delta(**rd, w + "/out", ApplyOptions{}).ok());
     EXPECT_EQ(read(w + "/out/data.jsonl"), derived);
   }
+  // Without DatasetBuildOptions::log the library prints nothing (the note
+  // stays in the report; the CLI prints it).
+  DatasetBuildOptions o;
+  o.max_base_records = records - 1;
+  testing::internal::CaptureStderr();
+  auto rep = build_dataset_delta(t.path + "/base", t.path + "/derived", t.path + "/quiet/delta", o);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  EXPECT_EQ(rep->files[0].mode, "chunks");
+  EXPECT_FALSE(rep->files[0].note.empty());
 }
 
 TEST(Dataset, CdcChunksAreContentDefined) {

@@ -49,8 +49,19 @@ struct DatasetBuildOptions {
   // file does, instead of record matching; tests lower it.
   uint64_t max_base_records = kMaxBaseRecords;
   // A line about a file not handled as its kind asks (DatasetFileReport's
-  // note, with the derived file's name); default: stderr.
+  // note, with the derived file's name); default: none (the library prints
+  // nothing; `tenpak dataset build` writes it to stderr as 'tenpak: LINE').
   std::function<void(const std::string&)> log;
+  // Derived bytes handled at a time: a record file's records are matched,
+  // cut into frames, encoded and written a window of this many bytes after
+  // the other (records whole: the record reaching past it ends the window;
+  // matching carries over, frames end at the window's end), and any file's
+  // frames are encoded and written in batches of at most this many bytes
+  // (at least a frame), so that the build's memory is bounded by the
+  // window and the base's index, not by the derived file. A file of at
+  // most this many bytes is one window: its delta is the one a single
+  // pass gives. 0 counts as 1; tests lower it.
+  uint64_t window_bytes = uint64_t(64) << 20;
 };
 
 // How one derived file was handled (BuildReport::files holds the sizes).
@@ -81,6 +92,14 @@ Result<DatasetBuildReport> estimate_dataset_delta(const std::string& base, const
 // record keeps its terminator; the last may have none). `blocks`: records
 // end at a blank line ("\n\n", also "\r\n\r\n"), else at every "\n".
 std::vector<uint64_t> split_records(const uint8_t* p, uint64_t n, bool blocks);
+
+// The record ends of p[0, n) after `from` (0 or a record end: a window of
+// the file's records), as split_records gives them, up to the first at or
+// past from + window (window 0 as 1), or the file's last: into `ends`
+// (cleared first). Records stay whole: a window ends with the record that
+// reaches its size.
+void split_records_window(const uint8_t* p, uint64_t n, bool blocks, uint64_t from, uint64_t window,
+                          std::vector<uint64_t>& ends);
 
 // Whether a file looks like text with records (no NUL in its first 64 KiB),
 // and whether blank lines separate its records (CoNLL-like).
