@@ -1,8 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "tenpak/format.h"
+#include "tenpak/out_file.h"
 #include "tenpak/safetensors.h"
 #include "test_util.h"
 
@@ -184,6 +188,49 @@ TEST(Safetensors, RejectsBadFiles) {
     EXPECT_NE(h.status().message().find(c.expect), std::string::npos) << h.status().message();
     EXPECT_NE(h.status().message().find("x.safetensors"), std::string::npos);
   }
+}
+
+// write_safetensors_file: the bytes of each tensor in the order given after
+// make_safetensors_header's header (default metadata {"format": "pt"}), byte
+// lengths from shape and dtype, and nothing left under the name on failure.
+TEST(Safetensors, WriteFileStoresTensorsInOrder) {
+  const std::string dir = tptest::temp_dir("st-write");
+  const std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -0.5f};
+  const std::vector<uint16_t> b = {0x3f80, 0xbf80, 0x4000};
+  const int32_t c = 42;
+  const std::vector<SafetensorsTensor> ts = {
+      {"z.weight", DType::F32, {2, 3}, a.data()}, {"a.bias", DType::BF16, {3}, b.data()},
+      {"scalar", DType::I32, {}, &c}, {"empty", DType::F16, {0, 4}, nullptr}};
+  const std::string path = dir + "/model.safetensors";
+  ASSERT_TRUE(write_safetensors_file(path, ts).ok());
+  std::ifstream f(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<TensorInfo> infos = {{"z.weight", DType::F32, {2, 3}, 0, 24},
+                                   {"a.bias", DType::BF16, {3}, 0, 6},
+                                   {"scalar", DType::I32, {}, 0, 4},
+                                   {"empty", DType::F16, {0, 4}, 0, 0}};
+  std::string want = make_safetensors_header(infos, {{"format", "pt"}});
+  EXPECT_NE(want.find(R"("__metadata__":{"format":"pt"})"), std::string::npos);
+  want.append(reinterpret_cast<const char*>(a.data()), 24);
+  want.append(reinterpret_cast<const char*>(b.data()), 6);
+  want.append(reinterpret_cast<const char*>(&c), 4);
+  EXPECT_EQ(bytes, want);
+  auto h = read_safetensors_header(path);
+  ASSERT_TRUE(h.ok()) << h.status().message();
+  ASSERT_EQ(h->tensors.size(), 4u);
+  EXPECT_EQ(h->tensors[0].name, "z.weight");
+  EXPECT_EQ(h->tensors[2].end, bytes.size());
+  // Metadata as given; an unwritable path is an error naming the file, with no file left.
+  ASSERT_TRUE(write_safetensors_file(dir + "/plain.safetensors", {ts[2]}, {}).ok());
+  auto p = read_safetensors_header(dir + "/plain.safetensors");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->tensors.size(), 1u);
+  const std::string bad = dir + "/missing/model.safetensors";
+  Status st = write_safetensors_file(bad, ts);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(dir + "/missing/"), std::string::npos) << st.message();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/missing"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Format, ManyFramesRoundTrip) {

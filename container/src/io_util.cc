@@ -119,4 +119,24 @@ Status write_file_atomic(const std::string& path, const std::vector<std::pair<co
   return st;
 }
 
+Status write_safetensors_file(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorInfo> infos;
+  infos.reserve(tensors.size());
+  for (const SafetensorsTensor& t : tensors) {
+    TensorInfo ti;
+    ti.name = t.name;
+    ti.dtype = t.dtype;
+    ti.shape = t.shape;
+    uint64_t n = dtype_size(t.dtype);
+    for (uint64_t d : t.shape) n *= d;
+    ti.end = n;
+    infos.push_back(std::move(ti));
+  }
+  const std::string header = make_safetensors_header(infos, metadata);
+  std::vector<std::pair<const void*, size_t>> parts{{header.data(), header.size()}};
+  for (size_t i = 0; i < tensors.size(); ++i) parts.emplace_back(tensors[i].data, infos[i].nbytes());
+  return write_file_atomic(path, parts);
+}
+
 }  // namespace tenpak

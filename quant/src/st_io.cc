@@ -113,27 +113,16 @@ Status read_model_tensors(const std::string& dir, std::map<std::string, torch::T
 }
 
 Status write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
-  std::vector<TensorInfo> infos;
-  std::vector<torch::Tensor> data;
+  std::vector<torch::Tensor> data;  // holds the contiguous copies the file is written from
+  std::vector<SafetensorsTensor> st;
   for (auto& [name, t0] : tensors) {
-    auto t = t0.contiguous();
-    TensorInfo ti;
-    ti.name = name;
-    if (!st_type(t.scalar_type(), ti.dtype))
+    const torch::Tensor& t = data.emplace_back(t0.contiguous());
+    SafetensorsTensor s{name, DType::unknown, std::vector<uint64_t>(t.sizes().begin(), t.sizes().end()), t.data_ptr()};
+    if (!st_type(t.scalar_type(), s.dtype))
       return {Errc::invalid, path + ": tensor '" + name + "' has a dtype safetensors cannot hold"};
-    for (auto d : t.sizes()) ti.shape.push_back(static_cast<uint64_t>(d));
-    ti.begin = 0;
-    ti.end = t.numel() * t.element_size();
-    infos.push_back(ti);
-    data.push_back(t);
+    st.push_back(std::move(s));
   }
-  std::string header = make_safetensors_header(infos, {{"format", "pt"}});
-  OutFileWriter w;
-  TP_RETURN_IF_ERROR(w.open(path));
-  TP_RETURN_IF_ERROR(w.write(header.data(), header.size()));
-  for (auto& t : data)
-    if (t.numel()) TP_RETURN_IF_ERROR(w.write(t.data_ptr(), t.numel() * t.element_size()));
-  return w.close();
+  return write_safetensors_file(path, st);
 }
 
 }  // namespace tenpak::quant

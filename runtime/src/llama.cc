@@ -461,27 +461,17 @@ torch::Tensor forward_cached(const Model& m, const torch::Tensor& tokens, KVCach
 
 Status write_model_dir(const Model& m, const std::string& dir) {
   TP_RETURN_IF_ERROR(check_model(m));
-  std::vector<TensorInfo> infos;
-  std::vector<torch::Tensor> data;
+  std::vector<torch::Tensor> data;  // holds the contiguous copies the file is written from
+  std::vector<SafetensorsTensor> tensors;
   for (auto& [name, shape] : expected_tensors(m.cfg)) {
-    auto t = m.w.at(name).contiguous();
-    TensorInfo ti;
-    ti.name = name;
-    ti.dtype = DType::F32;
-    for (auto d : shape) ti.shape.push_back(static_cast<uint64_t>(d));
-    ti.begin = 0;
-    ti.end = t.numel() * sizeof(float);
-    infos.push_back(ti);
-    data.push_back(t);
+    const torch::Tensor& t = data.emplace_back(m.w.at(name).contiguous());
+    tensors.push_back({name, DType::F32, std::vector<uint64_t>(shape.begin(), shape.end()), t.data_ptr()});
   }
-  std::string header = make_safetensors_header(infos, {{"format", "pt"}});
-  std::vector<std::pair<const void*, size_t>> parts{{header.data(), header.size()}};
-  for (auto& t : data) parts.emplace_back(t.data_ptr(), t.numel() * sizeof(float));
   LlamaConfig c = m.cfg;
   c.torch_dtype = "float32";
   std::string cfg = config_to_json(c).dump(2) + "\n";
   TP_RETURN_IF_ERROR(write_file_atomic((fs::path(dir) / "config.json").string(), {{cfg.data(), cfg.size()}}));
-  return write_file_atomic((fs::path(dir) / "model.safetensors").string(), parts);
+  return write_safetensors_file((fs::path(dir) / "model.safetensors").string(), tensors);
 }
 
 }  // namespace tenpak::rt

@@ -70,27 +70,19 @@ struct FtOptions {
 // adapter_config.json (r, lora_alpha = r so the scale is 1, target_modules).
 Status write_adapter(const std::string& dir, const std::vector<std::string>& names,
                      const std::map<std::string, std::pair<torch::Tensor, torch::Tensor>>& ab, int rank) {
-  std::vector<TensorInfo> infos;
-  std::vector<torch::Tensor> data;
+  std::vector<torch::Tensor> data;  // holds the contiguous copies the file is written from
+  std::vector<SafetensorsTensor> tensors;
   for (const auto& n : names) {
     const std::string mod = n.substr(0, n.size() - std::string(".weight").size());
     const auto& [a, b] = ab.at(n);
     for (const auto& [suffix, t] : {std::pair<std::string, torch::Tensor>{".lora_A.weight", a.contiguous()},
                               std::pair<std::string, torch::Tensor>{".lora_B.weight", b.contiguous()}}) {
-      TensorInfo ti;
-      ti.name = "base_model.model." + mod + suffix;
-      ti.dtype = DType::F32;
-      for (auto d : t.sizes()) ti.shape.push_back(static_cast<uint64_t>(d));
-      ti.begin = 0;
-      ti.end = t.numel() * sizeof(float);
-      infos.push_back(ti);
       data.push_back(t);
+      tensors.push_back({"base_model.model." + mod + suffix, DType::F32,
+                         std::vector<uint64_t>(t.sizes().begin(), t.sizes().end()), t.data_ptr()});
     }
   }
-  std::string header = make_safetensors_header(infos, {{"format", "pt"}});
-  std::vector<std::pair<const void*, size_t>> parts{{header.data(), header.size()}};
-  for (auto& t : data) parts.emplace_back(t.data_ptr(), t.numel() * sizeof(float));
-  TP_RETURN_IF_ERROR(write_file_atomic((fs::path(dir) / "adapter_model.safetensors").string(), parts));
+  TP_RETURN_IF_ERROR(write_safetensors_file((fs::path(dir) / "adapter_model.safetensors").string(), tensors));
   nlohmann::json cfg = {{"peft_type", "LORA"},
                         {"task_type", "CAUSAL_LM"},
                         {"r", rank},

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "tenpak/safetensors.h"
+#include "tenpak/out_file.h"
 #include "tenpak/status.h"
 #include "../rng.h"
 
@@ -370,20 +370,11 @@ Status write_model(const std::string& dir, const Options& o, const Model& m, con
       dir + "/config.json",
       config_json(o, dt).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"));
   TP_RETURN_IF_ERROR(write_text(dir + "/tokenizer.json", tokenizer_json(o)));
-  std::vector<tenpak::TensorInfo> infos;
-  for (size_t i = 0; i < w.size(); ++i) {
-    tenpak::TensorInfo ti;
-    ti.name = m.names[i];
-    ti.dtype = dt == torch::kBFloat16 ? tenpak::DType::BF16 : tenpak::DType::F32;
-    for (auto d : w[i].sizes()) ti.shape.push_back(static_cast<uint64_t>(d));
-    ti.begin = 0;
-    ti.end = w[i].numel() * w[i].element_size();
-    infos.push_back(ti);
-  }
-  std::string header = tenpak::make_safetensors_header(infos, {{"format", "pt"}});
-  std::vector<std::pair<const void*, size_t>> parts{{header.data(), header.size()}};
-  for (auto& t : w) parts.emplace_back(t.data_ptr(), t.numel() * t.element_size());
-  return write_file(dir + "/model.safetensors", parts);
+  std::vector<tenpak::SafetensorsTensor> tensors;
+  for (size_t i = 0; i < w.size(); ++i)
+    tensors.push_back({m.names[i], dt == torch::kBFloat16 ? tenpak::DType::BF16 : tenpak::DType::F32,
+                       std::vector<uint64_t>(w[i].sizes().begin(), w[i].sizes().end()), w[i].data_ptr()});
+  return tenpak::write_safetensors_file(dir + "/model.safetensors", tensors);
 }
 
 // Fraction of elements whose bit pattern is the same in `a` and `b`.

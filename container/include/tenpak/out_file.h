@@ -2,10 +2,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "tenpak/safetensors.h"
 #include "tenpak/status.h"
 
 namespace tenpak {
@@ -35,5 +37,21 @@ class OutFileWriter {
 // to `path`: a reader never sees a partial file under the final name, and on
 // any error the temporary file is removed.
 Status write_file_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts);
+
+// One tensor of a safetensors file: numel(shape) * dtype_size(dtype) bytes
+// at `data`, row-major.
+struct SafetensorsTensor {
+  std::string name;
+  DType dtype = DType::unknown;
+  std::vector<uint64_t> shape;
+  const void* data = nullptr;
+};
+
+// Writes a safetensors file of `tensors`, stored in the order given, through
+// write_file_atomic. The default metadata {"format": "pt"} is what
+// safetensors.torch and transformers' save_pretrained write; transformers
+// before 4.48 refuses a file without it (docs/FORMAT.md).
+Status write_safetensors_file(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+                              const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 }  // namespace tenpak
