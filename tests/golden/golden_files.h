@@ -19,17 +19,20 @@ namespace golden {
 // reported only by the flush in close(), and must leave no short file under
 // the name the tests read.
 inline void write(const std::string& path, const std::string& s) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  // A directory that cannot be made shows as the open's failure below.
+  std::error_code dir_ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), dir_ec);
   const std::string tmp = path + ".tmp";
+  errno = 0;  // before the open, whose failure (a write then makes no call) is the reason to name
   std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-  errno = 0;
+  const bool opened = f.is_open();  // else tmp is not ours to remove (a directory of that name)
   f.write(s.data(), static_cast<std::streamsize>(s.size()));
   f.close();
   std::error_code ec;
   if (f) std::filesystem::rename(tmp, path, ec);
   if (!f || ec) {
     const std::string why = ec ? ec.message() : errno ? std::strerror(errno) : "write failed";
-    std::filesystem::remove(tmp, ec);
+    if (opened) std::filesystem::remove(tmp, ec);
     std::fprintf(stderr, "cannot write %s: %s\n", path.c_str(), why.c_str());
     std::exit(1);
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "golden_files.h"
@@ -35,6 +36,25 @@ TEST(GoldenFilesDeathTest, WriteFailingAtCloseExitsNamingTheFile) {
   EXPECT_EXIT(write_past_the_limit(), ::testing::ExitedWithCode(1), "cannot write .*short.bin");
   EXPECT_FALSE(fs::exists(path)) << "a short " << path << " was left";
   EXPECT_FALSE(fs::exists(path + ".tmp"));
+  fs::remove_all(dir);
+}
+
+// A file that cannot be opened is named with the open's reason (the errno
+// was cleared after the open, so it read 'write failed'), and a folder that
+// cannot be made is the same exit 1 (create_directories threw: abort).
+// Found in review9a.
+TEST(GoldenFilesDeathTest, OpenFailuresExitNamingTheFileAndTheReason) {
+  GTEST_FLAG_SET(death_test_style, "fast");
+  const fs::path dir = fs::temp_directory_path() / ("tenpak-golden-open-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "f.bin.tmp");  // the temporary name taken by a directory
+  const std::string path = (dir / "f.bin").string();
+  EXPECT_EXIT(golden::write(path, "x"), ::testing::ExitedWithCode(1), "cannot write .*f.bin: Is a directory");
+  EXPECT_TRUE(fs::is_directory(dir / "f.bin.tmp")) << "a directory that was not the writer's was removed";
+  EXPECT_FALSE(fs::exists(path));
+  { std::ofstream(dir / "plain") << "x"; }
+  const std::string under_file = (dir / "plain" / "sub" / "g.bin").string();
+  EXPECT_EXIT(golden::write(under_file, "x"), ::testing::ExitedWithCode(1), "cannot write .*g.bin: Not a directory");
   fs::remove_all(dir);
 }
 
