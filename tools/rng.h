@@ -6,18 +6,14 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tenpak/splitmix64.h"
+
 namespace tenpak::tools {
 
 class Rng {
  public:
   explicit Rng(uint64_t seed) {
-    for (auto& x : s_) {
-      seed += 0x9e3779b97f4a7c15ull;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      x = z ^ (z >> 31);
-    }
+    for (auto& x : s_) x = splitmix64(seed);
   }
   uint64_t next() {
     uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;

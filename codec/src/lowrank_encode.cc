@@ -26,18 +26,14 @@
 #include "lanes_codec.h"
 #include "tenpak/frame_codec.h"
 #include "tenpak/lowrank_codec.h"
+#include "tenpak/splitmix64.h"
 
 namespace tenpak {
 namespace {
 
 struct Rng {  // SplitMix64: the same factors on every machine for the same input
   uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64(s); }
   double uni() { return ((next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }  // (0, 1)
   double normal() { return std::sqrt(-2.0 * std::log(uni())) * std::cos(6.283185307179586 * uni()); }
 };
