@@ -385,13 +385,18 @@ int print_stats(const std::string& mp, json j) {
     // Lossy models: what their side file records (docs/LOSSY.md).
     for (auto& e : j["lossy"]) {
       const std::string model = e.value("model", std::string("?"));
-      if (e.contains("method"))
+      if (e.contains("method")) {
         std::printf("  lossy      %s: %s, measured perplexity x%.5f (%+.3f%%), KL %.4g nats, top-1 %.4f (%llu tokens of %s)\n",
                     model.c_str(), e["method"].get<std::string>().c_str(), e.value("ppl_ratio", 0.0),
                     e.value("ppl_delta_pct", 0.0), e.value("kl_mean", 0.0), e.value("top1_agreement", 0.0),
                     (unsigned long long)e.value("scored_tokens", uint64_t{0}), e.value("eval_text", std::string("?")).c_str());
-      else
+        if (const double w = e.value("qat_label_weight", 0.0); w > 0)
+          std::printf("  lossy      %s: codes trained with the calibration text's next tokens at weight %.4g: not a "
+                      "reproduction of the fine-tune\n",
+                      model.c_str(), w);
+      } else {
         std::printf("  lossy      %s: quality unknown (no tenpak.lossy.json)\n", model.c_str());
+      }
     }
     if (uint64_t more = j.value("lossy_not_listed", uint64_t{0}))
       std::printf("  lossy      %llu more lossy model(s), not listed (stats.json is full)\n", (unsigned long long)more);

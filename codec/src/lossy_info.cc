@@ -40,6 +40,15 @@ Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, con
     if (it == sha.end() || it->second != hex(of.sha256))
       return bad(of.name + ": sha256 differs from the index (the side file belongs to another delta)");
   }
+  // Optional; a record without it (every record before it existed, and a
+  // delta not trained on labels) reads as weight 0.
+  double label_weight = 0;
+  if (j.contains("qat_label_weight")) {
+    const json& w = j["qat_label_weight"];
+    if (!w.is_number() || !(w.get<double>() >= 0 && w.get<double>() <= 1))
+      return bad("qat_label_weight is not a number in [0, 1]");
+    label_weight = w.get<double>();
+  }
   const json& q = j["quality"];
   auto num = [](const json& o, const char* k) { return o.contains(k) && o[k].is_number() ? o[k].get<double>() : 0.0; };
   auto count = [](const json& o, const char* k) {
@@ -55,6 +64,7 @@ Result<LossyInfo> parse_lossy_info(std::string_view text, const Manifest& m, con
   li.scored_tokens = count(q, "scored_tokens");
   li.delta_bytes = count(j, "delta_bytes");
   li.finetune_bytes = count(j, "finetune_bytes");
+  li.qat_label_weight = label_weight;
   li.in_index = in_index;
   li.json.assign(text.begin(), text.end());
   return li;
@@ -101,7 +111,15 @@ std::string lossy_summary_line(const LossyInfo& li) {
                 "LOSSY delta (%s): measured against the true fine-tune on %s: perplexity ratio %.5f (%+.3f%%), KL %.4g "
                 "nats, top-1 agreement %.4f",
                 li.method.c_str(), li.eval_text.c_str(), li.ppl_ratio, li.ppl_delta_pct, li.kl_mean, li.top1_agreement);
-  return buf;
+  std::string line = buf;
+  if (li.qat_label_weight > 0) {
+    std::snprintf(buf, sizeof buf,
+                  "; codes trained with the calibration text's next tokens at weight %.4g (--qat-label-weight): not a "
+                  "reproduction of the fine-tune, whatever its perplexity ratio",
+                  li.qat_label_weight);
+    line += buf;
+  }
+  return line;
 }
 
 }  // namespace tenpak

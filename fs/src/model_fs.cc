@@ -346,8 +346,10 @@ FsStats ModelFs::stats() const {
   s.cache_limit = impl_->opt.frame_cache_bytes;
   read_rss(s.rss_bytes, s.peak_rss_bytes);
   const LocalReadStats lr = local_read_stats();
-  s.base_direct_bytes = lr.direct_bytes;
-  s.base_page_cache_bytes = lr.page_cache_bytes;
+  s.base_direct_bytes = lr.base.direct_bytes;
+  s.base_page_cache_bytes = lr.base.page_cache_bytes;
+  s.delta_data_direct_bytes = lr.delta_data.direct_bytes;
+  s.delta_data_page_cache_bytes = lr.delta_data.page_cache_bytes;
   return s;
 }
 
@@ -375,10 +377,13 @@ const std::vector<FsCounter>& fs_counters() {
       {"prefetch", "failed", nullptr, "counter", "prefetches that failed (a reader retries)", &FsStats::prefetch_failed},
       {"prefetch", "sparse_rereads", "sparse_rereads_total", "counter",
        "short re-reads of frames served whole (pages the kernel dropped): no prefetch", &FsStats::sparse_rereads},
-      {"base_reads", "direct_bytes", nullptr, "counter", "bytes of local base files and delta data files read with O_DIRECT",
-       &FsStats::base_direct_bytes},
-      {"base_reads", "page_cache_bytes", nullptr, "counter", "bytes of local base and delta data files found cached, copied from the page cache",
+      {"base_reads", "direct_bytes", nullptr, "counter", "bytes of local base files read with O_DIRECT", &FsStats::base_direct_bytes},
+      {"base_reads", "page_cache_bytes", nullptr, "counter", "bytes of local base files found cached, copied from the page cache",
        &FsStats::base_page_cache_bytes},
+      {"delta_data_reads", "direct_bytes", nullptr, "counter", "bytes of local delta data files (tenpak.dat) read with O_DIRECT",
+       &FsStats::delta_data_direct_bytes},
+      {"delta_data_reads", "page_cache_bytes", nullptr, "counter",
+       "bytes of local delta data files found cached, copied from the page cache", &FsStats::delta_data_page_cache_bytes},
       {"persistent_cache", "hits", "persistent_hits_total", "counter", "frames served from the persistent cache",
        &FsStats::persistent_hits},
       {"persistent_cache", "rejected", "persistent_rejected_total", "counter",
@@ -456,6 +461,8 @@ std::string ModelFs::stats_json() const {
       e["top1_agreement"] = m.lossy->top1_agreement;
       e["scored_tokens"] = m.lossy->scored_tokens;
       e["eval_text"] = m.lossy->eval_text;
+      // Only when above 0, as in the record (docs/FORMAT.md, "Lossy deltas").
+      if (m.lossy->qat_label_weight > 0) e["qat_label_weight"] = m.lossy->qat_label_weight;
     } else {
       e["quality"] = "unknown";  // codec-11 frames without a side file
     }

@@ -70,7 +70,8 @@ inline std::vector<std::string> safetensors_seeds() {
 }
 
 // Version-1 layout, and the compact index (raw and zstd body) of the same
-// records, without and with a lossy record (flags 1, 3, 5, 7).
+// records, without and with a lossy record (flags 1, 3, 5, 7), the record
+// also with the optional qat_label_weight.
 inline std::vector<std::string> manifest_seeds() {
   std::vector<std::string> v{tenpak::serialize_manifest(seed_manifest())};
   tenpak::Manifest rec = seed_manifest();
@@ -78,8 +79,14 @@ inline std::vector<std::string> manifest_seeds() {
       R"({"format":"tenpak.lossy","version":1,"lossy":true,"method":"gptqmix:0.0625","embeddings":true,)"
       R"("quality":{"eval_text":"held-out.txt","ppl_ratio":1.00801,"kl_mean":0.00553,"top1_agreement":0.9712,)"
       R"("scored_tokens":8128}})";
+  tenpak::Manifest labels = seed_manifest();
+  labels.lossy_record =
+      R"({"format":"tenpak.lossy","version":1,"lossy":true,"method":"gptqmix:0.0625","embeddings":true,)"
+      R"("quality":{"eval_text":"held-out.txt","ppl_ratio":0.99647,"kl_mean":0.0528834,"top1_agreement":0.7956,)"
+      R"("scored_tokens":8128},"qat_label_weight":0.25})";
   const tenpak::Manifest plain = seed_manifest();
-  for (const tenpak::Manifest* m : {&plain, static_cast<const tenpak::Manifest*>(&rec)})
+  for (const tenpak::Manifest* m : {&plain, static_cast<const tenpak::Manifest*>(&rec),
+                                    static_cast<const tenpak::Manifest*>(&labels)})
     for (bool z : {false, true})
       if (auto c = tenpak::serialize_manifest_compact(*m, z); c.ok()) v.push_back(*c);
   return v;

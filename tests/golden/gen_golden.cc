@@ -1291,6 +1291,31 @@ int write_record_golden(const std::string& root) {
   return 0;
 }
 
+// Adds valid-compact-record-labels/: valid-compact-record/'s delta whose
+// record also carries the optional "qat_label_weight" (a delta whose codes
+// were trained with the calibration text's next tokens, docs/FORMAT.md
+// "Lossy deltas") and the calibration text it came from; every older golden
+// file as it is.
+int write_record_labels_golden(const std::string& root) {
+  const std::string src = root + "/valid-approx";
+  const std::string idx = read_file(src + "/" + kIndexFile), dat = read_file(src + "/" + kDataFile),
+                    expected = read_file(src + "/expected.txt");
+  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), src);
+  if (!m.ok()) { std::fprintf(stderr, "%s\n", m.status().message().c_str()); return 1; }
+  m->lossy_record =
+      "{\"format\":\"tenpak.lossy\",\"version\":1,\"lossy\":true,\"method\":\"golden:1\",\"embeddings\":false,"
+      "\"lossless_delta_bytes\":4096,\"finetune_bytes\":65536,\"quality\":{\"eval_text\":\"golden.txt\","
+      "\"eval_part\":\"whole file\",\"ctx\":256,\"windows\":2,\"scored_tokens\":510,\"ppl_ratio\":0.99647,"
+      "\"ppl_delta_pct\":-0.353,\"kl_mean\":0.0528834,\"top1_agreement\":0.7956},\"calib\":{\"calib_text\":"
+      "\"calib.txt\",\"calib_part\":\"whole file\",\"calib_text_sha256\":"
+      "\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"},\"qat_label_weight\":0.25}";
+  auto raw = serialize_manifest_compact(*m, false);
+  if (!raw.ok()) { std::fprintf(stderr, "compact index refused\n"); return 1; }
+  write_delta(root + "/valid-compact-record-labels", *raw, dat, expected);
+  std::printf("wrote %s/valid-compact-record-labels\n", root.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--rans-only") return write_rans_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--lanes-only") return write_lanes_golden(argv[1]);
@@ -1303,9 +1328,10 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--fix-unknown-codec") return fix_unknown_codec(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--compact-only") return write_compact_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--record-only") return write_record_golden(argv[1]);
+  if (argc == 3 && std::string(argv[2]) == "--record-labels-only") return write_record_labels_golden(argv[1]);
   if (argc == 3 && std::string(argv[2]) == "--grouped-rc-only") return write_approx_golden(argv[1], true);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --compact-only | --record-only | --grouped-rc-only | --fix-unknown-codec]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s tests/golden [--rans-only | --lanes-only | --patch-only | --approx-only | --lowrank-only | --compact-only | --record-only | --record-labels-only | --grouped-rc-only | --fix-unknown-codec]\n", argv[0]);
     return 2;
   }
   const std::string root = argv[1];

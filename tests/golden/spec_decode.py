@@ -151,6 +151,10 @@ def check_record(raw, outs):
     # An integer 1 (Python's 1.0 and True compare equal to 1; the C++ reader refuses them).
     need(type(j.get("version")) is int and j["version"] == 1, "lossy record: version")
     need(isinstance(j.get("method"), str) and isinstance(j.get("quality"), dict), "lossy record: method or quality")
+    # Optional: the weight of the calibration text's labels in the codes' training, a number in [0, 1].
+    if "qat_label_weight" in j:
+        w = j["qat_label_weight"]
+        need(type(w) in (int, float) and 0 <= w <= 1, "lossy record: qat_label_weight")
     if "rebuilt" in j:
         need(sorted((x["name"], x["sha256"]) for x in j["rebuilt"]) ==
              sorted((o["name"], o["sha"].hex()) for o in outs), "lossy record: rebuilt differs from the index")
@@ -1160,19 +1164,30 @@ def main():
             check_valid(root, "valid-grouped-rc", base, True, 4) and
             check_valid(root, "valid-compact", base, True, 8) and
             (zstandard is None or check_valid(root, "valid-compact-zstd", base, True, 8)) and
-            check_valid(root, "valid-compact-record", base, True, 8)):
+            check_valid(root, "valid-compact-record", base, True, 8) and
+            check_valid(root, "valid-compact-record-labels", base, True, 8)):
         return 1
     rec = lossy_record((root / "valid-compact-record" / "tenpak.idx").read_bytes())
     if rec is None or rec["method"] != "golden:1" or rec["quality"]["ppl_ratio"] != 1.00567:
         print(f"FAIL valid-compact-record: lossy record {rec}")
         return 1
     print(f"ok   valid-compact-record: lossy record {rec['method']}, ppl ratio {rec['quality']['ppl_ratio']}")
+    rec = lossy_record((root / "valid-compact-record-labels" / "tenpak.idx").read_bytes())
+    if rec is None or rec.get("qat_label_weight") != 0.25:
+        print(f"FAIL valid-compact-record-labels: lossy record {rec}")
+        return 1
+    print(f"ok   valid-compact-record-labels: qat_label_weight {rec['qat_label_weight']}")
     # Records the C++ reader (codec/src/lossy_info.cc) refuses are refused here too.
     for bad in (b'{"format":"tenpak.lossy","version":true,"method":"x","quality":{}}',
                 b'{"format":"tenpak.lossy","version":1.0,"method":"x","quality":{}}',
                 b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{"kl_mean":NaN}}',
                 b'{"format":"tenpak.lossy","version":1,"method":"\xff","quality":{}}',
-                b'{"format":"tenpak.lossy","version":1,"method":"x"}'):
+                b'{"format":"tenpak.lossy","version":1,"method":"x"}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":1.5}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":-0.1}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":"0.25"}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":true}',
+                b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":null}'):
         try:
             check_record(bad, [])
         except Corrupt:
@@ -1180,6 +1195,8 @@ def main():
         print(f"FAIL lossy record {bad!r} accepted")
         return 1
     check_record(b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{}}', [])
+    check_record(b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":0}', [])
+    check_record(b'{"format":"tenpak.lossy","version":1,"method":"x","quality":{},"qat_label_weight":1}', [])
     n = check_invalid(root, base)
     if n < 0:
         return 1

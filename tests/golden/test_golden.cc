@@ -61,7 +61,8 @@ std::vector<std::string> lines(const std::string& path) {
 class GoldenValid : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenValid, ::testing::Values("valid", "valid-rans", "valid-lanes", "valid-patch", "valid-words", "valid-wrans",
                                                                      "valid-wrans-ids", "valid-approx", "valid-lowrank", "valid-grouped-rc", "valid-compact",
-                                                                     "valid-compact-zstd", "valid-compact-record"));
+                                                                     "valid-compact-zstd", "valid-compact-record",
+                                                                     "valid-compact-record-labels"));
 
 // A compact index (docs/FORMAT.md) holds the same records as the version-1
 // index it was written from: valid-compact*/ are valid-approx/ re-indexed.
@@ -101,6 +102,30 @@ TEST(Golden, CompactIndexRecordIsTheLossyInfo) {
   auto again = serialize_manifest_compact(m, false);
   ASSERT_TRUE(again.ok());
   std::ifstream f(golden() + "/valid-compact-record/tenpak.idx", std::ios::binary);
+  EXPECT_EQ(*again, std::string((std::istreambuf_iterator<char>(f)), {}));
+}
+
+// The record's optional qat_label_weight (docs/FORMAT.md, "Lossy deltas"):
+// read from the index, shown in the summary line; valid-compact-record/,
+// written before the field, reads as weight 0 and says nothing of labels.
+TEST(Golden, CompactIndexRecordCarriesTheLabelWeight) {
+  auto c = open_delta_dir(golden() + "/valid-compact-record-labels");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  auto li = load_lossy_info(golden() + "/valid-compact-record-labels", (*c)->manifest());
+  ASSERT_TRUE(li.ok()) << li.status().message();
+  ASSERT_TRUE(li->has_value());
+  EXPECT_DOUBLE_EQ((*li)->qat_label_weight, 0.25);
+  EXPECT_DOUBLE_EQ((*li)->ppl_ratio, 0.99647);
+  EXPECT_NE(lossy_summary_line(**li).find("next tokens at weight 0.25"), std::string::npos) << lossy_summary_line(**li);
+  auto old = open_delta_dir(golden() + "/valid-compact-record");
+  ASSERT_TRUE(old.ok()) << old.status().message();
+  auto lo = load_lossy_info(golden() + "/valid-compact-record", (*old)->manifest());
+  ASSERT_TRUE(lo.ok() && lo->has_value());
+  EXPECT_EQ((*lo)->qat_label_weight, 0.0);
+  EXPECT_EQ(lossy_summary_line(**lo).find("next tokens"), std::string::npos);
+  auto again = serialize_manifest_compact((*c)->manifest(), false);
+  ASSERT_TRUE(again.ok());
+  std::ifstream f(golden() + "/valid-compact-record-labels/tenpak.idx", std::ios::binary);
   EXPECT_EQ(*again, std::string((std::istreambuf_iterator<char>(f)), {}));
 }
 

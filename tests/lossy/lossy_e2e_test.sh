@@ -172,6 +172,22 @@ for w in ("before", "after"):
 assert q["probe_loss_after"] <= q["probe_loss_before"], q
 print("ok   --qat-label-weight 0.25: probe KL", q["probe_kl_before"], "->", q["probe_kl_after"], "CE", q["probe_ce_before"],
       "->", q["probe_ce_after"])' "$T/d-lw.report.json" || fail "qat label weight"
+# The record says the codes were trained with the text's labels (FORMAT.md,
+# "Lossy deltas": qat_label_weight), and verify / inspect show it; the KL-only
+# QAT delta above has no such field and no such line.
+check_delta "$T/d-lw" "$T/f"
+"$PY" -c '
+import json, sys
+assert json.load(open(sys.argv[1]))["lossy"]["qat_label_weight"] == 0.25' "$T/inspect.json" || fail "d-lw: record without qat_label_weight"
+for d in d-lw d-gr; do
+  expect_rc 0 "$TENPAK" delta verify "$T/$d" --base "$B"
+  n=$(grep -c "next tokens at weight 0.25 (--qat-label-weight): not a reproduction of the fine-tune" "$T/out")
+  expect_rc 0 "$TENPAK" delta inspect "$T/$d"
+  n=$n$(grep -c "next tokens at weight 0.25 (--qat-label-weight): not a reproduction of the fine-tune" "$T/out")
+  expect_rc 0 "$TENPAK" delta inspect "$T/$d" --json
+  n=$n$(grep -c '"qat_label_weight"' "$T/out")
+  case $d in d-lw) [ "$n" = 111 ] ;; *) [ "$n" = 000 ] ;; esac || fail "$d: label weight shown $n (verify, inspect, inspect --json)"
+done
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-label-weight 0.5 --tune-loss kl "${EV[@]}"
 grep -q "needs --qat-steps N and --tune-loss kl" "$T/err" || { cat "$T/err"; fail "--qat-label-weight without --qat-steps"; }
 expect_rc 2 "$TENPAK" delta build "$B" "$T/f/finetune" -o "$T/bad" --lossy gptqmix:0.0625 --qat-steps 5 --qat-label-weight 0.5 "${EV[@]}"

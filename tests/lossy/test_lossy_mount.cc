@@ -341,6 +341,69 @@ TEST_F(LossyMount, TheCliShowsARecordWithOddlyTypedNumbers) {
   }
 }
 
+// A delta whose codes were trained with the calibration text's labels
+// (--qat-label-weight) says so in its record (docs/FORMAT.md, "Lossy
+// deltas"), and every reader shows it: stats.json, `tenpak stats`' source,
+// `delta inspect` and `delta verify` (their summary line, and the record in
+// --json). kRecord, without the field, shows none of it.
+TEST_F(LossyMount, TheLabelWeightOfTheCodesTrainingIsShown) {
+  const std::string d = *dir_ / "labels";
+  json rec = json::parse(kRecord);
+  rec["qat_label_weight"] = 0.25;
+  with_record(*dir_ / "www/lossy", rec.dump(), d);
+  auto mt = Mount::open(options(d));
+  ASSERT_TRUE(mt.ok()) << mt.status().to_string();
+  json l = lossy_of(**mt);
+  expect_index_record(l);
+  ASSERT_TRUE(l[0].contains("qat_label_weight")) << l;
+  EXPECT_DOUBLE_EQ(l[0]["qat_label_weight"].get<double>(), 0.25);
+  auto plain = Mount::open(options(*dir_ / "www/inidx"));
+  ASSERT_TRUE(plain.ok()) << plain.status().to_string();
+  json p = lossy_of(**plain);
+  ASSERT_EQ(p.size(), 1u) << p;
+  EXPECT_FALSE(p[0].contains("qat_label_weight")) << p;
+  const char* bin = std::getenv("TENPAK_BIN");
+  if (!bin || !*bin) GTEST_SKIP() << "TENPAK_BIN not set (run under ctest)";
+  const std::string base = *dir_ / "base";
+  for (const std::string& dir : {d, std::string(*dir_ / "www/inidx")})
+    for (const std::string args : {"delta inspect " + dir, "delta inspect --json " + dir,
+                                   "delta verify --base " + base + " " + dir, "delta verify --json --base " + base + " " + dir}) {
+      const std::string cmd = std::string(bin) + " " + args + " > " + d + "/../labels-out.txt 2>&1";
+      const int st = std::system(cmd.c_str());
+      ASSERT_TRUE(WIFEXITED(st)) << args;
+      const std::string out = slurp(d + "/../labels-out.txt");
+      EXPECT_EQ(WEXITSTATUS(st), 0) << args << ": " << out;
+      const bool json_out = args.find("--json") != std::string::npos, with = dir == d;
+      const char* want = json_out ? "\"qat_label_weight\"" : "next tokens at weight 0.25 (--qat-label-weight): not a reproduction";
+      EXPECT_EQ(out.find(want) != std::string::npos, with) << args << ": " << out;
+    }
+}
+
+TEST(LossyInfo, TheLabelWeightIsOptionalAndChecked) {
+  Manifest m;
+  const json rec = {{"format", "tenpak.lossy"}, {"version", 1}, {"method", "gptqmix:0.0625"}, {"quality", {{"kl_mean", 0.05}}}};
+  auto none = parse_lossy_info(rec.dump(), m, "idx", true);  // a record written before the field
+  ASSERT_TRUE(none.ok()) << none.status().to_string();
+  EXPECT_EQ(none->qat_label_weight, 0.0);
+  EXPECT_EQ(lossy_summary_line(*none).find("next tokens"), std::string::npos);
+  for (double w : {0.0, 0.1, 1.0}) {
+    json r = rec;
+    r["qat_label_weight"] = w;
+    auto li = parse_lossy_info(r.dump(), m, "idx", true);
+    ASSERT_TRUE(li.ok()) << r.dump();
+    EXPECT_DOUBLE_EQ(li->qat_label_weight, w);
+    EXPECT_EQ(lossy_summary_line(*li).find("not a reproduction of the fine-tune") != std::string::npos, w > 0) << w;
+  }
+  for (const json& w : {json(1.5), json(-0.1), json("0.25"), json(true), json(nullptr), json::array({0.25})}) {
+    json r = rec;
+    r["qat_label_weight"] = w;
+    auto li = parse_lossy_info(r.dump(), m, "idx: lossy record", true);
+    ASSERT_FALSE(li.ok()) << r.dump();
+    EXPECT_EQ(li.status().code(), Errc::corrupt);
+    EXPECT_NE(li.status().message().find("idx: lossy record: qat_label_weight"), std::string::npos) << li.status().message();
+  }
+}
+
 // In the index a record may leave the rebuilt files out (they are the
 // index's own); when it lists them they are checked as a side file's are.
 TEST(LossyInfo, ARecordInTheIndexNeedsNoRebuiltList) {

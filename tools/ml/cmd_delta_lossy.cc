@@ -1447,6 +1447,14 @@ std::string lossy_record(const LossyOptions& o, const Candidate& c, const json& 
   r["finetune_bytes"] = ft_bytes;
   r["quality"] = q;
   if (calib) r["calib"] = {{"calib_text", calib->file}, {"calib_part", calib->part}, {"calib_text_sha256", calib->sha256}};
+  // Trained on the calibration text's labels, the delta is not a copy of the
+  // fine-tune (docs/LOSSY.md), and readers say so. Only then: a record
+  // without it is byte for byte what it was before the field existed (the
+  // record counts in gptqmix's budget, so the deltas trained on the KL alone
+  // stay the same). --tune-loss and --qat-steps stay in the build report:
+  // whatever their values the delta is trained towards the fine-tune.
+  if (o.qat_label_weight > 0 && o.qat_steps > 0 && (c.m.kind == "gptqdelta" || c.m.kind == "gptqmix"))
+    r["qat_label_weight"] = sig6(o.qat_label_weight);
   return r.dump();
 }
 

@@ -6,7 +6,9 @@
 // verify`, `delta apply` and the mount (stats.json, `tenpak stats`).
 //
 // Contract: a record is accepted only when it is format "tenpak.lossy"
-// version 1 with a method and a quality object. A side file must also list
+// version 1 with a method and a quality object, and "qat_label_weight", when
+// present, a number in [0, 1] (readers show it: a malformed one would show a
+// delta trained on the text's labels as a reproduction). A side file must also list
 // exactly the index's output files, each with the sha256 the index records
 // for it; a record in the index may omit that list (it is implicit) and is
 // checked the same way when it has one. Anything else is Errc::corrupt (it
@@ -43,6 +45,12 @@ struct LossyInfo {
   double top1_agreement = 0;
   uint64_t scored_tokens = 0;
   uint64_t delta_bytes = 0, finetune_bytes = 0;  // 0 when not recorded
+  // The weight of the calibration text's next tokens in the codes' training
+  // (--qat-label-weight; the record's optional "qat_label_weight", absent
+  // in records written before it and in deltas trained on the KL alone: 0).
+  // Above 0 the delta was pulled towards that text, not only towards the
+  // fine-tune: its quality is not that of a reproduction of the fine-tune.
+  double qat_label_weight = 0;
   bool in_index = false;   // read from the index's record (not a side file)
   std::string json;        // the record's text as read
 };
