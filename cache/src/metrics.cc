@@ -93,10 +93,15 @@ std::string render_prometheus(const std::vector<std::pair<std::string, const Blo
     o << "tenpak_fetch_latency_seconds_count{origin=\"" << esc(url) << "\"} " << s.latency_count << "\n";
   }
   const LocalReadStats lr = local_read_stats();
+  // The role label came with the delta data counts (before it, the two
+  // series {path=...} summed base files and delta data files).
   metric(o, "tenpak_local_read_bytes_total", "counter",
-         "Bytes read from local base files, by path: O_DIRECT from storage, or from the page cache (all pages there).");
-  o << "tenpak_local_read_bytes_total{path=\"direct\"} " << lr.direct_bytes << "\n";
-  o << "tenpak_local_read_bytes_total{path=\"page_cache\"} " << lr.page_cache_bytes << "\n";
+         "Bytes read from local files that bypass the page cache when cold, by role (base: model base files, "
+         "delta_data: delta data files) and path: O_DIRECT from storage, or from the page cache (all pages there).");
+  for (const auto& [role, n] : {std::pair<const char*, LocalReadCounts>{"base", lr.base}, {"delta_data", lr.delta_data}}) {
+    o << "tenpak_local_read_bytes_total{role=\"" << role << "\",path=\"direct\"} " << n.direct_bytes << "\n";
+    o << "tenpak_local_read_bytes_total{role=\"" << role << "\",path=\"page_cache\"} " << n.page_cache_bytes << "\n";
+  }
   std::vector<std::pair<std::string, CacheStats>> cs;
   for (auto& [n, c] : caches)
     if (c) cs.emplace_back(n, c->stats());

@@ -105,7 +105,11 @@ struct PooledBuf {
 
 const uint64_t kPageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
-std::atomic<uint64_t> g_direct_bytes{0}, g_page_cache_bytes{0};  // local_read_stats()
+// local_read_stats(), per LocalFileOptions::Role.
+struct RoleCounters {
+  std::atomic<uint64_t> direct_bytes{0}, page_cache_bytes{0};
+};
+RoleCounters g_base_reads, g_delta_data_reads;
 
 class LocalFile final : public BlockSource {
  public:
@@ -136,7 +140,7 @@ class LocalFile final : public BlockSource {
         const uint64_t want = ((offset + len + kDirectAlign - 1) & ~(kDirectAlign - 1)) - pos;
         auto got = pread_direct(pos, want, offset + len - pos, buf);
         if (got.ok()) {
-          g_direct_bytes.fetch_add(len, std::memory_order_relaxed);
+          counters().direct_bytes.fetch_add(len, std::memory_order_relaxed);
           return static_cast<const uint8_t*>(buf + (offset - pos));
         }
         if (got.status().code() != Errc::unsupported) return got.status();
@@ -205,7 +209,7 @@ class LocalFile final : public BlockSource {
       std::memcpy(dst + (from - offset), buf.p + (from - pos), to - from);
       pos += want;
     }
-    g_direct_bytes.fetch_add(len, std::memory_order_relaxed);
+    counters().direct_bytes.fetch_add(len, std::memory_order_relaxed);
     return Status::Ok();
   }
 
@@ -242,8 +246,12 @@ class LocalFile final : public BlockSource {
   // A range whose pages are all cached, copied out of the page cache.
   Status read_cached(uint64_t offset, size_t len, uint8_t* dst) {
     Status st = read_buffered(offset, len, dst);
-    if (st.ok()) g_page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
+    if (st.ok()) counters().page_cache_bytes.fetch_add(len, std::memory_order_relaxed);
     return st;
+  }
+
+  RoleCounters& counters() const {
+    return opt_.role == LocalFileOptions::Role::delta_data ? g_delta_data_reads : g_base_reads;
   }
 
   int fd_;
@@ -266,9 +274,15 @@ std::string no_direct_reads_on(const std::string& path) {
 }
 
 LocalReadStats local_read_stats() {
+  auto load = [](const RoleCounters& c) {
+    LocalReadCounts n;
+    n.direct_bytes = c.direct_bytes.load(std::memory_order_relaxed);
+    n.page_cache_bytes = c.page_cache_bytes.load(std::memory_order_relaxed);
+    return n;
+  };
   LocalReadStats s;
-  s.direct_bytes = g_direct_bytes.load(std::memory_order_relaxed);
-  s.page_cache_bytes = g_page_cache_bytes.load(std::memory_order_relaxed);
+  s.base = load(g_base_reads);
+  s.delta_data = load(g_delta_data_reads);
   return s;
 }
 

@@ -42,6 +42,7 @@ Result<std::unique_ptr<DeltaReader>> open_delta(const std::string& loc, const st
   }
   SourceOptions so;
   so.local.direct_when_cold = direct_data && !is_remote_location(loc) && no_direct_reads_on(loc).empty();
+  so.local.role = LocalFileOptions::Role::delta_data;  // stats.json "delta_data_reads", not "base_reads"
   auto dat = open_source(join_location(loc, kDataFile), so);
   if (!dat.ok()) return Status{Errc::corrupt, loc + ": delta data missing (" + dat.status().message() + ")"};
   return DeltaReader::open(through_cache(std::move(idx.value()), cache, loc),
@@ -157,6 +158,7 @@ Result<std::unique_ptr<Mount>> Mount::open(MountOptions a) {
     DeltaReader& r = *readers[i];
     const unsigned shared_by = users[base_of[i]];
     LocalFileOptions lo;
+    lo.role = LocalFileOptions::Role::base;
     lo.direct_when_cold = !a.buffered_base && shared_by < 2;
     if (!a.buffered_base && shared_by >= 2 && logged.insert(base_of[i]).second)
       log("base " + base_of[i] + " is shared by " + std::to_string(shared_by) + " models: read through the page cache");

@@ -138,8 +138,8 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
     const LocalReadStats st1 = local_read_stats();
     uint64_t asked = 0;
     for (auto [o, n] : ranges) asked += n;
-    EXPECT_EQ(st1.direct_bytes - st0.direct_bytes, asked);
-    EXPECT_EQ(st1.page_cache_bytes, st0.page_cache_bytes);
+    EXPECT_EQ(st1.base.direct_bytes - st0.base.direct_bytes, asked);
+    EXPECT_EQ(st1.base.page_cache_bytes, st0.base.page_cache_bytes);
     EXPECT_TRUE(s.read(5, 0, nullptr).ok());
     // Cached now (another reader): the same ranges, copied from the page
     // cache, with no read from storage where the kernel can tell.
@@ -149,7 +149,7 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
     check_all();
     if (have_cachestat(p) && resident_pages(p) == (data.size() + 4095) / 4096) {
       EXPECT_EQ(storage_read_bytes(), before) << "cached ranges were read from storage";
-      EXPECT_EQ(local_read_stats().page_cache_bytes - st1.page_cache_bytes, asked);
+      EXPECT_EQ(local_read_stats().base.page_cache_bytes - st1.base.page_cache_bytes, asked);
     }
     // Several threads at once (each takes a pooled buffer).
     drop_pages(p);
@@ -193,10 +193,49 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
     const LocalReadStats st2 = local_read_stats();
     check_in(true);
     EXPECT_EQ(resident_pages(p), 0u) << "read_in filled the page cache";
-    EXPECT_EQ(local_read_stats().direct_bytes - st2.direct_bytes, asked);
+    EXPECT_EQ(local_read_stats().base.direct_bytes - st2.base.direct_bytes, asked);
     if (have_cachestat(p)) {
       { std::ifstream(p, std::ios::binary).ignore(data.size() + 1); }
       if (resident_pages(p) == (data.size() + 4095) / 4096) check_in(false);
+    }
+  }
+}
+
+// Reads are counted under the file's role: a delta's data file read direct
+// or from the page cache moves only the delta_data counts, so that a mount's
+// base_reads speak of base files alone (tests/fs/mount_test.py).
+TEST(LocalFile, ReadsAreCountedUnderTheFilesRole) {
+  TempDir d;
+  const std::string p = d.path + "/tenpak.dat";
+  std::string data(192u << 10, '\0');
+  std::mt19937_64 rng(7);
+  for (auto& c : data) c = static_cast<char>(rng());
+  std::ofstream(p, std::ios::binary) << data;
+  drop_pages(p);
+  if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
+  if (auto why = direct_unusable(p); !why.empty()) GTEST_SKIP() << why;
+  LocalFileOptions lo;
+  lo.direct_when_cold = true;
+  lo.role = LocalFileOptions::Role::delta_data;
+  auto src = open_local_file(p, lo);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  std::vector<uint8_t> b(data.size());
+  const LocalReadStats st0 = local_read_stats();
+  ASSERT_TRUE((*src)->read(0, b.size(), b.data()).ok());
+  ASSERT_EQ(0, memcmp(b.data(), data.data(), b.size()));
+  const LocalReadStats st1 = local_read_stats();
+  EXPECT_EQ(st1.delta_data.direct_bytes - st0.delta_data.direct_bytes, data.size());
+  EXPECT_EQ(st1.delta_data.page_cache_bytes, st0.delta_data.page_cache_bytes);
+  EXPECT_EQ(st1.base.direct_bytes, st0.base.direct_bytes);
+  EXPECT_EQ(st1.base.page_cache_bytes, st0.base.page_cache_bytes);
+  if (have_cachestat(p)) {
+    { std::ifstream(p, std::ios::binary).ignore(data.size() + 1); }
+    if (resident_pages(p) == data.size() / 4096) {
+      ASSERT_TRUE((*src)->read(0, b.size(), b.data()).ok());
+      const LocalReadStats st2 = local_read_stats();
+      EXPECT_EQ(st2.delta_data.page_cache_bytes - st1.delta_data.page_cache_bytes, data.size());
+      EXPECT_EQ(st2.base.page_cache_bytes, st1.base.page_cache_bytes);
+      EXPECT_EQ(st2.base.direct_bytes, st1.base.direct_bytes);
     }
   }
 }

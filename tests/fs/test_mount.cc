@@ -181,7 +181,7 @@ TEST(FsCounters, StatsJsonAndPrometheusKeepTheirNames) {
        {"\"pid\"", "\"models\"", "\"reads\"", "\"bytes_served\"", "\"frames_rebuilt\"", "\"bytes_rebuilt\"", "\"frame_cache\"",
         "\"hits\"", "\"misses\"", "\"evictions\"", "\"spent_evictions\"", "\"bytes\"", "\"spent_bytes\"", "\"limit\"",
         "\"inflight_joins\"", "\"prefetch\"", "\"issued\"", "\"wasted\"", "\"dropped\"", "\"failed\"", "\"sparse_rereads\"",
-        "\"base_reads\"", "\"direct_bytes\"", "\"page_cache_bytes\"", "\"persistent_cache\"", "\"enabled\"", "\"frames\"",
+        "\"base_reads\"", "\"direct_bytes\"", "\"page_cache_bytes\"", "\"delta_data_reads\"", "\"persistent_cache\"", "\"enabled\"", "\"frames\"",
         "\"rejected\"", "\"stored\"", "\"skipped\"", "\"retries\"", "\"retried_ok\"", "\"errors\"", "\"io\"", "\"corrupt\"",
         "\"base_missing\"", "\"other\"", "\"rss_bytes\"", "\"peak_rss_bytes\"", "\"rebuild_latency\"", "\"le_s\"",
         "\"cumulative_counts\"", "\"count\"", "\"sum_s\""})
@@ -205,6 +205,14 @@ TEST(FsCounters, StatsJsonAndPrometheusKeepTheirNames) {
        at = p.find("# HELP tenpak_fs_errors_total", at + 1))
     ++helps;
   EXPECT_EQ(helps, 1u) << "one HELP per family";
+  // Local reads by role (base files, delta data files) and path; the role
+  // label is the one change to these series (README, "The mount").
+  const std::string all = (*m)->prometheus();
+  for (const char* name : {"tenpak_local_read_bytes_total{role=\"base\",path=\"direct\"} ",
+                           "tenpak_local_read_bytes_total{role=\"base\",path=\"page_cache\"} ",
+                           "tenpak_local_read_bytes_total{role=\"delta_data\",path=\"direct\"} ",
+                           "tenpak_local_read_bytes_total{role=\"delta_data\",path=\"page_cache\"} "})
+    EXPECT_NE(all.find(name), std::string::npos) << name << " missing from\n" << all;
 }
 
 // `tenpak stats` text, stats.json and the exporter are generated from one
@@ -246,7 +254,7 @@ TEST(FsCounters, TextJsonAndPrometheusShowTheSameCounters) {
     EXPECT_NE(text->find(shown), std::string::npos) << shown << " missing from\n" << *text;
   }
   // Each group on its own line, labelled by its stats.json name.
-  for (const char* g : {"  mount ", "  frame_cache ", "  prefetch ", "  base_reads ", "  errors "})
+  for (const char* g : {"  mount ", "  frame_cache ", "  prefetch ", "  base_reads ", "  delta_data_reads ", "  errors "})
     EXPECT_NE(text->find(g), std::string::npos) << g << " missing from\n" << *text;
   // Not ours: a clear error, not an abort.
   EXPECT_EQ(fs_stats_text("[1]").status().code(), Errc::corrupt);

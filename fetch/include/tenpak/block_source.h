@@ -81,6 +81,12 @@ struct LocalFileOptions {
   // systems (no_direct_reads_on). While direct reads are on, will_need()
   // does nothing (a hint would fill the page cache).
   bool direct_when_cold = false;
+  // What the file is to its reader, only for local_read_stats(): a model's
+  // base file (the default, which every caller that does not say means) or
+  // a delta's data file (tenpak.dat). Reads are counted per role so that a
+  // mount's "base read direct" is told apart from its delta data read direct.
+  enum class Role { base, delta_data };
+  Role role = Role::base;
 };
 
 // The name of the file system holding `path` ("nfs", "cifs", "fuse", "ceph",
@@ -111,11 +117,15 @@ Result<Sha256> sha256_of_local_file(const std::string& path, const std::function
 Result<std::unique_ptr<BlockSource>> open_local_file(const std::string& path, const LocalFileOptions& opt = {});
 
 // Bytes this process read from local files opened with direct_when_cold,
-// by the path they took: O_DIRECT from storage, or copied from the page
-// cache because every page of the range was there (the base shared with
-// another reader). Counted since the process started.
-struct LocalReadStats {
+// by the file's LocalFileOptions::Role and by the path they took: O_DIRECT
+// from storage, or copied from the page cache because every page of the
+// range was there (the base shared with another reader). Counted since the
+// process started.
+struct LocalReadCounts {
   uint64_t direct_bytes = 0, page_cache_bytes = 0;
+};
+struct LocalReadStats {
+  LocalReadCounts base, delta_data;
 };
 LocalReadStats local_read_stats();
 

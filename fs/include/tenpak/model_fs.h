@@ -143,8 +143,10 @@ struct FsStats {
   uint64_t retries = 0, retried_ok = 0;
   uint64_t errors_io = 0, errors_corrupt = 0, errors_base_missing = 0, errors_other = 0;
   uint64_t rss_bytes = 0, peak_rss_bytes = 0;
-  // Bytes this process read from local base files, by path (local_read_stats()).
+  // Bytes this process read from local base files and from local delta
+  // data files (tenpak.dat), by path (local_read_stats()).
   uint64_t base_direct_bytes = 0, base_page_cache_bytes = 0;
+  uint64_t delta_data_direct_bytes = 0, delta_data_page_cache_bytes = 0;
   // Latency of every frame rebuilt from the origins (frames_rebuilt of
   // them; retries included, persistent-cache hits not): cumulative counts
   // per bucket of kRebuildLatencyBuckets (Prometheus style), their sum.
