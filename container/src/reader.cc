@@ -371,9 +371,12 @@ Status attach_base(DeltaReader& r, const std::string& loc, const BaseAttachOptio
     so.local = o.local;
     auto src = open_source(path, so);
     if (!src.ok()) {
-      // Another size is a wrong base; a remote origin that does not answer
-      // or serve (refused, 404, 503) is unavailable, not wrong.
-      Errc code = src.status().code() == Errc::mismatch || !remote ? Errc::mismatch : Errc::unavailable;
+      // A local file of another size, or missing, is a wrong base. A remote
+      // one keeps the code errc_of_fetch_cause gave it, as every command's
+      // download does (README's exit codes): another size or a changed
+      // origin mismatch, refused / timeout / 5xx / 429 unavailable, another
+      // 4xx not_found, an answer not asked for io.
+      Errc code = remote ? src.status().code() : Errc::mismatch;
       return {code, "base file '" + bf.name + "' needed by " + r.name() + ": " + src.status().message()};
     }
     if (o.check_sha256 && !remote) {

@@ -14,6 +14,7 @@
 
 #include "../test_util.h"
 #include "servers.h"
+#include "tenpak/base_attach.h"
 #include "tenpak/cache.h"
 #include "tenpak/cached_source.h"
 #include "tenpak/delta.h"
@@ -181,6 +182,22 @@ TEST_F(NginxTest, DeltaAndBaseRebuiltOverHttp) {
     std::string orig = tptest::read_file(g_root + "/a/finetune/" + of.name);
     EXPECT_EQ(hex(sha256(orig.data(), orig.size())), hex(of.sha256)) << of.name;
   }
+}
+
+// A remote base keeps the code its download got (README's exit codes): a
+// base URL whose files answer 404 is not_found (exit 2), as a delta URL's
+// index or a download's 404 is; attach_base turned it into unavailable (7,
+// "try again later"). The base found there attaches.
+TEST_F(NginxTest, RemoteBaseNotFoundIsNotFound) {
+  auto r = open_remote(ng_->url() + "/a/delta", ng_->url() + "/a/base", nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const std::string missing = ng_->url() + "/no/such/base";
+  Status st = attach_base(**r, missing);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Errc::not_found) << st.to_string();
+  EXPECT_NE(st.message().find(missing), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("404"), std::string::npos) << st.message();
+  EXPECT_TRUE(attach_base(**r, ng_->url() + "/a/base").ok());
 }
 
 // HTTP/2 when offered: nginx with TLS (a certificate made here by the

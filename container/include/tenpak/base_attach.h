@@ -36,10 +36,12 @@ struct BaseAttachOptions {
 // directory or single file, or the URL / hub id of a base directory or of
 // one model file (a .safetensors, .bin, .pt, .pth or .ckpt; see
 // remote_file_name). A single file serves a delta that needs exactly one
-// base file, whatever its name. Errors: Errc::invalid (no such local base),
-// Errc::mismatch (a file of another size or sha256, or a single file for a
-// delta needing several: a wrong base), Errc::unavailable (a remote origin
-// that does not answer or serve the file: refused, 404, 503), io.
+// base file, whatever its name. Errors: Errc::not_found (no such local
+// base; a remote file answered with a 4xx other than 429), Errc::mismatch (a
+// file of another size or sha256, or a single file for a delta needing
+// several: a wrong base), Errc::unavailable (a remote origin that does not
+// answer or serve now: refused, a timeout, 5xx, 429), io (a remote answer
+// not asked for, such as a redirect).
 Status attach_base(DeltaReader& r, const std::string& location, const BaseAttachOptions& opt = {});
 
 }  // namespace tenpak
