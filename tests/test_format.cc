@@ -233,6 +233,34 @@ TEST(Safetensors, WriteFileStoresTensorsInOrder) {
   std::filesystem::remove_all(dir);
 }
 
+// A list the header cannot describe is an error naming the file and the
+// tensor, with no file written: a name given twice (the JSON object would
+// keep one entry and leave the other's bytes a hole, a file the safetensors
+// library refuses with InvalidOffset), "__metadata__", no dtype, a byte
+// length past 2^64, no data, a name that is not UTF-8.
+TEST(Safetensors, WriteFileRefusesTensorsTheHeaderCannotHold) {
+  const std::string dir = tptest::temp_dir("st-write-bad");
+  const float v[2] = {1.0f, 2.0f};
+  const std::string path = dir + "/model.safetensors";
+  const std::vector<std::pair<std::vector<SafetensorsTensor>, std::string>> cases = {
+      {{{"a", DType::F32, {1}, v}, {"a", DType::F32, {1}, v + 1}}, "'a': named twice"},
+      {{{"__metadata__", DType::F32, {1}, v}}, "'__metadata__'"},
+      {{{"u", DType::unknown, {1}, v}}, "'u': no safetensors dtype"},
+      {{{"big", DType::F32, {1ull << 32, 1ull << 31}, v}}, "'big': byte length over 2^64"},
+      {{{"null", DType::F32, {2}, nullptr}}, "'null': no data"},
+      {{{"bad\xff", DType::F32, {1}, v}}, "cannot make the safetensors header"},
+  };
+  for (const auto& [ts, why] : cases) {
+    Status st = write_safetensors_file(path, ts);
+    EXPECT_FALSE(st.ok()) << why;
+    EXPECT_EQ(st.code(), Errc::invalid) << st.message();
+    EXPECT_EQ(st.message().rfind(path + ": ", 0), 0u) << st.message();
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.message();
+    EXPECT_TRUE(std::filesystem::is_empty(dir)) << why;
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Format, ManyFramesRoundTrip) {
   Manifest m;
   OutFile f;

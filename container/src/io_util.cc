@@ -5,7 +5,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
+#include <set>
+#include <string_view>
 
 namespace fs = std::filesystem;
 
@@ -123,17 +126,33 @@ Status write_safetensors_file(const std::string& path, const std::vector<Safeten
                               const std::map<std::string, std::string>& metadata) {
   std::vector<TensorInfo> infos;
   infos.reserve(tensors.size());
+  std::set<std::string_view> names;
   for (const SafetensorsTensor& t : tensors) {
+    // The header is a JSON object keyed by name: a second tensor of a name
+    // would replace the first's entry and leave its bytes a hole, which
+    // the safetensors library refuses (its offsets must tile the data), and
+    // "__metadata__" is not a tensor to it.
+    auto bad = [&](const std::string& why) { return Status{Errc::invalid, path + ": tensor '" + t.name + "': " + why}; };
+    if (t.name == "__metadata__") return bad("the name safetensors keeps for the metadata");
+    if (!names.insert(t.name).second) return bad("named twice");
+    if (dtype_size(t.dtype) == 0) return bad("no safetensors dtype");
     TensorInfo ti;
     ti.name = t.name;
     ti.dtype = t.dtype;
     ti.shape = t.shape;
     uint64_t n = dtype_size(t.dtype);
-    for (uint64_t d : t.shape) n *= d;
+    for (uint64_t d : t.shape)
+      if (__builtin_mul_overflow(n, d, &n)) return bad("byte length over 2^64");
+    if (n > 0 && t.data == nullptr) return bad("no data");
     ti.end = n;
     infos.push_back(std::move(ti));
   }
-  const std::string header = make_safetensors_header(infos, metadata);
+  std::string header;
+  try {
+    header = make_safetensors_header(infos, metadata);
+  } catch (const std::exception& e) {  // nlohmann's dump: a name or metadata that is not UTF-8
+    return {Errc::invalid, path + ": cannot make the safetensors header: " + e.what()};
+  }
   std::vector<std::pair<const void*, size_t>> parts{{header.data(), header.size()}};
   for (size_t i = 0; i < tensors.size(); ++i) parts.emplace_back(tensors[i].data, infos[i].nbytes());
   return write_file_atomic(path, parts);
