@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -321,9 +322,11 @@ class HttpSourceImpl final : public HttpSource {
                                  " is past the end of the file (" + std::to_string(size_) + " bytes)"};
     if (len == 0) return Status::Ok();
     std::string errors;
-    // unavailable only when every mirror failed so (errc_of_fetch_cause);
-    // a changed origin is mismatch whatever the others did; the rest io.
-    Errc code = Errc::unavailable;
+    // The code every mirror's failure maps to (errc_of_fetch_cause: each
+    // answering 404 is not_found, each unreachable or too slow unavailable);
+    // io where they differ; a changed origin is mismatch whatever the others
+    // did. The read's own deadline passing is a timeout: unavailable.
+    std::optional<Errc> code;
     bool changed = false;
     size_t start = preferred_.load();
     using Clock = std::chrono::steady_clock;
@@ -338,7 +341,7 @@ class HttpSourceImpl final : public HttpSource {
         if (cancelled_.load()) break;
         if (Clock::now() >= deadline) {
           m.counters->errors[static_cast<int>(FetchCause::timeout)]++;
-          return {Errc::io, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: the read's deadline of " +
+          return {Errc::unavailable, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: the read's deadline of " +
                                 std::to_string(opt_.read_deadline_s) + " s passed" + (errors.empty() ? "" : " (" + errors + ")") +
                                 (o.msg.empty() ? "" : "; last: " + m.shown + ": " + o.msg)};
         }
@@ -353,11 +356,12 @@ class HttpSourceImpl final : public HttpSource {
         return Status::Ok();
       }
       if (o.cause == FetchCause::changed) changed = true;
-      else if (errc_of_fetch_cause(o.cause) != Errc::unavailable) code = Errc::io;
+      else if (const Errc e = errc_of_fetch_cause(o.cause); !code) code = e;
+      else if (*code != e) code = Errc::io;
       if (!errors.empty()) errors += "; ";
       errors += m.shown + ": " + o.msg + " (" + std::to_string(std::min(a + 1, opt_.attempts_per_mirror)) + " attempts)";
     }
-    return {changed ? Errc::mismatch : code, "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: " + errors};
+    return {changed ? Errc::mismatch : code.value_or(Errc::io), "range " + std::to_string(offset) + "+" + std::to_string(len) + " failed: " + errors};
   }
 
  private:

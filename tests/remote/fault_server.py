@@ -22,6 +22,7 @@ Modes:
     changed   206 whose Content-Range says the file has another size
     etag      206 with another ETag than HEAD gave
     404, 401  that status (on HEAD too)
+    gone      404 to GET (HEAD is fine): a file deleted after it was opened
     nohead    405 to HEAD (GET is fine): the size comes from a 0-0 range request
 The server stops on SIGTERM or when its parent process dies.
 """
@@ -124,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(m is not None, a, b, size, data, self.etag(full))
         if mode == "500":
             return self.send_status(500)
+        if mode == "gone":
+            return self.send_status(404)
         if mode == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
