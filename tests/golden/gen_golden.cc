@@ -1245,27 +1245,43 @@ int write_compact_golden(const std::string& root) {
   return 0;
 }
 
+// valid-approx/'s index, data and expected lines, the index made compact
+// and raw with `record` as its lossy record (false: it was refused).
+struct RecordDelta {
+  std::string raw, dat, expected;
+};
+bool approx_with_record(const std::string& root, const std::string& record, RecordDelta& out) {
+  const std::string src = root + "/valid-approx";
+  const std::string idx = read_file(src + "/" + kIndexFile);
+  out.dat = read_file(src + "/" + kDataFile);
+  out.expected = read_file(src + "/expected.txt");
+  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), src);
+  if (!m.ok()) { std::fprintf(stderr, "%s\n", m.status().message().c_str()); return false; }
+  m->lossy_record = record;
+  auto raw = serialize_manifest_compact(*m, false);
+  if (!raw.ok()) { std::fprintf(stderr, "compact index refused\n"); return false; }
+  out.raw = std::move(*raw);
+  return true;
+}
+
 // Adds valid-compact-record/: the delta of valid-approx/ (its tenpak.dat and
 // expected.txt as they are) under a raw compact index that carries a lossy
 // record (flags 5), and invalid/compact-record-* (all refused when the index
 // is opened), leaving every older golden file as it is.
 int write_record_golden(const std::string& root) {
-  const std::string src = root + "/valid-approx";
-  const std::string idx = read_file(src + "/" + kIndexFile), dat = read_file(src + "/" + kDataFile),
-                    expected = read_file(src + "/expected.txt");
-  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), src);
-  if (!m.ok()) { std::fprintf(stderr, "%s\n", m.status().message().c_str()); return 1; }
-  m->lossy_record =
+  RecordDelta rd;
+  if (!approx_with_record(root,
       "{\"format\":\"tenpak.lossy\",\"version\":1,\"lossy\":true,\"method\":\"golden:1\",\"embeddings\":false,"
       "\"lossless_delta_bytes\":4096,\"finetune_bytes\":65536,\"quality\":{\"eval_text\":\"golden.txt\","
       "\"eval_part\":\"whole file\",\"ctx\":256,\"windows\":2,\"scored_tokens\":510,\"ppl_ratio\":1.00567,"
-      "\"ppl_delta_pct\":0.567,\"kl_mean\":0.00510234,\"top1_agreement\":0.932}}";
-  auto raw = serialize_manifest_compact(*m, false);
-  if (!raw.ok()) { std::fprintf(stderr, "compact index refused\n"); return 1; }
-  write_delta(root + "/valid-compact-record", *raw, dat, expected);
+      "\"ppl_delta_pct\":0.567,\"kl_mean\":0.00510234,\"top1_agreement\":0.932}}",
+                          rd))
+    return 1;
+  const std::string& dat = rd.dat;
+  write_delta(root + "/valid-compact-record", rd.raw, dat, rd.expected);
   const std::string corrupt = "error corrupt open\n";
   {
-    std::string b = *raw;  // flags 4: a record without the compact layout
+    std::string b = rd.raw;  // flags 4: a record without the compact layout
     const uint32_t f = kIndexRecord;
     std::memcpy(&b[12], &f, 4);
     write_delta(root + "/invalid/compact-record-flags", reseal(b), dat, corrupt);
@@ -1273,7 +1289,7 @@ int write_record_golden(const std::string& root) {
   {
     // The record's last byte cut, body_len one less: its length varint
     // (two bytes, just before the record) states one byte more than is left.
-    std::string b = *raw;
+    std::string b = rd.raw;
     b.erase(b.size() - 9, 1);
     uint32_t len;
     std::memcpy(&len, &b[28], 4);
@@ -1282,7 +1298,7 @@ int write_record_golden(const std::string& root) {
     write_delta(root + "/invalid/compact-record-truncated", reseal(b), dat, corrupt);
   }
   {
-    std::string b = *raw;  // the record's flag cleared: its bytes follow the hashes as trailing bytes
+    std::string b = rd.raw;  // the record's flag cleared: its bytes follow the hashes as trailing bytes
     const uint32_t f = kIndexCompact;
     std::memcpy(&b[12], &f, 4);
     write_delta(root + "/invalid/compact-record-unflagged", reseal(b), dat, corrupt);
@@ -1297,21 +1313,17 @@ int write_record_golden(const std::string& root) {
 // "Lossy deltas") and the calibration text it came from; every older golden
 // file as it is.
 int write_record_labels_golden(const std::string& root) {
-  const std::string src = root + "/valid-approx";
-  const std::string idx = read_file(src + "/" + kIndexFile), dat = read_file(src + "/" + kDataFile),
-                    expected = read_file(src + "/expected.txt");
-  auto m = parse_manifest(reinterpret_cast<const uint8_t*>(idx.data()), idx.size(), src);
-  if (!m.ok()) { std::fprintf(stderr, "%s\n", m.status().message().c_str()); return 1; }
-  m->lossy_record =
+  RecordDelta rd;
+  if (!approx_with_record(root,
       "{\"format\":\"tenpak.lossy\",\"version\":1,\"lossy\":true,\"method\":\"golden:1\",\"embeddings\":false,"
       "\"lossless_delta_bytes\":4096,\"finetune_bytes\":65536,\"quality\":{\"eval_text\":\"golden.txt\","
       "\"eval_part\":\"whole file\",\"ctx\":256,\"windows\":2,\"scored_tokens\":510,\"ppl_ratio\":0.99647,"
       "\"ppl_delta_pct\":-0.353,\"kl_mean\":0.0528834,\"top1_agreement\":0.7956},\"calib\":{\"calib_text\":"
       "\"calib.txt\",\"calib_part\":\"whole file\",\"calib_text_sha256\":"
-      "\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"},\"qat_label_weight\":0.25}";
-  auto raw = serialize_manifest_compact(*m, false);
-  if (!raw.ok()) { std::fprintf(stderr, "compact index refused\n"); return 1; }
-  write_delta(root + "/valid-compact-record-labels", *raw, dat, expected);
+      "\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"},\"qat_label_weight\":0.25}",
+                          rd))
+    return 1;
+  write_delta(root + "/valid-compact-record-labels", rd.raw, rd.dat, rd.expected);
   std::printf("wrote %s/valid-compact-record-labels\n", root.c_str());
   return 0;
 }
