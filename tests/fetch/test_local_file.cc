@@ -88,6 +88,18 @@ std::string direct_unusable(const std::string& p) {
   return "";
 }
 
+// Writes `size` bytes drawn from `rng` to `p` and drops them from the page
+// cache, so that a direct_when_cold source reads them direct; the reason a
+// test must skip (the cache cannot be emptied, O_DIRECT refused), or empty.
+std::string write_cold_file(const std::string& p, size_t size, std::mt19937_64& rng, std::string& data) {
+  data.assign(size, '\0');
+  for (auto& c : data) c = static_cast<char>(rng());
+  std::ofstream(p, std::ios::binary) << data;
+  drop_pages(p);
+  if (resident_pages(p) != 0) return "cannot empty the page cache of a file here";
+  return direct_unusable(p);
+}
+
 }  // namespace
 
 TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
@@ -97,13 +109,9 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
     SCOPED_TRACE(size);
     TempDir d;
     const std::string p = d.path + "/base.bin";
-    std::string data(size, '\0');
+    std::string data;
     std::mt19937_64 rng(size);
-    for (auto& c : data) c = static_cast<char>(rng());
-    std::ofstream(p, std::ios::binary) << data;
-    drop_pages(p);
-    if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
-    if (auto why = direct_unusable(p); !why.empty()) GTEST_SKIP() << why;
+    if (auto why = write_cold_file(p, size, rng, data); !why.empty()) GTEST_SKIP() << why;
     LocalFileOptions lo;
     lo.direct_when_cold = true;
     auto src = open_local_file(p, lo);
@@ -207,13 +215,9 @@ TEST(LocalFile, DirectWhenColdReadsTheFileAndLeavesThePageCacheAlone) {
 TEST(LocalFile, ReadsAreCountedUnderTheFilesRole) {
   TempDir d;
   const std::string p = d.path + "/tenpak.dat";
-  std::string data(192u << 10, '\0');
+  std::string data;
   std::mt19937_64 rng(7);
-  for (auto& c : data) c = static_cast<char>(rng());
-  std::ofstream(p, std::ios::binary) << data;
-  drop_pages(p);
-  if (resident_pages(p) != 0) GTEST_SKIP() << "cannot empty the page cache of a file here";
-  if (auto why = direct_unusable(p); !why.empty()) GTEST_SKIP() << why;
+  if (auto why = write_cold_file(p, 192u << 10, rng, data); !why.empty()) GTEST_SKIP() << why;
   LocalFileOptions lo;
   lo.direct_when_cold = true;
   lo.role = LocalFileOptions::Role::delta_data;
