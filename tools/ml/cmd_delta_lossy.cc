@@ -591,6 +591,29 @@ std::vector<Method> sweep(const std::string& kind, const std::vector<Change>& ch
   return v;
 }
 
+// The path a text is recorded under (lossy record, report): its canonical
+// absolute path, so that one file gives the same record however it was
+// named (--eval-text, --data-dir, $TENPAK_SHARED, the working directory).
+// gptqmix counts the record in its budget, so a spelling of a different
+// length ("/work/main/../shared" against "/work/shared") moved its
+// allocation and gave a different delta from the same inputs (issue 20:
+// 32,396 against 32,459 B). Refused when not UTF-8 (the record is JSON text).
+Result<std::string> recorded_path(const std::string& p) {
+  std::error_code ec;
+  fs::path a = fs::absolute(p, ec);
+  if (ec) a = p;
+  fs::path c = fs::weakly_canonical(a, ec);
+  if (ec) c = a.lexically_normal();
+  std::string s = c.string();
+  try {
+    (void)json(s).dump();
+  } catch (const json::type_error&) {
+    return Status{Errc::invalid, s + ": this path is not valid UTF-8, and the delta's lossy record stores it as "
+                                     "JSON text; rename the file or its directory"};
+  }
+  return s;
+}
+
 Result<EvalSet> eval_set(const LossyOptions& o) {
   EvalSet ev;
   std::string text;
@@ -616,6 +639,9 @@ Result<EvalSet> eval_set(const LossyOptions& o) {
     text = t->substr(cut);
     ev.part = "bytes " + std::to_string(cut) + ".." + std::to_string(t->size()) + " (held-out last 10%)";
   }
+  auto rp = recorded_path(ev.file);
+  if (!rp.ok()) return rp.status();
+  ev.file = *rp;
   ev.sha256 = hex(sha256(text.data(), text.size()));
   auto tok = rt::Tokenizer::load(o.ft);
   if (!tok.ok())
@@ -637,7 +663,9 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
   if (!o.calib_text.empty()) {
     auto t = read_text_file(o.calib_text);
     if (!t.ok()) return t.status();
-    cs.file = o.calib_text;
+    auto rp = recorded_path(o.calib_text);
+    if (!rp.ok()) return rp.status();
+    cs.file = *rp;
     cs.part = "whole file";
     text = *t;
   } else if (o.eval_text.empty()) {
