@@ -499,7 +499,8 @@ Status copy_identical_ranges(Template& t, const std::string& ft_dir) {
 
 struct EvalSet {
   std::vector<int64_t> ids;
-  std::string file, sha256, part;
+  std::string path;  // as given: read from, named in messages
+  std::string file, sha256, part;  // as recorded: file is recorded_name(path)
   std::string text;  // eval_set's only: calib_set refuses a calibration text overlapping it
 };
 
@@ -591,25 +592,22 @@ std::vector<Method> sweep(const std::string& kind, const std::vector<Change>& ch
   return v;
 }
 
-// The path a text is recorded under (lossy record, report): its canonical
-// absolute path, so that one file gives the same record however it was
-// named (--eval-text, --data-dir, $TENPAK_SHARED, the working directory).
-// gptqmix counts the record in its budget, so a spelling of a different
-// length ("/work/main/../shared" against "/work/shared") moved its
-// allocation and gave a different delta from the same inputs (issue 20:
-// 32,396 against 32,459 B). Refused when not UTF-8 (the record is JSON text).
-Result<std::string> recorded_path(const std::string& p) {
-  std::error_code ec;
-  fs::path a = fs::absolute(p, ec);
-  if (ec) a = p;
-  fs::path c = fs::weakly_canonical(a, ec);
-  if (ec) c = a.lexically_normal();
-  std::string s = c.string();
+// The name a text is recorded under (lossy record, report): its file name
+// alone; its sha256 beside it says which text it was. So one file gives the
+// same record wherever it lies and however it was named (--eval-text,
+// --data-dir, $TENPAK_SHARED, the working directory), and a published delta
+// carries no directory of the machine that built it. gptqmix counts the
+// record in its budget, so a path of another length ("/work/main/../shared"
+// against "/work/shared") moved its allocation and gave a different delta
+// from the same inputs (issue 20: 32,396 against 32,459 B). Refused when not
+// UTF-8 (the record is JSON text).
+Result<std::string> recorded_name(const std::string& p) {
+  std::string s = fs::path(p).lexically_normal().filename().string();
   try {
     (void)json(s).dump();
   } catch (const json::type_error&) {
-    return Status{Errc::invalid, s + ": this path is not valid UTF-8, and the delta's lossy record stores it as "
-                                     "JSON text; rename the file or its directory"};
+    return Status{Errc::invalid, p + ": this file name is not valid UTF-8, and the delta's lossy record stores it as "
+                                     "JSON text; rename the file"};
   }
   return s;
 }
@@ -620,7 +618,7 @@ Result<EvalSet> eval_set(const LossyOptions& o) {
   if (!o.eval_text.empty()) {
     auto t = read_text_file(o.eval_text);
     if (!t.ok()) return t.status();
-    ev.file = o.eval_text;
+    ev.path = o.eval_text;
     ev.part = "whole file";
     text = *t;
   } else {
@@ -629,17 +627,17 @@ Result<EvalSet> eval_set(const LossyOptions& o) {
       const char* env = std::getenv("TENPAK_SHARED");
       dd = env && *env ? (fs::path(env) / "data").string() : "../shared/data";
     }
-    ev.file = (fs::path(dd) / "text/tinyshakespeare.txt").string();
-    auto t = read_text_file(ev.file);
+    ev.path = (fs::path(dd) / "text/tinyshakespeare.txt").string();
+    auto t = read_text_file(ev.path);
     if (!t.ok())
-      return Status{Errc::invalid, ev.file + ": the default held-out text is not there (" + t.status().message() +
+      return Status{Errc::invalid, ev.path + ": the default held-out text is not there (" + t.status().message() +
                                        "); give --eval-text FILE or --data-dir"};
     // As tenpak fixture stories-ft: the held-out last 10%.
     const size_t cut = held_out_cut(*t);
     text = t->substr(cut);
     ev.part = "bytes " + std::to_string(cut) + ".." + std::to_string(t->size()) + " (held-out last 10%)";
   }
-  auto rp = recorded_path(ev.file);
+  auto rp = recorded_name(ev.path);
   if (!rp.ok()) return rp.status();
   ev.file = *rp;
   ev.sha256 = hex(sha256(text.data(), text.size()));
@@ -663,14 +661,16 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
   if (!o.calib_text.empty()) {
     auto t = read_text_file(o.calib_text);
     if (!t.ok()) return t.status();
-    auto rp = recorded_path(o.calib_text);
+    cs.path = o.calib_text;
+    auto rp = recorded_name(cs.path);
     if (!rp.ok()) return rp.status();
     cs.file = *rp;
     cs.part = "whole file";
     text = *t;
   } else if (o.eval_text.empty()) {
+    cs.path = ev.path;
     cs.file = ev.file;
-    auto t = read_text_file(ev.file);
+    auto t = read_text_file(ev.path);
     if (!t.ok()) return t.status();
     const size_t cut = held_out_cut(*t);
     text = t->substr(0, cut);
@@ -680,7 +680,7 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
   }
   cs.sha256 = hex(sha256(text.data(), text.size()));
   if (cs.sha256 == ev.sha256)
-    return Status{Errc::invalid, cs.file + ": the calibration text is the text the quality is measured on; give "
+    return Status{Errc::invalid, cs.path + ": the calibration text is the text the quality is measured on; give "
                                            "another --calib-text (or --no-tune)"};
   // A text holding the evaluation text (the whole of TinyShakespeare against
   // its held-out 10%), or held in it, would train the scales and the codes
@@ -691,9 +691,9 @@ Result<EvalSet> calib_set(const LossyOptions& o, const EvalSet& ev) {
                hay.end();
   };
   if (holds(text, ev.text) || holds(ev.text, text))
-    return Status{Errc::invalid, cs.file + ": the calibration text " +
+    return Status{Errc::invalid, cs.path + ": the calibration text " +
                                      (text.size() >= ev.text.size() ? "contains" : "is part of") +
-                                     " the text the quality is measured on (" + ev.file + ", " + ev.part +
+                                     " the text the quality is measured on (" + ev.path + ", " + ev.part +
                                      "); give a calibration text disjoint from it (or --no-tune)"};
   auto tok = rt::Tokenizer::load(o.ft);
   if (!tok.ok()) return tok.status();
@@ -792,7 +792,7 @@ Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector
                    const LossyOptions& o, const char* what, std::vector<double>& scales, json& report) {
   const int64_t ctx = o.tune_ctx;
   if (static_cast<int64_t>(cs.ids.size()) < ctx + 2)
-    return {Errc::invalid, cs.file + ": the calibration text is too short for windows of " + std::to_string(ctx)};
+    return {Errc::invalid, cs.path + ": the calibration text is too short for windows of " + std::to_string(ctx)};
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < changes.size(); ++i) index[changes[i].name] = i;
   auto init_t = torch::tensor(init, torch::kFloat64).to(torch::kFloat32);
@@ -839,7 +839,7 @@ Status tune_scales(const rt::Model& base, const rt::Model& ft, const std::vector
             {"logit_mse_before", before},   {"logit_mse_after", after},
             {"scale_multiplier_min", m.min().item<double>()}, {"scale_multiplier_max", m.max().item<double>()}};
   if (!o.json)
-    std::fprintf(stderr, "  %s scales tuned on %s (%s): logit MSE %.4g -> %.4g (%d steps)\n", what, cs.file.c_str(),
+    std::fprintf(stderr, "  %s scales tuned on %s (%s): logit MSE %.4g -> %.4g (%d steps)\n", what, cs.path.c_str(),
                  cs.part.c_str(), before, after, o.tune_steps);
   return Status::Ok();
 }
