@@ -38,8 +38,8 @@ struct HttpOptions {
   long min_rate = 64 * 1024;
   long range_base_ms = 2000;
   // All attempts of one read(), over every mirror, end within this: then the
-  // read fails with Errc::io (EIO in a mount: the read's budget ran out,
-  // whatever the origin's state), counted as a timeout. 0: no deadline.
+  // read fails with Errc::unavailable (a timeout: exit 7; EIO in a mount),
+  // counted as a timeout. 0: no deadline.
   long read_deadline_s = 60;
   int attempts_per_mirror = 5;   // tries of one request on one mirror
   int backoff_initial_ms = 100;  // doubled per retry, with +-50% jitter
